@@ -1,0 +1,18 @@
+//! trl-core: everything the trl-rs methods share.
+//!
+//! - [`model`]: the decoder-only transformer family (Llama, Mistral, Qwen2, Qwen3) built from a
+//!   Hugging Face `config.json`, its reward head, and safetensors loading/saving in HF layout.
+//! - [`tokenizer`]: `tokenizer.json` + `tokenizer_config.json` semantics and chat templates.
+//! - [`hub`]: resolving a model id to a local folder through the Hugging Face cache.
+//!
+//! Architecture invariants: trl-core knows no method; it never enables a burn backend.
+
+pub mod error;
+pub mod hub;
+pub mod model;
+pub mod tokenizer;
+
+pub use error::{Error, Result};
+
+/// The burn release trl-core is built against, reported by `trl env`.
+pub const BURN_VERSION: &str = "0.22.1";

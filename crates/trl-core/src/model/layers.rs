@@ -1,0 +1,212 @@
+//! One decoder layer of the Llama family: attention (GQA, RoPE, optional q/k norms and biases)
+//! and the SwiGLU MLP, each behind an RMSNorm with a residual connection.
+
+use burn::module::Module;
+use burn::nn::{Linear, RmsNorm};
+use burn::tensor::activation::{silu, softmax};
+use burn::tensor::{Bool, Device, Tensor};
+
+use super::config::DecoderConfig;
+use super::rope::RotaryTables;
+use super::weights::{WeightReader, WeightWriter};
+use crate::Result;
+
+/// Multi-head attention with grouped key/value heads, as in `LlamaAttention` / `Qwen3Attention`.
+#[derive(Module, Debug)]
+pub struct Attention {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    o_proj: Linear,
+    /// Qwen3: RMSNorm over each query head.
+    q_norm: Option<RmsNorm>,
+    /// Qwen3: RMSNorm over each key head.
+    k_norm: Option<RmsNorm>,
+    num_heads: usize,
+    num_kv_heads: usize,
+    head_dim: usize,
+}
+
+impl Attention {
+    fn load(
+        r: &mut WeightReader,
+        prefix: &str,
+        c: &DecoderConfig,
+        device: &Device,
+    ) -> Result<Self> {
+        let (h, d) = (c.hidden_size, c.head_dim);
+        let (q_out, kv_out) = (c.num_attention_heads * d, c.num_key_value_heads * d);
+        let norm = |r: &mut WeightReader, name: &str| -> Result<Option<RmsNorm>> {
+            if c.qk_norm {
+                Ok(Some(r.rms_norm(
+                    &format!("{prefix}.{name}"),
+                    d,
+                    c.rms_norm_eps,
+                    device,
+                )?))
+            } else {
+                Ok(None)
+            }
+        };
+        Ok(Attention {
+            q_proj: r.linear(&format!("{prefix}.q_proj"), h, q_out, c.qkv_bias, device)?,
+            k_proj: r.linear(&format!("{prefix}.k_proj"), h, kv_out, c.qkv_bias, device)?,
+            v_proj: r.linear(&format!("{prefix}.v_proj"), h, kv_out, c.qkv_bias, device)?,
+            o_proj: r.linear(&format!("{prefix}.o_proj"), q_out, h, c.o_bias, device)?,
+            q_norm: norm(r, "q_norm")?,
+            k_norm: norm(r, "k_norm")?,
+            num_heads: c.num_attention_heads,
+            num_kv_heads: c.num_key_value_heads,
+            head_dim: d,
+        })
+    }
+
+    fn save(&self, w: &mut WeightWriter, prefix: &str) -> Result<()> {
+        w.linear(&format!("{prefix}.q_proj"), &self.q_proj)?;
+        w.linear(&format!("{prefix}.k_proj"), &self.k_proj)?;
+        w.linear(&format!("{prefix}.v_proj"), &self.v_proj)?;
+        w.linear(&format!("{prefix}.o_proj"), &self.o_proj)?;
+        if let Some(norm) = &self.q_norm {
+            w.rms_norm(&format!("{prefix}.q_norm"), norm)?;
+        }
+        if let Some(norm) = &self.k_norm {
+            w.rms_norm(&format!("{prefix}.k_norm"), norm)?;
+        }
+        Ok(())
+    }
+
+    /// `x` `[batch, seq, hidden]`, `blocked` `[batch, 1, seq, seq]` -> `[batch, seq, hidden]`.
+    fn forward(&self, x: Tensor<3>, rope: &RotaryTables, blocked: &Tensor<4, Bool>) -> Tensor<3> {
+        let [batch, seq, _] = x.dims();
+        let (heads, kv_heads, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        let split_heads = |t: Tensor<3>, n: usize| t.reshape([batch, seq, n, d]).swap_dims(1, 2);
+        // [batch, heads, seq, head_dim]
+        let mut q = split_heads(self.q_proj.forward(x.clone()), heads);
+        // [batch, kv_heads, seq, head_dim]
+        let mut k = split_heads(self.k_proj.forward(x.clone()), kv_heads);
+        let v = split_heads(self.v_proj.forward(x), kv_heads);
+        if let (Some(q_norm), Some(k_norm)) = (&self.q_norm, &self.k_norm) {
+            q = q_norm.forward(q);
+            k = k_norm.forward(k);
+        }
+        let q = rope.apply(q);
+        let k = rope.apply(k);
+        // Grouped-query attention: each kv head serves `heads / kv_heads` consecutive query heads.
+        let repeat = |t: Tensor<4>| {
+            let group = heads / kv_heads;
+            if group == 1 {
+                return t;
+            }
+            t.reshape([batch, kv_heads, 1, seq, d])
+                .expand([batch, kv_heads, group, seq, d])
+                .reshape([batch, heads, seq, d])
+        };
+        let (k, v) = (repeat(k), repeat(v));
+        // [batch, heads, seq, seq]
+        let scores = q.matmul(k.swap_dims(2, 3)) * (1.0 / (d as f64).sqrt());
+        let scores = scores.mask_fill(blocked.clone().expand([batch, heads, seq, seq]), f32::MIN);
+        let probs = softmax(scores, 3);
+        // [batch, heads, seq, head_dim] -> [batch, seq, heads * head_dim]
+        let context = probs
+            .matmul(v)
+            .swap_dims(1, 2)
+            .reshape([batch, seq, heads * d]);
+        self.o_proj.forward(context)
+    }
+}
+
+/// SwiGLU feed-forward: `down(silu(gate(x)) * up(x))`.
+#[derive(Module, Debug)]
+pub struct Mlp {
+    gate_proj: Linear,
+    up_proj: Linear,
+    down_proj: Linear,
+}
+
+impl Mlp {
+    fn load(
+        r: &mut WeightReader,
+        prefix: &str,
+        c: &DecoderConfig,
+        device: &Device,
+    ) -> Result<Self> {
+        let (h, i, b) = (c.hidden_size, c.intermediate_size, c.mlp_bias);
+        Ok(Mlp {
+            gate_proj: r.linear(&format!("{prefix}.gate_proj"), h, i, b, device)?,
+            up_proj: r.linear(&format!("{prefix}.up_proj"), h, i, b, device)?,
+            down_proj: r.linear(&format!("{prefix}.down_proj"), i, h, b, device)?,
+        })
+    }
+
+    fn save(&self, w: &mut WeightWriter, prefix: &str) -> Result<()> {
+        w.linear(&format!("{prefix}.gate_proj"), &self.gate_proj)?;
+        w.linear(&format!("{prefix}.up_proj"), &self.up_proj)?;
+        w.linear(&format!("{prefix}.down_proj"), &self.down_proj)
+    }
+
+    /// `[batch, seq, hidden]` -> `[batch, seq, hidden]`
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let gate = silu(self.gate_proj.forward(x.clone()));
+        self.down_proj.forward(gate * self.up_proj.forward(x))
+    }
+}
+
+/// A pre-norm decoder block (`model.layers.N`).
+#[derive(Module, Debug)]
+pub struct DecoderLayer {
+    input_layernorm: RmsNorm,
+    self_attn: Attention,
+    post_attention_layernorm: RmsNorm,
+    mlp: Mlp,
+}
+
+impl DecoderLayer {
+    /// Loads `{prefix}.*` with HF names.
+    pub fn load(
+        r: &mut WeightReader,
+        prefix: &str,
+        c: &DecoderConfig,
+        device: &Device,
+    ) -> Result<Self> {
+        let (h, eps) = (c.hidden_size, c.rms_norm_eps);
+        Ok(DecoderLayer {
+            input_layernorm: r.rms_norm(&format!("{prefix}.input_layernorm"), h, eps, device)?,
+            self_attn: Attention::load(r, &format!("{prefix}.self_attn"), c, device)?,
+            post_attention_layernorm: r.rms_norm(
+                &format!("{prefix}.post_attention_layernorm"),
+                h,
+                eps,
+                device,
+            )?,
+            mlp: Mlp::load(r, &format!("{prefix}.mlp"), c, device)?,
+        })
+    }
+
+    /// Writes `{prefix}.*` with HF names.
+    pub fn save(&self, w: &mut WeightWriter, prefix: &str) -> Result<()> {
+        w.rms_norm(&format!("{prefix}.input_layernorm"), &self.input_layernorm)?;
+        self.self_attn.save(w, &format!("{prefix}.self_attn"))?;
+        w.rms_norm(
+            &format!("{prefix}.post_attention_layernorm"),
+            &self.post_attention_layernorm,
+        )?;
+        self.mlp.save(w, &format!("{prefix}.mlp"))
+    }
+
+    /// `[batch, seq, hidden]` -> `[batch, seq, hidden]`
+    pub fn forward(
+        &self,
+        x: Tensor<3>,
+        rope: &RotaryTables,
+        blocked: &Tensor<4, Bool>,
+    ) -> Tensor<3> {
+        let attended =
+            self.self_attn
+                .forward(self.input_layernorm.forward(x.clone()), rope, blocked);
+        let x = x + attended;
+        let mlp_out = self
+            .mlp
+            .forward(self.post_attention_layernorm.forward(x.clone()));
+        x + mlp_out
+    }
+}

@@ -1,0 +1,62 @@
+//! Development tasks: `cargo xtask <task>`.
+//!
+//! - `reference`: create the Python reference environment (`.venv-reference`, pinned by
+//!   `reference/requirements.txt`) if missing and regenerate every fixture and expected value
+//!   under `fixtures/` with `reference/make_fixtures.py`. Expected numbers are never edited by
+//!   hand: change the script and run this.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+fn main() -> Result<()> {
+    let task = std::env::args().nth(1).unwrap_or_default();
+    match task.as_str() {
+        "reference" => reference(),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <task>\n\ntasks:\n  reference   regenerate fixtures/ with TRL/transformers from PyPI"
+            );
+            bail!("unknown task {task:?}")
+        }
+    }
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the repo")
+        .to_path_buf()
+}
+
+/// The reference venv's python, created and filled from requirements.txt when missing.
+pub fn reference_python(root: &Path) -> Result<PathBuf> {
+    let venv = root.join(".venv-reference");
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+        run(Command::new(&python)
+            .args(["-m", "pip", "install", "-q", "-r"])
+            .arg(root.join("reference/requirements.txt")))?;
+    }
+    Ok(python)
+}
+
+fn reference() -> Result<()> {
+    let root = repo_root();
+    let python = reference_python(&root)?;
+    run(Command::new(python)
+        .arg(root.join("reference/make_fixtures.py"))
+        .current_dir(&root))
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    let status = cmd
+        .status()
+        .with_context(|| format!("could not start {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
