@@ -16,6 +16,11 @@ What it does
    eager attention, no dropout) with ``trl.SFTTrainer`` for 8 optimizer steps on CPU and writes
    ``fixtures/expected/sft/<case>.json``.
 
+Note: ``reference/make_fixtures.py`` deletes and rewrites the whole ``fixtures/`` tree, which
+removes ``fixtures/expected/sft/``; run this script again after it.
+
+Semantics behind these numbers are documented in ``docs/notes/trl-sft-semantics.md``.
+
 Everything is deterministic: one CPU thread, ``seed=42`` (set by SFTTrainer before the model is
 built and by the Trainer), ``train_sampling_strategy="sequential"`` (a real TrainingArguments
 option in transformers 5.23, so no sampler override is needed), no dropout, fp32 (``bf16=False`` has
@@ -247,6 +252,11 @@ CASES = {
         description="as 'text' with loss_type='dft'",
         dataset="datasets/text.jsonl",
         args={"loss_type": "dft"},
+    ),
+    "text_logging3": dict(
+        description="as 'text' with logging_steps=3 and logging_first_step=True (loss averaged over the steps since the last log; leftover metrics land in the final summary entry)",
+        dataset="datasets/text.jsonl",
+        args={"logging_steps": 3, "logging_first_step": True},
     ),
     "text_cosine_warmup_wd": dict(
         description="as 'text' with cosine schedule, warmup_steps=0.25 (ratio -> 2 steps), weight_decay=0.1, max_grad_norm=0.5, adam_beta2=0.99",

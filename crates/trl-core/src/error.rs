@@ -37,6 +37,10 @@ pub enum Error {
     /// `--device` names a device that is not compiled in or does not parse.
     #[error("device: {message}")]
     Device { message: String },
+    /// A dataset cannot be found, read, or used by the method: the message lists every problem
+    /// found, each with its file, line or row, and column.
+    #[error("dataset: {message}")]
+    Data { message: String },
 }
 
 /// Result with trl-core's [`Error`].

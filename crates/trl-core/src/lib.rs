@@ -8,9 +8,12 @@
 //! Architecture invariants: trl-core knows no method; it never enables a burn backend.
 
 pub mod error;
+pub mod data;
 pub mod hub;
+pub mod logprobs;
 pub mod model;
 pub mod tokenizer;
+pub mod train;
 
 pub use error::{Error, Result};
 

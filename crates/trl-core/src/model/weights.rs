@@ -72,6 +72,18 @@ impl WeightReader {
         })
     }
 
+    /// Opens one safetensors file on its own (optimizer states and other non-model files).
+    pub fn open_file(path: &Path) -> Result<Self> {
+        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        // SAFETY: the map is read-only and the file is not modified while we hold it.
+        let mmap = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+        let tensors = SafeTensors::deserialize(&mmap).map_err(|e| Error::Weights {
+            message: format!("{}: not a valid safetensors file ({e}); is it truncated?", path.display()),
+        })?;
+        let location = tensors.names().into_iter().map(|n| (n.to_string(), 0)).collect();
+        Ok(WeightReader { files: vec![(path.to_path_buf(), mmap)], location, used: HashSet::new() })
+    }
+
     /// Whether the checkpoint holds `name`.
     pub fn contains(&self, name: &str) -> bool {
         self.location.contains_key(name)
@@ -268,6 +280,11 @@ impl WeightWriter {
             })?;
         self.tensors.insert(name.to_string(), (shape, data));
         Ok(())
+    }
+
+    /// Adds host values directly (small bookkeeping tensors such as an optimizer step count).
+    pub fn add_values(&mut self, name: &str, shape: Vec<usize>, data: Vec<f32>) {
+        self.tensors.insert(name.to_string(), (shape, data));
     }
 
     /// Adds burn's [`Linear`] under HF names, weight transposed back to `[out, in]`.

@@ -19,7 +19,7 @@ use serde_json::{Map, Value as Json};
 
 use super::jinja_env::{
     GENERATION_END, GENERATION_START, RaisedByTemplate, chat_template_environment,
-    rewrite_generation_tags,
+    normalize_newlines, rewrite_generation_tags,
 };
 use super::template_values::json_to_value;
 use crate::{Error, Result};
@@ -47,6 +47,14 @@ pub struct RenderOptions {
     /// Extra template variables (TRL's `chat_template_kwargs`, e.g. `enable_thinking`). They override
     /// the tokenizer's special tokens of the same name.
     pub extra: Map<String, Json>,
+}
+
+impl RenderOptions {
+    /// Whether tools are given (`tools is not None`), which picks the `tool_use` template when a
+    /// tokenizer has several.
+    pub fn has_tools(&self) -> bool {
+        self.tools.as_ref().is_some_and(|t| !t.is_null())
+    }
 }
 
 /// A rendered conversation plus where its `{% generation %}` blocks ended up.
@@ -79,7 +87,8 @@ impl ChatTemplate {
     /// Compiles a Jinja chat template; syntax errors are reported here, not at render time.
     pub fn new(source: impl Into<String>) -> Result<Self> {
         let source = source.into();
-        let (rewritten, has_generation_blocks) = rewrite_generation_tags(&source);
+        let (rewritten, has_generation_blocks) =
+            rewrite_generation_tags(&normalize_newlines(&source));
         let mut env = chat_template_environment();
         env.add_template_owned(TEMPLATE_NAME, rewritten)
             .map_err(template_error)?;
@@ -156,7 +165,7 @@ impl ChatTemplate {
 
     /// The variables the template sees: kwargs first, then the four named arguments.
     fn context(&self, chat: Vec<Json>, options: &RenderOptions) -> Result<Value> {
-        if let Some(tools) = &options.tools {
+        if let Some(tools) = options.tools.as_ref().filter(|t| !t.is_null()) {
             let valid = tools
                 .as_array()
                 .is_some_and(|tools| tools.iter().all(Json::is_object));
@@ -166,7 +175,7 @@ impl ChatTemplate {
                 ));
             }
         }
-        if let Some(documents) = &options.documents {
+        if let Some(documents) = options.documents.as_ref().filter(|d| !d.is_null()) {
             let valid = documents
                 .as_array()
                 .is_some_and(|docs| docs.iter().all(Json::is_object));

@@ -56,6 +56,27 @@ pub(crate) fn chat_template_environment() -> Environment<'static> {
     env.add_function("cycler", minijinja_contrib::globals::cycler);
     env.add_function("joiner", minijinja_contrib::globals::joiner);
 
+    // Jinja2 tests whose Python meaning differs from minijinja's: `None` is not iterable, strings, dicts
+    // and undefined are sequences (they have `len` and `__getitem__`), and booleans are numbers.
+    env.add_test("iterable", |value: Value| match value.kind() {
+        ValueKind::None | ValueKind::Bool | ValueKind::Number | ValueKind::Invalid => false,
+        ValueKind::Plain => value.try_iter().is_ok(),
+        _ => true,
+    });
+    env.add_test("sequence", |value: Value| {
+        matches!(
+            value.kind(),
+            ValueKind::Undefined
+                | ValueKind::String
+                | ValueKind::Bytes
+                | ValueKind::Seq
+                | ValueKind::Map
+        )
+    });
+    env.add_test("number", |value: Value| {
+        matches!(value.kind(), ValueKind::Number | ValueKind::Bool)
+    });
+
     env.add_filter("tojson", tojson);
     env.add_filter("string", |value: Value| python_str(&value));
     env.add_filter(GENERATION_FILTER, |body: Value| {
@@ -136,6 +157,12 @@ fn tojson(value: &Value, args: Rest<Value>) -> Result<String, Error> {
         }
     }
     dumps(value, &options)
+}
+
+/// Jinja2's lexer turns every `\r\n` and `\r` of the template source into `\n` (`newline_sequence`);
+/// minijinja keeps them, so templates saved with Windows line endings need this first.
+pub(crate) fn normalize_newlines(source: &str) -> String {
+    source.replace("\r\n", "\n").replace('\r', "\n")
 }
 
 /// Rewrites `{% generation %}` / `{% endgeneration %}` (transformers' AssistantTracker tags, which
@@ -267,6 +294,16 @@ mod tests {
         let raised =
             std::error::Error::source(&err).and_then(|s| s.downcast_ref::<RaisedByTemplate>());
         assert_eq!(raised.map(|r| r.0.as_str()), Some("roles must alternate"));
+    }
+
+    #[test]
+    fn tests_follow_python_semantics() {
+        let out = render(
+            "{{ none is iterable }} {{ 'a' is sequence }} {{ true is number }} {{ [] is iterable }}",
+            Value::from(()),
+        );
+        assert_eq!(out.unwrap(), "False True True True");
+        assert_eq!(normalize_newlines("a\r\nb\rc"), "a\nb\nc");
     }
 
     #[test]

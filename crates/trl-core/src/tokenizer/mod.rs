@@ -14,9 +14,11 @@
 //! - `decode` applies `clean_up_tokenization_spaces` only when the config asks for it and the model is
 //!   not BPE.
 
+mod chat;
 mod chat_template;
 mod jinja_env;
 mod py_json;
+mod save;
 mod special_tokens;
 mod strftime;
 mod template_files;
@@ -32,6 +34,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::{Map, Value as Json};
 use tokenizers::{ModelWrapper, PaddingParams, TruncationParams};
 
+pub use chat::ChatEncoding;
 pub use chat_template::{ChatTemplate, RenderOptions, RenderedChat};
 
 use crate::{Error, Result};
@@ -41,16 +44,6 @@ use template_files::ChatTemplates;
 const TOKENIZER_FILE: &str = "tokenizer.json";
 const TOKENIZER_CONFIG_FILE: &str = "tokenizer_config.json";
 const SPECIAL_TOKENS_MAP_FILE: &str = "special_tokens_map.json";
-
-/// A conversation encoded for training with `assistant_only_loss`
-/// (`apply_chat_template(..., return_dict=True, return_assistant_tokens_mask=True)`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChatEncoding {
-    /// Token ids of the rendered conversation (no special tokens added beyond the template's).
-    pub input_ids: Vec<u32>,
-    /// 1 for tokens rendered inside `{% generation %}` blocks, else 0; same length as `input_ids`.
-    pub assistant_masks: Vec<u8>,
-}
 
 /// A Hugging Face tokenizer folder loaded with `transformers` semantics.
 #[derive(Debug, Clone)]
@@ -301,170 +294,6 @@ impl Tokenizer {
     pub fn backend(&self) -> &tokenizers::Tokenizer {
         &self.backend
     }
-
-    /// Replaces the chat template with the contents of a `.jinja` file (TRL's `chat_template_path`
-    /// when it names a file).
-    pub fn set_chat_template_from_file(&mut self, path: impl AsRef<Path>) -> Result<()> {
-        let path = path.as_ref();
-        if !path.is_file() {
-            return Err(Error::ChatTemplate {
-                message: format!(
-                    "{}: chat_template_path must be a Jinja file (.jinja); cloning the template of another \
-                     tokenizer folder is not supported",
-                    path.display()
-                ),
-            });
-        }
-        let source = fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        self.set_chat_template(source)
-    }
-
-    /// Replaces the chat template (`tokenizer.chat_template = source`); it is compiled to report syntax
-    /// errors now.
-    pub fn set_chat_template(&mut self, source: impl Into<String>) -> Result<()> {
-        let source = source.into();
-        self.compiled_template(&source)?;
-        self.chat_templates = ChatTemplates::Single(source);
-        Ok(())
-    }
-
-    /// The compiled template `apply_chat_template` uses (`tool_use` among named templates when tools
-    /// are given).
-    pub fn chat_template(&self, has_tools: bool) -> Result<Arc<ChatTemplate>> {
-        let source = self.chat_templates.select(has_tools)?.to_string();
-        self.compiled_template(&source)
-    }
-
-    fn compiled_template(&self, source: &str) -> Result<Arc<ChatTemplate>> {
-        let mut cache = self
-            .compiled
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(template) = cache.iter().find(|t| t.source() == source) {
-            return Ok(template.clone());
-        }
-        let template = Arc::new(ChatTemplate::new(source)?);
-        cache.push(template.clone());
-        Ok(template)
-    }
-
-    /// `apply_chat_template(messages, tokenize=False, ...)`: the special tokens (`bos_token`, ...) are
-    /// template variables unless `options.extra` sets the same name.
-    pub fn apply_chat_template(&self, messages: &Json, options: &RenderOptions) -> Result<String> {
-        let template = self.chat_template(options.tools.is_some())?;
-        template.render(messages, &self.with_special_tokens(options))
-    }
-
-    /// `apply_chat_template(messages, tokenize=True, return_dict=False)`: the rendered text encoded
-    /// without adding special tokens.
-    pub fn apply_chat_template_ids(
-        &self,
-        messages: &Json,
-        options: &RenderOptions,
-    ) -> Result<Vec<u32>> {
-        let text = self.apply_chat_template(messages, options)?;
-        self.encode(&text, false)
-    }
-
-    /// `apply_chat_template(..., return_dict=True, return_assistant_tokens_mask=True)`: ids plus a mask of
-    /// the tokens inside `{% generation %}` blocks, computed as transformers does (tokens from the one
-    /// holding a block's first character to the one holding its last).
-    pub fn apply_chat_template_with_assistant_mask(
-        &self,
-        messages: &Json,
-        options: &RenderOptions,
-    ) -> Result<ChatEncoding> {
-        let template = self.chat_template(options.tools.is_some())?;
-        let rendered =
-            template.render_with_generation_spans(messages, &self.with_special_tokens(options))?;
-        let encoding = self
-            .backend
-            .encode(rendered.text.as_str(), false)
-            .map_err(backend_error)?;
-        let len = encoding.get_ids().len();
-        let mut assistant_masks = vec![0u8; len];
-        for span in &rendered.generation_spans {
-            if span.is_empty() {
-                continue;
-            }
-            let Some(start) = encoding.char_to_token(span.start, 0) else {
-                break; // transformers stops at the first span that starts past the (truncated) end
-            };
-            // transformers: `end_token + 1 if end_token else len`, so a last token of 0 also means "to the end".
-            let end = match encoding.char_to_token(span.end - 1, 0) {
-                Some(end) if end != 0 => end + 1,
-                _ => len,
-            };
-            for mask in &mut assistant_masks[start.min(len)..end.min(len)] {
-                *mask = 1;
-            }
-        }
-        Ok(ChatEncoding {
-            input_ids: encoding.get_ids().to_vec(),
-            assistant_masks,
-        })
-    }
-
-    fn with_special_tokens(&self, options: &RenderOptions) -> RenderOptions {
-        let mut extra = Map::new();
-        for (name, token) in self.special.map() {
-            extra.insert(name, Json::String(token));
-        }
-        for (name, value) in &options.extra {
-            extra.insert(name.clone(), value.clone());
-        }
-        RenderOptions {
-            extra,
-            ..options.clone()
-        }
-    }
-
-    /// Writes `tokenizer.json`, `tokenizer_config.json` (original keys kept, special tokens updated,
-    /// `chat_template` moved out) and the chat template files, so `AutoTokenizer.from_pretrained(dir)`
-    /// loads the same tokenizer. Formatting follows transformers' `save_pretrained`.
-    pub fn save(&self, dir: impl AsRef<Path>) -> Result<()> {
-        let dir = dir.as_ref();
-        fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-
-        let mut backend = self.backend.clone();
-        backend.with_padding(self.saved_padding.clone());
-        backend
-            .with_truncation(self.saved_truncation.clone())
-            .map_err(|e| Error::Tokenizer {
-                message: format!("cannot restore truncation: {e}"),
-            })?;
-        let tokenizer_file = dir.join(TOKENIZER_FILE);
-        backend
-            .save(&tokenizer_file, true)
-            .map_err(|e| Error::Tokenizer {
-                message: format!("{}: {e}", tokenizer_file.display()),
-            })?;
-
-        let mut config = self.config.clone();
-        for (name, token) in &self.special.named {
-            let current = config
-                .get(name)
-                .and_then(|v| special_tokens::parse_added_token(v, true));
-            if current.is_none_or(|c| c.content != token.content) {
-                config.insert(name.clone(), Json::String(token.content.clone()));
-            }
-        }
-        self.chat_templates.save(dir, &mut config)?;
-        let config_file = dir.join(TOKENIZER_CONFIG_FILE);
-        let text = config_json(&config).map_err(|e| Error::Tokenizer {
-            message: format!("{}: {e}", config_file.display()),
-        })?;
-        fs::write(&config_file, text).map_err(|e| Error::io(&config_file, e))
-    }
-}
-
-/// `json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n"`, as `save_pretrained`
-/// writes it.
-fn config_json(config: &Map<String, Json>) -> std::result::Result<String, minijinja::Error> {
-    let value = template_values::config_json_to_value(&Json::Object(config.clone()));
-    let mut options = py_json::DumpOptions::new(Some("  ".into()));
-    options.sort_keys = true;
-    Ok(py_json::dumps(&value, &options)? + "\n")
 }
 
 /// transformers' `clean_up_tokenization` (for non-BPE tokenizers that ask for it).

@@ -60,7 +60,7 @@ impl SpecialTokens {
 
         let mut named = Vec::new();
         let push_named = |name: &str, value: &Json, named: &mut Vec<(String, AddedToken)>| {
-            if let Some(mut token) = parse_added_token(value, true) {
+            if let Some(mut token) = parse_added_token(value) {
                 if let Some(known) = decoder_tokens.iter().find(|t| t.content == token.content) {
                     token = known.clone();
                 }
@@ -90,9 +90,7 @@ impl SpecialTokens {
                     push_named(key, value, &mut named);
                 }
             }
-            Some(Json::Array(list)) => {
-                extra.extend(list.iter().filter_map(|v| parse_added_token(v, true)))
-            }
+            Some(Json::Array(list)) => extra.extend(list.iter().filter_map(parse_added_token)),
             _ => {}
         }
         SpecialTokens { named, extra }
@@ -167,7 +165,7 @@ fn added_tokens_decoder(config: &Map<String, Json>) -> Vec<AddedToken> {
     };
     let mut tokens: Vec<(u64, AddedToken)> = decoder
         .iter()
-        .filter_map(|(id, value)| Some((id.parse().ok()?, parse_added_token(value, false)?)))
+        .filter_map(|(id, value)| Some((id.parse().ok()?, parse_added_token(value)?)))
         .collect();
     tokens.sort_by_key(|(id, _)| *id);
     tokens.into_iter().map(|(_, t)| t).collect()
@@ -181,15 +179,16 @@ fn is_token_value(value: &Json) -> bool {
     }
 }
 
-/// A token given as a string (a special token) or as an AddedToken object, with Python's AddedToken
-/// defaults: `special` as given (else `default_special`), `normalized = not special` unless given.
-pub(crate) fn parse_added_token(value: &Json, default_special: bool) -> Option<AddedToken> {
+/// A token given as a string (then a special token) or as an AddedToken object, with Python's
+/// `AddedToken` defaults (`special=False`, `normalized = not special`). Named tokens are marked special
+/// later, in [`SpecialTokens::tokens_to_add`], as transformers does.
+pub(crate) fn parse_added_token(value: &Json) -> Option<AddedToken> {
     match value {
         Json::String(content) => Some(AddedToken::from(content.clone(), true)),
         Json::Object(map) => {
             let content = map.get("content")?.as_str()?.to_string();
             let flag = |name: &str| map.get(name).and_then(Json::as_bool);
-            let special = flag("special").unwrap_or(default_special);
+            let special = flag("special").unwrap_or(false);
             Some(
                 AddedToken::from(content, special)
                     .single_word(flag("single_word").unwrap_or(false))

@@ -114,3 +114,40 @@ fn missing_tokenizer_json_is_a_clear_error() {
         Err(Error::Tokenizer { .. })
     ));
 }
+
+#[test]
+fn model_specific_tokens_are_special_and_template_variables() {
+    let dir = tiny_tokenizer_dir();
+    let mut config: Json = serde_json::from_str(TOKENIZER_CONFIG).unwrap();
+    config["image_token"] = json!("hello");
+    config["extra_special_tokens"] = json!({"audio_token": "world"});
+    config["pad_token"] = json!({"__type": "AddedToken", "content": "<pad>", "lstrip": false, "normalized": true, "rstrip": false, "single_word": false});
+    fs::write(dir.path().join(TOKENIZER_CONFIG_FILE), config.to_string()).unwrap();
+    let mut tok = Tokenizer::from_dir(dir.path()).unwrap();
+    let map: Vec<(&str, &str)> = vec![
+        ("bos_token", "<s>"),
+        ("eos_token", "</s>"),
+        ("unk_token", "<unk>"),
+        ("pad_token", "<pad>"),
+        ("image_token", "hello"),
+        ("audio_token", "world"),
+    ];
+    let got = tok.special_tokens_map();
+    assert_eq!(
+        got.iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect::<Vec<_>>(),
+        map
+    );
+    assert_eq!(tok.all_special_ids(), [1, 2, 0, 5, 3, 4]);
+    assert_eq!(tok.vocab_size_with_added_tokens(), 6);
+    assert_eq!(tok.encode("hello <pad> world", false).unwrap(), [3, 5, 4]);
+    assert_eq!(tok.decode(&[3, 4, 5, 2], true).unwrap(), "");
+    tok.set_chat_template("{{ image_token }}|{{ audio_token }}|{{ pad_token }}")
+        .unwrap();
+    let rendered = tok.apply_chat_template(
+        &json!([{"role": "user", "content": "x"}]),
+        &RenderOptions::default(),
+    );
+    assert_eq!(rendered.unwrap(), "hello|world|<pad>");
+}

@@ -1,0 +1,121 @@
+//! TRL-style configuration: a YAML file (`--config`, the files TRL's `trl` CLI takes) merged
+//! with `--key value` flags that override it, into one key -> value map that each component
+//! takes its keys from. Keys nobody takes are an error naming them.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+/// Parses `args` (everything after the subcommand) into a key -> value map.
+///
+/// Accepted spellings, as transformers' `HfArgumentParser`: `--key value`, `--key=value`,
+/// a bare `--flag` (true), and several values after one key (a list, e.g.
+/// `--loss_type sigmoid sft`). Values are read as YAML scalars: `1e-4`, `true`, `null`, `8`.
+pub fn parse_args(args: &[String]) -> Result<BTreeMap<String, Value>> {
+    let mut map = BTreeMap::new();
+    let mut config_file = None;
+    let mut i = 0;
+    while i < args.len() {
+        let arg = &args[i];
+        let Some(body) = arg.strip_prefix("--") else {
+            bail!("unexpected argument {arg:?}: options look like --key value (see --help)");
+        };
+        let (key, inline) = match body.split_once('=') {
+            Some((k, v)) => (k.to_string(), Some(v.to_string())),
+            None => (body.to_string(), None),
+        };
+        let key = key.replace('-', "_");
+        i += 1;
+        let mut values: Vec<String> = inline.into_iter().collect();
+        if values.is_empty() {
+            while i < args.len() && !args[i].starts_with("--") {
+                values.push(args[i].clone());
+                i += 1;
+            }
+        }
+        let value = match values.len() {
+            0 => Value::Bool(true),
+            1 => scalar(&values[0]),
+            _ => Value::Array(values.iter().map(|v| scalar(v)).collect()),
+        };
+        if key == "config" {
+            config_file = Some(value.as_str().map(str::to_string).context("--config takes a file path")?);
+        } else {
+            map.insert(key, value);
+        }
+    }
+    let mut merged = match config_file {
+        Some(path) => read_yaml(Path::new(&path))?,
+        None => BTreeMap::new(),
+    };
+    merged.extend(map);
+    Ok(merged)
+}
+
+/// A command-line value read as YAML would read it.
+fn scalar(text: &str) -> Value {
+    serde_yaml_ng::from_str::<Value>(text)
+        .ok()
+        .filter(|v| !v.is_object() && !v.is_array())
+        .unwrap_or_else(|| Value::String(text.to_string()))
+}
+
+/// Reads a TRL YAML config (a flat mapping of keys to values).
+pub fn read_yaml(path: &Path) -> Result<BTreeMap<String, Value>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
+    let value: Value = serde_yaml_ng::from_str(&text).with_context(|| format!("{}: invalid YAML", path.display()))?;
+    match value {
+        Value::Object(map) => Ok(map.into_iter().collect()),
+        Value::Null => Ok(BTreeMap::new()),
+        other => bail!("{}: expected a mapping of keys to values, found {other}", path.display()),
+    }
+}
+
+/// Fails if any key was left untaken, naming them all.
+pub fn reject_unknown_keys(map: &BTreeMap<String, Value>, command: &str) -> Result<()> {
+    if map.is_empty() {
+        return Ok(());
+    }
+    let keys: Vec<&str> = map.keys().map(String::as_str).collect();
+    bail!(
+        "`trl {command}` does not support {}: {} (see `trl {command} --help` for the supported keys)",
+        if keys.len() == 1 { "this key" } else { "these keys" },
+        keys.join(", ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(args: &[&str]) -> Vec<String> {
+        args.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn flags_override_the_yaml_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(&path, "learning_rate: 2.0e-5\nmax_steps: 4\npacking: false\n").unwrap();
+        let map = parse_args(&strings(&["--config", path.to_str().unwrap(), "--max_steps=8", "--packing"])).unwrap();
+        assert_eq!(map["learning_rate"], Value::from(2.0e-5));
+        assert_eq!(map["max_steps"], Value::from(8));
+        assert_eq!(map["packing"], Value::Bool(true));
+    }
+
+    #[test]
+    fn several_values_make_a_list() {
+        let map = parse_args(&strings(&["--loss_type", "sigmoid", "sft", "--beta", "0.1"])).unwrap();
+        assert_eq!(map["loss_type"], serde_json::json!(["sigmoid", "sft"]));
+        assert_eq!(map["beta"], Value::from(0.1));
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let map = BTreeMap::from([("lora_r".to_string(), Value::from(8))]);
+        let err = reject_unknown_keys(&map, "sft").unwrap_err().to_string();
+        assert!(err.contains("lora_r"), "{err}");
+    }
+}

@@ -1,0 +1,186 @@
+//! How long each row is in tokens, measured the way TRL's trainers tokenize it, and how many rows
+//! `max_length` would cut (SFT, DPO, KTO) or drop (reward).
+//!
+//! The length of a row is that of the longest sequence it feeds the model:
+//! - standard text: `text + eos` (TRL appends the EOS token when the text lacks it), tokenized
+//!   with the special tokens the tokenizer adds; prompt-completion and preference rows are
+//!   `prompt + completion + eos` and the longer of `prompt + chosen + eos` and
+//!   `prompt + rejected + eos`; a prompt alone gets no EOS;
+//! - conversations: the chat template applied to `messages`, `prompt + completion`, or
+//!   `prompt + chosen` / `prompt + rejected`; a prompt alone gets the generation prompt after a
+//!   user or tool turn and continues an assistant turn (TRL's `apply_chat_template`). The row's
+//!   `tools` and `chat_template_kwargs` columns reach the template, as in TRL.
+
+use serde_json::{Map, Value};
+
+use super::format::{FormatKind, Style};
+use super::method::Method;
+use super::problem::{Problem, ProblemList};
+use super::validate::Dataset;
+use crate::tokenizer::{RenderOptions, Tokenizer};
+use crate::{Error, Result};
+
+/// Token lengths over a dataset's rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenLengths {
+    /// Rows measured.
+    pub rows: usize,
+    /// Median row length (nearest rank).
+    pub p50: usize,
+    /// 95th percentile (nearest rank).
+    pub p95: usize,
+    pub max: usize,
+    /// The limit rows were compared with.
+    pub max_length: Option<usize>,
+    /// Rows longer than `max_length`.
+    pub over_max_length: usize,
+}
+
+impl TokenLengths {
+    /// One line for a report, e.g. `tokens per row: p50 35, p95 60, max 72; 0 rows over
+    /// max_length 1024`.
+    pub fn summary(&self, method: Method) -> String {
+        let mut line = format!("tokens per row: p50 {}, p95 {}, max {}", self.p50, self.p95, self.max);
+        if let Some(max_length) = self.max_length {
+            let rows = if self.over_max_length == 1 { "row" } else { "rows" };
+            line.push_str(&format!(
+                "; {} {rows} longer than max_length {max_length} ({} by {method})",
+                self.over_max_length,
+                method.over_length_effect()
+            ));
+        }
+        line
+    }
+}
+
+/// Measures every row of a valid dataset. Fails with every row the tokenizer or chat template
+/// rejects (e.g. a template that raises on roles that do not alternate).
+pub fn token_lengths(dataset: &Dataset, tokenizer: &Tokenizer, max_length: Option<usize>) -> Result<TokenLengths> {
+    let mut problems = ProblemList::default();
+    match measure(dataset, tokenizer, max_length, &mut problems) {
+        Some(lengths) => Ok(lengths),
+        None => {
+            let (listed, total) = problems.into_parts();
+            let lines: Vec<String> = listed.iter().map(|p| format!("\n  {p}")).collect();
+            let more = if total > listed.len() { format!("\n  ... and {} more", total - listed.len()) } else { String::new() };
+            Err(Error::Data { message: format!("{total} row(s) cannot be tokenized:{}{more}", lines.concat()) })
+        }
+    }
+}
+
+/// [`token_lengths`], adding the rows that fail to `problems`; `None` if any fails.
+pub(crate) fn measure(dataset: &Dataset, tokenizer: &Tokenizer, max_length: Option<usize>, problems: &mut ProblemList) -> Option<TokenLengths> {
+    let mut lengths = Vec::with_capacity(dataset.len());
+    let before = problems.total();
+    for (index, row) in dataset.rows().iter().enumerate() {
+        match row_length(row, dataset, tokenizer) {
+            Ok(length) => lengths.push(length),
+            Err(error) => {
+                let (file, position) = dataset.origin_parts(index);
+                problems.push(Problem {
+                    file: Some(file.to_path_buf()),
+                    position: Some(position),
+                    ..Problem::dataset("a row the tokenizer and chat template accept", error.to_string())
+                });
+            }
+        }
+    }
+    if problems.total() > before {
+        return None;
+    }
+    Some(summarize(lengths, max_length))
+}
+
+fn summarize(mut lengths: Vec<usize>, max_length: Option<usize>) -> TokenLengths {
+    lengths.sort_unstable();
+    let rank = |percent: usize| -> usize {
+        if lengths.is_empty() {
+            return 0;
+        }
+        let index = (percent * lengths.len()).div_ceil(100).max(1) - 1;
+        lengths[index.min(lengths.len() - 1)]
+    };
+    TokenLengths {
+        rows: lengths.len(),
+        p50: rank(50),
+        p95: rank(95),
+        max: lengths.last().copied().unwrap_or(0),
+        max_length,
+        over_max_length: max_length.map_or(0, |limit| lengths.iter().filter(|&&l| l > limit).count()),
+    }
+}
+
+fn row_length(row: &Map<String, Value>, dataset: &Dataset, tokenizer: &Tokenizer) -> Result<usize> {
+    let column = |name: &str| row.get(name).cloned().unwrap_or(Value::Null);
+    let text = |name: &str| row.get(name).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let messages = |name: &str| row.get(name).and_then(Value::as_array).cloned().unwrap_or_default();
+    let options = template_options(row);
+    let eos = tokenizer.eos_token().unwrap_or_default().to_owned();
+    let text_length = |text: String| -> Result<usize> {
+        let text = if eos.is_empty() || text.ends_with(&eos) { text } else { text + &eos };
+        Ok(tokenizer.encode(&text, true)?.len())
+    };
+    let chat_length = |conversation: Vec<Value>| -> Result<usize> {
+        Ok(tokenizer.apply_chat_template_ids(&Value::Array(conversation), &options)?.len())
+    };
+    let joined = |first: &str, second: &str| [messages(first), messages(second)].concat();
+    let format = dataset.format;
+    match (format.kind, format.style) {
+        (FormatKind::LanguageModeling, Style::Standard) => text_length(text(&dataset.text_field)),
+        (FormatKind::LanguageModeling, Style::Conversational) => chat_length(messages("messages")),
+        (FormatKind::PromptOnly, Style::Standard) => Ok(tokenizer.encode(&text("prompt"), true)?.len()),
+        (FormatKind::PromptOnly, Style::Conversational) => {
+            let prompt = column("prompt");
+            let last_role = prompt.as_array().and_then(|m| m.last()).and_then(|m| m.get("role")).and_then(Value::as_str);
+            let options = match last_role {
+                Some("assistant") => RenderOptions { continue_final_message: Some("content".to_owned()), ..options.clone() },
+                _ => RenderOptions { add_generation_prompt: true, ..options.clone() },
+            };
+            Ok(tokenizer.apply_chat_template_ids(&prompt, &options)?.len())
+        }
+        (FormatKind::PromptCompletion | FormatKind::UnpairedPreference, Style::Standard) => {
+            text_length(text("prompt") + &text("completion"))
+        }
+        (FormatKind::PromptCompletion | FormatKind::UnpairedPreference, Style::Conversational) => {
+            chat_length(joined("prompt", "completion"))
+        }
+        (FormatKind::Preference, Style::Standard) => Ok(text_length(text("prompt") + &text("chosen"))?
+            .max(text_length(text("prompt") + &text("rejected"))?)),
+        (FormatKind::Preference, Style::Conversational) => {
+            Ok(chat_length(joined("prompt", "chosen"))?.max(chat_length(joined("prompt", "rejected"))?))
+        }
+        (FormatKind::ImplicitPreference, Style::Standard) => {
+            Ok(text_length(text("chosen"))?.max(text_length(text("rejected"))?))
+        }
+        (FormatKind::ImplicitPreference, Style::Conversational) => {
+            Ok(chat_length(messages("chosen"))?.max(chat_length(messages("rejected"))?))
+        }
+    }
+}
+
+/// The row's `tools` (a list, or a JSON string of one) and `chat_template_kwargs`.
+fn template_options(row: &Map<String, Value>) -> RenderOptions {
+    let tools = match row.get("tools") {
+        Some(Value::Array(tools)) => Some(Value::Array(tools.clone())),
+        Some(Value::String(text)) => serde_json::from_str::<Value>(text).ok().filter(Value::is_array),
+        _ => None,
+    };
+    let extra = row.get("chat_template_kwargs").and_then(Value::as_object).cloned().unwrap_or_default();
+    RenderOptions { tools, extra, ..RenderOptions::default() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let lengths = summarize((1..=100).collect(), Some(90));
+        assert_eq!((lengths.p50, lengths.p95, lengths.max), (50, 95, 100));
+        assert_eq!(lengths.over_max_length, 10);
+        let one = summarize(vec![7], None);
+        assert_eq!((one.p50, one.p95, one.max, one.over_max_length), (7, 7, 7, 0));
+        let none = summarize(Vec::new(), Some(3));
+        assert_eq!((none.rows, none.max), (0, 0));
+    }
+}

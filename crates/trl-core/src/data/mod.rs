@@ -1,0 +1,34 @@
+//! Training data in TRL's formats, read from files, folders or the hub and checked row by row.
+//!
+//! - [`format`](FormatKind): the formats (language modeling, prompt-only, prompt-completion,
+//!   preference with an explicit or implicit prompt, unpaired preference), standard or
+//!   conversational, and the rules each row must follow;
+//! - [`Method`]: which formats each TRL method trains on;
+//! - [`DatasetArgs`] / [`resolve_split_files`]: `--dataset_name`, `--dataset_config` and
+//!   `--dataset_train_split` resolved to files the way `datasets.load_dataset` resolves them;
+//! - [`validate`] (what `trl validate` prints) and [`load_dataset`] (what training commands call):
+//!   every row read and checked, every problem named by file, line or row, and column;
+//! - [`token_lengths`]: token lengths under the tokenizer and chat template;
+//! - [`extract_prompt`], [`maybe_extract_prompt`], [`unpair_preference`]: TRL's rewrites of
+//!   preference rows, for the DPO and KTO recipes.
+//!
+//! A row is a JSON object ([`Row`]); columns that no format uses are kept for the method (GRPO's
+//! reward functions read them).
+
+mod format;
+mod glob;
+mod lengths;
+mod method;
+mod problem;
+mod prompt;
+mod read;
+mod source;
+mod validate;
+
+pub use format::{DatasetFormat, FormatKind, Row, Style};
+pub use lengths::{TokenLengths, token_lengths};
+pub use method::Method;
+pub use problem::{MAX_LISTED_PROBLEMS, Position, Problem};
+pub use prompt::{extract_prompt, maybe_extract_prompt, unpair_preference};
+pub use source::{DatasetArgs, SplitFiles, resolve_split_files};
+pub use validate::{Dataset, ValidationReport, load_dataset, validate};

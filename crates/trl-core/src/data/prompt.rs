@@ -1,0 +1,240 @@
+//! TRL's rewrites of preference rows (`data_utils.py`): splitting off an implicit prompt
+//! (`extract_prompt`, `maybe_extract_prompt`) and turning pairs into labelled completions
+//! (`unpair_preference_dataset`, what KTO does with paired data). They are copied with their
+//! quirks, so that a row becomes what it becomes in TRL.
+
+use serde_json::Value;
+
+use super::format::Row;
+
+/// How many rows `datasets.map(batched=True)` hands `_unpair_row` at once: the order of the
+/// unpaired rows depends on it.
+const UNPAIR_BATCH_SIZE: usize = 1000;
+
+/// TRL's `extract_prompt`: the longest shared start of `chosen` and `rejected` (characters of a
+/// string, messages of a conversation) becomes the prompt, the rest the two completions.
+/// Returns `(prompt, chosen, rejected)`, or `None` where TRL fails (an empty side, or sides that
+/// are neither both strings nor both lists).
+///
+/// Quirks kept from TRL: when the strings part right after a space, the space goes to the
+/// completions (`"The sky is blue."` / `"The sky is green."` give the prompt `"The sky is"`);
+/// when one side is a prefix of the other, the prompt stops one item short; when they differ
+/// at the very first character and `chosen` ends with a space, Python's index `-1` applies.
+pub fn extract_prompt(chosen: &Value, rejected: &Value) -> Option<(Value, Value, Value)> {
+    match (chosen, rejected) {
+        (Value::String(chosen), Value::String(rejected)) => {
+            let chosen: Vec<char> = chosen.chars().collect();
+            let rejected: Vec<char> = rejected.chars().collect();
+            let split = split_index(&chosen, &rejected, |c| *c == ' ')?;
+            let text = |chars: &[char]| Value::String(chars.iter().collect());
+            Some((
+                text(py_slice_to(&chosen, split)),
+                text(py_slice_from(&chosen, split)),
+                text(py_slice_from(&rejected, split)),
+            ))
+        }
+        (Value::Array(chosen), Value::Array(rejected)) => {
+            let split = split_index(chosen, rejected, |_| false)?;
+            let list = |items: &[Value]| Value::Array(items.to_vec());
+            Some((
+                list(py_slice_to(chosen, split)),
+                list(py_slice_from(chosen, split)),
+                list(py_slice_from(rejected, split)),
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// The loop of `extract_prompt`, as a Python index (it may be `-1`).
+fn split_index<T: PartialEq>(
+    chosen: &[T],
+    rejected: &[T],
+    is_space: impl Fn(&T) -> bool,
+) -> Option<isize> {
+    let shared = chosen.len().min(rejected.len());
+    if shared == 0 {
+        return None; // Python: `idx` is never bound.
+    }
+    match (0..shared).find(|&i| chosen[i] != rejected[i]) {
+        Some(index) => {
+            let index = index as isize;
+            let before = if index == 0 { chosen.len() - 1 } else { index as usize - 1 };
+            Some(if is_space(&chosen[before]) { index - 1 } else { index })
+        }
+        // No break: the loop variable keeps its last value.
+        None => Some(shared as isize - 1),
+    }
+}
+
+fn py_index(len: usize, index: isize) -> usize {
+    if index < 0 { len.saturating_sub(index.unsigned_abs()) } else { (index as usize).min(len) }
+}
+
+/// `items[:index]`.
+fn py_slice_to<T>(items: &[T], index: isize) -> &[T] {
+    &items[..py_index(items.len(), index)]
+}
+
+/// `items[index:]`.
+fn py_slice_from<T>(items: &[T], index: isize) -> &[T] {
+    &items[py_index(items.len(), index)..]
+}
+
+/// Whether a value is a conversation, as `is_conversational` decides from one value: a list whose
+/// first item is an object with a `role`.
+fn is_conversation(value: Option<&Value>) -> bool {
+    value
+        .and_then(|value| value.get(0))
+        .is_some_and(|first| first.get("role").is_some())
+}
+
+/// TRL's `maybe_extract_prompt`, in place: a preference row without a prompt of its own style
+/// gets one extracted from `chosen` and `rejected`; other rows are left alone. Extra columns are
+/// kept (TRL's `map` keeps them too). Returns `false` where TRL's extraction fails.
+pub fn maybe_extract_prompt(row: &mut Row) -> bool {
+    let (Some(chosen), Some(rejected)) = (row.get("chosen"), row.get("rejected")) else {
+        return true;
+    };
+    if let Some(prompt) = row.get("prompt") {
+        if is_conversation(Some(chosen)) == is_conversation(Some(prompt)) {
+            return true;
+        }
+    }
+    let Some((prompt, chosen, rejected)) = extract_prompt(chosen, rejected) else {
+        return false;
+    };
+    row.insert("prompt".to_owned(), prompt);
+    row.insert("chosen".to_owned(), chosen);
+    row.insert("rejected".to_owned(), rejected);
+    true
+}
+
+/// TRL's `unpair_preference_dataset`: each `(prompt, chosen, rejected)` row becomes
+/// `(prompt, completion=chosen, label=true)` and `(prompt, completion=rejected, label=false)`,
+/// extra columns copied to both, in TRL's order (per batch of 1000 rows: the chosen rows, then
+/// the rejected ones). Rows without both `chosen` and `rejected` are passed through.
+pub fn unpair_preference(rows: Vec<Row>) -> Vec<Row> {
+    let mut unpaired = Vec::with_capacity(rows.len() * 2);
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let batch: Vec<Row> = rows.by_ref().take(UNPAIR_BATCH_SIZE).collect();
+        let mut rejected_rows = Vec::with_capacity(batch.len());
+        for mut row in batch {
+            let (Some(chosen), Some(rejected)) = (row.remove("chosen"), row.remove("rejected"))
+            else {
+                unpaired.push(row);
+                continue;
+            };
+            let mut rejected_row = row.clone();
+            row.insert("completion".to_owned(), chosen);
+            row.insert("label".to_owned(), Value::Bool(true));
+            rejected_row.insert("completion".to_owned(), rejected);
+            rejected_row.insert("label".to_owned(), Value::Bool(false));
+            unpaired.push(row);
+            rejected_rows.push(rejected_row);
+        }
+        unpaired.append(&mut rejected_rows);
+    }
+    unpaired
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn extracted(chosen: Value, rejected: Value) -> Value {
+        let (prompt, chosen, rejected) = extract_prompt(&chosen, &rejected).expect("extracts");
+        json!({"prompt": prompt, "chosen": chosen, "rejected": rejected})
+    }
+
+    /// Expected values printed by TRL 1.16: `trl.data_utils.extract_prompt({"chosen": c,
+    /// "rejected": r})` for each pair.
+    #[test]
+    fn extracts_the_prompt_of_strings_like_trl() {
+        let cases = [
+            ("The sky is blue.", "The sky is green.", "The sky is", " blue.", " green."),
+            ("abc", "abcd", "ab", "c", "cd"),
+            ("Xyz ", "Abc", "Xyz", " ", "c"),
+            ("Paris", "Rome", "", "Paris", "Rome"),
+            ("héllo wörld", "héllo wörms", "héllo wör", "ld", "ms"),
+        ];
+        for (chosen, rejected, prompt, chosen_rest, rejected_rest) in cases {
+            assert_eq!(
+                extracted(json!(chosen), json!(rejected)),
+                json!({"prompt": prompt, "chosen": chosen_rest, "rejected": rejected_rest}),
+                "{chosen:?} / {rejected:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn extracts_the_shared_turns_of_conversations_like_trl() {
+        let user = json!({"role": "user", "content": "Q"});
+        let answer = |text: &str| json!({"role": "assistant", "content": text});
+        assert_eq!(
+            extracted(json!([user, answer("A")]), json!([user, answer("B")])),
+            json!({"prompt": [user], "chosen": [answer("A")], "rejected": [answer("B")]})
+        );
+        // Identical conversations: the loop ends without a break and keeps the last message out.
+        assert_eq!(
+            extracted(json!([user, answer("A")]), json!([user, answer("A")])),
+            json!({"prompt": [user], "chosen": [answer("A")], "rejected": [answer("A")]})
+        );
+    }
+
+    #[test]
+    fn fails_where_trl_fails() {
+        assert!(extract_prompt(&json!(""), &json!("x")).is_none());
+        assert!(extract_prompt(&json!([]), &json!([])).is_none());
+        assert!(extract_prompt(&json!("x"), &json!([])).is_none());
+    }
+
+    #[test]
+    fn keeps_a_prompt_of_the_same_style_and_replaces_one_of_another_style() {
+        let mut explicit = json!({"prompt": "Q", "chosen": " A", "rejected": " B", "id": 7});
+        let before = explicit.clone();
+        assert!(maybe_extract_prompt(explicit.as_object_mut().unwrap()));
+        assert_eq!(explicit, before);
+
+        let user = json!({"role": "user", "content": "Q"});
+        let answer = |text: &str| json!({"role": "assistant", "content": text});
+        let mut mixed = json!({
+            "prompt": "Q",
+            "chosen": [user, answer("A")],
+            "rejected": [user, answer("B")],
+            "id": 7,
+        });
+        assert!(maybe_extract_prompt(mixed.as_object_mut().unwrap()));
+        assert_eq!(
+            mixed,
+            json!({"prompt": [user], "chosen": [answer("A")], "rejected": [answer("B")], "id": 7})
+        );
+    }
+
+    #[test]
+    fn unpairs_in_trl_order_keeping_extra_columns() {
+        let rows: Vec<Row> = (0..3)
+            .map(|i| {
+                let row = json!({"prompt": format!("p{i}"), "chosen": "good", "rejected": "bad", "id": i});
+                row.as_object().unwrap().clone()
+            })
+            .collect();
+        let unpaired = unpair_preference(rows);
+        let summary: Vec<(String, bool, i64)> = unpaired
+            .iter()
+            .map(|row| {
+                (row["prompt"].as_str().unwrap().to_owned(), row["label"].as_bool().unwrap(), row["id"].as_i64().unwrap())
+            })
+            .collect();
+        let expected: Vec<(String, bool, i64)> = [(0, true), (1, true), (2, true), (0, false), (1, false), (2, false)]
+            .iter()
+            .map(|&(i, label)| (format!("p{i}"), label, i))
+            .collect();
+        assert_eq!(summary, expected);
+        assert_eq!(unpaired[0]["completion"], "good");
+        assert_eq!(unpaired[3]["completion"], "bad");
+        assert!(!unpaired[0].contains_key("chosen"));
+    }
+}

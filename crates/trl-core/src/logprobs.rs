@@ -1,0 +1,110 @@
+//! Log-probabilities of label tokens and the token-level metrics every method logs
+//! (entropy, accuracy). The one place that shifts logits against labels.
+
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+/// Label value that marks a position as not trained on (PyTorch's `ignore_index`).
+pub const IGNORE_INDEX: i64 = -100;
+
+/// Per-token log-probabilities of the next-token labels.
+#[derive(Debug, Clone)]
+pub struct LabelLogProbs {
+    /// `[batch, seq - 1]`: log p(label[t + 1] | tokens <= t), 0 where the label is ignored.
+    pub logps: Tensor<2>,
+    /// `[batch, seq - 1]`: 1.0 where the label counts, else 0.0.
+    pub mask: Tensor<2>,
+    /// `[batch, seq - 1, vocab]` log-softmax without autodiff, for metrics only.
+    log_probs_detached: Tensor<3>,
+    /// `[batch, seq - 1]` shifted labels with ignored positions set to 0.
+    safe_labels: Tensor<2, Int>,
+}
+
+/// Shifts `logits` `[batch, seq, vocab]` against `labels` `[batch][seq]` (position t predicts
+/// label t + 1, as transformers' causal-LM loss does) and gathers the label log-probs.
+pub fn label_log_probs(logits: Tensor<3>, labels: &[Vec<i64>]) -> LabelLogProbs {
+    let [batch, seq, vocab] = logits.dims();
+    let device = logits.device();
+    let (safe, mask) = shifted_labels(labels, &device);
+    // [batch, seq - 1, vocab]
+    let log_probs = log_softmax(logits.narrow(1, 0, seq - 1), 2);
+    // [batch, seq - 1]
+    let gathered = log_probs
+        .clone()
+        .gather(2, safe.clone().reshape([batch, seq - 1, 1]))
+        .reshape([batch, seq - 1]);
+    let _ = vocab;
+    LabelLogProbs {
+        logps: gathered * mask.clone(),
+        mask,
+        log_probs_detached: log_probs.without_autodiff(),
+        safe_labels: safe,
+    }
+}
+
+/// `(labels with ignored set to 0, mask)`, both `[batch, seq - 1]`, shifted left by one.
+fn shifted_labels(labels: &[Vec<i64>], device: &Device) -> (Tensor<2, Int>, Tensor<2>) {
+    let batch = labels.len();
+    let seq = labels.first().map_or(0, Vec::len);
+    let mut safe = Vec::with_capacity(batch * (seq - 1));
+    let mut mask = Vec::with_capacity(batch * (seq - 1));
+    for row in labels {
+        for &label in &row[1..] {
+            let counted = label != IGNORE_INDEX;
+            safe.push(if counted { label } else { 0 });
+            mask.push(if counted { 1.0f32 } else { 0.0 });
+        }
+    }
+    (
+        Tensor::from_data(TensorData::new(safe, [batch, seq - 1]), device),
+        Tensor::from_data(TensorData::new(mask, [batch, seq - 1]), device),
+    )
+}
+
+impl LabelLogProbs {
+    /// Number of counted label tokens.
+    pub fn num_label_tokens(&self) -> f64 {
+        self.mask.clone().without_autodiff().sum().into_scalar::<f64>()
+    }
+
+    /// Sum over counted tokens of `-log p` (the numerator of the token-mean NLL).
+    pub fn nll_sum(&self) -> Tensor<1> {
+        self.logps.clone().sum().neg()
+    }
+
+    /// `(sum of per-token entropy, number of tokens)` over counted positions, without autodiff.
+    pub fn entropy_sum(&self) -> (f64, f64) {
+        let log_probs = self.log_probs_detached.clone();
+        // [batch, seq - 1]
+        let entropy = (log_probs.clone().exp() * log_probs).sum_dim(2).squeeze_dim::<2>(2).neg();
+        let mask = self.mask.clone().without_autodiff();
+        let total = (entropy * mask.clone()).sum().into_scalar::<f64>();
+        (total, mask.sum().into_scalar::<f64>())
+    }
+
+    /// `(correct argmax predictions, counted tokens)` over counted positions.
+    pub fn accuracy_counts(&self) -> (f64, f64) {
+        // [batch, seq - 1]
+        let predicted = self.log_probs_detached.clone().argmax(2).squeeze_dim::<2>(2);
+        let correct = predicted.equal(self.safe_labels.clone()).float() * self.mask.clone().without_autodiff();
+        (correct.sum().into_scalar::<f64>(), self.num_label_tokens())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gathers_shifted_labels_and_ignores_minus_100() {
+        let device = Device::default();
+        // vocab 2, seq 3: uniform logits everywhere -> log(0.5) per counted token
+        let logits = Tensor::<3>::zeros([1, 3, 2], &device);
+        let lp = label_log_probs(logits, &[vec![IGNORE_INDEX, 1, IGNORE_INDEX]]);
+        let values = lp.logps.clone().into_data().try_to_vec::<f32>().unwrap();
+        assert!((values[0] - 0.5f32.ln()).abs() < 1e-6 && values[1] == 0.0);
+        assert_eq!(lp.num_label_tokens(), 1.0);
+        let (entropy, n) = lp.entropy_sum();
+        assert!((entropy - 2f64.ln()).abs() < 1e-6 && n == 1.0);
+    }
+}

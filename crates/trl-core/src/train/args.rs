@@ -1,0 +1,226 @@
+//! `TrainingArguments`: the transformers/TRL keys of the training loop, with their defaults.
+//!
+//! Config files and flags arrive as one key -> value map; every component (these arguments,
+//! a method's config, the model arguments) takes the keys it knows, and whatever is left is
+//! an error naming the key. See [`take_known_keys`].
+
+use std::collections::BTreeMap;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::schedule::SchedulerType;
+use crate::{Error, Result};
+
+/// Data order within an epoch (`train_sampling_strategy`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SamplingStrategy {
+    Random,
+    Sequential,
+}
+
+/// When checkpoints are written (`save_strategy`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SaveStrategy {
+    No,
+    Steps,
+    Epoch,
+    Best,
+}
+
+/// Where metrics go besides `trainer_state.json` (`report_to`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReportTo {
+    None,
+    Tensorboard,
+    Jsonl,
+}
+
+/// The training-loop arguments every method shares, named and defaulted as in transformers'
+/// `TrainingArguments` (a method config may override defaults, as TRL's configs do).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainingArguments {
+    pub output_dir: String,
+    pub overwrite_output_dir: bool,
+    pub num_train_epochs: f64,
+    /// Total optimizer steps; overrides `num_train_epochs` when > 0.
+    pub max_steps: i64,
+    pub per_device_train_batch_size: usize,
+    pub gradient_accumulation_steps: usize,
+    pub learning_rate: f64,
+    pub lr_scheduler_type: SchedulerType,
+    /// `cosine_with_min_lr` takes `min_lr` or `min_lr_rate` here.
+    pub lr_scheduler_kwargs: BTreeMap<String, f64>,
+    pub warmup_steps: f64,
+    pub warmup_ratio: f64,
+    pub weight_decay: f64,
+    pub adam_beta1: f64,
+    pub adam_beta2: f64,
+    pub adam_epsilon: f64,
+    pub max_grad_norm: f64,
+    pub seed: u64,
+    pub logging_steps: f64,
+    pub logging_first_step: bool,
+    pub save_strategy: SaveStrategy,
+    pub save_steps: f64,
+    pub save_total_limit: Option<usize>,
+    /// `true`/`false` or a checkpoint path; `true` picks the latest `checkpoint-N` in `output_dir`.
+    pub resume_from_checkpoint: Option<Value>,
+    pub train_sampling_strategy: SamplingStrategy,
+    pub bf16: bool,
+    pub report_to: Value,
+    /// Accepted for config compatibility; the device is chosen with `--device`.
+    pub use_cpu: bool,
+    pub run_name: Option<String>,
+    pub logging_dir: Option<String>,
+}
+
+impl Default for TrainingArguments {
+    fn default() -> Self {
+        TrainingArguments {
+            output_dir: "trainer_output".into(),
+            overwrite_output_dir: false,
+            num_train_epochs: 3.0,
+            max_steps: -1,
+            per_device_train_batch_size: 8,
+            gradient_accumulation_steps: 1,
+            learning_rate: 5e-5,
+            lr_scheduler_type: SchedulerType::Linear,
+            lr_scheduler_kwargs: BTreeMap::new(),
+            warmup_steps: 0.0,
+            warmup_ratio: 0.0,
+            weight_decay: 0.0,
+            adam_beta1: 0.9,
+            adam_beta2: 0.999,
+            adam_epsilon: 1e-8,
+            max_grad_norm: 1.0,
+            seed: 42,
+            logging_steps: 500.0,
+            logging_first_step: false,
+            save_strategy: SaveStrategy::Steps,
+            save_steps: 500.0,
+            save_total_limit: None,
+            resume_from_checkpoint: None,
+            train_sampling_strategy: SamplingStrategy::Random,
+            bf16: false,
+            report_to: Value::from("none"),
+            use_cpu: false,
+            run_name: None,
+            logging_dir: None,
+        }
+    }
+}
+
+impl TrainingArguments {
+    /// `report_to` as a list of sinks (a string, a list of strings, "all" or "none").
+    pub fn report_sinks(&self) -> Result<Vec<ReportTo>> {
+        let names: Vec<String> = match &self.report_to {
+            Value::Null => vec![],
+            Value::String(s) => vec![s.clone()],
+            Value::Array(items) => items.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
+            other => return Err(config_error(format!("report_to: expected a string or list, found {other}"))),
+        };
+        let mut sinks = Vec::new();
+        for name in names {
+            match name.as_str() {
+                "none" => {}
+                "all" => sinks.extend([ReportTo::Tensorboard, ReportTo::Jsonl]),
+                "tensorboard" => sinks.push(ReportTo::Tensorboard),
+                "jsonl" => sinks.push(ReportTo::Jsonl),
+                other => {
+                    return Err(config_error(format!(
+                        "report_to: {other:?} is not supported (supported: none, tensorboard, jsonl)"
+                    )));
+                }
+            }
+        }
+        Ok(sinks)
+    }
+
+    /// An interval given as a count (>= 1) or a ratio of the total (< 1), as transformers
+    /// reads `logging_steps` and `save_steps`.
+    pub fn interval(value: f64, total_steps: u64) -> u64 {
+        if value > 0.0 && value < 1.0 {
+            ((total_steps as f64) * value).ceil().max(1.0) as u64
+        } else {
+            value.max(1.0) as u64
+        }
+    }
+}
+
+fn config_error(message: String) -> Error {
+    Error::Config { path: "training arguments".into(), message }
+}
+
+/// Keys a serde struct accepts: the fields its `Default` serializes to.
+pub fn known_keys<T: Serialize + Default>() -> Vec<String> {
+    match serde_json::to_value(T::default()) {
+        Ok(Value::Object(map)) => map.keys().cloned().collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Removes from `map` the keys `T` knows and deserializes them into `T` (missing keys take
+/// `T`'s defaults); a value of the wrong type is an error naming the key.
+pub fn take_known_keys<T: Serialize + DeserializeOwned + Default>(
+    map: &mut BTreeMap<String, Value>,
+    what: &str,
+) -> Result<T> {
+    let mut taken = serde_json::Map::new();
+    for key in known_keys::<T>() {
+        if let Some(value) = map.remove(&key) {
+            taken.insert(key, value);
+        }
+    }
+    let keys: Vec<String> = taken.keys().cloned().collect();
+    serde_json::from_value(Value::Object(taken.clone())).map_err(|e| {
+        // Find the offending key by trying them one at a time, for a precise message.
+        let culprit = keys.iter().find(|k| {
+            let single = serde_json::Map::from_iter([((*k).clone(), taken[*k].clone())]);
+            serde_json::from_value::<T>(Value::Object(single)).is_err()
+        });
+        match culprit {
+            Some(key) => config_error(format!("{what}: invalid value {} for `{key}`: {e}", taken[key])),
+            None => config_error(format!("{what}: {e}")),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn takes_its_keys_and_leaves_the_rest() {
+        let mut map = BTreeMap::from([
+            ("learning_rate".to_string(), Value::from(1e-3)),
+            ("beta".to_string(), Value::from(0.1)),
+        ]);
+        let args: TrainingArguments = take_known_keys(&mut map, "training").unwrap();
+        assert_eq!(args.learning_rate, 1e-3);
+        assert_eq!(args.per_device_train_batch_size, 8);
+        assert_eq!(map.keys().collect::<Vec<_>>(), vec!["beta"]);
+    }
+
+    #[test]
+    fn wrong_type_names_the_key() {
+        let mut map = BTreeMap::from([("max_steps".to_string(), Value::from("many"))]);
+        let err = take_known_keys::<TrainingArguments>(&mut map, "training").unwrap_err().to_string();
+        assert!(err.contains("max_steps"), "{err}");
+    }
+
+    #[test]
+    fn report_to_accepts_strings_and_lists() {
+        let mut args = TrainingArguments::default();
+        assert!(args.report_sinks().unwrap().is_empty());
+        args.report_to = serde_json::json!(["tensorboard", "jsonl"]);
+        assert_eq!(args.report_sinks().unwrap(), vec![ReportTo::Tensorboard, ReportTo::Jsonl]);
+        args.report_to = Value::from("wandb");
+        assert!(args.report_sinks().unwrap_err().to_string().contains("wandb"));
+    }
+}

@@ -1,0 +1,117 @@
+//! `checkpoint-N/` folders: model, optimizer moments, trainer state; written to a temporary
+//! folder and renamed into place so a crash (even `kill -9`) never leaves a half checkpoint.
+//!
+//! The scheduler needs no file (it is a pure function of the step) and neither does the data
+//! order (a pure function of the seed, the epoch and the step), so resuming from step N
+//! replays exactly what an uninterrupted run does.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use burn::tensor::Device;
+
+use super::optim::{AdamWState, Moments};
+use super::state::TrainerState;
+use crate::model::{WeightReader, WeightWriter};
+use crate::{Error, Result};
+
+/// Name of the optimizer file inside a checkpoint.
+pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+/// Name of the trainer state file.
+pub const STATE_FILE: &str = "trainer_state.json";
+
+/// Folder name of the checkpoint after `step` optimizer steps.
+pub fn checkpoint_dir(output_dir: &Path, step: u64) -> PathBuf {
+    output_dir.join(format!("checkpoint-{step}"))
+}
+
+/// Existing complete checkpoints in `output_dir`, sorted by step.
+pub fn list_checkpoints(output_dir: &Path) -> Vec<(u64, PathBuf)> {
+    let mut found: Vec<(u64, PathBuf)> = std::fs::read_dir(output_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().to_string_lossy().to_string();
+            let step = name.strip_prefix("checkpoint-")?.parse().ok()?;
+            entry.path().join(STATE_FILE).is_file().then(|| (step, entry.path()))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// Writes a checkpoint: `write_model` fills the folder with the model (and tokenizer), then the
+/// optimizer and state are added, and the folder is renamed into place.
+pub fn save_checkpoint(
+    output_dir: &Path,
+    state: &TrainerState,
+    optimizer: &AdamWState,
+    write_model: &dyn Fn(&Path) -> Result<()>,
+) -> Result<PathBuf> {
+    let final_dir = checkpoint_dir(output_dir, state.global_step);
+    let tmp_dir = output_dir.join(format!(".tmp-checkpoint-{}", state.global_step));
+    if tmp_dir.exists() {
+        std::fs::remove_dir_all(&tmp_dir).map_err(|e| Error::io(&tmp_dir, e))?;
+    }
+    std::fs::create_dir_all(&tmp_dir).map_err(|e| Error::io(&tmp_dir, e))?;
+    write_model(&tmp_dir)?;
+    save_optimizer(&tmp_dir.join(OPTIMIZER_FILE), optimizer)?;
+    state.save(&tmp_dir.join(STATE_FILE))?;
+    if final_dir.exists() {
+        std::fs::remove_dir_all(&final_dir).map_err(|e| Error::io(&final_dir, e))?;
+    }
+    std::fs::rename(&tmp_dir, &final_dir).map_err(|e| Error::io(&final_dir, e))?;
+    Ok(final_dir)
+}
+
+/// Deletes the oldest checkpoints beyond `limit`.
+pub fn prune_checkpoints(output_dir: &Path, limit: Option<usize>) -> Result<()> {
+    let Some(limit) = limit else { return Ok(()) };
+    let checkpoints = list_checkpoints(output_dir);
+    let excess = checkpoints.len().saturating_sub(limit.max(1));
+    for (_, dir) in checkpoints.into_iter().take(excess) {
+        std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    }
+    Ok(())
+}
+
+fn save_optimizer(path: &Path, optimizer: &AdamWState) -> Result<()> {
+    let mut writer = WeightWriter::default();
+    for (index, moments) in optimizer.moments.iter().enumerate() {
+        if let Some(m) = moments {
+            writer.add(&format!("{index}.exp_avg"), m.exp_avg.clone())?;
+            writer.add(&format!("{index}.exp_avg_sq"), m.exp_avg_sq.clone())?;
+        }
+    }
+    // The step count rides along as a one-element tensor (exact up to 2^24 steps).
+    writer.add_values("step", vec![1], vec![optimizer.step as f32]);
+    writer.write(path)
+}
+
+/// Reads optimizer moments written by [`save_checkpoint`].
+pub fn load_optimizer(dir: &Path, device: &Device) -> Result<AdamWState> {
+    let path = dir.join(OPTIMIZER_FILE);
+    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    let tensors = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| Error::Weights {
+        message: format!("{}: {e}", path.display()),
+    })?;
+    let shapes: HashMap<String, usize> =
+        tensors.tensors().into_iter().map(|(name, view)| (name, view.shape().iter().product())).collect();
+    drop(tensors);
+    let mut reader = WeightReader::open_file(&path)?;
+    let step = reader.read("step", &[1])?[0] as u64;
+    let count = shapes.keys().filter_map(|k| k.split('.').next()?.parse::<usize>().ok()).max().map_or(0, |m| m + 1);
+    let mut moments = Vec::with_capacity(count);
+    for index in 0..count {
+        let name = format!("{index}.exp_avg");
+        match shapes.get(&name) {
+            Some(&numel) => moments.push(Some(Moments {
+                exp_avg: reader.tensor1(&name, numel, device)?,
+                exp_avg_sq: reader.tensor1(&format!("{index}.exp_avg_sq"), numel, device)?,
+            })),
+            None => moments.push(None),
+        }
+    }
+    Ok(AdamWState { step, moments })
+}

@@ -1,0 +1,16 @@
+//! The training engine shared by every method: arguments with transformers' names, AdamW,
+//! LR schedules, the loop with gradient accumulation, logging, checkpoints and resume.
+
+pub mod args;
+pub mod checkpoint;
+pub mod logging;
+pub mod metrics;
+pub mod optim;
+pub mod schedule;
+pub mod state;
+pub mod trainer;
+
+pub use args::{TrainingArguments, take_known_keys};
+pub use logging::RunLogger;
+pub use metrics::StepMetrics;
+pub use trainer::{Method, TrainOutcome, train};

@@ -1,0 +1,77 @@
+//! SFT as a [`Method`] of core's training loop.
+
+use std::path::Path;
+
+use burn::tensor::{Device, Tensor};
+use trl_core::Result;
+use trl_core::logprobs::label_log_probs;
+use trl_core::model::{CausalLm, WeightReader, WeightWriter, read_config, save_pretrained};
+use trl_core::tokenizer::Tokenizer;
+use trl_core::train::{Method, StepMetrics};
+
+use crate::config::SftConfig;
+use crate::data::{SftExample, collate};
+use crate::loss::sft_loss;
+
+/// SFT on a causal LM: token NLL (or DFT) on the label tokens, with TRL's metrics.
+pub struct SftMethod {
+    pub config: SftConfig,
+    pub tokenizer: Tokenizer,
+    pub pad_token_id: u32,
+    /// Padding-free batches: explicit `padding_free`, or packing (TRL forces it with bfd).
+    pub padding_free: bool,
+}
+
+impl SftMethod {
+    /// Builds the method; the pad token is `pad_token`, else the tokenizer's, else EOS (TRL).
+    pub fn new(config: SftConfig, tokenizer: Tokenizer) -> std::result::Result<Self, String> {
+        let pad = config
+            .pad_token
+            .as_deref()
+            .and_then(|t| tokenizer.token_to_id(t))
+            .or_else(|| tokenizer.pad_token_id())
+            .or_else(|| tokenizer.eos_token_id())
+            .ok_or("the tokenizer has no pad or eos token; set pad_token")?;
+        let padding_free = config.padding_free || config.packing;
+        Ok(SftMethod { config, tokenizer, pad_token_id: pad, padding_free })
+    }
+}
+
+impl Method for SftMethod {
+    type Model = CausalLm;
+    type Example = SftExample;
+
+    fn items_in(&self, examples: &[&SftExample]) -> f64 {
+        // transformers' num_items_in_batch: label tokens after the shift (and, padding-free,
+        // after masking each sample's first token).
+        let batch = collate(examples, self.pad_token_id, self.padding_free, self.config.pad_to_multiple_of);
+        batch.labels.iter().map(|row| row[1..].iter().filter(|&&l| l != -100).count() as f64).sum()
+    }
+
+    fn loss(&self, model: &CausalLm, examples: &[&SftExample], items_in_step: f64) -> Result<(Tensor<1>, StepMetrics)> {
+        let batch = collate(examples, self.pad_token_id, self.padding_free, self.config.pad_to_multiple_of);
+        // [batch, seq, vocab]
+        let logits = model.forward(&batch.tokens);
+        let label_logps = label_log_probs(logits, &batch.labels);
+        let loss = sft_loss(&label_logps, self.config.loss_type, items_in_step);
+        let mut metrics = StepMetrics { num_tokens: batch.num_tokens, ..StepMetrics::default() };
+        let (entropy, counted) = label_logps.entropy_sum();
+        metrics.push("entropy", if counted > 0.0 { entropy / counted } else { 0.0 });
+        let (correct, total) = label_logps.accuracy_counts();
+        metrics.push("mean_token_accuracy", if total > 0.0 { correct / total } else { 0.0 });
+        Ok((loss, metrics))
+    }
+
+    fn save_model(&self, model: &CausalLm, dir: &Path) -> Result<()> {
+        let mut writer = WeightWriter::default();
+        model.save_weights(&mut writer)?;
+        save_pretrained(dir, model.config(), &writer)?;
+        self.tokenizer.save(dir)
+    }
+
+    fn load_model(&self, dir: &Path, device: &Device) -> Result<CausalLm> {
+        let config = read_config(dir)?;
+        let mut reader = WeightReader::open(dir)?;
+        CausalLm::load(&mut reader, &config, device)
+    }
+}
