@@ -2,8 +2,8 @@
 //!
 //! - `reference`: create the Python reference environment (`.venv-reference`, pinned by
 //!   `reference/requirements.txt`) if missing and regenerate every fixture and expected value
-//!   under `fixtures/` with `reference/make_fixtures.py`. Expected numbers are never edited by
-//!   hand: change the script and run this.
+//!   under `fixtures/` with `reference/make_fixtures.py` and `reference/sft_reference.py`. Expected numbers are never edited by
+//!   hand: change the scripts and run this.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

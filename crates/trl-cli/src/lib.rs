@@ -5,10 +5,16 @@
 //! Each subcommand parses its arguments (TRL's names), picks the device among the backends
 //! compiled in, and calls into a method crate. A method crate never parses CLI flags.
 
+mod config;
 mod device;
 mod env;
+mod model_args;
+mod sft;
+mod validate;
 
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{Parser, Subcommand};
 
@@ -22,6 +28,15 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Supervised fine-tuning (TRL's SFTTrainer): `trl sft --help` lists the keys.
+    #[command(disable_help_flag = true)]
+    Sft {
+        /// `--config file.yaml` and `--key value` pairs with TRL's names.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        args: Vec<String>,
+    },
+    /// Check every row of a dataset for a method before training; exits non-zero on problems.
+    Validate(validate::ValidateArgs),
     /// Print versions, compiled-in backends, the default device and thread count.
     Env(env::EnvArgs),
 }
@@ -31,6 +46,8 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Sft { args } => sft::run(&args, interrupt_flag()),
+        Command::Validate(args) => validate::run(&args),
         Command::Env(args) => env::run(&args),
     };
     match result {
@@ -40,4 +57,18 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A flag set by Ctrl-C: the training loop saves a checkpoint and stops at the next step.
+fn interrupt_flag() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let handler_flag = flag.clone();
+    // A second Ctrl-C while the checkpoint is written falls through to the default (exit).
+    let _ = ctrlc::set_handler(move || {
+        if handler_flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupted: saving a checkpoint after this step (Ctrl-C again to quit now)");
+    });
+    flag
 }

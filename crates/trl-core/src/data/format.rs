@@ -75,8 +75,8 @@ impl FormatKind {
             FormatKind::LanguageModeling => "language modeling",
             FormatKind::PromptOnly => "prompt-only",
             FormatKind::PromptCompletion => "prompt-completion",
-            FormatKind::Preference => "preference (explicit prompt)",
-            FormatKind::ImplicitPreference => "preference (implicit prompt)",
+            FormatKind::Preference => "preference",
+            FormatKind::ImplicitPreference => "preference with implicit prompt",
             FormatKind::UnpairedPreference => "unpaired preference",
         }
     }
@@ -99,7 +99,11 @@ impl FormatKind {
     /// The columns for a message, e.g. "`prompt`, `completion`".
     pub fn column_list(self, text_field: &str) -> String {
         let quoted = |columns: Vec<&str>| {
-            columns.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ")
+            columns
+                .iter()
+                .map(|c| format!("`{c}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
         };
         match self {
             FormatKind::LanguageModeling => format!("`{text_field}` or `messages`"),
@@ -165,17 +169,17 @@ fn style_of(value: Option<&Value>) -> Option<Style> {
 
 /// Recognises a row's format from its columns, in the order TRL's trainers look at them.
 /// `Err` holds a problem without a location.
-pub(crate) fn detect_row(row: &Row, text_field: &str) -> Result<RowShape, Problem> {
+pub(crate) fn detect_row(row: &Row, text_field: &str) -> Result<RowShape, Box<Problem>> {
     let has = |column: &str| present(row, column).is_some();
     let style = |column: &str| style_of(present(row, column));
-    if has("messages") {
-        if let Some(other) = PROMPT_FAMILY.into_iter().find(|c| has(c)) {
-            return Err(Problem::dataset(
-                "either `messages` (language modeling) or prompt/completion/chosen/rejected \
-                 columns, as TRL's apply_chat_template requires",
-                format!("both `messages` and `{other}`"),
-            ));
-        }
+    if has("messages")
+        && let Some(other) = PROMPT_FAMILY.into_iter().find(|c| has(c))
+    {
+        return Err(Box::new(Problem::dataset(
+            "either `messages` (language modeling) or prompt/completion/chosen/rejected \
+             columns, as TRL's apply_chat_template requires",
+            format!("both `messages` and `{other}`"),
+        )));
     }
     let shape = |kind: FormatKind, columns: &[&str]| RowShape {
         kind,
@@ -194,10 +198,16 @@ pub(crate) fn detect_row(row: &Row, text_field: &str) -> Result<RowShape, Proble
         });
     }
     if has("prompt") && has("completion") && has("label") {
-        return Ok(shape(FormatKind::UnpairedPreference, &["prompt", "completion"]));
+        return Ok(shape(
+            FormatKind::UnpairedPreference,
+            &["prompt", "completion"],
+        ));
     }
     if has("prompt") && has("completion") {
-        return Ok(shape(FormatKind::PromptCompletion, &["prompt", "completion"]));
+        return Ok(shape(
+            FormatKind::PromptCompletion,
+            &["prompt", "completion"],
+        ));
     }
     if has("prompt") {
         return Ok(shape(FormatKind::PromptOnly, &["prompt"]));
@@ -225,7 +235,7 @@ pub(crate) fn detect_row(row: &Row, text_field: &str) -> Result<RowShape, Proble
         let columns: Vec<String> = row.keys().map(|c| format!("`{c}`")).collect();
         format!("only the columns {}", columns.join(", "))
     };
-    Err(Problem::dataset(expected, found))
+    Err(Box::new(Problem::dataset(expected, found)))
 }
 
 /// Checks every value a row of `format` needs; the problems have no location yet.
@@ -284,7 +294,12 @@ fn check_messages(value: Option<&Value>) -> Vec<Problem> {
                 "a string (standard format)",
             )];
         }
-        _ => return vec![Problem::dataset("a non-empty list of messages", missing(value))],
+        _ => {
+            return vec![Problem::dataset(
+                "a non-empty list of messages",
+                missing(value),
+            )];
+        }
     };
     let mut problems = Vec::new();
     for (index, message) in messages.iter().enumerate() {
@@ -298,7 +313,10 @@ fn check_messages(value: Option<&Value>) -> Vec<Problem> {
 
 fn check_message(message: &Value) -> Option<Problem> {
     let Value::Object(message) = message else {
-        return Some(Problem::dataset("a {role, content} object", describe(message)));
+        return Some(Problem::dataset(
+            "a {role, content} object",
+            describe(message),
+        ));
     };
     let role = match message.get("role") {
         Some(Value::String(role)) if !role.is_empty() => role,
@@ -315,7 +333,8 @@ fn check_message(message: &Value) -> Option<Problem> {
             ));
         }
     };
-    let has_tool_calls = matches!(message.get("tool_calls"), Some(Value::Array(calls)) if !calls.is_empty());
+    let has_tool_calls =
+        matches!(message.get("tool_calls"), Some(Value::Array(calls)) if !calls.is_empty());
     match message.get("content") {
         Some(Value::String(_)) => None,
         Some(Value::Array(parts)) => parts.iter().enumerate().find_map(|(index, part)| {
@@ -373,7 +392,11 @@ fn check_format_rules(row: &Row, format: DatasetFormat) -> Vec<Problem> {
         (FormatKind::ImplicitPreference, Style::Standard) => {
             // extract_prompt fails on an empty side (its loop never runs).
             for column in ["chosen", "rejected"] {
-                if row.get(column).and_then(Value::as_str).is_some_and(str::is_empty) {
+                if row
+                    .get(column)
+                    .and_then(Value::as_str)
+                    .is_some_and(str::is_empty)
+                {
                     problems.push(
                         Problem::dataset(
                             "a non-empty string (the prompt is extracted from chosen and rejected)",
@@ -407,14 +430,20 @@ fn check_template_columns(row: &Row) -> Vec<Problem> {
         Some(Value::String(text)) => {
             if !matches!(serde_json::from_str::<Value>(text), Ok(Value::Array(_))) {
                 problems.push(
-                    Problem::dataset("a list of tool schemas, or that list as a JSON string", "a string that is not a JSON list")
-                        .in_column("tools"),
+                    Problem::dataset(
+                        "a list of tool schemas, or that list as a JSON string",
+                        "a string that is not a JSON list",
+                    )
+                    .in_column("tools"),
                 );
             }
         }
         Some(other) => problems.push(
-            Problem::dataset("a list of tool schemas, or that list as a JSON string", describe(other))
-                .in_column("tools"),
+            Problem::dataset(
+                "a list of tool schemas, or that list as a JSON string",
+                describe(other),
+            )
+            .in_column("tools"),
         ),
     }
     match present(row, "chat_template_kwargs") {

@@ -78,7 +78,10 @@ mod tests {
 
     #[test]
     fn star_stays_inside_one_part() {
-        assert!(glob_match("data/train-*", "data/train-00000-of-00001.parquet"));
+        assert!(glob_match(
+            "data/train-*",
+            "data/train-00000-of-00001.parquet"
+        ));
         assert!(!glob_match("data/*", "data/sub/x.jsonl"));
         assert!(glob_match("*.jsonl", "a.jsonl"));
         assert!(!glob_match("*.jsonl", "d/a.jsonl"));
@@ -90,7 +93,10 @@ mod tests {
         assert!(glob_match("**/train[-._ 0-9]*", "train.jsonl"));
         assert!(glob_match("**/train[-._ 0-9]*", "data/train-1.jsonl"));
         assert!(!glob_match("**/train[-._ 0-9]*", "trainer.jsonl"));
-        assert!(glob_match("**/*[-._ 0-9]train[-._ 0-9]*", "my_train_set.jsonl"));
+        assert!(glob_match(
+            "**/*[-._ 0-9]train[-._ 0-9]*",
+            "my_train_set.jsonl"
+        ));
         assert!(glob_match("**/train/**", "data/train/x.jsonl"));
         assert!(!glob_match("**/train/**", "data/training/x.jsonl"));
     }

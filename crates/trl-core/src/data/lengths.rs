@@ -40,9 +40,16 @@ impl TokenLengths {
     /// One line for a report, e.g. `tokens per row: p50 35, p95 60, max 72; 0 rows over
     /// max_length 1024`.
     pub fn summary(&self, method: Method) -> String {
-        let mut line = format!("tokens per row: p50 {}, p95 {}, max {}", self.p50, self.p95, self.max);
+        let mut line = format!(
+            "tokens per row: p50 {}, p95 {}, max {}",
+            self.p50, self.p95, self.max
+        );
         if let Some(max_length) = self.max_length {
-            let rows = if self.over_max_length == 1 { "row" } else { "rows" };
+            let rows = if self.over_max_length == 1 {
+                "row"
+            } else {
+                "rows"
+            };
             line.push_str(&format!(
                 "; {} {rows} longer than max_length {max_length} ({} by {method})",
                 self.over_max_length,
@@ -55,21 +62,39 @@ impl TokenLengths {
 
 /// Measures every row of a valid dataset. Fails with every row the tokenizer or chat template
 /// rejects (e.g. a template that raises on roles that do not alternate).
-pub fn token_lengths(dataset: &Dataset, tokenizer: &Tokenizer, max_length: Option<usize>) -> Result<TokenLengths> {
+pub fn token_lengths(
+    dataset: &Dataset,
+    tokenizer: &Tokenizer,
+    max_length: Option<usize>,
+) -> Result<TokenLengths> {
     let mut problems = ProblemList::default();
     match measure(dataset, tokenizer, max_length, &mut problems) {
         Some(lengths) => Ok(lengths),
         None => {
             let (listed, total) = problems.into_parts();
             let lines: Vec<String> = listed.iter().map(|p| format!("\n  {p}")).collect();
-            let more = if total > listed.len() { format!("\n  ... and {} more", total - listed.len()) } else { String::new() };
-            Err(Error::Data { message: format!("{total} row(s) cannot be tokenized:{}{more}", lines.concat()) })
+            let more = if total > listed.len() {
+                format!("\n  ... and {} more", total - listed.len())
+            } else {
+                String::new()
+            };
+            Err(Error::Data {
+                message: format!(
+                    "{total} row(s) cannot be tokenized:{}{more}",
+                    lines.concat()
+                ),
+            })
         }
     }
 }
 
 /// [`token_lengths`], adding the rows that fail to `problems`; `None` if any fails.
-pub(crate) fn measure(dataset: &Dataset, tokenizer: &Tokenizer, max_length: Option<usize>, problems: &mut ProblemList) -> Option<TokenLengths> {
+pub(crate) fn measure(
+    dataset: &Dataset,
+    tokenizer: &Tokenizer,
+    max_length: Option<usize>,
+    problems: &mut ProblemList,
+) -> Option<TokenLengths> {
     let mut lengths = Vec::with_capacity(dataset.len());
     let before = problems.total();
     for (index, row) in dataset.rows().iter().enumerate() {
@@ -80,7 +105,10 @@ pub(crate) fn measure(dataset: &Dataset, tokenizer: &Tokenizer, max_length: Opti
                 problems.push(Problem {
                     file: Some(file.to_path_buf()),
                     position: Some(position),
-                    ..Problem::dataset("a row the tokenizer and chat template accept", error.to_string())
+                    ..Problem::dataset(
+                        "a row the tokenizer and chat template accept",
+                        error.to_string(),
+                    )
                 });
             }
         }
@@ -106,35 +134,64 @@ fn summarize(mut lengths: Vec<usize>, max_length: Option<usize>) -> TokenLengths
         p95: rank(95),
         max: lengths.last().copied().unwrap_or(0),
         max_length,
-        over_max_length: max_length.map_or(0, |limit| lengths.iter().filter(|&&l| l > limit).count()),
+        over_max_length: max_length
+            .map_or(0, |limit| lengths.iter().filter(|&&l| l > limit).count()),
     }
 }
 
 fn row_length(row: &Map<String, Value>, dataset: &Dataset, tokenizer: &Tokenizer) -> Result<usize> {
     let column = |name: &str| row.get(name).cloned().unwrap_or(Value::Null);
-    let text = |name: &str| row.get(name).and_then(Value::as_str).unwrap_or_default().to_owned();
-    let messages = |name: &str| row.get(name).and_then(Value::as_array).cloned().unwrap_or_default();
+    let text = |name: &str| {
+        row.get(name)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let messages = |name: &str| {
+        row.get(name)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
     let options = template_options(row);
     let eos = tokenizer.eos_token().unwrap_or_default().to_owned();
     let text_length = |text: String| -> Result<usize> {
-        let text = if eos.is_empty() || text.ends_with(&eos) { text } else { text + &eos };
+        let text = if eos.is_empty() || text.ends_with(&eos) {
+            text
+        } else {
+            text + &eos
+        };
         Ok(tokenizer.encode(&text, true)?.len())
     };
     let chat_length = |conversation: Vec<Value>| -> Result<usize> {
-        Ok(tokenizer.apply_chat_template_ids(&Value::Array(conversation), &options)?.len())
+        Ok(tokenizer
+            .apply_chat_template_ids(&Value::Array(conversation), &options)?
+            .len())
     };
     let joined = |first: &str, second: &str| [messages(first), messages(second)].concat();
     let format = dataset.format;
     match (format.kind, format.style) {
         (FormatKind::LanguageModeling, Style::Standard) => text_length(text(&dataset.text_field)),
         (FormatKind::LanguageModeling, Style::Conversational) => chat_length(messages("messages")),
-        (FormatKind::PromptOnly, Style::Standard) => Ok(tokenizer.encode(&text("prompt"), true)?.len()),
+        (FormatKind::PromptOnly, Style::Standard) => {
+            Ok(tokenizer.encode(&text("prompt"), true)?.len())
+        }
         (FormatKind::PromptOnly, Style::Conversational) => {
             let prompt = column("prompt");
-            let last_role = prompt.as_array().and_then(|m| m.last()).and_then(|m| m.get("role")).and_then(Value::as_str);
+            let last_role = prompt
+                .as_array()
+                .and_then(|m| m.last())
+                .and_then(|m| m.get("role"))
+                .and_then(Value::as_str);
             let options = match last_role {
-                Some("assistant") => RenderOptions { continue_final_message: Some("content".to_owned()), ..options.clone() },
-                _ => RenderOptions { add_generation_prompt: true, ..options.clone() },
+                Some("assistant") => RenderOptions {
+                    continue_final_message: Some("content".to_owned()),
+                    ..options.clone()
+                },
+                _ => RenderOptions {
+                    add_generation_prompt: true,
+                    ..options.clone()
+                },
             };
             Ok(tokenizer.apply_chat_template_ids(&prompt, &options)?.len())
         }
@@ -144,10 +201,13 @@ fn row_length(row: &Map<String, Value>, dataset: &Dataset, tokenizer: &Tokenizer
         (FormatKind::PromptCompletion | FormatKind::UnpairedPreference, Style::Conversational) => {
             chat_length(joined("prompt", "completion"))
         }
-        (FormatKind::Preference, Style::Standard) => Ok(text_length(text("prompt") + &text("chosen"))?
-            .max(text_length(text("prompt") + &text("rejected"))?)),
+        (FormatKind::Preference, Style::Standard) => {
+            Ok(text_length(text("prompt") + &text("chosen"))?
+                .max(text_length(text("prompt") + &text("rejected"))?))
+        }
         (FormatKind::Preference, Style::Conversational) => {
-            Ok(chat_length(joined("prompt", "chosen"))?.max(chat_length(joined("prompt", "rejected"))?))
+            Ok(chat_length(joined("prompt", "chosen"))?
+                .max(chat_length(joined("prompt", "rejected"))?))
         }
         (FormatKind::ImplicitPreference, Style::Standard) => {
             Ok(text_length(text("chosen"))?.max(text_length(text("rejected"))?))
@@ -162,16 +222,118 @@ fn row_length(row: &Map<String, Value>, dataset: &Dataset, tokenizer: &Tokenizer
 fn template_options(row: &Map<String, Value>) -> RenderOptions {
     let tools = match row.get("tools") {
         Some(Value::Array(tools)) => Some(Value::Array(tools.clone())),
-        Some(Value::String(text)) => serde_json::from_str::<Value>(text).ok().filter(Value::is_array),
+        Some(Value::String(text)) => serde_json::from_str::<Value>(text)
+            .ok()
+            .filter(Value::is_array),
         _ => None,
     };
-    let extra = row.get("chat_template_kwargs").and_then(Value::as_object).cloned().unwrap_or_default();
-    RenderOptions { tools, extra, ..RenderOptions::default() }
+    let extra = row
+        .get("chat_template_kwargs")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    RenderOptions {
+        tools,
+        extra,
+        ..RenderOptions::default()
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
+    use crate::data::{DatasetArgs, load_dataset};
+
+    fn fixture_tokenizer(model: &str) -> Tokenizer {
+        Tokenizer::from_dir(format!(
+            "{}/../../fixtures/models/{model}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    }
+
+    fn sample(name: &str) -> String {
+        format!("{}/../../datasets/{name}.jsonl", env!("CARGO_MANIFEST_DIR"))
+    }
+
+    /// `(p50, p95, max)` of each sample dataset, as transformers 5.23 + TRL 1.16 tokenize it: the
+    /// length of `tokenizer(text + eos)` / `apply_chat_template(..., tokenize=True)` per row,
+    /// prompt extracted with `maybe_extract_prompt`, nearest-rank percentiles (the script is in
+    /// the report of the change that added this module).
+    #[test]
+    fn token_lengths_match_transformers() {
+        let cases = [
+            ("tiny-qwen2", "text", Method::Sft, (22, 51, 53)),
+            ("tiny-qwen2", "messages", Method::Sft, (83, 148, 158)),
+            ("tiny-qwen2", "prompt_completion", Method::Sft, (42, 52, 55)),
+            (
+                "tiny-qwen2",
+                "prompt_completion_conversational",
+                Method::Sft,
+                (83, 109, 114),
+            ),
+            ("tiny-qwen2", "prompt_only", Method::Grpo, (26, 30, 35)),
+            ("tiny-qwen2", "preference", Method::Dpo, (49, 74, 79)),
+            (
+                "tiny-qwen2",
+                "preference_implicit",
+                Method::Dpo,
+                (49, 74, 79),
+            ),
+            (
+                "tiny-qwen2",
+                "preference_conversational",
+                Method::Dpo,
+                (104, 133, 138),
+            ),
+            (
+                "tiny-llama",
+                "unpaired_preference_conversational",
+                Method::Kto,
+                (103, 133, 137),
+            ),
+        ];
+        for (model, name, method, expected) in cases {
+            let tokenizer = fixture_tokenizer(model);
+            let dataset = load_dataset(&DatasetArgs::new(sample(name)), method).unwrap();
+            let lengths = token_lengths(&dataset, &tokenizer, Some(50)).unwrap();
+            assert_eq!(
+                (lengths.p50, lengths.p95, lengths.max),
+                expected,
+                "{model} {name}"
+            );
+            assert_eq!(lengths.rows, dataset.len());
+        }
+    }
+
+    #[test]
+    fn rows_the_chat_template_rejects_are_named() {
+        let mut tokenizer = fixture_tokenizer("tiny-qwen2");
+        tokenizer
+            .set_chat_template(
+                "{% for m in messages %}{% if m.role == 'tool' %}{{ raise_exception('no tool turns here') }}\
+                 {% endif %}{{ m.content }}{% endfor %}",
+            )
+            .unwrap();
+        let row = |value: Value| value.as_object().unwrap().clone();
+        let rows = vec![
+            row(json!({"messages": [{"role": "user", "content": "hi"}]})),
+            row(json!({"messages": [{"role": "tool", "content": "42"}]})),
+        ];
+        let dataset = Dataset::from_rows(rows, Method::Sft, "text").unwrap();
+        let error = token_lengths(&dataset, &tokenizer, None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains(
+                "1 row(s) cannot be tokenized:\n  <rows> row 2: expected a row the tokenizer"
+            ),
+            "{error}"
+        );
+        assert!(error.contains("no tool turns here"), "{error}");
+    }
 
     #[test]
     fn percentiles_are_nearest_rank() {
@@ -179,7 +341,10 @@ mod tests {
         assert_eq!((lengths.p50, lengths.p95, lengths.max), (50, 95, 100));
         assert_eq!(lengths.over_max_length, 10);
         let one = summarize(vec![7], None);
-        assert_eq!((one.p50, one.p95, one.max, one.over_max_length), (7, 7, 7, 0));
+        assert_eq!(
+            (one.p50, one.p95, one.max, one.over_max_length),
+            (7, 7, 7, 0)
+        );
         let none = summarize(Vec::new(), Some(3));
         assert_eq!((none.rows, none.max), (0, 0));
     }

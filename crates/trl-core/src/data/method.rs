@@ -99,7 +99,10 @@ impl FromStr for Method {
             .find(|method| method.name().eq_ignore_ascii_case(name.trim()))
             .ok_or_else(|| {
                 let names: Vec<&str> = Method::ALL.iter().map(|m| m.name()).collect();
-                format!("unknown method `{name}`: expected one of {}", names.join(", "))
+                format!(
+                    "unknown method `{name}`: expected one of {}",
+                    names.join(", ")
+                )
             })
     }
 }
@@ -115,7 +118,10 @@ mod tests {
         }
         assert_eq!("DPO".parse::<Method>(), Ok(Method::Dpo));
         let error = "ppo".parse::<Method>().unwrap_err();
-        assert!(error.contains("sft, dpo, kto, reward, grpo, rloo"), "{error}");
+        assert!(
+            error.contains("sft, dpo, kto, reward, grpo, rloo"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -30,5 +30,5 @@ pub use lengths::{TokenLengths, token_lengths};
 pub use method::Method;
 pub use problem::{MAX_LISTED_PROBLEMS, Position, Problem};
 pub use prompt::{extract_prompt, maybe_extract_prompt, unpair_preference};
-pub use source::{DatasetArgs, SplitFiles, resolve_split_files};
+pub use source::{DatasetArgs, SplitFiles, resolve_split_files, resolve_split_files_with};
 pub use validate::{Dataset, ValidationReport, load_dataset, validate};

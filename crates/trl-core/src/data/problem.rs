@@ -55,7 +55,10 @@ impl Problem {
 
     /// A problem with a whole file (unreadable, empty, not Parquet).
     pub fn file(path: &Path, expected: impl Into<String>, found: impl Into<String>) -> Self {
-        Problem { file: Some(path.to_path_buf()), ..Problem::dataset(expected, found) }
+        Problem {
+            file: Some(path.to_path_buf()),
+            ..Problem::dataset(expected, found)
+        }
     }
 
     /// A problem with one row of a file.
@@ -65,7 +68,10 @@ impl Problem {
         expected: impl Into<String>,
         found: impl Into<String>,
     ) -> Self {
-        Problem { position: Some(position), ..Problem::file(path, expected, found) }
+        Problem {
+            position: Some(position),
+            ..Problem::file(path, expected, found)
+        }
     }
 
     /// The same problem, narrowed to a column.
@@ -175,9 +181,15 @@ mod tests {
             "d.jsonl line 3, column \"chosen\", message 2: expected a string, found null"
         );
         let dataset = Problem::dataset("preference data", "prompt-only data");
-        assert_eq!(dataset.to_string(), "expected preference data, found prompt-only data");
+        assert_eq!(
+            dataset.to_string(),
+            "expected preference data, found prompt-only data"
+        );
         let file = Problem::file(Path::new("x.parquet"), "a Parquet file", "3 bytes");
-        assert_eq!(file.to_string(), "x.parquet: expected a Parquet file, found 3 bytes");
+        assert_eq!(
+            file.to_string(),
+            "x.parquet: expected a Parquet file, found 3 bytes"
+        );
     }
 
     #[test]
@@ -199,6 +211,9 @@ mod tests {
         assert_eq!(describe(&json!([])), "an empty list");
         assert_eq!(describe(&json!({"a": 1})), "an object with keys a");
         let long = "x".repeat(50);
-        assert_eq!(describe(&json!(long)), format!("the string \"{}...\"", "x".repeat(40)));
+        assert_eq!(
+            describe(&json!(long)),
+            format!("the string \"{}...\"", "x".repeat(40))
+        );
     }
 }

@@ -59,8 +59,16 @@ fn split_index<T: PartialEq>(
     match (0..shared).find(|&i| chosen[i] != rejected[i]) {
         Some(index) => {
             let index = index as isize;
-            let before = if index == 0 { chosen.len() - 1 } else { index as usize - 1 };
-            Some(if is_space(&chosen[before]) { index - 1 } else { index })
+            let before = if index == 0 {
+                chosen.len() - 1
+            } else {
+                index as usize - 1
+            };
+            Some(if is_space(&chosen[before]) {
+                index - 1
+            } else {
+                index
+            })
         }
         // No break: the loop variable keeps its last value.
         None => Some(shared as isize - 1),
@@ -68,7 +76,11 @@ fn split_index<T: PartialEq>(
 }
 
 fn py_index(len: usize, index: isize) -> usize {
-    if index < 0 { len.saturating_sub(index.unsigned_abs()) } else { (index as usize).min(len) }
+    if index < 0 {
+        len.saturating_sub(index.unsigned_abs())
+    } else {
+        (index as usize).min(len)
+    }
 }
 
 /// `items[:index]`.
@@ -96,10 +108,10 @@ pub fn maybe_extract_prompt(row: &mut Row) -> bool {
     let (Some(chosen), Some(rejected)) = (row.get("chosen"), row.get("rejected")) else {
         return true;
     };
-    if let Some(prompt) = row.get("prompt") {
-        if is_conversation(Some(chosen)) == is_conversation(Some(prompt)) {
-            return true;
-        }
+    if let Some(prompt) = row.get("prompt")
+        && is_conversation(Some(chosen)) == is_conversation(Some(prompt))
+    {
+        return true;
     }
     let Some((prompt, chosen, rejected)) = extract_prompt(chosen, rejected) else {
         return false;
@@ -154,7 +166,13 @@ mod tests {
     #[test]
     fn extracts_the_prompt_of_strings_like_trl() {
         let cases = [
-            ("The sky is blue.", "The sky is green.", "The sky is", " blue.", " green."),
+            (
+                "The sky is blue.",
+                "The sky is green.",
+                "The sky is",
+                " blue.",
+                " green.",
+            ),
             ("abc", "abcd", "ab", "c", "cd"),
             ("Xyz ", "Abc", "Xyz", " ", "c"),
             ("Paris", "Rome", "", "Paris", "Rome"),
@@ -225,13 +243,24 @@ mod tests {
         let summary: Vec<(String, bool, i64)> = unpaired
             .iter()
             .map(|row| {
-                (row["prompt"].as_str().unwrap().to_owned(), row["label"].as_bool().unwrap(), row["id"].as_i64().unwrap())
+                (
+                    row["prompt"].as_str().unwrap().to_owned(),
+                    row["label"].as_bool().unwrap(),
+                    row["id"].as_i64().unwrap(),
+                )
             })
             .collect();
-        let expected: Vec<(String, bool, i64)> = [(0, true), (1, true), (2, true), (0, false), (1, false), (2, false)]
-            .iter()
-            .map(|&(i, label)| (format!("p{i}"), label, i))
-            .collect();
+        let expected: Vec<(String, bool, i64)> = [
+            (0, true),
+            (1, true),
+            (2, true),
+            (0, false),
+            (1, false),
+            (2, false),
+        ]
+        .iter()
+        .map(|&(i, label)| (format!("p{i}"), label, i))
+        .collect();
         assert_eq!(summary, expected);
         assert_eq!(unpaired[0]["completion"], "good");
         assert_eq!(unpaired[3]["completion"], "bad");

@@ -24,8 +24,16 @@ use super::problem::{Position, Problem, ProblemList, describe};
 pub(crate) type LocatedRow = (Position, Row);
 
 /// Reads every row of `path` (by its extension); what cannot be read becomes a problem.
-pub(crate) fn read_rows(path: &Path, json_field: Option<&str>, problems: &mut ProblemList) -> Vec<LocatedRow> {
-    let extension = path.extension().and_then(|e| e.to_str()).unwrap_or_default().to_ascii_lowercase();
+pub(crate) fn read_rows(
+    path: &Path,
+    json_field: Option<&str>,
+    problems: &mut ProblemList,
+) -> Vec<LocatedRow> {
+    let extension = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
     match extension.as_str() {
         "parquet" => read_parquet(path, problems),
         "json" | "jsonl" => match std::fs::read(path) {
@@ -36,15 +44,26 @@ pub(crate) fn read_rows(path: &Path, json_field: Option<&str>, problems: &mut Pr
             }
         },
         _ => {
-            problems.push(Problem::file(path, "a .jsonl, .json or .parquet file", format!("the extension {extension:?}")));
+            problems.push(Problem::file(
+                path,
+                "a .jsonl, .json or .parquet file",
+                format!("the extension {extension:?}"),
+            ));
             Vec::new()
         }
     }
 }
 
 /// Rows of JSON bytes (see the module docs for the shapes accepted).
-pub(crate) fn read_json(path: &Path, bytes: &[u8], json_field: Option<&str>, problems: &mut ProblemList) -> Vec<LocatedRow> {
-    let bytes = bytes.strip_prefix(b"\xef\xbb\xbf".as_slice()).unwrap_or(bytes);
+pub(crate) fn read_json(
+    path: &Path,
+    bytes: &[u8],
+    json_field: Option<&str>,
+    problems: &mut ProblemList,
+) -> Vec<LocatedRow> {
+    let bytes = bytes
+        .strip_prefix(b"\xef\xbb\xbf".as_slice())
+        .unwrap_or(bytes);
     if bytes.iter().all(u8::is_ascii_whitespace) {
         problems.push(Problem::file(path, "rows of JSON", "an empty file"));
         return Vec::new();
@@ -61,7 +80,12 @@ pub(crate) fn read_json(path: &Path, bytes: &[u8], json_field: Option<&str>, pro
             }
             Err(error) => {
                 let position = Position::Line(error.line());
-                problems.push(Problem::row(path, position, "a valid JSON array", json_error(&error)));
+                problems.push(Problem::row(
+                    path,
+                    position,
+                    "a valid JSON array",
+                    json_error(&error),
+                ));
                 Vec::new()
             }
         };
@@ -80,7 +104,12 @@ fn rows_of_array(path: &Path, items: Vec<Value>, problems: &mut ProblemList) -> 
                 row.insert("text".to_owned(), Value::String(text));
                 rows.push((position, row));
             }
-            other => problems.push(Problem::row(path, position, "a JSON object (one row) or a string", describe(&other))),
+            other => problems.push(Problem::row(
+                path,
+                position,
+                "a JSON object (one row) or a string",
+                describe(&other),
+            )),
         }
     }
     rows
@@ -100,15 +129,29 @@ fn read_json_lines(path: &Path, bytes: &[u8], problems: &mut ProblemList) -> Vec
         let text = match std::str::from_utf8(line) {
             Ok(text) => text,
             Err(error) => {
-                let found = format!("the byte 0x{:02x} at column {}, which is not UTF-8", line[error.valid_up_to()], error.valid_up_to() + 1);
+                let found = format!(
+                    "the byte 0x{:02x} at column {}, which is not UTF-8",
+                    line[error.valid_up_to()],
+                    error.valid_up_to() + 1
+                );
                 line_problems.push(Problem::row(path, position, "UTF-8 text", found));
                 continue;
             }
         };
         match serde_json::from_str::<Value>(text) {
             Ok(Value::Object(row)) => rows.push((position, row)),
-            Ok(other) => line_problems.push(Problem::row(path, position, "a JSON object (one row)", describe(&other))),
-            Err(error) => line_problems.push(Problem::row(path, position, "a JSON object (one row)", json_error(&error))),
+            Ok(other) => line_problems.push(Problem::row(
+                path,
+                position,
+                "a JSON object (one row)",
+                describe(&other),
+            )),
+            Err(error) => line_problems.push(Problem::row(
+                path,
+                position,
+                "a JSON object (one row)",
+                json_error(&error),
+            )),
         }
     }
     if line_problems.is_empty() {
@@ -134,7 +177,9 @@ fn read_object_stream(bytes: &[u8]) -> Option<Vec<LocatedRow>> {
             None => break,
             Some(value) => value.ok()?,
         };
-        let Value::Object(row) = value else { return None };
+        let Value::Object(row) = value else {
+            return None;
+        };
         let skipped = text[start..].len() - text[start..].trim_start().len();
         let line = text[..start + skipped].matches('\n').count() + 1;
         rows.push((Position::Line(line), row));
@@ -142,11 +187,21 @@ fn read_object_stream(bytes: &[u8]) -> Option<Vec<LocatedRow>> {
     Some(rows)
 }
 
-fn read_json_field(path: &Path, bytes: &[u8], field: &str, problems: &mut ProblemList) -> Vec<LocatedRow> {
+fn read_json_field(
+    path: &Path,
+    bytes: &[u8],
+    field: &str,
+    problems: &mut ProblemList,
+) -> Vec<LocatedRow> {
     let document = match serde_json::from_slice::<Value>(bytes) {
         Ok(document) => document,
         Err(error) => {
-            problems.push(Problem::row(path, Position::Line(error.line()), "valid JSON", json_error(&error)));
+            problems.push(Problem::row(
+                path,
+                Position::Line(error.line()),
+                "valid JSON",
+                json_error(&error),
+            ));
             return Vec::new();
         }
     };
@@ -155,26 +210,48 @@ fn read_json_field(path: &Path, bytes: &[u8], field: &str, problems: &mut Proble
         Some(Value::Object(columns)) => rows_of_columns(path, columns, problems),
         other => {
             let found = other.map_or_else(|| "no such key".to_owned(), describe);
-            problems.push(Problem::file(path, format!("rows under the key `{field}` (the config's field)"), found));
+            problems.push(Problem::file(
+                path,
+                format!("rows under the key `{field}` (the config's field)"),
+                found,
+            ));
             Vec::new()
         }
     }
 }
 
 /// `{"a": [1, 2], "b": [3, 4]}` -> rows `{a: 1, b: 3}`, `{a: 2, b: 4}`.
-fn rows_of_columns(path: &Path, columns: &serde_json::Map<String, Value>, problems: &mut ProblemList) -> Vec<LocatedRow> {
-    let lengths: Vec<Option<usize>> = columns.values().map(|v| v.as_array().map(Vec::len)).collect();
+fn rows_of_columns(
+    path: &Path,
+    columns: &serde_json::Map<String, Value>,
+    problems: &mut ProblemList,
+) -> Vec<LocatedRow> {
+    let lengths: Vec<Option<usize>> = columns
+        .values()
+        .map(|v| v.as_array().map(Vec::len))
+        .collect();
     let Some(Some(count)) = lengths.first().copied() else {
-        problems.push(Problem::file(path, "columns as equally long arrays", "no column arrays"));
+        problems.push(Problem::file(
+            path,
+            "columns as equally long arrays",
+            "no column arrays",
+        ));
         return Vec::new();
     };
     if lengths.iter().any(|length| *length != Some(count)) {
-        problems.push(Problem::file(path, "columns as equally long arrays", "columns of different lengths or types"));
+        problems.push(Problem::file(
+            path,
+            "columns as equally long arrays",
+            "columns of different lengths or types",
+        ));
         return Vec::new();
     }
     (0..count)
         .map(|index| {
-            let row = columns.iter().map(|(name, values)| (name.clone(), values[index].clone())).collect();
+            let row = columns
+                .iter()
+                .map(|(name, values)| (name.clone(), values[index].clone()))
+                .collect();
             (Position::Row(index + 1), row)
         })
         .collect()
@@ -196,21 +273,32 @@ pub(crate) fn read_parquet(path: &Path, problems: &mut ProblemList) -> Vec<Locat
     };
     let mut rows = Vec::new();
     let mut row_problems = ProblemList::default();
-    let outcome = catch_unwind(AssertUnwindSafe(|| read_parquet_rows(path, file, &mut rows, &mut row_problems)));
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        read_parquet_rows(path, file, &mut rows, &mut row_problems)
+    }));
     for problem in row_problems.into_parts().0 {
         problems.push(problem);
     }
     match outcome {
         Ok(Ok(())) => {}
         Ok(Err(error)) => problems.push(Problem::file(path, "a valid Parquet file", error)),
-        Err(_) => problems.push(Problem::file(path, "a valid Parquet file", "data the Parquet decoder cannot read (it crashed): the file is probably corrupt")),
+        Err(_) => problems.push(Problem::file(
+            path,
+            "a valid Parquet file",
+            "data the Parquet decoder cannot read (it crashed): the file is probably corrupt",
+        )),
     }
     rows
 }
 
-fn read_parquet_rows(path: &Path, file: File, rows: &mut Vec<LocatedRow>, problems: &mut ProblemList) -> std::result::Result<(), String> {
-    let reader = SerializedFileReader::new(file).map_err(|e| e.to_string())?;
-    let iter = reader.get_row_iter(None).map_err(|e| e.to_string())?;
+fn read_parquet_rows(
+    path: &Path,
+    file: File,
+    rows: &mut Vec<LocatedRow>,
+    problems: &mut ProblemList,
+) -> std::result::Result<(), String> {
+    let reader = SerializedFileReader::new(file).map_err(|e| parquet_error(&e))?;
+    let iter = reader.get_row_iter(None).map_err(|e| parquet_error(&e))?;
     for (index, row) in iter.enumerate() {
         let position = Position::Row(index + 1);
         match row {
@@ -220,12 +308,30 @@ fn read_parquet_rows(path: &Path, file: File, rows: &mut Vec<LocatedRow>, proble
             },
             Err(error) => {
                 // The decoder cannot resynchronise after a bad page: stop at the first one.
-                problems.push(Problem::row(path, position, "a readable record", error.to_string()));
+                problems.push(Problem::row(
+                    path,
+                    position,
+                    "a readable record",
+                    parquet_error(&error),
+                ));
                 break;
             }
         }
     }
     Ok(())
+}
+
+/// The decoder's message, plus what to do about a codec left out of this build.
+fn parquet_error(error: &parquet::errors::ParquetError) -> String {
+    let message = error.to_string();
+    if message.contains("Disabled feature") {
+        format!(
+            "{message} (trl reads Parquet compressed with snappy, zstd, lz4 or gzip: rewrite the \
+             file with one of them, e.g. pyarrow's `pq.write_table(table, path, compression=\"zstd\")`)"
+        )
+    } else {
+        message
+    }
 }
 
 #[cfg(test)]

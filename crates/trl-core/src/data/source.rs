@@ -57,17 +57,35 @@ pub struct SplitFiles {
     pub json_field: Option<String>,
 }
 
-/// Finds (and for a hub dataset downloads) the files of the split `args` names.
+/// Finds (and for a hub dataset downloads) the files of the split `args` names; the hub is
+/// reached as the `HF_*` environment says ([`HubOptions::from_env`]).
 pub fn resolve_split_files(args: &DatasetArgs) -> Result<SplitFiles> {
+    if Path::new(&args.dataset_name).is_file() {
+        return single_file(Path::new(&args.dataset_name), args);
+    }
+    resolve_split_files_with(args, &HubOptions::from_env()?)
+}
+
+/// [`resolve_split_files`] with explicit hub options.
+pub fn resolve_split_files_with(args: &DatasetArgs, options: &HubOptions) -> Result<SplitFiles> {
     let name = args.dataset_name.as_str();
     let path = Path::new(name);
     if path.is_file() {
         return single_file(path, args);
     }
-    let options = HubOptions::from_env()?;
-    let listed = list_data_files(name, &options)?;
-    let readme = if path.is_dir() { read_readme(&path.join("README.md"))? } else { None };
-    if readme.is_none() && !path.is_dir() && args.dataset_config.as_deref().is_some_and(|c| c != "default") {
+    let listed = list_data_files(name, options)?;
+    let readme = if path.is_dir() {
+        read_readme(&path.join("README.md"))?
+    } else {
+        None
+    };
+    if readme.is_none()
+        && !path.is_dir()
+        && args
+            .dataset_config
+            .as_deref()
+            .is_some_and(|c| c != "default")
+    {
         // TODO(hub): hub.rs offers no call that fetches README.md, so the configs of a hub
         // dataset cannot be read yet; say so rather than guess.
         return Err(data_error(format!(
@@ -83,11 +101,10 @@ pub fn resolve_split_files(args: &DatasetArgs) -> Result<SplitFiles> {
         })?,
         None => Vec::new(),
     };
-    let (wanted, json_field) = select_split(&listed, &configs, args).map_err(|message| {
-        data_error(format!("`{name}`: {message}"))
-    })?;
+    let (wanted, json_field) = select_split(&listed, &configs, args)
+        .map_err(|message| data_error(format!("`{name}`: {message}")))?;
     let keep = |file: &str| wanted.iter().any(|w| w == file);
-    let files = hub::resolve_dataset_files_with(name, None, &keep, &options)?;
+    let files = hub::resolve_dataset_files_with(name, None, &keep, options)?;
     Ok(SplitFiles { files, json_field })
 }
 
@@ -106,7 +123,10 @@ fn single_file(path: &Path, args: &DatasetArgs) -> Result<SplitFiles> {
             args.dataset_train_split
         )));
     }
-    Ok(SplitFiles { files: vec![path.to_path_buf()], json_field: None })
+    Ok(SplitFiles {
+        files: vec![path.to_path_buf()],
+        json_field: None,
+    })
 }
 
 /// Every data file of a folder or hub repo, `/`-separated and relative to it. hub.rs lists the
@@ -127,7 +147,9 @@ fn list_data_files(name: &str, options: &HubOptions) -> Result<Vec<String>> {
         .collect();
     if files.is_empty() {
         listing?;
-        return Err(data_error(format!("`{name}` holds no .jsonl, .json or .parquet files")));
+        return Err(data_error(format!(
+            "`{name}` holds no .jsonl, .json or .parquet files"
+        )));
     }
     Ok(files)
 }
@@ -158,10 +180,15 @@ struct ConfigSpec {
 /// The `configs:` of a README's YAML front matter (`---` lines around it).
 fn parse_readme_configs(readme: &str) -> std::result::Result<Vec<ConfigSpec>, String> {
     let readme = readme.strip_prefix('\u{feff}').unwrap_or(readme);
-    let Some(rest) = readme.strip_prefix("---\n").or_else(|| readme.strip_prefix("---\r\n")) else {
+    let Some(rest) = readme
+        .strip_prefix("---\n")
+        .or_else(|| readme.strip_prefix("---\r\n"))
+    else {
         return Ok(Vec::new());
     };
-    let end = rest.find("\n---").ok_or("the YAML header opened by `---` is never closed")?;
+    let end = rest
+        .find("\n---")
+        .ok_or("the YAML header opened by `---` is never closed")?;
     let header: Value = serde_yaml_ng::from_str(&rest[..end])
         .map_err(|error| format!("the YAML header is not valid YAML: {error}"))?;
     let configs = match header.get("configs") {
@@ -181,7 +208,10 @@ fn parse_config(config: &Value) -> std::result::Result<ConfigSpec, String> {
     let patterns = |value: &Value| -> Option<Vec<String>> {
         match value {
             Value::String(pattern) => Some(vec![pattern.clone()]),
-            Value::Array(items) => items.iter().map(|i| i.as_str().map(str::to_owned)).collect(),
+            Value::Array(items) => items
+                .iter()
+                .map(|i| i.as_str().map(str::to_owned))
+                .collect(),
             _ => None,
         }
     };
@@ -197,17 +227,26 @@ fn parse_config(config: &Value) -> std::result::Result<ConfigSpec, String> {
             entries
                 .iter()
                 .map(|entry| {
-                    let split = entry.get("split").and_then(Value::as_str).ok_or_else(invalid)?;
+                    let split = entry
+                        .get("split")
+                        .and_then(Value::as_str)
+                        .ok_or_else(invalid)?;
                     let paths = entry.get("path").and_then(patterns).ok_or_else(invalid)?;
                     Ok((split.to_owned(), paths))
                 })
                 .collect::<std::result::Result<Vec<_>, String>>()?,
         ),
-        Some(value) => Some(vec![("train".to_owned(), patterns(value).ok_or_else(invalid)?)]),
+        Some(value) => Some(vec![(
+            "train".to_owned(),
+            patterns(value).ok_or_else(invalid)?,
+        )]),
     };
     Ok(ConfigSpec {
         name: name.to_owned(),
-        default: config.get("default").and_then(Value::as_bool).unwrap_or(false),
+        default: config
+            .get("default")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
         data_dir: string("data_dir"),
         data_files,
         field: string("field"),
@@ -221,7 +260,9 @@ fn select_split(
     args: &DatasetArgs,
 ) -> std::result::Result<(Vec<String>, Option<String>), String> {
     let config = choose_config(configs, args.dataset_config.as_deref())?;
-    let data_dir = config.and_then(|c| c.data_dir.as_deref()).map(|d| d.trim_matches('/'));
+    let data_dir = config
+        .and_then(|c| c.data_dir.as_deref())
+        .map(|d| d.trim_matches('/'));
     let under_dir: Vec<String> = match data_dir {
         Some(dir) => files
             .iter()
@@ -236,7 +277,11 @@ fn select_split(
             .map(|(split, patterns)| {
                 let matched = under_dir
                     .iter()
-                    .filter(|file| patterns.iter().any(|p| glob_match(p.trim_start_matches("./"), file)))
+                    .filter(|file| {
+                        patterns
+                            .iter()
+                            .any(|p| glob_match(p.trim_start_matches("./"), file))
+                    })
                     .cloned()
                     .collect();
                 (split.clone(), matched)
@@ -249,24 +294,39 @@ fn select_split(
     let Some((_, matched)) = splits.iter().find(|(name, _)| name == split) else {
         return Err(format!(
             "no split `{split}` (found: {}); pass one with --dataset_train_split",
-            if available.is_empty() { "none".to_owned() } else { available.join(", ") }
+            if available.is_empty() {
+                "none".to_owned()
+            } else {
+                available.join(", ")
+            }
         ));
     };
     if matched.is_empty() {
-        return Err(format!("split `{split}` matches no .jsonl, .json or .parquet file"));
+        return Err(format!(
+            "split `{split}` matches no .jsonl, .json or .parquet file"
+        ));
     }
     let full = |file: &String| match data_dir {
         Some(dir) => format!("{dir}/{file}"),
         None => file.clone(),
     };
-    Ok((matched.iter().map(full).collect(), config.and_then(|c| c.field.clone())))
+    Ok((
+        matched.iter().map(full).collect(),
+        config.and_then(|c| c.field.clone()),
+    ))
 }
 
 fn choose_config<'a>(
     configs: &'a [ConfigSpec],
     requested: Option<&str>,
 ) -> std::result::Result<Option<&'a ConfigSpec>, String> {
-    let names = || configs.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ");
+    let names = || {
+        configs
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     if configs.is_empty() {
         return match requested {
             None | Some("default") => Ok(None),
@@ -289,8 +349,14 @@ fn choose_config<'a>(
         .collect();
     match defaults.as_slice() {
         [config] => Ok(Some(config)),
-        [] => Err(format!("the dataset has several configs ({}): pick one with --dataset_config", names())),
-        _ => Err(format!("the dataset marks several configs as default ({}): pick one with --dataset_config", names())),
+        [] => Err(format!(
+            "the dataset has several configs ({}): pick one with --dataset_config",
+            names()
+        )),
+        _ => Err(format!(
+            "the dataset marks several configs as default ({}): pick one with --dataset_config",
+            names()
+        )),
     }
 }
 
@@ -300,14 +366,22 @@ const SPLIT_KEYWORDS: [(&str, &[&str]); 3] = [
     ("test", &["test", "testing", "eval", "evaluation"]),
 ];
 /// `datasets`' `KEYWORDS_IN_DIR_NAME_BASE_PATTERNS`, `{sep}` being `[-._ 0-9]`.
-const DIR_PATTERNS: [&str; 4] = ["**/{k}/**", "**/{k}[-._ 0-9]*/**", "**/*[-._ 0-9]{k}/**", "**/*[-._ 0-9]{k}[-._ 0-9]*/**"];
+const DIR_PATTERNS: [&str; 4] = [
+    "**/{k}/**",
+    "**/{k}[-._ 0-9]*/**",
+    "**/*[-._ 0-9]{k}/**",
+    "**/*[-._ 0-9]{k}[-._ 0-9]*/**",
+];
 /// `datasets`' `KEYWORDS_IN_FILENAME_BASE_PATTERNS`.
 const FILE_PATTERNS: [&str; 2] = ["**/{k}[-._ 0-9]*", "**/*[-._ 0-9]{k}[-._ 0-9]*"];
 const SHARD_PATTERN: &str = "data/*-[0-9][0-9][0-9][0-9][0-9]-of-[0-9][0-9][0-9][0-9][0-9]*.*";
 
 /// The splits `datasets` finds in files that no config describes, in its order.
 fn default_splits(files: &[String]) -> Vec<(String, Vec<String>)> {
-    let shards: Vec<&String> = files.iter().filter(|f| glob_match(SHARD_PATTERN, f)).collect();
+    let shards: Vec<&String> = files
+        .iter()
+        .filter(|f| glob_match(SHARD_PATTERN, f))
+        .collect();
     if !shards.is_empty() {
         let mut splits: Vec<(String, Vec<String>)> = Vec::new();
         for shard in shards {
@@ -317,7 +391,12 @@ fn default_splits(files: &[String]) -> Vec<(String, Vec<String>)> {
                 None => splits.push((split, vec![shard.clone()])),
             }
         }
-        let rank = |name: &str| SPLIT_KEYWORDS.iter().position(|(split, _)| *split == name).unwrap_or(3);
+        let rank = |name: &str| {
+            SPLIT_KEYWORDS
+                .iter()
+                .position(|(split, _)| *split == name)
+                .unwrap_or(3)
+        };
         splits.sort_by(|(a, _), (b, _)| (rank(a), a).cmp(&(rank(b), b)));
         return splits;
     }
@@ -329,7 +408,11 @@ fn default_splits(files: &[String]) -> Vec<(String, Vec<String>)> {
                     .iter()
                     .flat_map(|k| base_patterns.iter().map(move |p| p.replace("{k}", k)))
                     .collect();
-                let matched = files.iter().filter(|f| patterns.iter().any(|p| glob_match(p, f))).cloned().collect();
+                let matched = files
+                    .iter()
+                    .filter(|f| patterns.iter().any(|p| glob_match(p, f)))
+                    .cloned()
+                    .collect();
                 (split.to_string(), matched)
             })
             .filter(|(_, matched): &(String, Vec<String>)| !matched.is_empty())
@@ -344,13 +427,16 @@ fn default_splits(files: &[String]) -> Vec<(String, Vec<String>)> {
 /// `train` of `data/train-00000-of-00002.parquet` (the longest name before `-NNNNN-of-NNNNN`).
 fn shard_split(path: &str) -> String {
     let name = path.rsplit('/').next().unwrap_or(path);
-    let is_shard_tail = |tail: &str| glob_match("-[0-9][0-9][0-9][0-9][0-9]-of-[0-9][0-9][0-9][0-9][0-9]*.*", tail);
+    let is_shard_tail = |tail: &str| {
+        glob_match(
+            "-[0-9][0-9][0-9][0-9][0-9]-of-[0-9][0-9][0-9][0-9][0-9]*.*",
+            tail,
+        )
+    };
     let cut = name
         .char_indices()
-        .filter(|&(i, c)| c == '-' && i > 0 && is_shard_tail(&name[i..]))
-        .map(|(i, _)| i)
-        .last()
-        .unwrap_or(name.len());
+        .rfind(|&(i, c)| c == '-' && i > 0 && is_shard_tail(&name[i..]))
+        .map_or(name.len(), |(i, _)| i);
     name[..cut].to_owned()
 }
 

@@ -1,0 +1,327 @@
+use super::*;
+
+fn files(list: &[&str]) -> Vec<String> {
+    list.iter().map(|f| f.to_string()).collect()
+}
+
+fn args(split: &str, config: Option<&str>) -> DatasetArgs {
+    DatasetArgs {
+        dataset_config: config.map(str::to_owned),
+        dataset_train_split: split.to_owned(),
+        ..DatasetArgs::new("d")
+    }
+}
+
+fn select(
+    list: &[&str],
+    readme: Option<&str>,
+    split: &str,
+    config: Option<&str>,
+) -> Result<Vec<String>, String> {
+    let configs = readme
+        .map(|r| parse_readme_configs(r).unwrap())
+        .unwrap_or_default();
+    select_split(&files(list), &configs, &args(split, config)).map(|(files, _)| files)
+}
+
+/// Each layout with the train files `datasets.load_dataset_builder(folder).config.data_files`
+/// reports (datasets 5.2).
+#[test]
+fn default_splits_match_datasets() {
+    let cases: [(&[&str], &[&str]); 7] = [
+        (&["test.jsonl", "train.jsonl"], &["train.jsonl"]),
+        (
+            &[
+                "data/test-00000-of-00001.jsonl",
+                "data/train-00000-of-00002.jsonl",
+                "data/train-00001-of-00002.jsonl",
+                "other.jsonl",
+            ],
+            &[
+                "data/train-00000-of-00002.jsonl",
+                "data/train-00001-of-00002.jsonl",
+            ],
+        ),
+        (&["a.jsonl", "sub/b.jsonl"], &["a.jsonl", "sub/b.jsonl"]),
+        (
+            &[
+                "readme_train.jsonl",
+                "train/x.jsonl",
+                "train/y.jsonl",
+                "validation/z.jsonl",
+            ],
+            &["train/x.jsonl", "train/y.jsonl"],
+        ),
+        (
+            &["my_train_set.jsonl", "other.jsonl"],
+            &["my_train_set.jsonl"],
+        ),
+        (
+            &["dev.jsonl", "eval_1.jsonl", "train2.jsonl"],
+            &["train2.jsonl"],
+        ),
+        (
+            &["data/test.jsonl", "data/train.jsonl", "extra/train.jsonl"],
+            &["data/train.jsonl", "extra/train.jsonl"],
+        ),
+    ];
+    for (layout, train) in cases {
+        assert_eq!(
+            select(layout, None, "train", None),
+            Ok(files(train)),
+            "{layout:?}"
+        );
+    }
+    assert_eq!(
+        select(&["x/training-part.jsonl", "y.jsonl"], None, "train", None),
+        Ok(files(&["x/training-part.jsonl"]))
+    );
+    assert_eq!(
+        select(
+            &["dev.jsonl", "eval_1.jsonl", "train2.jsonl"],
+            None,
+            "validation",
+            None
+        ),
+        Ok(files(&["dev.jsonl"]))
+    );
+}
+
+#[test]
+fn a_missing_split_names_the_ones_there() {
+    let error = select(&["test.jsonl", "trainer.jsonl"], None, "train", None).unwrap_err();
+    assert_eq!(
+        error,
+        "no split `train` (found: test); pass one with --dataset_train_split"
+    );
+}
+
+#[test]
+fn shard_names_give_the_split() {
+    assert_eq!(shard_split("data/train-00000-of-00002.parquet"), "train");
+    assert_eq!(
+        shard_split("data/my-split-00003-of-00010.jsonl"),
+        "my-split"
+    );
+    let found = default_splits(&files(&[
+        "data/zeta-00000-of-00001.json",
+        "data/test-00000-of-00001.json",
+        "data/train-00000-of-00001.json",
+    ]));
+    let names: Vec<&str> = found.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(names, ["train", "test", "zeta"]);
+}
+
+const TWO_CONFIGS: &str = "---
+configs:
+- config_name: default
+  data_files:
+  - split: train
+    path: default/train*
+- config_name: other
+  data_files:
+  - split: train
+    path: \"other/train.jsonl\"
+  - split: test
+    path: other/test.jsonl
+---
+# A dataset card
+";
+
+const DEFAULT_FLAG: &str = "---
+license: mit
+configs:
+- config_name: one
+  data_files: \"d/*.jsonl\"
+- config_name: two
+  data_files: [\"e.jsonl\"]
+  default: true
+- config_name: three
+  data_dir: d
+- config_name: nested
+  data_files: d/a.jsonl
+  field: data
+---
+";
+
+/// The same layouts and READMEs given to `datasets.load_dataset_builder(folder, name=...)`.
+#[test]
+fn readme_configs_choose_the_files_like_datasets() {
+    let layout = [
+        "default/train.jsonl",
+        "other/test.jsonl",
+        "other/train.jsonl",
+    ];
+    assert_eq!(
+        select(&layout, Some(TWO_CONFIGS), "train", None),
+        Ok(files(&["default/train.jsonl"]))
+    );
+    assert_eq!(
+        select(&layout, Some(TWO_CONFIGS), "train", Some("default")),
+        Ok(files(&["default/train.jsonl"]))
+    );
+    assert_eq!(
+        select(&layout, Some(TWO_CONFIGS), "test", Some("other")),
+        Ok(files(&["other/test.jsonl"]))
+    );
+    assert_eq!(
+        select(&layout, Some(TWO_CONFIGS), "train", Some("nope")),
+        Err("no config `nope` (found: default, other)".to_owned())
+    );
+
+    let layout = ["d/a.jsonl", "d/b.jsonl", "e.jsonl"];
+    assert_eq!(
+        select(&layout, Some(DEFAULT_FLAG), "train", None),
+        Ok(files(&["e.jsonl"]))
+    );
+    assert_eq!(
+        select(&layout, Some(DEFAULT_FLAG), "train", Some("one")),
+        Ok(files(&["d/a.jsonl", "d/b.jsonl"]))
+    );
+    assert_eq!(
+        select(&layout, Some(DEFAULT_FLAG), "train", Some("three")),
+        Ok(files(&["d/a.jsonl", "d/b.jsonl"]))
+    );
+    let configs = parse_readme_configs(DEFAULT_FLAG).unwrap();
+    let (chosen, field) =
+        select_split(&files(&layout), &configs, &args("train", Some("nested"))).unwrap();
+    assert_eq!(
+        (chosen, field),
+        (files(&["d/a.jsonl"]), Some("data".to_owned()))
+    );
+}
+
+#[test]
+fn config_names_without_a_readme_and_bad_readmes() {
+    assert_eq!(
+        select(&["a.jsonl"], None, "train", Some("default")),
+        Ok(files(&["a.jsonl"]))
+    );
+    assert!(
+        select(&["a.jsonl"], None, "train", Some("foo"))
+            .unwrap_err()
+            .contains("only config is `default`")
+    );
+    let several = "---\nconfigs:\n- config_name: a\n  data_files: x.jsonl\n- config_name: b\n  data_files: y.jsonl\n---\n";
+    assert!(
+        select(&["x.jsonl"], Some(several), "train", None)
+            .unwrap_err()
+            .contains("pick one with --dataset_config")
+    );
+    assert_eq!(parse_readme_configs("# no header\n"), Ok(Vec::new()));
+    assert_eq!(
+        parse_readme_configs("---\nlicense: mit\n---\n"),
+        Ok(Vec::new())
+    );
+    assert!(parse_readme_configs("---\nconfigs: [\n---\n").is_err());
+    assert!(
+        parse_readme_configs("---\nconfigs:\n- data_files: x\n---\n")
+            .unwrap_err()
+            .contains("config_name")
+    );
+    assert!(
+        parse_readme_configs("---\nconfigs:\n- config_name: a\n  data_files: 3\n---\n")
+            .unwrap_err()
+            .contains("data_files")
+    );
+}
+
+#[test]
+fn resolves_files_and_folders_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    for file in [
+        "data/train.jsonl",
+        "data/test.jsonl",
+        ".hidden/train.jsonl",
+        "__pycache__/train.jsonl",
+    ] {
+        std::fs::create_dir_all(root.join(file).parent().unwrap()).unwrap();
+        std::fs::write(root.join(file), "{\"text\": \"a\"}\n").unwrap();
+    }
+    let folder = DatasetArgs::new(root.to_str().unwrap());
+    let split = resolve_split_files(&folder).unwrap();
+    assert_eq!(split.files, [root.join("data/train.jsonl")]);
+
+    let file = DatasetArgs::new(root.join("data/test.jsonl").to_str().unwrap());
+    assert_eq!(
+        resolve_split_files(&file).unwrap().files,
+        [root.join("data/test.jsonl")]
+    );
+    let wrong_split = DatasetArgs {
+        dataset_train_split: "test".to_owned(),
+        ..file.clone()
+    };
+    let error = resolve_split_files(&wrong_split).unwrap_err().to_string();
+    assert!(
+        error.contains("is a single file, which is the split `train`"),
+        "{error}"
+    );
+
+    let empty = tempfile::tempdir().unwrap();
+    assert!(resolve_split_files(&DatasetArgs::new(empty.path().to_str().unwrap())).is_err());
+    let missing = DatasetArgs::new(root.join("nope/train.jsonl").to_str().unwrap());
+    assert!(
+        resolve_split_files(&missing)
+            .unwrap_err()
+            .to_string()
+            .contains("does not exist")
+    );
+}
+
+/// A hub dataset already in the cache resolves offline to the snapshot's files of the split.
+#[test]
+fn resolves_a_cached_hub_dataset_offline() {
+    let cache = tempfile::tempdir().unwrap();
+    let repo = cache.path().join("datasets--org--tiny");
+    let commit = "0123456789abcdef0123456789abcdef01234567";
+    let snapshot = repo.join("snapshots").join(commit);
+    std::fs::create_dir_all(snapshot.join("data")).unwrap();
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), commit).unwrap();
+    for split in ["train", "test"] {
+        std::fs::write(
+            snapshot.join(format!("data/{split}-00000-of-00001.jsonl")),
+            "{\"text\": \"a\"}\n",
+        )
+        .unwrap();
+    }
+    let options = HubOptions {
+        endpoint: "http://127.0.0.1:9".to_owned(),
+        cache_dir: cache.path().to_path_buf(),
+        token: None,
+        offline: true,
+        progress: false,
+    };
+    let split = resolve_split_files_with(&DatasetArgs::new("org/tiny"), &options).unwrap();
+    assert_eq!(
+        split.files,
+        [snapshot.join("data/train-00000-of-00001.jsonl")]
+    );
+
+    let test = DatasetArgs {
+        dataset_train_split: "test".to_owned(),
+        ..DatasetArgs::new("org/tiny")
+    };
+    assert_eq!(
+        resolve_split_files_with(&test, &options).unwrap().files,
+        [snapshot.join("data/test-00000-of-00001.jsonl")]
+    );
+
+    let configured = DatasetArgs {
+        dataset_config: Some("other".to_owned()),
+        ..DatasetArgs::new("org/tiny")
+    };
+    let error = resolve_split_files_with(&configured, &options)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("README.md, which trl cannot read yet"),
+        "{error}"
+    );
+
+    let missing = resolve_split_files_with(&DatasetArgs::new("org/absent"), &options)
+        .unwrap_err()
+        .to_string();
+    assert!(missing.contains("HF_HUB_OFFLINE"), "{missing}");
+}

@@ -36,11 +36,19 @@ impl Dataset {
     /// numbered from 1.
     pub fn from_rows(rows: Vec<Row>, method: Method, text_field: &str) -> Result<Dataset> {
         let origins = (0..rows.len()).map(|i| (0, Position::Row(i + 1))).collect();
-        let raw = RawSplit { files: vec![PathBuf::from("<rows>")], rows, origins };
+        let raw = RawSplit {
+            files: vec![PathBuf::from("<rows>")],
+            rows,
+            origins,
+        };
         let mut problems = ProblemList::default();
         let format = check_rows(&raw, method, text_field, &mut problems);
         finish(raw, format, text_field, problems, |problems, total| {
-            format!("{} row(s) for {method}: {}", total, listing(problems, total))
+            format!(
+                "{} row(s) for {method}: {}",
+                total,
+                listing(problems, total)
+            )
         })
     }
 
@@ -105,8 +113,16 @@ impl ValidationReport {
 
 impl fmt::Display for ValidationReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let files = if self.files.len() == 1 { "1 file".to_owned() } else { format!("{} files", self.files.len()) };
-        writeln!(f, "dataset: {} (split {}, {files})", self.dataset, self.split)?;
+        let files = if self.files.len() == 1 {
+            "1 file".to_owned()
+        } else {
+            format!("{} files", self.files.len())
+        };
+        writeln!(
+            f,
+            "dataset: {} (split {}, {files})",
+            self.dataset, self.split
+        )?;
         writeln!(f, "rows: {}", self.rows)?;
         match self.format {
             Some(format) => writeln!(f, "format: {format}")?,
@@ -118,7 +134,12 @@ impl fmt::Display for ValidationReport {
         if self.is_valid() {
             write!(f, "valid for {}", self.method)
         } else {
-            write!(f, "not valid for {}: {}", self.method, listing(&self.problems, self.problem_count))
+            write!(
+                f,
+                "not valid for {}: {}",
+                self.method,
+                listing(&self.problems, self.problem_count)
+            )
         }
     }
 }
@@ -139,24 +160,62 @@ fn listing(problems: &[Problem], total: usize) -> String {
 /// method's `max_length`), also measures the token length of every row. `Err` only when the
 /// data cannot be found (no such file, folder, split or hub dataset); everything wrong with the
 /// data itself is in the report.
-pub fn validate(args: &DatasetArgs, method: Method, tokenizer: Option<(&Tokenizer, Option<usize>)>) -> Result<ValidationReport> {
+pub fn validate(
+    args: &DatasetArgs,
+    method: Method,
+    tokenizer: Option<(&Tokenizer, Option<usize>)>,
+) -> Result<ValidationReport> {
     let (raw, format, mut problems) = read_and_check(args, method)?;
     let mut token_lengths = None;
-    if let (Some(format), Some((tokenizer, max_length)), 0) = (format, tokenizer, problems.total()) {
-        let dataset = Dataset { format, text_field: args.dataset_text_field.clone(), files: raw.files.clone(), rows: raw.rows, origins: raw.origins };
+    if let (Some(format), Some((tokenizer, max_length)), 0) = (format, tokenizer, problems.total())
+    {
+        let dataset = Dataset {
+            format,
+            text_field: args.dataset_text_field.clone(),
+            files: raw.files.clone(),
+            rows: raw.rows,
+            origins: raw.origins,
+        };
         token_lengths = measure(&dataset, tokenizer, max_length, &mut problems);
-        return Ok(report(args, method, dataset.files, dataset.rows.len(), Some(format), problems, token_lengths));
+        return Ok(report(
+            args,
+            method,
+            dataset.files,
+            dataset.rows.len(),
+            Some(format),
+            problems,
+            token_lengths,
+        ));
     }
-    Ok(report(args, method, raw.files, raw.rows.len(), format, problems, token_lengths))
+    Ok(report(
+        args,
+        method,
+        raw.files,
+        raw.rows.len(),
+        format,
+        problems,
+        token_lengths,
+    ))
 }
 
 /// Reads the split `args` names for `method`, failing with every problem found unless all rows
 /// are valid. Training commands load their data through this.
 pub fn load_dataset(args: &DatasetArgs, method: Method) -> Result<Dataset> {
     let (raw, format, problems) = read_and_check(args, method)?;
-    finish(raw, format, &args.dataset_text_field, problems, |problems, total| {
-        format!("`{}` (split {}) cannot be used for {method}: {}", args.dataset_name, args.dataset_train_split, listing(problems, total))
-    })
+    finish(
+        raw,
+        format,
+        &args.dataset_text_field,
+        problems,
+        |problems, total| {
+            format!(
+                "`{}` (split {}) cannot be used for {method}: {}",
+                args.dataset_name,
+                args.dataset_train_split,
+                listing(problems, total)
+            )
+        },
+    )
 }
 
 fn finish(
@@ -167,10 +226,18 @@ fn finish(
     message: impl FnOnce(&[Problem], usize) -> String,
 ) -> Result<Dataset> {
     match format {
-        Some(format) if problems.total() == 0 => Ok(Dataset { format, text_field: text_field.to_owned(), files: raw.files, rows: raw.rows, origins: raw.origins }),
+        Some(format) if problems.total() == 0 => Ok(Dataset {
+            format,
+            text_field: text_field.to_owned(),
+            files: raw.files,
+            rows: raw.rows,
+            origins: raw.origins,
+        }),
         _ => {
             let (listed, total) = problems.into_parts();
-            Err(Error::Data { message: message(&listed, total) })
+            Err(Error::Data {
+                message: message(&listed, total),
+            })
         }
     }
 }
@@ -205,10 +272,17 @@ struct RawSplit {
     origins: Vec<(usize, Position)>,
 }
 
-fn read_and_check(args: &DatasetArgs, method: Method) -> Result<(RawSplit, Option<DatasetFormat>, ProblemList)> {
+fn read_and_check(
+    args: &DatasetArgs,
+    method: Method,
+) -> Result<(RawSplit, Option<DatasetFormat>, ProblemList)> {
     let split = resolve_split_files(args)?;
     let mut problems = ProblemList::default();
-    let mut raw = RawSplit { files: split.files, rows: Vec::new(), origins: Vec::new() };
+    let mut raw = RawSplit {
+        files: split.files,
+        rows: Vec::new(),
+        origins: Vec::new(),
+    };
     for (file_index, path) in raw.files.iter().enumerate() {
         for (position, row) in read_rows(path, split.json_field.as_deref(), &mut problems) {
             raw.rows.push(row);
@@ -221,32 +295,61 @@ fn read_and_check(args: &DatasetArgs, method: Method) -> Result<(RawSplit, Optio
 
 /// Recognises every row, picks the dataset's format, and checks every row against it and the
 /// format against the method. Returns the format of most rows.
-fn check_rows(raw: &RawSplit, method: Method, text_field: &str, problems: &mut ProblemList) -> Option<DatasetFormat> {
+fn check_rows(
+    raw: &RawSplit,
+    method: Method,
+    text_field: &str,
+    problems: &mut ProblemList,
+) -> Option<DatasetFormat> {
     let locate = |index: usize, problem: Problem| {
         let (file, position) = raw.origins[index];
-        Problem { file: Some(raw.files[file].clone()), position: Some(position), ..problem }
+        Problem {
+            file: Some(raw.files[file].clone()),
+            position: Some(position),
+            ..problem
+        }
     };
     let mut row_problems = Vec::new();
     let shapes: Vec<Option<RowShape>> = raw
         .rows
         .iter()
         .enumerate()
-        .map(|(index, row)| detect_row(row, text_field).map_err(|p| row_problems.push(locate(index, p))).ok())
+        .map(|(index, row)| {
+            detect_row(row, text_field)
+                .map_err(|p| row_problems.push(locate(index, *p)))
+                .ok()
+        })
         .collect();
     let Some(format) = majority_format(&shapes) else {
         if raw.rows.is_empty() && problems.total() == 0 {
             let files: Vec<String> = raw.files.iter().map(|f| f.display().to_string()).collect();
-            problems.push(Problem::dataset("at least one row", format!("none in {}", files.join(", "))));
+            problems.push(Problem::dataset(
+                "at least one row",
+                format!("none in {}", files.join(", ")),
+            ));
         }
         row_problems.into_iter().for_each(|p| problems.push(p));
         return None;
     };
     if !method.accepts(format.kind) {
-        let accepted: Vec<String> =
-            method.formats().iter().map(|k| format!("{k} ({})", k.column_list(text_field))).collect();
+        let accepted: Vec<String> = method
+            .formats()
+            .iter()
+            .map(|k| format!("{k} ({})", k.column_list(text_field)))
+            .collect();
+        let mut found = format!(
+            "{} data ({})",
+            format.kind,
+            format.kind.column_list(text_field)
+        );
+        if format.kind == FormatKind::PromptCompletion && method.accepts(FormatKind::PromptOnly) {
+            found.push_str(
+                "; to pass the completion to reward functions, rename the column (e.g. to `solution`)",
+            );
+        }
         problems.push(Problem::dataset(
             format!("{method} data: {}", accepted.join(" or ")),
-            format!("{} data ({})", format.kind, format.kind.column_list(text_field)),
+            found,
         ));
     }
     row_problems.into_iter().for_each(|p| problems.push(p));
@@ -255,16 +358,46 @@ fn check_rows(raw: &RawSplit, method: Method, text_field: &str, problems: &mut P
     for (index, (row, shape)) in raw.rows.iter().zip(&shapes).enumerate() {
         let Some(shape) = shape else { continue };
         if shape.kind != format.kind && !needs_subset(shape.kind, format.kind, text_field) {
-            problems.push(locate(index, Problem::dataset(
-                format!("a {} row like {format_rows} of the {} rows ({})", format.kind, raw.rows.len(), format.kind.column_list(text_field)),
-                format!("a {} row ({})", shape.kind, shape.kind.column_list(text_field)),
-            )));
-        } else if shape.kind == format.kind && shape.style.is_some_and(|style| style != format.style) {
-            let style_rows = shapes.iter().flatten().filter(|s| s.kind == format.kind && s.style == Some(format.style)).count();
-            problems.push(locate(index, Problem::dataset(
-                format!("{} values like {style_rows} of the {} rows ({})", format.style, raw.rows.len(), style_values(format.style)),
-                format!("{} values ({})", format.style.other(), style_values(format.style.other())),
-            )));
+            problems.push(locate(
+                index,
+                Problem::dataset(
+                    format!(
+                        "a {} row like {format_rows} of the {} rows ({})",
+                        format.kind,
+                        raw.rows.len(),
+                        format.kind.column_list(text_field)
+                    ),
+                    format!(
+                        "a {} row ({})",
+                        shape.kind,
+                        shape.kind.column_list(text_field)
+                    ),
+                ),
+            ));
+        } else if shape.kind == format.kind
+            && shape.style.is_some_and(|style| style != format.style)
+        {
+            let style_rows = shapes
+                .iter()
+                .flatten()
+                .filter(|s| s.kind == format.kind && s.style == Some(format.style))
+                .count();
+            problems.push(locate(
+                index,
+                Problem::dataset(
+                    format!(
+                        "{} values like {style_rows} of the {} rows ({})",
+                        format.style,
+                        raw.rows.len(),
+                        style_values(format.style)
+                    ),
+                    format!(
+                        "{} values ({})",
+                        format.style.other(),
+                        style_values(format.style.other())
+                    ),
+                ),
+            ));
         } else {
             for problem in check_row(row, format, text_field) {
                 problems.push(locate(index, problem));
@@ -278,7 +411,9 @@ fn check_rows(raw: &RawSplit, method: Method, text_field: &str, problems: &mut P
 /// the problem to report, rather than its format).
 fn needs_subset(kind: FormatKind, dataset: FormatKind, text_field: &str) -> bool {
     let dataset_columns = dataset.columns(Style::Standard, text_field);
-    kind.columns(Style::Standard, text_field).iter().all(|c| dataset_columns.contains(c))
+    kind.columns(Style::Standard, text_field)
+        .iter()
+        .all(|c| dataset_columns.contains(c))
 }
 
 fn style_values(style: Style) -> &'static str {
@@ -292,8 +427,14 @@ fn style_values(style: Style) -> &'static str {
 /// style.
 fn majority_format(shapes: &[Option<RowShape>]) -> Option<DatasetFormat> {
     let kind = most_common(shapes.iter().flatten().map(|s| s.kind))?;
-    let style = most_common(shapes.iter().flatten().filter(|s| s.kind == kind).filter_map(|s| s.style))
-        .unwrap_or(Style::Standard);
+    let style = most_common(
+        shapes
+            .iter()
+            .flatten()
+            .filter(|s| s.kind == kind)
+            .filter_map(|s| s.style),
+    )
+    .unwrap_or(Style::Standard);
     Some(DatasetFormat { kind, style })
 }
 
@@ -302,21 +443,10 @@ fn most_common<T: Copy + Eq + std::hash::Hash>(items: impl Iterator<Item = T>) -
     for (seen, item) in items.enumerate() {
         counts.entry(item).or_insert((0, seen)).0 += 1;
     }
-    counts.into_iter().max_by_key(|&(_, (count, first))| (count, std::cmp::Reverse(first))).map(|(item, _)| item)
-}
-
-/// For tests in this module's siblings: check rows read from one file.
-#[cfg(test)]
-pub(crate) fn check_file_rows(path: &Path, rows: Vec<(Position, Row)>, method: Method, text_field: &str) -> (Option<DatasetFormat>, Vec<Problem>, usize) {
-    let mut raw = RawSplit { files: vec![path.to_path_buf()], rows: Vec::new(), origins: Vec::new() };
-    for (position, row) in rows {
-        raw.rows.push(row);
-        raw.origins.push((0, position));
-    }
-    let mut problems = ProblemList::default();
-    let format = check_rows(&raw, method, text_field, &mut problems);
-    let (listed, total) = problems.into_parts();
-    (format, listed, total)
+    counts
+        .into_iter()
+        .max_by_key(|&(_, (count, first))| (count, std::cmp::Reverse(first)))
+        .map(|(item, _)| item)
 }
 
 #[cfg(test)]

@@ -43,11 +43,13 @@ impl SpecialTokens {
         json_pad_token: Option<&str>,
     ) -> Self {
         let mut values: Map<String, Json> = config.clone();
-        if !config.contains_key("added_tokens_decoder") {
-            if let Some(map) = special_tokens_map {
-                for (key, value) in map {
-                    values.insert(key.clone(), value.clone());
-                }
+        // Legacy folders only: with an `added_tokens_decoder`, special_tokens_map.json is not read.
+        if let (false, Some(map)) = (
+            config.contains_key("added_tokens_decoder"),
+            special_tokens_map,
+        ) {
+            for (key, value) in map {
+                values.insert(key.clone(), value.clone());
             }
         }
         if let Some(pad) = json_pad_token {

@@ -8,6 +8,7 @@ pub mod metrics;
 pub mod optim;
 pub mod schedule;
 pub mod state;
+pub mod tensorboard;
 pub mod trainer;
 
 pub use args::{TrainingArguments, take_known_keys};

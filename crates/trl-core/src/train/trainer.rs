@@ -108,6 +108,11 @@ pub fn train<M: Method>(
         logger.note(&format!("resuming from {} at step {}", dir.display(), state.global_step));
     }
 
+    // Test hook: slows every step so an end-to-end test can SIGKILL a run between checkpoints.
+    let step_delay = std::env::var("TRL_RS_TEST_STEP_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(std::time::Duration::from_millis);
     let start = Instant::now();
     let first_step = state.global_step;
     let mut window = MetricWindow::default();
@@ -191,6 +196,9 @@ pub fn train<M: Method>(
             let write_model = |dir: &Path| method.save_model(&model, dir);
             save_checkpoint(&output_dir, &state, &optimizer, &write_model)?;
             prune_checkpoints(&output_dir, args.save_total_limit)?;
+        }
+        if let Some(delay) = step_delay {
+            std::thread::sleep(delay);
         }
         if logger.interrupted() {
             let write_model = |dir: &Path| method.save_model(&model, dir);
