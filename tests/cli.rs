@@ -63,7 +63,7 @@ fn env_reports_backend_and_threads() {
 fn sft_writes_an_hf_folder_and_trainer_state() {
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().join("run");
-    let out = trl(&sft_args(out_dir.to_str().unwrap(), &["--max_steps", "4", "--report_to", "jsonl"]));
+    let out = trl(&sft_args(out_dir.to_str().unwrap(), &["--max_steps", "4", "--report_to", "jsonl", "tensorboard"]));
     assert!(out.status.success(), "{}", text(&out));
     for file in ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "trainer_state.json", "log_history.jsonl"] {
         assert!(out_dir.join(file).is_file(), "missing {file}");
@@ -76,6 +76,8 @@ fn sft_writes_an_hf_folder_and_trainer_state() {
         assert!(first.get(key).is_some(), "log entry lacks {key}: {first}");
     }
     assert_eq!(state["global_step"], 4);
+    let events = std::fs::read_dir(out_dir.join("runs")).unwrap().count();
+    assert_eq!(events, 1, "one TensorBoard event file");
     assert!(history.last().unwrap().get("train_loss").is_some());
 }
 

@@ -40,9 +40,6 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
         bail!("packing_strategy {:?} is not supported (supported: bfd)", sft.packing_strategy);
     }
     let sinks = args.report_sinks()?;
-    if sinks.contains(&ReportTo::Tensorboard) {
-        bail!("report_to tensorboard is not available yet in trl-rs; use report_to jsonl or none");
-    }
     if args.bf16 {
         eprintln!("note: bf16=true: trl-rs keeps fp32 weights and computes in fp32 on this backend");
     }
@@ -78,6 +75,11 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
     let output_dir = PathBuf::from(&args.output_dir);
     let jsonl = sinks.contains(&ReportTo::Jsonl).then(|| output_dir.join("log_history.jsonl"));
     let mut logger = RunLogger::new(jsonl, interrupt, false);
+    if sinks.contains(&ReportTo::Tensorboard) {
+        // transformers' default logging_dir is OUTPUT_DIR/runs/...
+        let log_dir = args.logging_dir.clone().map(PathBuf::from).unwrap_or_else(|| output_dir.join("runs"));
+        logger = logger.with_tensorboard(&log_dir)?;
+    }
     eprintln!(
         "trl sft: {} examples ({} rows, format {}), model {model_id}, device {spec}",
         examples.len(),

@@ -18,11 +18,13 @@
 mod format;
 mod glob;
 mod lengths;
+mod messages;
 mod method;
 mod problem;
 mod prompt;
 mod read;
 mod source;
+mod splits;
 mod validate;
 
 pub use format::{DatasetFormat, FormatKind, Row, Style};

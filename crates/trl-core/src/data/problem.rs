@@ -9,7 +9,7 @@ use serde_json::Value;
 pub const MAX_LISTED_PROBLEMS: usize = 50;
 
 /// Where a row sits in its file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Position {
     /// 1-based line of a JSON lines file (where the row's object starts).
     Line(usize),
@@ -131,7 +131,11 @@ impl ProblemList {
         self.total
     }
 
-    pub(crate) fn into_parts(self) -> (Vec<Problem>, usize) {
+    /// The listed problems in reading order (dataset-wide ones first, then by file and row),
+    /// and the count of all.
+    pub(crate) fn into_parts(mut self) -> (Vec<Problem>, usize) {
+        self.listed
+            .sort_by(|a, b| (&a.file, a.position).cmp(&(&b.file, b.position)));
         (self.listed, self.total)
     }
 }

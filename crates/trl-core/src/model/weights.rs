@@ -47,10 +47,19 @@ impl WeightReader {
                 ),
             });
         };
+        let paths: Vec<PathBuf> = shard_names.iter().map(|name| dir.join(name)).collect();
+        Self::open_files(paths)
+    }
+
+    /// Opens one safetensors file on its own (optimizer states and other non-model files).
+    pub fn open_file(path: &Path) -> Result<Self> {
+        Self::open_files(vec![path.to_path_buf()])
+    }
+
+    fn open_files(paths: Vec<PathBuf>) -> Result<Self> {
         let mut files = Vec::new();
         let mut location = HashMap::new();
-        for (index, name) in shard_names.iter().enumerate() {
-            let path = dir.join(name);
+        for (index, path) in paths.into_iter().enumerate() {
             let file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
             // SAFETY: the map is read-only and the file is not modified while we hold it.
             let mmap = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(&path, e))?;
@@ -72,16 +81,19 @@ impl WeightReader {
         })
     }
 
-    /// Opens one safetensors file on its own (optimizer states and other non-model files).
-    pub fn open_file(path: &Path) -> Result<Self> {
-        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-        // SAFETY: the map is read-only and the file is not modified while we hold it.
-        let mmap = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
-        let tensors = SafeTensors::deserialize(&mmap).map_err(|e| Error::Weights {
-            message: format!("{}: not a valid safetensors file ({e}); is it truncated?", path.display()),
-        })?;
-        let location = tensors.names().into_iter().map(|n| (n.to_string(), 0)).collect();
-        Ok(WeightReader { files: vec![(path.to_path_buf(), mmap)], location, used: HashSet::new() })
+    /// Number of elements of tensor `name` (0 when absent).
+    pub fn numel(&self, name: &str) -> usize {
+        let Some(&index) = self.location.get(name) else { return 0 };
+        let (_, mmap) = &self.files[index];
+        SafeTensors::deserialize(mmap)
+            .ok()
+            .and_then(|t| t.tensor(name).ok().map(|v| v.shape().iter().product()))
+            .unwrap_or(0)
+    }
+
+    /// Every tensor name in the checkpoint.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.location.keys().map(String::as_str)
     }
 
     /// Whether the checkpoint holds `name`.

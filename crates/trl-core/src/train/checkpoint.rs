@@ -5,10 +5,9 @@
 //! order (a pure function of the seed, the epoch and the step), so resuming from step N
 //! replays exactly what an uninterrupted run does.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor, TensorData};
 
 use super::optim::{AdamWState, Moments};
 use super::state::TrainerState;
@@ -91,27 +90,25 @@ fn save_optimizer(path: &Path, optimizer: &AdamWState) -> Result<()> {
 
 /// Reads optimizer moments written by [`save_checkpoint`].
 pub fn load_optimizer(dir: &Path, device: &Device) -> Result<AdamWState> {
-    let path = dir.join(OPTIMIZER_FILE);
-    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-    let tensors = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| Error::Weights {
-        message: format!("{}: {e}", path.display()),
-    })?;
-    let shapes: HashMap<String, usize> =
-        tensors.tensors().into_iter().map(|(name, view)| (name, view.shape().iter().product())).collect();
-    drop(tensors);
-    let mut reader = WeightReader::open_file(&path)?;
+    let mut reader = WeightReader::open_file(&dir.join(OPTIMIZER_FILE))?;
     let step = reader.read("step", &[1])?[0] as u64;
-    let count = shapes.keys().filter_map(|k| k.split('.').next()?.parse::<usize>().ok()).max().map_or(0, |m| m + 1);
+    // Moments are stored flat as "{index}.exp_avg"; parameters without a gradient have none.
+    let count = reader
+        .names()
+        .filter_map(|name| name.split('.').next()?.parse::<usize>().ok())
+        .max()
+        .map_or(0, |last| last + 1);
     let mut moments = Vec::with_capacity(count);
     for index in 0..count {
-        let name = format!("{index}.exp_avg");
-        match shapes.get(&name) {
-            Some(&numel) => moments.push(Some(Moments {
-                exp_avg: reader.tensor1(&name, numel, device)?,
-                exp_avg_sq: reader.tensor1(&format!("{index}.exp_avg_sq"), numel, device)?,
-            })),
-            None => moments.push(None),
+        let (avg, avg_sq) = (format!("{index}.exp_avg"), format!("{index}.exp_avg_sq"));
+        if !reader.contains(&avg) {
+            moments.push(None);
+            continue;
         }
+        let exp_avg = reader.read(&avg, &[reader.numel(&avg)])?;
+        let exp_avg_sq = reader.read(&avg_sq, &[exp_avg.len()])?;
+        let flat = |values: Vec<f32>| Tensor::<1>::from_data(TensorData::new(values.clone(), [values.len()]), device);
+        moments.push(Some(Moments { exp_avg: flat(exp_avg), exp_avg_sq: flat(exp_avg_sq) }));
     }
     Ok(AdamWState { step, moments })
 }

@@ -1,8 +1,9 @@
 //! Where a run reports: a progress bar with tokens/s and ETA on a terminal (plain lines
-//! otherwise), `log_history` lines as JSONL with `report_to jsonl`, and a Ctrl-C flag.
+//! otherwise), `log_history` lines as JSONL with `report_to jsonl`, TensorBoard scalars with
+//! `report_to tensorboard`, and a Ctrl-C flag.
 
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -10,12 +11,14 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::state::LogEntry;
+use super::tensorboard::TensorBoardWriter;
 use crate::{Error, Result};
 
 /// Reports progress and metrics of one run.
 pub struct RunLogger {
     bar: Option<ProgressBar>,
     jsonl: Option<PathBuf>,
+    tensorboard: Option<TensorBoardWriter>,
     interrupt: Arc<AtomicBool>,
     started: Instant,
     tokens: f64,
@@ -26,7 +29,14 @@ impl RunLogger {
     /// A logger; `jsonl` receives every log entry as a line; `interrupt` is set by a Ctrl-C
     /// handler installed by the binary.
     pub fn new(jsonl: Option<PathBuf>, interrupt: Arc<AtomicBool>, quiet: bool) -> Self {
-        RunLogger { bar: None, jsonl, interrupt, started: Instant::now(), tokens: 0.0, quiet }
+        RunLogger { bar: None, jsonl, tensorboard: None, interrupt, started: Instant::now(), tokens: 0.0, quiet }
+    }
+
+    /// Also writes every log entry's numbers as TensorBoard scalars (`train/<name>`) under
+    /// `log_dir` (`report_to tensorboard`).
+    pub fn with_tensorboard(mut self, log_dir: &Path) -> Result<Self> {
+        self.tensorboard = Some(TensorBoardWriter::create(log_dir)?);
+        Ok(self)
     }
 
     /// A logger that prints nothing (tests, library use).
@@ -66,6 +76,15 @@ impl RunLogger {
                 Some(bar) => bar.println(&line),
                 None => eprintln!("{line}"),
             }
+        }
+        if let Some(writer) = &mut self.tensorboard {
+            let step = entry.get("step").and_then(|v| v.as_i64()).unwrap_or(0);
+            let scalars: Vec<(String, f64)> = entry
+                .iter()
+                .filter(|(name, _)| name.as_str() != "step")
+                .filter_map(|(name, value)| Some((name.clone(), value.as_f64()?)))
+                .collect();
+            writer.add_scalars(step, &scalars)?;
         }
         if let Some(path) = &self.jsonl {
             let mut file = std::fs::OpenOptions::new()

@@ -189,7 +189,8 @@ fn crc32c(data: &[u8]) -> u32 {
 
 fn masked_crc32c(data: &[u8]) -> u32 {
     let crc = crc32c(data);
-    ((crc >> 15) | (crc << 17)).wrapping_add(0xa282_ead8)
+    // TFRecord's mask: ((crc >> 15) | (crc << 17)) + 0xa282ead8.
+    crc.rotate_right(15).wrapping_add(0xa282_ead8)
 }
 
 #[cfg(test)]
