@@ -9,11 +9,19 @@ fn root() -> PathBuf {
 }
 
 fn trl(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_trl")).args(args).current_dir(root()).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_trl"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .unwrap()
 }
 
 fn text(output: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
 }
 
 const MODEL: &str = "fixtures/models/tiny-qwen2";
@@ -56,23 +64,47 @@ fn env_reports_backend_and_threads() {
     let out = trl(&["env"]);
     assert!(out.status.success(), "{}", text(&out));
     let report = text(&out);
-    assert!(report.contains("burn version: 0.22") && report.contains("threads:"), "{report}");
+    assert!(
+        report.contains("burn version: 0.22") && report.contains("threads:"),
+        "{report}"
+    );
 }
 
 #[test]
 fn sft_writes_an_hf_folder_and_trainer_state() {
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().join("run");
-    let out = trl(&sft_args(out_dir.to_str().unwrap(), &["--max_steps", "4", "--report_to", "jsonl", "tensorboard"]));
+    let out = trl(&sft_args(
+        out_dir.to_str().unwrap(),
+        &["--max_steps", "4", "--report_to", "jsonl", "tensorboard"],
+    ));
     assert!(out.status.success(), "{}", text(&out));
-    for file in ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "trainer_state.json", "log_history.jsonl"] {
+    for file in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "trainer_state.json",
+        "log_history.jsonl",
+    ] {
         assert!(out_dir.join(file).is_file(), "missing {file}");
     }
     let state: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out_dir.join("trainer_state.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("trainer_state.json")).unwrap())
+            .unwrap();
     let history = state["log_history"].as_array().unwrap();
     let first = &history[0];
-    for key in ["loss", "grad_norm", "learning_rate", "entropy", "mean_token_accuracy", "num_tokens", "epoch", "step", "step_time"] {
+    for key in [
+        "loss",
+        "grad_norm",
+        "learning_rate",
+        "entropy",
+        "mean_token_accuracy",
+        "num_tokens",
+        "epoch",
+        "step",
+        "step_time",
+    ] {
         assert!(first.get(key).is_some(), "log entry lacks {key}: {first}");
     }
     assert_eq!(state["global_step"], 4);
@@ -85,7 +117,10 @@ fn sft_writes_an_hf_folder_and_trainer_state() {
 fn unknown_key_is_an_error_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().join("run");
-    let out = trl(&sft_args(out_dir.to_str().unwrap(), &["--lora_alpha", "16"]));
+    let out = trl(&sft_args(
+        out_dir.to_str().unwrap(),
+        &["--lora_alpha", "16"],
+    ));
     assert!(!out.status.success());
     assert!(text(&out).contains("lora_alpha"), "{}", text(&out));
     assert!(!out_dir.exists());
@@ -98,12 +133,20 @@ fn bad_data_stops_before_anything_is_written() {
     std::fs::write(&data, "{\"text\": \"fine\"}\n{\"text\": 3}\nnot json\n").unwrap();
     let out_dir = dir.path().join("run");
     let out = trl(&[
-        "sft", "--model_name_or_path", MODEL, "--dataset_name", data.to_str().unwrap(), "--output_dir",
+        "sft",
+        "--model_name_or_path",
+        MODEL,
+        "--dataset_name",
+        data.to_str().unwrap(),
+        "--output_dir",
         out_dir.to_str().unwrap(),
     ]);
     assert!(!out.status.success());
     let message = text(&out);
-    assert!(message.contains("bad.jsonl") && message.contains('2') && message.contains("text"), "{message}");
+    assert!(
+        message.contains("bad.jsonl") && message.contains('2') && message.contains("text"),
+        "{message}"
+    );
     assert!(!message.contains("panicked"), "{message}");
     assert!(!out_dir.exists());
 }
@@ -122,7 +165,16 @@ fn wait_for(path: &Path, timeout: Duration) -> bool {
 #[test]
 fn resume_after_sigkill_gives_bitwise_identical_weights() {
     let dir = tempfile::tempdir().unwrap();
-    let steps = ["--max_steps", "12", "--save_steps", "4", "--lr_scheduler_type", "linear", "--weight_decay", "0.1"];
+    let steps = [
+        "--max_steps",
+        "12",
+        "--save_steps",
+        "4",
+        "--lr_scheduler_type",
+        "linear",
+        "--weight_decay",
+        "0.1",
+    ];
     let full = dir.path().join("full");
     let out = trl(&sft_args(full.to_str().unwrap(), &steps));
     assert!(out.status.success(), "{}", text(&out));
@@ -137,10 +189,16 @@ fn resume_after_sigkill_gives_bitwise_identical_weights() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    assert!(wait_for(&killed.join("checkpoint-4/trainer_state.json"), Duration::from_secs(60)));
+    assert!(wait_for(
+        &killed.join("checkpoint-4/trainer_state.json"),
+        Duration::from_secs(60)
+    ));
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    assert!(!killed.join("model.safetensors").exists(), "the run finished before it was killed");
+    assert!(
+        !killed.join("model.safetensors").exists(),
+        "the run finished before it was killed"
+    );
 
     let mut resume = args.clone();
     resume.extend_from_slice(&["--resume_from_checkpoint", "true"]);
@@ -157,12 +215,30 @@ fn a_diverging_loss_stops_with_the_step_and_keeps_checkpoints() {
     let out_dir = dir.path().join("run");
     let out = trl(&sft_args(
         out_dir.to_str().unwrap(),
-        &["--max_steps", "30", "--save_steps", "1", "--learning_rate", "1e12", "--max_grad_norm", "0"],
+        &[
+            "--max_steps",
+            "30",
+            "--save_steps",
+            "1",
+            "--learning_rate",
+            "1e12",
+            "--max_grad_norm",
+            "0",
+        ],
     ));
     assert!(!out.status.success());
     let message = text(&out);
-    assert!(message.contains("at step") && !message.contains("panicked"), "{message}");
+    assert!(
+        message.contains("at step") && !message.contains("panicked"),
+        "{message}"
+    );
     let checkpoint = out_dir.join("checkpoint-1");
-    assert!(checkpoint.join("model.safetensors").is_file() && checkpoint.join("trainer_state.json").is_file());
-    assert!(!out_dir.join("model.safetensors").exists(), "no final model after a failed run");
+    assert!(
+        checkpoint.join("model.safetensors").is_file()
+            && checkpoint.join("trainer_state.json").is_file()
+    );
+    assert!(
+        !out_dir.join("model.safetensors").exists(),
+        "no final model after a failed run"
+    );
 }

@@ -41,7 +41,12 @@ pub fn parse_args(args: &[String]) -> Result<BTreeMap<String, Value>> {
             _ => Value::Array(values.iter().map(|v| scalar(v)).collect()),
         };
         if key == "config" {
-            config_file = Some(value.as_str().map(str::to_string).context("--config takes a file path")?);
+            config_file = Some(
+                value
+                    .as_str()
+                    .map(str::to_string)
+                    .context("--config takes a file path")?,
+            );
         } else {
             map.insert(key, value);
         }
@@ -64,12 +69,17 @@ fn scalar(text: &str) -> Value {
 
 /// Reads a TRL YAML config (a flat mapping of keys to values).
 pub fn read_yaml(path: &Path) -> Result<BTreeMap<String, Value>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
-    let value: Value = serde_yaml_ng::from_str(&text).with_context(|| format!("{}: invalid YAML", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config file {}", path.display()))?;
+    let value: Value = serde_yaml_ng::from_str(&text)
+        .with_context(|| format!("{}: invalid YAML", path.display()))?;
     match value {
         Value::Object(map) => Ok(map.into_iter().collect()),
         Value::Null => Ok(BTreeMap::new()),
-        other => bail!("{}: expected a mapping of keys to values, found {other}", path.display()),
+        other => bail!(
+            "{}: expected a mapping of keys to values, found {other}",
+            path.display()
+        ),
     }
 }
 
@@ -81,7 +91,11 @@ pub fn reject_unknown_keys(map: &BTreeMap<String, Value>, command: &str) -> Resu
     let keys: Vec<&str> = map.keys().map(String::as_str).collect();
     bail!(
         "`trl {command}` does not support {}: {} (see `trl {command} --help` for the supported keys)",
-        if keys.len() == 1 { "this key" } else { "these keys" },
+        if keys.len() == 1 {
+            "this key"
+        } else {
+            "these keys"
+        },
         keys.join(", ")
     )
 }
@@ -98,8 +112,18 @@ mod tests {
     fn flags_override_the_yaml_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.yaml");
-        std::fs::write(&path, "learning_rate: 2.0e-5\nmax_steps: 4\npacking: false\n").unwrap();
-        let map = parse_args(&strings(&["--config", path.to_str().unwrap(), "--max_steps=8", "--packing"])).unwrap();
+        std::fs::write(
+            &path,
+            "learning_rate: 2.0e-5\nmax_steps: 4\npacking: false\n",
+        )
+        .unwrap();
+        let map = parse_args(&strings(&[
+            "--config",
+            path.to_str().unwrap(),
+            "--max_steps=8",
+            "--packing",
+        ]))
+        .unwrap();
         assert_eq!(map["learning_rate"], Value::from(2.0e-5));
         assert_eq!(map["max_steps"], Value::from(8));
         assert_eq!(map["packing"], Value::Bool(true));
@@ -107,7 +131,14 @@ mod tests {
 
     #[test]
     fn several_values_make_a_list() {
-        let map = parse_args(&strings(&["--loss_type", "sigmoid", "sft", "--beta", "0.1"])).unwrap();
+        let map = parse_args(&strings(&[
+            "--loss_type",
+            "sigmoid",
+            "sft",
+            "--beta",
+            "0.1",
+        ]))
+        .unwrap();
         assert_eq!(map["loss_type"], serde_json::json!(["sigmoid", "sft"]));
         assert_eq!(map["beta"], Value::from(0.1));
     }

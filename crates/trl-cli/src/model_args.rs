@@ -45,7 +45,9 @@ impl ModelAndDataArgs {
     /// Rejects values we cannot honour instead of ignoring them.
     pub fn check(&self) -> anyhow::Result<()> {
         if self.trust_remote_code {
-            anyhow::bail!("trust_remote_code=true: trl-rs runs no Python model code; only the built-in architectures load");
+            anyhow::bail!(
+                "trust_remote_code=true: trl-rs runs no Python model code; only the built-in architectures load"
+            );
         }
         if let Some(kwargs) = &self.model_init_kwargs {
             let Value::Object(map) = kwargs else {
@@ -53,7 +55,9 @@ impl ModelAndDataArgs {
             };
             for key in map.keys() {
                 if key != "dtype" && key != "attn_implementation" && key != "torch_dtype" {
-                    anyhow::bail!("model_init_kwargs.{key} is not supported (supported: dtype, attn_implementation)");
+                    anyhow::bail!(
+                        "model_init_kwargs.{key} is not supported (supported: dtype, attn_implementation)"
+                    );
                 }
             }
         }

@@ -37,14 +37,25 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
     reject_unknown_keys(&map, "sft")?;
     inputs.check()?;
     if sft.packing && sft.packing_strategy != "bfd" {
-        bail!("packing_strategy {:?} is not supported (supported: bfd)", sft.packing_strategy);
+        bail!(
+            "packing_strategy {:?} is not supported (supported: bfd)",
+            sft.packing_strategy
+        );
     }
     let sinks = args.report_sinks()?;
     if args.bf16 {
-        eprintln!("note: bf16=true: trl-rs keeps fp32 weights and computes in fp32 on this backend");
+        eprintln!(
+            "note: bf16=true: trl-rs keeps fp32 weights and computes in fp32 on this backend"
+        );
     }
-    let model_id = inputs.model_name_or_path.clone().context("--model_name_or_path is required")?;
-    let dataset_name = inputs.dataset_name.clone().context("--dataset_name is required")?;
+    let model_id = inputs
+        .model_name_or_path
+        .clone()
+        .context("--model_name_or_path is required")?;
+    let dataset_name = inputs
+        .dataset_name
+        .clone()
+        .context("--dataset_name is required")?;
 
     // Data first: bad rows stop the run before any model loads or any output is written.
     let data_args = DatasetArgs {
@@ -65,19 +76,31 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
     let examples = prepare_examples(dataset.rows(), &tokenizer, &sft)
         .map_err(|e| anyhow::anyhow!("{}: {}", dataset.origin(e.row), e.message))?;
     if examples.is_empty() {
-        bail!("no row has a token to train on after truncation to max_length {:?}", sft.max_length);
+        bail!(
+            "no row has a token to train on after truncation to max_length {:?}",
+            sft.max_length
+        );
     }
 
-    let spec = inputs.device.clone().unwrap_or_else(|| default_device_spec().to_string());
+    let spec = inputs
+        .device
+        .clone()
+        .unwrap_or_else(|| default_device_spec().to_string());
     let device = parse_device(&spec)?.autodiff();
     let model = load_causal_lm(&model_dir, &device)?;
     let method = SftMethod::new(sft, tokenizer).map_err(anyhow::Error::msg)?;
     let output_dir = PathBuf::from(&args.output_dir);
-    let jsonl = sinks.contains(&ReportTo::Jsonl).then(|| output_dir.join("log_history.jsonl"));
+    let jsonl = sinks
+        .contains(&ReportTo::Jsonl)
+        .then(|| output_dir.join("log_history.jsonl"));
     let mut logger = RunLogger::new(jsonl, interrupt, false);
     if sinks.contains(&ReportTo::Tensorboard) {
         // transformers' default logging_dir is OUTPUT_DIR/runs/...
-        let log_dir = args.logging_dir.clone().map(PathBuf::from).unwrap_or_else(|| output_dir.join("runs"));
+        let log_dir = args
+            .logging_dir
+            .clone()
+            .map(PathBuf::from)
+            .unwrap_or_else(|| output_dir.join("runs"));
         logger = logger.with_tensorboard(&log_dir)?;
     }
     eprintln!(

@@ -64,7 +64,11 @@ fn shifted_labels(labels: &[Vec<i64>], device: &Device) -> (Tensor<2, Int>, Tens
 impl LabelLogProbs {
     /// Number of counted label tokens.
     pub fn num_label_tokens(&self) -> f64 {
-        self.mask.clone().without_autodiff().sum().into_scalar::<f64>()
+        self.mask
+            .clone()
+            .without_autodiff()
+            .sum()
+            .into_scalar::<f64>()
     }
 
     /// Sum over counted tokens of `-log p` (the numerator of the token-mean NLL).
@@ -76,7 +80,10 @@ impl LabelLogProbs {
     pub fn entropy_sum(&self) -> (f64, f64) {
         let log_probs = self.log_probs_detached.clone();
         // [batch, seq - 1]
-        let entropy = (log_probs.clone().exp() * log_probs).sum_dim(2).squeeze_dim::<2>(2).neg();
+        let entropy = (log_probs.clone().exp() * log_probs)
+            .sum_dim(2)
+            .squeeze_dim::<2>(2)
+            .neg();
         let mask = self.mask.clone().without_autodiff();
         let total = (entropy * mask.clone()).sum().into_scalar::<f64>();
         (total, mask.sum().into_scalar::<f64>())
@@ -85,8 +92,13 @@ impl LabelLogProbs {
     /// `(correct argmax predictions, counted tokens)` over counted positions.
     pub fn accuracy_counts(&self) -> (f64, f64) {
         // [batch, seq - 1]
-        let predicted = self.log_probs_detached.clone().argmax(2).squeeze_dim::<2>(2);
-        let correct = predicted.equal(self.safe_labels.clone()).float() * self.mask.clone().without_autodiff();
+        let predicted = self
+            .log_probs_detached
+            .clone()
+            .argmax(2)
+            .squeeze_dim::<2>(2);
+        let correct = predicted.equal(self.safe_labels.clone()).float()
+            * self.mask.clone().without_autodiff();
         (correct.sum().into_scalar::<f64>(), self.num_label_tokens())
     }
 }

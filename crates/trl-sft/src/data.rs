@@ -29,11 +29,16 @@ pub struct RowError {
 }
 
 fn row_error(row: usize, message: impl Into<String>) -> RowError {
-    RowError { row, message: message.into() }
+    RowError {
+        row,
+        message: message.into(),
+    }
 }
 
 fn is_conversation(value: Option<&Value>) -> bool {
-    value.and_then(Value::as_array).is_some_and(|items| items.iter().all(|m| m.get("role").is_some()))
+    value
+        .and_then(Value::as_array)
+        .is_some_and(|items| items.iter().all(|m| m.get("role").is_some()))
 }
 
 /// Tokenizes every row as TRL does and applies truncation and the empty-label filter.
@@ -42,14 +47,23 @@ pub fn prepare_examples(
     tokenizer: &Tokenizer,
     config: &SftConfig,
 ) -> Result<Vec<SftExample>, RowError> {
-    let Some(first) = rows.first() else { return Ok(Vec::new()) };
+    let Some(first) = rows.first() else {
+        return Ok(Vec::new());
+    };
     let completion_only = config
         .completion_only_loss
         .unwrap_or(first.contains_key("prompt") && first.contains_key("completion"));
     let eos = tokenizer.eos_token().map(str::to_string);
     let mut examples = Vec::with_capacity(rows.len());
     for (index, row) in rows.iter().enumerate() {
-        let (input_ids, masks) = tokenize_row(row, index, tokenizer, config, completion_only, eos.as_deref())?;
+        let (input_ids, masks) = tokenize_row(
+            row,
+            index,
+            tokenizer,
+            config,
+            completion_only,
+            eos.as_deref(),
+        )?;
         let mut labels: Vec<i64> = input_ids
             .iter()
             .zip(&masks)
@@ -65,7 +79,11 @@ pub fn prepare_examples(
             continue;
         }
         let len = input_ids.len();
-        examples.push(SftExample { input_ids, labels, seq_lengths: vec![len] });
+        examples.push(SftExample {
+            input_ids,
+            labels,
+            seq_lengths: vec![len],
+        });
     }
     if config.packing {
         let max = config.max_length.unwrap_or(1024);
@@ -109,23 +127,40 @@ fn tokenize_row(
             let mut full = prompt.as_array().cloned().unwrap_or_default();
             full.extend(completion.as_array().cloned().unwrap_or_default());
             let full = Value::Array(full);
-            let prompt_ids = tokenizer.apply_chat_template_ids(prompt, &options(true)).map_err(fail)?;
+            let prompt_ids = tokenizer
+                .apply_chat_template_ids(prompt, &options(true))
+                .map_err(fail)?;
             let (ids, assistant) = if config.assistant_only_loss {
-                let encoding = assistant_encoding(tokenizer, &full, &options(false)).map_err(fail)?;
+                let encoding =
+                    assistant_encoding(tokenizer, &full, &options(false)).map_err(fail)?;
                 (encoding.0, Some(encoding.1))
             } else {
-                (tokenizer.apply_chat_template_ids(&full, &options(false)).map_err(fail)?, None)
+                (
+                    tokenizer
+                        .apply_chat_template_ids(&full, &options(false))
+                        .map_err(fail)?,
+                    None,
+                )
             };
             (prompt_ids, ids, assistant)
         } else {
             let (Some(prompt), Some(completion)) = (prompt.as_str(), completion.as_str()) else {
-                return Err(row_error(index, "prompt and completion must both be strings or both be message lists"));
+                return Err(row_error(
+                    index,
+                    "prompt and completion must both be strings or both be message lists",
+                ));
             };
             let prompt_ids = tokenizer.encode(prompt, true).map_err(fail)?;
-            let ids = tokenizer.encode(&with_eos(&format!("{prompt}{completion}")), true).map_err(fail)?;
+            let ids = tokenizer
+                .encode(&with_eos(&format!("{prompt}{completion}")), true)
+                .map_err(fail)?;
             (prompt_ids, ids, None)
         };
-        let prefix = prompt_ids.iter().zip(&input_ids).take_while(|(a, b)| a == b).count();
+        let prefix = prompt_ids
+            .iter()
+            .zip(&input_ids)
+            .take_while(|(a, b)| a == b)
+            .count();
         let mask = (0..input_ids.len())
             .map(|i| (!completion_only || i >= prefix) && assistant.as_ref().is_none_or(|a| a[i]))
             .collect();
@@ -133,22 +168,34 @@ fn tokenize_row(
     }
     if let Some(messages) = row.get("messages").filter(|m| is_conversation(Some(m))) {
         if config.assistant_only_loss {
-            let (ids, mask) = assistant_encoding(tokenizer, messages, &options(false)).map_err(fail)?;
+            let (ids, mask) =
+                assistant_encoding(tokenizer, messages, &options(false)).map_err(fail)?;
             if !mask.iter().any(|&m| m) {
-                return Err(row_error(index, "assistant_only_loss: the conversation has no assistant tokens"));
+                return Err(row_error(
+                    index,
+                    "assistant_only_loss: the conversation has no assistant tokens",
+                ));
             }
             return Ok((ids, mask));
         }
-        let ids = tokenizer.apply_chat_template_ids(messages, &options(false)).map_err(fail)?;
+        let ids = tokenizer
+            .apply_chat_template_ids(messages, &options(false))
+            .map_err(fail)?;
         let len = ids.len();
         return Ok((ids, vec![true; len]));
     }
     if let Some(text) = row.get(&config.dataset_text_field) {
         let Some(text) = text.as_str() else {
-            return Err(row_error(index, format!("column {:?} must be a string", config.dataset_text_field)));
+            return Err(row_error(
+                index,
+                format!("column {:?} must be a string", config.dataset_text_field),
+            ));
         };
         if config.assistant_only_loss {
-            return Err(row_error(index, "assistant_only_loss needs conversational data (messages)"));
+            return Err(row_error(
+                index,
+                "assistant_only_loss needs conversational data (messages)",
+            ));
         }
         let ids = tokenizer.encode(&with_eos(text), true).map_err(fail)?;
         let len = ids.len();
@@ -175,7 +222,10 @@ fn assistant_encoding(
     let template = tokenizer.chat_template(options.tools.is_some())?;
     if template.has_generation_blocks() {
         let encoding = tokenizer.apply_chat_template_with_assistant_mask(messages, options)?;
-        return Ok((encoding.input_ids, encoding.assistant_masks.iter().map(|&m| m == 1).collect()));
+        return Ok((
+            encoding.input_ids,
+            encoding.assistant_masks.iter().map(|&m| m == 1).collect(),
+        ));
     }
     let turns = messages.as_array().cloned().unwrap_or_default();
     let full_text = tokenizer.apply_chat_template(messages, options)?;
@@ -186,15 +236,24 @@ fn assistant_encoding(
         }
         let before = Value::Array(turns[..i].to_vec());
         let through = Value::Array(turns[..=i].to_vec());
-        let start = tokenizer.apply_chat_template(&before, &RenderOptions { add_generation_prompt: true, ..options.clone() })?;
+        let start = tokenizer.apply_chat_template(
+            &before,
+            &RenderOptions {
+                add_generation_prompt: true,
+                ..options.clone()
+            },
+        )?;
         let end = tokenizer.apply_chat_template(&through, options)?;
         if full_text.starts_with(&end) && end.starts_with(&start) {
             spans.push(start.len()..end.len());
         }
     }
-    let encoding = tokenizer.backend().encode(full_text.as_str(), false).map_err(|e| trl_core::Error::Tokenizer {
-        message: e.to_string(),
-    })?;
+    let encoding = tokenizer
+        .backend()
+        .encode(full_text.as_str(), false)
+        .map_err(|e| trl_core::Error::Tokenizer {
+            message: e.to_string(),
+        })?;
     let mask = encoding
         .get_offsets()
         .iter()
@@ -240,11 +299,19 @@ pub fn pack_bfd(examples: Vec<SftExample>, capacity: usize) -> Vec<SftExample> {
     }
     bins.into_iter()
         .map(|(members, _, _)| {
-            let mut row = SftExample { input_ids: Vec::new(), labels: Vec::new(), seq_lengths: Vec::new() };
+            let mut row = SftExample {
+                input_ids: Vec::new(),
+                labels: Vec::new(),
+                seq_lengths: Vec::new(),
+            };
             for i in members {
                 let seq = std::mem::replace(
                     &mut sequences[i],
-                    SftExample { input_ids: Vec::new(), labels: Vec::new(), seq_lengths: Vec::new() },
+                    SftExample {
+                        input_ids: Vec::new(),
+                        labels: Vec::new(),
+                        seq_lengths: Vec::new(),
+                    },
                 );
                 row.seq_lengths.push(seq.input_ids.len());
                 row.input_ids.extend(seq.input_ids);
@@ -266,7 +333,12 @@ pub struct SftBatch {
 
 /// Right-pads examples to the longest (rounded up to `pad_to_multiple_of`), or, padding-free,
 /// concatenates them into one row whose positions restart at every sample.
-pub fn collate(examples: &[&SftExample], pad_id: u32, padding_free: bool, pad_to_multiple_of: Option<usize>) -> SftBatch {
+pub fn collate(
+    examples: &[&SftExample],
+    pad_id: u32,
+    padding_free: bool,
+    pad_to_multiple_of: Option<usize>,
+) -> SftBatch {
     let round_up = |len: usize| match pad_to_multiple_of {
         Some(m) if m > 0 => len.div_ceil(m) * m,
         _ => len,
@@ -281,7 +353,11 @@ pub fn collate(examples: &[&SftExample], pad_id: u32, padding_free: bool, pad_to
                 for p in 0..len {
                     ids.push(example.input_ids[offset + p]);
                     // The first token of every sample is never a target of the previous one.
-                    labels.push(if p == 0 { IGNORE_INDEX } else { example.labels[offset + p] });
+                    labels.push(if p == 0 {
+                        IGNORE_INDEX
+                    } else {
+                        example.labels[offset + p]
+                    });
                     positions.push(p as i64);
                 }
                 offset += len;
@@ -299,7 +375,13 @@ pub fn collate(examples: &[&SftExample], pad_id: u32, padding_free: bool, pad_to
             num_tokens: total as f64,
         };
     }
-    let longest = round_up(examples.iter().map(|e| e.input_ids.len()).max().unwrap_or(0));
+    let longest = round_up(
+        examples
+            .iter()
+            .map(|e| e.input_ids.len())
+            .max()
+            .unwrap_or(0),
+    );
     let mut ids = Vec::with_capacity(examples.len());
     let mut masks = Vec::with_capacity(examples.len());
     let mut labels = Vec::with_capacity(examples.len());
@@ -317,7 +399,11 @@ pub fn collate(examples: &[&SftExample], pad_id: u32, padding_free: bool, pad_to
         labels.push(row_labels);
         masks.push(mask);
     }
-    SftBatch { tokens: TokenBatch::new(ids, masks), labels, num_tokens }
+    SftBatch {
+        tokens: TokenBatch::new(ids, masks),
+        labels,
+        num_tokens,
+    }
 }
 
 #[cfg(test)]
@@ -325,22 +411,36 @@ mod tests {
     use super::*;
 
     fn example(len: usize) -> SftExample {
-        SftExample { input_ids: vec![len as u32; len], labels: vec![1; len], seq_lengths: vec![len] }
+        SftExample {
+            input_ids: vec![len as u32; len],
+            labels: vec![1; len],
+            seq_lengths: vec![len],
+        }
     }
 
     #[test]
     fn bfd_fills_the_tightest_bin_first() {
-        let packed = pack_bfd(vec![example(5), example(3), example(6), example(2), example(4)], 8);
+        let packed = pack_bfd(
+            vec![example(5), example(3), example(6), example(2), example(4)],
+            8,
+        );
         let lengths: Vec<Vec<usize>> = packed.iter().map(|r| r.seq_lengths.clone()).collect();
         assert_eq!(lengths, vec![vec![6, 2], vec![5, 3], vec![4]]);
     }
 
     #[test]
     fn padding_free_restarts_positions_and_masks_first_labels() {
-        let a = SftExample { input_ids: vec![1, 2, 3], labels: vec![1, 2, 3], seq_lengths: vec![2, 1] };
+        let a = SftExample {
+            input_ids: vec![1, 2, 3],
+            labels: vec![1, 2, 3],
+            seq_lengths: vec![2, 1],
+        };
         let batch = collate(&[&a], 0, true, Some(4));
         assert_eq!(batch.tokens.position_ids, vec![vec![0, 1, 0, 0]]);
-        assert_eq!(batch.labels, vec![vec![IGNORE_INDEX, 2, IGNORE_INDEX, IGNORE_INDEX]]);
+        assert_eq!(
+            batch.labels,
+            vec![vec![IGNORE_INDEX, 2, IGNORE_INDEX, IGNORE_INDEX]]
+        );
         assert_eq!(batch.num_tokens, 4.0);
     }
 

@@ -10,7 +10,11 @@ use crate::config::SftLossType;
 ///
 /// - `nll`: `-log p`.
 /// - `dft` (Dynamic Fine-Tuning, Wu et al. 2025, arXiv:2508.05629): `-p.detach() * log p`.
-pub fn sft_loss(label_logps: &LabelLogProbs, loss_type: SftLossType, items_in_step: f64) -> Tensor<1> {
+pub fn sft_loss(
+    label_logps: &LabelLogProbs,
+    loss_type: SftLossType,
+    items_in_step: f64,
+) -> Tensor<1> {
     let total = match loss_type {
         SftLossType::Nll | SftLossType::ChunkedNll => label_logps.nll_sum(),
         SftLossType::Dft => {

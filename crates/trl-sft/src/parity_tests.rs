@@ -40,18 +40,34 @@ struct Case {
 fn load_case(name: &str, output_dir: &Path) -> Case {
     let path = root().join(format!("fixtures/expected/sft/{name}.json"));
     let expected: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    let mut map: BTreeMap<String, Value> =
-        expected["sft_config"].as_object().unwrap().clone().into_iter().collect();
-    for python_only in ["model_init_kwargs", "disable_tqdm", "dataloader_num_workers"] {
+    let mut map: BTreeMap<String, Value> = expected["sft_config"]
+        .as_object()
+        .unwrap()
+        .clone()
+        .into_iter()
+        .collect();
+    for python_only in [
+        "model_init_kwargs",
+        "disable_tqdm",
+        "dataloader_num_workers",
+    ] {
         map.remove(python_only);
     }
-    map.insert("output_dir".into(), Value::from(output_dir.to_str().unwrap()));
+    map.insert(
+        "output_dir".into(),
+        Value::from(output_dir.to_str().unwrap()),
+    );
     let args: TrainingArguments = take_known_keys(&mut map, "training").unwrap();
     let sft: SftConfig = take_known_keys(&mut map, "sft").unwrap();
     assert!(map.is_empty(), "unhandled keys {map:?}");
     let dataset = expected["dataset"].as_str().unwrap();
     let rows = read_rows(&root().join(dataset));
-    Case { expected, sft, args, rows }
+    Case {
+        expected,
+        sft,
+        args,
+        rows,
+    }
 }
 
 fn close(got: f64, want: f64, rtol: f64) -> bool {
@@ -66,14 +82,24 @@ fn check_case(name: &str) {
     let examples = prepare_examples(&case.rows, &tokenizer, &case.sft).unwrap();
     assert_eq!(
         examples.len() as u64,
-        case.expected["prepared_dataset"]["num_rows"].as_u64().unwrap(),
+        case.expected["prepared_dataset"]["num_rows"]
+            .as_u64()
+            .unwrap(),
         "{name}: prepared rows"
     );
     let method = SftMethod::new(case.sft.clone(), tokenizer).unwrap();
 
     // The first micro-batch, tensor for tensor.
-    let first: Vec<_> = examples.iter().take(case.args.per_device_train_batch_size).collect();
-    let batch = collate(&first, method.pad_token_id, method.padding_free, case.sft.pad_to_multiple_of);
+    let first: Vec<_> = examples
+        .iter()
+        .take(case.args.per_device_train_batch_size)
+        .collect();
+    let batch = collate(
+        &first,
+        method.pad_token_id,
+        method.padding_free,
+        case.sft.pad_to_multiple_of,
+    );
     let want = &case.expected["first_batch"];
     let ids: Vec<Vec<u32>> = serde_json::from_value(want["input_ids"].clone()).unwrap();
     let labels: Vec<Vec<i64>> = serde_json::from_value(want["labels"].clone()).unwrap();
@@ -81,30 +107,77 @@ fn check_case(name: &str) {
     assert_eq!(batch.labels, labels, "{name}: first batch labels");
     if let Some(mask) = want.get("attention_mask") {
         let mask: Vec<Vec<i64>> = serde_json::from_value(mask.clone()).unwrap();
-        assert_eq!(batch.tokens.attention_mask, mask, "{name}: first batch attention_mask");
+        assert_eq!(
+            batch.tokens.attention_mask, mask,
+            "{name}: first batch attention_mask"
+        );
     }
     if let Some(positions) = want.get("position_ids") {
         let positions: Vec<Vec<i64>> = serde_json::from_value(positions.clone()).unwrap();
-        assert_eq!(batch.tokens.position_ids, positions, "{name}: first batch position_ids");
+        assert_eq!(
+            batch.tokens.position_ids, positions,
+            "{name}: first batch position_ids"
+        );
     }
 
     let device = Device::default().autodiff();
     let model = load_causal_lm(&model_dir, &device).unwrap();
-    let outcome = train(&method, model, &examples, &case.args, &device, &mut RunLogger::silent()).unwrap();
-    let want_logs: Vec<&Value> =
-        case.expected["log_history"].as_array().unwrap().iter().filter(|e| e.get("loss").is_some()).collect();
-    let got_logs: Vec<_> = outcome.state.log_history.iter().filter(|e| e.contains_key("loss")).collect();
-    assert_eq!(got_logs.len(), want_logs.len(), "{name}: number of log entries");
+    let outcome = train(
+        &method,
+        model,
+        &examples,
+        &case.args,
+        &device,
+        &mut RunLogger::silent(),
+    )
+    .unwrap();
+    let want_logs: Vec<&Value> = case.expected["log_history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e.get("loss").is_some())
+        .collect();
+    let got_logs: Vec<_> = outcome
+        .state
+        .log_history
+        .iter()
+        .filter(|e| e.contains_key("loss"))
+        .collect();
+    assert_eq!(
+        got_logs.len(),
+        want_logs.len(),
+        "{name}: number of log entries"
+    );
     for (got, want) in got_logs.iter().zip(&want_logs) {
         let step = want["step"].as_u64().unwrap();
         let value = |key: &str| got[key].as_f64().unwrap();
         let expect = |key: &str| want[key].as_f64().unwrap();
         assert_eq!(got["step"].as_u64().unwrap(), step);
-        assert!(close(value("loss"), expect("loss"), LOSS_RTOL), "{name} step {step}: loss {} vs {}", value("loss"), expect("loss"));
-        for key in ["grad_norm", "entropy", "mean_token_accuracy", "learning_rate", "epoch"] {
-            assert!(close(value(key), expect(key), METRIC_RTOL), "{name} step {step}: {key} {} vs {}", value(key), expect(key));
+        assert!(
+            close(value("loss"), expect("loss"), LOSS_RTOL),
+            "{name} step {step}: loss {} vs {}",
+            value("loss"),
+            expect("loss")
+        );
+        for key in [
+            "grad_norm",
+            "entropy",
+            "mean_token_accuracy",
+            "learning_rate",
+            "epoch",
+        ] {
+            assert!(
+                close(value(key), expect(key), METRIC_RTOL),
+                "{name} step {step}: {key} {} vs {}",
+                value(key),
+                expect(key)
+            );
         }
-        assert_eq!(value("num_tokens"), expect("num_tokens"), "{name} step {step}: num_tokens");
+        assert_eq!(
+            value("num_tokens"),
+            expect("num_tokens"),
+            "{name} step {step}: num_tokens"
+        );
     }
 }
 

@@ -33,7 +33,12 @@ impl SftMethod {
             .or_else(|| tokenizer.eos_token_id())
             .ok_or("the tokenizer has no pad or eos token; set pad_token")?;
         let padding_free = config.padding_free || config.packing;
-        Ok(SftMethod { config, tokenizer, pad_token_id: pad, padding_free })
+        Ok(SftMethod {
+            config,
+            tokenizer,
+            pad_token_id: pad,
+            padding_free,
+        })
     }
 }
 
@@ -44,21 +49,53 @@ impl Method for SftMethod {
     fn items_in(&self, examples: &[&SftExample]) -> f64 {
         // transformers' num_items_in_batch: label tokens after the shift (and, padding-free,
         // after masking each sample's first token).
-        let batch = collate(examples, self.pad_token_id, self.padding_free, self.config.pad_to_multiple_of);
-        batch.labels.iter().map(|row| row[1..].iter().filter(|&&l| l != -100).count() as f64).sum()
+        let batch = collate(
+            examples,
+            self.pad_token_id,
+            self.padding_free,
+            self.config.pad_to_multiple_of,
+        );
+        batch
+            .labels
+            .iter()
+            .map(|row| row[1..].iter().filter(|&&l| l != -100).count() as f64)
+            .sum()
     }
 
-    fn loss(&self, model: &CausalLm, examples: &[&SftExample], items_in_step: f64) -> Result<(Tensor<1>, StepMetrics)> {
-        let batch = collate(examples, self.pad_token_id, self.padding_free, self.config.pad_to_multiple_of);
+    fn loss(
+        &self,
+        model: &CausalLm,
+        examples: &[&SftExample],
+        items_in_step: f64,
+    ) -> Result<(Tensor<1>, StepMetrics)> {
+        let batch = collate(
+            examples,
+            self.pad_token_id,
+            self.padding_free,
+            self.config.pad_to_multiple_of,
+        );
         // [batch, seq, vocab]
         let logits = model.forward(&batch.tokens);
         let label_logps = label_log_probs(logits, &batch.labels);
         let loss = sft_loss(&label_logps, self.config.loss_type, items_in_step);
-        let mut metrics = StepMetrics { num_tokens: batch.num_tokens, ..StepMetrics::default() };
+        let mut metrics = StepMetrics {
+            num_tokens: batch.num_tokens,
+            ..StepMetrics::default()
+        };
         let (entropy, counted) = label_logps.entropy_sum();
-        metrics.push("entropy", if counted > 0.0 { entropy / counted } else { 0.0 });
+        metrics.push(
+            "entropy",
+            if counted > 0.0 {
+                entropy / counted
+            } else {
+                0.0
+            },
+        );
         let (correct, total) = label_logps.accuracy_counts();
-        metrics.push("mean_token_accuracy", if total > 0.0 { correct / total } else { 0.0 });
+        metrics.push(
+            "mean_token_accuracy",
+            if total > 0.0 { correct / total } else { 0.0 },
+        );
         Ok((loss, metrics))
     }
 

@@ -6,14 +6,14 @@
 //! own, the most common format is the dataset's, and every row that differs is reported.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use super::format::{DatasetFormat, FormatKind, Row, RowShape, Style, check_row, detect_row};
-use super::lengths::{TokenLengths, measure};
+use super::lengths::measure;
 use super::method::Method;
 use super::problem::{Position, Problem, ProblemList};
 use super::read::read_rows;
+use super::report::{ValidationReport, listing};
 use super::source::{DatasetArgs, resolve_split_files};
 use crate::tokenizer::Tokenizer;
 use crate::{Error, Result};
@@ -43,13 +43,7 @@ impl Dataset {
         };
         let mut problems = ProblemList::default();
         let format = check_rows(&raw, method, text_field, &mut problems);
-        finish(raw, format, text_field, problems, |problems, total| {
-            format!(
-                "{} row(s) for {method}: {}",
-                total,
-                listing(problems, total)
-            )
-        })
+        finish(raw, format, text_field, problems, "the rows", method)
     }
 
     pub fn rows(&self) -> &[Row] {
@@ -86,173 +80,26 @@ impl Dataset {
     }
 }
 
-/// What `trl validate` prints: the split, its format, and every problem found (the first
-/// [`super::MAX_LISTED_PROBLEMS`] listed, the rest counted).
-#[derive(Debug, Clone)]
-pub struct ValidationReport {
-    pub dataset: String,
-    pub split: String,
-    pub method: Method,
-    pub files: Vec<PathBuf>,
-    pub rows: usize,
-    /// The format of most rows, when any row has one.
-    pub format: Option<DatasetFormat>,
-    pub problems: Vec<Problem>,
-    /// All problems, including those not listed.
-    pub problem_count: usize,
-    /// Present when a tokenizer was given and the rows are valid.
-    pub token_lengths: Option<TokenLengths>,
-}
-
-impl ValidationReport {
-    /// Whether the method can train on the split as it is.
-    pub fn is_valid(&self) -> bool {
-        self.problem_count == 0
-    }
-}
-
-impl fmt::Display for ValidationReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let files = if self.files.len() == 1 {
-            "1 file".to_owned()
-        } else {
-            format!("{} files", self.files.len())
-        };
-        writeln!(
-            f,
-            "dataset: {} (split {}, {files})",
-            self.dataset, self.split
-        )?;
-        writeln!(f, "rows: {}", self.rows)?;
-        match self.format {
-            Some(format) => writeln!(f, "format: {format}")?,
-            None => writeln!(f, "format: none recognised")?,
-        }
-        if let Some(lengths) = &self.token_lengths {
-            writeln!(f, "{}", lengths.summary(self.method))?;
-        }
-        if self.is_valid() {
-            write!(f, "valid for {}", self.method)
-        } else {
-            write!(
-                f,
-                "not valid for {}: {}",
-                self.method,
-                listing(&self.problems, self.problem_count)
-            )
-        }
-    }
-}
-
-/// "N problem(s):" and one problem a line, then "... and M more".
-fn listing(problems: &[Problem], total: usize) -> String {
-    let mut text = format!("{total} problem{}:", if total == 1 { "" } else { "s" });
-    for problem in problems {
-        text.push_str(&format!("\n  {problem}"));
-    }
-    if total > problems.len() {
-        text.push_str(&format!("\n  ... and {} more", total - problems.len()));
-    }
-    text
-}
-
 /// Reads the split `args` names and checks every row for `method`; with a tokenizer (and the
-/// method's `max_length`), also measures the token length of every row. `Err` only when the
-/// data cannot be found (no such file, folder, split or hub dataset); everything wrong with the
-/// data itself is in the report.
+/// `max_length` to compare with), also measures the token length of every row. `Err` only when
+/// the data cannot be found (no such file, folder, split or hub dataset); everything wrong with
+/// the data itself is in the report.
 pub fn validate(
     args: &DatasetArgs,
     method: Method,
     tokenizer: Option<(&Tokenizer, Option<usize>)>,
 ) -> Result<ValidationReport> {
     let (raw, format, mut problems) = read_and_check(args, method)?;
-    let mut token_lengths = None;
-    if let (Some(format), Some((tokenizer, max_length)), 0) = (format, tokenizer, problems.total())
-    {
-        let dataset = Dataset {
-            format,
-            text_field: args.dataset_text_field.clone(),
-            files: raw.files.clone(),
-            rows: raw.rows,
-            origins: raw.origins,
-        };
-        token_lengths = measure(&dataset, tokenizer, max_length, &mut problems);
-        return Ok(report(
-            args,
-            method,
-            dataset.files,
-            dataset.rows.len(),
-            Some(format),
-            problems,
-            token_lengths,
-        ));
-    }
-    Ok(report(
-        args,
-        method,
-        raw.files,
-        raw.rows.len(),
-        format,
-        problems,
-        token_lengths,
-    ))
-}
-
-/// Reads the split `args` names for `method`, failing with every problem found unless all rows
-/// are valid. Training commands load their data through this.
-pub fn load_dataset(args: &DatasetArgs, method: Method) -> Result<Dataset> {
-    let (raw, format, problems) = read_and_check(args, method)?;
-    finish(
-        raw,
-        format,
-        &args.dataset_text_field,
-        problems,
-        |problems, total| {
-            format!(
-                "`{}` (split {}) cannot be used for {method}: {}",
-                args.dataset_name,
-                args.dataset_train_split,
-                listing(problems, total)
-            )
-        },
-    )
-}
-
-fn finish(
-    raw: RawSplit,
-    format: Option<DatasetFormat>,
-    text_field: &str,
-    problems: ProblemList,
-    message: impl FnOnce(&[Problem], usize) -> String,
-) -> Result<Dataset> {
-    match format {
-        Some(format) if problems.total() == 0 => Ok(Dataset {
-            format,
-            text_field: text_field.to_owned(),
-            files: raw.files,
-            rows: raw.rows,
-            origins: raw.origins,
-        }),
-        _ => {
-            let (listed, total) = problems.into_parts();
-            Err(Error::Data {
-                message: message(&listed, total),
-            })
+    let (files, rows) = (raw.files.clone(), raw.rows.len());
+    let token_lengths = match (format, tokenizer) {
+        (Some(format), Some((tokenizer, max_length))) if problems.total() == 0 => {
+            let dataset = raw.into_dataset(format, &args.dataset_text_field);
+            measure(&dataset, tokenizer, max_length, &mut problems)
         }
-    }
-}
-
-fn report(
-    args: &DatasetArgs,
-    method: Method,
-    files: Vec<PathBuf>,
-    rows: usize,
-    format: Option<DatasetFormat>,
-    problems: ProblemList,
-    token_lengths: Option<TokenLengths>,
-) -> ValidationReport {
+        _ => None,
+    };
     let (problems, problem_count) = problems.into_parts();
-    ValidationReport {
+    Ok(ValidationReport {
         dataset: args.dataset_name.clone(),
         split: args.dataset_train_split.clone(),
         method,
@@ -262,6 +109,46 @@ fn report(
         problems,
         problem_count,
         token_lengths,
+    })
+}
+
+/// Reads the split `args` names for `method`, failing with every problem found unless all rows
+/// are valid. Training commands load their data through this.
+pub fn load_dataset(args: &DatasetArgs, method: Method) -> Result<Dataset> {
+    let (raw, format, problems) = read_and_check(args, method)?;
+    let what = format!(
+        "`{}` (split {})",
+        args.dataset_name, args.dataset_train_split
+    );
+    finish(
+        raw,
+        format,
+        &args.dataset_text_field,
+        problems,
+        &what,
+        method,
+    )
+}
+
+/// The dataset, or an error listing every problem.
+fn finish(
+    raw: RawSplit,
+    format: Option<DatasetFormat>,
+    text_field: &str,
+    problems: ProblemList,
+    what: &str,
+    method: Method,
+) -> Result<Dataset> {
+    match format {
+        Some(format) if problems.total() == 0 => Ok(raw.into_dataset(format, text_field)),
+        _ => {
+            let (listed, total) = problems.into_parts();
+            let message = format!(
+                "{what} cannot be used for {method}: {}",
+                listing(&listed, total)
+            );
+            Err(Error::Data { message })
+        }
     }
 }
 
@@ -270,6 +157,18 @@ struct RawSplit {
     files: Vec<PathBuf>,
     rows: Vec<Row>,
     origins: Vec<(usize, Position)>,
+}
+
+impl RawSplit {
+    fn into_dataset(self, format: DatasetFormat, text_field: &str) -> Dataset {
+        Dataset {
+            format,
+            text_field: text_field.to_owned(),
+            files: self.files,
+            rows: self.rows,
+            origins: self.origins,
+        }
+    }
 }
 
 fn read_and_check(
@@ -293,8 +192,8 @@ fn read_and_check(
     Ok((raw, format, problems))
 }
 
-/// Recognises every row, picks the dataset's format, and checks every row against it and the
-/// format against the method. Returns the format of most rows.
+/// Recognises every row, picks the dataset's format, and checks the format against the method
+/// and every row against the format. Returns the format of most rows.
 fn check_rows(
     raw: &RawSplit,
     method: Method,
@@ -309,111 +208,123 @@ fn check_rows(
             ..problem
         }
     };
-    let mut row_problems = Vec::new();
+    let mut unrecognised = Vec::new();
     let shapes: Vec<Option<RowShape>> = raw
         .rows
         .iter()
         .enumerate()
         .map(|(index, row)| {
             detect_row(row, text_field)
-                .map_err(|p| row_problems.push(locate(index, *p)))
+                .map_err(|problem| unrecognised.push(locate(index, *problem)))
                 .ok()
         })
         .collect();
     let Some(format) = majority_format(&shapes) else {
         if raw.rows.is_empty() && problems.total() == 0 {
             let files: Vec<String> = raw.files.iter().map(|f| f.display().to_string()).collect();
-            problems.push(Problem::dataset(
-                "at least one row",
-                format!("none in {}", files.join(", ")),
-            ));
+            let found = format!("none in {}", files.join(", "));
+            problems.push(Problem::dataset("at least one row", found));
         }
-        row_problems.into_iter().for_each(|p| problems.push(p));
+        unrecognised.into_iter().for_each(|p| problems.push(p));
         return None;
     };
-    if !method.accepts(format.kind) {
-        let accepted: Vec<String> = method
-            .formats()
-            .iter()
-            .map(|k| format!("{k} ({})", k.column_list(text_field)))
-            .collect();
-        let mut found = format!(
-            "{} data ({})",
-            format.kind,
-            format.kind.column_list(text_field)
-        );
-        if format.kind == FormatKind::PromptCompletion && method.accepts(FormatKind::PromptOnly) {
-            found.push_str(
-                "; to pass the completion to reward functions, rename the column (e.g. to `solution`)",
-            );
-        }
-        problems.push(Problem::dataset(
-            format!("{method} data: {}", accepted.join(" or ")),
-            found,
-        ));
+    if let Some(problem) = method_problem(method, format, text_field) {
+        problems.push(problem);
     }
-    row_problems.into_iter().for_each(|p| problems.push(p));
-    let count = |kind: FormatKind| shapes.iter().flatten().filter(|s| s.kind == kind).count();
-    let format_rows = count(format.kind);
+    unrecognised.into_iter().for_each(|p| problems.push(p));
+    let census = Census::of(&shapes, format);
     for (index, (row, shape)) in raw.rows.iter().zip(&shapes).enumerate() {
         let Some(shape) = shape else { continue };
-        if shape.kind != format.kind && !needs_subset(shape.kind, format.kind, text_field) {
-            problems.push(locate(
-                index,
-                Problem::dataset(
-                    format!(
-                        "a {} row like {format_rows} of the {} rows ({})",
-                        format.kind,
-                        raw.rows.len(),
-                        format.kind.column_list(text_field)
-                    ),
-                    format!(
-                        "a {} row ({})",
-                        shape.kind,
-                        shape.kind.column_list(text_field)
-                    ),
-                ),
-            ));
-        } else if shape.kind == format.kind
-            && shape.style.is_some_and(|style| style != format.style)
-        {
-            let style_rows = shapes
-                .iter()
-                .flatten()
-                .filter(|s| s.kind == format.kind && s.style == Some(format.style))
-                .count();
-            problems.push(locate(
-                index,
-                Problem::dataset(
-                    format!(
-                        "{} values like {style_rows} of the {} rows ({})",
-                        format.style,
-                        raw.rows.len(),
-                        style_values(format.style)
-                    ),
-                    format!(
-                        "{} values ({})",
-                        format.style.other(),
-                        style_values(format.style.other())
-                    ),
-                ),
-            ));
-        } else {
-            for problem in check_row(row, format, text_field) {
-                problems.push(locate(index, problem));
+        match mismatch(*shape, format, &census, text_field) {
+            Some(problem) => problems.push(locate(index, problem)),
+            None => {
+                for problem in check_row(row, format, text_field) {
+                    problems.push(locate(index, problem));
+                }
             }
         }
     }
     Some(format)
 }
 
-/// Whether a row of `kind` only lacks columns of `dataset` (so its missing or null columns are
-/// the problem to report, rather than its format).
-fn needs_subset(kind: FormatKind, dataset: FormatKind, text_field: &str) -> bool {
-    let dataset_columns = dataset.columns(Style::Standard, text_field);
-    kind.columns(Style::Standard, text_field)
-        .iter()
-        .all(|c| dataset_columns.contains(c))
+/// The format is not one the method trains on.
+fn method_problem(method: Method, format: DatasetFormat, text_field: &str) -> Option<Problem> {
+    if method.accepts(format.kind) {
+        return None;
+    }
+    let described = |kind: FormatKind| format!("{kind} ({})", kind.column_list(text_field));
+    let accepted: Vec<String> = method.formats().iter().map(|&k| described(k)).collect();
+    let mut found = format!("{} data", described(format.kind));
+    if format.kind == FormatKind::PromptCompletion && method.accepts(FormatKind::PromptOnly) {
+        found.push_str(
+            "; to pass the completion to reward functions, rename the column (e.g. to `solution`)",
+        );
+    }
+    Some(Problem::dataset(
+        format!("{method} data: {}", accepted.join(" or ")),
+        found,
+    ))
+}
+
+/// How many rows share the dataset's format, for messages about the rows that do not.
+struct Census {
+    rows: usize,
+    same_kind: usize,
+    same_format: usize,
+}
+
+impl Census {
+    fn of(shapes: &[Option<RowShape>], format: DatasetFormat) -> Census {
+        let same_kind = || shapes.iter().flatten().filter(|s| s.kind == format.kind);
+        Census {
+            rows: shapes.len(),
+            same_kind: same_kind().count(),
+            same_format: same_kind()
+                .filter(|s| s.style == Some(format.style))
+                .count(),
+        }
+    }
+}
+
+/// Why a row does not fit the dataset's format; `None` when its values are to be checked
+/// (its format matches, or it only lacks columns of the format, which the value checks name).
+fn mismatch(
+    shape: RowShape,
+    format: DatasetFormat,
+    census: &Census,
+    text_field: &str,
+) -> Option<Problem> {
+    let dataset_columns = format.kind.columns(Style::Standard, text_field);
+    let row_columns = shape.kind.columns(Style::Standard, text_field);
+    if !row_columns.iter().all(|c| dataset_columns.contains(c)) {
+        return Some(Problem::dataset(
+            format!(
+                "a {} row like {} of the {} rows ({})",
+                format.kind,
+                census.same_kind,
+                census.rows,
+                format.kind.column_list(text_field)
+            ),
+            format!(
+                "a {} row ({})",
+                shape.kind,
+                shape.kind.column_list(text_field)
+            ),
+        ));
+    }
+    let style = shape
+        .style
+        .filter(|&style| shape.kind == format.kind && style != format.style)?;
+    Some(Problem::dataset(
+        format!(
+            "{} values like {} of the {} rows ({})",
+            format.style,
+            census.same_format,
+            census.rows,
+            style_values(format.style)
+        ),
+        format!("{style} values ({})", style_values(style)),
+    ))
 }
 
 fn style_values(style: Style) -> &'static str {

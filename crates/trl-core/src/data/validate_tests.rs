@@ -327,7 +327,7 @@ fn rows_built_in_memory_are_checked_the_same_way() {
         .to_string();
     assert_eq!(
         error,
-        "dataset: 1 row(s) for grpo: 1 problem:\n  <rows> row 1, column \"prompt\": expected a string, found the number 4"
+        "dataset: the rows cannot be used for grpo: 1 problem:\n  <rows> row 1, column \"prompt\": expected a string, found the number 4"
     );
 }
 

@@ -83,7 +83,9 @@ impl WeightReader {
 
     /// Number of elements of tensor `name` (0 when absent).
     pub fn numel(&self, name: &str) -> usize {
-        let Some(&index) = self.location.get(name) else { return 0 };
+        let Some(&index) = self.location.get(name) else {
+            return 0;
+        };
         let (_, mmap) = &self.files[index];
         SafeTensors::deserialize(mmap)
             .ok()

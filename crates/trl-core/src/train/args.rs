@@ -122,8 +122,15 @@ impl TrainingArguments {
         let names: Vec<String> = match &self.report_to {
             Value::Null => vec![],
             Value::String(s) => vec![s.clone()],
-            Value::Array(items) => items.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
-            other => return Err(config_error(format!("report_to: expected a string or list, found {other}"))),
+            Value::Array(items) => items
+                .iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect(),
+            other => {
+                return Err(config_error(format!(
+                    "report_to: expected a string or list, found {other}"
+                )));
+            }
         };
         let mut sinks = Vec::new();
         for name in names {
@@ -154,7 +161,10 @@ impl TrainingArguments {
 }
 
 fn config_error(message: String) -> Error {
-    Error::Config { path: "training arguments".into(), message }
+    Error::Config {
+        path: "training arguments".into(),
+        message,
+    }
 }
 
 /// Keys a serde struct accepts: the fields its `Default` serializes to.
@@ -185,7 +195,10 @@ pub fn take_known_keys<T: Serialize + DeserializeOwned + Default>(
             serde_json::from_value::<T>(Value::Object(single)).is_err()
         });
         match culprit {
-            Some(key) => config_error(format!("{what}: invalid value {} for `{key}`: {e}", taken[key])),
+            Some(key) => config_error(format!(
+                "{what}: invalid value {} for `{key}`: {e}",
+                taken[key]
+            )),
             None => config_error(format!("{what}: {e}")),
         }
     })
@@ -210,7 +223,9 @@ mod tests {
     #[test]
     fn wrong_type_names_the_key() {
         let mut map = BTreeMap::from([("max_steps".to_string(), Value::from("many"))]);
-        let err = take_known_keys::<TrainingArguments>(&mut map, "training").unwrap_err().to_string();
+        let err = take_known_keys::<TrainingArguments>(&mut map, "training")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("max_steps"), "{err}");
     }
 
@@ -219,8 +234,16 @@ mod tests {
         let mut args = TrainingArguments::default();
         assert!(args.report_sinks().unwrap().is_empty());
         args.report_to = serde_json::json!(["tensorboard", "jsonl"]);
-        assert_eq!(args.report_sinks().unwrap(), vec![ReportTo::Tensorboard, ReportTo::Jsonl]);
+        assert_eq!(
+            args.report_sinks().unwrap(),
+            vec![ReportTo::Tensorboard, ReportTo::Jsonl]
+        );
         args.report_to = Value::from("wandb");
-        assert!(args.report_sinks().unwrap_err().to_string().contains("wandb"));
+        assert!(
+            args.report_sinks()
+                .unwrap_err()
+                .to_string()
+                .contains("wandb")
+        );
     }
 }

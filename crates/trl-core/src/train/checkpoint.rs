@@ -33,7 +33,11 @@ pub fn list_checkpoints(output_dir: &Path) -> Vec<(u64, PathBuf)> {
         .filter_map(|entry| {
             let name = entry.file_name().to_string_lossy().to_string();
             let step = name.strip_prefix("checkpoint-")?.parse().ok()?;
-            entry.path().join(STATE_FILE).is_file().then(|| (step, entry.path()))
+            entry
+                .path()
+                .join(STATE_FILE)
+                .is_file()
+                .then(|| (step, entry.path()))
         })
         .collect();
     found.sort();
@@ -107,8 +111,13 @@ pub fn load_optimizer(dir: &Path, device: &Device) -> Result<AdamWState> {
         }
         let exp_avg = reader.read(&avg, &[reader.numel(&avg)])?;
         let exp_avg_sq = reader.read(&avg_sq, &[exp_avg.len()])?;
-        let flat = |values: Vec<f32>| Tensor::<1>::from_data(TensorData::new(values.clone(), [values.len()]), device);
-        moments.push(Some(Moments { exp_avg: flat(exp_avg), exp_avg_sq: flat(exp_avg_sq) }));
+        let flat = |values: Vec<f32>| {
+            Tensor::<1>::from_data(TensorData::new(values.clone(), [values.len()]), device)
+        };
+        moments.push(Some(Moments {
+            exp_avg: flat(exp_avg),
+            exp_avg_sq: flat(exp_avg_sq),
+        }));
     }
     Ok(AdamWState { step, moments })
 }

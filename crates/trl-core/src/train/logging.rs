@@ -29,7 +29,15 @@ impl RunLogger {
     /// A logger; `jsonl` receives every log entry as a line; `interrupt` is set by a Ctrl-C
     /// handler installed by the binary.
     pub fn new(jsonl: Option<PathBuf>, interrupt: Arc<AtomicBool>, quiet: bool) -> Self {
-        RunLogger { bar: None, jsonl, tensorboard: None, interrupt, started: Instant::now(), tokens: 0.0, quiet }
+        RunLogger {
+            bar: None,
+            jsonl,
+            tensorboard: None,
+            interrupt,
+            started: Instant::now(),
+            tokens: 0.0,
+            quiet,
+        }
     }
 
     /// Also writes every log entry's numbers as TensorBoard scalars (`train/<name>`) under
@@ -50,8 +58,10 @@ impl RunLogger {
         if !self.quiet && std::io::stderr().is_terminal() {
             let bar = ProgressBar::new(total_steps);
             bar.set_style(
-                ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                ProgressStyle::with_template(
+                    "{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
             bar.set_position(first_step);
             self.bar = Some(bar);

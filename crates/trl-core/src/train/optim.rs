@@ -48,7 +48,13 @@ pub fn adamw_step<M: Module>(
     state: &mut AdamWState,
 ) -> M {
     state.step += 1;
-    let mut mapper = AdamWMapper { grads, lr, config, state, index: 0 };
+    let mut mapper = AdamWMapper {
+        grads,
+        lr,
+        config,
+        state,
+        index: 0,
+    };
     module.map(&mut mapper)
 }
 
@@ -67,7 +73,9 @@ impl ModuleMapper for AdamWMapper<'_> {
         if self.state.moments.len() <= index {
             self.state.moments.resize(index + 1, None);
         }
-        let Some(grad) = self.grads.remove::<D>(param.id) else { return param };
+        let Some(grad) = self.grads.remove::<D>(param.id) else {
+            return param;
+        };
         let (id, tensor, mapper) = param.consume();
         let shape = tensor.dims();
         let numel: usize = shape.iter().product();
@@ -92,7 +100,10 @@ impl ModuleMapper for AdamWMapper<'_> {
         let bias_correction2_sqrt = (1.0 - c.beta2.powi(step)).sqrt();
         let denom = exp_avg_sq.clone().sqrt() / bias_correction2_sqrt + c.epsilon;
         let updated = weights - exp_avg.clone() / denom * (lr / bias_correction1);
-        self.state.moments[index] = Some(Moments { exp_avg, exp_avg_sq });
+        self.state.moments[index] = Some(Moments {
+            exp_avg,
+            exp_avg_sq,
+        });
         let updated = Tensor::from_inner(updated.reshape(shape)).require_grad();
         Param::from_mapped_value(id, updated, mapper)
     }
@@ -100,10 +111,18 @@ impl ModuleMapper for AdamWMapper<'_> {
 
 /// Total L2 norm of all gradients (torch `clip_grad_norm_`'s return value), then scales every
 /// gradient by `min(1, max_norm / (norm + 1e-6))` as torch does. Returns the pre-clip norm.
-pub fn clip_grad_norm<M: Module>(module: &M, grads: &mut GradientsParams, max_norm: Option<f64>) -> f64 {
+pub fn clip_grad_norm<M: Module>(
+    module: &M,
+    grads: &mut GradientsParams,
+    max_norm: Option<f64>,
+) -> f64 {
     let mut squares = SquaredNorms { grads, sum: None };
     module.visit(&mut squares);
-    let total = squares.sum.map(|s| s.into_scalar::<f64>()).unwrap_or(0.0).sqrt();
+    let total = squares
+        .sum
+        .map(|s| s.into_scalar::<f64>())
+        .unwrap_or(0.0)
+        .sqrt();
     if let Some(max_norm) = max_norm.filter(|m| *m > 0.0) {
         let coef = (max_norm / (total + 1e-6)).min(1.0);
         module.visit(&mut ScaleGrads { grads, coef });
@@ -159,12 +178,23 @@ mod tests {
     fn matches_torch_update_and_skips_decay_on_biases() {
         let device = Device::default().autodiff();
         let toy = Toy {
-            weight: Param::from_tensor(Tensor::from_data(TensorData::new(vec![1.0f32, -2.0], [1, 2]), &device)),
-            bias: Param::from_tensor(Tensor::from_data(TensorData::new(vec![0.5f32], [1]), &device)),
+            weight: Param::from_tensor(Tensor::from_data(
+                TensorData::new(vec![1.0f32, -2.0], [1, 2]),
+                &device,
+            )),
+            bias: Param::from_tensor(Tensor::from_data(
+                TensorData::new(vec![0.5f32], [1]),
+                &device,
+            )),
         };
         let loss = (toy.weight.val() * 3.0).sum() + (toy.bias.val() * 3.0).sum();
         let mut grads = GradientsParams::from_grads(loss.backward(), &toy);
-        let config = AdamWConfig { beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weight_decay: 0.1 };
+        let config = AdamWConfig {
+            beta1: 0.9,
+            beta2: 0.999,
+            epsilon: 1e-8,
+            weight_decay: 0.1,
+        };
         let mut state = AdamWState::default();
         let toy = adamw_step(toy, &mut grads, 0.01, &config, &mut state);
         let expected = |p: f64, wd: f64| {
@@ -183,17 +213,32 @@ mod tests {
     fn clipping_scales_to_max_norm_and_returns_the_raw_norm() {
         let device = Device::default().autodiff();
         let toy = Toy {
-            weight: Param::from_tensor(Tensor::from_data(TensorData::new(vec![1.0f32, 1.0], [1, 2]), &device)),
-            bias: Param::from_tensor(Tensor::from_data(TensorData::new(vec![1.0f32], [1]), &device)),
+            weight: Param::from_tensor(Tensor::from_data(
+                TensorData::new(vec![1.0f32, 1.0], [1, 2]),
+                &device,
+            )),
+            bias: Param::from_tensor(Tensor::from_data(
+                TensorData::new(vec![1.0f32], [1]),
+                &device,
+            )),
         };
         // grads: weight [3, 4], bias [0] -> norm 5
-        let loss = (toy.weight.val() * Tensor::from_data(TensorData::new(vec![3.0f32, 4.0], [1, 2]), &device))
-            .sum()
+        let loss = (toy.weight.val()
+            * Tensor::from_data(TensorData::new(vec![3.0f32, 4.0], [1, 2]), &device))
+        .sum()
             + toy.bias.val().sum() * 0.0;
         let mut grads = GradientsParams::from_grads(loss.backward(), &toy);
         let norm = clip_grad_norm(&toy, &mut grads, Some(1.0));
         assert!((norm - 5.0).abs() < 1e-6);
-        let g = grads.get::<2>(toy.weight.id).unwrap().into_data().try_to_vec::<f32>().unwrap();
-        assert!((g[0] - 0.6).abs() < 1e-5 && (g[1] - 0.8).abs() < 1e-5, "{g:?}");
+        let g = grads
+            .get::<2>(toy.weight.id)
+            .unwrap()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        assert!(
+            (g[0] - 0.6).abs() < 1e-5 && (g[1] - 0.8).abs() < 1e-5,
+            "{g:?}"
+        );
     }
 }

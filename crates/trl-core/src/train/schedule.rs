@@ -35,18 +35,36 @@ impl LrSchedule {
     }
 
     fn multiplier(&self, step: u64) -> f64 {
-        let (s, w, t) = (step as f64, self.warmup_steps as f64, self.total_steps as f64);
+        let (s, w, t) = (
+            step as f64,
+            self.warmup_steps as f64,
+            self.total_steps as f64,
+        );
         let warming = step < self.warmup_steps;
         let warm = s / w.max(1.0);
         let progress = (s - w) / (t - w).max(1.0);
         match self.kind {
             SchedulerType::Constant => 1.0,
-            SchedulerType::ConstantWithWarmup => if warming { warm } else { 1.0 },
+            SchedulerType::ConstantWithWarmup => {
+                if warming {
+                    warm
+                } else {
+                    1.0
+                }
+            }
             SchedulerType::Linear => {
-                if warming { warm } else { ((t - s) / (t - w).max(1.0)).max(0.0) }
+                if warming {
+                    warm
+                } else {
+                    ((t - s) / (t - w).max(1.0)).max(0.0)
+                }
             }
             SchedulerType::Cosine => {
-                if warming { warm } else { (0.5 * (1.0 + (PI * progress).cos())).max(0.0) }
+                if warming {
+                    warm
+                } else {
+                    (0.5 * (1.0 + (PI * progress).cos())).max(0.0)
+                }
             }
             SchedulerType::CosineWithMinLr => {
                 if warming {
@@ -77,7 +95,13 @@ mod tests {
     use super::*;
 
     fn schedule(kind: SchedulerType, warmup: u64) -> LrSchedule {
-        LrSchedule { kind, base_lr: 1.0, warmup_steps: warmup, total_steps: 10, min_lr_rate: 0.1 }
+        LrSchedule {
+            kind,
+            base_lr: 1.0,
+            warmup_steps: warmup,
+            total_steps: 10,
+            min_lr_rate: 0.1,
+        }
     }
 
     #[test]

@@ -64,7 +64,10 @@ pub fn train<M: Method>(
     logger: &mut RunLogger,
 ) -> Result<TrainOutcome> {
     if examples.is_empty() {
-        return Err(Error::Config { path: "dataset".into(), message: "the training set has no rows".into() });
+        return Err(Error::Config {
+            path: "dataset".into(),
+            message: "the training set has no rows".into(),
+        });
     }
     let output_dir = PathBuf::from(&args.output_dir);
     std::fs::create_dir_all(&output_dir).map_err(|e| Error::io(&output_dir, e))?;
@@ -105,7 +108,11 @@ pub fn train<M: Method>(
         state.log_history = saved.log_history;
         state.trl_total_tokens = saved.trl_total_tokens;
         state.num_input_tokens_seen = saved.num_input_tokens_seen;
-        logger.note(&format!("resuming from {} at step {}", dir.display(), state.global_step));
+        logger.note(&format!(
+            "resuming from {} at step {}",
+            dir.display(),
+            state.global_step
+        ));
     }
 
     // Test hook: slows every step so an end-to-end test can SIGKILL a run between checkpoints.
@@ -123,9 +130,15 @@ pub fn train<M: Method>(
     while state.global_step < plan.total_steps {
         let step_start = Instant::now();
         let micro_batches = plan.micro_batches(state.global_step, args.seed);
-        let groups: Vec<Vec<&M::Example>> =
-            micro_batches.iter().map(|idx| idx.iter().map(|&i| &examples[i]).collect()).collect();
-        let items_in_step: f64 = groups.iter().map(|g| method.items_in(g)).sum::<f64>().max(1.0);
+        let groups: Vec<Vec<&M::Example>> = micro_batches
+            .iter()
+            .map(|idx| idx.iter().map(|&i| &examples[i]).collect())
+            .collect();
+        let items_in_step: f64 = groups
+            .iter()
+            .map(|g| method.items_in(g))
+            .sum::<f64>()
+            .max(1.0);
         let mut accumulator = GradientsAccumulator::<M::Model>::new();
         let mut step_loss = 0.0;
         let mut step_tokens = 0.0;
@@ -164,11 +177,14 @@ pub fn train<M: Method>(
         let step_time = step_start.elapsed().as_secs_f64();
         logger.progress(state.global_step, step_tokens, step_loss);
 
-        let log_now =
-            state.global_step % logging_steps == 0 || (args.logging_first_step && state.global_step == 1);
+        let log_now = state.global_step % logging_steps == 0
+            || (args.logging_first_step && state.global_step == 1);
         if log_now {
             let mut entry = LogEntry::new();
-            entry.insert("loss".into(), Value::from(loss_since_log / steps_since_log as f64));
+            entry.insert(
+                "loss".into(),
+                Value::from(loss_since_log / steps_since_log as f64),
+            );
             entry.insert("grad_norm".into(), Value::from(grad_norm));
             // TRL logs the rate this step used (the scheduler steps after the optimizer).
             entry.insert("learning_rate".into(), Value::from(lr));
@@ -219,7 +235,10 @@ pub fn train<M: Method>(
     let steps_run = (state.global_step - first_step).max(1) as f64;
     let mut summary = LogEntry::new();
     summary.insert("train_runtime".into(), Value::from(runtime));
-    summary.insert("train_steps_per_second".into(), Value::from(steps_run / runtime.max(1e-9)));
+    summary.insert(
+        "train_steps_per_second".into(),
+        Value::from(steps_run / runtime.max(1e-9)),
+    );
     summary.insert("train_loss".into(), Value::from(total_loss / steps_run));
     summary.insert("epoch".into(), Value::from(state.epoch));
     summary.insert("step".into(), Value::from(state.global_step));
@@ -321,7 +340,10 @@ impl Plan {
             first_batch + self.accumulation
         };
         (first_batch..last_batch.min(self.batches_per_epoch))
-            .map(|b| order[b * self.batch_size..((b + 1) * self.batch_size).min(self.num_examples)].to_vec())
+            .map(|b| {
+                order[b * self.batch_size..((b + 1) * self.batch_size).min(self.num_examples)]
+                    .to_vec()
+            })
             .collect()
     }
 
@@ -364,8 +386,10 @@ mod tests {
         };
         let plan = Plan::new(&args, 9);
         assert_eq!(plan.total_steps, 2);
-        let mut seen: Vec<usize> =
-            (0..2).flat_map(|s| plan.micro_batches(s, 42)).flatten().collect();
+        let mut seen: Vec<usize> = (0..2)
+            .flat_map(|s| plan.micro_batches(s, 42))
+            .flatten()
+            .collect();
         seen.sort();
         assert_eq!(seen, (0..9).collect::<Vec<_>>());
     }
