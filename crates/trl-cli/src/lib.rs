@@ -5,10 +5,13 @@
 //! Each subcommand parses its arguments (TRL's names), picks the device among the backends
 //! compiled in, and calls into a method crate. A method crate never parses CLI flags.
 
+mod common;
 mod config;
 mod device;
+mod dpo;
 mod env;
 mod model_args;
+mod precompute_cache;
 mod sft;
 mod validate;
 
@@ -35,6 +38,13 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
         args: Vec<String>,
     },
+    /// Direct Preference Optimization and its loss variants: `trl dpo --help` lists the keys.
+    #[command(disable_help_flag = true)]
+    Dpo {
+        /// `--config file.yaml` and `--key value` pairs with TRL's names.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        args: Vec<String>,
+    },
     /// Check every row of a dataset for a method before training; exits non-zero on problems.
     Validate(validate::ValidateArgs),
     /// Print versions, compiled-in backends, the default device and thread count.
@@ -47,6 +57,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Sft { args } => sft::run(&args, interrupt_flag()),
+        Command::Dpo { args } => dpo::run(&args, interrupt_flag()),
         Command::Validate(args) => validate::run(&args),
         Command::Env(args) => env::run(&args),
     };

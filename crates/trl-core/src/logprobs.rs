@@ -1,6 +1,8 @@
 //! Log-probabilities of label tokens and the token-level metrics every method logs
 //! (entropy, accuracy). The one place that shifts logits against labels.
 
+use std::ops::Range;
+
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
@@ -18,23 +20,29 @@ pub struct LabelLogProbs {
     log_probs_detached: Tensor<3>,
     /// `[batch, seq - 1]` shifted labels with ignored positions set to 0.
     safe_labels: Tensor<2, Int>,
+    /// `[batch, seq - 1]` mean over the vocabulary of the logits, without autodiff (TRL's
+    /// `logits/chosen` metric).
+    mean_logits_detached: Tensor<2>,
 }
 
 /// Shifts `logits` `[batch, seq, vocab]` against `labels` `[batch][seq]` (position t predicts
 /// label t + 1, as transformers' causal-LM loss does) and gathers the label log-probs.
 pub fn label_log_probs(logits: Tensor<3>, labels: &[Vec<i64>]) -> LabelLogProbs {
-    let [batch, seq, vocab] = logits.dims();
+    let [batch, seq, _] = logits.dims();
     let device = logits.device();
     let (safe, mask) = shifted_labels(labels, &device);
     // [batch, seq - 1, vocab]
-    let log_probs = log_softmax(logits.narrow(1, 0, seq - 1), 2);
+    let shifted = logits.narrow(1, 0, seq - 1);
+    let logits_for_mean = shifted.clone();
+    let log_probs = log_softmax(shifted, 2);
     // [batch, seq - 1]
     let gathered = log_probs
         .clone()
         .gather(2, safe.clone().reshape([batch, seq - 1, 1]))
         .reshape([batch, seq - 1]);
-    let _ = vocab;
+    let mean_logits = logits_for_mean.without_autodiff().mean_dim(2).reshape([batch, seq - 1]);
     LabelLogProbs {
+        mean_logits_detached: mean_logits,
         logps: gathered * mask.clone(),
         mask,
         log_probs_detached: log_probs.without_autodiff(),
@@ -76,30 +84,67 @@ impl LabelLogProbs {
         self.logps.clone().sum().neg()
     }
 
+    /// Sum of the label log-probs of each row, `[batch]` (a sequence's log-likelihood).
+    pub fn sequence_sums(&self) -> Tensor<1> {
+        let [batch, _] = self.logps.dims();
+        self.logps.clone().sum_dim(1).reshape([batch])
+    }
+
+    /// Counted label tokens of each row, `[batch]`, without autodiff.
+    pub fn token_counts(&self) -> Tensor<1> {
+        let [batch, _] = self.mask.dims();
+        self.mask.clone().without_autodiff().sum_dim(1).reshape([batch])
+    }
+
+    /// `log Σ_v p_v²` per position, `[batch, seq - 1]`, without autodiff (WPO weighting).
+    pub fn log_sum_sq_probs(&self) -> Tensor<2> {
+        let [batch, seq, _] = self.log_probs_detached.dims();
+        let doubled = self.log_probs_detached.clone() * 2.0;
+        // log-sum-exp over the vocabulary, stabilised by the row maximum
+        let max = doubled.clone().max_dim(2);
+        let sum = (doubled - max.clone()).exp().sum_dim(2);
+        (sum.log() + max).reshape([batch, seq])
+    }
+
     /// `(sum of per-token entropy, number of tokens)` over counted positions, without autodiff.
     pub fn entropy_sum(&self) -> (f64, f64) {
+        self.entropy_sum_rows(0..self.mask.dims()[0])
+    }
+
+    /// [`Self::entropy_sum`] over the rows in `rows` only.
+    pub fn entropy_sum_rows(&self, rows: Range<usize>) -> (f64, f64) {
         let log_probs = self.log_probs_detached.clone();
+        let [batch, seq, _] = log_probs.dims();
         // [batch, seq - 1]
-        let entropy = (log_probs.clone().exp() * log_probs)
-            .sum_dim(2)
-            .squeeze_dim::<2>(2)
-            .neg();
-        let mask = self.mask.clone().without_autodiff();
-        let total = (entropy * mask.clone()).sum().into_scalar::<f64>();
-        (total, mask.sum().into_scalar::<f64>())
+        let entropy = (log_probs.clone().exp() * log_probs).sum_dim(2).reshape([batch, seq]).neg();
+        self.masked_sum_rows(entropy, rows)
     }
 
     /// `(correct argmax predictions, counted tokens)` over counted positions.
     pub fn accuracy_counts(&self) -> (f64, f64) {
+        self.accuracy_counts_rows(0..self.mask.dims()[0])
+    }
+
+    /// [`Self::accuracy_counts`] over the rows in `rows` only.
+    pub fn accuracy_counts_rows(&self, rows: Range<usize>) -> (f64, f64) {
+        let [batch, seq, _] = self.log_probs_detached.dims();
         // [batch, seq - 1]
-        let predicted = self
-            .log_probs_detached
-            .clone()
-            .argmax(2)
-            .squeeze_dim::<2>(2);
-        let correct = predicted.equal(self.safe_labels.clone()).float()
-            * self.mask.clone().without_autodiff();
-        (correct.sum().into_scalar::<f64>(), self.num_label_tokens())
+        let predicted = self.log_probs_detached.clone().argmax(2).reshape([batch, seq]);
+        let correct = predicted.equal(self.safe_labels.clone()).float();
+        self.masked_sum_rows(correct, rows)
+    }
+
+    /// `(sum of the vocabulary-mean logit, counted tokens)` over the rows in `rows`.
+    pub fn mean_logits_sum_rows(&self, rows: Range<usize>) -> (f64, f64) {
+        self.masked_sum_rows(self.mean_logits_detached.clone(), rows)
+    }
+
+    /// `(sum of values at counted positions, number of counted positions)` over `rows`.
+    fn masked_sum_rows(&self, values: Tensor<2>, rows: Range<usize>) -> (f64, f64) {
+        let len = rows.end - rows.start;
+        let mask = self.mask.clone().without_autodiff().narrow(0, rows.start, len);
+        let values = values.narrow(0, rows.start, len);
+        ((values * mask.clone()).sum().into_scalar::<f64>(), mask.sum().into_scalar::<f64>())
     }
 }
 

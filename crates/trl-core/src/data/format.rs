@@ -113,16 +113,6 @@ impl FormatKind {
     }
 }
 
-impl Style {
-    /// The style a mismatching row has.
-    pub(crate) fn other(self) -> Style {
-        match self {
-            Style::Standard => Style::Conversational,
-            Style::Conversational => Style::Standard,
-        }
-    }
-}
-
 impl fmt::Display for Style {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

@@ -254,14 +254,14 @@ fn method_problem(method: Method, format: DatasetFormat, text_field: &str) -> Op
     }
     let described = |kind: FormatKind| format!("{kind} ({})", kind.column_list(text_field));
     let accepted: Vec<String> = method.formats().iter().map(|&k| described(k)).collect();
-    let mut found = format!("{} data", described(format.kind));
+    let mut found = described(format.kind);
     if format.kind == FormatKind::PromptCompletion && method.accepts(FormatKind::PromptOnly) {
         found.push_str(
             "; to pass the completion to reward functions, rename the column (e.g. to `solution`)",
         );
     }
     Some(Problem::dataset(
-        format!("{method} data: {}", accepted.join(" or ")),
+        format!("data {method} trains on: {}", accepted.join(" or ")),
         found,
     ))
 }

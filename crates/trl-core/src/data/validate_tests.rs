@@ -125,7 +125,7 @@ fn sample_datasets_are_valid_for_their_methods() {
         assert!(
             refused.problems[0]
                 .expected
-                .starts_with(&format!("{refusing} data: ")),
+                .starts_with(&format!("data {refusing} trains on: ")),
             "{}",
             refused.problems[0]
         );

@@ -45,6 +45,12 @@ pub trait Method {
 
     /// Reads a model written by [`Method::save_model`] (for resuming).
     fn load_model(&self, dir: &Path, device: &Device) -> Result<Self::Model>;
+
+    /// Called after every optimizer step with the updated model (e.g. to sync a reference
+    /// model); `step` is the number of steps done.
+    fn after_step(&self, _model: &Self::Model, _step: u64) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// How a run ended.
@@ -168,6 +174,7 @@ pub fn train<M: Method>(
         model = adamw_step(model, &mut grads, lr, &adamw, &mut optimizer);
 
         state.global_step += 1;
+        method.after_step(&model, state.global_step)?;
         state.epoch = state.global_step as f64 / plan.steps_per_epoch as f64;
         state.trl_total_tokens += step_tokens;
         state.num_input_tokens_seen = state.trl_total_tokens as u64;

@@ -1,0 +1,114 @@
+//! What every training command does the same way: parse TRL keys, validate the data before
+//! any model loads, resolve the model, pick the device, set up logging, report the outcome.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::{Context, Result};
+use burn::tensor::Device;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use trl_core::data::{Dataset, DatasetArgs, Method as DataMethod, load_dataset};
+use trl_core::train::args::{ReportTo, known_keys};
+use trl_core::train::{RunLogger, TrainOutcome, TrainingArguments, take_known_keys};
+
+use crate::config::{parse_args, reject_unknown_keys};
+use crate::device::{default_device_spec, parse_device};
+use crate::model_args::ModelAndDataArgs;
+
+/// A parsed training command: shared keys, the method's config, and the validated data.
+pub struct Setup<C> {
+    pub args: TrainingArguments,
+    pub config: C,
+    pub dataset: Dataset,
+    pub model_dir: PathBuf,
+    pub device_spec: String,
+}
+
+/// Parses `raw` for `command` with the method's default overrides, rejects unknown keys,
+/// loads and validates the dataset for `method` and resolves the model folder.
+pub fn setup<C: Serialize + DeserializeOwned + Default>(
+    command: &str,
+    raw: &[String],
+    defaults: &[(&str, Value)],
+    method: DataMethod,
+    text_field: impl Fn(&C) -> String,
+) -> Result<Setup<C>> {
+    let mut map: BTreeMap<String, Value> = parse_args(raw)?;
+    for (key, value) in defaults {
+        map.entry(key.to_string()).or_insert(value.clone());
+    }
+    let inputs: ModelAndDataArgs = take_known_keys(&mut map, command)?;
+    let args: TrainingArguments = take_known_keys(&mut map, command)?;
+    let config: C = take_known_keys(&mut map, command)?;
+    reject_unknown_keys(&map, command)?;
+    inputs.check()?;
+    args.report_sinks()?;
+    if args.bf16 {
+        eprintln!("note: bf16=true: trl-rs keeps fp32 weights and computes in fp32 on this backend");
+    }
+    let model_id = inputs.model_name_or_path.clone().context("--model_name_or_path is required")?;
+    let dataset_name = inputs.dataset_name.clone().context("--dataset_name is required")?;
+    // Data first: bad rows stop the run before any model loads or any output is written.
+    let data_args = DatasetArgs {
+        dataset_name,
+        dataset_config: inputs.dataset_config.clone(),
+        dataset_train_split: inputs.dataset_train_split.clone(),
+        dataset_text_field: text_field(&config),
+    };
+    let dataset = load_dataset(&data_args, method)?;
+    let model_dir = trl_core::hub::resolve_model(&model_id, inputs.model_revision.as_deref())?;
+    let device_spec = inputs.device.clone().unwrap_or_else(|| default_device_spec().to_string());
+    Ok(Setup { args, config, dataset, model_dir, device_spec })
+}
+
+impl<C> Setup<C> {
+    /// The training device (with autodiff).
+    pub fn device(&self) -> Result<Device> {
+        Ok(parse_device(&self.device_spec)?.autodiff())
+    }
+
+    /// Progress, JSONL and TensorBoard sinks as `report_to` asks.
+    pub fn logger(&self, interrupt: Arc<AtomicBool>) -> Result<RunLogger> {
+        let sinks = self.args.report_sinks()?;
+        let output_dir = PathBuf::from(&self.args.output_dir);
+        let jsonl = sinks.contains(&ReportTo::Jsonl).then(|| output_dir.join("log_history.jsonl"));
+        let mut logger = RunLogger::new(jsonl, interrupt, false);
+        if sinks.contains(&ReportTo::Tensorboard) {
+            // transformers' default logging_dir is OUTPUT_DIR/runs/...
+            let log_dir = self.args.logging_dir.clone().map(PathBuf::from).unwrap_or_else(|| output_dir.join("runs"));
+            logger = logger.with_tensorboard(&log_dir)?;
+        }
+        Ok(logger)
+    }
+}
+
+/// Prints the run's summary line and where it was saved.
+pub fn report(outcome: &TrainOutcome) {
+    if let Some(summary) = outcome.state.log_history.last() {
+        eprintln!("{}", serde_json::to_string(summary).unwrap_or_default());
+    }
+    eprintln!("saved {}", outcome.output_dir.display());
+}
+
+/// `trl <command> --help`: the supported keys, grouped.
+pub fn print_help<C: Serialize + Default>(command: &str, what: &str) {
+    let keys = |list: Vec<String>| list.join(", ");
+    println!(
+        "trl {command}: {what}\n\n\
+         usage: trl {command} [--config FILE.yaml] --model_name_or_path M --dataset_name D [--key value ...]\n\n\
+         Flags override the YAML file; an unsupported key is an error.\n\n\
+         model and data keys: {}\n\ntraining keys: {}\n\n{command} keys: {}",
+        keys(known_keys::<ModelAndDataArgs>()),
+        keys(known_keys::<TrainingArguments>()),
+        keys(known_keys::<C>()),
+    );
+}
+
+/// Whether the raw arguments ask for help.
+pub fn wants_help(raw: &[String]) -> bool {
+    raw.iter().any(|a| a == "--help" || a == "-h")
+}

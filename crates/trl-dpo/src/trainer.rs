@@ -1,0 +1,224 @@
+//! DPO as a [`Method`] of core's training loop: one concatenated forward per model, the
+//! reference model without autodiff (or its log-probs precomputed once), TRL's metrics.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use burn::tensor::{Device, Tensor, TensorData};
+use trl_core::logprobs::{LabelLogProbs, label_log_probs};
+use trl_core::model::{CausalLm, WeightReader, WeightWriter, read_config, save_pretrained};
+use trl_core::tokenizer::Tokenizer;
+use trl_core::train::mix::mix_parameters;
+use trl_core::train::{Method, StepMetrics};
+use trl_core::{Error, Result};
+
+use crate::config::DpoConfig;
+use crate::data::{DpoExample, PairBatch, collate};
+use crate::loss::{DpoLossType, PairLogps, pair_loss};
+
+/// DPO and its variants on a causal LM.
+pub struct DpoMethod {
+    pub config: DpoConfig,
+    pub tokenizer: Tokenizer,
+    pub pad_token_id: u32,
+    losses: Vec<(DpoLossType, f64)>,
+    /// The frozen reference on a device without autodiff; `None` when every variant is
+    /// reference-free or the log-probs were precomputed. Behind a lock only for TR-DPO syncs.
+    reference: Mutex<Option<CausalLm>>,
+}
+
+impl DpoMethod {
+    /// Builds the method around a reference model (already on a non-autodiff device).
+    pub fn new(config: DpoConfig, tokenizer: Tokenizer, reference: Option<CausalLm>) -> Result<Self> {
+        let losses = config.weighted_losses().map_err(|message| Error::Config { path: "dpo config".into(), message })?;
+        let pad_token_id = config
+            .pad_token
+            .as_deref()
+            .and_then(|t| tokenizer.token_to_id(t))
+            .or_else(|| tokenizer.pad_token_id())
+            .or_else(|| tokenizer.eos_token_id())
+            .ok_or_else(|| Error::Tokenizer { message: "the tokenizer has no pad or eos token".into() })?;
+        Ok(DpoMethod { config, tokenizer, pad_token_id, losses, reference: Mutex::new(reference) })
+    }
+
+    /// Frees the reference model once its log-probs are precomputed.
+    pub fn drop_reference(&self) {
+        if let Ok(mut guard) = self.reference.lock() {
+            *guard = None;
+        }
+    }
+
+    /// Whether any configured variant reads reference log-probs.
+    pub fn needs_reference(config: &DpoConfig) -> bool {
+        config.loss_type.to_vec().iter().any(|k| k.needs_reference())
+    }
+
+    fn collate(&self, examples: &[&DpoExample]) -> PairBatch {
+        collate(examples, self.pad_token_id, self.config.max_length, self.config.truncation_mode, self.config.pad_to_multiple_of)
+    }
+
+    /// Sequence log-probs `[2 * pairs]` of the completions, with LD-DPO's length weighting when
+    /// `ld_alpha` is set.
+    fn sequence_logps(&self, label_logps: &LabelLogProbs, batch: &PairBatch) -> Tensor<1> {
+        let Some(alpha) = self.config.ld_alpha else { return label_logps.sequence_sums() };
+        let [rows, width] = label_logps.logps.dims();
+        let counts: Vec<usize> = batch.completion_mask.iter().map(|r| r[1..].iter().filter(|&&m| m == 1).count()).collect();
+        let mut weights = Vec::with_capacity(rows * width);
+        for (row, mask) in batch.completion_mask.iter().enumerate() {
+            let pair = row % batch.pairs;
+            let shared = counts[pair].min(counts[pair + batch.pairs]);
+            let mut seen = 0;
+            for &m in &mask[1..] {
+                seen += (m == 1) as usize;
+                weights.push(if m == 0 { 0.0f32 } else if seen <= shared { 1.0 } else { alpha as f32 });
+            }
+        }
+        let weights = Tensor::<2>::from_data(TensorData::new(weights, [rows, width]), &label_logps.logps.device());
+        (label_logps.logps.clone() * weights).sum_dim(1).reshape([rows])
+    }
+
+    /// Reference sequence log-probs `[2 * pairs]` (zeros when no variant needs them).
+    fn reference_logps(&self, examples: &[&DpoExample], batch: &PairBatch, device: &Device) -> Result<Tensor<1>> {
+        let rows = 2 * batch.pairs;
+        if let Some(first) = examples.first()
+            && first.ref_logps.is_some()
+        {
+            let mut values = vec![0f32; rows];
+            for (i, example) in examples.iter().enumerate() {
+                let (chosen, rejected) = example.ref_logps.unwrap_or_default();
+                values[i] = chosen as f32;
+                values[i + batch.pairs] = rejected as f32;
+            }
+            return Ok(Tensor::from_data(TensorData::new(values, [rows]), device));
+        }
+        let guard = self.reference.lock().map_err(|_| Error::Config { path: "reference".into(), message: "reference model lock poisoned".into() })?;
+        match guard.as_ref() {
+            Some(reference) => {
+                let logits = reference.forward(&batch.tokens);
+                let label_logps = label_log_probs(logits, &batch.labels);
+                Ok(self.sequence_logps(&label_logps, batch).to_device(device))
+            }
+            None => Ok(Tensor::zeros([rows], device)),
+        }
+    }
+
+    /// Computes `(chosen, rejected)` reference log-probs for every example, `batch_size` pairs
+    /// at a time (TRL's `precompute_ref_log_probs`).
+    pub fn precompute_reference(&self, examples: &mut [DpoExample], batch_size: usize, device: &Device) -> Result<()> {
+        for start in (0..examples.len()).step_by(batch_size.max(1)) {
+            let end = (start + batch_size.max(1)).min(examples.len());
+            let chunk: Vec<&DpoExample> = examples[start..end].iter().collect();
+            let batch = self.collate(&chunk);
+            let logps = self.reference_logps(&chunk, &batch, device)?.into_data().try_to_vec::<f32>().unwrap_or_default();
+            for (i, example) in examples[start..end].iter_mut().enumerate() {
+                example.ref_logps = Some((logps[i] as f64, logps[i + batch.pairs] as f64));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn mean(values: &[f32]) -> f64 {
+    values.iter().map(|&v| v as f64).sum::<f64>() / values.len().max(1) as f64
+}
+
+impl Method for DpoMethod {
+    type Model = CausalLm;
+    type Example = DpoExample;
+
+    fn items_in(&self, examples: &[&DpoExample]) -> f64 {
+        examples.len() as f64
+    }
+
+    fn loss(&self, model: &CausalLm, examples: &[&DpoExample], items_in_step: f64) -> Result<(Tensor<1>, StepMetrics)> {
+        let batch = self.collate(examples);
+        let pairs = batch.pairs;
+        let device = model.decoder().embedding_weight().device();
+        // [2 * pairs, seq, vocab]: chosen rows first, then rejected
+        let logits = model.forward(&batch.tokens);
+        let label_logps = label_log_probs(logits, &batch.labels);
+        let logps = self.sequence_logps(&label_logps, &batch);
+        let reference = self.reference_logps(examples, &batch, &device)?;
+        let tokens = batch
+            .completion_mask
+            .iter()
+            .map(|row| (row.iter().sum::<i64>() as f32).max(1.0))
+            .collect::<Vec<f32>>();
+        let tokens = Tensor::<1>::from_data(TensorData::new(tokens, [2 * pairs]), &device);
+        let chosen_token_logps = label_logps.logps.clone().narrow(0, 0, pairs);
+        let chosen_token_count = label_logps.token_counts().narrow(0, 0, pairs).sum().into_scalar::<f64>().max(1.0);
+        let inputs = PairLogps {
+            chosen: logps.clone().narrow(0, 0, pairs),
+            rejected: logps.clone().narrow(0, pairs, pairs),
+            ref_chosen: reference.clone().narrow(0, 0, pairs),
+            ref_rejected: reference.clone().narrow(0, pairs, pairs),
+            chosen_tokens: tokens.clone().narrow(0, 0, pairs),
+            rejected_tokens: tokens.narrow(0, pairs, pairs),
+            sft_nll: chosen_token_logps.sum().neg().reshape([1]) / chosen_token_count,
+        };
+        let params = self.config.loss_params();
+        let weights = self.config.use_weighting.then(|| {
+            // WPO (Zhou et al. 2024, arXiv:2406.11827, eq. 2): exp of the mean aligned log-prob.
+            let mask = label_logps.mask.clone().without_autodiff();
+            let aligned = (label_logps.logps.clone().without_autodiff() - label_logps.log_sum_sq_probs()) * mask.clone();
+            let counts = mask.sum_dim(1).clamp_min(1.0);
+            let weights = (aligned.sum_dim(1) / counts).exp().reshape([2 * pairs]).to_device(&device);
+            weights.clone().narrow(0, 0, pairs) * weights.narrow(0, pairs, pairs)
+        });
+        let mut loss = Tensor::<1>::zeros([1], &device);
+        for &(kind, weight) in &self.losses {
+            let mut per_pair = pair_loss(kind, &inputs, &params);
+            if let Some(w) = &weights {
+                per_pair = per_pair * w.clone();
+            }
+            loss = loss + per_pair.sum().reshape([1]) * (weight / items_in_step);
+        }
+
+        let mut metrics = StepMetrics { num_tokens: batch.num_tokens, ..StepMetrics::default() };
+        let (entropy, counted) = label_logps.entropy_sum();
+        metrics.push("entropy", if counted > 0.0 { entropy / counted } else { 0.0 });
+        let host = |t: Tensor<1>| t.without_autodiff().into_data().try_to_vec::<f32>().unwrap_or_default();
+        let beta = self.config.beta;
+        let chosen_rewards: Vec<f32> = host((inputs.chosen.clone() - inputs.ref_chosen.clone()) * beta);
+        let rejected_rewards: Vec<f32> = host((inputs.rejected.clone() - inputs.ref_rejected.clone()) * beta);
+        let (chosen_logits, chosen_n) = label_logps.mean_logits_sum_rows(0..pairs);
+        let (rejected_logits, rejected_n) = label_logps.mean_logits_sum_rows(pairs..2 * pairs);
+        metrics.push("logits/chosen", if chosen_n > 0.0 { chosen_logits / chosen_n } else { 0.0 });
+        metrics.push("logits/rejected", if rejected_n > 0.0 { rejected_logits / rejected_n } else { 0.0 });
+        let (correct, total) = label_logps.accuracy_counts_rows(0..pairs);
+        metrics.push("mean_token_accuracy", if total > 0.0 { correct / total } else { 0.0 });
+        metrics.push("rewards/chosen", mean(&chosen_rewards));
+        metrics.push("rewards/rejected", mean(&rejected_rewards));
+        let wins: Vec<f32> = chosen_rewards.iter().zip(&rejected_rewards).map(|(c, r)| (c > r) as u8 as f32).collect();
+        metrics.push("rewards/accuracies", mean(&wins));
+        let margins: Vec<f32> = chosen_rewards.iter().zip(&rejected_rewards).map(|(c, r)| c - r).collect();
+        metrics.push("rewards/margins", mean(&margins));
+        metrics.push("logps/chosen", mean(&host(inputs.chosen.clone())));
+        metrics.push("logps/rejected", mean(&host(inputs.rejected.clone())));
+        Ok((loss.reshape([1]), metrics))
+    }
+
+    fn save_model(&self, model: &CausalLm, dir: &Path) -> Result<()> {
+        let mut writer = WeightWriter::default();
+        model.save_weights(&mut writer)?;
+        save_pretrained(dir, model.config(), &writer)?;
+        self.tokenizer.save(dir)
+    }
+
+    fn load_model(&self, dir: &Path, device: &Device) -> Result<CausalLm> {
+        let config = read_config(dir)?;
+        let mut reader = WeightReader::open(dir)?;
+        CausalLm::load(&mut reader, &config, device)
+    }
+
+    fn after_step(&self, model: &CausalLm, step: u64) -> Result<()> {
+        if !self.config.sync_ref_model || step % self.config.ref_model_sync_steps.max(1) != 0 {
+            return Ok(());
+        }
+        let mut guard = self.reference.lock().map_err(|_| Error::Config { path: "reference".into(), message: "reference model lock poisoned".into() })?;
+        if let Some(reference) = guard.take() {
+            *guard = Some(mix_parameters(reference, model, self.config.ref_model_mixup_alpha));
+        }
+        Ok(())
+    }
+}
