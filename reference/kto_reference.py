@@ -443,7 +443,7 @@ def run_case(name: str, spec: dict) -> dict:
     micro_batches: list[dict] = []
     first_batch: dict = {}
     first_logps: dict = {}
-    calls: list[tuple[str, bool, object, object]] = []  # (which, is_kl, input_ids, per-token log_probs)
+    calls: list[tuple[str, object, object]] = []  # (which model, input_ids passed, per-token log_probs)
 
     def wrap_forward(module, which):
         original = module.forward

@@ -51,7 +51,7 @@ What it writes (``fixtures/expected/reward/``)
 ``preference_from_causal_lm.json`` (case ``from_causal_lm``) starts from ``fixtures/models/tiny-qwen2``
 (Qwen2ForCausalLM).  Its ``score`` head is freshly initialised (normal(0, initializer_range) drawn from torch's
 RNG after ``set_seed(42)``), so only structure is recorded: prepared data, first batch, key layout of
-log_history, the score head's shape and init statistics, loading report, and the saved model.
+log_history, micro-batch shapes, the score head's shape and init statistics (``score_init``), and the saved model.
 """
 
 from __future__ import annotations

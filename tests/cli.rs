@@ -51,10 +51,10 @@ fn help_lists_only_working_commands() {
     let out = trl(&["--help"]);
     assert!(out.status.success());
     let help = text(&out);
-    for command in ["sft", "validate", "env"] {
+    for command in ["sft", "dpo", "validate", "env"] {
         assert!(help.contains(command), "{help}");
     }
-    for missing in ["dpo", "kto", "grpo", "ppo"] {
+    for missing in ["kto", "grpo", "ppo"] {
         assert!(!help.contains(&format!("  {missing} ")), "{help}");
     }
 }
@@ -241,4 +241,35 @@ fn a_diverging_loss_stops_with_the_step_and_keeps_checkpoints() {
         !out_dir.join("model.safetensors").exists(),
         "no final model after a failed run"
     );
+}
+
+#[test]
+fn dpo_with_precomputed_reference_reuses_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let run = |name: &str| {
+        let out_dir = dir.path().join(name);
+        Command::new(env!("CARGO_BIN_EXE_trl"))
+            .args([
+                "dpo", "--model_name_or_path", MODEL, "--dataset_name", "datasets/preference.jsonl", "--output_dir",
+                out_dir.to_str().unwrap(), "--max_steps", "2", "--per_device_train_batch_size", "2",
+                "--precompute_ref_log_probs", "true", "--save_strategy", "no",
+            ])
+            .current_dir(root())
+            .env("TRL_RS_CACHE", &cache)
+            .output()
+            .unwrap()
+    };
+    let first = run("a");
+    assert!(first.status.success(), "{}", text(&first));
+    assert!(text(&first).contains("computed and cached"), "{}", text(&first));
+    let second = run("b");
+    assert!(second.status.success(), "{}", text(&second));
+    assert!(text(&second).contains("read from cache"), "{}", text(&second));
+    let state = |name: &str| std::fs::read_to_string(dir.path().join(name).join("trainer_state.json")).unwrap();
+    let losses = |s: String| {
+        let v: serde_json::Value = serde_json::from_str(&s).unwrap();
+        v["log_history"].as_array().unwrap().iter().filter_map(|e| e.get("loss").cloned()).collect::<Vec<_>>()
+    };
+    assert_eq!(losses(state("a")), losses(state("b")));
 }
