@@ -64,6 +64,8 @@ pub struct TrainingArguments {
     pub adam_epsilon: f64,
     pub max_grad_norm: f64,
     pub seed: u64,
+    /// Seed of the data order only (defaults to `seed`).
+    pub data_seed: Option<u64>,
     pub logging_steps: f64,
     pub logging_first_step: bool,
     pub save_strategy: SaveStrategy,
@@ -100,6 +102,7 @@ impl Default for TrainingArguments {
             adam_epsilon: 1e-8,
             max_grad_norm: 1.0,
             seed: 42,
+            data_seed: None,
             logging_steps: 500.0,
             logging_first_step: false,
             save_strategy: SaveStrategy::Steps,

@@ -14,6 +14,7 @@ use super::checkpoint::{list_checkpoints, load_optimizer, prune_checkpoints, sav
 use super::logging::RunLogger;
 use super::metrics::{MetricWindow, StepMetrics};
 use super::optim::{AdamWConfig, AdamWState, adamw_step, clip_grad_norm};
+use super::sampler::{epoch_order, sampler_seed};
 use super::schedule::{LrSchedule, warmup_steps};
 use super::state::{LogEntry, TrainerState};
 use crate::{Error, Result};
@@ -135,7 +136,7 @@ pub fn train<M: Method>(
     logger.start(plan.total_steps, first_step);
     while state.global_step < plan.total_steps {
         let step_start = Instant::now();
-        let micro_batches = plan.micro_batches(state.global_step, args.seed);
+        let micro_batches = plan.micro_batches(state.global_step, sampler_seed(args.seed, args.data_seed));
         let groups: Vec<Vec<&M::Example>> = micro_batches
             .iter()
             .map(|idx| idx.iter().map(|&i| &examples[i]).collect())
@@ -354,28 +355,13 @@ impl Plan {
             .collect()
     }
 
+    /// The HF Trainer's order: `torch.randperm(n)` seeded with `seed + epoch` (random), or
+    /// the file order (sequential).
     fn epoch_order(&self, epoch: u64, seed: u64) -> Vec<usize> {
-        let mut order: Vec<usize> = (0..self.num_examples).collect();
-        if self.sampling == SamplingStrategy::Random {
-            shuffle(&mut order, seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ epoch);
+        match self.sampling {
+            SamplingStrategy::Random => epoch_order(self.num_examples, seed, epoch),
+            SamplingStrategy::Sequential => (0..self.num_examples).collect(),
         }
-        order
-    }
-}
-
-/// Fisher-Yates with splitmix64: deterministic for a seed, so resume replays the same order.
-fn shuffle(items: &mut [usize], seed: u64) {
-    let mut state = seed;
-    let mut next = || {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    };
-    for i in (1..items.len()).rev() {
-        let j = (next() % (i as u64 + 1)) as usize;
-        items.swap(i, j);
     }
 }
 
