@@ -4,19 +4,26 @@
 //!   `reference/requirements.txt`) if missing and regenerate every fixture and expected value
 //!   under `fixtures/` with `reference/make_fixtures.py` and `reference/sft_reference.py`. Expected numbers are never edited by
 //!   hand: change the scripts and run this.
+//! - `bench [--compare trl] [--quick]`: criterion kernels and end-to-end SFT/DPO steps of trl-rs
+//!   (and, with `--compare trl`, TRL's on the same model); writes `target/bench/results.json`
+//!   and `BENCHMARKS.md`. See `bench.rs`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+mod bench;
+
 fn main() -> Result<()> {
-    let task = std::env::args().nth(1).unwrap_or_default();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let task = args.first().cloned().unwrap_or_default();
     match task.as_str() {
         "reference" => reference(),
+        "bench" => bench::bench(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <task>\n\ntasks:\n  reference   regenerate fixtures/ with TRL/transformers from PyPI"
+                "usage: cargo xtask <task>\n\ntasks:\n  reference   regenerate fixtures/ with TRL/transformers from PyPI\n  bench       kernels and training steps; --compare trl runs TRL's side by side, --quick is short"
             );
             bail!("unknown task {task:?}")
         }

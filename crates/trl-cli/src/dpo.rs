@@ -6,7 +6,7 @@ use std::sync::atomic::AtomicBool;
 use anyhow::{Result, bail};
 use serde_json::Value;
 use trl_core::data::Method as DataMethod;
-use trl_core::model::load_causal_lm;
+use trl_core::model::{load_causal_lm, load_frozen_causal_lm};
 use trl_core::tokenizer::Tokenizer;
 use trl_core::train::train;
 use trl_dpo::data::prepare_examples;
@@ -36,12 +36,12 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
     let model = load_causal_lm(&run.model_dir, &device)?;
     // The reference runs without autodiff: a frozen copy of the start, or `ref_model`.
     let reference = if DpoMethod::needs_reference(&dpo) {
-        let plain = device.clone().without_autodiff();
+        let plain = device.clone();
         let dir = match &dpo.ref_model {
             Some(id) => trl_core::hub::resolve_model(id, None)?,
             None => run.model_dir.clone(),
         };
-        Some(load_causal_lm(&dir, &plain)?)
+        Some(load_frozen_causal_lm(&dir, &plain)?)
     } else {
         None
     };
@@ -50,7 +50,7 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
     if dpo.precompute_ref_log_probs && DpoMethod::needs_reference(&dpo) {
         let batch = dpo.precompute_ref_batch_size.unwrap_or(run.args.per_device_train_batch_size);
         cached_reference_logps(&reference_dir, &mut examples, |examples| {
-            method.precompute_reference(examples, batch, &device.clone().without_autodiff())
+            method.precompute_reference(examples, batch, &device)
         })?;
         method.drop_reference();
     }

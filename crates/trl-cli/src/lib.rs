@@ -10,8 +10,11 @@ mod config;
 mod device;
 mod dpo;
 mod env;
+mod kto;
 mod model_args;
 mod precompute_cache;
+mod reward;
+mod score;
 mod sft;
 mod validate;
 
@@ -45,6 +48,22 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
         args: Vec<String>,
     },
+    /// Kahneman-Tversky Optimization on unpaired preference data: `trl kto --help` lists the keys.
+    #[command(disable_help_flag = true)]
+    Kto {
+        /// `--config file.yaml` and `--key value` pairs with TRL's names.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        args: Vec<String>,
+    },
+    /// Reward-model training on preference pairs (TRL's RewardTrainer): `trl reward --help`.
+    #[command(disable_help_flag = true)]
+    Reward {
+        /// `--config file.yaml` and `--key value` pairs with TRL's names.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        args: Vec<String>,
+    },
+    /// Score every row of a dataset with a reward model; writes JSON lines with the rewards.
+    Score(score::ScoreArgs),
     /// Check every row of a dataset for a method before training; exits non-zero on problems.
     Validate(validate::ValidateArgs),
     /// Print versions, compiled-in backends, the default device and thread count.
@@ -58,6 +77,9 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Sft { args } => sft::run(&args, interrupt_flag()),
         Command::Dpo { args } => dpo::run(&args, interrupt_flag()),
+        Command::Kto { args } => kto::run(&args, interrupt_flag()),
+        Command::Reward { args } => reward::run(&args, interrupt_flag()),
+        Command::Score(args) => score::run(&args),
         Command::Validate(args) => validate::run(&args),
         Command::Env(args) => env::run(&args),
     };

@@ -8,10 +8,12 @@
 //! Architecture invariants: trl-core knows no method; it never enables a burn backend.
 
 pub mod error;
+pub mod completions;
 pub mod data;
 pub mod hub;
 pub mod logprobs;
 pub mod model;
+pub mod parity;
 pub mod tokenizer;
 pub mod train;
 

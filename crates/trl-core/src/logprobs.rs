@@ -1,8 +1,6 @@
 //! Log-probabilities of label tokens and the token-level metrics every method logs
 //! (entropy, accuracy). The one place that shifts logits against labels.
 
-use std::ops::Range;
-
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
@@ -108,11 +106,11 @@ impl LabelLogProbs {
 
     /// `(sum of per-token entropy, number of tokens)` over counted positions, without autodiff.
     pub fn entropy_sum(&self) -> (f64, f64) {
-        self.entropy_sum_rows(0..self.mask.dims()[0])
+        self.entropy_sum_rows(&self.all_rows())
     }
 
     /// [`Self::entropy_sum`] over the rows in `rows` only.
-    pub fn entropy_sum_rows(&self, rows: Range<usize>) -> (f64, f64) {
+    pub fn entropy_sum_rows(&self, rows: &[usize]) -> (f64, f64) {
         let log_probs = self.log_probs_detached.clone();
         let [batch, seq, _] = log_probs.dims();
         // [batch, seq - 1]
@@ -122,11 +120,11 @@ impl LabelLogProbs {
 
     /// `(correct argmax predictions, counted tokens)` over counted positions.
     pub fn accuracy_counts(&self) -> (f64, f64) {
-        self.accuracy_counts_rows(0..self.mask.dims()[0])
+        self.accuracy_counts_rows(&self.all_rows())
     }
 
     /// [`Self::accuracy_counts`] over the rows in `rows` only.
-    pub fn accuracy_counts_rows(&self, rows: Range<usize>) -> (f64, f64) {
+    pub fn accuracy_counts_rows(&self, rows: &[usize]) -> (f64, f64) {
         let [batch, seq, _] = self.log_probs_detached.dims();
         // [batch, seq - 1]
         let predicted = self.log_probs_detached.clone().argmax(2).reshape([batch, seq]);
@@ -135,15 +133,24 @@ impl LabelLogProbs {
     }
 
     /// `(sum of the vocabulary-mean logit, counted tokens)` over the rows in `rows`.
-    pub fn mean_logits_sum_rows(&self, rows: Range<usize>) -> (f64, f64) {
+    pub fn mean_logits_sum_rows(&self, rows: &[usize]) -> (f64, f64) {
         self.masked_sum_rows(self.mean_logits_detached.clone(), rows)
     }
 
+    fn all_rows(&self) -> Vec<usize> {
+        (0..self.mask.dims()[0]).collect()
+    }
+
     /// `(sum of values at counted positions, number of counted positions)` over `rows`.
-    fn masked_sum_rows(&self, values: Tensor<2>, rows: Range<usize>) -> (f64, f64) {
-        let len = rows.end - rows.start;
-        let mask = self.mask.clone().without_autodiff().narrow(0, rows.start, len);
-        let values = values.narrow(0, rows.start, len);
+    fn masked_sum_rows(&self, values: Tensor<2>, rows: &[usize]) -> (f64, f64) {
+        if rows.is_empty() {
+            return (0.0, 0.0);
+        }
+        let device = values.device();
+        let index: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
+        let index = Tensor::<1, Int>::from_data(TensorData::new(index, [rows.len()]), &device);
+        let mask = self.mask.clone().without_autodiff().select(0, index.clone());
+        let values = values.select(0, index);
         ((values * mask.clone()).sum().into_scalar::<f64>(), mask.sum().into_scalar::<f64>())
     }
 }

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::TruncationMode;
+use trl_core::completions::TruncationMode;
 use crate::loss::{DpoLossType, FDivergence, LossParams};
 
 /// `loss_type` accepts one name or a list, as TRL's YAML files write it.
@@ -118,6 +118,34 @@ impl DpoConfig {
                 ));
             }
         };
+        let kinds_used: Vec<DpoLossType> = self.loss_type.to_vec();
+        if kinds_used.contains(&DpoLossType::ExoPair) && self.label_smoothing <= 0.0 {
+            return Err("loss_type exo_pair needs label_smoothing > 0 (the EXO paper recommends 1e-3)".into());
+        }
+        let f_supported = [
+            DpoLossType::Discopop,
+            DpoLossType::ExoPair,
+            DpoLossType::Hinge,
+            DpoLossType::Ipo,
+            DpoLossType::Robust,
+            DpoLossType::Sft,
+            DpoLossType::Sigmoid,
+            DpoLossType::SigmoidNorm,
+        ];
+        if self.f_divergence_type != FDivergence::ReverseKl
+            && let Some(kind) = kinds_used.iter().find(|k| !f_supported.contains(k))
+        {
+            return Err(format!(
+                "f_divergence_type {:?} is only supported for discopop, exo_pair, hinge, ipo, robust, sft, sigmoid \
+                 and sigmoid_norm; {kind:?} needs reverse_kl",
+                self.f_divergence_type
+            ));
+        }
+        if self.use_weighting
+            && let Some(kind) = kinds_used.iter().find(|k| matches!(k, DpoLossType::Aot | DpoLossType::AotUnpaired | DpoLossType::Sft))
+        {
+            return Err(format!("use_weighting is not supported with loss_type {kind:?} (as in TRL)"));
+        }
         if self.sync_ref_model && self.precompute_ref_log_probs {
             return Err("sync_ref_model=true cannot be combined with precompute_ref_log_probs=true: \
                         precomputed reference log-probs would go stale"

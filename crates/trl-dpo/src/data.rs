@@ -8,8 +8,7 @@
 
 use serde_json::{Map, Value};
 use trl_core::data::maybe_extract_prompt;
-use trl_core::logprobs::IGNORE_INDEX;
-use trl_core::model::TokenBatch;
+use trl_core::completions::{CompletionBatch, PaddingOptions, TruncationMode, collate_completions, common_prefix_length};
 use trl_core::tokenizer::{RenderOptions, Tokenizer};
 
 /// One tokenized preference pair.
@@ -20,14 +19,6 @@ pub struct DpoExample {
     pub rejected_ids: Vec<u32>,
     /// Reference log-probs `(chosen, rejected)` when precomputed.
     pub ref_logps: Option<(f64, f64)>,
-}
-
-/// Which end of a too-long `prompt + completion` survives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TruncationMode {
-    KeepStart,
-    KeepEnd,
 }
 
 fn is_conversation(value: &Value) -> bool {
@@ -81,8 +72,8 @@ pub fn prepare_examples(
                 tokenizer.encode(&format!("{prompt}{}", with_eos(rejected)), true).map_err(fail)?,
             )
         };
-        let common = |full: &[u32]| prompt_ids.iter().zip(full).take_while(|(a, b)| a == b).count();
-        let prompt_len = common(&chosen_full).min(common(&rejected_full));
+        let prompt_len =
+            common_prefix_length(&prompt_ids, &chosen_full).min(common_prefix_length(&prompt_ids, &rejected_full));
         if let (Some(max), TruncationMode::KeepStart) = (max_length, truncation_mode)
             && prompt_len >= max
         {
@@ -102,95 +93,36 @@ pub fn prepare_examples(
 /// completion tokens: one forward pass scores both sides.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PairBatch {
-    pub tokens: TokenBatch,
-    /// `[2 * pairs][seq]`, `-100` outside completions.
-    pub labels: Vec<Vec<i64>>,
-    /// `[2 * pairs][seq]`, 1 on completion tokens (TRL's `completion_mask`).
-    pub completion_mask: Vec<Vec<i64>>,
+    /// Rows `0..pairs` are chosen, `pairs..2 * pairs` rejected.
+    pub batch: CompletionBatch,
     pub pairs: usize,
-    /// Non-padding tokens (TRL's `num_tokens`).
-    pub num_tokens: f64,
 }
 
 /// TRL's `DataCollatorForPreference`: truncate each sequence, pad on the right.
-pub fn collate(
-    examples: &[&DpoExample],
-    pad_id: u32,
-    max_length: Option<usize>,
-    truncation_mode: TruncationMode,
-    pad_to_multiple_of: Option<usize>,
-) -> PairBatch {
-    let mut sequences: Vec<(Vec<u32>, Vec<i64>)> = Vec::with_capacity(2 * examples.len());
-    for side in 0..2 {
-        for example in examples {
-            let completion = if side == 0 { &example.chosen_ids } else { &example.rejected_ids };
-            let mut ids = example.prompt_ids.clone();
-            ids.extend(completion);
-            let mut mask = vec![0i64; example.prompt_ids.len()];
-            mask.extend(std::iter::repeat_n(1, completion.len()));
-            if let Some(max) = max_length
-                && ids.len() > max
-            {
-                match truncation_mode {
-                    TruncationMode::KeepStart => {
-                        ids.truncate(max);
-                        mask.truncate(max);
-                    }
-                    TruncationMode::KeepEnd => {
-                        ids.drain(..ids.len() - max);
-                        mask.drain(..mask.len() - max);
-                    }
-                }
-            }
-            sequences.push((ids, mask));
-        }
-    }
-    let longest = sequences.iter().map(|(ids, _)| ids.len()).max().unwrap_or(0);
-    let width = match pad_to_multiple_of {
-        Some(m) if m > 0 => longest.div_ceil(m) * m,
-        _ => longest,
-    };
-    let mut input_ids = Vec::with_capacity(sequences.len());
-    let mut attention = Vec::with_capacity(sequences.len());
-    let mut labels = Vec::with_capacity(sequences.len());
-    let mut completion_mask = Vec::with_capacity(sequences.len());
-    let mut num_tokens = 0.0;
-    for (ids, mask) in sequences {
-        let len = ids.len();
-        num_tokens += len as f64;
-        let mut row_labels: Vec<i64> =
-            ids.iter().zip(&mask).map(|(&id, &m)| if m == 1 { id as i64 } else { IGNORE_INDEX }).collect();
-        row_labels.resize(width, IGNORE_INDEX);
-        let mut row_ids = ids;
-        row_ids.resize(width, pad_id);
-        let mut row_mask = mask;
-        row_mask.resize(width, 0);
-        let mut row_attention = vec![1i64; len];
-        row_attention.resize(width, 0);
-        input_ids.push(row_ids);
-        attention.push(row_attention);
-        labels.push(row_labels);
-        completion_mask.push(row_mask);
-    }
-    PairBatch {
-        tokens: TokenBatch::new(input_ids, attention),
-        labels,
-        completion_mask,
-        pairs: examples.len(),
-        num_tokens,
-    }
+pub fn collate(examples: &[&DpoExample], options: &PaddingOptions) -> PairBatch {
+    let chosen = examples.iter().map(|e| (e.prompt_ids.as_slice(), e.chosen_ids.as_slice()));
+    let rejected = examples.iter().map(|e| (e.prompt_ids.as_slice(), e.rejected_ids.as_slice()));
+    let rows: Vec<(&[u32], &[u32])> = chosen.chain(rejected).collect();
+    PairBatch { batch: collate_completions(&rows, options), pairs: examples.len() }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use trl_core::logprobs::IGNORE_INDEX;
 
     /// TRL's own docstring example of `DataCollatorForPreference`.
     #[test]
     fn collates_like_trl_docstring() {
         let a = DpoExample { prompt_ids: vec![1, 2, 3], chosen_ids: vec![4, 5], rejected_ids: vec![6], ref_logps: None };
         let b = DpoExample { prompt_ids: vec![7, 8], chosen_ids: vec![9], rejected_ids: vec![10, 11], ref_logps: None };
-        let batch = collate(&[&a, &b], 0, None, TruncationMode::KeepStart, None);
+        let options = PaddingOptions {
+            pad_token_id: 0,
+            max_length: None,
+            truncation_mode: TruncationMode::KeepStart,
+            pad_to_multiple_of: None,
+        };
+        let batch = collate(&[&a, &b], &options).batch;
         assert_eq!(
             batch.tokens.input_ids,
             vec![vec![1, 2, 3, 4, 5], vec![7, 8, 9, 0, 0], vec![1, 2, 3, 6, 0], vec![7, 8, 10, 11, 0]]

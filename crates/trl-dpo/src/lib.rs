@@ -13,3 +13,6 @@ pub mod trainer;
 
 pub use config::DpoConfig;
 pub use trainer::DpoMethod;
+
+#[cfg(test)]
+mod parity_tests;

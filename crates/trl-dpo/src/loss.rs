@@ -171,6 +171,37 @@ pub fn pair_loss(kind: DpoLossType, x: &PairLogps, p: &LossParams) -> Tensor<1> 
     }
 }
 
+/// LD-DPO (Liu et al. 2024, arXiv:2409.06411) token weights `[rows][seq - 1]` flattened: 1 on
+/// the first `min(len_chosen, len_rejected)` completion tokens of each row of a pair, `alpha`
+/// on the longer side's tail, 0 off the completion. `shift_mask` is the completion mask
+/// shifted like the labels; rows `0..pairs` are chosen, `pairs..2 * pairs` rejected.
+pub fn ld_token_weights(shift_mask: &[Vec<i64>], pairs: usize, alpha: f64) -> Vec<f32> {
+    let counts: Vec<usize> = shift_mask.iter().map(|r| r.iter().filter(|&&m| m == 1).count()).collect();
+    let mut weights = Vec::with_capacity(shift_mask.len() * shift_mask.first().map_or(0, Vec::len));
+    for (row, mask) in shift_mask.iter().enumerate() {
+        let pair = row % pairs;
+        let shared = counts[pair].min(counts[pair + pairs]);
+        let mut seen = 0;
+        for &m in mask {
+            seen += (m == 1) as usize;
+            weights.push(if m != 1 { 0.0 } else if seen <= shared { 1.0 } else { alpha as f32 });
+        }
+    }
+    weights
+}
+
+/// WPO (Zhou et al. 2024, arXiv:2406.11827, eq. 2) weight of each pair `[pairs]`:
+/// `exp(mean aligned log p(chosen)) * exp(mean aligned log p(rejected))`, where a token's
+/// aligned log-prob is `log p - log Σ_v p_v²`; all inputs `[2 * pairs, seq - 1]`, no autodiff.
+pub fn wpo_weights(token_logps: Tensor<2>, log_sum_sq_probs: Tensor<2>, shift_mask: Tensor<2>) -> Tensor<1> {
+    let [rows, _] = token_logps.dims();
+    let pairs = rows / 2;
+    let aligned = (token_logps - log_sum_sq_probs) * shift_mask.clone();
+    let counts = shift_mask.sum_dim(1).clamp_min(1.0);
+    let weights = (aligned.sum_dim(1) / counts).exp().reshape([rows]);
+    weights.clone().narrow(0, 0, pairs) * weights.narrow(0, pairs, pairs)
+}
+
 /// `log(1 - exp(x))` for `x < 0`.
 fn log1m_exp(x: Tensor<1>) -> Tensor<1> {
     (x.exp().neg() + 1.0).log()

@@ -13,8 +13,10 @@ use trl_core::train::{Method, StepMetrics};
 use trl_core::{Error, Result};
 
 use crate::config::DpoConfig;
+use trl_core::completions::PaddingOptions;
+
 use crate::data::{DpoExample, PairBatch, collate};
-use crate::loss::{DpoLossType, PairLogps, pair_loss};
+use crate::loss::{DpoLossType, PairLogps, ld_token_weights, pair_loss, wpo_weights};
 
 /// DPO and its variants on a causal LM.
 pub struct DpoMethod {
@@ -22,13 +24,13 @@ pub struct DpoMethod {
     pub tokenizer: Tokenizer,
     pub pad_token_id: u32,
     losses: Vec<(DpoLossType, f64)>,
-    /// The frozen reference on a device without autodiff; `None` when every variant is
+    /// The frozen (`no_grad`) reference; `None` when every variant is
     /// reference-free or the log-probs were precomputed. Behind a lock only for TR-DPO syncs.
     reference: Mutex<Option<CausalLm>>,
 }
 
 impl DpoMethod {
-    /// Builds the method around a reference model (already on a non-autodiff device).
+    /// Builds the method around a frozen reference model (see `load_frozen_causal_lm`).
     pub fn new(config: DpoConfig, tokenizer: Tokenizer, reference: Option<CausalLm>) -> Result<Self> {
         let losses = config.weighted_losses().map_err(|message| Error::Config { path: "dpo config".into(), message })?;
         let pad_token_id = config
@@ -54,7 +56,13 @@ impl DpoMethod {
     }
 
     fn collate(&self, examples: &[&DpoExample]) -> PairBatch {
-        collate(examples, self.pad_token_id, self.config.max_length, self.config.truncation_mode, self.config.pad_to_multiple_of)
+        let options = PaddingOptions {
+            pad_token_id: self.pad_token_id,
+            max_length: self.config.max_length,
+            truncation_mode: self.config.truncation_mode,
+            pad_to_multiple_of: self.config.pad_to_multiple_of,
+        };
+        collate(examples, &options)
     }
 
     /// Sequence log-probs `[2 * pairs]` of the completions, with LD-DPO's length weighting when
@@ -62,17 +70,8 @@ impl DpoMethod {
     fn sequence_logps(&self, label_logps: &LabelLogProbs, batch: &PairBatch) -> Tensor<1> {
         let Some(alpha) = self.config.ld_alpha else { return label_logps.sequence_sums() };
         let [rows, width] = label_logps.logps.dims();
-        let counts: Vec<usize> = batch.completion_mask.iter().map(|r| r[1..].iter().filter(|&&m| m == 1).count()).collect();
-        let mut weights = Vec::with_capacity(rows * width);
-        for (row, mask) in batch.completion_mask.iter().enumerate() {
-            let pair = row % batch.pairs;
-            let shared = counts[pair].min(counts[pair + batch.pairs]);
-            let mut seen = 0;
-            for &m in &mask[1..] {
-                seen += (m == 1) as usize;
-                weights.push(if m == 0 { 0.0f32 } else if seen <= shared { 1.0 } else { alpha as f32 });
-            }
-        }
+        let shift_mask: Vec<Vec<i64>> = batch.batch.completion_mask.iter().map(|r| r[1..].to_vec()).collect();
+        let weights = ld_token_weights(&shift_mask, batch.pairs, alpha);
         let weights = Tensor::<2>::from_data(TensorData::new(weights, [rows, width]), &label_logps.logps.device());
         (label_logps.logps.clone() * weights).sum_dim(1).reshape([rows])
     }
@@ -94,8 +93,8 @@ impl DpoMethod {
         let guard = self.reference.lock().map_err(|_| Error::Config { path: "reference".into(), message: "reference model lock poisoned".into() })?;
         match guard.as_ref() {
             Some(reference) => {
-                let logits = reference.forward(&batch.tokens);
-                let label_logps = label_log_probs(logits, &batch.labels);
+                let logits = reference.forward(&batch.batch.tokens);
+                let label_logps = label_log_probs(logits, &batch.batch.labels);
                 Ok(self.sequence_logps(&label_logps, batch).to_device(device))
             }
             None => Ok(Tensor::zeros([rows], device)),
@@ -135,11 +134,12 @@ impl Method for DpoMethod {
         let pairs = batch.pairs;
         let device = model.decoder().embedding_weight().device();
         // [2 * pairs, seq, vocab]: chosen rows first, then rejected
-        let logits = model.forward(&batch.tokens);
-        let label_logps = label_log_probs(logits, &batch.labels);
+        let logits = model.forward(&batch.batch.tokens);
+        let label_logps = label_log_probs(logits, &batch.batch.labels);
         let logps = self.sequence_logps(&label_logps, &batch);
         let reference = self.reference_logps(examples, &batch, &device)?;
         let tokens = batch
+            .batch
             .completion_mask
             .iter()
             .map(|row| (row.iter().sum::<i64>() as f32).max(1.0))
@@ -158,12 +158,9 @@ impl Method for DpoMethod {
         };
         let params = self.config.loss_params();
         let weights = self.config.use_weighting.then(|| {
-            // WPO (Zhou et al. 2024, arXiv:2406.11827, eq. 2): exp of the mean aligned log-prob.
             let mask = label_logps.mask.clone().without_autodiff();
-            let aligned = (label_logps.logps.clone().without_autodiff() - label_logps.log_sum_sq_probs()) * mask.clone();
-            let counts = mask.sum_dim(1).clamp_min(1.0);
-            let weights = (aligned.sum_dim(1) / counts).exp().reshape([2 * pairs]).to_device(&device);
-            weights.clone().narrow(0, 0, pairs) * weights.narrow(0, pairs, pairs)
+            let token_logps = label_logps.logps.clone().without_autodiff();
+            wpo_weights(token_logps, label_logps.log_sum_sq_probs(), mask).to_device(&device)
         });
         let mut loss = Tensor::<1>::zeros([1], &device);
         for &(kind, weight) in &self.losses {
@@ -174,18 +171,19 @@ impl Method for DpoMethod {
             loss = loss + per_pair.sum().reshape([1]) * (weight / items_in_step);
         }
 
-        let mut metrics = StepMetrics { num_tokens: batch.num_tokens, ..StepMetrics::default() };
+        let mut metrics = StepMetrics { num_tokens: batch.batch.num_tokens, ..StepMetrics::default() };
         let (entropy, counted) = label_logps.entropy_sum();
         metrics.push("entropy", if counted > 0.0 { entropy / counted } else { 0.0 });
         let host = |t: Tensor<1>| t.without_autodiff().into_data().try_to_vec::<f32>().unwrap_or_default();
         let beta = self.config.beta;
         let chosen_rewards: Vec<f32> = host((inputs.chosen.clone() - inputs.ref_chosen.clone()) * beta);
         let rejected_rewards: Vec<f32> = host((inputs.rejected.clone() - inputs.ref_rejected.clone()) * beta);
-        let (chosen_logits, chosen_n) = label_logps.mean_logits_sum_rows(0..pairs);
-        let (rejected_logits, rejected_n) = label_logps.mean_logits_sum_rows(pairs..2 * pairs);
+        let (chosen_rows, rejected_rows): (Vec<usize>, Vec<usize>) = ((0..pairs).collect(), (pairs..2 * pairs).collect());
+        let (chosen_logits, chosen_n) = label_logps.mean_logits_sum_rows(&chosen_rows);
+        let (rejected_logits, rejected_n) = label_logps.mean_logits_sum_rows(&rejected_rows);
         metrics.push("logits/chosen", if chosen_n > 0.0 { chosen_logits / chosen_n } else { 0.0 });
         metrics.push("logits/rejected", if rejected_n > 0.0 { rejected_logits / rejected_n } else { 0.0 });
-        let (correct, total) = label_logps.accuracy_counts_rows(0..pairs);
+        let (correct, total) = label_logps.accuracy_counts_rows(&chosen_rows);
         metrics.push("mean_token_accuracy", if total > 0.0 { correct / total } else { 0.0 });
         metrics.push("rewards/chosen", mean(&chosen_rewards));
         metrics.push("rewards/rejected", mean(&rejected_rewards));

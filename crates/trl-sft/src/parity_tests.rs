@@ -1,12 +1,10 @@
 //! `trl sft`'s numbers against TRL 1.16's SFTTrainer (reference/sft_reference.py): the first
 //! collated batch must be identical and every logged step must match within tolerance.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-
 use burn::tensor::Device;
 use serde_json::{Map, Value};
 use trl_core::model::load_causal_lm;
+use trl_core::parity::{assert_log_history_matches, load_case, read_jsonl, repo_root};
 use trl_core::tokenizer::Tokenizer;
 use trl_core::train::{RunLogger, TrainingArguments, take_known_keys, train};
 
@@ -17,19 +15,6 @@ use crate::{SftConfig, SftMethod};
 const LOSS_RTOL: f64 = 2e-3;
 const METRIC_RTOL: f64 = 1e-2;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn read_rows(path: &Path) -> Vec<Map<String, Value>> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 struct Case {
     expected: Value,
     sft: SftConfig,
@@ -37,47 +22,19 @@ struct Case {
     rows: Vec<Map<String, Value>>,
 }
 
-fn load_case(name: &str, output_dir: &Path) -> Case {
-    let path = root().join(format!("fixtures/expected/sft/{name}.json"));
-    let expected: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    let mut map: BTreeMap<String, Value> = expected["sft_config"]
-        .as_object()
-        .unwrap()
-        .clone()
-        .into_iter()
-        .collect();
-    for python_only in [
-        "model_init_kwargs",
-        "disable_tqdm",
-        "dataloader_num_workers",
-    ] {
-        map.remove(python_only);
-    }
-    map.insert(
-        "output_dir".into(),
-        Value::from(output_dir.to_str().unwrap()),
-    );
+fn load_sft_case(name: &str, output_dir: &std::path::Path) -> Case {
+    let (expected, mut map) = load_case(&format!("fixtures/expected/sft/{name}.json"), "sft_config", output_dir);
     let args: TrainingArguments = take_known_keys(&mut map, "training").unwrap();
     let sft: SftConfig = take_known_keys(&mut map, "sft").unwrap();
     assert!(map.is_empty(), "unhandled keys {map:?}");
-    let dataset = expected["dataset"].as_str().unwrap();
-    let rows = read_rows(&root().join(dataset));
-    Case {
-        expected,
-        sft,
-        args,
-        rows,
-    }
-}
-
-fn close(got: f64, want: f64, rtol: f64) -> bool {
-    (got - want).abs() <= rtol * want.abs().max(1e-8) + 1e-6
+    let rows = read_jsonl(expected["dataset"].as_str().unwrap());
+    Case { expected, sft, args, rows }
 }
 
 fn check_case(name: &str) {
     let out = tempfile::tempdir().unwrap();
-    let case = load_case(name, out.path());
-    let model_dir = root().join("fixtures/models/tiny-qwen2");
+    let case = load_sft_case(name, out.path());
+    let model_dir = repo_root().join("fixtures/models/tiny-qwen2");
     let tokenizer = Tokenizer::from_dir(&model_dir).unwrap();
     let examples = prepare_examples(&case.rows, &tokenizer, &case.sft).unwrap();
     assert_eq!(
@@ -131,54 +88,15 @@ fn check_case(name: &str) {
         &mut RunLogger::silent(),
     )
     .unwrap();
-    let want_logs: Vec<&Value> = case.expected["log_history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e.get("loss").is_some())
-        .collect();
-    let got_logs: Vec<_> = outcome
-        .state
-        .log_history
-        .iter()
-        .filter(|e| e.contains_key("loss"))
-        .collect();
-    assert_eq!(
-        got_logs.len(),
-        want_logs.len(),
-        "{name}: number of log entries"
+    assert_log_history_matches(
+        name,
+        &outcome.state.log_history,
+        &case.expected["log_history"],
+        LOSS_RTOL,
+        METRIC_RTOL,
+        &["grad_norm", "entropy", "mean_token_accuracy", "learning_rate", "epoch"],
+        &["num_tokens"],
     );
-    for (got, want) in got_logs.iter().zip(&want_logs) {
-        let step = want["step"].as_u64().unwrap();
-        let value = |key: &str| got[key].as_f64().unwrap();
-        let expect = |key: &str| want[key].as_f64().unwrap();
-        assert_eq!(got["step"].as_u64().unwrap(), step);
-        assert!(
-            close(value("loss"), expect("loss"), LOSS_RTOL),
-            "{name} step {step}: loss {} vs {}",
-            value("loss"),
-            expect("loss")
-        );
-        for key in [
-            "grad_norm",
-            "entropy",
-            "mean_token_accuracy",
-            "learning_rate",
-            "epoch",
-        ] {
-            assert!(
-                close(value(key), expect(key), METRIC_RTOL),
-                "{name} step {step}: {key} {} vs {}",
-                value(key),
-                expect(key)
-            );
-        }
-        assert_eq!(
-            value("num_tokens"),
-            expect("num_tokens"),
-            "{name} step {step}: num_tokens"
-        );
-    }
 }
 
 #[test]

@@ -11,11 +11,16 @@
 //!   user or tool turn and continues an assistant turn (TRL's `apply_chat_template`). The row's
 //!   `tools` and `chat_template_kwargs` columns reach the template, as in TRL.
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use rayon::prelude::*;
 use serde_json::{Map, Value};
 
-use super::format::{FormatKind, Style};
+use super::format::{DatasetFormat, FormatKind, Style};
 use super::method::Method;
-use super::problem::{Problem, ProblemList};
+use super::problem::{Position, Problem, ProblemList};
+use super::stream::PIECE_ROWS;
 use super::validate::Dataset;
 use crate::tokenizer::{RenderOptions, Tokenizer};
 use crate::{Error, Result};
@@ -60,15 +65,35 @@ impl TokenLengths {
     }
 }
 
-/// Measures every row of a valid dataset. Fails with every row the tokenizer or chat template
-/// rejects (e.g. a template that raises on roles that do not alternate).
+/// Measures every row of a valid dataset, on every core. Fails with every row the tokenizer or
+/// chat template rejects (e.g. a template that raises on roles that do not alternate).
 pub fn token_lengths(
     dataset: &Dataset,
     tokenizer: &Tokenizer,
     max_length: Option<usize>,
 ) -> Result<TokenLengths> {
+    let measured = dataset
+        .rows()
+        .par_chunks(PIECE_ROWS)
+        .enumerate()
+        .map(|(piece, rows)| {
+            let mut measured = Measured::default();
+            for (offset, row) in rows.iter().enumerate() {
+                let index = piece * PIECE_ROWS + offset;
+                let length = row_length(row, dataset.format, &dataset.text_field, tokenizer);
+                let (file, position) = dataset.origin_parts(index);
+                measured.add(length, || (file.to_path_buf(), position));
+            }
+            measured
+        })
+        .collect::<Vec<Measured>>()
+        .into_iter()
+        .fold(Measured::default(), |mut earlier, later| {
+            earlier.append(later);
+            earlier
+        });
     let mut problems = ProblemList::default();
-    match measure(dataset, tokenizer, max_length, &mut problems) {
+    match measured.finish(max_length, &mut problems) {
         Some(lengths) => Ok(lengths),
         None => {
             let (listed, total) = problems.into_parts();
@@ -88,22 +113,28 @@ pub fn token_lengths(
     }
 }
 
-/// [`token_lengths`], adding the rows that fail to `problems`; `None` if any fails.
-pub(crate) fn measure(
-    dataset: &Dataset,
-    tokenizer: &Tokenizer,
-    max_length: Option<usize>,
-    problems: &mut ProblemList,
-) -> Option<TokenLengths> {
-    let mut lengths = Vec::with_capacity(dataset.len());
-    let before = problems.total();
-    for (index, row) in dataset.rows().iter().enumerate() {
-        match row_length(row, dataset, tokenizer) {
-            Ok(length) => lengths.push(length),
+/// Token lengths of rows measured so far, as a histogram (exact percentiles in memory that
+/// grows with the longest row, not the row count), and the rows that could not be measured.
+#[derive(Debug, Default)]
+pub(crate) struct Measured {
+    /// Rows per length.
+    histogram: BTreeMap<usize, usize>,
+    failed: ProblemList,
+}
+
+impl Measured {
+    /// Adds one row's length, or its failure at the place `locate` gives.
+    pub(crate) fn add(
+        &mut self,
+        length: Result<usize>,
+        locate: impl FnOnce() -> (PathBuf, Position),
+    ) {
+        match length {
+            Ok(length) => *self.histogram.entry(length).or_default() += 1,
             Err(error) => {
-                let (file, position) = dataset.origin_parts(index);
-                problems.push(Problem {
-                    file: Some(file.to_path_buf()),
+                let (file, position) = locate();
+                self.failed.push(Problem {
+                    file: Some(file),
                     position: Some(position),
                     ..Problem::dataset(
                         "a row the tokenizer and chat template accept",
@@ -113,33 +144,62 @@ pub(crate) fn measure(
             }
         }
     }
-    if problems.total() > before {
-        return None;
+
+    /// Rows measured after those here.
+    pub(crate) fn append(&mut self, later: Measured) {
+        for (length, rows) in later.histogram {
+            *self.histogram.entry(length).or_default() += rows;
+        }
+        self.failed.append(later.failed);
     }
-    Some(summarize(lengths, max_length))
+
+    /// The summary, or `None` after adding every failed row to `problems`.
+    pub(crate) fn finish(
+        self,
+        max_length: Option<usize>,
+        problems: &mut ProblemList,
+    ) -> Option<TokenLengths> {
+        if self.failed.total() > 0 {
+            problems.append(self.failed);
+            return None;
+        }
+        Some(summarize(&self.histogram, max_length))
+    }
 }
 
-fn summarize(mut lengths: Vec<usize>, max_length: Option<usize>) -> TokenLengths {
-    lengths.sort_unstable();
+fn summarize(histogram: &BTreeMap<usize, usize>, max_length: Option<usize>) -> TokenLengths {
+    let rows: usize = histogram.values().sum();
+    // Nearest rank: the length of the row at 1-based rank ceil(percent * rows / 100).
     let rank = |percent: usize| -> usize {
-        if lengths.is_empty() {
-            return 0;
+        let wanted = (percent * rows).div_ceil(100).max(1);
+        let mut seen = 0;
+        for (&length, &count) in histogram {
+            seen += count;
+            if seen >= wanted {
+                return length;
+            }
         }
-        let index = (percent * lengths.len()).div_ceil(100).max(1) - 1;
-        lengths[index.min(lengths.len() - 1)]
+        0
     };
     TokenLengths {
-        rows: lengths.len(),
+        rows,
         p50: rank(50),
         p95: rank(95),
-        max: lengths.last().copied().unwrap_or(0),
+        max: histogram.keys().next_back().copied().unwrap_or(0),
         max_length,
-        over_max_length: max_length
-            .map_or(0, |limit| lengths.iter().filter(|&&l| l > limit).count()),
+        over_max_length: max_length.map_or(0, |limit| {
+            histogram.range(limit + 1..).map(|(_, &count)| count).sum()
+        }),
     }
 }
 
-fn row_length(row: &Map<String, Value>, dataset: &Dataset, tokenizer: &Tokenizer) -> Result<usize> {
+/// The length of the longest sequence `row` (of a dataset in `format`) feeds the model.
+pub(crate) fn row_length(
+    row: &Map<String, Value>,
+    format: DatasetFormat,
+    text_field: &str,
+    tokenizer: &Tokenizer,
+) -> Result<usize> {
     let column = |name: &str| row.get(name).cloned().unwrap_or(Value::Null);
     let text = |name: &str| {
         row.get(name)
@@ -169,9 +229,8 @@ fn row_length(row: &Map<String, Value>, dataset: &Dataset, tokenizer: &Tokenizer
             .len())
     };
     let joined = |first: &str, second: &str| [messages(first), messages(second)].concat();
-    let format = dataset.format;
     match (format.kind, format.style) {
-        (FormatKind::LanguageModeling, Style::Standard) => text_length(text(&dataset.text_field)),
+        (FormatKind::LanguageModeling, Style::Standard) => text_length(text(text_field)),
         (FormatKind::LanguageModeling, Style::Conversational) => chat_length(messages("messages")),
         (FormatKind::PromptOnly, Style::Standard) => {
             Ok(tokenizer.encode(&text("prompt"), true)?.len())
@@ -337,7 +396,14 @@ mod tests {
 
     #[test]
     fn percentiles_are_nearest_rank() {
-        let lengths = summarize((1..=100).collect(), Some(90));
+        let summarize = |lengths: Vec<usize>, max_length| {
+            let mut histogram = BTreeMap::new();
+            lengths
+                .into_iter()
+                .for_each(|l| *histogram.entry(l).or_default() += 1);
+            super::summarize(&histogram, max_length)
+        };
+        let lengths = summarize((1..=100).rev().collect(), Some(90));
         assert_eq!((lengths.p50, lengths.p95, lengths.max), (50, 95, 100));
         assert_eq!(lengths.over_max_length, 10);
         let one = summarize(vec![7], None);

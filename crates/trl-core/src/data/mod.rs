@@ -7,8 +7,12 @@
 //! - [`DatasetArgs`] / [`resolve_split_files`]: `--dataset_name`, `--dataset_config` and
 //!   `--dataset_train_split` resolved to files the way `datasets.load_dataset` resolves them;
 //! - [`validate`] (what `trl validate` prints) and [`load_dataset`] (what training commands call):
-//!   every row read and checked, every problem named by file, line or row, and column;
+//!   every row read and checked, every problem named by file, line or row, and column; files are
+//!   read a few MiB at a time and checked on every core, so `validate` runs in bounded memory
+//!   on a split of any size;
 //! - [`token_lengths`]: token lengths under the tokenizer and chat template;
+//! - [`token_cache`]: tokenized examples cached on disk, keyed by the content of the data, the
+//!   tokenizer files and the options;
 //! - [`extract_prompt`], [`maybe_extract_prompt`], [`unpair_preference`]: TRL's rewrites of
 //!   preference rows, for the DPO and KTO recipes.
 //!
@@ -24,8 +28,12 @@ mod problem;
 mod prompt;
 mod read;
 mod report;
+mod scan;
 mod source;
 mod splits;
+mod stream;
+mod tally;
+pub mod token_cache;
 mod validate;
 
 pub use format::{DatasetFormat, FormatKind, Row, Style};

@@ -113,24 +113,56 @@ impl fmt::Display for Problem {
 }
 
 /// Problems as they are found: the first [`MAX_LISTED_PROBLEMS`] are kept, the rest counted.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct ProblemList {
-    listed: Vec<Problem>,
+pub(crate) type ProblemList = Capped<Problem>;
+
+/// The first [`MAX_LISTED_PROBLEMS`] items pushed, and how many were pushed in all: what a report
+/// needs, in memory that does not grow with the data.
+#[derive(Debug, Clone)]
+pub(crate) struct Capped<T> {
+    listed: Vec<T>,
     total: usize,
 }
 
-impl ProblemList {
-    pub(crate) fn push(&mut self, problem: Problem) {
+impl<T> Default for Capped<T> {
+    fn default() -> Self {
+        Capped {
+            listed: Vec::new(),
+            total: 0,
+        }
+    }
+}
+
+impl<T> Capped<T> {
+    pub(crate) fn push(&mut self, item: T) {
         self.total += 1;
         if self.listed.len() < MAX_LISTED_PROBLEMS {
-            self.listed.push(problem);
+            self.listed.push(item);
         }
+    }
+
+    /// Everything pushed into `later`, as if pushed here after what is here already.
+    pub(crate) fn append(&mut self, later: Capped<T>) {
+        let unlisted = later.total - later.listed.len();
+        for item in later.listed {
+            self.push(item);
+        }
+        self.total += unlisted;
     }
 
     pub(crate) fn total(&self) -> usize {
         self.total
     }
 
+    /// The same list with every kept item turned into another.
+    pub(crate) fn map<U>(self, f: impl FnMut(T) -> U) -> Capped<U> {
+        Capped {
+            listed: self.listed.into_iter().map(f).collect(),
+            total: self.total,
+        }
+    }
+}
+
+impl Capped<Problem> {
     /// The listed problems in reading order (dataset-wide ones first, then by file and row),
     /// and the count of all.
     pub(crate) fn into_parts(mut self) -> (Vec<Problem>, usize) {
@@ -206,6 +238,19 @@ mod tests {
         assert_eq!(listed.len(), MAX_LISTED_PROBLEMS);
         assert_eq!(total, MAX_LISTED_PROBLEMS + 7);
         assert_eq!(listed[0].found, "0");
+    }
+
+    #[test]
+    fn appending_keeps_the_first_pushed_and_counts_all() {
+        let pushed = |range: std::ops::Range<usize>| {
+            let mut list = Capped::default();
+            range.for_each(|i| list.push(i));
+            list
+        };
+        let mut list = pushed(0..30);
+        list.append(pushed(30..100));
+        assert_eq!(list.listed, (0..MAX_LISTED_PROBLEMS).collect::<Vec<_>>());
+        assert_eq!(list.total, 100);
     }
 
     #[test]

@@ -9,6 +9,9 @@
 //!   objects, or an object of equally long column arrays).
 //!
 //! Parquet goes through the `parquet` crate's record API, one JSON object per row.
+//!
+//! These functions read a whole file; [`super::stream`] cuts big files into pieces and calls
+//! the same parsers on each.
 
 use std::fs::File;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -19,40 +22,10 @@ use serde_json::Value;
 
 use super::format::Row;
 use super::problem::{Position, Problem, ProblemList, describe};
+use super::stream::split_objects;
 
 /// A row and where it is in its file.
 pub(crate) type LocatedRow = (Position, Row);
-
-/// Reads every row of `path` (by its extension); what cannot be read becomes a problem.
-pub(crate) fn read_rows(
-    path: &Path,
-    json_field: Option<&str>,
-    problems: &mut ProblemList,
-) -> Vec<LocatedRow> {
-    let extension = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    match extension.as_str() {
-        "parquet" => read_parquet(path, problems),
-        "json" | "jsonl" => match std::fs::read(path) {
-            Ok(bytes) => read_json(path, &bytes, json_field, problems),
-            Err(error) => {
-                problems.push(Problem::file(path, "a readable file", error.to_string()));
-                Vec::new()
-            }
-        },
-        _ => {
-            problems.push(Problem::file(
-                path,
-                "a .jsonl, .json or .parquet file",
-                format!("the extension {extension:?}"),
-            ));
-            Vec::new()
-        }
-    }
-}
 
 /// Rows of JSON bytes (see the module docs for the shapes accepted).
 pub(crate) fn read_json(
@@ -119,72 +92,72 @@ fn rows_of_array(path: &Path, items: Vec<Value>, problems: &mut ProblemList) -> 
 /// (multi-line) objects, the objects are the rows, numbered by the line they start on.
 fn read_json_lines(path: &Path, bytes: &[u8], problems: &mut ProblemList) -> Vec<LocatedRow> {
     let mut rows = Vec::new();
-    let mut line_problems = Vec::new();
+    let mut line_problems = ProblemList::default();
+    parse_lines(path, 1, bytes, &mut rows, &mut line_problems);
+    if line_problems.total() == 0 {
+        return rows;
+    }
+    if let Some(rows) = read_object_stream(path, bytes) {
+        return rows;
+    }
+    problems.append(line_problems);
+    rows
+}
+
+/// Parses JSON lines, the first of them line `first_line`: rows to `rows`, lines that are not
+/// one object to `problems`, blank lines skipped. Returns how many lines were not blank.
+pub(crate) fn parse_lines(
+    path: &Path,
+    first_line: usize,
+    bytes: &[u8],
+    rows: &mut Vec<LocatedRow>,
+    problems: &mut ProblemList,
+) -> usize {
+    let mut nonblank = 0;
     for (index, line) in bytes.split(|&b| b == b'\n').enumerate() {
-        let position = Position::Line(index + 1);
+        let position = Position::Line(first_line + index);
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let text = match std::str::from_utf8(line) {
-            Ok(text) => text,
-            Err(error) => {
-                let found = format!(
-                    "the byte 0x{:02x} at column {}, which is not UTF-8",
-                    line[error.valid_up_to()],
-                    error.valid_up_to() + 1
-                );
-                line_problems.push(Problem::row(path, position, "UTF-8 text", found));
-                continue;
-            }
-        };
-        match serde_json::from_str::<Value>(text) {
-            Ok(Value::Object(row)) => rows.push((position, row)),
-            Ok(other) => line_problems.push(Problem::row(
-                path,
-                position,
-                "a JSON object (one row)",
-                describe(&other),
-            )),
-            Err(error) => line_problems.push(Problem::row(
-                path,
-                position,
-                "a JSON object (one row)",
-                json_error(&error),
-            )),
+        nonblank += 1;
+        match parse_object(path, position, line) {
+            Ok(row) => rows.push((position, row)),
+            Err(problem) => problems.push(problem),
         }
     }
-    if line_problems.is_empty() {
-        return rows;
+    nonblank
+}
+
+/// One row from the bytes of one JSON object.
+pub(crate) fn parse_object(path: &Path, position: Position, bytes: &[u8]) -> Result<Row, Problem> {
+    let text = std::str::from_utf8(bytes).map_err(|error| {
+        let found = format!(
+            "the byte 0x{:02x} at column {}, which is not UTF-8",
+            bytes[error.valid_up_to()],
+            error.valid_up_to() + 1
+        );
+        Problem::row(path, position, "UTF-8 text", found)
+    })?;
+    let expected = "a JSON object (one row)";
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(row)) => Ok(row),
+        Ok(other) => Err(Problem::row(path, position, expected, describe(&other))),
+        Err(error) => Err(Problem::row(path, position, expected, json_error(&error))),
     }
-    if let Some(rows) = read_object_stream(bytes) {
-        return rows;
-    }
-    for problem in line_problems {
-        problems.push(problem);
-    }
-    rows
 }
 
 /// The file as whitespace-separated objects, or `None` if it is not exactly that.
-fn read_object_stream(bytes: &[u8]) -> Option<Vec<LocatedRow>> {
-    let text = std::str::from_utf8(bytes).ok()?;
-    let mut rows = Vec::new();
-    let mut stream = serde_json::Deserializer::from_str(text).into_iter::<Value>();
-    loop {
-        let start = stream.byte_offset();
-        let value = match stream.next() {
-            None => break,
-            Some(value) => value.ok()?,
-        };
-        let Value::Object(row) = value else {
-            return None;
-        };
-        let skipped = text[start..].len() - text[start..].trim_start().len();
-        let line = text[..start + skipped].matches('\n').count() + 1;
-        rows.push((Position::Line(line), row));
-    }
-    Some(rows)
+fn read_object_stream(path: &Path, bytes: &[u8]) -> Option<Vec<LocatedRow>> {
+    split_objects(bytes)?
+        .into_iter()
+        .map(|(line, range)| {
+            let position = Position::Line(line);
+            parse_object(path, position, &bytes[range])
+                .ok()
+                .map(|row| (position, row))
+        })
+        .collect()
 }
 
 fn read_json_field(
@@ -261,52 +234,63 @@ fn json_error(error: &serde_json::Error) -> String {
     format!("invalid JSON ({error})")
 }
 
-/// Rows of a Parquet file. The decoder is someone else's code fed untrusted bytes: a panic in it
-/// is caught and reported as a corrupt file rather than taking the process down.
-pub(crate) fn read_parquet(path: &Path, problems: &mut ProblemList) -> Vec<LocatedRow> {
+/// Hands the rows of a Parquet file to `each`, `piece_rows` at a time. The decoder is someone
+/// else's code fed untrusted bytes: a panic in it is caught and reported as a corrupt file
+/// rather than taking the process down.
+pub(crate) fn for_each_parquet_piece(
+    path: &Path,
+    piece_rows: usize,
+    problems: &mut ProblemList,
+    each: &mut dyn FnMut(Vec<LocatedRow>),
+) {
     let file = match File::open(path) {
         Ok(file) => file,
         Err(error) => {
             problems.push(Problem::file(path, "a readable file", error.to_string()));
-            return Vec::new();
+            return;
         }
     };
-    let mut rows = Vec::new();
-    let mut row_problems = ProblemList::default();
-    let outcome = catch_unwind(AssertUnwindSafe(|| {
-        read_parquet_rows(path, file, &mut rows, &mut row_problems)
-    }));
-    for problem in row_problems.into_parts().0 {
-        problems.push(problem);
-    }
-    match outcome {
-        Ok(Ok(())) => {}
-        Ok(Err(error)) => problems.push(Problem::file(path, "a valid Parquet file", error)),
-        Err(_) => problems.push(Problem::file(
+    let crashed = || {
+        Problem::file(
             path,
             "a valid Parquet file",
             "data the Parquet decoder cannot read (it crashed): the file is probably corrupt",
-        )),
-    }
-    rows
-}
-
-fn read_parquet_rows(
-    path: &Path,
-    file: File,
-    rows: &mut Vec<LocatedRow>,
-    problems: &mut ProblemList,
-) -> std::result::Result<(), String> {
-    let reader = SerializedFileReader::new(file).map_err(|e| parquet_error(&e))?;
-    let iter = reader.get_row_iter(None).map_err(|e| parquet_error(&e))?;
-    for (index, row) in iter.enumerate() {
+        )
+    };
+    let reader = match catch_unwind(AssertUnwindSafe(|| SerializedFileReader::new(file))) {
+        Ok(Ok(reader)) => reader,
+        Ok(Err(error)) => {
+            problems.push(Problem::file(
+                path,
+                "a valid Parquet file",
+                parquet_error(&error),
+            ));
+            return;
+        }
+        Err(_) => return problems.push(crashed()),
+    };
+    let mut records = match catch_unwind(AssertUnwindSafe(|| reader.get_row_iter(None))) {
+        Ok(Ok(records)) => records,
+        Ok(Err(error)) => {
+            problems.push(Problem::file(
+                path,
+                "a valid Parquet file",
+                parquet_error(&error),
+            ));
+            return;
+        }
+        Err(_) => return problems.push(crashed()),
+    };
+    let mut piece = Vec::with_capacity(piece_rows);
+    for index in 0.. {
         let position = Position::Row(index + 1);
-        match row {
-            Ok(row) => match row.to_json_value() {
-                Value::Object(object) => rows.push((position, object)),
+        match catch_unwind(AssertUnwindSafe(|| records.next())) {
+            Ok(None) => break,
+            Ok(Some(Ok(record))) => match record.to_json_value() {
+                Value::Object(object) => piece.push((position, object)),
                 other => problems.push(Problem::row(path, position, "a record", describe(&other))),
             },
-            Err(error) => {
+            Ok(Some(Err(error))) => {
                 // The decoder cannot resynchronise after a bad page: stop at the first one.
                 problems.push(Problem::row(
                     path,
@@ -316,9 +300,21 @@ fn read_parquet_rows(
                 ));
                 break;
             }
+            Err(_) => {
+                problems.push(crashed());
+                break;
+            }
+        }
+        if piece.len() == piece_rows {
+            each(std::mem::replace(
+                &mut piece,
+                Vec::with_capacity(piece_rows),
+            ));
         }
     }
-    Ok(())
+    if !piece.is_empty() {
+        each(piece);
+    }
 }
 
 /// The decoder's message, plus what to do about a codec left out of this build.

@@ -9,6 +9,8 @@ use parquet::schema::parser::parse_message_type;
 use serde_json::json;
 
 use super::*;
+use crate::data::Method;
+use crate::data::scan::{ScanOptions, scan_files};
 
 fn json_rows(bytes: &[u8]) -> (Vec<LocatedRow>, Vec<String>) {
     let mut problems = ProblemList::default();
@@ -22,6 +24,16 @@ fn json_rows(bytes: &[u8]) -> (Vec<LocatedRow>, Vec<String>) {
             .map(ToString::to_string)
             .collect(),
     )
+}
+
+/// The rows of a Parquet file, in pieces of 1 row to test the cutting too.
+fn read_parquet(path: &Path, problems: &mut ProblemList) -> Vec<LocatedRow> {
+    let mut rows = Vec::new();
+    for_each_parquet_piece(path, 1, problems, &mut |piece| {
+        assert_eq!(piece.len(), 1);
+        rows.extend(piece);
+    });
+    rows
 }
 
 fn positions(rows: &[LocatedRow]) -> Vec<Position> {
@@ -153,10 +165,10 @@ fn unknown_extensions_and_missing_files_are_problems() {
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("d.csv");
     std::fs::write(&csv, "text\na\n").unwrap();
-    let mut problems = ProblemList::default();
-    assert!(read_rows(&csv, None, &mut problems).is_empty());
-    assert!(read_rows(&dir.path().join("gone.jsonl"), None, &mut problems).is_empty());
-    let listed = problems.into_parts().0;
+    let files = [csv, dir.path().join("gone.jsonl")];
+    let scanned = scan_files(&files, ScanOptions::new(Method::Sft, "text"));
+    assert_eq!(scanned.rows, 0);
+    let listed = scanned.problems.into_parts().0;
     assert_eq!(listed[0].expected, "a .jsonl, .json or .parquet file");
     assert_eq!(listed[1].expected, "a readable file");
 }
@@ -234,7 +246,7 @@ fn parquet_rows_become_json_objects_with_every_codec() {
         let path = dir.path().join("train.parquet");
         write_parquet(&path, compression);
         let mut problems = ProblemList::default();
-        let rows = read_rows(&path, None, &mut problems);
+        let rows = read_parquet(&path, &mut problems);
         assert_eq!(
             problems.total(),
             0,
@@ -289,7 +301,7 @@ fn corrupt_parquet_is_a_problem_not_a_panic() {
         let path = dir.path().join(name);
         std::fs::write(&path, content).unwrap();
         let mut problems = ProblemList::default();
-        let _rows = read_rows(&path, None, &mut problems);
+        let _rows = read_parquet(&path, &mut problems);
         let (listed, total) = problems.into_parts();
         assert!(total >= 1, "{name}: no problem reported");
         assert!(

@@ -238,7 +238,7 @@ fn file_errors_are_reported_with_their_lines() {
 
     let (report, _dir) = validate_text("empty.jsonl", b"", Method::Sft);
     assert_eq!(found(&report).len(), 1);
-    assert!(found(&report)[0].ends_with("empty.jsonl: expected rows of JSON, found an empty file"));
+    assert!(found(&report)[0].ends_with("empty.jsonl: expected rows of JSON, found an empty file"), "{report}");
     assert_eq!(report.format, None);
 
     let (report, _dir) = validate_text("broken.parquet", b"PAR1 not really", Method::Sft);
@@ -358,4 +358,77 @@ fn grpo_on_prompt_completion_data_says_how_to_keep_the_completion() {
         "{}",
         report.problems[0]
     );
+}
+
+/// Reading in pieces of any size (so that the format guessed from the first piece may be wrong)
+/// reports exactly what reading every file in one piece does, token lengths included.
+#[test]
+fn reports_do_not_depend_on_the_piece_size() {
+    let tokenizer = crate::tokenizer::Tokenizer::from_dir(format!(
+        "{}/../../fixtures/models/tiny-qwen2",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, content: &[u8]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, content).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    // 40 rows of one format, then 60 of the one most rows have.
+    let minority_first: Vec<Value> = (0..100)
+        .map(|i| match i {
+            0..40 => json!({"text": format!("t{i}")}),
+            _ => json!({"prompt": format!("p{i}"), "completion": "c"}),
+        })
+        .collect();
+    let numbers: Vec<Value> = (0..80).map(|i| json!({"text": i})).collect();
+    let cases = [
+        (sample("messages.jsonl"), Method::Sft),
+        (sample("preference_conversational.jsonl"), Method::Dpo),
+        (sample("prompt_only.jsonl"), Method::Grpo),
+        (write("minority_first.jsonl", &lines(&minority_first)), Method::Sft),
+        (write("numbers.jsonl", &lines(&numbers)), Method::Sft),
+        (
+            write(
+                "bad.jsonl",
+                b"{\"text\": \"ok\"}\n{\"text\": \xff}\n\n{oops}\r\n{\"text\": 3}\n{\"text\": \"end\"}",
+            ),
+            Method::Sft,
+        ),
+        (
+            write(
+                "multiline.jsonl",
+                b"\xef\xbb\xbf{\"messages\": [\n  {\"role\": \"user\", \"content\": \"hi\"},\n  \
+                  {\"role\": \"assistant\", \"content\": \"yo\"}\n]}\n\n{\"messages\": [{\"role\": \
+                  \"user\", \"content\": \"a\\\"}{\"}, {\"role\": \"assistant\", \"content\": \"b\"}]}\n",
+            ),
+            Method::Sft,
+        ),
+        (write("blank.jsonl", b"\n  \r\n"), Method::Sft),
+    ];
+    for (path, method) in cases {
+        let args = DatasetArgs::new(&path);
+        let tokenizer = Some((&tokenizer, Some(60)));
+        let whole = validate_in_pieces(&args, method, tokenizer, usize::MAX).unwrap();
+        for piece_bytes in [1, 7, 64, 4096] {
+            let pieces = validate_in_pieces(&args, method, tokenizer, piece_bytes).unwrap();
+            assert_eq!(
+                format!("{pieces:?}"),
+                format!("{whole:?}"),
+                "{path} in pieces of {piece_bytes} bytes"
+            );
+        }
+    }
+    let multiline = validate_file(
+        &dir.path().join("multiline.jsonl").to_string_lossy(),
+        Method::Sft,
+    );
+    assert!(multiline.is_valid(), "{multiline}");
+    assert_eq!(multiline.rows, 2);
+    let minority = validate_file(
+        &dir.path().join("minority_first.jsonl").to_string_lossy(),
+        Method::Sft,
+    );
+    assert_eq!(minority.problem_count, 40, "{minority}");
 }

@@ -261,6 +261,23 @@ impl SequenceClassifier {
         &self.config
     }
 
+    /// Sets `config.pad_token_id`: which token [`SequenceClassifier::forward`] skips to find
+    /// each row's last token, and what `config.json` records (TRL sets it to the tokenizer's).
+    pub fn set_pad_token_id(&mut self, pad_token_id: u32) {
+        self.config.pad_token_id = Some(pad_token_id);
+        self.config
+            .raw
+            .insert("pad_token_id".into(), pad_token_id.into());
+    }
+
+    /// Sets `config.eos_token_id` (TRL mirrors an `eos_token` override onto the model config).
+    pub fn set_eos_token_id(&mut self, eos_token_id: u32) {
+        self.config.eos_token_ids = vec![eos_token_id];
+        self.config
+            .raw
+            .insert("eos_token_id".into(), eos_token_id.into());
+    }
+
     /// Scores `[batch, num_labels]` at each row's last non-pad token.
     pub fn forward(&self, batch: &TokenBatch) -> Result<Tensor<2>> {
         let [rows, _] = batch.dims();

@@ -42,6 +42,15 @@ pub fn load_causal_lm(dir: &Path, device: &Device) -> Result<CausalLm> {
     CausalLm::load(&mut reader, &config, device)
 }
 
+/// Loads a frozen causal LM to serve as a reference model: on the training device, so its
+/// forward pass runs the very kernels the policy's does (policy and reference agree bit for bit
+/// while their weights do, as in TRL, where step-1 rewards are exactly 0), with every parameter
+/// marked `no_grad`, so no autodiff graph is recorded for it.
+pub fn load_frozen_causal_lm(dir: &Path, device: &Device) -> Result<CausalLm> {
+    use burn::module::Module;
+    Ok(load_causal_lm(dir, device)?.no_grad())
+}
+
 /// Loads a `*ForSequenceClassification` checkpoint; a causal-LM checkpoint gets a freshly
 /// initialised `score` head with `num_labels` outputs instead of its `lm_head`.
 pub fn load_sequence_classifier(

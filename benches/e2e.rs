@@ -1,0 +1,276 @@
+//! End-to-end training steps of trl-rs on the benchmark model: one method per process, so that
+//! the process's peak RSS is that run's. `cargo xtask bench` runs it (twice: SFT and DPO) on
+//! the model and data `reference/bench_trl.py make-model` wrote, the same files TRL trains on:
+//!
+//! ```text
+//! cargo bench --bench e2e -- --method sft|dpo --model DIR --out FILE.json [--warmup 3] [--steps 10]
+//! ```
+//!
+//! It runs `warmup + steps` optimizer steps through `trl_core::train::train` with
+//! `trl_sft::SftMethod` (8 rows of 256 tokens, every token a label) or `trl_dpo::DpoMethod`
+//! (8 pairs: 16 sequences of 128 prompt + 128 completion tokens, sigmoid loss, the reference
+//! model frozen as `trl dpo` loads it), fp32 on the default device (burn flex on CPU). A step's
+//! time is the interval between consecutive `Method::after_step` calls, as TRL's is between
+//! `on_step_end` callbacks. The JSON holds every step's time, the median of the measured ones,
+//! tokens/s, the parameter counts the FLOP estimate needs, and `peak_rss_bytes` (`VmHWM` of
+//! `/proc/self/status`, read at the end).
+
+use std::cell::RefCell;
+use std::error::Error;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::tensor::{Device, Tensor};
+use serde_json::{Value, json};
+use trl_core::model::{CausalLm, load_causal_lm, load_frozen_causal_lm, read_config};
+use trl_core::tokenizer::Tokenizer;
+use trl_core::train::args::SaveStrategy;
+use trl_core::train::{Method, RunLogger, StepMetrics, TrainingArguments, train};
+use trl_dpo::data::DpoExample;
+use trl_dpo::{DpoConfig, DpoMethod};
+use trl_sft::data::SftExample;
+use trl_sft::{SftConfig, SftMethod};
+
+type BoxResult<T> = Result<T, Box<dyn Error>>;
+
+/// Rows per SFT batch and pairs per DPO batch (one micro-batch per step).
+const BATCH: usize = 8;
+const LEARNING_RATE: f64 = 1e-5;
+
+struct Options {
+    method: String,
+    model: PathBuf,
+    out: PathBuf,
+    warmup: usize,
+    steps: usize,
+}
+
+/// `None` when run without `--model` (a plain `cargo bench`): there is nothing to measure.
+fn parse_options() -> BoxResult<Option<Options>> {
+    let mut method = "sft".to_string();
+    let (mut model, mut out) = (None, None);
+    let (mut warmup, mut steps) = (3, 10);
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--method" => method = value()?,
+            "--model" => model = Some(PathBuf::from(value()?)),
+            "--out" => out = Some(PathBuf::from(value()?)),
+            "--warmup" => warmup = value()?.parse()?,
+            "--steps" => steps = value()?.parse()?,
+            _ => {} // cargo bench's own flags (--bench)
+        }
+    }
+    let Some(model) = model else {
+        return Ok(None);
+    };
+    Ok(Some(Options {
+        method,
+        model,
+        out: out.unwrap_or_else(|| PathBuf::from("e2e.json")),
+        warmup,
+        steps,
+    }))
+}
+
+/// Any method, with the time of each optimizer step's end recorded.
+struct Timed<M> {
+    inner: M,
+    marks: RefCell<Vec<Instant>>,
+}
+
+impl<M: Method> Method for Timed<M> {
+    type Model = M::Model;
+    type Example = M::Example;
+
+    fn items_in(&self, examples: &[&Self::Example]) -> f64 {
+        self.inner.items_in(examples)
+    }
+
+    fn loss(
+        &self,
+        model: &Self::Model,
+        examples: &[&Self::Example],
+        items_in_step: f64,
+    ) -> trl_core::Result<(Tensor<1>, StepMetrics)> {
+        self.inner.loss(model, examples, items_in_step)
+    }
+
+    fn save_model(&self, model: &Self::Model, dir: &Path) -> trl_core::Result<()> {
+        self.inner.save_model(model, dir)
+    }
+
+    fn load_model(&self, dir: &Path, device: &Device) -> trl_core::Result<Self::Model> {
+        self.inner.load_model(dir, device)
+    }
+
+    fn after_step(&self, model: &Self::Model, step: u64) -> trl_core::Result<()> {
+        self.inner.after_step(model, step)?;
+        self.marks.borrow_mut().push(Instant::now());
+        Ok(())
+    }
+}
+
+/// Runs `args.max_steps` steps and returns each step's wall time in seconds.
+fn time_steps<M: Method>(
+    method: M,
+    model: M::Model,
+    examples: &[M::Example],
+    args: &TrainingArguments,
+    device: &Device,
+) -> BoxResult<Vec<f64>> {
+    let timed = Timed {
+        inner: method,
+        marks: RefCell::new(vec![Instant::now()]),
+    };
+    train(&timed, model, examples, args, device, &mut RunLogger::silent())?;
+    let marks = timed.marks.into_inner();
+    Ok(marks
+        .windows(2)
+        .map(|w| (w[1] - w[0]).as_secs_f64())
+        .collect())
+}
+
+fn ids(value: &Value) -> BoxResult<Vec<u32>> {
+    value
+        .as_array()
+        .ok_or("bench_data.json: expected a list of token ids")?
+        .iter()
+        .map(|id| {
+            id.as_u64()
+                .map(|id| id as u32)
+                .ok_or_else(|| "bench_data.json: a token id is not an integer".into())
+        })
+        .collect()
+}
+
+/// Peak resident set size of this process (`VmHWM`), in bytes.
+fn peak_rss_bytes() -> BoxResult<u64> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .ok_or("no VmHWM in /proc/self/status")?;
+    let kib: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .ok_or("malformed VmHWM line")?
+        .parse()?;
+    Ok(kib * 1024)
+}
+
+fn main() -> BoxResult<()> {
+    let Some(options) = parse_options()? else {
+        eprintln!(
+            "e2e: nothing to do without --model; run `cargo xtask bench`, which writes the \
+             benchmark model and passes it here"
+        );
+        return Ok(());
+    };
+    let data: Value =
+        serde_json::from_slice(&std::fs::read(options.model.join("bench_data.json"))?)?;
+    let config = read_config(&options.model)?;
+    let tokenizer = Tokenizer::from_dir(&options.model)?;
+    let device = Device::default().autodiff();
+    let model: CausalLm = load_causal_lm(&options.model, &device)?;
+    let params = model.num_params();
+    let output_dir = std::env::temp_dir().join(format!("trl-rs-bench-{}", std::process::id()));
+    let args = TrainingArguments {
+        output_dir: output_dir.display().to_string(),
+        max_steps: (options.warmup + options.steps) as i64,
+        per_device_train_batch_size: BATCH,
+        learning_rate: LEARNING_RATE,
+        logging_steps: 1.0,
+        save_strategy: SaveStrategy::No,
+        ..TrainingArguments::default()
+    };
+
+    let (step_times, sequences, seq_len) = match options.method.as_str() {
+        "sft" => {
+            let examples = data["sft"]
+                .as_array()
+                .ok_or("bench_data.json: no sft rows")?
+                .iter()
+                .map(|row| {
+                    let input_ids = ids(row)?;
+                    Ok(SftExample {
+                        labels: input_ids.iter().map(|&id| id as i64).collect(),
+                        seq_lengths: vec![input_ids.len()],
+                        input_ids,
+                    })
+                })
+                .collect::<BoxResult<Vec<_>>>()?;
+            let seq_len = examples[0].input_ids.len();
+            let method = SftMethod::new(SftConfig::default(), tokenizer)?;
+            let times = time_steps(method, model, &examples, &args, &device)?;
+            (times, examples.len(), seq_len)
+        }
+        "dpo" => {
+            let examples = data["dpo"]
+                .as_array()
+                .ok_or("bench_data.json: no dpo pairs")?
+                .iter()
+                .map(|pair| {
+                    Ok(DpoExample {
+                        prompt_ids: ids(&pair["prompt_ids"])?,
+                        chosen_ids: ids(&pair["chosen_ids"])?,
+                        rejected_ids: ids(&pair["rejected_ids"])?,
+                        ref_logps: None,
+                    })
+                })
+                .collect::<BoxResult<Vec<_>>>()?;
+            let seq_len = examples[0].prompt_ids.len() + examples[0].chosen_ids.len();
+            // TRL's default reference: a frozen copy of the starting policy, as `trl dpo` loads it.
+            let reference = load_frozen_causal_lm(&options.model, &device)?;
+            let method = DpoMethod::new(DpoConfig::default(), tokenizer, Some(reference))?;
+            let times = time_steps(method, model, &examples, &args, &device)?;
+            (times, 2 * examples.len(), seq_len)
+        }
+        other => return Err(format!("--method {other:?}: expected sft or dpo").into()),
+    };
+    let _ = std::fs::remove_dir_all(&output_dir);
+
+    let measured = &step_times[options.warmup.min(step_times.len())..];
+    let median = median(measured).ok_or("no measured steps")?;
+    let tokens = (sequences * seq_len) as f64;
+    let result = json!({
+        "side": "trl-rs",
+        "implementation": "trl-rs (burn 0.22 flex, simd + rayon)",
+        "method": options.method,
+        "threads": std::thread::available_parallelism().map_or(1, |n| n.get()),
+        "tokens_per_step": tokens,
+        "sequences_per_step": sequences,
+        "seq_len": seq_len,
+        "warmup_steps": options.warmup,
+        "step_times_s": step_times,
+        "median_step_s": median,
+        "tokens_per_s": tokens / median,
+        "peak_rss_bytes": peak_rss_bytes()?,
+        "params": params,
+        "embedding_params": config.vocab_size * config.hidden_size,
+        "num_layers": config.num_hidden_layers,
+        "attention_width": config.num_attention_heads * config.head_dim,
+    });
+    std::fs::write(&options.out, serde_json::to_vec_pretty(&result)?)?;
+    println!(
+        "{:<45} {}: {median:.3} s/step, {:.0} tokens/s, peak RSS {:.2} GB",
+        "trl-rs (burn flex)",
+        options.method,
+        tokens / median,
+        result["peak_rss_bytes"].as_f64().unwrap_or(0.0) / 1e9
+    );
+    Ok(())
+}
+
+fn median(values: &[f64]) -> Option<f64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(sorted[n / 2]),
+        _ => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2.0),
+    }
+}

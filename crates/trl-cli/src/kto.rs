@@ -1,0 +1,100 @@
+//! `trl kto`: Kahneman-Tversky Optimization with TRL's `KTOConfig` keys.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::{Result, bail};
+use serde_json::Value;
+use trl_core::data::Method as DataMethod;
+use trl_core::model::{load_causal_lm, load_frozen_causal_lm};
+use trl_core::tokenizer::Tokenizer;
+use trl_core::train::args::SamplingStrategy;
+use trl_core::train::ref_cache::{Fingerprint, cached_rows};
+use trl_core::train::train;
+use trl_kto::data::prepare_examples;
+use trl_kto::{KtoConfig, KtoMethod};
+
+use crate::common::{print_help, report, setup, wants_help};
+
+/// Runs `trl kto` with raw arguments (everything after `kto`).
+pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
+    if wants_help(raw) {
+        print_help::<KtoConfig>("kto", "Kahneman-Tversky Optimization with TRL's KTOConfig keys.");
+        return Ok(());
+    }
+    // Where KTOConfig's defaults differ from TrainingArguments' (TRL 1.16).
+    let defaults = [
+        ("learning_rate", Value::from(1e-6)),
+        ("logging_steps", Value::from(10)),
+        ("train_sampling_strategy", Value::from("sequential")),
+    ];
+    let run = setup::<KtoConfig>("kto", raw, &defaults, DataMethod::Kto, |_| "text".into())?;
+    let kto = run.config.clone();
+    let batch = run.args.per_device_train_batch_size;
+    if kto.loss_type.uses_kl() {
+        if run.args.train_sampling_strategy != SamplingStrategy::Sequential {
+            bail!(
+                "loss_type kto estimates its KL baseline from neighbours in a fixed-order batch and needs \
+                 train_sampling_strategy sequential"
+            );
+        }
+        if batch <= 1 {
+            bail!(
+                "loss_type kto needs per_device_train_batch_size > 1: the KL baseline pairs each prompt with \
+                 another example's completion in the same batch"
+            );
+        }
+    }
+    let tokenizer = Tokenizer::from_dir(&run.model_dir)?;
+    let kl_block = kto.loss_type.uses_kl().then_some(batch);
+    let mut examples = prepare_examples(run.dataset.rows(), &tokenizer, kto.max_length, kl_block)
+        .map_err(|(row, message)| anyhow::anyhow!("row {}: {message}", row + 1))?;
+    if examples.is_empty() {
+        bail!("every row's prompt fills max_length {:?}; nothing to train on", kto.max_length);
+    }
+    let device = run.device()?;
+    let model = load_causal_lm(&run.model_dir, &device)?;
+    let plain = device.clone();
+    let reference_dir = match &kto.ref_model {
+        Some(id) => trl_core::hub::resolve_model(id, None)?,
+        None => run.model_dir.clone(),
+    };
+    let reference = load_frozen_causal_lm(&reference_dir, &plain)?;
+    let mut method = KtoMethod::new(kto.clone(), tokenizer, Some(reference))?;
+    if kto.precompute_ref_log_probs {
+        let mut key = Fingerprint::default();
+        key.update(b"kto-ref-logps-v1");
+        key.update_model_dir(&reference_dir);
+        for e in &examples {
+            key.update_ids(&e.prompt_ids);
+            key.update_ids(&e.completion_ids);
+            key.update_ids(e.kl_completion_ids.as_deref().unwrap_or_default());
+        }
+        let size = kto.precompute_ref_batch_size.unwrap_or(batch);
+        let mut computed = examples.clone();
+        let (rows, hit) = cached_rows(&key, || {
+            method.precompute_reference(&mut computed, size, &plain)?;
+            Ok(computed.iter().map(|e| e.ref_logps.map_or(vec![], |(a, b)| vec![a, b])).collect())
+        })?;
+        for (example, row) in examples.iter_mut().zip(rows) {
+            if let [main, kl] = row[..] {
+                example.ref_logps = Some((main, kl));
+            }
+        }
+        eprintln!("reference log-probs: {}", if hit { "read from cache" } else { "computed and cached" });
+        method.drop_reference();
+    }
+    let mut logger = run.logger(interrupt)?;
+    eprintln!(
+        "trl kto: {} examples ({} rows, format {}), loss {:?}, model {}, device {}",
+        examples.len(),
+        run.dataset.len(),
+        run.dataset.format,
+        kto.loss_type,
+        run.model_dir.display(),
+        run.device_spec
+    );
+    let outcome = train(&method, model, &examples, &run.args, &device, &mut logger)?;
+    report(&outcome);
+    Ok(())
+}

@@ -1,0 +1,120 @@
+//! Batches of `prompt + completion` sequences, the input of every preference method (DPO's
+//! pairs, KTO's examples and KL pairs): truncated, right-padded, labelled on the completion.
+
+use serde::{Deserialize, Serialize};
+
+use crate::logprobs::IGNORE_INDEX;
+use crate::model::TokenBatch;
+
+/// Which end of a too-long sequence survives (`truncation_mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TruncationMode {
+    KeepStart,
+    KeepEnd,
+}
+
+/// How sequences are cut and padded.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PaddingOptions {
+    pub pad_token_id: u32,
+    pub max_length: Option<usize>,
+    pub truncation_mode: TruncationMode,
+    pub pad_to_multiple_of: Option<usize>,
+}
+
+/// A right-padded batch of `prompt + completion` rows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompletionBatch {
+    pub tokens: TokenBatch,
+    /// `[rows][seq]`: token ids on completion tokens, `-100` elsewhere.
+    pub labels: Vec<Vec<i64>>,
+    /// `[rows][seq]`: 1 on completion tokens (TRL's `completion_mask`).
+    pub completion_mask: Vec<Vec<i64>>,
+    /// Non-padding tokens (TRL's `num_tokens`).
+    pub num_tokens: f64,
+}
+
+/// Concatenates each `(prompt, completion)`, truncates it per sequence, pads on the right
+/// (TRL's `DataCollatorForPreference` / `DataCollatorForUnpairedPreference`).
+pub fn collate_completions(rows: &[(&[u32], &[u32])], options: &PaddingOptions) -> CompletionBatch {
+    let sequences: Vec<(Vec<u32>, Vec<i64>)> = rows
+        .iter()
+        .map(|(prompt, completion)| {
+            let mut ids = prompt.to_vec();
+            ids.extend_from_slice(completion);
+            let mut mask = vec![0i64; prompt.len()];
+            mask.extend(std::iter::repeat_n(1, completion.len()));
+            if let Some(max) = options.max_length
+                && ids.len() > max
+            {
+                let cut = ids.len() - max;
+                match options.truncation_mode {
+                    TruncationMode::KeepStart => {
+                        ids.truncate(max);
+                        mask.truncate(max);
+                    }
+                    TruncationMode::KeepEnd => {
+                        ids.drain(..cut);
+                        mask.drain(..cut);
+                    }
+                }
+            }
+            (ids, mask)
+        })
+        .collect();
+    let longest = sequences.iter().map(|(ids, _)| ids.len()).max().unwrap_or(0);
+    let width = match options.pad_to_multiple_of {
+        Some(m) if m > 0 => longest.div_ceil(m) * m,
+        _ => longest,
+    };
+    let mut input_ids = Vec::with_capacity(sequences.len());
+    let mut attention = Vec::with_capacity(sequences.len());
+    let mut labels = Vec::with_capacity(sequences.len());
+    let mut completion_mask = Vec::with_capacity(sequences.len());
+    let mut num_tokens = 0.0;
+    for (ids, mask) in sequences {
+        let len = ids.len();
+        num_tokens += len as f64;
+        let mut row_labels: Vec<i64> =
+            ids.iter().zip(&mask).map(|(&id, &m)| if m == 1 { id as i64 } else { IGNORE_INDEX }).collect();
+        row_labels.resize(width, IGNORE_INDEX);
+        let mut row_ids = ids;
+        row_ids.resize(width, options.pad_token_id);
+        let mut row_mask = mask;
+        row_mask.resize(width, 0);
+        let mut row_attention = vec![1i64; len];
+        row_attention.resize(width, 0);
+        input_ids.push(row_ids);
+        attention.push(row_attention);
+        labels.push(row_labels);
+        completion_mask.push(row_mask);
+    }
+    CompletionBatch { tokens: TokenBatch::new(input_ids, attention), labels, completion_mask, num_tokens }
+}
+
+/// Length of the longest common prefix: TRL's `common_prefix_length`, where a completion
+/// starts when the tokenized prompt is not a prefix of the tokenized prompt + completion.
+pub fn common_prefix_length(a: &[u32], b: &[u32]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncates_then_pads_on_the_right() {
+        let options = PaddingOptions {
+            pad_token_id: 0,
+            max_length: Some(4),
+            truncation_mode: TruncationMode::KeepStart,
+            pad_to_multiple_of: None,
+        };
+        let batch = collate_completions(&[(&[1, 2, 3], &[4, 5]), (&[7], &[8])], &options);
+        assert_eq!(batch.tokens.input_ids, vec![vec![1, 2, 3, 4], vec![7, 8, 0, 0]]);
+        assert_eq!(batch.completion_mask, vec![vec![0, 0, 0, 1], vec![0, 1, 0, 0]]);
+        assert_eq!(batch.labels[1], vec![IGNORE_INDEX, 8, IGNORE_INDEX, IGNORE_INDEX]);
+        assert_eq!(batch.num_tokens, 6.0);
+    }
+}

@@ -1,0 +1,145 @@
+//! Reward-model training as a [`Method`] of core's training loop.
+
+use std::path::Path;
+
+use burn::tensor::{Device, Tensor, TensorData};
+use trl_core::Result;
+use trl_core::model::{
+    HeadKind, SequenceClassifier, WeightReader, WeightWriter, read_config, save_pretrained,
+};
+use trl_core::tokenizer::Tokenizer;
+use trl_core::train::{Method, StepMetrics};
+
+use crate::config::RewardConfig;
+use crate::data::{PairBatch, RewardExample, collate};
+use crate::loss::{PairScores, bradley_terry_loss, reward_stats};
+
+/// Bradley–Terry training of a one-label sequence classifier on preference pairs.
+pub struct RewardMethod {
+    pub config: RewardConfig,
+    pub tokenizer: Tokenizer,
+    pub pad_token_id: u32,
+    pad_to_multiple_of: Option<usize>,
+}
+
+impl RewardMethod {
+    /// Builds the method. The tokenizer's pad token must already be the one TRL picks
+    /// ([`resolve_pad_token`]); the model's `pad_token_id` must be set to it.
+    pub fn new(
+        config: RewardConfig,
+        tokenizer: Tokenizer,
+    ) -> std::result::Result<Self, crate::Error> {
+        let pad_token_id = tokenizer.pad_token_id().ok_or_else(|| {
+            crate::Error::Config("the tokenizer has no pad token; set pad_token".into())
+        })?;
+        let pad_to_multiple_of = config.pad_multiple()?;
+        Ok(RewardMethod {
+            config,
+            tokenizer,
+            pad_token_id,
+            pad_to_multiple_of,
+        })
+    }
+
+    /// The micro-batch as the model sees it.
+    pub fn collate(&self, examples: &[&RewardExample]) -> PairBatch {
+        collate(examples, self.pad_token_id, self.pad_to_multiple_of)
+    }
+}
+
+/// TRL's pad token: `pad_token` if given, else the tokenizer's, else its EOS. Sets it on the
+/// tokenizer (so the saved tokenizer has it) and returns its id.
+pub fn resolve_pad_token(
+    tokenizer: &mut Tokenizer,
+    pad_token: Option<&str>,
+) -> std::result::Result<u32, crate::Error> {
+    let token = pad_token
+        .or(tokenizer.pad_token())
+        .or(tokenizer.eos_token())
+        .map(str::to_string)
+        .ok_or_else(|| {
+            crate::Error::Config(
+                "the tokenizer has neither a pad nor an EOS token; set pad_token".into(),
+            )
+        })?;
+    tokenizer
+        .set_pad_token(&token)
+        .map_err(|e| crate::Error::Config(e.to_string()))?;
+    tokenizer.token_to_id(&token).ok_or_else(|| {
+        crate::Error::Config(format!("pad token {token:?} is not in the vocabulary"))
+    })
+}
+
+fn host(tensor: Tensor<1>) -> Vec<f32> {
+    tensor
+        .without_autodiff()
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap_or_default()
+}
+
+impl Method for RewardMethod {
+    type Model = SequenceClassifier;
+    type Example = RewardExample;
+
+    /// One item per micro-batch: TRL's loss is a mean over the micro-batch's pairs, and the
+    /// HF Trainer divides it by the number of micro-batches in the step
+    /// (`loss_is_scaled_for_ga` is false for the reward trainer).
+    fn items_in(&self, _examples: &[&RewardExample]) -> f64 {
+        1.0
+    }
+
+    fn loss(
+        &self,
+        model: &SequenceClassifier,
+        examples: &[&RewardExample],
+        items_in_step: f64,
+    ) -> Result<(Tensor<1>, StepMetrics)> {
+        let batch = self.collate(examples);
+        let pairs = batch.pairs;
+        // [2 * pairs, 1] -> [2 * pairs]: chosen rows first, then rejected
+        let rewards = model.forward(&batch.tokens)?.reshape([2 * pairs]);
+        let device = rewards.device();
+        let scores = PairScores {
+            chosen: rewards.clone().narrow(0, 0, pairs),
+            rejected: rewards.narrow(0, pairs, pairs),
+            margin: batch
+                .margin
+                .as_ref()
+                .map(|m| Tensor::from_data(TensorData::new(m.clone(), [pairs]), &device)),
+        };
+        let loss =
+            bradley_terry_loss(&scores, self.config.center_rewards_coefficient) / items_in_step;
+
+        let stats = reward_stats(&host(scores.chosen), &host(scores.rejected));
+        let mut metrics = StepMetrics {
+            num_tokens: batch.num_tokens,
+            ..StepMetrics::default()
+        };
+        metrics.push("min_reward", stats.min_reward);
+        metrics.push("mean_reward", stats.mean_reward);
+        metrics.push("max_reward", stats.max_reward);
+        metrics.push("accuracy", stats.accuracy);
+        metrics.push("margin", stats.margin);
+        Ok((loss, metrics))
+    }
+
+    fn save_model(&self, model: &SequenceClassifier, dir: &Path) -> Result<()> {
+        let mut writer = WeightWriter::default();
+        model.save_weights(&mut writer)?;
+        save_pretrained(dir, model.config(), &writer)?;
+        self.tokenizer.save(dir)
+    }
+
+    fn load_model(&self, dir: &Path, device: &Device) -> Result<SequenceClassifier> {
+        let config = read_config(dir)?;
+        if config.head != HeadKind::SequenceClassification {
+            return Err(trl_core::Error::Config {
+                path: dir.join("config.json"),
+                message: "expected a *ForSequenceClassification checkpoint".into(),
+            });
+        }
+        let mut reader = WeightReader::open(dir)?;
+        SequenceClassifier::load(&mut reader, &config, device)
+    }
+}

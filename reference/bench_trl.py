@@ -1,0 +1,305 @@
+#!/usr/bin/env python3
+"""The Python side of ``cargo xtask bench``: the benchmark model and data, and TRL's training steps.
+
+    python reference/bench_trl.py make-model --out target/bench/model
+    python reference/bench_trl.py run --method sft --impl trl   --model target/bench/model --out sft-trl.json
+    python reference/bench_trl.py run --method dpo --impl torch --model target/bench/model --out dpo-torch.json
+
+Pinned environment: torch 2.15 (CPU), transformers 5.23.0, trl 1.16.0 (``requirements.txt``); the xtask
+runs this with the reference venv it creates from that file.
+
+``make-model`` writes the one model both sides train, so that trl-rs and TRL start from identical weights:
+a ``Qwen2ForCausalLM`` initialised by transformers (seed 0; hidden 256, 4 layers, 8 query / 4 key-value
+heads, intermediate 1024, vocab 512, untied ``lm_head``, fp32), the tiny-qwen2 fixture's tokenizer (its
+special ids 381..383 fit the vocabulary), and ``bench_data.json``: the token ids of every row, random in
+``[0, 381)`` so no special token appears:
+  ``sft``: 8 rows of 256 tokens (one batch; every token is a label);
+  ``dpo``: 8 pairs of ``prompt_ids`` (128) + ``chosen_ids`` / ``rejected_ids`` (128 each): 16 sequences of
+  256 tokens in one concatenated forward.
+
+``run`` does ``warmup + steps`` optimizer steps of one method with one implementation, in its own process
+(so its peak RSS is its own), and writes JSON: every step's wall time, the median of the measured steps,
+tokens/s, and ``peak_rss_bytes`` (``VmHWM`` of ``/proc/self/status`` at the end, the whole process:
+interpreter, torch and TRL included, as the Rust side counts its whole process too).
+  ``--impl trl``: TRL 1.16's ``SFTTrainer`` / ``DPOTrainer`` (sigmoid loss, reference model = a frozen copy
+  of the policy, TRL's default), timed between consecutive ``on_step_end`` callbacks.
+  ``--impl torch``: a hand-written loop with the same work per step (forward, loss, backward, grad-norm
+  clip, AdamW), the lower bound of what PyTorch needs without a trainer around it.
+Both: fp32, sdpa attention (transformers' default), ``torch.set_num_threads(threads)`` (2 by default: the
+machine's cores), AdamW lr 1e-5, no weight decay, ``max_grad_norm`` 1.0, batch size 8 (SFT rows / DPO
+pairs), no checkpoints, no evaluation, no logging sinks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKENIZER_SOURCE = ROOT / "fixtures" / "models" / "tiny-qwen2"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
+
+BATCH = 8  # SFT rows, DPO pairs
+SEQ = 256  # every sequence's length
+PROMPT = 128  # DPO prompt length; the completion is the rest
+TOKEN_RANGE = 381  # ids below the tokenizer's special tokens (381 pad, 382/383 chat markers)
+LEARNING_RATE = 1e-5
+SEED = 0
+
+MODEL_CONFIG = dict(
+    hidden_size=256,
+    num_hidden_layers=4,
+    num_attention_heads=8,
+    num_key_value_heads=4,
+    intermediate_size=1024,
+    vocab_size=512,
+    max_position_embeddings=512,
+    rms_norm_eps=1e-6,
+    tie_word_embeddings=False,
+    pad_token_id=381,
+    eos_token_id=383,
+    bos_token_id=None,
+)
+
+
+def _setup_env(threads: int) -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+
+
+def peak_rss_bytes() -> int:
+    """``VmHWM`` (the resident-set high-water mark) of this process, in bytes."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def make_model(out: Path) -> None:
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(SEED)
+    config = Qwen2Config(**MODEL_CONFIG)
+    model = Qwen2ForCausalLM(config).to(torch.float32)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    for name in TOKENIZER_FILES:
+        shutil.copy(TOKENIZER_SOURCE / name, out / name)
+
+    generator = torch.Generator().manual_seed(SEED + 1)
+
+    def ids(n: int) -> list[int]:
+        return torch.randint(0, TOKEN_RANGE, (n,), generator=generator).tolist()
+
+    data = {
+        "description": "bench_trl.py make-model: random token ids, identical for trl-rs and TRL",
+        "sft": [ids(SEQ) for _ in range(BATCH)],
+        "dpo": [
+            {"prompt_ids": ids(PROMPT), "chosen_ids": ids(SEQ - PROMPT), "rejected_ids": ids(SEQ - PROMPT)}
+            for _ in range(BATCH)
+        ],
+    }
+    (out / "bench_data.json").write_text(json.dumps(data))
+    params = sum(p.numel() for p in model.parameters())
+    print(f"bench model: {params} parameters -> {out}")
+
+
+def _load(model_dir: Path):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+
+
+def run_trl(method: str, model_dir: Path, data: dict, total_steps: int) -> list[float]:
+    from datasets import Dataset
+    from transformers import AutoTokenizer, TrainerCallback
+
+    class StepTimer(TrainerCallback):
+        def __init__(self):
+            self.marks: list[float] = []
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.marks = [time.perf_counter()]
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.marks.append(time.perf_counter())
+
+    timer = StepTimer()
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = _load(model_dir)
+    common = dict(
+        output_dir=tempfile.mkdtemp(prefix="bench-trl-"),
+        per_device_train_batch_size=BATCH,
+        max_steps=total_steps,
+        learning_rate=LEARNING_RATE,
+        bf16=False,
+        use_cpu=True,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=1,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        seed=42,
+    )
+    if method == "sft":
+        from trl import SFTConfig, SFTTrainer
+
+        # Pre-tokenized rows (an `input_ids` column): TRL skips tokenization, trains on every token.
+        dataset = Dataset.from_dict({"input_ids": data["sft"]})
+        trainer = SFTTrainer(
+            model=model,
+            args=SFTConfig(max_length=SEQ, **common),
+            train_dataset=dataset,
+            processing_class=tokenizer,
+            callbacks=[timer],
+        )
+    else:
+        from trl import DPOConfig, DPOTrainer
+
+        # DPOTrainer always tokenizes its text columns: build it on placeholder text, then hand it
+        # the pre-tokenized pairs (the columns its collator reads).
+        placeholder = Dataset.from_dict({"prompt": ["a"] * BATCH, "chosen": ["b"] * BATCH, "rejected": ["c"] * BATCH})
+        trainer = DPOTrainer(
+            model=model,
+            args=DPOConfig(max_length=SEQ, **common),
+            train_dataset=placeholder,
+            processing_class=tokenizer,
+            callbacks=[timer],
+        )
+        trainer.train_dataset = Dataset.from_list([dict(pair) for pair in data["dpo"]])
+    trainer.train()
+    marks = timer.marks
+    return [b - a for a, b in zip(marks, marks[1:])]
+
+
+def run_torch(method: str, model_dir: Path, data: dict, total_steps: int) -> list[float]:
+    import torch
+    import torch.nn.functional as F
+
+    model = _load(model_dir)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE, weight_decay=0.0)
+    if method == "sft":
+        input_ids = torch.tensor(data["sft"])  # [8, 256]
+
+        def loss_fn():
+            return model(input_ids=input_ids, labels=input_ids).loss
+
+    else:
+        reference = _load(model_dir).eval()
+        for p in reference.parameters():
+            p.requires_grad_(False)
+        pairs = data["dpo"]
+        rows = [p["prompt_ids"] + p["chosen_ids"] for p in pairs] + [p["prompt_ids"] + p["rejected_ids"] for p in pairs]
+        input_ids = torch.tensor(rows)  # [16, 256]: chosen rows, then rejected rows
+        completion = torch.zeros_like(input_ids, dtype=torch.bool)
+        completion[:, PROMPT:] = True
+        labels = input_ids[:, 1:]
+        mask = completion[:, 1:]
+        beta = 0.1
+
+        def sequence_logps(logits):
+            # [16, 255, vocab] -> [16]
+            logps = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, labels.unsqueeze(-1)).squeeze(-1)
+            return (logps * mask).sum(-1)
+
+        def loss_fn():
+            policy = sequence_logps(model(input_ids=input_ids).logits)
+            with torch.no_grad():
+                ref = sequence_logps(reference(input_ids=input_ids).logits)
+            ratios = (policy - ref).view(2, BATCH)
+            return -F.logsigmoid(beta * (ratios[0] - ratios[1])).mean()
+
+    times = []
+    for _ in range(total_steps):
+        start = time.perf_counter()
+        loss = loss_fn()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        loss.item()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def run(args: argparse.Namespace) -> None:
+    import torch
+
+    torch.set_num_threads(args.threads)
+    model_dir = Path(args.model)
+    data = json.loads((model_dir / "bench_data.json").read_text())
+    total = args.warmup + args.steps
+    runner = run_trl if args.impl == "trl" else run_torch
+    times = runner(args.method, model_dir, data, total)
+    if len(times) < total:
+        raise SystemExit(f"expected {total} step times, got {len(times)}")
+    measured = times[args.warmup : total]
+    median = statistics.median(measured)
+    sequences = BATCH if args.method == "sft" else 2 * BATCH
+    tokens = sequences * SEQ
+    import transformers
+    import trl
+
+    result = {
+        "side": f"{args.impl}",
+        "implementation": {
+            "trl": f"TRL {trl.__version__} {'SFTTrainer' if args.method == 'sft' else 'DPOTrainer'} (sdpa)",
+            "torch": "hand-written PyTorch loop (sdpa)",
+        }[args.impl],
+        "method": args.method,
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "trl": trl.__version__},
+        "threads": torch.get_num_threads(),
+        "tokens_per_step": tokens,
+        "sequences_per_step": sequences,
+        "seq_len": SEQ,
+        "warmup_steps": args.warmup,
+        "step_times_s": times,
+        "median_step_s": median,
+        "tokens_per_s": tokens / median,
+        "peak_rss_bytes": peak_rss_bytes(),
+    }
+    Path(args.out).write_text(json.dumps(result, indent=1))
+    print(
+        f"{result['implementation']:<45} {args.method}: {median:.3f} s/step, {tokens / median:.0f} tokens/s, "
+        f"peak RSS {result['peak_rss_bytes'] / 1e9:.2f} GB"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    make = sub.add_parser("make-model", help="write the benchmark model, tokenizer and data")
+    make.add_argument("--out", required=True)
+    bench = sub.add_parser("run", help="time training steps of one method with one implementation")
+    bench.add_argument("--method", choices=["sft", "dpo"], required=True)
+    bench.add_argument("--impl", choices=["trl", "torch"], default="trl")
+    bench.add_argument("--model", required=True)
+    bench.add_argument("--out", required=True)
+    bench.add_argument("--warmup", type=int, default=3)
+    bench.add_argument("--steps", type=int, default=10)
+    bench.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    _setup_env(getattr(args, "threads", 2))
+    if args.command == "make-model":
+        make_model(Path(args.out))
+    else:
+        run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
