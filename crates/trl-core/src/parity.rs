@@ -85,3 +85,21 @@ pub fn assert_log_history_matches(
         }
     }
 }
+
+/// Asserts the final summary entry (`train_loss`, and the metrics of steps not logged before,
+/// which TRL folds into it) matches.
+pub fn assert_summary_matches(name: &str, got: &[LogEntry], want: &Value, rtol: f64, keys: &[&str]) {
+    let got = got.last().unwrap_or_else(|| panic!("{name}: empty log history"));
+    let want = want.as_array().and_then(|w| w.last()).unwrap_or_else(|| panic!("{name}: no TRL summary"));
+    for key in keys {
+        let expected = want.get(*key).and_then(Value::as_f64);
+        let ours = got.get(*key).and_then(Value::as_f64);
+        match (ours, expected) {
+            (Some(ours), Some(expected)) => {
+                assert!(close(ours, expected, rtol), "{name} summary: {key} {ours} vs TRL {expected}")
+            }
+            (None, None) => {}
+            _ => panic!("{name} summary: {key} is {ours:?} here and {expected:?} in TRL"),
+        }
+    }
+}

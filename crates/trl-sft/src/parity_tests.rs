@@ -4,7 +4,7 @@
 use burn::tensor::Device;
 use serde_json::{Map, Value};
 use trl_core::model::load_causal_lm;
-use trl_core::parity::{assert_log_history_matches, load_case, read_jsonl, repo_root};
+use trl_core::parity::{assert_log_history_matches, assert_summary_matches, load_case, read_jsonl, repo_root};
 use trl_core::tokenizer::Tokenizer;
 use trl_core::train::{RunLogger, TrainingArguments, take_known_keys, train};
 
@@ -97,6 +97,13 @@ fn check_case(name: &str) {
         &["grad_norm", "entropy", "mean_token_accuracy", "learning_rate", "epoch"],
         &["num_tokens"],
     );
+    assert_summary_matches(
+        name,
+        &outcome.state.log_history,
+        &case.expected["log_history"],
+        LOSS_RTOL,
+        &["train_loss", "entropy", "mean_token_accuracy", "num_tokens"],
+    );
 }
 
 #[test]
@@ -142,4 +149,31 @@ fn prompt_completion_matches_trl() {
 #[test]
 fn conversational_prompt_completion_matches_trl() {
     check_case("prompt_completion_conversational");
+}
+
+/// TRL needs `{% generation %}` markers and, for Qwen's template, swaps in its own training
+/// template whose assistant block starts right after `<|im_start|>assistant`, so it also trains
+/// the header's newline. trl-rs derives each turn's span from the template itself, starting
+/// after the whole header. On TRL's own prepared rows the masks must therefore agree except
+/// for exactly that one newline token per assistant turn.
+#[test]
+fn assistant_only_loss_trains_what_trl_trains_minus_the_header_newline() {
+    let out = tempfile::tempdir().unwrap();
+    let case = load_sft_case("messages_assistant_only", out.path());
+    let tokenizer = Tokenizer::from_dir(repo_root().join("fixtures/models/tiny-qwen2")).unwrap();
+    let examples = prepare_examples(&case.rows, &tokenizer, &case.sft).unwrap();
+    let trl_labels: Vec<Vec<i64>> = serde_json::from_value(case.expected["prepared_dataset"]["labels"].clone()).unwrap();
+    let newline = tokenizer.encode("\n", false).unwrap()[0] as i64;
+    let header = tokenizer.encode("<|im_start|>assistant", false).unwrap();
+    for (row, (ours, theirs)) in examples.iter().zip(&trl_labels).enumerate() {
+        assert_eq!(ours.input_ids.len(), theirs.len(), "row {row}: length");
+        for (i, (&a, &b)) in ours.labels.iter().zip(theirs).enumerate() {
+            if a == b {
+                continue;
+            }
+            let after_header = i >= header.len()
+                && ours.input_ids[i - header.len()..i].iter().zip(&header).all(|(x, y)| x == y);
+            assert!(a == -100 && b == newline && after_header, "row {row} token {i}: ours {a}, TRL {b}");
+        }
+    }
 }

@@ -247,7 +247,21 @@ pub fn train<M: Method>(
         "train_steps_per_second".into(),
         Value::from(steps_run / runtime.max(1e-9)),
     );
+    // As the HF Trainer: samples = max_steps * batch * accumulation, else rows * epochs.
+    let samples = if args.max_steps > 0 {
+        steps_run * (args.per_device_train_batch_size * args.gradient_accumulation_steps) as f64
+    } else {
+        examples.len() as f64 * args.num_train_epochs * steps_run / plan.total_steps.max(1) as f64
+    };
+    summary.insert("train_samples_per_second".into(), Value::from(samples / runtime.max(1e-9)));
     summary.insert("train_loss".into(), Value::from(total_loss / steps_run));
+    // TRL's log() adds the metrics of steps not logged yet to the summary entry.
+    if steps_since_log > 0 {
+        for (name, value) in window.drain() {
+            summary.insert(name, Value::from(value));
+        }
+        summary.insert("num_tokens".into(), Value::from(state.trl_total_tokens));
+    }
     summary.insert("epoch".into(), Value::from(state.epoch));
     summary.insert("step".into(), Value::from(state.global_step));
     state.log_history.push(summary);
