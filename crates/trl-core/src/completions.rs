@@ -93,6 +93,32 @@ pub fn collate_completions(rows: &[(&[u32], &[u32])], options: &PaddingOptions) 
     CompletionBatch { tokens: TokenBatch::new(input_ids, attention), labels, completion_mask, num_tokens }
 }
 
+/// The rows of a padded batch concatenated into one row without padding (positions restart
+/// at every sequence, so attention never crosses sequences), and for every padded position
+/// `(row, column)` the flat position it came from (padding maps to 0; its label is ignored).
+///
+/// The transformer then runs on real tokens only; gathering its output back with `index`
+/// restores the padded layout the losses and metrics read.
+pub fn flatten_padding(batch: &TokenBatch) -> (TokenBatch, Vec<i64>) {
+    let [rows, width] = batch.dims();
+    let mut ids = Vec::new();
+    let mut positions = Vec::new();
+    let mut index = vec![0i64; rows * width];
+    for (r, (row, mask)) in batch.input_ids.iter().zip(&batch.attention_mask).enumerate() {
+        let mut position = 0;
+        for (c, (&id, &m)) in row.iter().zip(mask).enumerate() {
+            if m != 0 {
+                index[r * width + c] = ids.len() as i64;
+                ids.push(id);
+                positions.push(position);
+                position += 1;
+            }
+        }
+    }
+    let total = ids.len();
+    (TokenBatch::with_position_ids(vec![ids], vec![vec![1; total]], vec![positions]), index)
+}
+
 /// Length of the longest common prefix: TRL's `common_prefix_length`, where a completion
 /// starts when the tokenized prompt is not a prefix of the tokenized prompt + completion.
 pub fn common_prefix_length(a: &[u32], b: &[u32]) -> usize {
@@ -102,6 +128,15 @@ pub fn common_prefix_length(a: &[u32], b: &[u32]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn flattening_drops_padding_and_restarts_positions() {
+        let batch = TokenBatch::new(vec![vec![1, 2, 0], vec![3, 4, 5]], vec![vec![1, 1, 0], vec![1, 1, 1]]);
+        let (flat, index) = flatten_padding(&batch);
+        assert_eq!(flat.input_ids, vec![vec![1, 2, 3, 4, 5]]);
+        assert_eq!(flat.position_ids, vec![vec![0, 1, 0, 1, 2]]);
+        assert_eq!(index, vec![0, 1, 0, 2, 3, 4]);
+    }
 
     #[test]
     fn truncates_then_pads_on_the_right() {

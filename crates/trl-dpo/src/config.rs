@@ -43,6 +43,7 @@ pub struct DpoConfig {
     pub simpo_gamma: f64,
     pub max_length: Option<usize>,
     pub truncation_mode: TruncationMode,
+    /// Run the model on real tokens only (TRL 1.16 accepts the key but falls back to padding).
     pub padding_free: bool,
     pub pad_to_multiple_of: Option<usize>,
     pub precompute_ref_log_probs: bool,
@@ -150,9 +151,6 @@ impl DpoConfig {
             return Err("sync_ref_model=true cannot be combined with precompute_ref_log_probs=true: \
                         precomputed reference log-probs would go stale"
                 .into());
-        }
-        if self.padding_free {
-            return Err("padding_free is not supported for DPO in trl-rs yet; leave it false".into());
         }
         Ok(kinds.into_iter().zip(weights).collect())
     }

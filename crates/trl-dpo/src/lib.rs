@@ -16,3 +16,5 @@ pub use trainer::DpoMethod;
 
 #[cfg(test)]
 mod parity_tests;
+#[cfg(test)]
+mod reference_free_tests;

@@ -107,10 +107,22 @@ fn check_run(name: &str) {
     check_first_steps(name, usize::MAX);
 }
 
+fn check_run_with(name: &str, extra: &[(&str, serde_json::Value)]) {
+    check_first_steps_with(name, usize::MAX, extra);
+}
+
 /// Compares the first `steps` logged steps only.
 fn check_first_steps(name: &str, steps: usize) {
+    check_first_steps_with(name, steps, &[]);
+}
+
+/// [`check_first_steps`] with extra config keys that must not change the numbers.
+fn check_first_steps_with(name: &str, steps: usize, extra: &[(&str, serde_json::Value)]) {
     let out = tempfile::tempdir().unwrap();
     let (case, mut map) = load_case(&format!("fixtures/expected/dpo/{name}.json"), "dpo_config", out.path());
+    for (key, value) in extra {
+        map.insert(key.to_string(), value.clone());
+    }
     let args: TrainingArguments = take_known_keys(&mut map, "training").unwrap();
     let config: DpoConfig = take_known_keys(&mut map, "dpo").unwrap();
     assert!(map.is_empty(), "unhandled keys {map:?}");
@@ -204,4 +216,10 @@ fn synced_reference_matches_trl() {
 #[test]
 fn conversational_len128_matches_trl() {
     check_run("sigmoid_conversational_len128");
+}
+
+/// Padding-free runs the transformer on real tokens only; the numbers must not change.
+#[test]
+fn padding_free_gives_trl_numbers() {
+    check_run_with("sigmoid", &[("padding_free", serde_json::Value::Bool(true))]);
 }

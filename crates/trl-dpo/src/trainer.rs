@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::Mutex;
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use trl_core::logprobs::{LabelLogProbs, label_log_probs};
 use trl_core::model::{CausalLm, WeightReader, WeightWriter, read_config, save_pretrained};
 use trl_core::tokenizer::Tokenizer;
@@ -13,7 +13,7 @@ use trl_core::train::{Method, StepMetrics};
 use trl_core::{Error, Result};
 
 use crate::config::DpoConfig;
-use trl_core::completions::PaddingOptions;
+use trl_core::completions::{PaddingOptions, flatten_padding};
 
 use crate::data::{DpoExample, PairBatch, collate};
 use crate::loss::{DpoLossType, PairLogps, ld_token_weights, pair_loss, wpo_weights};
@@ -76,6 +76,24 @@ impl DpoMethod {
         (label_logps.logps.clone() * weights).sum_dim(1).reshape([rows])
     }
 
+    /// Logits `[rows, seq, vocab]` of the padded batch; with `padding_free` the model runs on
+    /// the real tokens only (one row, positions restarting per sequence) and the logits are
+    /// gathered back into the padded layout.
+    fn logits(&self, model: &CausalLm, batch: &PairBatch) -> Tensor<3> {
+        let tokens = &batch.batch.tokens;
+        if !self.config.padding_free {
+            return model.forward(tokens);
+        }
+        let [rows, width] = tokens.dims();
+        let (flat, index) = flatten_padding(tokens);
+        // [1, total, vocab] -> [total, vocab]
+        let logits = model.forward(&flat);
+        let [_, total, vocab] = logits.dims();
+        let device = logits.device();
+        let index = Tensor::<1, Int>::from_data(TensorData::new(index, [rows * width]), &device);
+        logits.reshape([total, vocab]).select(0, index).reshape([rows, width, vocab])
+    }
+
     /// Reference sequence log-probs `[2 * pairs]` (zeros when no variant needs them).
     fn reference_logps(&self, examples: &[&DpoExample], batch: &PairBatch, device: &Device) -> Result<Tensor<1>> {
         let rows = 2 * batch.pairs;
@@ -93,7 +111,7 @@ impl DpoMethod {
         let guard = self.reference.lock().map_err(|_| Error::Config { path: "reference".into(), message: "reference model lock poisoned".into() })?;
         match guard.as_ref() {
             Some(reference) => {
-                let logits = reference.forward(&batch.batch.tokens);
+                let logits = self.logits(reference, batch);
                 let label_logps = label_log_probs(logits, &batch.batch.labels);
                 Ok(self.sequence_logps(&label_logps, batch).to_device(device))
             }
@@ -134,7 +152,7 @@ impl Method for DpoMethod {
         let pairs = batch.pairs;
         let device = model.decoder().embedding_weight().device();
         // [2 * pairs, seq, vocab]: chosen rows first, then rejected
-        let logits = model.forward(&batch.batch.tokens);
+        let logits = self.logits(model, &batch);
         let label_logps = label_log_probs(logits, &batch.batch.labels);
         let logps = self.sequence_logps(&label_logps, &batch);
         let reference = self.reference_logps(examples, &batch, &device)?;
