@@ -251,9 +251,21 @@ fn dpo_with_precomputed_reference_reuses_the_cache() {
         let out_dir = dir.path().join(name);
         Command::new(env!("CARGO_BIN_EXE_trl"))
             .args([
-                "dpo", "--model_name_or_path", MODEL, "--dataset_name", "datasets/preference.jsonl", "--output_dir",
-                out_dir.to_str().unwrap(), "--max_steps", "2", "--per_device_train_batch_size", "2",
-                "--precompute_ref_log_probs", "true", "--save_strategy", "no",
+                "dpo",
+                "--model_name_or_path",
+                MODEL,
+                "--dataset_name",
+                "datasets/preference.jsonl",
+                "--output_dir",
+                out_dir.to_str().unwrap(),
+                "--max_steps",
+                "2",
+                "--per_device_train_batch_size",
+                "2",
+                "--precompute_ref_log_probs",
+                "true",
+                "--save_strategy",
+                "no",
             ])
             .current_dir(root())
             .env("TRL_RS_CACHE", &cache)
@@ -262,14 +274,29 @@ fn dpo_with_precomputed_reference_reuses_the_cache() {
     };
     let first = run("a");
     assert!(first.status.success(), "{}", text(&first));
-    assert!(text(&first).contains("computed and cached"), "{}", text(&first));
+    assert!(
+        text(&first).contains("computed and cached"),
+        "{}",
+        text(&first)
+    );
     let second = run("b");
     assert!(second.status.success(), "{}", text(&second));
-    assert!(text(&second).contains("read from cache"), "{}", text(&second));
-    let state = |name: &str| std::fs::read_to_string(dir.path().join(name).join("trainer_state.json")).unwrap();
+    assert!(
+        text(&second).contains("read from cache"),
+        "{}",
+        text(&second)
+    );
+    let state = |name: &str| {
+        std::fs::read_to_string(dir.path().join(name).join("trainer_state.json")).unwrap()
+    };
     let losses = |s: String| {
         let v: serde_json::Value = serde_json::from_str(&s).unwrap();
-        v["log_history"].as_array().unwrap().iter().filter_map(|e| e.get("loss").cloned()).collect::<Vec<_>>()
+        v["log_history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e.get("loss").cloned())
+            .collect::<Vec<_>>()
     };
     assert_eq!(losses(state("a")), losses(state("b")));
 }
@@ -279,20 +306,42 @@ fn kto_refuses_random_sampling_and_single_example_batches() {
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().join("run");
     let base = [
-        "kto", "--model_name_or_path", MODEL, "--dataset_name", "datasets/unpaired_preference.jsonl", "--output_dir",
+        "kto",
+        "--model_name_or_path",
+        MODEL,
+        "--dataset_name",
+        "datasets/unpaired_preference.jsonl",
+        "--output_dir",
         out_dir.to_str().unwrap(),
     ];
     let mut random = base.to_vec();
     random.extend(["--train_sampling_strategy", "random"]);
     let out = trl(&random);
-    assert!(!out.status.success() && text(&out).contains("sequential"), "{}", text(&out));
+    assert!(
+        !out.status.success() && text(&out).contains("sequential"),
+        "{}",
+        text(&out)
+    );
     let mut single = base.to_vec();
     single.extend(["--per_device_train_batch_size", "1"]);
     let out = trl(&single);
-    assert!(!out.status.success() && text(&out).contains("batch_size"), "{}", text(&out));
+    assert!(
+        !out.status.success() && text(&out).contains("batch_size"),
+        "{}",
+        text(&out)
+    );
     assert!(!out_dir.exists());
     let mut ok = base.to_vec();
-    ok.extend(["--per_device_train_batch_size", "4", "--max_steps", "2", "--learning_rate", "1e-3", "--logging_steps", "1"]);
+    ok.extend([
+        "--per_device_train_batch_size",
+        "4",
+        "--max_steps",
+        "2",
+        "--learning_rate",
+        "1e-3",
+        "--logging_steps",
+        "1",
+    ]);
     let out = trl(&ok);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("\"kl\""), "{}", text(&out));
@@ -303,20 +352,45 @@ fn reward_then_score_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let rm = dir.path().join("rm");
     let out = trl(&[
-        "reward", "--model_name_or_path", "fixtures/models/tiny-qwen2-rm", "--dataset_name", "datasets/preference.jsonl",
-        "--output_dir", rm.to_str().unwrap(), "--max_steps", "2", "--logging_steps", "1", "--max_length", "64",
+        "reward",
+        "--model_name_or_path",
+        "fixtures/models/tiny-qwen2-rm",
+        "--dataset_name",
+        "datasets/preference.jsonl",
+        "--output_dir",
+        rm.to_str().unwrap(),
+        "--max_steps",
+        "2",
+        "--logging_steps",
+        "1",
+        "--max_length",
+        "64",
     ]);
     assert!(out.status.success(), "{}", text(&out));
-    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(rm.join("config.json")).unwrap()).unwrap();
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(rm.join("config.json")).unwrap()).unwrap();
     assert_eq!(config["architectures"][0], "Qwen2ForSequenceClassification");
     let state: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(rm.join("trainer_state.json")).unwrap()).unwrap();
-    for key in ["accuracy", "margin", "min_reward", "mean_reward", "max_reward", "num_tokens"] {
+        serde_json::from_str(&std::fs::read_to_string(rm.join("trainer_state.json")).unwrap())
+            .unwrap();
+    for key in [
+        "accuracy",
+        "margin",
+        "min_reward",
+        "mean_reward",
+        "max_reward",
+        "num_tokens",
+    ] {
         assert!(state["log_history"][0].get(key).is_some(), "missing {key}");
     }
     let scores = dir.path().join("scores.jsonl");
     let out = trl(&[
-        "score", "--model_name_or_path", rm.to_str().unwrap(), "--dataset_name", "datasets/preference.jsonl", "--output",
+        "score",
+        "--model_name_or_path",
+        rm.to_str().unwrap(),
+        "--dataset_name",
+        "datasets/preference.jsonl",
+        "--output",
         scores.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", text(&out));
@@ -326,7 +400,19 @@ fn reward_then_score_round_trip() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(lines.len(), 48);
-    assert!(lines.iter().all(|l| l["chosen_score"].as_f64().is_some_and(f64::is_finite) && l.get("prompt").is_some()));
-    let out = trl(&["score", "--model_name_or_path", MODEL, "--dataset_name", "datasets/preference.jsonl"]);
-    assert!(!out.status.success() && !text(&out).contains("panicked"), "{}", text(&out));
+    assert!(lines.iter().all(
+        |l| l["chosen_score"].as_f64().is_some_and(f64::is_finite) && l.get("prompt").is_some()
+    ));
+    let out = trl(&[
+        "score",
+        "--model_name_or_path",
+        MODEL,
+        "--dataset_name",
+        "datasets/preference.jsonl",
+    ]);
+    assert!(
+        !out.status.success() && !text(&out).contains("panicked"),
+        "{}",
+        text(&out)
+    );
 }

@@ -48,10 +48,18 @@ pub fn setup<C: Serialize + DeserializeOwned + Default>(
     inputs.check()?;
     args.report_sinks()?;
     if args.bf16 {
-        eprintln!("note: bf16=true: trl-rs keeps fp32 weights and computes in fp32 on this backend");
+        eprintln!(
+            "note: bf16=true: trl-rs keeps fp32 weights and computes in fp32 on this backend"
+        );
     }
-    let model_id = inputs.model_name_or_path.clone().context("--model_name_or_path is required")?;
-    let dataset_name = inputs.dataset_name.clone().context("--dataset_name is required")?;
+    let model_id = inputs
+        .model_name_or_path
+        .clone()
+        .context("--model_name_or_path is required")?;
+    let dataset_name = inputs
+        .dataset_name
+        .clone()
+        .context("--dataset_name is required")?;
     // Data first: bad rows stop the run before any model loads or any output is written.
     let data_args = DatasetArgs {
         dataset_name,
@@ -61,8 +69,17 @@ pub fn setup<C: Serialize + DeserializeOwned + Default>(
     };
     let dataset = load_dataset(&data_args, method)?;
     let model_dir = trl_core::hub::resolve_model(&model_id, inputs.model_revision.as_deref())?;
-    let device_spec = inputs.device.clone().unwrap_or_else(|| default_device_spec().to_string());
-    Ok(Setup { args, config, dataset, model_dir, device_spec })
+    let device_spec = inputs
+        .device
+        .clone()
+        .unwrap_or_else(|| default_device_spec().to_string());
+    Ok(Setup {
+        args,
+        config,
+        dataset,
+        model_dir,
+        device_spec,
+    })
 }
 
 impl<C> Setup<C> {
@@ -75,11 +92,18 @@ impl<C> Setup<C> {
     pub fn logger(&self, interrupt: Arc<AtomicBool>) -> Result<RunLogger> {
         let sinks = self.args.report_sinks()?;
         let output_dir = PathBuf::from(&self.args.output_dir);
-        let jsonl = sinks.contains(&ReportTo::Jsonl).then(|| output_dir.join("log_history.jsonl"));
+        let jsonl = sinks
+            .contains(&ReportTo::Jsonl)
+            .then(|| output_dir.join("log_history.jsonl"));
         let mut logger = RunLogger::new(jsonl, interrupt, false);
         if sinks.contains(&ReportTo::Tensorboard) {
             // transformers' default logging_dir is OUTPUT_DIR/runs/...
-            let log_dir = self.args.logging_dir.clone().map(PathBuf::from).unwrap_or_else(|| output_dir.join("runs"));
+            let log_dir = self
+                .args
+                .logging_dir
+                .clone()
+                .map(PathBuf::from)
+                .unwrap_or_else(|| output_dir.join("runs"));
             logger = logger.with_tensorboard(&log_dir)?;
         }
         Ok(logger)

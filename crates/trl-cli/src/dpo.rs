@@ -18,19 +18,33 @@ use crate::precompute_cache::cached_reference_logps;
 /// Runs `trl dpo` with raw arguments (everything after `dpo`).
 pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
     if wants_help(raw) {
-        print_help::<DpoConfig>("dpo", "Direct Preference Optimization with TRL's DPOConfig keys and loss variants.");
+        print_help::<DpoConfig>(
+            "dpo",
+            "Direct Preference Optimization with TRL's DPOConfig keys and loss variants.",
+        );
         return Ok(());
     }
     // Where DPOConfig's defaults differ from TrainingArguments' (TRL 1.16).
-    let defaults = [("learning_rate", Value::from(1e-6)), ("logging_steps", Value::from(10))];
+    let defaults = [
+        ("learning_rate", Value::from(1e-6)),
+        ("logging_steps", Value::from(10)),
+    ];
     let run = setup::<DpoConfig>("dpo", raw, &defaults, DataMethod::Dpo, |_| "text".into())?;
     let dpo = run.config.clone();
     dpo.weighted_losses().map_err(anyhow::Error::msg)?;
     let tokenizer = Tokenizer::from_dir(&run.model_dir)?;
-    let mut examples = prepare_examples(run.dataset.rows(), &tokenizer, dpo.max_length, dpo.truncation_mode)
-        .map_err(|(row, message)| anyhow::anyhow!("{}: {message}", run.dataset.origin(row)))?;
+    let mut examples = prepare_examples(
+        run.dataset.rows(),
+        &tokenizer,
+        dpo.max_length,
+        dpo.truncation_mode,
+    )
+    .map_err(|(row, message)| anyhow::anyhow!("{}: {message}", run.dataset.origin(row)))?;
     if examples.is_empty() {
-        bail!("every row's prompt fills max_length {:?}; nothing to train on", dpo.max_length);
+        bail!(
+            "every row's prompt fills max_length {:?}; nothing to train on",
+            dpo.max_length
+        );
     }
     let device = run.device()?;
     let model = load_causal_lm(&run.model_dir, &device)?;
@@ -45,10 +59,15 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
     } else {
         None
     };
-    let reference_dir = dpo.ref_model.clone().unwrap_or_else(|| run.model_dir.display().to_string());
+    let reference_dir = dpo
+        .ref_model
+        .clone()
+        .unwrap_or_else(|| run.model_dir.display().to_string());
     let method = DpoMethod::new(dpo.clone(), tokenizer, reference)?;
     if dpo.precompute_ref_log_probs && DpoMethod::needs_reference(&dpo) {
-        let batch = dpo.precompute_ref_batch_size.unwrap_or(run.args.per_device_train_batch_size);
+        let batch = dpo
+            .precompute_ref_batch_size
+            .unwrap_or(run.args.per_device_train_batch_size);
         cached_reference_logps(&reference_dir, &mut examples, |examples| {
             method.precompute_reference(examples, batch, &device)
         })?;

@@ -19,7 +19,10 @@ use crate::common::{print_help, report, setup, wants_help};
 /// Runs `trl kto` with raw arguments (everything after `kto`).
 pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
     if wants_help(raw) {
-        print_help::<KtoConfig>("kto", "Kahneman-Tversky Optimization with TRL's KTOConfig keys.");
+        print_help::<KtoConfig>(
+            "kto",
+            "Kahneman-Tversky Optimization with TRL's KTOConfig keys.",
+        );
         return Ok(());
     }
     // Where KTOConfig's defaults differ from TrainingArguments' (TRL 1.16).
@@ -50,7 +53,10 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
     let mut examples = prepare_examples(run.dataset.rows(), &tokenizer, kto.max_length, kl_block)
         .map_err(|(row, message)| anyhow::anyhow!("row {}: {message}", row + 1))?;
     if examples.is_empty() {
-        bail!("every row's prompt fills max_length {:?}; nothing to train on", kto.max_length);
+        bail!(
+            "every row's prompt fills max_length {:?}; nothing to train on",
+            kto.max_length
+        );
     }
     let device = run.device()?;
     let model = load_causal_lm(&run.model_dir, &device)?;
@@ -74,14 +80,24 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
         let mut computed = examples.clone();
         let (rows, hit) = cached_rows(&key, || {
             method.precompute_reference(&mut computed, size, &plain)?;
-            Ok(computed.iter().map(|e| e.ref_logps.map_or(vec![], |(a, b)| vec![a, b])).collect())
+            Ok(computed
+                .iter()
+                .map(|e| e.ref_logps.map_or(vec![], |(a, b)| vec![a, b]))
+                .collect())
         })?;
         for (example, row) in examples.iter_mut().zip(rows) {
             if let [main, kl] = row[..] {
                 example.ref_logps = Some((main, kl));
             }
         }
-        eprintln!("reference log-probs: {}", if hit { "read from cache" } else { "computed and cached" });
+        eprintln!(
+            "reference log-probs: {}",
+            if hit {
+                "read from cache"
+            } else {
+                "computed and cached"
+            }
+        );
         method.drop_reference();
     }
     let mut logger = run.logger(interrupt)?;

@@ -24,13 +24,23 @@ pub fn cached_reference_logps(
     let mut computed = examples.to_vec();
     let (rows, hit) = cached_rows(&key, || {
         compute(&mut computed)?;
-        Ok(computed.iter().map(|e| e.ref_logps.map_or(vec![], |(c, r)| vec![c, r])).collect())
+        Ok(computed
+            .iter()
+            .map(|e| e.ref_logps.map_or(vec![], |(c, r)| vec![c, r]))
+            .collect())
     })?;
     for (example, row) in examples.iter_mut().zip(rows) {
         if let [chosen, rejected] = row[..] {
             example.ref_logps = Some((chosen, rejected));
         }
     }
-    eprintln!("reference log-probs: {}", if hit { "read from cache" } else { "computed and cached" });
+    eprintln!(
+        "reference log-probs: {}",
+        if hit {
+            "read from cache"
+        } else {
+            "computed and cached"
+        }
+    );
     Ok(())
 }

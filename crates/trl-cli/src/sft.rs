@@ -21,11 +21,19 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
         return Ok(());
     }
     // Where SFTConfig's defaults differ from TrainingArguments' (TRL 1.16).
-    let defaults = [("learning_rate", Value::from(2e-5)), ("logging_steps", Value::from(10))];
-    let run = setup::<SftConfig>("sft", raw, &defaults, DataMethod::Sft, |c| c.dataset_text_field.clone())?;
+    let defaults = [
+        ("learning_rate", Value::from(2e-5)),
+        ("logging_steps", Value::from(10)),
+    ];
+    let run = setup::<SftConfig>("sft", raw, &defaults, DataMethod::Sft, |c| {
+        c.dataset_text_field.clone()
+    })?;
     let sft = &run.config;
     if sft.packing && sft.packing_strategy != "bfd" {
-        bail!("packing_strategy {:?} is not supported (supported: bfd)", sft.packing_strategy);
+        bail!(
+            "packing_strategy {:?} is not supported (supported: bfd)",
+            sft.packing_strategy
+        );
     }
     let mut tokenizer = Tokenizer::from_dir(&run.model_dir)?;
     if let Some(path) = &sft.chat_template_path {
@@ -37,7 +45,10 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
     let examples = prepare_examples(run.dataset.rows(), &tokenizer, sft)
         .map_err(|e| anyhow::anyhow!("{}: {}", run.dataset.origin(e.row), e.message))?;
     if examples.is_empty() {
-        bail!("no row has a token to train on after truncation to max_length {:?}", sft.max_length);
+        bail!(
+            "no row has a token to train on after truncation to max_length {:?}",
+            sft.max_length
+        );
     }
     let device = run.device()?;
     let model = load_causal_lm(&run.model_dir, &device)?;

@@ -63,7 +63,11 @@ pub fn collate_completions(rows: &[(&[u32], &[u32])], options: &PaddingOptions) 
             (ids, mask)
         })
         .collect();
-    let longest = sequences.iter().map(|(ids, _)| ids.len()).max().unwrap_or(0);
+    let longest = sequences
+        .iter()
+        .map(|(ids, _)| ids.len())
+        .max()
+        .unwrap_or(0);
     let width = match options.pad_to_multiple_of {
         Some(m) if m > 0 => longest.div_ceil(m) * m,
         _ => longest,
@@ -76,8 +80,11 @@ pub fn collate_completions(rows: &[(&[u32], &[u32])], options: &PaddingOptions) 
     for (ids, mask) in sequences {
         let len = ids.len();
         num_tokens += len as f64;
-        let mut row_labels: Vec<i64> =
-            ids.iter().zip(&mask).map(|(&id, &m)| if m == 1 { id as i64 } else { IGNORE_INDEX }).collect();
+        let mut row_labels: Vec<i64> = ids
+            .iter()
+            .zip(&mask)
+            .map(|(&id, &m)| if m == 1 { id as i64 } else { IGNORE_INDEX })
+            .collect();
         row_labels.resize(width, IGNORE_INDEX);
         let mut row_ids = ids;
         row_ids.resize(width, options.pad_token_id);
@@ -90,7 +97,12 @@ pub fn collate_completions(rows: &[(&[u32], &[u32])], options: &PaddingOptions) 
         labels.push(row_labels);
         completion_mask.push(row_mask);
     }
-    CompletionBatch { tokens: TokenBatch::new(input_ids, attention), labels, completion_mask, num_tokens }
+    CompletionBatch {
+        tokens: TokenBatch::new(input_ids, attention),
+        labels,
+        completion_mask,
+        num_tokens,
+    }
 }
 
 /// The rows of a padded batch concatenated into one row without padding (positions restart
@@ -104,7 +116,12 @@ pub fn flatten_padding(batch: &TokenBatch) -> (TokenBatch, Vec<i64>) {
     let mut ids = Vec::new();
     let mut positions = Vec::new();
     let mut index = vec![0i64; rows * width];
-    for (r, (row, mask)) in batch.input_ids.iter().zip(&batch.attention_mask).enumerate() {
+    for (r, (row, mask)) in batch
+        .input_ids
+        .iter()
+        .zip(&batch.attention_mask)
+        .enumerate()
+    {
         let mut position = 0;
         for (c, (&id, &m)) in row.iter().zip(mask).enumerate() {
             if m != 0 {
@@ -116,7 +133,10 @@ pub fn flatten_padding(batch: &TokenBatch) -> (TokenBatch, Vec<i64>) {
         }
     }
     let total = ids.len();
-    (TokenBatch::with_position_ids(vec![ids], vec![vec![1; total]], vec![positions]), index)
+    (
+        TokenBatch::with_position_ids(vec![ids], vec![vec![1; total]], vec![positions]),
+        index,
+    )
 }
 
 /// Length of the longest common prefix: TRL's `common_prefix_length`, where a completion
@@ -131,7 +151,10 @@ mod tests {
 
     #[test]
     fn flattening_drops_padding_and_restarts_positions() {
-        let batch = TokenBatch::new(vec![vec![1, 2, 0], vec![3, 4, 5]], vec![vec![1, 1, 0], vec![1, 1, 1]]);
+        let batch = TokenBatch::new(
+            vec![vec![1, 2, 0], vec![3, 4, 5]],
+            vec![vec![1, 1, 0], vec![1, 1, 1]],
+        );
         let (flat, index) = flatten_padding(&batch);
         assert_eq!(flat.input_ids, vec![vec![1, 2, 3, 4, 5]]);
         assert_eq!(flat.position_ids, vec![vec![0, 1, 0, 1, 2]]);
@@ -147,9 +170,18 @@ mod tests {
             pad_to_multiple_of: None,
         };
         let batch = collate_completions(&[(&[1, 2, 3], &[4, 5]), (&[7], &[8])], &options);
-        assert_eq!(batch.tokens.input_ids, vec![vec![1, 2, 3, 4], vec![7, 8, 0, 0]]);
-        assert_eq!(batch.completion_mask, vec![vec![0, 0, 0, 1], vec![0, 1, 0, 0]]);
-        assert_eq!(batch.labels[1], vec![IGNORE_INDEX, 8, IGNORE_INDEX, IGNORE_INDEX]);
+        assert_eq!(
+            batch.tokens.input_ids,
+            vec![vec![1, 2, 3, 4], vec![7, 8, 0, 0]]
+        );
+        assert_eq!(
+            batch.completion_mask,
+            vec![vec![0, 0, 0, 1], vec![0, 1, 0, 0]]
+        );
+        assert_eq!(
+            batch.labels[1],
+            vec![IGNORE_INDEX, 8, IGNORE_INDEX, IGNORE_INDEX]
+        );
         assert_eq!(batch.num_tokens, 6.0);
     }
 }

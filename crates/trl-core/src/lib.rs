@@ -7,9 +7,9 @@
 //!
 //! Architecture invariants: trl-core knows no method; it never enables a burn backend.
 
-pub mod error;
 pub mod completions;
 pub mod data;
+pub mod error;
 pub mod hub;
 pub mod logprobs;
 pub mod model;

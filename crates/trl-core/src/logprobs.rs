@@ -38,7 +38,10 @@ pub fn label_log_probs(logits: Tensor<3>, labels: &[Vec<i64>]) -> LabelLogProbs 
         .clone()
         .gather(2, safe.clone().reshape([batch, seq - 1, 1]))
         .reshape([batch, seq - 1]);
-    let mean_logits = logits_for_mean.without_autodiff().mean_dim(2).reshape([batch, seq - 1]);
+    let mean_logits = logits_for_mean
+        .without_autodiff()
+        .mean_dim(2)
+        .reshape([batch, seq - 1]);
     LabelLogProbs {
         mean_logits_detached: mean_logits,
         logps: gathered * mask.clone(),
@@ -91,7 +94,11 @@ impl LabelLogProbs {
     /// Counted label tokens of each row, `[batch]`, without autodiff.
     pub fn token_counts(&self) -> Tensor<1> {
         let [batch, _] = self.mask.dims();
-        self.mask.clone().without_autodiff().sum_dim(1).reshape([batch])
+        self.mask
+            .clone()
+            .without_autodiff()
+            .sum_dim(1)
+            .reshape([batch])
     }
 
     /// `log Σ_v p_v²` per position, `[batch, seq - 1]`, without autodiff (WPO weighting).
@@ -114,7 +121,10 @@ impl LabelLogProbs {
         let log_probs = self.log_probs_detached.clone();
         let [batch, seq, _] = log_probs.dims();
         // [batch, seq - 1]
-        let entropy = (log_probs.clone().exp() * log_probs).sum_dim(2).reshape([batch, seq]).neg();
+        let entropy = (log_probs.clone().exp() * log_probs)
+            .sum_dim(2)
+            .reshape([batch, seq])
+            .neg();
         self.masked_sum_rows(entropy, rows)
     }
 
@@ -127,7 +137,11 @@ impl LabelLogProbs {
     pub fn accuracy_counts_rows(&self, rows: &[usize]) -> (f64, f64) {
         let [batch, seq, _] = self.log_probs_detached.dims();
         // [batch, seq - 1]
-        let predicted = self.log_probs_detached.clone().argmax(2).reshape([batch, seq]);
+        let predicted = self
+            .log_probs_detached
+            .clone()
+            .argmax(2)
+            .reshape([batch, seq]);
         let correct = predicted.equal(self.safe_labels.clone()).float();
         self.masked_sum_rows(correct, rows)
     }
@@ -149,9 +163,16 @@ impl LabelLogProbs {
         let device = values.device();
         let index: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
         let index = Tensor::<1, Int>::from_data(TensorData::new(index, [rows.len()]), &device);
-        let mask = self.mask.clone().without_autodiff().select(0, index.clone());
+        let mask = self
+            .mask
+            .clone()
+            .without_autodiff()
+            .select(0, index.clone());
         let values = values.select(0, index);
-        ((values * mask.clone()).sum().into_scalar::<f64>(), mask.sum().into_scalar::<f64>())
+        (
+            (values * mask.clone()).sum().into_scalar::<f64>(),
+            mask.sum().into_scalar::<f64>(),
+        )
     }
 }
 

@@ -16,16 +16,32 @@ pub fn repo_root() -> PathBuf {
 
 /// A reference case: the whole JSON, and its TRL config as a key map with the Python-only
 /// keys removed and `output_dir` set.
-pub fn load_case(relative: &str, config_key: &str, output_dir: &Path) -> (Value, BTreeMap<String, Value>) {
+pub fn load_case(
+    relative: &str,
+    config_key: &str,
+    output_dir: &Path,
+) -> (Value, BTreeMap<String, Value>) {
     let path = repo_root().join(relative);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let case: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut map: BTreeMap<String, Value> =
-        case[config_key].as_object().cloned().unwrap_or_default().into_iter().collect();
-    for python_only in ["model_init_kwargs", "disable_tqdm", "dataloader_num_workers"] {
+    let case: Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut map: BTreeMap<String, Value> = case[config_key]
+        .as_object()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    for python_only in [
+        "model_init_kwargs",
+        "disable_tqdm",
+        "dataloader_num_workers",
+    ] {
         map.remove(python_only);
     }
-    map.insert("output_dir".into(), Value::from(output_dir.to_string_lossy().to_string()));
+    map.insert(
+        "output_dir".into(),
+        Value::from(output_dir.to_string_lossy().to_string()),
+    );
     (case, map)
 }
 
@@ -61,17 +77,29 @@ pub fn assert_log_history_matches(
     metric_rtol_keys: &[&str],
     exact_keys: &[&str],
 ) {
-    let want: Vec<&Value> = want.as_array().unwrap().iter().filter(|e| e.get("loss").is_some()).collect();
+    let want: Vec<&Value> = want
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e.get("loss").is_some())
+        .collect();
     let got: Vec<&LogEntry> = got.iter().filter(|e| e.contains_key("loss")).collect();
     assert_eq!(got.len(), want.len(), "{name}: number of log entries");
     for (got, want) in got.iter().zip(&want) {
         let step = want["step"].as_u64().unwrap();
         assert_eq!(got["step"].as_u64(), Some(step), "{name}: steps");
-        let value = |key: &str| got.get(key).and_then(Value::as_f64).unwrap_or_else(|| panic!("{name} step {step}: we did not log {key}"));
+        let value = |key: &str| {
+            got.get(key)
+                .and_then(Value::as_f64)
+                .unwrap_or_else(|| panic!("{name} step {step}: we did not log {key}"))
+        };
         let check = |key: &str, rtol: f64| {
             if let Some(expected) = want.get(key).and_then(Value::as_f64) {
                 let ours = value(key);
-                assert!(close(ours, expected, rtol), "{name} step {step}: {key} {ours} vs TRL {expected}");
+                assert!(
+                    close(ours, expected, rtol),
+                    "{name} step {step}: {key} {ours} vs TRL {expected}"
+                );
             }
         };
         check("loss", loss_rtol);
@@ -88,15 +116,29 @@ pub fn assert_log_history_matches(
 
 /// Asserts the final summary entry (`train_loss`, and the metrics of steps not logged before,
 /// which TRL folds into it) matches.
-pub fn assert_summary_matches(name: &str, got: &[LogEntry], want: &Value, rtol: f64, keys: &[&str]) {
-    let got = got.last().unwrap_or_else(|| panic!("{name}: empty log history"));
-    let want = want.as_array().and_then(|w| w.last()).unwrap_or_else(|| panic!("{name}: no TRL summary"));
+pub fn assert_summary_matches(
+    name: &str,
+    got: &[LogEntry],
+    want: &Value,
+    rtol: f64,
+    keys: &[&str],
+) {
+    let got = got
+        .last()
+        .unwrap_or_else(|| panic!("{name}: empty log history"));
+    let want = want
+        .as_array()
+        .and_then(|w| w.last())
+        .unwrap_or_else(|| panic!("{name}: no TRL summary"));
     for key in keys {
         let expected = want.get(*key).and_then(Value::as_f64);
         let ours = got.get(*key).and_then(Value::as_f64);
         match (ours, expected) {
             (Some(ours), Some(expected)) => {
-                assert!(close(ours, expected, rtol), "{name} summary: {key} {ours} vs TRL {expected}")
+                assert!(
+                    close(ours, expected, rtol),
+                    "{name} summary: {key} {ours} vs TRL {expected}"
+                )
             }
             (None, None) => {}
             _ => panic!("{name} summary: {key} is {ours:?} here and {expected:?} in TRL"),

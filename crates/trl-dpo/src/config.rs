@@ -3,8 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use trl_core::completions::TruncationMode;
 use crate::loss::{DpoLossType, FDivergence, LossParams};
+use trl_core::completions::TruncationMode;
 
 /// `loss_type` accepts one name or a list, as TRL's YAML files write it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -121,7 +121,10 @@ impl DpoConfig {
         };
         let kinds_used: Vec<DpoLossType> = self.loss_type.to_vec();
         if kinds_used.contains(&DpoLossType::ExoPair) && self.label_smoothing <= 0.0 {
-            return Err("loss_type exo_pair needs label_smoothing > 0 (the EXO paper recommends 1e-3)".into());
+            return Err(
+                "loss_type exo_pair needs label_smoothing > 0 (the EXO paper recommends 1e-3)"
+                    .into(),
+            );
         }
         let f_supported = [
             DpoLossType::Discopop,
@@ -143,14 +146,23 @@ impl DpoConfig {
             ));
         }
         if self.use_weighting
-            && let Some(kind) = kinds_used.iter().find(|k| matches!(k, DpoLossType::Aot | DpoLossType::AotUnpaired | DpoLossType::Sft))
+            && let Some(kind) = kinds_used.iter().find(|k| {
+                matches!(
+                    k,
+                    DpoLossType::Aot | DpoLossType::AotUnpaired | DpoLossType::Sft
+                )
+            })
         {
-            return Err(format!("use_weighting is not supported with loss_type {kind:?} (as in TRL)"));
+            return Err(format!(
+                "use_weighting is not supported with loss_type {kind:?} (as in TRL)"
+            ));
         }
         if self.sync_ref_model && self.precompute_ref_log_probs {
-            return Err("sync_ref_model=true cannot be combined with precompute_ref_log_probs=true: \
+            return Err(
+                "sync_ref_model=true cannot be combined with precompute_ref_log_probs=true: \
                         precomputed reference log-probs would go stale"
-                .into());
+                    .into(),
+            );
         }
         Ok(kinds.into_iter().zip(weights).collect())
     }

@@ -7,8 +7,10 @@
 //! dropped (with `keep_start`).
 
 use serde_json::{Map, Value};
+use trl_core::completions::{
+    CompletionBatch, PaddingOptions, TruncationMode, collate_completions, common_prefix_length,
+};
 use trl_core::data::maybe_extract_prompt;
-use trl_core::completions::{CompletionBatch, PaddingOptions, TruncationMode, collate_completions, common_prefix_length};
 use trl_core::tokenizer::{RenderOptions, Tokenizer};
 
 /// One tokenized preference pair.
@@ -22,7 +24,9 @@ pub struct DpoExample {
 }
 
 fn is_conversation(value: &Value) -> bool {
-    value.get(0).is_some_and(|first| first.get("role").is_some())
+    value
+        .get(0)
+        .is_some_and(|first| first.get("role").is_some())
 }
 
 /// Tokenizes every row as TRL does. Errors carry the 0-based row index.
@@ -37,10 +41,14 @@ pub fn prepare_examples(
     for (index, row) in rows.iter().enumerate() {
         let mut row = row.clone();
         if !row.contains_key("prompt") && !maybe_extract_prompt(&mut row) {
-            return Err((index, "chosen and rejected share no prompt that can be extracted".into()));
+            return Err((
+                index,
+                "chosen and rejected share no prompt that can be extracted".into(),
+            ));
         }
         let fail = |e: trl_core::Error| (index, e.to_string());
-        let (Some(prompt), Some(chosen), Some(rejected)) = (row.get("prompt"), row.get("chosen"), row.get("rejected"))
+        let (Some(prompt), Some(chosen), Some(rejected)) =
+            (row.get("prompt"), row.get("chosen"), row.get("rejected"))
         else {
             return Err((index, "expected prompt, chosen and rejected".into()));
         };
@@ -56,24 +64,45 @@ pub fn prepare_examples(
                 Value::Array(messages)
             };
             (
-                tokenizer.apply_chat_template_ids(prompt, &options(true)).map_err(fail)?,
-                tokenizer.apply_chat_template_ids(&joined(chosen), &options(false)).map_err(fail)?,
-                tokenizer.apply_chat_template_ids(&joined(rejected), &options(false)).map_err(fail)?,
+                tokenizer
+                    .apply_chat_template_ids(prompt, &options(true))
+                    .map_err(fail)?,
+                tokenizer
+                    .apply_chat_template_ids(&joined(chosen), &options(false))
+                    .map_err(fail)?,
+                tokenizer
+                    .apply_chat_template_ids(&joined(rejected), &options(false))
+                    .map_err(fail)?,
             )
         } else {
-            let (Some(prompt), Some(chosen), Some(rejected)) = (prompt.as_str(), chosen.as_str(), rejected.as_str())
+            let (Some(prompt), Some(chosen), Some(rejected)) =
+                (prompt.as_str(), chosen.as_str(), rejected.as_str())
             else {
-                return Err((index, "prompt, chosen and rejected must all be strings or all be conversations".into()));
+                return Err((
+                    index,
+                    "prompt, chosen and rejected must all be strings or all be conversations"
+                        .into(),
+                ));
             };
-            let with_eos = |text: &str| if text.ends_with(&eos) { text.to_string() } else { format!("{text}{eos}") };
+            let with_eos = |text: &str| {
+                if text.ends_with(&eos) {
+                    text.to_string()
+                } else {
+                    format!("{text}{eos}")
+                }
+            };
             (
                 tokenizer.encode(prompt, true).map_err(fail)?,
-                tokenizer.encode(&format!("{prompt}{}", with_eos(chosen)), true).map_err(fail)?,
-                tokenizer.encode(&format!("{prompt}{}", with_eos(rejected)), true).map_err(fail)?,
+                tokenizer
+                    .encode(&format!("{prompt}{}", with_eos(chosen)), true)
+                    .map_err(fail)?,
+                tokenizer
+                    .encode(&format!("{prompt}{}", with_eos(rejected)), true)
+                    .map_err(fail)?,
             )
         };
-        let prompt_len =
-            common_prefix_length(&prompt_ids, &chosen_full).min(common_prefix_length(&prompt_ids, &rejected_full));
+        let prompt_len = common_prefix_length(&prompt_ids, &chosen_full)
+            .min(common_prefix_length(&prompt_ids, &rejected_full));
         if let (Some(max), TruncationMode::KeepStart) = (max_length, truncation_mode)
             && prompt_len >= max
         {
@@ -100,10 +129,17 @@ pub struct PairBatch {
 
 /// TRL's `DataCollatorForPreference`: truncate each sequence, pad on the right.
 pub fn collate(examples: &[&DpoExample], options: &PaddingOptions) -> PairBatch {
-    let chosen = examples.iter().map(|e| (e.prompt_ids.as_slice(), e.chosen_ids.as_slice()));
-    let rejected = examples.iter().map(|e| (e.prompt_ids.as_slice(), e.rejected_ids.as_slice()));
+    let chosen = examples
+        .iter()
+        .map(|e| (e.prompt_ids.as_slice(), e.chosen_ids.as_slice()));
+    let rejected = examples
+        .iter()
+        .map(|e| (e.prompt_ids.as_slice(), e.rejected_ids.as_slice()));
     let rows: Vec<(&[u32], &[u32])> = chosen.chain(rejected).collect();
-    PairBatch { batch: collate_completions(&rows, options), pairs: examples.len() }
+    PairBatch {
+        batch: collate_completions(&rows, options),
+        pairs: examples.len(),
+    }
 }
 
 #[cfg(test)]
@@ -114,8 +150,18 @@ mod tests {
     /// TRL's own docstring example of `DataCollatorForPreference`.
     #[test]
     fn collates_like_trl_docstring() {
-        let a = DpoExample { prompt_ids: vec![1, 2, 3], chosen_ids: vec![4, 5], rejected_ids: vec![6], ref_logps: None };
-        let b = DpoExample { prompt_ids: vec![7, 8], chosen_ids: vec![9], rejected_ids: vec![10, 11], ref_logps: None };
+        let a = DpoExample {
+            prompt_ids: vec![1, 2, 3],
+            chosen_ids: vec![4, 5],
+            rejected_ids: vec![6],
+            ref_logps: None,
+        };
+        let b = DpoExample {
+            prompt_ids: vec![7, 8],
+            chosen_ids: vec![9],
+            rejected_ids: vec![10, 11],
+            ref_logps: None,
+        };
         let options = PaddingOptions {
             pad_token_id: 0,
             max_length: None,
@@ -125,13 +171,26 @@ mod tests {
         let batch = collate(&[&a, &b], &options).batch;
         assert_eq!(
             batch.tokens.input_ids,
-            vec![vec![1, 2, 3, 4, 5], vec![7, 8, 9, 0, 0], vec![1, 2, 3, 6, 0], vec![7, 8, 10, 11, 0]]
+            vec![
+                vec![1, 2, 3, 4, 5],
+                vec![7, 8, 9, 0, 0],
+                vec![1, 2, 3, 6, 0],
+                vec![7, 8, 10, 11, 0]
+            ]
         );
         assert_eq!(
             batch.completion_mask,
-            vec![vec![0, 0, 0, 1, 1], vec![0, 0, 1, 0, 0], vec![0, 0, 0, 1, 0], vec![0, 0, 1, 1, 0]]
+            vec![
+                vec![0, 0, 0, 1, 1],
+                vec![0, 0, 1, 0, 0],
+                vec![0, 0, 0, 1, 0],
+                vec![0, 0, 1, 1, 0]
+            ]
         );
         assert_eq!(batch.tokens.attention_mask[1], vec![1, 1, 1, 0, 0]);
-        assert_eq!(batch.labels[3], vec![IGNORE_INDEX, IGNORE_INDEX, 10, 11, IGNORE_INDEX]);
+        assert_eq!(
+            batch.labels[3],
+            vec![IGNORE_INDEX, IGNORE_INDEX, 10, 11, IGNORE_INDEX]
+        );
     }
 }

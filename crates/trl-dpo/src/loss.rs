@@ -52,7 +52,10 @@ pub enum DpoLossType {
 impl DpoLossType {
     /// Whether the variant reads reference log-probs (if none does, no reference model runs).
     pub fn needs_reference(self) -> bool {
-        !matches!(self, DpoLossType::Simpo | DpoLossType::Orpo | DpoLossType::Sft)
+        !matches!(
+            self,
+            DpoLossType::Simpo | DpoLossType::Orpo | DpoLossType::Sft
+        )
     }
 }
 
@@ -102,10 +105,12 @@ pub fn pair_loss(kind: DpoLossType, x: &PairLogps, p: &LossParams) -> Tensor<1> 
     let rejected_scores = score(rejected_logratios.clone(), p);
     let delta = chosen_scores.clone() - rejected_scores.clone();
     let smoothed = |z: Tensor<1>| {
-        log_sigmoid(z.clone()).neg() * (1.0 - p.label_smoothing) - log_sigmoid(z.neg()) * p.label_smoothing
+        log_sigmoid(z.clone()).neg() * (1.0 - p.label_smoothing)
+            - log_sigmoid(z.neg()) * p.label_smoothing
     };
     let avg_delta = || {
-        chosen_scores.clone() / x.chosen_tokens.clone() - rejected_scores.clone() / x.rejected_tokens.clone()
+        chosen_scores.clone() / x.chosen_tokens.clone()
+            - rejected_scores.clone() / x.rejected_tokens.clone()
     };
     match kind {
         DpoLossType::Sigmoid => log_sigmoid(delta * beta).neg(),
@@ -129,17 +134,21 @@ pub fn pair_loss(kind: DpoLossType, x: &PairLogps, p: &LossParams) -> Tensor<1> 
             (clean - flipped) / (1.0 - 2.0 * p.label_smoothing)
         }
         DpoLossType::BcoPair => {
-            log_sigmoid(chosen_logratios * beta).neg() - log_sigmoid((rejected_logratios * beta).neg())
+            log_sigmoid(chosen_logratios * beta).neg()
+                - log_sigmoid((rejected_logratios * beta).neg())
         }
         DpoLossType::SppoHard => {
-            (chosen_logratios - 0.5 / beta).powi_scalar(2) + (rejected_logratios + 0.5 / beta).powi_scalar(2)
+            (chosen_logratios - 0.5 / beta).powi_scalar(2)
+                + (rejected_logratios + 0.5 / beta).powi_scalar(2)
         }
         DpoLossType::Aot => {
             let policy = (x.chosen.clone() - x.rejected.clone()).sort(0);
             let reference = (x.ref_chosen.clone() - x.ref_rejected.clone()).sort(0);
             smoothed((policy - reference) * beta)
         }
-        DpoLossType::AotUnpaired => smoothed((chosen_logratios.sort(0) - rejected_logratios.sort(0)) * beta),
+        DpoLossType::AotUnpaired => {
+            smoothed((chosen_logratios.sort(0) - rejected_logratios.sort(0)) * beta)
+        }
         DpoLossType::ApoZero => {
             sigmoid(chosen_logratios * beta).neg() + 1.0 + sigmoid(rejected_logratios * beta)
         }
@@ -157,7 +166,8 @@ pub fn pair_loss(kind: DpoLossType, x: &PairLogps, p: &LossParams) -> Tensor<1> 
         DpoLossType::Sft => x.sft_nll.clone().expand([x.chosen.dims()[0]]),
         DpoLossType::SigmoidNorm => log_sigmoid(avg_delta() * beta).neg(),
         DpoLossType::Simpo => {
-            let margin = x.chosen.clone() / x.chosen_tokens.clone() - x.rejected.clone() / x.rejected_tokens.clone();
+            let margin = x.chosen.clone() / x.chosen_tokens.clone()
+                - x.rejected.clone() / x.rejected_tokens.clone();
             smoothed((margin - p.simpo_gamma / beta) * beta)
         }
         DpoLossType::Orpo => {
@@ -176,7 +186,10 @@ pub fn pair_loss(kind: DpoLossType, x: &PairLogps, p: &LossParams) -> Tensor<1> 
 /// on the longer side's tail, 0 off the completion. `shift_mask` is the completion mask
 /// shifted like the labels; rows `0..pairs` are chosen, `pairs..2 * pairs` rejected.
 pub fn ld_token_weights(shift_mask: &[Vec<i64>], pairs: usize, alpha: f64) -> Vec<f32> {
-    let counts: Vec<usize> = shift_mask.iter().map(|r| r.iter().filter(|&&m| m == 1).count()).collect();
+    let counts: Vec<usize> = shift_mask
+        .iter()
+        .map(|r| r.iter().filter(|&&m| m == 1).count())
+        .collect();
     let mut weights = Vec::with_capacity(shift_mask.len() * shift_mask.first().map_or(0, Vec::len));
     for (row, mask) in shift_mask.iter().enumerate() {
         let pair = row % pairs;
@@ -184,7 +197,13 @@ pub fn ld_token_weights(shift_mask: &[Vec<i64>], pairs: usize, alpha: f64) -> Ve
         let mut seen = 0;
         for &m in mask {
             seen += (m == 1) as usize;
-            weights.push(if m != 1 { 0.0 } else if seen <= shared { 1.0 } else { alpha as f32 });
+            weights.push(if m != 1 {
+                0.0
+            } else if seen <= shared {
+                1.0
+            } else {
+                alpha as f32
+            });
         }
     }
     weights
@@ -193,7 +212,11 @@ pub fn ld_token_weights(shift_mask: &[Vec<i64>], pairs: usize, alpha: f64) -> Ve
 /// WPO (Zhou et al. 2024, arXiv:2406.11827, eq. 2) weight of each pair `[pairs]`:
 /// `exp(mean aligned log p(chosen)) * exp(mean aligned log p(rejected))`, where a token's
 /// aligned log-prob is `log p - log Σ_v p_v²`; all inputs `[2 * pairs, seq - 1]`, no autodiff.
-pub fn wpo_weights(token_logps: Tensor<2>, log_sum_sq_probs: Tensor<2>, shift_mask: Tensor<2>) -> Tensor<1> {
+pub fn wpo_weights(
+    token_logps: Tensor<2>,
+    log_sum_sq_probs: Tensor<2>,
+    shift_mask: Tensor<2>,
+) -> Tensor<1> {
     let [rows, _] = token_logps.dims();
     let pairs = rows / 2;
     let aligned = (token_logps - log_sum_sq_probs) * shift_mask.clone();

@@ -19,7 +19,11 @@ const METRIC_RTOL: f64 = 2e-2;
 const PURE_RTOL: f32 = 1e-5;
 
 fn floats(v: &Value) -> Vec<f32> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
 }
 
 fn matrix(v: &Value) -> Vec<Vec<f32>> {
@@ -38,7 +42,8 @@ fn tensor2(rows: &[Vec<f32>], device: &Device) -> Tensor<2> {
 
 #[test]
 fn every_loss_variant_matches_trl_on_fixed_logps() {
-    let text = std::fs::read_to_string(repo_root().join("fixtures/expected/dpo/losses.json")).unwrap();
+    let text =
+        std::fs::read_to_string(repo_root().join("fixtures/expected/dpo/losses.json")).unwrap();
     let fixture: Value = serde_json::from_str(&text).unwrap();
     let device = Device::default();
     let inputs = &fixture["inputs"];
@@ -47,15 +52,23 @@ fn every_loss_variant_matches_trl_on_fixed_logps() {
     let policy = matrix(&inputs["policy"]["log_probs"]);
     let log_sum_sq = matrix(&inputs["policy"]["log_sum_sq_probs"]);
     let reference = matrix(&inputs["reference"]["log_probs"]);
-    let shift: Vec<Vec<i64>> = serde_json::from_value(inputs["shift_completion_mask"].clone()).unwrap();
-    let shift_f: Vec<Vec<f32>> = shift.iter().map(|r| r.iter().map(|&m| m as f32).collect()).collect();
+    let shift: Vec<Vec<i64>> =
+        serde_json::from_value(inputs["shift_completion_mask"].clone()).unwrap();
+    let shift_f: Vec<Vec<f32>> = shift
+        .iter()
+        .map(|r| r.iter().map(|&m| m as f32).collect())
+        .collect();
     let chosen_shift_tokens: f32 = shift_f[..pairs].iter().flatten().sum();
     let sft_nll = -policy[..pairs].iter().flatten().sum::<f32>() / chosen_shift_tokens;
     let mut checked = 0;
     for case in fixture["cases"].as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
-        let mut map: std::collections::BTreeMap<String, Value> =
-            case["resolved"].as_object().unwrap().clone().into_iter().collect();
+        let mut map: std::collections::BTreeMap<String, Value> = case["resolved"]
+            .as_object()
+            .unwrap()
+            .clone()
+            .into_iter()
+            .collect();
         let config: DpoConfig = take_known_keys(&mut map, "dpo").unwrap();
         let losses = config.weighted_losses().unwrap();
         // Sequence log-probs, LD-weighted when asked, from the per-token values.
@@ -65,7 +78,11 @@ fn every_loss_variant_matches_trl_on_fixed_logps() {
                 Some(alpha) => {
                     let w = ld_token_weights(&shift, pairs, alpha);
                     let width = tokens[0].len();
-                    tokens.iter().enumerate().map(|(i, r)| r.iter().zip(&w[i * width..]).map(|(a, b)| a * b).sum()).collect()
+                    tokens
+                        .iter()
+                        .enumerate()
+                        .map(|(i, r)| r.iter().zip(&w[i * width..]).map(|(a, b)| a * b).sum())
+                        .collect()
                 }
             }
         };
@@ -75,12 +92,28 @@ fn every_loss_variant_matches_trl_on_fixed_logps() {
             rejected: tensor1(policy_sums[pairs..].to_vec(), &device),
             ref_chosen: tensor1(reference_sums[..pairs].to_vec(), &device),
             ref_rejected: tensor1(reference_sums[pairs..].to_vec(), &device),
-            chosen_tokens: tensor1(floats(&derived["chosen_completion_tokens"]).iter().map(|v| v.max(1.0)).collect(), &device),
-            rejected_tokens: tensor1(floats(&derived["rejected_completion_tokens"]).iter().map(|v| v.max(1.0)).collect(), &device),
+            chosen_tokens: tensor1(
+                floats(&derived["chosen_completion_tokens"])
+                    .iter()
+                    .map(|v| v.max(1.0))
+                    .collect(),
+                &device,
+            ),
+            rejected_tokens: tensor1(
+                floats(&derived["rejected_completion_tokens"])
+                    .iter()
+                    .map(|v| v.max(1.0))
+                    .collect(),
+                &device,
+            ),
             sft_nll: tensor1(vec![sft_nll], &device),
         };
         let weights = config.use_weighting.then(|| {
-            wpo_weights(tensor2(&policy, &device), tensor2(&log_sum_sq, &device), tensor2(&shift_f, &device))
+            wpo_weights(
+                tensor2(&policy, &device),
+                tensor2(&log_sum_sq, &device),
+                tensor2(&shift_f, &device),
+            )
         });
         let mut total = 0f32;
         for (kind, weight) in losses {
@@ -91,15 +124,26 @@ fn every_loss_variant_matches_trl_on_fixed_logps() {
             total += per_pair.mean().into_scalar::<f32>() * weight as f32;
         }
         let want = case["loss"].as_f64().unwrap() as f32;
-        assert!((total - want).abs() <= PURE_RTOL * want.abs().max(1.0), "{name}: {total} vs TRL {want}");
+        assert!(
+            (total - want).abs() <= PURE_RTOL * want.abs().max(1.0),
+            "{name}: {total} vs TRL {want}"
+        );
         checked += 1;
     }
     assert!(checked >= 40, "only {checked} cases checked");
     for rejected in fixture["rejected_configs"].as_array().unwrap() {
-        let mut map: std::collections::BTreeMap<String, Value> =
-            rejected["config"].as_object().unwrap().clone().into_iter().collect();
+        let mut map: std::collections::BTreeMap<String, Value> = rejected["config"]
+            .as_object()
+            .unwrap()
+            .clone()
+            .into_iter()
+            .collect();
         let config: DpoConfig = take_known_keys(&mut map, "dpo").unwrap();
-        assert!(config.weighted_losses().is_err(), "TRL rejects {}, we accepted it", rejected["config"]);
+        assert!(
+            config.weighted_losses().is_err(),
+            "TRL rejects {}, we accepted it",
+            rejected["config"]
+        );
     }
 }
 
@@ -119,7 +163,11 @@ fn check_first_steps(name: &str, steps: usize) {
 /// [`check_first_steps`] with extra config keys that must not change the numbers.
 fn check_first_steps_with(name: &str, steps: usize, extra: &[(&str, serde_json::Value)]) {
     let out = tempfile::tempdir().unwrap();
-    let (case, mut map) = load_case(&format!("fixtures/expected/dpo/{name}.json"), "dpo_config", out.path());
+    let (case, mut map) = load_case(
+        &format!("fixtures/expected/dpo/{name}.json"),
+        "dpo_config",
+        out.path(),
+    );
     for (key, value) in extra {
         map.insert(key.to_string(), value.clone());
     }
@@ -129,12 +177,32 @@ fn check_first_steps_with(name: &str, steps: usize, extra: &[(&str, serde_json::
     let model_dir = repo_root().join("fixtures/models/tiny-qwen2");
     let tokenizer = Tokenizer::from_dir(&model_dir).unwrap();
     let rows = read_jsonl(case["dataset"].as_str().unwrap());
-    let mut examples = prepare_examples(&rows, &tokenizer, config.max_length, config.truncation_mode).unwrap();
+    let mut examples =
+        prepare_examples(&rows, &tokenizer, config.max_length, config.truncation_mode).unwrap();
     let prepared = &case["prepared_dataset"];
-    assert_eq!(examples.len() as u64, prepared["num_rows"].as_u64().unwrap(), "{name}: rows kept");
-    let lengths = |key: &str| -> Vec<usize> { serde_json::from_value(prepared[key].clone()).unwrap() };
-    assert_eq!(examples.iter().map(|e| e.prompt_ids.len()).collect::<Vec<_>>(), lengths("prompt_lengths"), "{name}");
-    assert_eq!(examples.iter().map(|e| e.chosen_ids.len()).collect::<Vec<_>>(), lengths("chosen_lengths"), "{name}");
+    assert_eq!(
+        examples.len() as u64,
+        prepared["num_rows"].as_u64().unwrap(),
+        "{name}: rows kept"
+    );
+    let lengths =
+        |key: &str| -> Vec<usize> { serde_json::from_value(prepared[key].clone()).unwrap() };
+    assert_eq!(
+        examples
+            .iter()
+            .map(|e| e.prompt_ids.len())
+            .collect::<Vec<_>>(),
+        lengths("prompt_lengths"),
+        "{name}"
+    );
+    assert_eq!(
+        examples
+            .iter()
+            .map(|e| e.chosen_ids.len())
+            .collect::<Vec<_>>(),
+        lengths("chosen_lengths"),
+        "{name}"
+    );
 
     let device = Device::default().autodiff();
     let model = load_causal_lm(&model_dir, &device).unwrap();
@@ -142,19 +210,51 @@ fn check_first_steps_with(name: &str, steps: usize, extra: &[(&str, serde_json::
         .then(|| load_frozen_causal_lm(&model_dir, &device).unwrap());
     let method = DpoMethod::new(config.clone(), tokenizer, reference).unwrap();
     if config.precompute_ref_log_probs {
-        method.precompute_reference(&mut examples, args.per_device_train_batch_size, &device).unwrap();
+        method
+            .precompute_reference(&mut examples, args.per_device_train_batch_size, &device)
+            .unwrap();
         method.drop_reference();
     }
-    let outcome = train(&method, model, &examples, &args, &device, &mut RunLogger::silent()).unwrap();
-    let want: Vec<serde_json::Value> = case["log_history"].as_array().unwrap().iter().take(steps).cloned().collect();
-    let got: Vec<_> = outcome.state.log_history.iter().take(steps).cloned().collect();
+    let outcome = train(
+        &method,
+        model,
+        &examples,
+        &args,
+        &device,
+        &mut RunLogger::silent(),
+    )
+    .unwrap();
+    let want: Vec<serde_json::Value> = case["log_history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .take(steps)
+        .cloned()
+        .collect();
+    let got: Vec<_> = outcome
+        .state
+        .log_history
+        .iter()
+        .take(steps)
+        .cloned()
+        .collect();
     assert_log_history_matches(
         name,
         &got,
         &serde_json::Value::Array(want),
         LOSS_RTOL,
         METRIC_RTOL,
-        &["rewards/chosen", "rewards/rejected", "rewards/margins", "logps/chosen", "logps/rejected", "logits/chosen", "logits/rejected", "entropy", "grad_norm"],
+        &[
+            "rewards/chosen",
+            "rewards/rejected",
+            "rewards/margins",
+            "logps/chosen",
+            "logps/rejected",
+            "logits/chosen",
+            "logits/rejected",
+            "entropy",
+            "grad_norm",
+        ],
         &["num_tokens", "rewards/accuracies"],
     );
 }
@@ -221,5 +321,8 @@ fn conversational_len128_matches_trl() {
 /// Padding-free runs the transformer on real tokens only; the numbers must not change.
 #[test]
 fn padding_free_gives_trl_numbers() {
-    check_run_with("sigmoid", &[("padding_free", serde_json::Value::Bool(true))]);
+    check_run_with(
+        "sigmoid",
+        &[("padding_free", serde_json::Value::Bool(true))],
+    );
 }

@@ -28,7 +28,8 @@ fn load() -> Fixture {
     let path = repo_root().join("fixtures/expected/dpo/reference_free_losses.json");
     let json: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let inputs = &json["inputs"];
-    let matrix = |key: &str| -> Vec<Vec<f64>> { serde_json::from_value(inputs[key].clone()).unwrap() };
+    let matrix =
+        |key: &str| -> Vec<Vec<f64>> { serde_json::from_value(inputs[key].clone()).unwrap() };
     Fixture {
         pairs: inputs["batch_pairs"].as_u64().unwrap() as usize,
         token_logps: matrix("token_logps"),
@@ -39,7 +40,11 @@ fn load() -> Fixture {
 }
 
 fn floats(v: &Value) -> Vec<f64> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
 }
 
 fn tensor1(values: &[f64], device: &Device) -> Tensor<1> {
@@ -48,7 +53,12 @@ fn tensor1(values: &[f64], device: &Device) -> Tensor<1> {
 }
 
 fn host(t: Tensor<1>) -> Vec<f64> {
-    t.into_data().try_to_vec::<f32>().unwrap().into_iter().map(f64::from).collect()
+    t.into_data()
+        .try_to_vec::<f32>()
+        .unwrap()
+        .into_iter()
+        .map(f64::from)
+        .collect()
 }
 
 fn close(got: f64, want: f64, floor: f64) -> bool {
@@ -56,7 +66,11 @@ fn close(got: f64, want: f64, floor: f64) -> bool {
 }
 
 fn assert_close(what: &str, got: f64, want: f64) {
-    assert!(close(got, want, 1e-3), "{what}: {got} vs TRL {want} (rel {:.2e})", (got - want).abs() / want.abs());
+    assert!(
+        close(got, want, 1e-3),
+        "{what}: {got} vs TRL {want} (rel {:.2e})",
+        (got - want).abs() / want.abs()
+    );
 }
 
 fn assert_all_close(what: &str, got: &[f64], want: &[f64]) {
@@ -72,7 +86,12 @@ impl Fixture {
         self.token_logps
             .iter()
             .zip(mask)
-            .map(|(r, m)| r.iter().zip(m).map(|(a, b)| (*a as f32) * (*b as f32)).sum::<f32>() as f64)
+            .map(|(r, m)| {
+                r.iter()
+                    .zip(m)
+                    .map(|(a, b)| (*a as f32) * (*b as f32))
+                    .sum::<f32>() as f64
+            })
             .collect()
     }
 
@@ -92,7 +111,10 @@ impl Fixture {
     fn pair_logps(&self, sft_nll: f64, device: &Device) -> PairLogps {
         let b = self.pairs;
         let sums = self.masked_sums(&self.shift_completion_mask);
-        let tokens: Vec<f64> = Self::counts(&self.shift_completion_mask).iter().map(|&t| t.max(1.0)).collect();
+        let tokens: Vec<f64> = Self::counts(&self.shift_completion_mask)
+            .iter()
+            .map(|&t| t.max(1.0))
+            .collect();
         PairLogps {
             chosen: tensor1(&sums[..b], device),
             rejected: tensor1(&sums[b..], device),
@@ -125,17 +147,41 @@ fn reference_free_inputs_match_trl_definitions() {
     let b = f.pairs;
     let sums = f.masked_sums(&f.shift_completion_mask);
     let counts = Fixture::counts(&f.shift_completion_mask);
-    assert_all_close("chosen_sum_logps", &sums[..b], &floats(&d["chosen_sum_logps"]));
-    assert_all_close("rejected_sum_logps", &sums[b..], &floats(&d["rejected_sum_logps"]));
+    assert_all_close(
+        "chosen_sum_logps",
+        &sums[..b],
+        &floats(&d["chosen_sum_logps"]),
+    );
+    assert_all_close(
+        "rejected_sum_logps",
+        &sums[b..],
+        &floats(&d["rejected_sum_logps"]),
+    );
     assert_eq!(counts[..b], floats(&d["chosen_tokens"])[..]);
     assert_eq!(counts[b..], floats(&d["rejected_tokens"])[..]);
     let avg: Vec<f64> = sums.iter().zip(&counts).map(|(s, n)| s / n).collect();
-    assert_all_close("chosen_avg_logps", &avg[..b], &floats(&d["chosen_avg_logps"]));
-    assert_all_close("rejected_avg_logps", &avg[b..], &floats(&d["rejected_avg_logps"]));
+    assert_all_close(
+        "chosen_avg_logps",
+        &avg[..b],
+        &floats(&d["chosen_avg_logps"]),
+    );
+    assert_all_close(
+        "rejected_avg_logps",
+        &avg[b..],
+        &floats(&d["rejected_avg_logps"]),
+    );
     // CPOTrainer's nll_loss: chosen completion tokens only = the DPO trainer's `sft_nll`.
-    assert_close("completion_nll", f.chosen_nll(&f.shift_completion_mask), d["completion_nll"].as_f64().unwrap());
+    assert_close(
+        "completion_nll",
+        f.chosen_nll(&f.shift_completion_mask),
+        d["completion_nll"].as_f64().unwrap(),
+    );
     // ORPOTrainer's NLL: every attended chosen token, prompt included.
-    assert_close("orpo_nll", f.chosen_nll(&f.shift_attention_mask), d["orpo_nll"].as_f64().unwrap());
+    assert_close(
+        "orpo_nll",
+        f.chosen_nll(&f.shift_attention_mask),
+        d["orpo_nll"].as_f64().unwrap(),
+    );
 }
 
 /// `pair_loss(Simpo)` per pair and its mean against `CPOTrainer.cpo_loss` (loss_type "simpo",
@@ -149,7 +195,11 @@ fn reference_free_simpo_matches_trl() {
     let x = f.pair_logps(completion_nll, &device);
     let cases = f.json["simpo_cases"].as_array().unwrap();
     assert!(cases.len() >= 6);
-    assert!(cases.iter().any(|c| c["label_smoothing"].as_f64().unwrap() > 0.0));
+    assert!(
+        cases
+            .iter()
+            .any(|c| c["label_smoothing"].as_f64().unwrap() > 0.0)
+    );
     for case in cases {
         let name = case["name"].as_str().unwrap();
         let p = params(
@@ -159,11 +209,29 @@ fn reference_free_simpo_matches_trl() {
         );
         let per_pair = pair_loss(DpoLossType::Simpo, &x, &p);
         let mean = per_pair.clone().mean().into_scalar::<f32>() as f64;
-        assert_all_close(&format!("{name} per_pair_loss"), &host(per_pair), &floats(&case["per_pair_loss"]));
-        assert_close(&format!("{name} loss"), mean, case["loss"].as_f64().unwrap());
-        let sft = pair_loss(DpoLossType::Sft, &x, &p).mean().into_scalar::<f32>() as f64;
-        assert_close(&format!("{name} nll_loss (cpo_alpha 1)"), sft, case["nll_loss_cpo_alpha_1"].as_f64().unwrap());
-        assert_close(&format!("{name} loss (cpo_alpha 1)"), mean + sft, case["loss_cpo_alpha_1"].as_f64().unwrap());
+        assert_all_close(
+            &format!("{name} per_pair_loss"),
+            &host(per_pair),
+            &floats(&case["per_pair_loss"]),
+        );
+        assert_close(
+            &format!("{name} loss"),
+            mean,
+            case["loss"].as_f64().unwrap(),
+        );
+        let sft = pair_loss(DpoLossType::Sft, &x, &p)
+            .mean()
+            .into_scalar::<f32>() as f64;
+        assert_close(
+            &format!("{name} nll_loss (cpo_alpha 1)"),
+            sft,
+            case["nll_loss_cpo_alpha_1"].as_f64().unwrap(),
+        );
+        assert_close(
+            &format!("{name} loss (cpo_alpha 1)"),
+            mean + sft,
+            case["loss_cpo_alpha_1"].as_f64().unwrap(),
+        );
     }
 }
 
@@ -180,13 +248,28 @@ fn reference_free_orpo_matches_trl() {
     for case in cases {
         let name = case["name"].as_str().unwrap();
         let p = params(case["beta"].as_f64().unwrap(), 0.0, 0.0);
-        let odds_only = host(pair_loss(DpoLossType::Orpo, &f.pair_logps(0.0, &device), &p));
-        let want_terms: Vec<f64> = floats(&case["odds_ratio_term"]).iter().map(|t| -t).collect();
+        let odds_only = host(pair_loss(
+            DpoLossType::Orpo,
+            &f.pair_logps(0.0, &device),
+            &p,
+        ));
+        let want_terms: Vec<f64> = floats(&case["odds_ratio_term"])
+            .iter()
+            .map(|t| -t)
+            .collect();
         assert_all_close(&format!("{name} -odds_ratio_term"), &odds_only, &want_terms);
         let per_pair = pair_loss(DpoLossType::Orpo, &f.pair_logps(orpo_nll, &device), &p);
         let mean = per_pair.clone().mean().into_scalar::<f32>() as f64;
-        assert_all_close(&format!("{name} per_pair_loss"), &host(per_pair), &floats(&case["per_pair_loss"]));
-        assert_close(&format!("{name} loss"), mean, case["loss"].as_f64().unwrap());
+        assert_all_close(
+            &format!("{name} per_pair_loss"),
+            &host(per_pair),
+            &floats(&case["per_pair_loss"]),
+        );
+        assert_close(
+            &format!("{name} loss"),
+            mean,
+            case["loss"].as_f64().unwrap(),
+        );
     }
 }
 
@@ -197,13 +280,21 @@ fn reference_free_orpo_matches_trl() {
 fn reference_free_orpo_nll_is_not_the_completion_nll() {
     let f = load();
     let d = &f.json["inputs"]["derived"];
-    let (completion, full) = (d["completion_nll"].as_f64().unwrap(), d["orpo_nll"].as_f64().unwrap());
-    assert!((completion - full).abs() > 1e-2, "fixture should separate the two NLLs: {completion} vs {full}");
+    let (completion, full) = (
+        d["completion_nll"].as_f64().unwrap(),
+        d["orpo_nll"].as_f64().unwrap(),
+    );
+    assert!(
+        (completion - full).abs() > 1e-2,
+        "fixture should separate the two NLLs: {completion} vs {full}"
+    );
     let device = Device::default();
     let x = f.pair_logps(f.chosen_nll(&f.shift_completion_mask), &device);
     for case in f.json["orpo_cases"].as_array().unwrap() {
         let p = params(case["beta"].as_f64().unwrap(), 0.0, 0.0);
-        let mean = pair_loss(DpoLossType::Orpo, &x, &p).mean().into_scalar::<f32>() as f64;
+        let mean = pair_loss(DpoLossType::Orpo, &x, &p)
+            .mean()
+            .into_scalar::<f32>() as f64;
         let want = case["loss"].as_f64().unwrap();
         assert!(
             ((want - mean) - (full - completion)).abs() < 1e-5,

@@ -31,16 +31,31 @@ pub struct DpoMethod {
 
 impl DpoMethod {
     /// Builds the method around a frozen reference model (see `load_frozen_causal_lm`).
-    pub fn new(config: DpoConfig, tokenizer: Tokenizer, reference: Option<CausalLm>) -> Result<Self> {
-        let losses = config.weighted_losses().map_err(|message| Error::Config { path: "dpo config".into(), message })?;
+    pub fn new(
+        config: DpoConfig,
+        tokenizer: Tokenizer,
+        reference: Option<CausalLm>,
+    ) -> Result<Self> {
+        let losses = config.weighted_losses().map_err(|message| Error::Config {
+            path: "dpo config".into(),
+            message,
+        })?;
         let pad_token_id = config
             .pad_token
             .as_deref()
             .and_then(|t| tokenizer.token_to_id(t))
             .or_else(|| tokenizer.pad_token_id())
             .or_else(|| tokenizer.eos_token_id())
-            .ok_or_else(|| Error::Tokenizer { message: "the tokenizer has no pad or eos token".into() })?;
-        Ok(DpoMethod { config, tokenizer, pad_token_id, losses, reference: Mutex::new(reference) })
+            .ok_or_else(|| Error::Tokenizer {
+                message: "the tokenizer has no pad or eos token".into(),
+            })?;
+        Ok(DpoMethod {
+            config,
+            tokenizer,
+            pad_token_id,
+            losses,
+            reference: Mutex::new(reference),
+        })
     }
 
     /// Frees the reference model once its log-probs are precomputed.
@@ -52,7 +67,11 @@ impl DpoMethod {
 
     /// Whether any configured variant reads reference log-probs.
     pub fn needs_reference(config: &DpoConfig) -> bool {
-        config.loss_type.to_vec().iter().any(|k| k.needs_reference())
+        config
+            .loss_type
+            .to_vec()
+            .iter()
+            .any(|k| k.needs_reference())
     }
 
     fn collate(&self, examples: &[&DpoExample]) -> PairBatch {
@@ -68,12 +87,24 @@ impl DpoMethod {
     /// Sequence log-probs `[2 * pairs]` of the completions, with LD-DPO's length weighting when
     /// `ld_alpha` is set.
     fn sequence_logps(&self, label_logps: &LabelLogProbs, batch: &PairBatch) -> Tensor<1> {
-        let Some(alpha) = self.config.ld_alpha else { return label_logps.sequence_sums() };
+        let Some(alpha) = self.config.ld_alpha else {
+            return label_logps.sequence_sums();
+        };
         let [rows, width] = label_logps.logps.dims();
-        let shift_mask: Vec<Vec<i64>> = batch.batch.completion_mask.iter().map(|r| r[1..].to_vec()).collect();
+        let shift_mask: Vec<Vec<i64>> = batch
+            .batch
+            .completion_mask
+            .iter()
+            .map(|r| r[1..].to_vec())
+            .collect();
         let weights = ld_token_weights(&shift_mask, batch.pairs, alpha);
-        let weights = Tensor::<2>::from_data(TensorData::new(weights, [rows, width]), &label_logps.logps.device());
-        (label_logps.logps.clone() * weights).sum_dim(1).reshape([rows])
+        let weights = Tensor::<2>::from_data(
+            TensorData::new(weights, [rows, width]),
+            &label_logps.logps.device(),
+        );
+        (label_logps.logps.clone() * weights)
+            .sum_dim(1)
+            .reshape([rows])
     }
 
     /// Logits `[rows, seq, vocab]` of the padded batch; with `padding_free` the model runs on
@@ -91,11 +122,19 @@ impl DpoMethod {
         let [_, total, vocab] = logits.dims();
         let device = logits.device();
         let index = Tensor::<1, Int>::from_data(TensorData::new(index, [rows * width]), &device);
-        logits.reshape([total, vocab]).select(0, index).reshape([rows, width, vocab])
+        logits
+            .reshape([total, vocab])
+            .select(0, index)
+            .reshape([rows, width, vocab])
     }
 
     /// Reference sequence log-probs `[2 * pairs]` (zeros when no variant needs them).
-    fn reference_logps(&self, examples: &[&DpoExample], batch: &PairBatch, device: &Device) -> Result<Tensor<1>> {
+    fn reference_logps(
+        &self,
+        examples: &[&DpoExample],
+        batch: &PairBatch,
+        device: &Device,
+    ) -> Result<Tensor<1>> {
         let rows = 2 * batch.pairs;
         if let Some(first) = examples.first()
             && first.ref_logps.is_some()
@@ -108,7 +147,10 @@ impl DpoMethod {
             }
             return Ok(Tensor::from_data(TensorData::new(values, [rows]), device));
         }
-        let guard = self.reference.lock().map_err(|_| Error::Config { path: "reference".into(), message: "reference model lock poisoned".into() })?;
+        let guard = self.reference.lock().map_err(|_| Error::Config {
+            path: "reference".into(),
+            message: "reference model lock poisoned".into(),
+        })?;
         match guard.as_ref() {
             Some(reference) => {
                 let logits = self.logits(reference, batch);
@@ -121,12 +163,21 @@ impl DpoMethod {
 
     /// Computes `(chosen, rejected)` reference log-probs for every example, `batch_size` pairs
     /// at a time (TRL's `precompute_ref_log_probs`).
-    pub fn precompute_reference(&self, examples: &mut [DpoExample], batch_size: usize, device: &Device) -> Result<()> {
+    pub fn precompute_reference(
+        &self,
+        examples: &mut [DpoExample],
+        batch_size: usize,
+        device: &Device,
+    ) -> Result<()> {
         for start in (0..examples.len()).step_by(batch_size.max(1)) {
             let end = (start + batch_size.max(1)).min(examples.len());
             let chunk: Vec<&DpoExample> = examples[start..end].iter().collect();
             let batch = self.collate(&chunk);
-            let logps = self.reference_logps(&chunk, &batch, device)?.into_data().try_to_vec::<f32>().unwrap_or_default();
+            let logps = self
+                .reference_logps(&chunk, &batch, device)?
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap_or_default();
             for (i, example) in examples[start..end].iter_mut().enumerate() {
                 example.ref_logps = Some((logps[i] as f64, logps[i + batch.pairs] as f64));
             }
@@ -147,7 +198,12 @@ impl Method for DpoMethod {
         examples.len() as f64
     }
 
-    fn loss(&self, model: &CausalLm, examples: &[&DpoExample], items_in_step: f64) -> Result<(Tensor<1>, StepMetrics)> {
+    fn loss(
+        &self,
+        model: &CausalLm,
+        examples: &[&DpoExample],
+        items_in_step: f64,
+    ) -> Result<(Tensor<1>, StepMetrics)> {
         let batch = self.collate(examples);
         let pairs = batch.pairs;
         let device = model.decoder().embedding_weight().device();
@@ -164,7 +220,12 @@ impl Method for DpoMethod {
             .collect::<Vec<f32>>();
         let tokens = Tensor::<1>::from_data(TensorData::new(tokens, [2 * pairs]), &device);
         let chosen_token_logps = label_logps.logps.clone().narrow(0, 0, pairs);
-        let chosen_token_count = label_logps.token_counts().narrow(0, 0, pairs).sum().into_scalar::<f64>().max(1.0);
+        let chosen_token_count = label_logps
+            .token_counts()
+            .narrow(0, 0, pairs)
+            .sum()
+            .into_scalar::<f64>()
+            .max(1.0);
         let inputs = PairLogps {
             chosen: logps.clone().narrow(0, 0, pairs),
             rejected: logps.clone().narrow(0, pairs, pairs),
@@ -189,25 +250,68 @@ impl Method for DpoMethod {
             loss = loss + per_pair.sum().reshape([1]) * (weight / items_in_step);
         }
 
-        let mut metrics = StepMetrics { num_tokens: batch.batch.num_tokens, ..StepMetrics::default() };
+        let mut metrics = StepMetrics {
+            num_tokens: batch.batch.num_tokens,
+            ..StepMetrics::default()
+        };
         let (entropy, counted) = label_logps.entropy_sum();
-        metrics.push("entropy", if counted > 0.0 { entropy / counted } else { 0.0 });
-        let host = |t: Tensor<1>| t.without_autodiff().into_data().try_to_vec::<f32>().unwrap_or_default();
+        metrics.push(
+            "entropy",
+            if counted > 0.0 {
+                entropy / counted
+            } else {
+                0.0
+            },
+        );
+        let host = |t: Tensor<1>| {
+            t.without_autodiff()
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap_or_default()
+        };
         let beta = self.config.beta;
-        let chosen_rewards: Vec<f32> = host((inputs.chosen.clone() - inputs.ref_chosen.clone()) * beta);
-        let rejected_rewards: Vec<f32> = host((inputs.rejected.clone() - inputs.ref_rejected.clone()) * beta);
-        let (chosen_rows, rejected_rows): (Vec<usize>, Vec<usize>) = ((0..pairs).collect(), (pairs..2 * pairs).collect());
+        let chosen_rewards: Vec<f32> =
+            host((inputs.chosen.clone() - inputs.ref_chosen.clone()) * beta);
+        let rejected_rewards: Vec<f32> =
+            host((inputs.rejected.clone() - inputs.ref_rejected.clone()) * beta);
+        let (chosen_rows, rejected_rows): (Vec<usize>, Vec<usize>) =
+            ((0..pairs).collect(), (pairs..2 * pairs).collect());
         let (chosen_logits, chosen_n) = label_logps.mean_logits_sum_rows(&chosen_rows);
         let (rejected_logits, rejected_n) = label_logps.mean_logits_sum_rows(&rejected_rows);
-        metrics.push("logits/chosen", if chosen_n > 0.0 { chosen_logits / chosen_n } else { 0.0 });
-        metrics.push("logits/rejected", if rejected_n > 0.0 { rejected_logits / rejected_n } else { 0.0 });
+        metrics.push(
+            "logits/chosen",
+            if chosen_n > 0.0 {
+                chosen_logits / chosen_n
+            } else {
+                0.0
+            },
+        );
+        metrics.push(
+            "logits/rejected",
+            if rejected_n > 0.0 {
+                rejected_logits / rejected_n
+            } else {
+                0.0
+            },
+        );
         let (correct, total) = label_logps.accuracy_counts_rows(&chosen_rows);
-        metrics.push("mean_token_accuracy", if total > 0.0 { correct / total } else { 0.0 });
+        metrics.push(
+            "mean_token_accuracy",
+            if total > 0.0 { correct / total } else { 0.0 },
+        );
         metrics.push("rewards/chosen", mean(&chosen_rewards));
         metrics.push("rewards/rejected", mean(&rejected_rewards));
-        let wins: Vec<f32> = chosen_rewards.iter().zip(&rejected_rewards).map(|(c, r)| (c > r) as u8 as f32).collect();
+        let wins: Vec<f32> = chosen_rewards
+            .iter()
+            .zip(&rejected_rewards)
+            .map(|(c, r)| (c > r) as u8 as f32)
+            .collect();
         metrics.push("rewards/accuracies", mean(&wins));
-        let margins: Vec<f32> = chosen_rewards.iter().zip(&rejected_rewards).map(|(c, r)| c - r).collect();
+        let margins: Vec<f32> = chosen_rewards
+            .iter()
+            .zip(&rejected_rewards)
+            .map(|(c, r)| c - r)
+            .collect();
         metrics.push("rewards/margins", mean(&margins));
         metrics.push("logps/chosen", mean(&host(inputs.chosen.clone())));
         metrics.push("logps/rejected", mean(&host(inputs.rejected.clone())));
@@ -231,9 +335,16 @@ impl Method for DpoMethod {
         if !self.config.sync_ref_model || step % self.config.ref_model_sync_steps.max(1) != 0 {
             return Ok(());
         }
-        let mut guard = self.reference.lock().map_err(|_| Error::Config { path: "reference".into(), message: "reference model lock poisoned".into() })?;
+        let mut guard = self.reference.lock().map_err(|_| Error::Config {
+            path: "reference".into(),
+            message: "reference model lock poisoned".into(),
+        })?;
         if let Some(reference) = guard.take() {
-            *guard = Some(mix_parameters(reference, model, self.config.ref_model_mixup_alpha));
+            *guard = Some(mix_parameters(
+                reference,
+                model,
+                self.config.ref_model_mixup_alpha,
+            ));
         }
         Ok(())
     }

@@ -24,7 +24,9 @@ pub struct KtoExample {
 }
 
 fn is_conversation(value: &Value) -> bool {
-    value.get(0).is_some_and(|first| first.get("role").is_some())
+    value
+        .get(0)
+        .is_some_and(|first| first.get("role").is_some())
 }
 
 /// Tokenizes every row as TRL does; errors carry the 0-based row index (after unpairing).
@@ -38,11 +40,17 @@ pub fn prepare_examples(
     if rows.first().is_some_and(|r| !r.contains_key("prompt")) {
         for (index, row) in rows.iter_mut().enumerate() {
             if !maybe_extract_prompt(row) {
-                return Err((index, "chosen and rejected share no prompt that can be extracted".into()));
+                return Err((
+                    index,
+                    "chosen and rejected share no prompt that can be extracted".into(),
+                ));
             }
         }
     }
-    if rows.first().is_some_and(|r| r.contains_key("chosen") && r.contains_key("rejected")) {
+    if rows
+        .first()
+        .is_some_and(|r| r.contains_key("chosen") && r.contains_key("rejected"))
+    {
         rows = unpair_preference(rows);
     }
     let eos = tokenizer.eos_token().unwrap_or_default().to_string();
@@ -52,7 +60,10 @@ pub fn prepare_examples(
         let (Some(prompt), Some(completion)) = (row.get("prompt"), row.get("completion")) else {
             return Err((index, "expected prompt and completion".into()));
         };
-        let label = row.get("label").and_then(Value::as_bool).ok_or((index, "label must be true or false".to_string()))?;
+        let label = row
+            .get("label")
+            .and_then(Value::as_bool)
+            .ok_or((index, "label must be true or false".to_string()))?;
         let (prompt_ids, full) = if is_conversation(prompt) {
             let options = |generation_prompt: bool| RenderOptions {
                 add_generation_prompt: generation_prompt,
@@ -62,15 +73,31 @@ pub fn prepare_examples(
             let mut messages = prompt.as_array().cloned().unwrap_or_default();
             messages.extend(completion.as_array().cloned().unwrap_or_default());
             (
-                tokenizer.apply_chat_template_ids(prompt, &options(true)).map_err(fail)?,
-                tokenizer.apply_chat_template_ids(&Value::Array(messages), &options(false)).map_err(fail)?,
+                tokenizer
+                    .apply_chat_template_ids(prompt, &options(true))
+                    .map_err(fail)?,
+                tokenizer
+                    .apply_chat_template_ids(&Value::Array(messages), &options(false))
+                    .map_err(fail)?,
             )
         } else {
             let (Some(prompt), Some(completion)) = (prompt.as_str(), completion.as_str()) else {
-                return Err((index, "prompt and completion must both be strings or both be conversations".into()));
+                return Err((
+                    index,
+                    "prompt and completion must both be strings or both be conversations".into(),
+                ));
             };
-            let completion = if completion.ends_with(&eos) { completion.to_string() } else { format!("{completion}{eos}") };
-            (tokenizer.encode(prompt, true).map_err(fail)?, tokenizer.encode(&format!("{prompt}{completion}"), true).map_err(fail)?)
+            let completion = if completion.ends_with(&eos) {
+                completion.to_string()
+            } else {
+                format!("{completion}{eos}")
+            };
+            (
+                tokenizer.encode(prompt, true).map_err(fail)?,
+                tokenizer
+                    .encode(&format!("{prompt}{completion}"), true)
+                    .map_err(fail)?,
+            )
         };
         let prompt_len = common_prefix_length(&prompt_ids, &full);
         if max_length.is_some_and(|max| prompt_len >= max) {
@@ -86,7 +113,8 @@ pub fn prepare_examples(
     }
     if let Some(block) = kl_block {
         for chunk in examples.chunks_mut(block.max(1)) {
-            let completions: Vec<Vec<u32>> = chunk.iter().map(|e| e.completion_ids.clone()).collect();
+            let completions: Vec<Vec<u32>> =
+                chunk.iter().map(|e| e.completion_ids.clone()).collect();
             let n = chunk.len();
             for (i, example) in chunk.iter_mut().enumerate() {
                 example.kl_completion_ids = Some(completions[(i + n - 1) % n].clone());

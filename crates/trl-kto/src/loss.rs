@@ -60,9 +60,24 @@ mod tests {
     #[test]
     fn kto_at_zero_margin_is_half() {
         let device = Device::default();
-        let t = |v: Vec<f32>| Tensor::<1>::from_data(TensorData::new(v.clone(), [v.len()]), &device);
-        let parts = kto_losses(KtoLossType::Kto, Some(t(vec![0.0])), Some(t(vec![0.0])), t(vec![0.0]), 0.1, 1.0, 2.0);
-        let values: Vec<f32> = parts.into_iter().flat_map(|p| p.into_data().try_to_vec::<f32>().unwrap()).collect();
-        assert!((values[0] - 0.5).abs() < 1e-6 && (values[1] - 1.0).abs() < 1e-6, "{values:?}");
+        let t =
+            |v: Vec<f32>| Tensor::<1>::from_data(TensorData::new(v.clone(), [v.len()]), &device);
+        let parts = kto_losses(
+            KtoLossType::Kto,
+            Some(t(vec![0.0])),
+            Some(t(vec![0.0])),
+            t(vec![0.0]),
+            0.1,
+            1.0,
+            2.0,
+        );
+        let values: Vec<f32> = parts
+            .into_iter()
+            .flat_map(|p| p.into_data().try_to_vec::<f32>().unwrap())
+            .collect();
+        assert!(
+            (values[0] - 0.5).abs() < 1e-6 && (values[1] - 1.0).abs() < 1e-6,
+            "{values:?}"
+        );
     }
 }

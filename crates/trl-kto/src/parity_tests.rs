@@ -16,27 +16,71 @@ const METRIC_RTOL: f64 = 2e-2;
 
 fn check_run(name: &str) {
     let out = tempfile::tempdir().unwrap();
-    let (case, mut map) = load_case(&format!("fixtures/expected/kto/{name}.json"), "kto_config", out.path());
-    map.entry("train_sampling_strategy".into()).or_insert("sequential".into());
+    let (case, mut map) = load_case(
+        &format!("fixtures/expected/kto/{name}.json"),
+        "kto_config",
+        out.path(),
+    );
+    map.entry("train_sampling_strategy".into())
+        .or_insert("sequential".into());
     let args: TrainingArguments = take_known_keys(&mut map, "training").unwrap();
     let config: KtoConfig = take_known_keys(&mut map, "kto").unwrap();
     assert!(map.is_empty(), "unhandled keys {map:?}");
     let model_dir = repo_root().join("fixtures/models/tiny-qwen2");
     let tokenizer = Tokenizer::from_dir(&model_dir).unwrap();
     let rows = read_jsonl(case["dataset"].as_str().unwrap());
-    let kl_block = config.loss_type.uses_kl().then_some(args.per_device_train_batch_size);
+    let kl_block = config
+        .loss_type
+        .uses_kl()
+        .then_some(args.per_device_train_batch_size);
     let mut examples = prepare_examples(&rows, &tokenizer, config.max_length, kl_block).unwrap();
     let prepared = &case["prepared_dataset"];
-    assert_eq!(examples.len() as u64, prepared["num_rows"].as_u64().unwrap(), "{name}: rows kept");
-    let list = |key: &str| -> Vec<serde_json::Value> { prepared[key].as_array().cloned().unwrap_or_default() };
+    assert_eq!(
+        examples.len() as u64,
+        prepared["num_rows"].as_u64().unwrap(),
+        "{name}: rows kept"
+    );
+    let list = |key: &str| -> Vec<serde_json::Value> {
+        prepared[key].as_array().cloned().unwrap_or_default()
+    };
     let labels: Vec<bool> = list("label").iter().map(|v| v.as_bool().unwrap()).collect();
-    assert_eq!(examples.iter().map(|e| e.label).collect::<Vec<_>>(), labels, "{name}: labels");
-    let lengths = |key: &str| -> Vec<usize> { list(key).iter().map(|v| v.as_u64().unwrap() as usize).collect() };
-    assert_eq!(examples.iter().map(|e| e.prompt_ids.len()).collect::<Vec<_>>(), lengths("prompt_lengths"), "{name}");
-    assert_eq!(examples.iter().map(|e| e.completion_ids.len()).collect::<Vec<_>>(), lengths("completion_lengths"), "{name}");
+    assert_eq!(
+        examples.iter().map(|e| e.label).collect::<Vec<_>>(),
+        labels,
+        "{name}: labels"
+    );
+    let lengths = |key: &str| -> Vec<usize> {
+        list(key)
+            .iter()
+            .map(|v| v.as_u64().unwrap() as usize)
+            .collect()
+    };
+    assert_eq!(
+        examples
+            .iter()
+            .map(|e| e.prompt_ids.len())
+            .collect::<Vec<_>>(),
+        lengths("prompt_lengths"),
+        "{name}"
+    );
+    assert_eq!(
+        examples
+            .iter()
+            .map(|e| e.completion_ids.len())
+            .collect::<Vec<_>>(),
+        lengths("completion_lengths"),
+        "{name}"
+    );
     if kl_block.is_some() {
-        let kl: Vec<usize> = examples.iter().map(|e| e.kl_completion_ids.as_ref().map_or(0, Vec::len)).collect();
-        assert_eq!(kl, lengths("KL_completion_lengths"), "{name}: KL completions");
+        let kl: Vec<usize> = examples
+            .iter()
+            .map(|e| e.kl_completion_ids.as_ref().map_or(0, Vec::len))
+            .collect();
+        assert_eq!(
+            kl,
+            lengths("KL_completion_lengths"),
+            "{name}: KL completions"
+        );
     }
 
     let device = Device::default().autodiff();
@@ -45,17 +89,38 @@ fn check_run(name: &str) {
     let reference = load_frozen_causal_lm(&model_dir, &plain).unwrap();
     let mut method = KtoMethod::new(config.clone(), tokenizer, Some(reference)).unwrap();
     if config.precompute_ref_log_probs {
-        method.precompute_reference(&mut examples, args.per_device_train_batch_size, &plain).unwrap();
+        method
+            .precompute_reference(&mut examples, args.per_device_train_batch_size, &plain)
+            .unwrap();
         method.drop_reference();
     }
-    let outcome = train(&method, model, &examples, &args, &device, &mut RunLogger::silent()).unwrap();
+    let outcome = train(
+        &method,
+        model,
+        &examples,
+        &args,
+        &device,
+        &mut RunLogger::silent(),
+    )
+    .unwrap();
     assert_log_history_matches(
         name,
         &outcome.state.log_history,
         &case["log_history"],
         LOSS_RTOL,
         METRIC_RTOL,
-        &["kl", "rewards/chosen", "rewards/rejected", "rewards/margins", "logps/chosen", "logps/rejected", "logits/chosen", "logits/rejected", "entropy", "grad_norm"],
+        &[
+            "kl",
+            "rewards/chosen",
+            "rewards/rejected",
+            "rewards/margins",
+            "logps/chosen",
+            "logps/rejected",
+            "logits/chosen",
+            "logits/rejected",
+            "entropy",
+            "grad_norm",
+        ],
         &["num_tokens"],
     );
 }

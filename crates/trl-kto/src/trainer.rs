@@ -25,12 +25,23 @@ pub struct KtoMethod {
 
 impl KtoMethod {
     /// Builds the method around a frozen reference model (see `load_frozen_causal_lm`).
-    pub fn new(config: KtoConfig, tokenizer: Tokenizer, reference: Option<CausalLm>) -> Result<Self> {
+    pub fn new(
+        config: KtoConfig,
+        tokenizer: Tokenizer,
+        reference: Option<CausalLm>,
+    ) -> Result<Self> {
         let pad_token_id = tokenizer
             .pad_token_id()
             .or_else(|| tokenizer.eos_token_id())
-            .ok_or_else(|| Error::Tokenizer { message: "the tokenizer has no pad or eos token".into() })?;
-        Ok(KtoMethod { config, tokenizer, pad_token_id, reference })
+            .ok_or_else(|| Error::Tokenizer {
+                message: "the tokenizer has no pad or eos token".into(),
+            })?;
+        Ok(KtoMethod {
+            config,
+            tokenizer,
+            pad_token_id,
+            reference,
+        })
     }
 
     fn options(&self) -> PaddingOptions {
@@ -44,13 +55,22 @@ impl KtoMethod {
 
     /// `(main batch, KL batch)`: each example's own completion, and its mismatched one.
     fn collate(&self, examples: &[&KtoExample]) -> (CompletionBatch, Option<CompletionBatch>) {
-        let rows: Vec<(&[u32], &[u32])> = examples.iter().map(|e| (e.prompt_ids.as_slice(), e.completion_ids.as_slice())).collect();
+        let rows: Vec<(&[u32], &[u32])> = examples
+            .iter()
+            .map(|e| (e.prompt_ids.as_slice(), e.completion_ids.as_slice()))
+            .collect();
         let kl_rows: Option<Vec<(&[u32], &[u32])>> = examples
             .iter()
-            .map(|e| e.kl_completion_ids.as_ref().map(|kl| (e.prompt_ids.as_slice(), kl.as_slice())))
+            .map(|e| {
+                e.kl_completion_ids
+                    .as_ref()
+                    .map(|kl| (e.prompt_ids.as_slice(), kl.as_slice()))
+            })
             .collect();
         let options = self.options();
-        let kl = kl_rows.filter(|_| self.config.loss_type.uses_kl()).map(|rows| collate_completions(&rows, &options));
+        let kl = kl_rows
+            .filter(|_| self.config.loss_type.uses_kl())
+            .map(|rows| collate_completions(&rows, &options));
         (collate_completions(&rows, &options), kl)
     }
 
@@ -69,8 +89,13 @@ impl KtoMethod {
     ) -> (Tensor<1>, Option<Tensor<1>>) {
         let rows = examples.len();
         if examples.first().is_some_and(|e| e.ref_logps.is_some()) {
-            let (main, kl): (Vec<f32>, Vec<f32>) =
-                examples.iter().map(|e| e.ref_logps.map_or((0.0, 0.0), |(a, b)| (a as f32, b as f32))).unzip();
+            let (main, kl): (Vec<f32>, Vec<f32>) = examples
+                .iter()
+                .map(|e| {
+                    e.ref_logps
+                        .map_or((0.0, 0.0), |(a, b)| (a as f32, b as f32))
+                })
+                .unzip();
             let tensor = |v: Vec<f32>| Tensor::<1>::from_data(TensorData::new(v, [rows]), device);
             return (tensor(main), kl_batch.map(|_| tensor(kl)));
         }
@@ -79,12 +104,20 @@ impl KtoMethod {
                 Self::sequence_logps(reference, batch).to_device(device),
                 kl_batch.map(|kl| Self::sequence_logps(reference, kl).to_device(device)),
             ),
-            None => (Tensor::zeros([rows], device), kl_batch.map(|_| Tensor::zeros([rows], device))),
+            None => (
+                Tensor::zeros([rows], device),
+                kl_batch.map(|_| Tensor::zeros([rows], device)),
+            ),
         }
     }
 
     /// TRL's `precompute_ref_log_probs`: reference log-probs of every example, once.
-    pub fn precompute_reference(&self, examples: &mut [KtoExample], batch_size: usize, device: &Device) -> Result<()> {
+    pub fn precompute_reference(
+        &self,
+        examples: &mut [KtoExample],
+        batch_size: usize,
+        device: &Device,
+    ) -> Result<()> {
         for start in (0..examples.len()).step_by(batch_size.max(1)) {
             let end = (start + batch_size.max(1)).min(examples.len());
             let chunk: Vec<&KtoExample> = examples[start..end].iter().collect();
@@ -93,7 +126,8 @@ impl KtoMethod {
             let main = main.into_data().try_to_vec::<f32>().unwrap_or_default();
             let kl = kl.map(|t| t.into_data().try_to_vec::<f32>().unwrap_or_default());
             for (i, example) in examples[start..end].iter_mut().enumerate() {
-                example.ref_logps = Some((main[i] as f64, kl.as_ref().map_or(0.0, |k| k[i] as f64)));
+                example.ref_logps =
+                    Some((main[i] as f64, kl.as_ref().map_or(0.0, |k| k[i] as f64)));
             }
         }
         Ok(())
@@ -115,7 +149,9 @@ fn select(values: &Tensor<1>, rows: &[usize]) -> Option<Tensor<1>> {
 }
 
 fn host_sum(t: &Option<Tensor<1>>) -> f64 {
-    t.as_ref().map_or(0.0, |t| t.clone().without_autodiff().sum().into_scalar::<f64>())
+    t.as_ref().map_or(0.0, |t| {
+        t.clone().without_autodiff().sum().into_scalar::<f64>()
+    })
 }
 
 impl Method for KtoMethod {
@@ -126,23 +162,38 @@ impl Method for KtoMethod {
         examples.len() as f64
     }
 
-    fn loss(&self, model: &CausalLm, examples: &[&KtoExample], items_in_step: f64) -> Result<(Tensor<1>, StepMetrics)> {
+    fn loss(
+        &self,
+        model: &CausalLm,
+        examples: &[&KtoExample],
+        items_in_step: f64,
+    ) -> Result<(Tensor<1>, StepMetrics)> {
         let (batch, kl_batch) = self.collate(examples);
         let device = model.decoder().embedding_weight().device();
         // The KL completions are scored without autodiff, as TRL does under no_grad.
-        let kl_logps = kl_batch.as_ref().map(|kl| Self::sequence_logps(&model.valid(), kl).to_device(&device));
+        let kl_logps = kl_batch
+            .as_ref()
+            .map(|kl| Self::sequence_logps(&model.valid(), kl).to_device(&device));
         let label_logps = label_log_probs(model.forward(&batch.tokens), &batch.labels);
         let logps = label_logps.sequence_sums();
-        let (ref_logps, ref_kl_logps) = self.reference_logps(examples, &batch, kl_batch.as_ref(), &device);
+        let (ref_logps, ref_kl_logps) =
+            self.reference_logps(examples, &batch, kl_batch.as_ref(), &device);
         let kl_value = match (kl_logps, ref_kl_logps) {
-            (Some(policy), Some(reference)) => (policy - reference).mean().into_scalar::<f64>().max(0.0),
+            (Some(policy), Some(reference)) => {
+                (policy - reference).mean().into_scalar::<f64>().max(0.0)
+            }
             _ => 0.0,
         };
         let kl = Tensor::<1>::from_data(TensorData::new(vec![kl_value as f32], [1]), &device);
         let chosen_rows: Vec<usize> = (0..examples.len()).filter(|&i| examples[i].label).collect();
-        let rejected_rows: Vec<usize> = (0..examples.len()).filter(|&i| !examples[i].label).collect();
+        let rejected_rows: Vec<usize> = (0..examples.len())
+            .filter(|&i| !examples[i].label)
+            .collect();
         let logratios = logps.clone() - ref_logps;
-        let (chosen_logratios, rejected_logratios) = (select(&logratios, &chosen_rows), select(&logratios, &rejected_rows));
+        let (chosen_logratios, rejected_logratios) = (
+            select(&logratios, &chosen_rows),
+            select(&logratios, &rejected_rows),
+        );
         let c = &self.config;
         let parts = kto_losses(
             c.loss_type,
@@ -153,13 +204,27 @@ impl Method for KtoMethod {
             c.desirable_weight,
             c.undesirable_weight,
         );
-        let loss = parts.into_iter().map(|p| p.sum().reshape([1])).reduce(|a, b| a + b).unwrap_or_else(|| Tensor::zeros([1], &device))
+        let loss = parts
+            .into_iter()
+            .map(|p| p.sum().reshape([1]))
+            .reduce(|a, b| a + b)
+            .unwrap_or_else(|| Tensor::zeros([1], &device))
             / items_in_step;
 
-        let mut metrics = StepMetrics { num_tokens: batch.num_tokens, ..StepMetrics::default() };
+        let mut metrics = StepMetrics {
+            num_tokens: batch.num_tokens,
+            ..StepMetrics::default()
+        };
         metrics.push("kl", kl_value);
         let (entropy, counted) = label_logps.entropy_sum();
-        metrics.push("entropy", if counted > 0.0 { entropy / counted } else { 0.0 });
+        metrics.push(
+            "entropy",
+            if counted > 0.0 {
+                entropy / counted
+            } else {
+                0.0
+            },
+        );
         let (chosen_logits, chosen_n) = label_logps.mean_logits_sum_rows(&chosen_rows);
         if chosen_n > 0.0 {
             metrics.push("logits/chosen", chosen_logits / chosen_n);
@@ -173,11 +238,17 @@ impl Method for KtoMethod {
         let rejected_reward = c.beta * host_sum(&rejected_logratios) / n_rejected.max(1.0);
         if n_chosen > 0.0 {
             metrics.push("rewards/chosen", chosen_reward);
-            metrics.push("logps/chosen", host_sum(&select(&logps, &chosen_rows)) / n_chosen);
+            metrics.push(
+                "logps/chosen",
+                host_sum(&select(&logps, &chosen_rows)) / n_chosen,
+            );
         }
         if n_rejected > 0.0 {
             metrics.push("rewards/rejected", rejected_reward);
-            metrics.push("logps/rejected", host_sum(&select(&logps, &rejected_rows)) / n_rejected);
+            metrics.push(
+                "logps/rejected",
+                host_sum(&select(&logps, &rejected_rows)) / n_rejected,
+            );
         }
         if n_chosen > 0.0 && n_rejected > 0.0 {
             metrics.push("rewards/margins", chosen_reward - rejected_reward);

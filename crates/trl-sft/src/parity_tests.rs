@@ -4,7 +4,9 @@
 use burn::tensor::Device;
 use serde_json::{Map, Value};
 use trl_core::model::load_causal_lm;
-use trl_core::parity::{assert_log_history_matches, assert_summary_matches, load_case, read_jsonl, repo_root};
+use trl_core::parity::{
+    assert_log_history_matches, assert_summary_matches, load_case, read_jsonl, repo_root,
+};
 use trl_core::tokenizer::Tokenizer;
 use trl_core::train::{RunLogger, TrainingArguments, take_known_keys, train};
 
@@ -23,12 +25,21 @@ struct Case {
 }
 
 fn load_sft_case(name: &str, output_dir: &std::path::Path) -> Case {
-    let (expected, mut map) = load_case(&format!("fixtures/expected/sft/{name}.json"), "sft_config", output_dir);
+    let (expected, mut map) = load_case(
+        &format!("fixtures/expected/sft/{name}.json"),
+        "sft_config",
+        output_dir,
+    );
     let args: TrainingArguments = take_known_keys(&mut map, "training").unwrap();
     let sft: SftConfig = take_known_keys(&mut map, "sft").unwrap();
     assert!(map.is_empty(), "unhandled keys {map:?}");
     let rows = read_jsonl(expected["dataset"].as_str().unwrap());
-    Case { expected, sft, args, rows }
+    Case {
+        expected,
+        sft,
+        args,
+        rows,
+    }
 }
 
 fn check_case(name: &str) {
@@ -94,7 +105,13 @@ fn check_case(name: &str) {
         &case.expected["log_history"],
         LOSS_RTOL,
         METRIC_RTOL,
-        &["grad_norm", "entropy", "mean_token_accuracy", "learning_rate", "epoch"],
+        &[
+            "grad_norm",
+            "entropy",
+            "mean_token_accuracy",
+            "learning_rate",
+            "epoch",
+        ],
         &["num_tokens"],
     );
     assert_summary_matches(
@@ -162,7 +179,8 @@ fn assistant_only_loss_trains_what_trl_trains_minus_the_header_newline() {
     let case = load_sft_case("messages_assistant_only", out.path());
     let tokenizer = Tokenizer::from_dir(repo_root().join("fixtures/models/tiny-qwen2")).unwrap();
     let examples = prepare_examples(&case.rows, &tokenizer, &case.sft).unwrap();
-    let trl_labels: Vec<Vec<i64>> = serde_json::from_value(case.expected["prepared_dataset"]["labels"].clone()).unwrap();
+    let trl_labels: Vec<Vec<i64>> =
+        serde_json::from_value(case.expected["prepared_dataset"]["labels"].clone()).unwrap();
     let newline = tokenizer.encode("\n", false).unwrap()[0] as i64;
     let header = tokenizer.encode("<|im_start|>assistant", false).unwrap();
     for (row, (ours, theirs)) in examples.iter().zip(&trl_labels).enumerate() {
@@ -172,8 +190,14 @@ fn assistant_only_loss_trains_what_trl_trains_minus_the_header_newline() {
                 continue;
             }
             let after_header = i >= header.len()
-                && ours.input_ids[i - header.len()..i].iter().zip(&header).all(|(x, y)| x == y);
-            assert!(a == -100 && b == newline && after_header, "row {row} token {i}: ours {a}, TRL {b}");
+                && ours.input_ids[i - header.len()..i]
+                    .iter()
+                    .zip(&header)
+                    .all(|(x, y)| x == y);
+            assert!(
+                a == -100 && b == newline && after_header,
+                "row {row} token {i}: ours {a}, TRL {b}"
+            );
         }
     }
 }

@@ -238,7 +238,10 @@ fn file_errors_are_reported_with_their_lines() {
 
     let (report, _dir) = validate_text("empty.jsonl", b"", Method::Sft);
     assert_eq!(found(&report).len(), 1);
-    assert!(found(&report)[0].ends_with("empty.jsonl: expected rows of JSON, found an empty file"), "{report}");
+    assert!(
+        found(&report)[0].ends_with("empty.jsonl: expected rows of JSON, found an empty file"),
+        "{report}"
+    );
     assert_eq!(report.format, None);
 
     let (report, _dir) = validate_text("broken.parquet", b"PAR1 not really", Method::Sft);

@@ -10,7 +10,10 @@ use burn::tensor::Tensor;
 pub fn mix_parameters<M: Module>(target: M, source: &M, alpha: f64) -> M {
     let mut collect = Collect { values: Vec::new() };
     source.visit(&mut collect);
-    let mut mixer = Mix { values: collect.values.into_iter(), alpha };
+    let mut mixer = Mix {
+        values: collect.values.into_iter(),
+        alpha,
+    };
     target.map(&mut mixer)
 }
 
@@ -34,7 +37,9 @@ struct Mix {
 
 impl ModuleMapper for Mix {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        let Some(source) = self.values.next() else { return param };
+        let Some(source) = self.values.next() else {
+            return param;
+        };
         let alpha = self.alpha;
         param.map(|target| {
             let shape = target.dims();

@@ -52,7 +52,11 @@ impl Fingerprint {
     /// Mixes in a model folder's identity: its path and each weight file's size and mtime.
     pub fn update_model_dir(&mut self, dir: &Path) {
         self.update(dir.to_string_lossy().as_bytes());
-        let mut entries: Vec<_> = std::fs::read_dir(dir).into_iter().flatten().flatten().collect();
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .collect();
         entries.sort_by_key(|e| e.file_name());
         for entry in entries {
             let name = entry.file_name().to_string_lossy().to_string();
@@ -61,7 +65,10 @@ impl Fingerprint {
             {
                 self.update(name.as_bytes());
                 self.update(&meta.len().to_le_bytes());
-                let mtime = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+                let mtime = meta
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
                 self.update(&mtime.map_or(0, |d| d.as_nanos()).to_le_bytes());
             }
         }
@@ -75,8 +82,13 @@ impl Fingerprint {
 
 /// Returns the cached rows for `key` if present, else runs `compute`, stores and returns them.
 /// Each row holds one example's reference values.
-pub fn cached_rows(key: &Fingerprint, compute: impl FnOnce() -> Result<Vec<Vec<f64>>>) -> Result<(Vec<Vec<f64>>, bool)> {
-    let path = cache_dir().join("ref-logps").join(format!("{}.json", key.hex()));
+pub fn cached_rows(
+    key: &Fingerprint,
+    compute: impl FnOnce() -> Result<Vec<Vec<f64>>>,
+) -> Result<(Vec<Vec<f64>>, bool)> {
+    let path = cache_dir()
+        .join("ref-logps")
+        .join(format!("{}.json", key.hex()));
     if let Ok(text) = std::fs::read_to_string(&path)
         && let Ok(rows) = serde_json::from_str::<Vec<Vec<f64>>>(&text)
     {

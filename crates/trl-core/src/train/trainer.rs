@@ -136,7 +136,8 @@ pub fn train<M: Method>(
     logger.start(plan.total_steps, first_step);
     while state.global_step < plan.total_steps {
         let step_start = Instant::now();
-        let micro_batches = plan.micro_batches(state.global_step, sampler_seed(args.seed, args.data_seed));
+        let micro_batches =
+            plan.micro_batches(state.global_step, sampler_seed(args.seed, args.data_seed));
         let groups: Vec<Vec<&M::Example>> = micro_batches
             .iter()
             .map(|idx| idx.iter().map(|&i| &examples[i]).collect())
@@ -253,7 +254,10 @@ pub fn train<M: Method>(
     } else {
         examples.len() as f64 * args.num_train_epochs * steps_run / plan.total_steps.max(1) as f64
     };
-    summary.insert("train_samples_per_second".into(), Value::from(samples / runtime.max(1e-9)));
+    summary.insert(
+        "train_samples_per_second".into(),
+        Value::from(samples / runtime.max(1e-9)),
+    );
     summary.insert("train_loss".into(), Value::from(total_loss / steps_run));
     // TRL's log() adds the metrics of steps not logged yet to the summary entry.
     if steps_since_log > 0 {
