@@ -9,7 +9,8 @@
 //! weights are made once outside the timed closure. The attention, RoPE and log-prob cases
 //! call the same trl-core pieces, or the same burn ops in the same order, as
 //! `crates/trl-core/src/model/layers.rs` does. Matmul and attention report their throughput as
-//! FLOPs ("elem/s" in criterion's output is FLOP/s); the others as elements of their input.
+//! FLOPs ("elem/s" in criterion's output is FLOP/s); the others as elements of their input
+//! (the mask and RoPE tables: of their output).
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -129,6 +130,7 @@ fn attention_masked(c: &mut Criterion) {
             black_box(out.sum().backward())
         })
     });
+    group.throughput(Throughput::Elements((BATCH * SEQ * SEQ) as u64));
     group.bench_function("mask_build_host_8x256x256", |b| {
         b.iter(|| black_box(attention_block_mask(&mask, &positions, None, &device)))
     });
@@ -159,6 +161,7 @@ fn elementwise(c: &mut Criterion) {
     group.bench_function("rope_q_8x8x256x32", |b| {
         b.iter(|| black_box(rope.apply(q.clone()).sum().backward()))
     });
+    group.throughput(Throughput::Elements((TOKENS * HEAD_DIM) as u64));
     group.bench_function("rope_tables_8x256", |b| {
         b.iter(|| black_box(RotaryTables::new(&position_ids, &inv_freq, &device)))
     });

@@ -68,6 +68,7 @@ pub fn bench(args: &[String]) -> Result<()> {
     let mut e2e = Vec::new();
     for method in ["sft", "dpo"] {
         let file = out.join(format!("e2e-{method}-trl-rs.json"));
+        let load_before = load_average();
         run(Command::new(&executables["e2e"])
             .args(["--method", method, "--model"])
             .arg(&model)
@@ -75,10 +76,11 @@ pub fn bench(args: &[String]) -> Result<()> {
             .arg(&file)
             .args(["--warmup", &warmup.to_string(), "--steps", &steps.to_string()])
             .current_dir(&root))?;
-        e2e.push(read_json(&file)?);
+        e2e.push(with_load(read_json(&file)?, load_before));
         if options.compare_trl {
             for implementation in ["trl", "torch"] {
                 let file = out.join(format!("e2e-{method}-{implementation}.json"));
+                let load_before = load_average();
                 run(Command::new(&python)
                     .arg(&script)
                     .args(["run", "--method", method, "--impl", implementation, "--model"])
@@ -88,7 +90,7 @@ pub fn bench(args: &[String]) -> Result<()> {
                     .args(["--warmup", &warmup.to_string(), "--steps", &steps.to_string()])
                     .args(["--threads", &machine.logical_cpus.to_string()])
                     .current_dir(&root))?;
-                e2e.push(read_json(&file)?);
+                e2e.push(with_load(read_json(&file)?, load_before));
             }
         }
     }
@@ -165,6 +167,11 @@ fn build_benches(root: &Path) -> Result<BTreeMap<String, PathBuf>> {
     Ok(executables)
 }
 
+fn with_load(mut result: Value, load_before: String) -> Value {
+    result["load_average_before"] = json!(load_before);
+    result
+}
+
 fn read_json(path: &Path) -> Result<Value> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))
@@ -198,7 +205,12 @@ fn read_criterion(home: &Path, since: SystemTime) -> Result<Vec<Value>> {
             }
         }
     }
-    found.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+    // In the order benches/kernels.rs defines its groups.
+    let rank = |id: &str| ["matmul", "attention", "elementwise", "optimizer"].iter().position(|g| id.starts_with(g));
+    found.sort_by_key(|k| {
+        let id = k["id"].as_str().unwrap_or_default().to_string();
+        (rank(&id), id)
+    });
     Ok(found)
 }
 
@@ -308,9 +320,15 @@ impl Machine {
             "flops_per_cycle_per_core": self.flops_per_cycle(self.lanes()),
             "peak_fp32_flops": self.peak_fp32_flops(),
             "avx2_peak_fp32_flops": self.avx2_peak_fp32_flops(),
-            "load_average_at_start": std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
+            "load_average_at_start": load_average(),
         })
     }
+}
+
+/// The 1, 5 and 15 minute load averages: how busy the machine was with other work.
+fn load_average() -> String {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    text.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
 }
 
 fn command_output(program: &str, args: &[&str], dir: &Path) -> String {
@@ -341,8 +359,8 @@ fn gb(bytes: &Value) -> String {
 /// The end-to-end table: one row per (method, implementation), ratios against TRL's trainer.
 fn end_to_end_table(results: &Value) -> String {
     let mut table = String::from(
-        "| method | implementation | s/step (median) | tokens/s | peak RSS | MFU | TRL s/step ÷ this | this RSS ÷ TRL RSS |\n\
-         |---|---|---|---|---|---|---|---|\n",
+        "| method | implementation | s/step (median) | tokens/s | peak RSS | MFU | TRL s/step ÷ this | this RSS ÷ TRL RSS | load before |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
     );
     let rows = results["end_to_end"].as_array().cloned().unwrap_or_default();
     for row in &rows {
@@ -357,7 +375,7 @@ fn end_to_end_table(results: &Value) -> String {
             _ => "-".into(),
         };
         table += &format!(
-            "| {} | {} | {:.3} | {:.0} | {} | {:.1}% | {} | {} |\n",
+            "| {} | {} | {:.3} | {:.0} | {} | {:.1}% | {} | {} | {} |\n",
             row["method"].as_str().unwrap_or("?").to_uppercase(),
             row["implementation"].as_str().unwrap_or("?"),
             row["median_step_s"].as_f64().unwrap_or(f64::NAN),
@@ -366,6 +384,7 @@ fn end_to_end_table(results: &Value) -> String {
             100.0 * row["mfu"].as_f64().unwrap_or(f64::NAN),
             ratio("median_step_s", true),
             ratio("peak_rss_bytes", false),
+            row["load_average_before"].as_str().unwrap_or("?"),
         );
     }
     table
@@ -395,8 +414,31 @@ fn verdicts(results: &Value) -> String {
             met(rss <= 1.0 / 3.0),
         );
     }
+    for method in ["sft", "dpo"] {
+        let find = |side: &str| rows.iter().find(|r| r["method"] == method && r["side"] == side);
+        if let (Some(ours), Some(loop_)) = (find("trl-rs"), find("torch")) {
+            let ratio = loop_["median_step_s"].as_f64().unwrap_or(f64::NAN) / ours["median_step_s"].as_f64().unwrap_or(f64::NAN);
+            text += &format!(
+                "- {}: against the hand-written PyTorch loop trl-rs is {}.\n",
+                method.to_uppercase(),
+                if ratio >= 1.0 { format!("{ratio:.2}x faster") } else { format!("{:.2}x slower", 1.0 / ratio) }
+            );
+        }
+    }
     if text.is_empty() {
         text = "- Run with `--compare trl` for the ratios to TRL.\n".into();
+    }
+    let busiest = rows
+        .iter()
+        .filter_map(|r| r["load_average_before"].as_str()?.split_whitespace().next()?.parse::<f64>().ok())
+        .fold(0.0, f64::max);
+    if busiest >= 1.0 {
+        text += &format!(
+            "\n**The machine was busy with other work** (1-minute load average up to {busiest:.2} before a run, on \
+             {} CPUs). torch's OpenMP threads lose far more to a shared core than rayon's work stealing does, so \
+             these ratios flatter trl-rs; rerun on an idle machine before quoting them.\n",
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        );
     }
     text
 }
@@ -457,7 +499,7 @@ Random Qwen2-shaped model written once by `reference/bench_trl.py make-model` an
 (hidden 256, 4 layers, 8 query / 4 key-value heads, intermediate 1024, vocab 512, untied lm_head, \
 {params} parameters), fp32, AdamW, grad-norm clipping at 1.0. SFT: 8 rows of 256 tokens. DPO: 8 pairs of \
 128 prompt + 128 completion tokens = 16 sequences of 256, sigmoid loss, the reference model a frozen copy. \
-{warmup} warm-up steps, then the median of {steps}; every run in its own process.\n\n\
+{warmup} warm-up step(s), then the median of {steps}; every run in its own process. The last column is the 1, 5 and 15-minute load average when the run started.\n\n\
 {table}\n\
 {verdicts}\n\
 ## Kernels (criterion, trl-rs only)\n\n\
