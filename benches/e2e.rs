@@ -125,7 +125,14 @@ fn time_steps<M: Method>(
         inner: method,
         marks: RefCell::new(vec![Instant::now()]),
     };
-    train(&timed, model, examples, args, device, &mut RunLogger::silent())?;
+    train(
+        &timed,
+        model,
+        examples,
+        args,
+        device,
+        &mut RunLogger::silent(),
+    )?;
     let marks = timed.marks.into_inner();
     Ok(marks
         .windows(2)

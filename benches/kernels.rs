@@ -88,12 +88,7 @@ fn padded_attention_mask() -> Vec<Vec<i64>> {
 
 /// Attention after the projections, as `layers.rs` computes it: GQA repeat of k/v, scaled
 /// scores, the causal + padding mask, softmax, and the weighted sum of values.
-fn attention(
-    q: Tensor<4>,
-    k: Tensor<4>,
-    v: Tensor<4>,
-    blocked: &Tensor<4, Bool>,
-) -> Tensor<4> {
+fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, blocked: &Tensor<4, Bool>) -> Tensor<4> {
     let group = HEADS / KV_HEADS;
     // [batch, kv_heads, seq, head_dim] -> [batch, heads, seq, head_dim]
     let repeat = |t: Tensor<4>| {
@@ -177,11 +172,22 @@ fn elementwise(c: &mut Criterion) {
     // log-softmax + gather of the label log-probs (the cross-entropy of every method)
     let logits = normal([BATCH, SEQ, VOCAB], 1.0, &device);
     let labels: Vec<Vec<i64>> = (0..BATCH)
-        .map(|row| (0..SEQ).map(|t| ((row * 131 + t * 7) % VOCAB) as i64).collect())
+        .map(|row| {
+            (0..SEQ)
+                .map(|t| ((row * 131 + t * 7) % VOCAB) as i64)
+                .collect()
+        })
         .collect();
     group.throughput(Throughput::Elements((TOKENS * VOCAB) as u64));
     group.bench_function("label_logprobs_8x256x512", |b| {
-        b.iter(|| black_box(label_log_probs(logits.clone(), &labels).logps.sum().backward()))
+        b.iter(|| {
+            black_box(
+                label_log_probs(logits.clone(), &labels)
+                    .logps
+                    .sum()
+                    .backward(),
+            )
+        })
     });
     group.finish();
 }
@@ -251,7 +257,9 @@ fn optimizer(c: &mut Criterion) {
     group.bench_function("adamw_step_4.2M_params", |b| {
         b.iter_batched(
             || (params.clone(), params.grads()),
-            |(module, mut grads)| black_box(adamw_step(module, &mut grads, 1e-5, &config, &mut state)),
+            |(module, mut grads)| {
+                black_box(adamw_step(module, &mut grads, 1e-5, &config, &mut state))
+            },
             BatchSize::PerIteration,
         )
     });

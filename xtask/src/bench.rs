@@ -41,7 +41,9 @@ fn parse(args: &[String]) -> Result<Options> {
                 Some("trl") => options.compare_trl = true,
                 other => bail!("--compare {other:?}: the only comparison is `--compare trl`"),
             },
-            other => bail!("cargo xtask bench: unknown flag {other:?} (flags: --compare trl, --quick)"),
+            other => {
+                bail!("cargo xtask bench: unknown flag {other:?} (flags: --compare trl, --quick)")
+            }
         }
     }
     Ok(options)
@@ -74,7 +76,12 @@ pub fn bench(args: &[String]) -> Result<()> {
             .arg(&model)
             .arg("--out")
             .arg(&file)
-            .args(["--warmup", &warmup.to_string(), "--steps", &steps.to_string()])
+            .args([
+                "--warmup",
+                &warmup.to_string(),
+                "--steps",
+                &steps.to_string(),
+            ])
             .current_dir(&root))?;
         e2e.push(with_load(read_json(&file)?, load_before));
         if options.compare_trl {
@@ -83,11 +90,23 @@ pub fn bench(args: &[String]) -> Result<()> {
                 let load_before = load_average();
                 run(Command::new(&python)
                     .arg(&script)
-                    .args(["run", "--method", method, "--impl", implementation, "--model"])
+                    .args([
+                        "run",
+                        "--method",
+                        method,
+                        "--impl",
+                        implementation,
+                        "--model",
+                    ])
                     .arg(&model)
                     .arg("--out")
                     .arg(&file)
-                    .args(["--warmup", &warmup.to_string(), "--steps", &steps.to_string()])
+                    .args([
+                        "--warmup",
+                        &warmup.to_string(),
+                        "--steps",
+                        &steps.to_string(),
+                    ])
                     .args(["--threads", &machine.logical_cpus.to_string()])
                     .current_dir(&root))?;
                 e2e.push(with_load(read_json(&file)?, load_before));
@@ -148,7 +167,9 @@ fn build_benches(root: &Path) -> Result<BTreeMap<String, PathBuf>> {
     }
     let mut executables = BTreeMap::new();
     for line in String::from_utf8_lossy(&output.stdout).lines() {
-        let Ok(message) = serde_json::from_str::<Value>(line) else { continue };
+        let Ok(message) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
         let (Some(name), Some(exe)) = (
             message["target"]["name"].as_str(),
             message["executable"].as_str(),
@@ -182,18 +203,26 @@ fn read_criterion(home: &Path, since: SystemTime) -> Result<Vec<Value>> {
     let mut found = Vec::new();
     let mut stack = vec![home.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         for entry in entries.flatten() {
             let path = entry.path();
             if path.is_dir() {
                 stack.push(path);
             } else if path.file_name().is_some_and(|n| n == "benchmark.json")
                 && dir.file_name().is_some_and(|n| n == "new")
-                && entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| t >= since)
+                && entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t >= since)
             {
                 let info = read_json(&path)?;
                 let estimates = read_json(&dir.join("estimates.json"))?;
-                let median_s = estimates["median"]["point_estimate"].as_f64().unwrap_or(0.0) / 1e9;
+                let median_s = estimates["median"]["point_estimate"]
+                    .as_f64()
+                    .unwrap_or(0.0)
+                    / 1e9;
                 let elements = info["throughput"]["Elements"].as_f64();
                 found.push(json!({
                     "id": info["full_id"],
@@ -206,7 +235,11 @@ fn read_criterion(home: &Path, since: SystemTime) -> Result<Vec<Value>> {
         }
     }
     // In the order benches/kernels.rs defines its groups.
-    let rank = |id: &str| ["matmul", "attention", "elementwise", "optimizer"].iter().position(|g| id.starts_with(g));
+    let rank = |id: &str| {
+        ["matmul", "attention", "elementwise", "optimizer"]
+            .iter()
+            .position(|g| id.starts_with(g))
+    };
     found.sort_by_key(|k| {
         let id = k["id"].as_str().unwrap_or_default().to_string();
         (rank(&id), id)
@@ -227,7 +260,11 @@ fn flop_model(e2e: &[Value]) -> Result<FlopModel> {
         .iter()
         .find(|r| r["side"] == "trl-rs")
         .context("no trl-rs end-to-end result")?;
-    let number = |key: &str| ours[key].as_f64().with_context(|| format!("trl-rs result has no {key}"));
+    let number = |key: &str| {
+        ours[key]
+            .as_f64()
+            .with_context(|| format!("trl-rs result has no {key}"))
+    };
     Ok(FlopModel {
         matmul_params: number("params")? - number("embedding_params")?,
         layers: number("num_layers")?,
@@ -271,9 +308,16 @@ impl Machine {
         };
         Ok(Machine {
             model_name: field("model name"),
-            logical_cpus: text.lines().filter(|l| l.starts_with("processor")).count().max(1),
+            logical_cpus: text
+                .lines()
+                .filter(|l| l.starts_with("processor"))
+                .count()
+                .max(1),
             mhz: field("cpu MHz").parse().unwrap_or(0.0),
-            flags: field("flags").split_whitespace().map(String::from).collect(),
+            flags: field("flags")
+                .split_whitespace()
+                .map(String::from)
+                .collect(),
         })
     }
 
@@ -307,10 +351,18 @@ impl Machine {
     }
 
     fn to_json(&self) -> Value {
-        let simd: Vec<&str> = ["sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16", "amx_tile"]
-            .into_iter()
-            .filter(|f| self.has(f))
-            .collect();
+        let simd: Vec<&str> = [
+            "sse4_2",
+            "avx",
+            "avx2",
+            "fma",
+            "avx512f",
+            "avx512_bf16",
+            "amx_tile",
+        ]
+        .into_iter()
+        .filter(|f| self.has(f))
+        .collect();
         json!({
             "cpu": self.model_name,
             "logical_cpus": self.logical_cpus,
@@ -328,7 +380,10 @@ impl Machine {
 /// The 1, 5 and 15 minute load averages: how busy the machine was with other work.
 fn load_average() -> String {
     let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    text.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+    text.split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn command_output(program: &str, args: &[&str], dir: &Path) -> String {
@@ -343,7 +398,12 @@ fn command_output(program: &str, args: &[&str], dir: &Path) -> String {
 }
 
 fn provenance(root: &Path) -> Value {
-    let dirty = !command_output("git", &["status", "--porcelain", "--untracked-files=no"], root).is_empty();
+    let dirty = !command_output(
+        "git",
+        &["status", "--porcelain", "--untracked-files=no"],
+        root,
+    )
+    .is_empty();
     json!({
         "date_utc": command_output("date", &["-u", "+%Y-%m-%d %H:%M"], root),
         "commit": command_output("git", &["rev-parse", "--short", "HEAD"], root),
@@ -362,15 +422,28 @@ fn end_to_end_table(results: &Value) -> String {
         "| method | implementation | s/step (median) | tokens/s | peak RSS | MFU | TRL s/step ÷ this | this RSS ÷ TRL RSS | load before |\n\
          |---|---|---|---|---|---|---|---|---|\n",
     );
-    let rows = results["end_to_end"].as_array().cloned().unwrap_or_default();
+    let rows = results["end_to_end"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     for row in &rows {
         let trl = rows
             .iter()
             .find(|r| r["method"] == row["method"] && r["side"] == "trl");
         let ratio = |key: &str, inverse: bool| match trl {
             Some(trl) if row["side"] != "trl" => {
-                let (ours, theirs) = (row[key].as_f64().unwrap_or(f64::NAN), trl[key].as_f64().unwrap_or(f64::NAN));
-                format!("{:.2}x", if inverse { theirs / ours } else { ours / theirs })
+                let (ours, theirs) = (
+                    row[key].as_f64().unwrap_or(f64::NAN),
+                    trl[key].as_f64().unwrap_or(f64::NAN),
+                );
+                format!(
+                    "{:.2}x",
+                    if inverse {
+                        theirs / ours
+                    } else {
+                        ours / theirs
+                    }
+                )
             }
             _ => "-".into(),
         };
@@ -392,13 +465,23 @@ fn end_to_end_table(results: &Value) -> String {
 
 /// Plain statements of where trl-rs stands against the issue's targets.
 fn verdicts(results: &Value) -> String {
-    let rows = results["end_to_end"].as_array().cloned().unwrap_or_default();
+    let rows = results["end_to_end"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let mut text = String::new();
     for method in ["sft", "dpo"] {
-        let find = |side: &str| rows.iter().find(|r| r["method"] == method && r["side"] == side);
-        let (Some(ours), Some(trl)) = (find("trl-rs"), find("trl")) else { continue };
-        let speedup = trl["median_step_s"].as_f64().unwrap_or(f64::NAN) / ours["median_step_s"].as_f64().unwrap_or(f64::NAN);
-        let rss = ours["peak_rss_bytes"].as_f64().unwrap_or(f64::NAN) / trl["peak_rss_bytes"].as_f64().unwrap_or(f64::NAN);
+        let find = |side: &str| {
+            rows.iter()
+                .find(|r| r["method"] == method && r["side"] == side)
+        };
+        let (Some(ours), Some(trl)) = (find("trl-rs"), find("trl")) else {
+            continue;
+        };
+        let speedup = trl["median_step_s"].as_f64().unwrap_or(f64::NAN)
+            / ours["median_step_s"].as_f64().unwrap_or(f64::NAN);
+        let rss = ours["peak_rss_bytes"].as_f64().unwrap_or(f64::NAN)
+            / trl["peak_rss_bytes"].as_f64().unwrap_or(f64::NAN);
         let speed = if speedup >= 1.0 {
             format!("{speedup:.2}x faster than TRL")
         } else {
@@ -415,13 +498,21 @@ fn verdicts(results: &Value) -> String {
         );
     }
     for method in ["sft", "dpo"] {
-        let find = |side: &str| rows.iter().find(|r| r["method"] == method && r["side"] == side);
+        let find = |side: &str| {
+            rows.iter()
+                .find(|r| r["method"] == method && r["side"] == side)
+        };
         if let (Some(ours), Some(loop_)) = (find("trl-rs"), find("torch")) {
-            let ratio = loop_["median_step_s"].as_f64().unwrap_or(f64::NAN) / ours["median_step_s"].as_f64().unwrap_or(f64::NAN);
+            let ratio = loop_["median_step_s"].as_f64().unwrap_or(f64::NAN)
+                / ours["median_step_s"].as_f64().unwrap_or(f64::NAN);
             text += &format!(
                 "- {}: against the hand-written PyTorch loop trl-rs is {}.\n",
                 method.to_uppercase(),
-                if ratio >= 1.0 { format!("{ratio:.2}x faster") } else { format!("{:.2}x slower", 1.0 / ratio) }
+                if ratio >= 1.0 {
+                    format!("{ratio:.2}x faster")
+                } else {
+                    format!("{:.2}x slower", 1.0 / ratio)
+                }
             );
         }
     }
@@ -430,7 +521,14 @@ fn verdicts(results: &Value) -> String {
     }
     let busiest = rows
         .iter()
-        .filter_map(|r| r["load_average_before"].as_str()?.split_whitespace().next()?.parse::<f64>().ok())
+        .filter_map(|r| {
+            r["load_average_before"]
+                .as_str()?
+                .split_whitespace()
+                .next()?
+                .parse::<f64>()
+                .ok()
+        })
         .fold(0.0, f64::max);
     if busiest >= 1.0 {
         text += &format!(
@@ -444,7 +542,8 @@ fn verdicts(results: &Value) -> String {
 }
 
 fn kernels_table(results: &Value) -> String {
-    let mut table = String::from("| kernel (forward + backward) | median | throughput |\n|---|---|---|\n");
+    let mut table =
+        String::from("| kernel (forward + backward) | median | throughput |\n|---|---|---|\n");
     for k in results["kernels"].as_array().cloned().unwrap_or_default() {
         let id = k["id"].as_str().unwrap_or("?");
         let median = k["median_s"].as_f64().unwrap_or(f64::NAN);
@@ -480,7 +579,12 @@ fn render_markdown(results: &Value, machine: &Machine) -> String {
         .unwrap_or_else(|| "not run (no `--compare trl`)".into());
     let simd = m["simd_flags"]
         .as_array()
-        .map(|f| f.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
+        .map(|f| {
+            f.iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
         .unwrap_or_default();
     format!(
         "# Benchmarks\n\n\
@@ -518,11 +622,26 @@ matmuls (all but the input embedding table: {n}), L = layers, S = sequence lengt
 and weighted values over the full S x S matrix), backward twice the forward. DPO adds the reference model's \
 forward, (2N + 4·L·S·A) x T.\n\
 - **MFU** = training FLOPs per step / median step time / fp32 peak, the peak as stated under Machine.\n",
-        compare = if results["end_to_end"].as_array().is_some_and(|r| r.iter().any(|x| x["side"] == "trl")) { " --compare trl" } else { "" },
-        quick = if results["quick"] == true { " --quick" } else { "" },
+        compare = if results["end_to_end"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|x| x["side"] == "trl"))
+        {
+            " --compare trl"
+        } else {
+            ""
+        },
+        quick = if results["quick"] == true {
+            " --quick"
+        } else {
+            ""
+        },
         date = g["date_utc"].as_str().unwrap_or("?"),
         commit = g["commit"].as_str().unwrap_or("?"),
-        dirty = if g["work_tree_modified"] == true { " (with uncommitted changes)" } else { "" },
+        dirty = if g["work_tree_modified"] == true {
+            " (with uncommitted changes)"
+        } else {
+            ""
+        },
         cpu = machine.model_name,
         cpus = machine.logical_cpus,
         mhz = machine.mhz,
@@ -533,10 +652,17 @@ forward, (2N + 4·L·S·A) x T.\n\
         load = m["load_average_at_start"].as_str().unwrap_or("?"),
         rustc = g["rustc"].as_str().unwrap_or("rustc"),
         params = results["end_to_end"][0]["params"],
-        n = results["end_to_end"][0]["params"].as_f64().unwrap_or(0.0) - results["end_to_end"][0]["embedding_params"].as_f64().unwrap_or(0.0),
+        n = results["end_to_end"][0]["params"].as_f64().unwrap_or(0.0)
+            - results["end_to_end"][0]["embedding_params"]
+                .as_f64()
+                .unwrap_or(0.0),
         warmup = results["end_to_end"][0]["warmup_steps"],
-        steps = results["end_to_end"][0]["step_times_s"].as_array().map_or(0, Vec::len) as i64
-            - results["end_to_end"][0]["warmup_steps"].as_i64().unwrap_or(0),
+        steps = results["end_to_end"][0]["step_times_s"]
+            .as_array()
+            .map_or(0, Vec::len) as i64
+            - results["end_to_end"][0]["warmup_steps"]
+                .as_i64()
+                .unwrap_or(0),
         table = end_to_end_table(results),
         verdicts = verdicts(results),
         kernels = kernels_table(results),

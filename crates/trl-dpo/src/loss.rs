@@ -44,8 +44,8 @@ pub enum DpoLossType {
     SigmoidNorm,
     /// SimPO (Meng et al. 2024, arXiv:2405.14734): reference-free, length-normalised, margin γ.
     Simpo,
-    /// ORPO (Hong et al. 2024, arXiv:2403.07691): chosen NLL plus `β`-weighted odds-ratio term;
-    /// reference-free.
+    /// ORPO (Hong et al. 2024, arXiv:2403.07691): NLL of the whole chosen sequence (prompt
+    /// included, as TRL's ORPOTrainer) plus the `β`-weighted odds-ratio term; reference-free.
     Orpo,
 }
 
@@ -94,6 +94,9 @@ pub struct PairLogps {
     pub rejected_tokens: Tensor<1>,
     /// `[1]`: mean negative log-likelihood over all chosen completion tokens of the batch.
     pub sft_nll: Tensor<1>,
+    /// `[1]`: mean negative log-likelihood over every token of the chosen rows, prompt
+    /// included (ORPO's NLL term); zeros when ORPO is not used.
+    pub chosen_full_nll: Tensor<1>,
 }
 
 /// Per-pair loss `[batch]` of one variant.
@@ -176,7 +179,7 @@ pub fn pair_loss(kind: DpoLossType, x: &PairLogps, p: &LossParams) -> Tensor<1> 
             // log odds(y) = log p - log(1 - p), with p the per-token average probability
             let log_odds = (avg_chosen.clone() - avg_rejected.clone())
                 - (log1m_exp(avg_chosen) - log1m_exp(avg_rejected));
-            x.sft_nll.clone().expand([x.chosen.dims()[0]]) - log_sigmoid(log_odds) * beta
+            x.chosen_full_nll.clone().expand([x.chosen.dims()[0]]) - log_sigmoid(log_odds) * beta
         }
     }
 }

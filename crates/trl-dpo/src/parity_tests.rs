@@ -107,6 +107,7 @@ fn every_loss_variant_matches_trl_on_fixed_logps() {
                 &device,
             ),
             sft_nll: tensor1(vec![sft_nll], &device),
+            chosen_full_nll: tensor1(vec![0.0], &device),
         };
         let weights = config.use_weighting.then(|| {
             wpo_weights(

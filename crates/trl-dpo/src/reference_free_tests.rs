@@ -106,9 +106,9 @@ impl Fixture {
         -sums[..self.pairs].iter().sum::<f64>() / counts[..self.pairs].iter().sum::<f64>()
     }
 
-    /// What the DPO trainer builds: completion sums, completion token counts, and `sft_nll`
-    /// given by the caller.
-    fn pair_logps(&self, sft_nll: f64, device: &Device) -> PairLogps {
+    /// What the DPO trainer builds: completion sums, completion token counts, and the two NLLs
+    /// given by the caller (completion-only for `sft`, whole chosen sequence for ORPO).
+    fn pair_logps(&self, sft_nll: f64, full_nll: f64, device: &Device) -> PairLogps {
         let b = self.pairs;
         let sums = self.masked_sums(&self.shift_completion_mask);
         let tokens: Vec<f64> = Self::counts(&self.shift_completion_mask)
@@ -123,6 +123,7 @@ impl Fixture {
             chosen_tokens: tensor1(&tokens[..b], device),
             rejected_tokens: tensor1(&tokens[b..], device),
             sft_nll: tensor1(&[sft_nll], device),
+            chosen_full_nll: tensor1(&[full_nll], device),
         }
     }
 }
@@ -192,7 +193,7 @@ fn reference_free_simpo_matches_trl() {
     let f = load();
     let device = Device::default();
     let completion_nll = f.chosen_nll(&f.shift_completion_mask);
-    let x = f.pair_logps(completion_nll, &device);
+    let x = f.pair_logps(completion_nll, 0.0, &device);
     let cases = f.json["simpo_cases"].as_array().unwrap();
     assert!(cases.len() >= 6);
     assert!(
@@ -250,7 +251,7 @@ fn reference_free_orpo_matches_trl() {
         let p = params(case["beta"].as_f64().unwrap(), 0.0, 0.0);
         let odds_only = host(pair_loss(
             DpoLossType::Orpo,
-            &f.pair_logps(0.0, &device),
+            &f.pair_logps(0.0, 0.0, &device),
             &p,
         ));
         let want_terms: Vec<f64> = floats(&case["odds_ratio_term"])
@@ -258,7 +259,7 @@ fn reference_free_orpo_matches_trl() {
             .map(|t| -t)
             .collect();
         assert_all_close(&format!("{name} -odds_ratio_term"), &odds_only, &want_terms);
-        let per_pair = pair_loss(DpoLossType::Orpo, &f.pair_logps(orpo_nll, &device), &p);
+        let per_pair = pair_loss(DpoLossType::Orpo, &f.pair_logps(0.0, orpo_nll, &device), &p);
         let mean = per_pair.clone().mean().into_scalar::<f32>() as f64;
         assert_all_close(
             &format!("{name} per_pair_loss"),
@@ -273,11 +274,11 @@ fn reference_free_orpo_matches_trl() {
     }
 }
 
-/// What the DPO trainer feeds today: `sft_nll` over the chosen *completion* tokens. TRL's ORPO
-/// NLL also covers the prompt tokens, so the totals differ by `orpo_nll - completion_nll`
-/// whatever beta is; this test pins that the fixture exposes the difference.
+/// The trainer feeds both NLLs: `sft` reads the completion-only one, ORPO the whole chosen
+/// sequence's (TRL's ORPOTrainer scores the prompt tokens too); the fixture separates them, so
+/// ORPO matching TRL with the completion NLL also present proves it reads the right one.
 #[test]
-fn reference_free_orpo_nll_is_not_the_completion_nll() {
+fn reference_free_orpo_reads_the_full_sequence_nll() {
     let f = load();
     let d = &f.json["inputs"]["derived"];
     let (completion, full) = (
@@ -289,17 +290,20 @@ fn reference_free_orpo_nll_is_not_the_completion_nll() {
         "fixture should separate the two NLLs: {completion} vs {full}"
     );
     let device = Device::default();
-    let x = f.pair_logps(f.chosen_nll(&f.shift_completion_mask), &device);
+    let x = f.pair_logps(
+        f.chosen_nll(&f.shift_completion_mask),
+        f.chosen_nll(&f.shift_attention_mask),
+        &device,
+    );
     for case in f.json["orpo_cases"].as_array().unwrap() {
         let p = params(case["beta"].as_f64().unwrap(), 0.0, 0.0);
         let mean = pair_loss(DpoLossType::Orpo, &x, &p)
             .mean()
             .into_scalar::<f32>() as f64;
-        let want = case["loss"].as_f64().unwrap();
-        assert!(
-            ((want - mean) - (full - completion)).abs() < 1e-5,
-            "{}: ORPO total with the completion-only NLL is off by exactly orpo_nll - completion_nll",
-            case["name"]
+        assert_close(
+            case["name"].as_str().unwrap(),
+            mean,
+            case["loss"].as_f64().unwrap(),
         );
     }
 }

@@ -209,6 +209,7 @@ impl Method for DpoMethod {
         let device = model.decoder().embedding_weight().device();
         // [2 * pairs, seq, vocab]: chosen rows first, then rejected
         let logits = self.logits(model, &batch);
+        let logits_for_orpo = logits.clone();
         let label_logps = label_log_probs(logits, &batch.batch.labels);
         let logps = self.sequence_logps(&label_logps, &batch);
         let reference = self.reference_logps(examples, &batch, &device)?;
@@ -226,7 +227,25 @@ impl Method for DpoMethod {
             .sum()
             .into_scalar::<f64>()
             .max(1.0);
+        // ORPO's NLL covers the prompt too: score every attended token of the chosen rows.
+        let chosen_full_nll = if self.losses.iter().any(|(k, _)| *k == DpoLossType::Orpo) {
+            let full_labels: Vec<Vec<i64>> = batch.batch.tokens.input_ids[..pairs]
+                .iter()
+                .zip(&batch.batch.tokens.attention_mask)
+                .map(|(ids, mask)| {
+                    ids.iter()
+                        .zip(mask)
+                        .map(|(&id, &m)| if m == 1 { id as i64 } else { -100 })
+                        .collect()
+                })
+                .collect();
+            let full = label_log_probs(logits_for_orpo.clone().narrow(0, 0, pairs), &full_labels);
+            full.nll_sum().reshape([1]) / full.num_label_tokens().max(1.0)
+        } else {
+            Tensor::zeros([1], &device)
+        };
         let inputs = PairLogps {
+            chosen_full_nll,
             chosen: logps.clone().narrow(0, 0, pairs),
             rejected: logps.clone().narrow(0, pairs, pairs),
             ref_chosen: reference.clone().narrow(0, 0, pairs),
