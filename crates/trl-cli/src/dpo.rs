@@ -1,5 +1,6 @@
 //! `trl dpo`: Direct Preference Optimization with TRL's `DPOConfig` keys.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
@@ -9,11 +10,11 @@ use trl_core::data::Method as DataMethod;
 use trl_core::model::{load_causal_lm, load_frozen_causal_lm};
 use trl_core::tokenizer::Tokenizer;
 use trl_core::train::train;
-use trl_dpo::data::prepare_examples;
+use trl_dpo::data::{DpoExample, prepare_examples};
 use trl_dpo::{DpoConfig, DpoMethod};
 
 use crate::common::{print_help, report, setup, wants_help};
-use crate::precompute_cache::cached_reference_logps;
+use crate::precompute_cache::{RefSlots, cached_reference_logps};
 
 /// Runs `trl dpo` with raw arguments (everything after `dpo`).
 pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
@@ -68,9 +69,22 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
         let batch = dpo
             .precompute_ref_batch_size
             .unwrap_or(run.args.per_device_train_batch_size);
-        cached_reference_logps(&reference_dir, &mut examples, |examples| {
-            method.precompute_reference(examples, batch, &device)
-        })?;
+        let slots = RefSlots::<DpoExample> {
+            fingerprint: |e, key| {
+                key.update_ids(&e.prompt_ids);
+                key.update_ids(&e.chosen_ids);
+                key.update_ids(&e.rejected_ids);
+            },
+            read: |e| e.ref_logps,
+            write: |e, values| e.ref_logps = Some(values),
+        };
+        cached_reference_logps(
+            "dpo-ref-logps-v1",
+            Path::new(&reference_dir),
+            &mut examples,
+            &slots,
+            |examples| method.precompute_reference(examples, batch, &device),
+        )?;
         method.drop_reference();
     }
     let mut logger = run.logger(interrupt)?;

@@ -9,12 +9,12 @@ use trl_core::data::Method as DataMethod;
 use trl_core::model::{load_causal_lm, load_frozen_causal_lm};
 use trl_core::tokenizer::Tokenizer;
 use trl_core::train::args::SamplingStrategy;
-use trl_core::train::ref_cache::{Fingerprint, cached_rows};
 use trl_core::train::train;
-use trl_kto::data::prepare_examples;
+use trl_kto::data::{KtoExample, prepare_examples};
 use trl_kto::{KtoConfig, KtoMethod};
 
 use crate::common::{print_help, report, setup, wants_help};
+use crate::precompute_cache::{RefSlots, cached_reference_logps};
 
 /// Runs `trl kto` with raw arguments (everything after `kto`).
 pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
@@ -68,36 +68,23 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
     let reference = load_frozen_causal_lm(&reference_dir, &plain)?;
     let mut method = KtoMethod::new(kto.clone(), tokenizer, Some(reference))?;
     if kto.precompute_ref_log_probs {
-        let mut key = Fingerprint::default();
-        key.update(b"kto-ref-logps-v1");
-        key.update_model_dir(&reference_dir);
-        for e in &examples {
-            key.update_ids(&e.prompt_ids);
-            key.update_ids(&e.completion_ids);
-            key.update_ids(e.kl_completion_ids.as_deref().unwrap_or_default());
-        }
         let size = kto.precompute_ref_batch_size.unwrap_or(batch);
-        let mut computed = examples.clone();
-        let (rows, hit) = cached_rows(&key, || {
-            method.precompute_reference(&mut computed, size, &plain)?;
-            Ok(computed
-                .iter()
-                .map(|e| e.ref_logps.map_or(vec![], |(a, b)| vec![a, b]))
-                .collect())
-        })?;
-        for (example, row) in examples.iter_mut().zip(rows) {
-            if let [main, kl] = row[..] {
-                example.ref_logps = Some((main, kl));
-            }
-        }
-        eprintln!(
-            "reference log-probs: {}",
-            if hit {
-                "read from cache"
-            } else {
-                "computed and cached"
-            }
-        );
+        let slots = RefSlots::<KtoExample> {
+            fingerprint: |e, key| {
+                key.update_ids(&e.prompt_ids);
+                key.update_ids(&e.completion_ids);
+                key.update_ids(e.kl_completion_ids.as_deref().unwrap_or_default());
+            },
+            read: |e| e.ref_logps,
+            write: |e, values| e.ref_logps = Some(values),
+        };
+        cached_reference_logps(
+            "kto-ref-logps-v1",
+            &reference_dir,
+            &mut examples,
+            &slots,
+            |examples| method.precompute_reference(examples, size, &plain),
+        )?;
         method.drop_reference();
     }
     let mut logger = run.logger(interrupt)?;

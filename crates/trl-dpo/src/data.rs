@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use trl_core::completions::{
     CompletionBatch, PaddingOptions, TruncationMode, collate_completions, common_prefix_length,
 };
-use trl_core::data::maybe_extract_prompt;
+use trl_core::data::{is_conversation, maybe_extract_prompt};
 use trl_core::tokenizer::{RenderOptions, Tokenizer};
 
 /// One tokenized preference pair.
@@ -21,12 +21,6 @@ pub struct DpoExample {
     pub rejected_ids: Vec<u32>,
     /// Reference log-probs `(chosen, rejected)` when precomputed.
     pub ref_logps: Option<(f64, f64)>,
-}
-
-fn is_conversation(value: &Value) -> bool {
-    value
-        .get(0)
-        .is_some_and(|first| first.get("role").is_some())
 }
 
 /// Tokenizes every row as TRL does. Errors carry the 0-based row index.
@@ -52,7 +46,7 @@ pub fn prepare_examples(
         else {
             return Err((index, "expected prompt, chosen and rejected".into()));
         };
-        let (prompt_ids, chosen_full, rejected_full) = if is_conversation(prompt) {
+        let (prompt_ids, chosen_full, rejected_full) = if is_conversation(Some(prompt)) {
             let options = |generation_prompt: bool| RenderOptions {
                 add_generation_prompt: generation_prompt,
                 tools: row.get("tools").cloned().filter(|t| !t.is_null()),

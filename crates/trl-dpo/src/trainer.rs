@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use trl_core::logprobs::{LabelLogProbs, label_log_probs};
-use trl_core::model::{CausalLm, WeightReader, WeightWriter, read_config, save_pretrained};
+use trl_core::model::{CausalLm, load_causal_lm, save_causal_lm};
 use trl_core::tokenizer::Tokenizer;
 use trl_core::train::mix::mix_parameters;
 use trl_core::train::{Method, StepMetrics};
@@ -338,16 +338,11 @@ impl Method for DpoMethod {
     }
 
     fn save_model(&self, model: &CausalLm, dir: &Path) -> Result<()> {
-        let mut writer = WeightWriter::default();
-        model.save_weights(&mut writer)?;
-        save_pretrained(dir, model.config(), &writer)?;
-        self.tokenizer.save(dir)
+        save_causal_lm(model, &self.tokenizer, dir)
     }
 
     fn load_model(&self, dir: &Path, device: &Device) -> Result<CausalLm> {
-        let config = read_config(dir)?;
-        let mut reader = WeightReader::open(dir)?;
-        CausalLm::load(&mut reader, &config, device)
+        load_causal_lm(dir, device)
     }
 
     fn after_step(&self, model: &CausalLm, step: u64) -> Result<()> {

@@ -7,7 +7,7 @@
 
 use serde_json::{Map, Value};
 use trl_core::completions::common_prefix_length;
-use trl_core::data::{maybe_extract_prompt, unpair_preference};
+use trl_core::data::{is_conversation, maybe_extract_prompt, unpair_preference};
 use trl_core::tokenizer::{RenderOptions, Tokenizer};
 
 /// One tokenized KTO example.
@@ -21,12 +21,6 @@ pub struct KtoExample {
     pub kl_completion_ids: Option<Vec<u32>>,
     /// Precomputed reference log-probs `(completion, kl completion)`.
     pub ref_logps: Option<(f64, f64)>,
-}
-
-fn is_conversation(value: &Value) -> bool {
-    value
-        .get(0)
-        .is_some_and(|first| first.get("role").is_some())
 }
 
 /// Tokenizes every row as TRL does; errors carry the 0-based row index (after unpairing).
@@ -64,7 +58,7 @@ pub fn prepare_examples(
             .get("label")
             .and_then(Value::as_bool)
             .ok_or((index, "label must be true or false".to_string()))?;
-        let (prompt_ids, full) = if is_conversation(prompt) {
+        let (prompt_ids, full) = if is_conversation(Some(prompt)) {
             let options = |generation_prompt: bool| RenderOptions {
                 add_generation_prompt: generation_prompt,
                 tools: row.get("tools").cloned().filter(|t| !t.is_null()),

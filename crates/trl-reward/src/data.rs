@@ -12,6 +12,7 @@
 
 use serde_json::{Map, Value};
 use trl_core::data::Row;
+use trl_core::data::is_conversation;
 use trl_core::model::TokenBatch;
 use trl_core::tokenizer::{RenderOptions, Tokenizer};
 
@@ -26,12 +27,6 @@ pub struct RewardExample {
     pub rejected_ids: Vec<u32>,
     /// The row's `margin` column: the chosen reward must beat the rejected one by this much.
     pub margin: Option<f64>,
-}
-
-fn is_conversation(value: &Value) -> bool {
-    value
-        .as_array()
-        .is_some_and(|items| items.first().is_some_and(|m| m.get("role").is_some()))
 }
 
 /// Template options from the row's `tools` (a list, or that list as a JSON string) and
@@ -68,7 +63,7 @@ pub fn tokenize_sequence(
     body: &Value,
 ) -> Result<Vec<u32>, String> {
     let fail = |e: trl_core::Error| e.to_string();
-    if is_conversation(body) {
+    if is_conversation(Some(body)) {
         let mut messages = match prompt {
             None => Vec::new(),
             Some(Value::Array(prompt)) => prompt.clone(),

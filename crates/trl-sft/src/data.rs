@@ -5,6 +5,7 @@
 //! masks, truncation, dropping rows with nothing to learn, and BFD packing.
 
 use serde_json::{Map, Value};
+use trl_core::data::is_conversation;
 use trl_core::logprobs::IGNORE_INDEX;
 use trl_core::model::TokenBatch;
 use trl_core::tokenizer::{RenderOptions, Tokenizer};
@@ -33,12 +34,6 @@ fn row_error(row: usize, message: impl Into<String>) -> RowError {
         row,
         message: message.into(),
     }
-}
-
-fn is_conversation(value: Option<&Value>) -> bool {
-    value
-        .and_then(Value::as_array)
-        .is_some_and(|items| items.iter().all(|m| m.get("role").is_some()))
 }
 
 /// Tokenizes every row as TRL does and applies truncation and the empty-label filter.

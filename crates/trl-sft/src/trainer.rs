@@ -5,7 +5,7 @@ use std::path::Path;
 use burn::tensor::{Device, Tensor};
 use trl_core::Result;
 use trl_core::logprobs::label_log_probs;
-use trl_core::model::{CausalLm, WeightReader, WeightWriter, read_config, save_pretrained};
+use trl_core::model::{CausalLm, load_causal_lm, save_causal_lm};
 use trl_core::tokenizer::Tokenizer;
 use trl_core::train::{Method, StepMetrics};
 
@@ -100,15 +100,10 @@ impl Method for SftMethod {
     }
 
     fn save_model(&self, model: &CausalLm, dir: &Path) -> Result<()> {
-        let mut writer = WeightWriter::default();
-        model.save_weights(&mut writer)?;
-        save_pretrained(dir, model.config(), &writer)?;
-        self.tokenizer.save(dir)
+        save_causal_lm(model, &self.tokenizer, dir)
     }
 
     fn load_model(&self, dir: &Path, device: &Device) -> Result<CausalLm> {
-        let config = read_config(dir)?;
-        let mut reader = WeightReader::open(dir)?;
-        CausalLm::load(&mut reader, &config, device)
+        load_causal_lm(dir, device)
     }
 }

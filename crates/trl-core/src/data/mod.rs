@@ -40,7 +40,7 @@ pub use format::{DatasetFormat, FormatKind, Row, Style};
 pub use lengths::{TokenLengths, token_lengths};
 pub use method::Method;
 pub use problem::{MAX_LISTED_PROBLEMS, Position, Problem};
-pub use prompt::{extract_prompt, maybe_extract_prompt, unpair_preference};
+pub use prompt::{extract_prompt, is_conversation, maybe_extract_prompt, unpair_preference};
 pub use report::ValidationReport;
 pub use source::{DatasetArgs, SplitFiles, resolve_split_files, resolve_split_files_with};
 pub use validate::{Dataset, load_dataset, validate};

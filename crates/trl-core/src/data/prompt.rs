@@ -93,9 +93,9 @@ fn py_slice_from<T>(items: &[T], index: isize) -> &[T] {
     &items[py_index(items.len(), index)..]
 }
 
-/// Whether a value is a conversation, as `is_conversational` decides from one value: a list whose
-/// first item is an object with a `role`.
-fn is_conversation(value: Option<&Value>) -> bool {
+/// Whether a value is a conversation, as TRL's `is_conversational` decides from one value: a
+/// list whose first item is an object with a `role`.
+pub fn is_conversation(value: Option<&Value>) -> bool {
     value
         .and_then(|value| value.get(0))
         .is_some_and(|first| first.get("role").is_some())

@@ -23,6 +23,10 @@ use super::stream::{
 use super::tally::{Checking, KeptRow, Tally, method_problem};
 use crate::tokenizer::Tokenizer;
 
+/// Rows checked by one task: small enough to balance the cores, large enough to make the
+/// task's cost negligible.
+const CHECK_ROWS: usize = 64;
+
 /// What to do with the rows of a split.
 #[derive(Clone, Copy)]
 pub(crate) struct ScanOptions<'a> {
@@ -256,9 +260,17 @@ impl<'a> Pass<'a> {
             .into_par_iter()
             .map(|piece| piece.parse(path))
             .collect();
+        let mut rows = Vec::new();
+        let mut unreadable = Tally::default();
+        for piece in parsed {
+            unreadable.read.append(piece.problems);
+            unreadable.nonblank_lines += piece.nonblank_lines;
+            rows.extend(piece.rows);
+        }
+        self.file.append(unreadable);
         let options = self.options;
         if self.guess.is_none() {
-            let rows = parsed.iter().flat_map(|p| &p.rows).map(|(_, row)| row);
+            let rows = rows.iter().map(|(_, row)| row);
             self.guess = Tally::guess_format(rows, options.text_field);
         }
         // Token lengths and kept rows are only wanted while nothing is wrong.
@@ -278,13 +290,14 @@ impl<'a> Pass<'a> {
                 .map(|(tokenizer, _)| tokenizer),
             keep: options.keep_rows && clean,
         };
-        let tallies: Vec<Tally> = parsed
+        // Rows are checked a few at a time, so that every core stays busy to the end of the
+        // batch even when rows differ in cost (the tokenizer dominates).
+        let tallies: Vec<Tally> = rows
             .into_par_iter()
-            .map(|parsed| {
+            .chunks(CHECK_ROWS)
+            .map(|rows| {
                 let mut tally = Tally::default();
-                tally.read = parsed.problems;
-                tally.nonblank_lines = parsed.nonblank_lines;
-                for (position, row) in parsed.rows {
+                for (position, row) in rows {
                     tally.add(position, row, &checking);
                 }
                 tally

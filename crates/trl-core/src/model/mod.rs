@@ -73,6 +73,18 @@ pub fn load_sequence_classifier(
     }
 }
 
+/// Writes a causal LM and its tokenizer (with chat template) as a folder `transformers` loads.
+pub fn save_causal_lm(
+    model: &CausalLm,
+    tokenizer: &crate::tokenizer::Tokenizer,
+    dir: &Path,
+) -> Result<()> {
+    let mut writer = WeightWriter::default();
+    model.save_weights(&mut writer)?;
+    save_pretrained(dir, model.config(), &writer)?;
+    tokenizer.save(dir)
+}
+
 /// Writes `contents` to `path` through a temporary file and a rename, so a crash never
 /// leaves a half-written file where a good one was.
 pub fn write_atomically(path: &Path, contents: &[u8]) -> Result<()> {

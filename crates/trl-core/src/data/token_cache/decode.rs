@@ -4,7 +4,7 @@ use serde::de::{self, DeserializeSeed, IntoDeserializer, Visitor};
 
 use super::encode::{CodecError, Result};
 
-/// Reads values from bytes an [`Encoder`] wrote.
+/// Reads values from bytes the encoder (`super::encode::Encoder`) wrote.
 pub(crate) struct Decoder<'de> {
     input: &'de [u8],
 }
