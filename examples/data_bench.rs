@@ -229,7 +229,7 @@ fn main() {
             .collect::<Vec<Vec<u32>>>()
     };
     let cache_root = tempfile::tempdir().expect("temp dir");
-    let examples = measure("tokenize (chat template)", rows, 0, || tokenize());
+    let examples = measure("tokenize (chat template)", rows, 0, tokenize);
     let tokens: usize = examples.iter().map(Vec::len).sum();
     let cache_file = key.path_in::<Vec<u32>>(cache_root.path());
     measure("cache write (binary)", rows, 0, || {

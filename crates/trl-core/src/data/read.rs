@@ -123,27 +123,41 @@ pub(crate) fn parse_lines(
         nonblank += 1;
         match parse_object(path, position, line) {
             Ok(row) => rows.push((position, row)),
-            Err(problem) => problems.push(problem),
+            Err(problem) => problems.push(*problem),
         }
     }
     nonblank
 }
 
 /// One row from the bytes of one JSON object.
-pub(crate) fn parse_object(path: &Path, position: Position, bytes: &[u8]) -> Result<Row, Problem> {
+pub(crate) fn parse_object(
+    path: &Path,
+    position: Position,
+    bytes: &[u8],
+) -> Result<Row, Box<Problem>> {
     let text = std::str::from_utf8(bytes).map_err(|error| {
         let found = format!(
             "the byte 0x{:02x} at column {}, which is not UTF-8",
             bytes[error.valid_up_to()],
             error.valid_up_to() + 1
         );
-        Problem::row(path, position, "UTF-8 text", found)
+        Box::new(Problem::row(path, position, "UTF-8 text", found))
     })?;
     let expected = "a JSON object (one row)";
     match serde_json::from_str::<Value>(text) {
         Ok(Value::Object(row)) => Ok(row),
-        Ok(other) => Err(Problem::row(path, position, expected, describe(&other))),
-        Err(error) => Err(Problem::row(path, position, expected, json_error(&error))),
+        Ok(other) => Err(Box::new(Problem::row(
+            path,
+            position,
+            expected,
+            describe(&other),
+        ))),
+        Err(error) => Err(Box::new(Problem::row(
+            path,
+            position,
+            expected,
+            json_error(&error),
+        ))),
     }
 }
 

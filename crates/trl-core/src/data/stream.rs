@@ -60,7 +60,7 @@ impl Piece {
                 for (line, range) in objects {
                     match parse_object(path, Position::Line(line), &bytes[range]) {
                         Ok(row) => parsed.rows.push((Position::Line(line), row)),
-                        Err(problem) => parsed.problems.push(problem),
+                        Err(problem) => parsed.problems.push(*problem),
                     }
                 }
             }
