@@ -416,3 +416,34 @@ fn reward_then_score_round_trip() {
         text(&out)
     );
 }
+
+#[test]
+fn ctrl_c_saves_a_checkpoint_and_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("run");
+    let args = sft_args(out_dir.to_str().unwrap(), &["--max_steps", "200", "--save_steps", "1000"]);
+    let child = Command::new(env!("CARGO_BIN_EXE_trl"))
+        .args(&args)
+        .current_dir(root())
+        .env("TRL_RS_TEST_STEP_DELAY_MS", "100")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until training has started (the first log line lands in trainer state only at the
+    // end, so poll the clock: two logging intervals of 2 steps at >= 100 ms each).
+    std::thread::sleep(Duration::from_millis(1500));
+    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let output = child.wait_with_output().unwrap();
+    let message = text(&output);
+    assert!(!output.status.success(), "{message}");
+    assert!(message.contains("interrupted at step"), "{message}");
+    let checkpoints: Vec<_> = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("checkpoint-"))
+        .collect();
+    assert_eq!(checkpoints.len(), 1, "{message}");
+    assert!(checkpoints[0].path().join("model.safetensors").is_file());
+}
