@@ -153,6 +153,23 @@ fn ids(value: &Value) -> BoxResult<Vec<u32>> {
         .collect()
 }
 
+/// CPU time (user + system, all threads) this process used so far, in seconds, from
+/// `/proc/self/stat` (clock ticks of 1/100 s), so the xtask can tell how busy the machine was
+/// with other work during the run.
+fn cpu_time_s() -> BoxResult<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    let after_name = stat.rsplit_once(')').ok_or("malformed /proc/self/stat")?.1;
+    // fields 14 (utime) and 15 (stime) of stat(5); `after_name` starts at field 3
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |i: usize| -> BoxResult<f64> {
+        Ok(fields
+            .get(i)
+            .ok_or("short /proc/self/stat")?
+            .parse::<f64>()?)
+    };
+    Ok((ticks(11)? + ticks(12)?) / 100.0)
+}
+
 /// Peak resident set size of this process (`VmHWM`), in bytes.
 fn peak_rss_bytes() -> BoxResult<u64> {
     let status = std::fs::read_to_string("/proc/self/status")?;
@@ -255,6 +272,7 @@ fn main() -> BoxResult<()> {
         "median_step_s": median,
         "tokens_per_s": tokens / median,
         "peak_rss_bytes": peak_rss_bytes()?,
+        "cpu_time_s": cpu_time_s()?,
         "params": params,
         "embedding_params": config.vocab_size * config.hidden_size,
         "num_layers": config.num_hidden_layers,

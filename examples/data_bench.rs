@@ -6,10 +6,10 @@
 //! is `VmHWM` of `/proc/self/status`, reset before each measurement through `clear_refs`; CPU
 //! cores used is CPU time over wall time.
 //!
-//! Steps: format checks alone; format checks plus token lengths under the chat template of
-//! `fixtures/models/tiny-qwen2` (what `trl validate --tokenizer` does); hashing the file for a
-//! cache key; writing and reading `--cache-rows` tokenized rows through the cache, against
-//! serde_json for comparison.
+//! Steps: format checks alone (`--skip-plain` leaves it out); format checks plus token lengths
+//! under the chat template of `fixtures/models/tiny-qwen2`, what `trl validate --tokenizer` does
+//! (`--skip-tokens` leaves it out); hashing the file for a cache key; writing and reading
+//! `--cache-rows` tokenized rows through the cache, against serde_json for comparison.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
@@ -27,6 +27,7 @@ struct Args {
     dir: PathBuf,
     cache_rows: usize,
     skip_plain: bool,
+    skip_tokens: bool,
 }
 
 fn parse_args() -> Args {
@@ -35,6 +36,7 @@ fn parse_args() -> Args {
         dir: std::env::temp_dir().join("trl-data-bench"),
         cache_rows: 100_000,
         skip_plain: false,
+        skip_tokens: false,
     };
     let mut given = std::env::args().skip(1);
     while let Some(flag) = given.next() {
@@ -44,8 +46,11 @@ fn parse_args() -> Args {
             "--dir" => args.dir = PathBuf::from(value()),
             "--cache-rows" => args.cache_rows = value().parse().expect("--cache-rows N"),
             "--skip-plain" => args.skip_plain = true,
+            "--skip-tokens" => args.skip_tokens = true,
             other => {
-                panic!("unknown flag {other}: --rows N, --dir PATH, --cache-rows N, --skip-plain")
+                panic!(
+                    "unknown flag {other}: --rows N, --dir PATH, --cache-rows N, --skip-plain, --skip-tokens"
+                )
             }
         }
     }
@@ -187,14 +192,16 @@ fn main() {
         });
         assert!(report.is_valid(), "{report}");
     }
-    let report = measure(
-        "validate (checks + token lengths)",
-        args.rows,
-        bytes,
-        || validate(&split, Method::Sft, Some((&tokenizer, Some(1024)))).expect("validate"),
-    );
-    assert!(report.is_valid(), "{report}");
-    println!("  {}", report.to_string().replace('\n', "\n  "));
+    if !args.skip_tokens {
+        let report = measure(
+            "validate (checks + token lengths)",
+            args.rows,
+            bytes,
+            || validate(&split, Method::Sft, Some((&tokenizer, Some(1024)))).expect("validate"),
+        );
+        assert!(report.is_valid(), "{report}");
+        println!("  {}", report.to_string().replace('\n', "\n  "));
+    }
 
     let key = measure(
         "cache key (hash of the data file)",

@@ -87,6 +87,14 @@ def peak_rss_bytes() -> int:
     raise RuntimeError("no VmHWM in /proc/self/status")
 
 
+def cpu_time_s() -> float:
+    """User + system CPU time of this process (all threads) so far, in seconds."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def make_model(out: Path) -> None:
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
@@ -272,6 +280,8 @@ def run(args: argparse.Namespace) -> None:
         "median_step_s": median,
         "tokens_per_s": tokens / median,
         "peak_rss_bytes": peak_rss_bytes(),
+        # user + system CPU of every thread so far: lets the xtask tell how much other work ran
+        "cpu_time_s": cpu_time_s(),
     }
     Path(args.out).write_text(json.dumps(result, indent=1))
     print(

@@ -8,10 +8,16 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// A cache folder for this test process, so no run reads another build's cached data.
+fn cache_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("trl-rs-test-cache-{}", std::process::id()))
+}
+
 fn trl(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_trl"))
         .args(args)
         .current_dir(root())
+        .env("TRL_RS_CACHE", cache_dir())
         .output()
         .unwrap()
 }
@@ -185,6 +191,7 @@ fn resume_after_sigkill_gives_bitwise_identical_weights() {
         .args(&args)
         .current_dir(root())
         .env("TRL_RS_TEST_STEP_DELAY_MS", "150")
+        .env("TRL_RS_CACHE", cache_dir())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -421,11 +428,15 @@ fn reward_then_score_round_trip() {
 fn ctrl_c_saves_a_checkpoint_and_exits() {
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().join("run");
-    let args = sft_args(out_dir.to_str().unwrap(), &["--max_steps", "200", "--save_steps", "1000"]);
+    let args = sft_args(
+        out_dir.to_str().unwrap(),
+        &["--max_steps", "200", "--save_steps", "1000"],
+    );
     let child = Command::new(env!("CARGO_BIN_EXE_trl"))
         .args(&args)
         .current_dir(root())
         .env("TRL_RS_TEST_STEP_DELAY_MS", "100")
+        .env("TRL_RS_CACHE", cache_dir())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -433,7 +444,10 @@ fn ctrl_c_saves_a_checkpoint_and_exits() {
     // Wait until training has started (the first log line lands in trainer state only at the
     // end, so poll the clock: two logging intervals of 2 steps at >= 100 ms each).
     std::thread::sleep(Duration::from_millis(1500));
-    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let output = child.wait_with_output().unwrap();
     let message = text(&output);
@@ -446,4 +460,49 @@ fn ctrl_c_saves_a_checkpoint_and_exits() {
         .collect();
     assert_eq!(checkpoints.len(), 1, "{message}");
     assert!(checkpoints[0].path().join("model.safetensors").is_file());
+}
+
+#[test]
+fn sft_reads_tokenized_data_from_the_cache_on_a_second_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let run = |name: &str| {
+        let out_dir = dir.path().join(name);
+        Command::new(env!("CARGO_BIN_EXE_trl"))
+            .args(sft_args(
+                out_dir.to_str().unwrap(),
+                &["--max_steps", "2", "--save_strategy", "no"],
+            ))
+            .current_dir(root())
+            .env("TRL_RS_CACHE", &cache)
+            .output()
+            .unwrap()
+    };
+    let first = run("a");
+    assert!(
+        first.status.success() && !text(&first).contains("read from cache"),
+        "{}",
+        text(&first)
+    );
+    let second = run("b");
+    assert!(
+        second.status.success() && text(&second).contains("read from cache"),
+        "{}",
+        text(&second)
+    );
+    let losses = |name: &str| {
+        let state: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join(name).join("trainer_state.json")).unwrap(),
+        )
+        .unwrap();
+        state["log_history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e.get("loss").cloned())
+            .collect::<Vec<_>>()
+    };
+    let (a, b) = (losses("a"), losses("b"));
+    assert!(!a.is_empty());
+    assert_eq!(a, b, "a run from cached tokens must train identically");
 }

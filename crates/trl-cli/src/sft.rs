@@ -6,10 +6,11 @@ use std::sync::atomic::AtomicBool;
 use anyhow::{Result, bail};
 use serde_json::Value;
 use trl_core::data::Method as DataMethod;
+use trl_core::data::token_cache::{CacheKey, cached};
 use trl_core::model::load_causal_lm;
 use trl_core::tokenizer::Tokenizer;
 use trl_core::train::train;
-use trl_sft::data::prepare_examples;
+use trl_sft::data::{SftExample, prepare_examples};
 use trl_sft::{SftConfig, SftMethod};
 
 use crate::common::{print_help, report, setup, wants_help};
@@ -42,8 +43,29 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
     if let Some(eos) = &sft.eos_token {
         tokenizer.set_eos_token(eos)?;
     }
-    let examples = prepare_examples(run.dataset.rows(), &tokenizer, sft)
-        .map_err(|e| anyhow::anyhow!("{}: {}", run.dataset.origin(e.row), e.message))?;
+    // Tokenized rows are cached on disk, keyed by the data's bytes, the tokenizer files and
+    // every option that changes them (the chat template's text included).
+    let template = match &sft.chat_template_path {
+        Some(path) => std::fs::read_to_string(path).unwrap_or_default(),
+        None => String::new(),
+    };
+    // Bump the recipe name whenever `prepare_examples` changes what it produces.
+    let key = CacheKey::new("sft-prepare-v1")
+        .data_files(run.dataset.files())?
+        .tokenizer_dir(&run.model_dir)?
+        .options(&format!("{}|{template}", serde_json::to_string(sft)?));
+    let hit = key.path::<SftExample>().is_file();
+    let examples: Vec<SftExample> = cached(&key, || {
+        prepare_examples(run.dataset.rows(), &tokenizer, sft).map_err(|e| trl_core::Error::Data {
+            message: format!("{}: {}", run.dataset.origin(e.row), e.message),
+        })
+    })?;
+    if hit {
+        eprintln!(
+            "tokenized data: read from cache {}",
+            key.path::<SftExample>().display()
+        );
+    }
     if examples.is_empty() {
         bail!(
             "no row has a token to train on after truncation to max_length {:?}",

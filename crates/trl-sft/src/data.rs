@@ -14,7 +14,7 @@ use crate::config::{SftConfig, TruncationMode};
 
 /// One prepared training row: tokens, labels (`-100` where not trained on) and, for packed
 /// rows, the lengths of the samples packed into it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SftExample {
     pub input_ids: Vec<u32>,
     pub labels: Vec<i64>,

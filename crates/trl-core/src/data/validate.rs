@@ -84,8 +84,9 @@ impl Dataset {
 /// the data cannot be found (no such file, folder, split or hub dataset); everything wrong with
 /// the data itself is in the report.
 ///
-/// Files are read a few MiB at a time and checked on every core; memory holds the rows being
-/// checked and the report, whatever the size of the split.
+/// JSON lines and Parquet files are read a few MiB (or rows) at a time and checked on every
+/// core; memory holds the rows being checked and the report, whatever the size of the split. A
+/// JSON array (or a config's `field`) is one document and is parsed whole.
 pub fn validate(
     args: &DatasetArgs,
     method: Method,
