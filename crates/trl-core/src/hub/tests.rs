@@ -95,12 +95,7 @@ impl Drop for FakeHub {
 
 type Reply = Response<Cursor<Vec<u8>>>;
 
-fn answer(
-    request: &Request,
-    base: &str,
-    repos: &[FakeRepo],
-    failures: &[(&str, u16)],
-) -> Reply {
+fn answer(request: &Request, base: &str, repos: &[FakeRepo], failures: &[(&str, u16)]) -> Reply {
     let url = request.url();
     if let Some((_, status)) = failures.iter().find(|(pattern, _)| url.contains(pattern)) {
         let echo = format!(
@@ -302,8 +297,7 @@ fn options_from_env_follow_huggingface_hub() {
     let hf_home = home.path().join("hf");
     write_repo(&hf_home, &[("token", "  hf_from_file \n")]);
     let hf_home = hf_home.to_str().unwrap();
-    let with_home =
-        from(&[("HF_HOME", hf_home), ("HF_ENDPOINT", "http://mirror.test/")]).unwrap();
+    let with_home = from(&[("HF_HOME", hf_home), ("HF_ENDPOINT", "http://mirror.test/")]).unwrap();
     assert_eq!(with_home.cache_dir, Path::new(hf_home).join("hub"));
     assert_eq!(with_home.token.as_deref(), Some("hf_from_file"));
     assert_eq!(with_home.endpoint, "http://mirror.test");
@@ -743,8 +737,7 @@ fn file_names_escaping_the_snapshot_are_refused() {
     };
     let hub = FakeHub::start(vec![repo], vec![]);
     let text = message(
-        resolve_model_with("org/evil", None, &hub.options(&root.path().join("hub")))
-            .unwrap_err(),
+        resolve_model_with("org/evil", None, &hub.options(&root.path().join("hub"))).unwrap_err(),
     );
     assert!(text.contains("outside the repo"), "{text}");
     assert!(
