@@ -99,38 +99,17 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
-import os
 import sys
 import tempfile
 from pathlib import Path
 
-REF = Path(__file__).resolve().parent
-ROOT = REF.parent
-MODEL_DIR = ROOT / "fixtures" / "models" / "tiny-qwen2"
-OUT_DIR = ROOT / "fixtures" / "expected" / "dpo"
+import common
+from common import FIRST_ROWS, MODEL_DIR, jsonable, to_list
 
-WALL_CLOCK_KEYS = ("train_runtime", "train_samples_per_second", "train_steps_per_second")
-FIRST_ROWS = 4
+OUT_DIR = common.EXPECTED_DIR / "dpo"
 
 # Arguments shared by every training case (TRL / TrainingArguments names).
-BASE_ARGS = dict(
-    seed=42,
-    max_steps=8,
-    per_device_train_batch_size=2,
-    gradient_accumulation_steps=1,
-    learning_rate=1e-3,
-    lr_scheduler_type="constant",
-    logging_steps=1,
-    train_sampling_strategy="sequential",
-    report_to="none",
-    save_strategy="no",
-    max_length=64,
-    use_cpu=True,
-    bf16=False,
-    model_init_kwargs={"dtype": "float32", "attn_implementation": "eager"},
-    disable_tqdm=True,
-    dataloader_num_workers=0,
-)
+BASE_ARGS = common.base_args(per_device_train_batch_size=2)
 
 CASES = {
     # --- requested cases ---------------------------------------------------------------
@@ -209,51 +188,6 @@ RESOLVED_KEYS = [
 # ------------------------------------------------------------------------------------
 # helpers
 # ------------------------------------------------------------------------------------
-
-
-def _setup_env() -> None:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
-
-
-def _to_list(x):
-    import torch
-
-    if isinstance(x, torch.Tensor):
-        return x.detach().tolist()
-    return x
-
-
-def _jsonable(v):
-    import enum
-
-    if isinstance(v, enum.Enum):
-        return v.value
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, dict):
-        return {k: _jsonable(x) for k, x in v.items()}
-    return v
-
-
-def _versions():
-    import accelerate
-    import datasets
-    import torch
-    import transformers
-    import trl
-
-    return {
-        "torch": torch.__version__.split("+")[0],
-        "transformers": transformers.__version__,
-        "trl": trl.__version__,
-        "datasets": datasets.__version__,
-        "accelerate": accelerate.__version__,
-    }
 
 
 class LocalsProbe:
@@ -346,40 +280,6 @@ def _loss_probe(record):
         },
         on_return=on_return,
     )
-
-
-def _new_metrics(trainer, before):
-    """Values appended to trainer._metrics['train'] since ``before`` (dict name -> list length)."""
-    out = {}
-    for k, v in trainer._metrics["train"].items():
-        n = before.get(k, 0)
-        if k == "num_tokens":  # overwritten each call with the running total
-            out[k] = v[-1]
-        elif len(v) > n:
-            out[k] = v[-1] if len(v) == n + 1 else v[n:]
-    return out
-
-
-def _dump(obj) -> str:
-    """Compact but diff-friendly JSON: one line per top-level key / list row."""
-
-    def enc(v, indent):
-        pad = "  " * indent
-        if isinstance(v, dict):
-            if not v:
-                return "{}"
-            if all(not isinstance(x, (dict, list)) for x in v.values()) and len(v) <= 12:
-                return json.dumps(v)
-            items = [f"{pad}  {json.dumps(k)}: {enc(x, indent + 1)}" for k, x in v.items()]
-            return "{\n" + ",\n".join(items) + "\n" + pad + "}"
-        if isinstance(v, list):
-            if all(not isinstance(x, (dict, list)) for x in v):
-                return json.dumps(v)
-            items = [f"{pad}  {enc(x, indent + 1)}" for x in v]
-            return "[\n" + ",\n".join(items) + "\n" + pad + "]"
-        return json.dumps(v)
-
-    return enc(obj, 0) + "\n"
 
 
 # ------------------------------------------------------------------------------------
@@ -524,17 +424,14 @@ def _fake_fused_model(log_probs, entropy=None, mean_logits=None, is_top1=None, l
 
 def run_losses() -> dict:
     import datasets
-    import torch
     from trl import DPOConfig, DPOTrainer
     from transformers import AutoTokenizer
 
-    torch.set_num_threads(1)
-    torch.use_deterministic_algorithms(True)
+    common.deterministic_torch()
 
     x = _synthetic_inputs()
     B = x["B"]
-    rows = [json.loads(line) for line in open(ROOT / "datasets" / "preference.jsonl", encoding="utf-8")][:4]
-    dataset = datasets.Dataset.from_list(rows)
+    dataset = datasets.Dataset.from_list(common.load_rows("datasets/preference.jsonl")[:4])
     tokenizer = AutoTokenizer.from_pretrained(str(MODEL_DIR))
 
     inputs = {
@@ -557,25 +454,25 @@ def run_losses() -> dict:
     result = {
         "description": "TRL 1.16 DPOTrainer._compute_loss on one fixed synthetic batch (B=4 pairs, T=10) with fake "
         "fused-LM-head outputs; see the docstring of reference/dpo_reference.py for the schema",
-        "versions": _versions(),
+        "versions": common.versions(),
         "inputs": {
             "batch_pairs": B,
             "seq_len": x["T"],
             "pad_token_id": x["pad_id"],
             "layout": "rows 0..B-1 are the chosen sequences of pairs 0..B-1, rows B..2B-1 the rejected ones",
-            "input_ids": _to_list(x["input_ids"]),
-            "attention_mask": _to_list(x["attention_mask"]),
-            "completion_mask": _to_list(cm),
-            "shift_completion_mask": _to_list(scm),
+            "input_ids": to_list(x["input_ids"]),
+            "attention_mask": to_list(x["attention_mask"]),
+            "completion_mask": to_list(cm),
+            "shift_completion_mask": to_list(scm),
             "policy": {
-                "log_probs": _to_list(x["policy_lp"]),
-                "entropy": _to_list(x["entropy"]),
-                "mean_logits": _to_list(x["mean_logits"]),
-                "is_top1": _to_list(x["is_top1"]),
-                "log_sum_sq_probs": _to_list(x["log_sum_sq_probs"]),
+                "log_probs": to_list(x["policy_lp"]),
+                "entropy": to_list(x["entropy"]),
+                "mean_logits": to_list(x["mean_logits"]),
+                "is_top1": to_list(x["is_top1"]),
+                "log_sum_sq_probs": to_list(x["log_sum_sq_probs"]),
             },
-            "reference": {"log_probs": _to_list(x["ref_lp"])},
-            "derived": {k: _to_list(v) for k, v in derived.items()},
+            "reference": {"log_probs": to_list(x["ref_lp"])},
+            "derived": {k: to_list(v) for k, v in derived.items()},
         },
         "cases": [],
     }
@@ -594,14 +491,14 @@ def run_losses() -> dict:
             )
             trainer.ref_model = _fake_fused_model(x["ref_lp"])
             record: dict = {}
-            before = {k: len(v) for k, v in trainer._metrics["train"].items()}
+            before = common.metric_lengths(trainer)
             with _loss_probe(record):
                 loss = trainer._compute_loss(policy, dict(inputs), return_outputs=False)
             loss.backward()
-            metrics = _new_metrics(trainer, before)
+            metrics = common.appended_metrics(trainer, before, all_new=True)
             case = {
                 "name": name,
-                "config": _jsonable(cfg),
+                "config": jsonable(cfg),
                 "resolved": {
                     "beta": trainer.beta,
                     "loss_type": list(trainer.loss_types),
@@ -616,20 +513,20 @@ def run_losses() -> dict:
             }
             for k in ("chosen_logps", "rejected_logps", "ref_chosen_logps", "ref_rejected_logps",
                       "chosen_scores", "rejected_scores"):
-                case[k] = _to_list(record[k])
+                case[k] = to_list(record[k])
             case["per_loss"] = [
                 {
                     "loss_type": e["loss_type"],
                     "weight": e["weight"],
-                    "per_sequence_loss_unweighted": _to_list(e["per_sequence_loss_unweighted"]),
-                    "per_sequence_loss": _to_list(e["per_sequence_loss"]),
-                    "wpo_weights": _to_list(e["wpo_weights"]),
-                    "mean": _to_list(e["mean"]),
+                    "per_sequence_loss_unweighted": to_list(e["per_sequence_loss_unweighted"]),
+                    "per_sequence_loss": to_list(e["per_sequence_loss"]),
+                    "wpo_weights": to_list(e["wpo_weights"]),
+                    "mean": to_list(e["mean"]),
                 }
                 for e in record["per_loss"]
             ]
             case["loss"] = float(loss.detach())
-            case["grad_policy_log_probs"] = _to_list(policy.lp.grad)
+            case["grad_policy_log_probs"] = to_list(policy.lp.grad)
             case["metrics"] = metrics
             result["cases"].append(case)
             print(f"losses: {name}: loss={case['loss']:.6f}")
@@ -642,8 +539,7 @@ def check_rejections() -> list:
     from trl import DPOConfig, DPOTrainer
     from transformers import AutoTokenizer
 
-    rows = [json.loads(line) for line in open(ROOT / "datasets" / "preference.jsonl", encoding="utf-8")][:2]
-    dataset = datasets.Dataset.from_list(rows)
+    dataset = datasets.Dataset.from_list(common.load_rows("datasets/preference.jsonl")[:2])
     tokenizer = AutoTokenizer.from_pretrained(str(MODEL_DIR))
     out = []
     bad = [
@@ -712,14 +608,11 @@ def _source_rows(original, prepared, eos):
 
 def run_case(name: str, spec: dict) -> dict:
     import datasets
-    import torch
     from transformers import AutoTokenizer
     from trl import DPOConfig, DPOTrainer
 
-    torch.set_num_threads(1)
-    torch.use_deterministic_algorithms(True)
-
-    rows = [json.loads(line) for line in open(ROOT / spec["dataset"], encoding="utf-8")]
+    common.deterministic_torch()
+    rows = common.load_rows(spec["dataset"])
     train_dataset = datasets.Dataset.from_list(rows)
     kwargs = {**BASE_ARGS, **spec["args"]}
     tokenizer = AutoTokenizer.from_pretrained(str(MODEL_DIR))
@@ -730,9 +623,7 @@ def run_case(name: str, spec: dict) -> dict:
 
     class RecordingDPOTrainer(DPOTrainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            if not first_batch:
-                for key, value in inputs.items():
-                    first_batch[key] = _to_list(value)
+            common.record_first_batch(first_batch, inputs)
             cm = inputs["completion_mask"]
             entry = {
                 "global_step": self.state.global_step,
@@ -742,27 +633,27 @@ def run_case(name: str, spec: dict) -> dict:
                 "attention_tokens": int(inputs["attention_mask"].sum()),
             }
             record: dict = {}
-            before = {k: len(v) for k, v in self._metrics["train"].items()}
+            before = common.metric_lengths(self)
             with _loss_probe(record):
                 loss = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             for k in ("chosen_logps", "rejected_logps", "ref_chosen_logps", "ref_rejected_logps"):
-                entry[k] = _to_list(record[k])
+                entry[k] = to_list(record[k])
             entry["per_loss"] = [
                 {"loss_type": e["loss_type"], "weight": e["weight"],
-                 "per_sequence_loss": _to_list(e["per_sequence_loss"])}
+                 "per_sequence_loss": to_list(e["per_sequence_loss"])}
                 for e in record["per_loss"]
             ]
             entry["loss"] = float(loss.detach())
-            entry["metrics"] = _new_metrics(self, before)
+            entry["metrics"] = common.appended_metrics(self, before, all_new=True)
             if not first_forward:
-                first_forward["policy_log_probs"] = _to_list(record["per_token_logps"])
-                first_forward["policy_entropy"] = _to_list(record["entropy"])
-                first_forward["policy_mean_logits"] = _to_list(record["mean_logits"])
-                first_forward["policy_is_top1"] = _to_list(record["is_top1"])
+                first_forward["policy_log_probs"] = to_list(record["per_token_logps"])
+                first_forward["policy_entropy"] = to_list(record["entropy"])
+                first_forward["policy_mean_logits"] = to_list(record["mean_logits"])
+                first_forward["policy_is_top1"] = to_list(record["is_top1"])
                 if record["ref_per_token_logps"] is not None:
-                    first_forward["reference_log_probs"] = _to_list(record["ref_per_token_logps"])
+                    first_forward["reference_log_probs"] = to_list(record["ref_per_token_logps"])
                 for k in ("chosen_logps", "rejected_logps", "ref_chosen_logps", "ref_rejected_logps"):
-                    first_forward[k] = _to_list(record[k])
+                    first_forward[k] = to_list(record[k])
             micro_batches.append(entry)
             return loss
 
@@ -772,12 +663,7 @@ def run_case(name: str, spec: dict) -> dict:
             model=str(MODEL_DIR), args=config, train_dataset=train_dataset, processing_class=tokenizer,
         )
 
-        decay = set(trainer.get_decay_parameter_names(trainer.model))
-        named = [(n, p) for n, p in trainer.model.named_parameters() if p.requires_grad]
-        optimizer_groups = [
-            {"weight_decay": config.weight_decay, "params": [n for n, _ in named if n in decay]},
-            {"weight_decay": 0.0, "params": [n for n, _ in named if n not in decay]},
-        ]
+        optimizer_groups = common.optimizer_groups(trainer, config)
 
         ds = trainer.train_dataset
         prepared = {
@@ -796,33 +682,17 @@ def run_case(name: str, spec: dict) -> dict:
             prepared["ref_chosen_logps"] = list(ds["ref_chosen_logps"])
             prepared["ref_rejected_logps"] = list(ds["ref_rejected_logps"])
 
-        dataloader = trainer.get_train_dataloader()
-        len_dataloader = len(dataloader)
-        ga = config.gradient_accumulation_steps
-        num_update_steps_per_epoch = max(len_dataloader // ga + int(len_dataloader % ga > 0), 1)
-
+        len_dataloader, num_update_steps_per_epoch = common.dataloader_steps(trainer, config)
         train_output = trainer.train()
 
-        log_history = []
-        for entry in trainer.state.log_history:
-            entry = dict(entry)
-            for key in WALL_CLOCK_KEYS:
-                if key in entry:
-                    entry[key] = None
-            log_history.append(entry)
-
-        def norms(model):
-            return {n: float(p.detach().double().pow(2).sum().sqrt()) for n, p in model.named_parameters()}
-
-        resolved = {k: _jsonable(getattr(config, k)) for k in RESOLVED_KEYS}
-        state = trainer.state
-        opt = trainer.optimizer.optimizer if hasattr(trainer.optimizer, "optimizer") else trainer.optimizer
+        resolved = {k: jsonable(getattr(config, k)) for k in RESOLVED_KEYS}
+        opt = common.unwrapped_optimizer(trainer)
         result = {
             "case": name,
             "description": spec["description"],
             "dataset": spec["dataset"],
-            "versions": _versions(),
-            "dpo_config": _jsonable(kwargs),
+            "versions": common.versions(),
+            "dpo_config": jsonable(kwargs),
             "resolved_config": resolved,
             "trainer_info": {
                 "model": "fixtures/models/tiny-qwen2",
@@ -844,21 +714,13 @@ def run_case(name: str, spec: dict) -> dict:
             "first_batch": first_batch,
             "first_batch_forward": first_forward,
             "micro_batches": micro_batches,
-            "log_history": log_history,
-            "trainer_state": {
-                "global_step": state.global_step,
-                "max_steps": state.max_steps,
-                "epoch": state.epoch,
-                "num_train_epochs": state.num_train_epochs,
-                "logging_steps": state.logging_steps,
-                "train_batch_size": state.train_batch_size,
-                "total_flos": state.total_flos,
-            },
-            "final_param_norms": norms(trainer.model),
+            "log_history": common.log_history(trainer),
+            "trainer_state": common.trainer_state(trainer.state),
+            "final_param_norms": common.param_norms(trainer.model),
         }
         if config.sync_ref_model:
-            result["final_ref_param_norms"] = norms(trainer.accelerator.unwrap_model(trainer.ref_model))
-        result["train_output"] = {"global_step": train_output.global_step, "training_loss": train_output.training_loss}
+            result["final_ref_param_norms"] = common.param_norms(trainer.accelerator.unwrap_model(trainer.ref_model))
+        result["train_output"] = common.train_output(train_output)
     return result
 
 
@@ -870,35 +732,16 @@ def main() -> None:
     parser.add_argument("--out-dir", default=str(OUT_DIR), help="where to write the json files")
     args = parser.parse_args()
 
-    _setup_env()
-    import datasets
-    import torch
-    import transformers
-    import trl
-
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    datasets.utils.logging.disable_progress_bar()
-    datasets.utils.logging.set_verbosity_error()
-    expected = {"torch": "2.15", "transformers": "5.23.0", "trl": "1.16.0"}
-    got = {"torch": torch.__version__, "transformers": transformers.__version__, "trl": trl.__version__}
-    for k, v in expected.items():
-        if not got[k].startswith(v):
-            print(f"warning: {k} {got[k]} != pinned {v}", file=sys.stderr)
-
+    common.init_libraries(warn_pins=True, transformers_progress_bar=False)
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if not args.no_losses:
         losses = run_losses()
         losses["rejected_configs"] = check_rejections()
-        (out_dir / "losses.json").write_text(_dump(losses), encoding="utf-8")
+        (out_dir / "losses.json").write_text(common.dump(losses), encoding="utf-8")
     if args.losses_only:
         return
-    for name in args.case or list(CASES):
-        result = run_case(name, CASES[name])
-        (out_dir / f"{name}.json").write_text(_dump(result), encoding="utf-8")
-        logged = [e["loss"] for e in result["log_history"] if "loss" in e]
-        print(f"{name}: rows={result['prepared_dataset']['num_rows']} losses={[round(v, 4) for v in logged]}")
+    common.write_cases(out_dir, args.case or list(CASES), lambda name: run_case(name, CASES[name]))
 
 
 if __name__ == "__main__":

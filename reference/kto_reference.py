@@ -61,39 +61,16 @@ as TRL's fused LM head does for masked positions).  Schema::
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import sys
 import tempfile
 from pathlib import Path
 
-REF = Path(__file__).resolve().parent
-ROOT = REF.parent
-sys.path.insert(0, str(REF))
+import common
+from common import FIRST_ROWS, MODEL_DIR, jsonable
 
-from sft_reference import WALL_CLOCK_KEYS, _dump, _jsonable, _setup_env, _to_list  # noqa: E402
+OUT_DIR = common.EXPECTED_DIR / "kto"
 
-MODEL_DIR = ROOT / "fixtures" / "models" / "tiny-qwen2"
-OUT_DIR = ROOT / "fixtures" / "expected" / "kto"
-
-BASE_ARGS = dict(
-    seed=42,
-    max_steps=8,
-    per_device_train_batch_size=4,
-    gradient_accumulation_steps=1,
-    learning_rate=1e-3,
-    lr_scheduler_type="constant",
-    logging_steps=1,
-    train_sampling_strategy="sequential",
-    report_to="none",
-    save_strategy="no",
-    max_length=64,
-    use_cpu=True,
-    bf16=False,
-    model_init_kwargs={"dtype": "float32", "attn_implementation": "eager"},
-    disable_tqdm=True,
-    dataloader_num_workers=0,
-)
+BASE_ARGS = common.base_args(per_device_train_batch_size=4)
 
 CASES = {
     "unpaired": dict(
@@ -146,8 +123,6 @@ CASES = {
         args={},
     ),
 }
-
-FIRST_ROWS = 4
 
 
 # ------------------------------------------------------------------------------------
@@ -392,7 +367,7 @@ def compute_loss_cases() -> dict:
             },
         })
     return {
-        "versions": _versions(),
+        "versions": common.versions(),
         "formula": (
             "r_i = beta * (policy_logps_i - ref_logps_i); "
             "kto: kl = max(0, mean_over_batch(policy_KL_logps - ref_KL_logps)) (detached); "
@@ -409,33 +384,12 @@ def compute_loss_cases() -> dict:
 # ------------------------------------------------------------------------------------
 
 
-def _versions() -> dict:
-    import accelerate
-    import datasets
-    import torch
-    import transformers
-    import trl
-
-    return {
-        "torch": torch.__version__.split("+")[0],
-        "transformers": transformers.__version__,
-        "trl": trl.__version__,
-        "datasets": datasets.__version__,
-        "accelerate": accelerate.__version__,
-    }
-
-
 def run_case(name: str, spec: dict) -> dict:
-    import datasets
-    import torch
     from transformers import AutoTokenizer
     from trl import KTOConfig, KTOTrainer
 
-    torch.set_num_threads(1)
-    torch.use_deterministic_algorithms(True)
-
-    rows = [json.loads(line) for line in open(ROOT / spec["dataset"], encoding="utf-8")]
-    train_dataset = datasets.Dataset.from_list(rows)
+    common.deterministic_torch()
+    train_dataset = common.load_dataset(spec["dataset"])
 
     kwargs = {**BASE_ARGS, **spec["args"]}
     tokenizer = AutoTokenizer.from_pretrained(str(MODEL_DIR))
@@ -458,10 +412,8 @@ def run_case(name: str, spec: dict) -> dict:
 
     class RecordingKTOTrainer(KTOTrainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            if not first_batch:
-                for key, value in inputs.items():
-                    first_batch[key] = _to_list(value)
-            before = {k: len(v) for k, v in self._metrics["train"].items()}
+            common.record_first_batch(first_batch, inputs)
+            before = common.metric_lengths(self)
             calls.clear()
             loss = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
@@ -485,12 +437,7 @@ def run_case(name: str, spec: dict) -> dict:
                 first_logps["main"] = policy_tok.tolist()
                 if policy_kl_tok is not None:
                     first_logps["KL"] = policy_kl_tok.tolist()
-            metrics = {}
-            for k, v in self._metrics["train"].items():
-                if k == "num_tokens":
-                    metrics[k] = v[-1]
-                elif len(v) > before.get(k, 0):
-                    metrics[k] = v[-1]
+            metrics = common.appended_metrics(self, before)
             micro_batches.append({
                 "global_step": self.state.global_step,
                 "shape": list(inputs["input_ids"].shape),
@@ -516,18 +463,8 @@ def run_case(name: str, spec: dict) -> dict:
         wrap_forward(trainer.model, "policy")
         if trainer.ref_model is not None:
             wrap_forward(trainer.ref_model, "ref")
-        ref_norms_before = (
-            {n: float(p.detach().double().pow(2).sum().sqrt()) for n, p in trainer.ref_model.named_parameters()}
-            if trainer.ref_model is not None
-            else None
-        )
-
-        decay = set(trainer.get_decay_parameter_names(trainer.model))
-        named = [(n, p) for n, p in trainer.model.named_parameters() if p.requires_grad]
-        optimizer_groups = [
-            {"weight_decay": config.weight_decay, "params": [n for n, _ in named if n in decay]},
-            {"weight_decay": 0.0, "params": [n for n, _ in named if n not in decay]},
-        ]
+        ref_norms_before = common.param_norms(trainer.ref_model) if trainer.ref_model is not None else None
+        optimizer_groups = common.optimizer_groups(trainer, config)
 
         ds = trainer.train_dataset
         prepared = {
@@ -550,30 +487,12 @@ def run_case(name: str, spec: dict) -> dict:
         if "ref_KL_logps" in ds.column_names:
             prepared["ref_KL_logps"] = [float(x) for x in ds["ref_KL_logps"]]
 
-        dataloader = trainer.get_train_dataloader()
-        len_dataloader = len(dataloader)
-        ga = config.gradient_accumulation_steps
-        num_update_steps_per_epoch = max(len_dataloader // ga + int(len_dataloader % ga > 0), 1)
-
+        len_dataloader, num_update_steps_per_epoch = common.dataloader_steps(trainer, config)
         train_output = trainer.train()
 
-        log_history = []
-        for entry in trainer.state.log_history:
-            entry = dict(entry)
-            for key in WALL_CLOCK_KEYS:
-                if key in entry:
-                    entry[key] = None
-            log_history.append(entry)
-
-        final_param_norms = {
-            n: float(p.detach().double().pow(2).sum().sqrt()) for n, p in trainer.model.named_parameters()
-        }
         ref_unchanged = None
         if trainer.ref_model is not None:
-            ref_norms_after = {
-                n: float(p.detach().double().pow(2).sum().sqrt()) for n, p in trainer.ref_model.named_parameters()
-            }
-            ref_unchanged = ref_norms_after == ref_norms_before
+            ref_unchanged = common.param_norms(trainer.ref_model) == ref_norms_before
 
         resolved_keys = [
             "learning_rate", "lr_scheduler_type", "warmup_steps", "weight_decay", "adam_beta1", "adam_beta2",
@@ -585,16 +504,15 @@ def run_case(name: str, spec: dict) -> dict:
             "disable_dropout", "sync_ref_model", "ref_model_mixup_alpha", "ref_model_sync_steps",
             "router_aux_loss_coef", "activation_offloading",
         ]
-        resolved = {k: _jsonable(getattr(config, k)) for k in resolved_keys}
+        resolved = {k: jsonable(getattr(config, k)) for k in resolved_keys}
 
-        opt = trainer.optimizer.optimizer if hasattr(trainer.optimizer, "optimizer") else trainer.optimizer
-        state = trainer.state
+        opt = common.unwrapped_optimizer(trainer)
         result = {
             "case": name,
             "description": spec["description"],
             "dataset": spec["dataset"],
-            "versions": _versions(),
-            "kto_config": _jsonable(kwargs),
+            "versions": common.versions(),
+            "kto_config": jsonable(kwargs),
             "resolved_config": resolved,
             "trainer_info": {
                 "model": "fixtures/models/tiny-qwen2",
@@ -615,19 +533,11 @@ def run_case(name: str, spec: dict) -> dict:
             "first_batch": first_batch,
             "first_batch_per_token_logps": first_logps,
             "micro_batches": micro_batches,
-            "log_history": log_history,
-            "trainer_state": {
-                "global_step": state.global_step,
-                "max_steps": state.max_steps,
-                "epoch": state.epoch,
-                "num_train_epochs": state.num_train_epochs,
-                "logging_steps": state.logging_steps,
-                "train_batch_size": state.train_batch_size,
-                "total_flos": state.total_flos,
-            },
-            "final_param_norms": final_param_norms,
+            "log_history": common.log_history(trainer),
+            "trainer_state": common.trainer_state(trainer.state),
+            "final_param_norms": common.param_norms(trainer.model),
             "ref_param_norms_unchanged": ref_unchanged,
-            "train_output": {"global_step": train_output.global_step, "training_loss": train_output.training_loss},
+            "train_output": common.train_output(train_output),
         }
     return result
 
@@ -639,26 +549,15 @@ def main() -> None:
     parser.add_argument("--out-dir", default=str(OUT_DIR), help="where to write the files")
     args = parser.parse_args()
 
-    _setup_env()
-    import datasets
-    import transformers
-
-    transformers.utils.logging.set_verbosity_error()
-    datasets.utils.logging.disable_progress_bar()
-    datasets.utils.logging.set_verbosity_error()
-
+    common.init_libraries()
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if not args.case:
-        (out_dir / "losses.json").write_text(_dump(compute_loss_cases()), encoding="utf-8")
+        (out_dir / "losses.json").write_text(common.dump(compute_loss_cases()), encoding="utf-8")
         print("losses.json written")
     if args.losses_only:
         return
-    for name in args.case or list(CASES):
-        result = run_case(name, CASES[name])
-        (out_dir / f"{name}.json").write_text(_dump(result), encoding="utf-8")
-        losses = [e["loss"] for e in result["log_history"] if "loss" in e]
-        print(f"{name}: rows={result['prepared_dataset']['num_rows']} losses={[round(x, 4) for x in losses]}")
+    common.write_cases(out_dir, args.case or list(CASES), lambda name: run_case(name, CASES[name]))
 
 
 if __name__ == "__main__":

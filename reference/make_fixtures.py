@@ -57,8 +57,8 @@ from transformers import (
     Qwen3ForCausalLM,
 )
 
-REF = Path(__file__).resolve().parent
-ROOT = REF.parent
+from common import REF, ROOT  # noqa: E402
+
 FIX = ROOT / "fixtures"
 TEMPLATE_SRC = REF / "chat_templates"
 

@@ -73,16 +73,15 @@ Schema of the JSON:
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 import tempfile
-from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-OUT = REPO / "fixtures/expected/dpo/reference_free_losses.json"
+from common import EXPECTED_DIR, ROOT, dump, versions
+
+OUT = EXPECTED_DIR / "dpo" / "reference_free_losses.json"
 
 B, T, V, PAD = 4, 12, 11, 0
 # (prompt length, chosen completion length, rejected completion length)
@@ -99,41 +98,6 @@ SIMPO_CASES = [
     ("simpo_beta10_gamma3_ls0.3", 10.0, 3.0, 0.3),
 ]
 ORPO_BETAS = [0.1, 0.05, 0.5, 1.0, 2.0]
-
-
-def _versions():
-    import accelerate
-    import transformers
-    import trl
-
-    return {
-        "torch": torch.__version__.split("+")[0],
-        "transformers": transformers.__version__,
-        "trl": trl.__version__,
-        "accelerate": accelerate.__version__,
-    }
-
-
-def _dump(obj) -> str:
-    """Compact but diff-friendly JSON: one line per top-level key / list row."""
-
-    def enc(v, indent):
-        pad = "  " * indent
-        if isinstance(v, dict):
-            if not v:
-                return "{}"
-            if all(not isinstance(x, (dict, list)) for x in v.values()) and len(v) <= 12:
-                return json.dumps(v)
-            items = [f"{pad}  {json.dumps(k)}: {enc(x, indent + 1)}" for k, x in v.items()]
-            return "{\n" + ",\n".join(items) + "\n" + pad + "}"
-        if isinstance(v, list):
-            if all(not isinstance(x, (dict, list)) for x in v):
-                return json.dumps(v)
-            items = [f"{pad}  {enc(x, indent + 1)}" for x in v]
-            return "[\n" + ",\n".join(items) + "\n" + pad + "]"
-        return json.dumps(v)
-
-    return enc(obj, 0) + "\n"
 
 
 def _floats(t: torch.Tensor):
@@ -338,7 +302,7 @@ def _run(common, model, batch, input_ids, attention_mask, labels, logits, token_
         "logits): SimPO via trl.experimental.cpo.CPOTrainer(loss_type='simpo'), ORPO via "
         "trl.experimental.orpo.ORPOTrainer; see the docstring of reference/reference_free_reference.py "
         "for the schema",
-        "versions": _versions(),
+        "versions": versions(with_datasets=False),
         "inputs": {
             "batch_pairs": B,
             "seq_len": T,
@@ -367,8 +331,8 @@ def _run(common, model, batch, input_ids, attention_mask, labels, logits, token_
         "simpo_cases": simpo_cases,
         "orpo_cases": orpo_cases,
     }
-    OUT.write_text(_dump(fixture))
-    print(f"wrote {OUT.relative_to(REPO)}: {len(simpo_cases)} simpo, {len(orpo_cases)} orpo cases", file=sys.stderr)
+    OUT.write_text(dump(fixture))
+    print(f"wrote {OUT.relative_to(ROOT)}: {len(simpo_cases)} simpo, {len(orpo_cases)} orpo cases", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -59,38 +59,17 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 import tempfile
 from pathlib import Path
 
-REF = Path(__file__).resolve().parent
-ROOT = REF.parent
-sys.path.insert(0, str(REF))
-
-from sft_reference import WALL_CLOCK_KEYS, _dump, _jsonable, _setup_env, _to_list  # noqa: E402
+import common
+from common import FIRST_ROWS, ROOT, jsonable
 
 RM_DIR = ROOT / "fixtures" / "models" / "tiny-qwen2-rm"
-LM_DIR = ROOT / "fixtures" / "models" / "tiny-qwen2"
-OUT_DIR = ROOT / "fixtures" / "expected" / "reward"
+LM_DIR = common.MODEL_DIR
+OUT_DIR = common.EXPECTED_DIR / "reward"
 
-BASE_ARGS = dict(
-    seed=42,
-    max_steps=8,
-    per_device_train_batch_size=4,
-    gradient_accumulation_steps=1,
-    learning_rate=1e-3,
-    lr_scheduler_type="constant",
-    logging_steps=1,
-    train_sampling_strategy="sequential",
-    report_to="none",
-    save_strategy="no",
-    max_length=64,
-    use_cpu=True,
-    bf16=False,
-    model_init_kwargs={"dtype": "float32", "attn_implementation": "eager"},
-    disable_tqdm=True,
-    dataloader_num_workers=0,
-)
+BASE_ARGS = common.base_args(per_device_train_batch_size=4)
 
 MARGINS = [0.0, 0.5, 1.0]  # margin column of the 'preference_margin_center' case: MARGINS[i % 3]
 
@@ -125,24 +104,6 @@ CASES = {
         args={"per_device_train_batch_size": 2, "gradient_accumulation_steps": 2},
     ),
 }
-
-FIRST_ROWS = 4
-
-
-def _versions() -> dict:
-    import accelerate
-    import datasets
-    import torch
-    import transformers
-    import trl
-
-    return {
-        "torch": torch.__version__.split("+")[0],
-        "transformers": transformers.__version__,
-        "trl": trl.__version__,
-        "datasets": datasets.__version__,
-        "accelerate": accelerate.__version__,
-    }
 
 
 # ------------------------------------------------------------------------------------
@@ -275,7 +236,7 @@ def compute_loss_cases() -> dict:
             "outputs": {"loss": float(loss), "metrics": metrics},
         })
     return {
-        "versions": _versions(),
+        "versions": common.versions(),
         "formula": (
             "loss = -mean_i logsigmoid(r_c_i - r_r_i [- margin_i]) [+ c * mean_i (r_c_i + r_r_i)^2]; "
             "min/mean/max_reward over all 2B scores; accuracy = mean(r_c > r_r) (strict); "
@@ -317,10 +278,8 @@ def run_case(name: str, spec: dict, model_dir: Path = RM_DIR, structure_only: bo
     from transformers import AutoTokenizer
     from trl import RewardConfig, RewardTrainer
 
-    torch.set_num_threads(1)
-    torch.use_deterministic_algorithms(True)
-
-    rows = [json.loads(line) for line in open(ROOT / spec["dataset"], encoding="utf-8")]
+    common.deterministic_torch()
+    rows = common.load_rows(spec["dataset"])
     if spec.get("add_margin"):
         rows = [{**row, "margin": MARGINS[i % len(MARGINS)]} for i, row in enumerate(rows)]
     train_dataset = datasets.Dataset.from_list(rows)
@@ -334,18 +293,13 @@ def run_case(name: str, spec: dict, model_dir: Path = RM_DIR, structure_only: bo
 
     class RecordingRewardTrainer(RewardTrainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            if not first_batch:
-                for key, value in inputs.items():
-                    first_batch[key] = _to_list(value)
-            before = {k: len(v) for k, v in self._metrics["train"].items()}
+            common.record_first_batch(first_batch, inputs)
+            before = common.metric_lengths(self)
             captured.clear()
             loss = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             scores = captured[-1]
             b = scores.shape[0] // 2
-            metrics = {}
-            for k, v in self._metrics["train"].items():
-                if k == "num_tokens" or len(v) > before.get(k, 0):
-                    metrics[k] = v[-1]
+            metrics = common.appended_metrics(self, before)
             micro_batches.append({
                 "global_step": self.state.global_step,
                 "shape": list(inputs["input_ids"].shape),
@@ -385,12 +339,7 @@ def run_case(name: str, spec: dict, model_dir: Path = RM_DIR, structure_only: bo
                 "has_lm_head": hasattr(trainer.model, "lm_head"),
             }
 
-        decay = set(trainer.get_decay_parameter_names(trainer.model))
-        named = [(n, p) for n, p in trainer.model.named_parameters() if p.requires_grad]
-        optimizer_groups = [
-            {"weight_decay": config.weight_decay, "params": [n for n, _ in named if n in decay]},
-            {"weight_decay": 0.0, "params": [n for n, _ in named if n not in decay]},
-        ]
+        optimizer_groups = common.optimizer_groups(trainer, config)
 
         ds = trainer.train_dataset
         prepared = {
@@ -404,29 +353,16 @@ def run_case(name: str, spec: dict, model_dir: Path = RM_DIR, structure_only: bo
         if "margin" in ds.column_names:
             prepared["margin"] = list(ds["margin"])
 
-        dataloader = trainer.get_train_dataloader()
-        len_dataloader = len(dataloader)
-        ga = config.gradient_accumulation_steps
-        num_update_steps_per_epoch = max(len_dataloader // ga + int(len_dataloader % ga > 0), 1)
-
+        len_dataloader, num_update_steps_per_epoch = common.dataloader_steps(trainer, config)
         train_output = trainer.train()
-
-        log_history = []
-        for entry in trainer.state.log_history:
-            entry = dict(entry)
-            for key in WALL_CLOCK_KEYS:
-                if key in entry:
-                    entry[key] = None
-            log_history.append(entry)
+        log_history = common.log_history(trainer)
 
         trainer.model.eval()
         with torch.no_grad():
             fb = {k: torch.tensor(v) for k, v in first_batch.items() if k in ("input_ids", "attention_mask")}
             final_scores = original_forward(**fb, use_cache=False).logits.squeeze(-1).tolist()
 
-        final_param_norms = {
-            n: float(p.detach().double().pow(2).sum().sqrt()) for n, p in trainer.model.named_parameters()
-        }
+        final_param_norms = common.param_norms(trainer.model)
         saved = _saved_model_info(trainer, Path(tmp) / "final_model")
 
         resolved_keys = [
@@ -437,9 +373,9 @@ def run_case(name: str, spec: dict, model_dir: Path = RM_DIR, structure_only: bo
             "remove_unused_columns", "max_length", "pad_to_multiple_of", "center_rewards_coefficient",
             "disable_dropout", "eos_token", "pad_token", "chat_template_path", "activation_offloading",
         ]
-        resolved = {k: _jsonable(getattr(config, k)) for k in resolved_keys}
+        resolved = {k: jsonable(getattr(config, k)) for k in resolved_keys}
 
-        opt = trainer.optimizer.optimizer if hasattr(trainer.optimizer, "optimizer") else trainer.optimizer
+        opt = common.unwrapped_optimizer(trainer)
         state = trainer.state
         trainer_info = {
             "model": str(model_dir.relative_to(ROOT)),
@@ -460,8 +396,8 @@ def run_case(name: str, spec: dict, model_dir: Path = RM_DIR, structure_only: bo
             "case": name,
             "description": spec["description"],
             "dataset": spec["dataset"],
-            "versions": _versions(),
-            "reward_config": _jsonable(kwargs),
+            "versions": common.versions(),
+            "reward_config": jsonable(kwargs),
             "resolved_config": resolved,
             "trainer_info": trainer_info,
             "prepared_dataset": prepared,
@@ -477,18 +413,10 @@ def run_case(name: str, spec: dict, model_dir: Path = RM_DIR, structure_only: bo
         result.update({
             "micro_batches": micro_batches,
             "log_history": log_history,
-            "trainer_state": {
-                "global_step": state.global_step,
-                "max_steps": state.max_steps,
-                "epoch": state.epoch,
-                "num_train_epochs": state.num_train_epochs,
-                "logging_steps": state.logging_steps,
-                "train_batch_size": state.train_batch_size,
-                "total_flos": state.total_flos,
-            },
+            "trainer_state": common.trainer_state(state),
             "final_scores_first_batch": final_scores,
             "final_param_norms": final_param_norms,
-            "train_output": {"global_step": train_output.global_step, "training_loss": train_output.training_loss},
+            "train_output": common.train_output(train_output),
         })
     return result
 
@@ -509,31 +437,22 @@ def main() -> None:
     parser.add_argument("--out-dir", default=str(OUT_DIR), help="where to write the files")
     args = parser.parse_args()
 
-    _setup_env()
-    import datasets
-    import transformers
-
-    transformers.utils.logging.set_verbosity_error()
-    datasets.utils.logging.disable_progress_bar()
-    datasets.utils.logging.set_verbosity_error()
-
+    common.init_libraries()
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if not args.case:
-        (out_dir / "losses.json").write_text(_dump(compute_loss_cases()), encoding="utf-8")
+        (out_dir / "losses.json").write_text(common.dump(compute_loss_cases()), encoding="utf-8")
         print("losses.json written")
     if args.losses_only:
         return
-    for name in args.case or list(CASES) + ["from_causal_lm"]:
+    names = args.case or list(CASES) + ["from_causal_lm"]
+    for name in names:
         if name == "from_causal_lm":
             result = run_case(name, FROM_CAUSAL_LM, model_dir=LM_DIR, structure_only=True)
-            (out_dir / "preference_from_causal_lm.json").write_text(_dump(result), encoding="utf-8")
+            (out_dir / "preference_from_causal_lm.json").write_text(common.dump(result), encoding="utf-8")
             print(f"{name}: rows={result['prepared_dataset']['num_rows']} score_init={result['score_init']}")
-            continue
-        result = run_case(name, CASES[name])
-        (out_dir / f"{name}.json").write_text(_dump(result), encoding="utf-8")
-        losses = [e["loss"] for e in result["log_history"] if "loss" in e]
-        print(f"{name}: rows={result['prepared_dataset']['num_rows']} losses={[round(x, 4) for x in losses]}")
+        else:
+            common.write_cases(out_dir, [name], lambda name: run_case(name, CASES[name]))
 
 
 if __name__ == "__main__":

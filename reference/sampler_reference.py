@@ -37,7 +37,6 @@ import argparse
 import json
 import os
 import tempfile
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -46,8 +45,9 @@ import accelerate
 from torch import nn
 from transformers import Trainer, TrainingArguments
 
-ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "fixtures" / "expected" / "sampler.json"
+from common import EXPECTED_DIR, ROOT
+
+OUT = EXPECTED_DIR / "sampler.json"
 
 SMALL_NS = [0, 1, 2, 7, 64, 1000, 5000]
 SEEDS = [0, 42, 43, 2**32 + 5]

@@ -61,15 +61,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 import tempfile
 from pathlib import Path
 
-REF = Path(__file__).resolve().parent
-ROOT = REF.parent
-MODEL_DIR = ROOT / "fixtures" / "models" / "tiny-qwen2"
-OUT_DIR = ROOT / "fixtures" / "expected" / "sft"
+import common
+from common import FIRST_ROWS, MODEL_DIR, ROOT, jsonable
+
+OUT_DIR = common.EXPECTED_DIR / "sft"
 
 # ------------------------------------------------------------------------------------
 # Part C: sample datasets (deterministic, ~64 rows each)
@@ -192,25 +190,7 @@ def make_sample_datasets(root: Path, overwrite: bool = False) -> None:
 # Part B: reference runs
 # ------------------------------------------------------------------------------------
 
-# Arguments shared by every case (TRL / TrainingArguments names).
-BASE_ARGS = dict(
-    seed=42,
-    max_steps=8,
-    per_device_train_batch_size=2,
-    gradient_accumulation_steps=1,
-    learning_rate=1e-3,
-    lr_scheduler_type="constant",
-    logging_steps=1,
-    train_sampling_strategy="sequential",
-    report_to="none",
-    save_strategy="no",
-    max_length=64,
-    use_cpu=True,
-    bf16=False,
-    model_init_kwargs={"dtype": "float32", "attn_implementation": "eager"},
-    disable_tqdm=True,
-    dataloader_num_workers=0,
-)
+BASE_ARGS = common.base_args(per_device_train_batch_size=2)
 
 CASES = {
     "text": dict(
@@ -271,54 +251,12 @@ CASES = {
     ),
 }
 
-WALL_CLOCK_KEYS = ("train_runtime", "train_samples_per_second", "train_steps_per_second")
-FIRST_ROWS = 4  # rows of the prepared dataset written out in full
-
-
-def _setup_env() -> None:
-    # No hub access; no telemetry; quiet, single-threaded, deterministic.
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
-
-
-def _to_list(x):
-    import torch
-
-    if isinstance(x, torch.Tensor):
-        return x.tolist()
-    return x
-
-
-def _jsonable(v):
-    import enum
-
-    if isinstance(v, enum.Enum):
-        return v.value
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, dict):
-        return {k: _jsonable(x) for k, x in v.items()}
-    return v
-
-
 def run_case(name: str, spec: dict) -> dict:
-    import accelerate
-    import datasets
-    import torch
-    import transformers
-    import trl
     from transformers import AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    torch.set_num_threads(1)
-    torch.use_deterministic_algorithms(True)
-
-    rows = [json.loads(line) for line in open(ROOT / spec["dataset"], encoding="utf-8")]
-    train_dataset = datasets.Dataset.from_list(rows)
+    common.deterministic_torch()
+    train_dataset = common.load_dataset(spec["dataset"])
 
     kwargs = {**BASE_ARGS, **spec["args"]}
     tokenizer = AutoTokenizer.from_pretrained(str(MODEL_DIR))
@@ -328,9 +266,7 @@ def run_case(name: str, spec: dict) -> dict:
 
     class RecordingSFTTrainer(SFTTrainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            if not first_batch:
-                for key, value in inputs.items():
-                    first_batch[key] = _to_list(value)
+            common.record_first_batch(first_batch, inputs)
             labels = inputs["labels"]
             entry = {
                 "global_step": self.state.global_step,
@@ -352,14 +288,7 @@ def run_case(name: str, spec: dict) -> dict:
             train_dataset=train_dataset,
             processing_class=tokenizer,
         )
-
-        # Optimizer parameter groups, as the Trainer builds them (names instead of tensors).
-        decay = set(trainer.get_decay_parameter_names(trainer.model))
-        named = [(n, p) for n, p in trainer.model.named_parameters() if p.requires_grad]
-        optimizer_groups = [
-            {"weight_decay": config.weight_decay, "params": [n for n, _ in named if n in decay]},
-            {"weight_decay": 0.0, "params": [n for n, _ in named if n not in decay]},
-        ]
+        optimizer_groups = common.optimizer_groups(trainer, config)
 
         train_ds = trainer.train_dataset
         lengths = [len(x) for x in train_ds["input_ids"]]
@@ -373,24 +302,8 @@ def run_case(name: str, spec: dict) -> dict:
         if "seq_lengths" in train_ds.column_names:
             prepared["seq_lengths"] = [list(x) for x in train_ds["seq_lengths"]]
 
-        dataloader = trainer.get_train_dataloader()
-        len_dataloader = len(dataloader)
-        ga = config.gradient_accumulation_steps
-        num_update_steps_per_epoch = max(len_dataloader // ga + int(len_dataloader % ga > 0), 1)
-
+        len_dataloader, num_update_steps_per_epoch = common.dataloader_steps(trainer, config)
         train_output = trainer.train()
-
-        log_history = []
-        for entry in trainer.state.log_history:
-            entry = dict(entry)
-            for key in WALL_CLOCK_KEYS:
-                if key in entry:
-                    entry[key] = None
-            log_history.append(entry)
-
-        final_param_norms = {
-            n: float(p.detach().double().pow(2).sum().sqrt()) for n, p in trainer.model.named_parameters()
-        }
 
         resolved_keys = [
             "learning_rate", "lr_scheduler_type", "lr_scheduler_kwargs", "warmup_steps", "weight_decay",
@@ -403,21 +316,15 @@ def run_case(name: str, spec: dict) -> dict:
             "pad_to_multiple_of", "completion_only_loss", "assistant_only_loss", "loss_type", "eos_token",
             "shuffle_dataset", "include_num_input_tokens_seen",
         ]
-        resolved = {k: _jsonable(getattr(config, k)) for k in resolved_keys}
+        resolved = {k: jsonable(getattr(config, k)) for k in resolved_keys}
 
-        state = trainer.state
+        opt = common.unwrapped_optimizer(trainer)
         result = {
             "case": name,
             "description": spec["description"],
             "dataset": spec["dataset"],
-            "versions": {
-                "torch": torch.__version__.split("+")[0],
-                "transformers": transformers.__version__,
-                "trl": trl.__version__,
-                "datasets": datasets.__version__,
-                "accelerate": accelerate.__version__,
-            },
-            "sft_config": _jsonable(kwargs),
+            "versions": common.versions(),
+            "sft_config": jsonable(kwargs),
             "resolved_config": resolved,
             "trainer_info": {
                 "model": "fixtures/models/tiny-qwen2",
@@ -430,10 +337,10 @@ def run_case(name: str, spec: dict) -> dict:
                 "eos_token_id": tokenizer.eos_token_id,
                 "num_parameters": trainer.model.num_parameters(),
                 "num_parameters_exclude_embeddings": trainer.model.num_parameters(exclude_embeddings=True),
-                "optimizer_class": type(trainer.optimizer.optimizer if hasattr(trainer.optimizer, "optimizer") else trainer.optimizer).__name__,
+                "optimizer_class": type(opt).__name__,
                 "optimizer_defaults": {
-                    k: _jsonable(v)
-                    for k, v in (trainer.optimizer.optimizer if hasattr(trainer.optimizer, "optimizer") else trainer.optimizer).defaults.items()
+                    k: jsonable(v)
+                    for k, v in opt.defaults.items()
                     if k in ("lr", "betas", "eps", "weight_decay", "fused", "foreach", "amsgrad", "maximize")
                 },
                 "optimizer_groups": optimizer_groups,
@@ -443,42 +350,12 @@ def run_case(name: str, spec: dict) -> dict:
             "prepared_dataset": prepared,
             "first_batch": first_batch,
             "micro_batches": micro_batches,
-            "log_history": log_history,
-            "trainer_state": {
-                "global_step": state.global_step,
-                "max_steps": state.max_steps,
-                "epoch": state.epoch,
-                "num_train_epochs": state.num_train_epochs,
-                "logging_steps": state.logging_steps,
-                "train_batch_size": state.train_batch_size,
-                "total_flos": state.total_flos,
-            },
-            "final_param_norms": final_param_norms,
-            "train_output": {"global_step": train_output.global_step, "training_loss": train_output.training_loss},
+            "log_history": common.log_history(trainer),
+            "trainer_state": common.trainer_state(trainer.state),
+            "final_param_norms": common.param_norms(trainer.model),
+            "train_output": common.train_output(train_output),
         }
     return result
-
-
-def _dump(obj) -> str:
-    """Compact but diff-friendly JSON: one line per top-level key / list row."""
-
-    def enc(v, indent):
-        pad = "  " * indent
-        if isinstance(v, dict):
-            if not v:
-                return "{}"
-            if all(not isinstance(x, (dict, list)) for x in v.values()) and len(v) <= 12:
-                return json.dumps(v)
-            items = [f"{pad}  {json.dumps(k)}: {enc(x, indent + 1)}" for k, x in v.items()]
-            return "{\n" + ",\n".join(items) + "\n" + pad + "}"
-        if isinstance(v, list):
-            if all(not isinstance(x, (dict, list)) for x in v):
-                return json.dumps(v)
-            items = [f"{pad}  {enc(x, indent + 1)}" for x in v]
-            return "[\n" + ",\n".join(items) + "\n" + pad + "]"
-        return json.dumps(v)
-
-    return enc(obj, 0) + "\n"
 
 
 def main() -> None:
@@ -493,28 +370,10 @@ def main() -> None:
     if args.datasets_only:
         return
 
-    _setup_env()
-    import transformers
-    import trl
-    import torch
-    import datasets
-
-    transformers.utils.logging.set_verbosity_error()
-    datasets.utils.logging.disable_progress_bar()
-    datasets.utils.logging.set_verbosity_error()
-    expected = {"torch": "2.15", "transformers": "5.23.0", "trl": "1.16.0"}
-    got = {"torch": torch.__version__, "transformers": transformers.__version__, "trl": trl.__version__}
-    for k, v in expected.items():
-        if not got[k].startswith(v):
-            print(f"warning: {k} {got[k]} != pinned {v}", file=sys.stderr)
-
+    common.init_libraries(warn_pins=True)
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for name in args.case or list(CASES):
-        result = run_case(name, CASES[name])
-        (out_dir / f"{name}.json").write_text(_dump(result), encoding="utf-8")
-        losses = [e["loss"] for e in result["log_history"] if "loss" in e]
-        print(f"{name}: rows={result['prepared_dataset']['num_rows']} losses={[round(x, 4) for x in losses]}")
+    common.write_cases(out_dir, args.case or list(CASES), lambda name: run_case(name, CASES[name]))
 
 
 if __name__ == "__main__":
