@@ -63,30 +63,22 @@ pub fn resolve_split_files_with(args: &DatasetArgs, options: &HubOptions) -> Res
         return single_file(path, args);
     }
     let listed = list_data_files(name, options)?;
-    let readme = if path.is_dir() {
-        read_readme(&path.join("README.md"))?
+    // The README declares the configs (`configs:` in its YAML header), locally or on the hub.
+    let readme_path = if path.is_dir() {
+        Some(path.join("README.md"))
     } else {
-        None
+        hub::fetch_dataset_file(name, None, "README.md", options)?
     };
-    if readme.is_none()
-        && !path.is_dir()
-        && args
-            .dataset_config
-            .as_deref()
-            .is_some_and(|c| c != "default")
-    {
-        // TODO(hub): hub.rs offers no call that fetches README.md, so the configs of a hub
-        // dataset cannot be read yet; say so rather than guess.
-        return Err(data_error(format!(
-            "dataset_config `{}`: the configs of hub dataset `{name}` are declared in its README.md, \
-             which trl cannot read yet; download the dataset (`hf download {name} --repo-type \
-             dataset --local-dir DIR`) and pass the folder as dataset_name",
-            args.dataset_config.as_deref().unwrap_or_default()
-        )));
-    }
+    let readme = match &readme_path {
+        Some(file) => read_readme(file)?,
+        None => None,
+    };
     let configs = match &readme {
         Some(text) => parse_readme_configs(text).map_err(|message| {
-            data_error(format!("{}: {message}", path.join("README.md").display()))
+            let file = readme_path
+                .clone()
+                .unwrap_or_else(|| path.join("README.md"));
+            data_error(format!("{}: {message}", file.display()))
         })?,
         None => Vec::new(),
     };

@@ -82,16 +82,23 @@ fn resolves_a_cached_hub_dataset_offline() {
         [snapshot.join("data/test-00000-of-00001.jsonl")]
     );
 
+    // A config declared in the hub repo's README.md selects its own files.
+    std::fs::create_dir_all(snapshot.join("other")).unwrap();
+    std::fs::write(snapshot.join("other/train.jsonl"), "{\"text\": \"b\"}\n").unwrap();
+    std::fs::write(
+        snapshot.join("README.md"),
+        "---\nconfigs:\n- config_name: other\n  data_files:\n  - split: train\n    path: other/*.jsonl\n---\n# tiny\n",
+    )
+    .unwrap();
     let configured = DatasetArgs {
         dataset_config: Some("other".to_owned()),
         ..DatasetArgs::new("org/tiny")
     };
-    let error = resolve_split_files_with(&configured, &options)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        error.contains("README.md, which trl cannot read yet"),
-        "{error}"
+    assert_eq!(
+        resolve_split_files_with(&configured, &options)
+            .unwrap()
+            .files,
+        [snapshot.join("other/train.jsonl")]
     );
 
     let missing = resolve_split_files_with(&DatasetArgs::new("org/absent"), &options)

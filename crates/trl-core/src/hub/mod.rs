@@ -192,6 +192,24 @@ pub fn resolve_dataset_files_with(
     }
 }
 
+/// One named file of a hub dataset repo (its `README.md`, which declares the dataset's
+/// `configs:`), downloaded into the cache; `None` when the repo has no such file.
+pub fn fetch_dataset_file(
+    id: &str,
+    revision: Option<&str>,
+    file: &str,
+    options: &HubOptions,
+) -> Result<Option<PathBuf>> {
+    let revision = revision.unwrap_or(DEFAULT_REVISION);
+    let snapshot = Snapshot::open(RepoKind::Dataset, id, revision, options)?;
+    if !snapshot.has(file) {
+        return Ok(None);
+    }
+    let path = snapshot.fetch(file)?;
+    snapshot.record_revision()?;
+    Ok(Some(path))
+}
+
 fn download_model(id: &str, revision: Option<&str>, options: &HubOptions) -> Result<PathBuf> {
     let revision = revision.unwrap_or(DEFAULT_REVISION);
     let snapshot = Snapshot::open(RepoKind::Model, id, revision, options)?;
