@@ -18,7 +18,7 @@ use std::time::Duration;
 use burn::module::{Module, Param};
 use burn::nn::RmsNormConfig;
 use burn::optim::GradientsParams;
-use burn::tensor::activation::{silu, softmax};
+use burn::tensor::activation::silu;
 use burn::tensor::{Bool, Device, Distribution, Int, Tensor, TensorData};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use trl_core::logprobs::label_log_probs;
@@ -86,22 +86,9 @@ fn padded_attention_mask() -> Vec<Vec<i64>> {
         .collect()
 }
 
-/// Attention after the projections, as `layers.rs` computes it: GQA repeat of k/v, scaled
-/// scores, the causal + padding mask, softmax, and the weighted sum of values.
+/// Attention after the projections: the model's own `grouped_query_attention`.
 fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, blocked: &Tensor<4, Bool>) -> Tensor<4> {
-    let group = HEADS / KV_HEADS;
-    // [batch, kv_heads, seq, head_dim] -> [batch, heads, seq, head_dim]
-    let repeat = |t: Tensor<4>| {
-        t.reshape([BATCH, KV_HEADS, 1, SEQ, HEAD_DIM])
-            .expand([BATCH, KV_HEADS, group, SEQ, HEAD_DIM])
-            .reshape([BATCH, HEADS, SEQ, HEAD_DIM])
-    };
-    let (k, v) = (repeat(k), repeat(v));
-    // [batch, heads, seq, seq]
-    let scores = q.matmul(k.swap_dims(2, 3)) * (1.0 / (HEAD_DIM as f64).sqrt());
-    let scores = scores.mask_fill(blocked.clone().expand([BATCH, HEADS, SEQ, SEQ]), f32::MIN);
-    // [batch, heads, seq, head_dim]
-    softmax(scores, 3).matmul(v)
+    trl_core::model::layers::grouped_query_attention(q, k, v, blocked)
 }
 
 fn attention_masked(c: &mut Criterion) {
