@@ -117,10 +117,7 @@ pub fn bench(args: &[String]) -> Result<()> {
         kernels_cmd.arg("--quick");
     }
     wait_for_idle();
-    let before = CpuSample::now();
-    run(&mut kernels_cmd)?;
-    // criterion's own process is the only busy one we started: the rest is other work.
-    let kernels_busy = before.busy_share_since();
+    let kernels_others = run_watching_others(&mut kernels_cmd)?;
     let kernels = read_criterion(&criterion_home, started)?;
 
     let model_shape = flop_model(&e2e)?;
@@ -133,7 +130,7 @@ pub fn bench(args: &[String]) -> Result<()> {
         "machine": machine.to_json(),
         "end_to_end": e2e,
         "kernels": kernels,
-        "kernels_machine_busy_share": kernels_busy,
+        "kernels_others_cpu_share": kernels_others,
     });
     let json_path = out.join("results.json");
     std::fs::write(&json_path, serde_json::to_vec_pretty(&results)?)?;
@@ -192,17 +189,14 @@ const MAX_TRIES: usize = 3;
 
 /// Runs one end-to-end measurement in its own process once the machine is idle, and again
 /// (up to [`MAX_TRIES`]) while other processes took more than [`MAX_OTHERS_SHARE`] of the
-/// CPUs during it: torch's OpenMP threads slow down several times when another process takes
-/// a core, rayon's far less, so a disturbed run says nothing about either.
+/// CPUs during it. A disturbed run says little: when a build took a core, TRL's DPO step here
+/// went from 1.1 s to 8.8 s (torch's OpenMP threads wait on each other), trl-rs's barely moved.
 fn measure(file: &Path, command: impl Fn() -> Command) -> Result<Value> {
     let mut kept: Option<Value> = None;
     for attempt in 1..=MAX_TRIES {
         wait_for_idle();
-        let before = CpuSample::now();
-        run(&mut command())?;
+        let others = run_watching_others(&mut command())?;
         let mut result = read_json(file)?;
-        let own = result["cpu_time_s"].as_f64().unwrap_or(0.0);
-        let others = before.others_share_since(own);
         result["others_cpu_share"] = json!(others);
         result["attempt"] = json!(attempt);
         let better = kept
@@ -264,6 +258,40 @@ impl CpuSample {
         let capacity = self.at.elapsed().as_secs_f64() * cpus;
         ((now.busy - self.busy) / 100.0 - own_cpu_s).max(0.0) / capacity.max(1e-9)
     }
+}
+
+/// Runs `cmd` and returns the share of the CPUs that other processes took meanwhile: the
+/// machine's busy time less the child's CPU time, read from `/proc/PID/stat` every 100 ms
+/// while it runs (its last 100 ms are missed, which errs towards "disturbed").
+fn run_watching_others(cmd: &mut Command) -> Result<f64> {
+    let before = CpuSample::now();
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("could not start {cmd:?}"))?;
+    let stat_path = format!("/proc/{}/stat", child.id());
+    let mut child_ticks = 0.0;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if let Ok(stat) = std::fs::read_to_string(&stat_path)
+            && let Some((_, fields)) = stat.rsplit_once(')')
+        {
+            // utime and stime: fields 14 and 15 of stat(5), 11 and 12 after the name
+            let fields: Vec<f64> = fields
+                .split_whitespace()
+                .filter_map(|f| f.parse().ok())
+                .collect();
+            if fields.len() > 12 {
+                child_ticks = fields[11] + fields[12];
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(before.others_share_since(child_ticks / 100.0))
 }
 
 /// Waits (at most two minutes) until the CPUs are at least 95% idle over a second.
@@ -614,7 +642,7 @@ fn verdicts(results: &Value) -> String {
     if disturbed > MAX_OTHERS_SHARE {
         text += &format!(
             "\n**Other work disturbed at least one run** (up to {:.0}% of the CPUs after {MAX_TRIES} tries). \
-             torch's OpenMP threads lose far more to a shared core than trl-rs's rayon pool does, so such rows \
+             torch's OpenMP threads lose far more to a shared core than trl-rs does, so such rows \
              flatter trl-rs; rerun on an idle machine before quoting them.\n",
             100.0 * disturbed
         );
@@ -677,7 +705,7 @@ is the nominal clock; boost is not visible)\n\
 - SIMD flags: {simd}\n\
 - fp32 peak: {peak:.0} GFLOP/s = {cpus} CPUs x {mhz:.0} MHz x {fpc} FLOP/cycle ({lanes} fp32 lanes x 2 for \
 FMA x 2 FMA pipes per core); the AVX2-only peak is {avx2:.0} GFLOP/s\n\
-- load average when the run started: {load}; the kernels ran while the CPUs were {kernels_busy:.0}% busy (criterion's own process included)\n\
+- load average when the run started: {load}; other processes took {kernels_others:.0}% of the CPUs while the kernels ran\n\
 - trl-rs: {rustc}, burn 0.22 flex backend (simd + rayon), fp32; Python side: {python}\n\n\
 ## End to end: one training step\n\n\
 Random Qwen2-shaped model written once by `reference/bench_trl.py make-model` and loaded by both sides \
@@ -731,8 +759,8 @@ forward, (2N + 4·L·S·A) x T.\n\
         peak = machine.peak_fp32_flops() / 1e9,
         avx2 = machine.avx2_peak_fp32_flops() / 1e9,
         load = m["load_average_at_start"].as_str().unwrap_or("?"),
-        kernels_busy = 100.0
-            * results["kernels_machine_busy_share"]
+        kernels_others = 100.0
+            * results["kernels_others_cpu_share"]
                 .as_f64()
                 .unwrap_or(f64::NAN),
         max_others = 100.0 * MAX_OTHERS_SHARE,
