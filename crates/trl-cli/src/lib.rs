@@ -26,7 +26,12 @@ use clap::{Parser, Subcommand};
 
 /// LLM post-training in Rust: TRL's methods, dataset formats and config keys in one binary.
 #[derive(Parser, Debug)]
-#[command(name = "trl", version, about, long_about = None)]
+#[command(
+    name = "trl",
+    version,
+    about = "LLM post-training in Rust: TRL's methods, dataset formats and config keys in one binary.",
+    long_about = None
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
