@@ -278,12 +278,10 @@ fn run_watching_others(cmd: &mut Command) -> Result<f64> {
             && let Some((_, fields)) = stat.rsplit_once(')')
         {
             // utime and stime: fields 14 and 15 of stat(5), 11 and 12 after the name
-            let fields: Vec<f64> = fields
-                .split_whitespace()
-                .filter_map(|f| f.parse().ok())
-                .collect();
-            if fields.len() > 12 {
-                child_ticks = fields[11] + fields[12];
+            let fields: Vec<&str> = fields.split_whitespace().collect();
+            let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
+            if let (Some(user), Some(system)) = (ticks(11), ticks(12)) {
+                child_ticks = user + system;
             }
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
@@ -294,16 +292,16 @@ fn run_watching_others(cmd: &mut Command) -> Result<f64> {
     Ok(before.others_share_since(child_ticks / 100.0))
 }
 
-/// Waits (at most two minutes) until the CPUs are at least 95% idle over a second.
+/// Waits (at most five minutes) until the CPUs are at least 95% idle over a second.
 fn wait_for_idle() {
-    for _ in 0..120 {
+    for _ in 0..300 {
         let sample = CpuSample::now();
         std::thread::sleep(std::time::Duration::from_secs(1));
         if sample.busy_share_since() <= 0.05 {
             return;
         }
     }
-    eprintln!("the machine stayed busy for two minutes; measuring anyway");
+    eprintln!("the machine stayed busy for five minutes; measuring anyway");
 }
 
 fn read_json(path: &Path) -> Result<Value> {
