@@ -154,8 +154,8 @@ fn ids(value: &Value) -> BoxResult<Vec<u32>> {
 }
 
 /// CPU time (user + system, all threads) this process used so far, in seconds, from
-/// `/proc/self/stat` (clock ticks of 1/100 s), so the xtask can tell how busy the machine was
-/// with other work during the run.
+/// `/proc/self/stat` (clock ticks of 1/100 s): against the wall time, how many cores the run
+/// kept busy.
 fn cpu_time_s() -> BoxResult<f64> {
     let stat = std::fs::read_to_string("/proc/self/stat")?;
     let after_name = stat.rsplit_once(')').ok_or("malformed /proc/self/stat")?.1;

@@ -280,7 +280,7 @@ def run(args: argparse.Namespace) -> None:
         "median_step_s": median,
         "tokens_per_s": tokens / median,
         "peak_rss_bytes": peak_rss_bytes(),
-        # user + system CPU of every thread so far: lets the xtask tell how much other work ran
+        # user + system CPU of every thread so far: against the wall time, how many cores it used
         "cpu_time_s": cpu_time_s(),
     }
     Path(args.out).write_text(json.dumps(result, indent=1))

@@ -559,7 +559,7 @@ fn end_to_end_table(results: &Value) -> String {
             _ => "-".into(),
         };
         table += &format!(
-            "| {} | {} | {:.3} | {:.0} | {} | {:.1}% | {} | {} | {} |\n",
+            "| {} | {} | {:.3} | {:.0} | {} | {:.1}% | {} | {} | {:.0}% |\n",
             row["method"].as_str().unwrap_or("?").to_uppercase(),
             row["implementation"].as_str().unwrap_or("?"),
             row["median_step_s"].as_f64().unwrap_or(f64::NAN),
@@ -568,10 +568,7 @@ fn end_to_end_table(results: &Value) -> String {
             100.0 * row["mfu"].as_f64().unwrap_or(f64::NAN),
             ratio("median_step_s", true),
             ratio("peak_rss_bytes", false),
-            format!(
-                "{:.0}%",
-                100.0 * row["others_cpu_share"].as_f64().unwrap_or(f64::NAN)
-            ),
+            100.0 * row["others_cpu_share"].as_f64().unwrap_or(f64::NAN),
         );
     }
     table
