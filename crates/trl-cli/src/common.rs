@@ -88,6 +88,17 @@ impl<C> Setup<C> {
         Ok(parse_device(&self.device_spec)?.autodiff())
     }
 
+    /// The line every training command prints before it starts: what is trained, on what.
+    pub fn announce(&self, command: &str, count: usize, unit: &str, extra: &str) {
+        eprintln!(
+            "trl {command}: {count} {unit} ({} rows, format {}){extra}, model {}, device {}",
+            self.dataset.len(),
+            self.dataset.format,
+            self.model_dir.display(),
+            self.device_spec
+        );
+    }
+
     /// Progress, JSONL and TensorBoard sinks as `report_to` asks.
     pub fn logger(&self, interrupt: Arc<AtomicBool>) -> Result<RunLogger> {
         let sinks = self.args.report_sinks()?;

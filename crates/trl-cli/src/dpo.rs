@@ -88,14 +88,11 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
         method.drop_reference();
     }
     let mut logger = run.logger(interrupt)?;
-    eprintln!(
-        "trl dpo: {} pairs ({} rows, format {}), losses {:?}, model {}, device {}",
+    run.announce(
+        "dpo",
         examples.len(),
-        run.dataset.len(),
-        run.dataset.format,
-        dpo.loss_type.to_vec(),
-        run.model_dir.display(),
-        run.device_spec
+        "pairs",
+        &format!(", losses {:?}", dpo.loss_type.to_vec()),
     );
     let outcome = train(&method, model, &examples, &run.args, &device, &mut logger)?;
     report(&outcome);

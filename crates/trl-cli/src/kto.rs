@@ -88,14 +88,11 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
         method.drop_reference();
     }
     let mut logger = run.logger(interrupt)?;
-    eprintln!(
-        "trl kto: {} examples ({} rows, format {}), loss {:?}, model {}, device {}",
+    run.announce(
+        "kto",
         examples.len(),
-        run.dataset.len(),
-        run.dataset.format,
-        kto.loss_type,
-        run.model_dir.display(),
-        run.device_spec
+        "examples",
+        &format!(", loss {:?}", kto.loss_type),
     );
     let outcome = train(&method, model, &examples, &run.args, &device, &mut logger)?;
     report(&outcome);

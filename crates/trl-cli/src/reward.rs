@@ -96,14 +96,7 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
     }
     let method = RewardMethod::new(config, tokenizer)?;
     let mut logger = run.logger(interrupt)?;
-    eprintln!(
-        "trl reward: {} pairs ({} rows, format {}), model {}, device {}",
-        examples.len(),
-        run.dataset.len(),
-        run.dataset.format,
-        run.model_dir.display(),
-        run.device_spec
-    );
+    run.announce("reward", examples.len(), "pairs", "");
     let outcome = train(&method, model, &examples, &run.args, &device, &mut logger)?;
     report(&outcome);
     Ok(())

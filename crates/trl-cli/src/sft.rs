@@ -76,14 +76,7 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
     let model = load_causal_lm(&run.model_dir, &device)?;
     let method = SftMethod::new(sft.clone(), tokenizer).map_err(anyhow::Error::msg)?;
     let mut logger = run.logger(interrupt)?;
-    eprintln!(
-        "trl sft: {} examples ({} rows, format {}), model {}, device {}",
-        examples.len(),
-        run.dataset.len(),
-        run.dataset.format,
-        run.model_dir.display(),
-        run.device_spec
-    );
+    run.announce("sft", examples.len(), "examples", "");
     let outcome = train(&method, model, &examples, &run.args, &device, &mut logger)?;
     report(&outcome);
     Ok(())
