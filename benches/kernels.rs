@@ -86,9 +86,9 @@ fn padded_attention_mask() -> Vec<Vec<i64>> {
         .collect()
 }
 
-/// Attention after the projections: the model's own `grouped_query_attention`.
+/// Attention after the projections: the model's own `trl_core::kernels::attention` (fused on flex).
 fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, blocked: &Tensor<4, Bool>) -> Tensor<4> {
-    trl_core::model::layers::grouped_query_attention(q, k, v, blocked)
+    trl_core::kernels::attention(q, k, v, blocked)
 }
 
 fn attention_masked(c: &mut Criterion) {

@@ -11,6 +11,7 @@ pub mod completions;
 pub mod data;
 pub mod error;
 pub mod hub;
+pub mod kernels;
 pub mod logprobs;
 pub mod model;
 pub mod parity;

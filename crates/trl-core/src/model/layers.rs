@@ -3,13 +3,12 @@
 
 use burn::module::Module;
 use burn::nn::{Linear, RmsNorm};
-use burn::tensor::activation::{silu, softmax};
 use burn::tensor::{Bool, Device, Tensor};
 
 use super::config::DecoderConfig;
 use super::rope::RotaryTables;
 use super::weights::{WeightReader, WeightWriter};
-use crate::Result;
+use crate::{Result, kernels};
 
 /// Multi-head attention with grouped key/value heads, as in `LlamaAttention` / `Qwen3Attention`.
 #[derive(Module, Debug)]
@@ -91,43 +90,11 @@ impl Attention {
         }
         let q = rope.apply(q);
         let k = rope.apply(k);
-        let context = grouped_query_attention(q, k, v, blocked);
+        let context = kernels::attention(q, k, v, blocked);
         // [batch, heads, seq, head_dim] -> [batch, seq, heads * head_dim]
         let context = context.swap_dims(1, 2).reshape([batch, seq, heads * d]);
         self.o_proj.forward(context)
     }
-}
-
-/// Masked softmax attention with grouped key/value heads, after RoPE:
-/// `q` `[batch, heads, seq, head_dim]`, `k`/`v` `[batch, kv_heads, seq, head_dim]`, `blocked`
-/// `[batch, 1, seq, seq]` (`true` = masked) -> `[batch, heads, seq, head_dim]`.
-///
-/// Each kv head serves `heads / kv_heads` consecutive query heads; k and v are repeated per
-/// query head. (Stacking a group's query heads along the sequence axis instead, to skip the
-/// copies, measured 11% slower on flex: `cargo bench --bench kernels -- attention/`.)
-pub fn grouped_query_attention(
-    q: Tensor<4>,
-    k: Tensor<4>,
-    v: Tensor<4>,
-    blocked: &Tensor<4, Bool>,
-) -> Tensor<4> {
-    let [batch, heads, seq, d] = q.dims();
-    let kv_heads = k.dims()[1];
-    let group = heads / kv_heads;
-    // [batch, kv_heads, seq, head_dim] -> [batch, heads, seq, head_dim]
-    let repeat = |t: Tensor<4>| {
-        if group == 1 {
-            return t;
-        }
-        t.reshape([batch, kv_heads, 1, seq, d])
-            .expand([batch, kv_heads, group, seq, d])
-            .reshape([batch, heads, seq, d])
-    };
-    let (k, v) = (repeat(k), repeat(v));
-    // [batch, heads, seq, seq]
-    let scores = q.matmul(k.swap_dims(2, 3)) * (1.0 / (d as f64).sqrt());
-    let scores = scores.mask_fill(blocked.clone().expand([batch, heads, seq, seq]), f32::MIN);
-    softmax(scores, 3).matmul(v)
 }
 
 /// SwiGLU feed-forward: `down(silu(gate(x)) * up(x))`.
@@ -161,8 +128,8 @@ impl Mlp {
 
     /// `[batch, seq, hidden]` -> `[batch, seq, hidden]`
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let gate = silu(self.gate_proj.forward(x.clone()));
-        self.down_proj.forward(gate * self.up_proj.forward(x))
+        let gate = self.gate_proj.forward(x.clone());
+        self.down_proj.forward(kernels::swiglu(gate, self.up_proj.forward(x)))
     }
 }
 

@@ -1,0 +1,236 @@
+//! The hand-written CPU kernels plugged into burn as a backend extension: implemented for the
+//! flex backend, and for autodiff over flex with their own backward, so a training step on
+//! CPU records one graph node per fused op instead of one per elementary op.
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::{BoolTensor, FloatTensor};
+use burn::backend::{
+    Autodiff, Backend, Dispatch, DispatchDevice, Flex, TensorMetadata, backend_extension,
+};
+use burn::tensor::{Bool, DType, Tensor, TensorData};
+
+use super::attention_cpu::{
+    AttentionGradInputs, AttentionShape, attention_backward, attention_forward,
+};
+use super::swiglu_cpu::{swiglu_backward, swiglu_forward};
+
+/// The fused operations trl-rs adds to burn. Model code calls them through
+/// [`super::attention`] and [`super::swiglu`], which check that the tensors live on flex.
+#[backend_extension(Autodiff, Flex)]
+pub trait TrainingKernels: Backend {
+    /// q `[batch, heads, seq, head_dim]`, k/v `[batch, kv_heads, seq, head_dim]`, blocked
+    /// `[batch, 1, seq, seq]` -> `[batch, heads, seq, head_dim]`.
+    fn fused_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        blocked: BoolTensor<Self>,
+    ) -> FloatTensor<Self>;
+
+    /// `silu(gate) * up`, same shapes in and out.
+    fn fused_swiglu(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self>;
+}
+
+/// True when `tensor` is an f32 tensor of the flex backend (with or without autodiff): the
+/// only case these kernels handle.
+pub fn runs_on_flex<const D: usize>(tensor: &Tensor<D>) -> bool {
+    matches!(tensor.device().inner().as_dispatch(), DispatchDevice::Flex(_)) && tensor.dtype() == DType::F32
+}
+
+/// [`TrainingKernels::fused_attention`] on high-level tensors.
+pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, blocked: Tensor<4, Bool>) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as TrainingKernels>::fused_attention(
+        q.into_dispatch(),
+        k.into_dispatch(),
+        v.into_dispatch(),
+        blocked.into_dispatch(),
+    ))
+}
+
+/// [`TrainingKernels::fused_swiglu`] on high-level tensors.
+pub fn swiglu<const D: usize>(gate: Tensor<D>, up: Tensor<D>) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as TrainingKernels>::fused_swiglu(
+        gate.into_dispatch(),
+        up.into_dispatch(),
+    ))
+}
+
+/// A contiguous copy (or the tensor itself when it already is one) whose storage is exactly
+/// its elements.
+fn contiguous(t: &FlexTensor) -> FlexTensor {
+    t.to_contiguous()
+}
+
+fn f32s(t: &FlexTensor) -> &[f32] {
+    t.as_slice::<f32>()
+        .expect("fused kernels take contiguous f32 tensors")
+}
+
+fn new_f32(values: Vec<f32>, dims: &[usize]) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, dims.to_vec()))
+}
+
+fn attention_shape(q: &FlexTensor, k: &FlexTensor) -> AttentionShape {
+    let [batch, heads, seq, head_dim] = q.shape().dims::<4>();
+    let kv_heads = k.shape().dims::<4>()[1];
+    AttentionShape { batch, heads, kv_heads, seq, head_dim }
+}
+
+/// Forward on flex: the output and the log-sum-exp of every row `[batch, heads, seq]`.
+fn attention_flex(
+    q: &FlexTensor,
+    k: &FlexTensor,
+    v: &FlexTensor,
+    blocked: &FlexTensor,
+) -> (FlexTensor, FlexTensor) {
+    let shape = attention_shape(q, k);
+    let (q, k, v, blocked) = (contiguous(q), contiguous(k), contiguous(v), contiguous(blocked));
+    let dims = q.shape().to_vec();
+    let mut out = vec![0.0f32; q.shape().num_elements()];
+    let mut lse = vec![0.0f32; shape.batch * shape.heads * shape.seq];
+    attention_forward(
+        shape,
+        f32s(&q),
+        f32s(&k),
+        f32s(&v),
+        blocked.storage::<u8>(),
+        &mut out,
+        &mut lse,
+    );
+    (
+        new_f32(out, &dims),
+        new_f32(lse, &[shape.batch, shape.heads, shape.seq]),
+    )
+}
+
+fn swiglu_flex(gate: &FlexTensor, up: &FlexTensor) -> FlexTensor {
+    let (gate, up) = (contiguous(gate), contiguous(up));
+    let mut out = vec![0.0f32; gate.shape().num_elements()];
+    swiglu_forward(f32s(&gate), f32s(&up), &mut out);
+    new_f32(out, &gate.shape().to_vec())
+}
+
+impl TrainingKernels for Flex {
+    fn fused_attention(
+        q: FlexTensor,
+        k: FlexTensor,
+        v: FlexTensor,
+        blocked: FlexTensor,
+    ) -> FlexTensor {
+        attention_flex(&q, &k, &v, &blocked).0
+    }
+
+    fn fused_swiglu(gate: FlexTensor, up: FlexTensor) -> FlexTensor {
+        swiglu_flex(&gate, &up)
+    }
+}
+
+/// Backward of the fused attention: recomputes probabilities tile by tile (see
+/// `attention_cpu`).
+#[derive(Debug)]
+struct AttentionBackward;
+
+impl Backward<Flex, 3> for AttentionBackward {
+    /// q, k, v, blocked, out, lse (contiguous).
+    type State = [FlexTensor; 6];
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_q, node_k, node_v] = ops.parents;
+        let grad_out = contiguous(&grads.consume::<Flex>(&ops.node));
+        let [q, k, v, blocked, out, lse] = ops.state;
+        let shape = attention_shape(&q, &k);
+        let mut dq = vec![0.0f32; q.shape().num_elements()];
+        let mut dk = vec![0.0f32; k.shape().num_elements()];
+        let mut dv = vec![0.0f32; v.shape().num_elements()];
+        let inputs = AttentionGradInputs {
+            q: f32s(&q),
+            k: f32s(&k),
+            v: f32s(&v),
+            blocked: blocked.storage::<u8>(),
+            out: f32s(&out),
+            lse: f32s(&lse),
+            grad_out: f32s(&grad_out),
+        };
+        attention_backward(shape, inputs, &mut dq, &mut dk, &mut dv);
+        for (node, grad, like) in [(node_q, dq, &q), (node_k, dk, &k), (node_v, dv, &v)] {
+            if let Some(node) = node {
+                grads.register::<Flex>(node.id, new_f32(grad, &like.shape().to_vec()));
+            }
+        }
+    }
+}
+
+/// Backward of the fused SwiGLU.
+#[derive(Debug)]
+struct SwigluBackward;
+
+impl Backward<Flex, 2> for SwigluBackward {
+    /// gate, up (contiguous).
+    type State = [FlexTensor; 2];
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_gate, node_up] = ops.parents;
+        let grad = contiguous(&grads.consume::<Flex>(&ops.node));
+        let [gate, up] = ops.state;
+        let n = gate.shape().num_elements();
+        let (mut d_gate, mut d_up) = (vec![0.0f32; n], vec![0.0f32; n]);
+        swiglu_backward(f32s(&gate), f32s(&up), f32s(&grad), &mut d_gate, &mut d_up);
+        let dims = gate.shape().to_vec();
+        if let Some(node) = node_gate {
+            grads.register::<Flex>(node.id, new_f32(d_gate, &dims));
+        }
+        if let Some(node) = node_up {
+            grads.register::<Flex>(node.id, new_f32(d_up, &dims));
+        }
+    }
+}
+
+impl<C: CheckpointStrategy> TrainingKernels for Autodiff<Flex, C> {
+    fn fused_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        blocked: FlexTensor,
+    ) -> FloatTensor<Self> {
+        match AttentionBackward
+            .prepare::<C>([q.node(), k.node(), v.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (q, k, v) = (
+                    contiguous(q.primitive()),
+                    contiguous(k.primitive()),
+                    contiguous(v.primitive()),
+                );
+                let blocked = contiguous(&blocked);
+                let (out, lse) = attention_flex(&q, &k, &v, &blocked);
+                prep.finish([q, k, v, blocked, out.clone(), lse], out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(
+                attention_flex(q.primitive(), k.primitive(), v.primitive(), &blocked).0,
+            ),
+        }
+    }
+
+    fn fused_swiglu(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self> {
+        match SwigluBackward
+            .prepare::<C>([gate.node(), up.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (gate, up) = (contiguous(gate.primitive()), contiguous(up.primitive()));
+                let out = swiglu_flex(&gate, &up);
+                prep.finish([gate, up], out)
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(swiglu_flex(gate.primitive(), up.primitive()))
+            }
+        }
+    }
+}

@@ -1,0 +1,44 @@
+//! The operations a training step spends its time in, with hand-written fused CPU kernels
+//! where burn's composed ops were slow (see BENCHMARKS.md).
+//!
+//! [`attention`] and [`swiglu`] are what model code calls. On the flex backend (f32, with or
+//! without autodiff) they run the fused kernels of `attention_cpu` / `swiglu_cpu` through a
+//! burn backend extension with their own backward; on every other backend, and as the
+//! reference the kernels are tested against, they run [`composed`]'s plain burn ops.
+
+pub mod composed;
+#[cfg(feature = "flex")]
+mod attention_cpu;
+#[cfg(feature = "flex")]
+mod fast_math;
+#[cfg(feature = "flex")]
+mod flex;
+#[cfg(feature = "flex")]
+mod swiglu_cpu;
+#[cfg(all(test, feature = "flex"))]
+mod tests;
+
+use burn::tensor::{Bool, Tensor};
+
+/// Masked softmax attention with grouped key/value heads, after RoPE:
+/// `q` `[batch, heads, seq, head_dim]`, `k`/`v` `[batch, kv_heads, seq, head_dim]`, `blocked`
+/// `[batch, 1, seq, seq]` (`true` = masked) -> `[batch, heads, seq, head_dim]`.
+///
+/// Semantics of [`composed::grouped_query_attention`] (transformers' eager attention with
+/// `repeat_kv`); on flex a fused kernel that never stores the score matrix.
+pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, blocked: &Tensor<4, Bool>) -> Tensor<4> {
+    #[cfg(feature = "flex")]
+    if flex::runs_on_flex(&q) && blocked.dims()[1] == 1 {
+        return flex::attention(q, k, v, blocked.clone());
+    }
+    composed::grouped_query_attention(q, k, v, blocked)
+}
+
+/// SwiGLU's gate `silu(gate) * up`, elementwise; fused on flex.
+pub fn swiglu<const D: usize>(gate: Tensor<D>, up: Tensor<D>) -> Tensor<D> {
+    #[cfg(feature = "flex")]
+    if flex::runs_on_flex(&gate) {
+        return flex::swiglu(gate, up);
+    }
+    composed::swiglu(gate, up)
+}
