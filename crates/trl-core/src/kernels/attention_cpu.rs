@@ -16,7 +16,7 @@
 
 use rayon::prelude::*;
 
-use super::fast_math::{exp, with_best_simd};
+use super::fast_math::{exp, simd_targets};
 
 /// Query rows per tile: small enough that a causal mask skips most of the upper triangle,
 /// large enough for the tile's matmuls to run near the GEMM's speed.
@@ -185,6 +185,84 @@ fn probabilities_row(scores: &mut [f32], blocked: &[u8], lse: f32, range: Visibl
     }
 }
 
+/// A tile of query rows `[i0, i0 + rows)` and the key columns `[c0, c0 + width)` it needs;
+/// tile buffers hold `rows` rows of stride `seq`.
+#[derive(Clone, Copy)]
+struct Tile {
+    i0: usize,
+    rows: usize,
+    c0: usize,
+    width: usize,
+    seq: usize,
+}
+
+simd_targets! {
+    /// Scores of a tile to probabilities, in place, and each row's log-sum-exp into `lse`
+    /// (indexed by query row). `mask` and `ranges` are the sequence's `[seq, seq]` / `[seq]`.
+    fn softmax_tile(
+        t: Tile,
+        scores: &mut [f32],
+        mask: &[u8],
+        ranges: &[VisibleRange],
+        lse: &mut [f32],
+    ) {
+        for r in 0..t.rows {
+            let i = t.i0 + r;
+            lse[i] = softmax_row(
+                &mut scores[r * t.seq..][..t.width],
+                &mask[i * t.seq + t.c0..][..t.width],
+                ranges[i],
+                t.seq,
+            );
+        }
+    }
+}
+
+/// What the backward of one head reads per query row.
+#[derive(Clone, Copy)]
+struct RowsSaved<'a> {
+    /// `[seq, d]` forward output and its gradient.
+    out: &'a [f32],
+    grad_out: &'a [f32],
+    /// `[seq]` log-sum-exp of every row.
+    lse: &'a [f32],
+    d: usize,
+    scale: f32,
+}
+
+simd_targets! {
+    /// Backward through the softmax of one tile: `probs` holds the tile's scaled scores and
+    /// becomes its probabilities; `grads` holds `dO vᵀ` and becomes the gradient of the
+    /// scores before scaling, `p (dp - <dO, O>) * scale`. A row that sees no key had constant
+    /// scores: no gradient.
+    fn softmax_backward_tile<'a>(
+        t: Tile,
+        probs: &mut [f32],
+        grads: &mut [f32],
+        mask: &[u8],
+        ranges: &[VisibleRange],
+        saved: RowsSaved<'a>,
+    ) {
+        let d = saved.d;
+        for r in 0..t.rows {
+            let i = t.i0 + r;
+            let p = &mut probs[r * t.seq..][..t.width];
+            probabilities_row(p, &mask[i * t.seq + t.c0..][..t.width], saved.lse[i], ranges[i], t.seq);
+            let g = &mut grads[r * t.seq..][..t.width];
+            if ranges[i].end == 0 {
+                g.fill(0.0);
+                continue;
+            }
+            let o = &saved.out[i * d..][..d];
+            let go = &saved.grad_out[i * d..][..d];
+            let delta: f32 = o.iter().zip(go).map(|(a, b)| a * b).sum();
+            for (g, &p) in g.iter_mut().zip(p.iter()) {
+                *g = p * (*g - delta) * saved.scale;
+            }
+        }
+    }
+}
+
 /// Forward: writes `out` `[batch, heads, seq, head_dim]` and the log-sum-exp of every row
 /// `lse` `[batch, heads, seq]`.
 pub fn attention_forward(
@@ -229,17 +307,8 @@ pub fn attention_forward(
                         (1, d),
                         scale,
                     );
-                    with_best_simd(|| {
-                        for r in 0..rows {
-                            let i = i0 + r;
-                            lse_head[i] = softmax_row(
-                                &mut scores[r * seq..][..width],
-                                &mask_of[i * seq + c0..][..width],
-                                rows_of[i],
-                                seq,
-                            );
-                        }
-                    });
+                    let tile = Tile { i0, rows, c0, width, seq };
+                    softmax_tile(tile, &mut scores, mask_of, rows_of, lse_head);
                     // out[i0 + r] = p[r] @ v[c0..c1]   [rows, d]
                     small_gemm(
                         (rows, d, width),
@@ -330,32 +399,9 @@ pub fn attention_backward(
                         (1, d),
                         1.0,
                     );
-                    with_best_simd(|| {
-                        for r in 0..rows {
-                            let i = i0 + r;
-                            let p = &mut probs[r * seq..][..width];
-                            probabilities_row(
-                                p,
-                                &mask_of[i * seq + c0..][..width],
-                                lse_head[i],
-                                rows_of[i],
-                                seq,
-                            );
-                            // softmax backward: ds = p * (dp - <dO, O>), times the score scale;
-                            // a row that sees no key had constant scores (no gradient).
-                            let g = &mut grads[r * seq..][..width];
-                            if rows_of[i].end == 0 {
-                                g.fill(0.0);
-                                continue;
-                            }
-                            let o = &out_head[i * d..][..d];
-                            let go = &go_head[i * d..][..d];
-                            let delta: f32 = o.iter().zip(go).map(|(a, b)| a * b).sum();
-                            for (g, &p) in g.iter_mut().zip(p.iter()) {
-                                *g = p * (*g - delta) * scale;
-                            }
-                        }
-                    });
+                    let tile = Tile { i0, rows, c0, width, seq };
+                    let saved = RowsSaved { out: out_head, grad_out: go_head, lse: lse_head, d, scale };
+                    softmax_backward_tile(tile, &mut probs, &mut grads, mask_of, rows_of, saved);
                     // dv[c0..c1] += pᵀ @ dO   [width, d]
                     small_gemm(
                         (width, d, rows),

@@ -1,4 +1,5 @@
-//! Branch-free `exp` and `sigmoid` for f32 slices that the compiler turns into SIMD code.
+//! Branch-free `exp` and `sigmoid` for f32 slices that the compiler turns into SIMD code, and
+//! the list of instruction sets the kernels are compiled for.
 //!
 //! Hand-written because `f32::exp` calls libm one element at a time, which made the softmax
 //! of attention and SwiGLU's sigmoid cost more than their matmuls; no maintained crate offers
@@ -32,35 +33,18 @@ pub fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + exp(-x))
 }
 
-/// Runs `body` compiled for AVX-512 or AVX2+FMA when the CPU has them, else for the baseline
-/// target: the loops inside are written to auto-vectorise, so this picks the vector width at
-/// run time without a nightly compiler or `-C target-cpu`.
-#[inline(always)]
-pub fn with_best_simd<R>(body: impl FnOnce() -> R) -> R {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx2,fma")]
-        fn avx512<R>(body: impl FnOnce() -> R) -> R {
-            body()
-        }
-        #[target_feature(enable = "avx2,fma")]
-        fn avx2<R>(body: impl FnOnce() -> R) -> R {
-            body()
-        }
-        if std::is_x86_feature_detected!("avx512f")
-            && std::is_x86_feature_detected!("avx512vl")
-            && std::is_x86_feature_detected!("avx512dq")
-        {
-            // SAFETY: the CPU supports every feature the function is compiled for.
-            return unsafe { avx512(body) };
-        }
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            // SAFETY: as above.
-            return unsafe { avx2(body) };
-        }
-    }
-    body()
+/// The instruction sets the fused kernels' elementwise loops are compiled for (besides the
+/// baseline), picked at run time by `multiversion`: AVX-512 and AVX2 with FMA on x86-64.
+macro_rules! simd_targets {
+    ($item:item) => {
+        #[multiversion::multiversion(targets(
+            "x86_64+avx512f+avx512vl+avx512dq+avx2+fma",
+            "x86_64+avx2+fma",
+        ))]
+        $item
+    };
 }
+pub(crate) use simd_targets;
 
 #[cfg(test)]
 mod tests {

@@ -7,7 +7,7 @@
 
 use rayon::prelude::*;
 
-use super::fast_math::{sigmoid, with_best_simd};
+use super::fast_math::{sigmoid, simd_targets};
 
 /// Elements per parallel task: big enough to amortise scheduling, small enough to split the
 /// benchmark model's 2M-value activations over every core.
@@ -18,13 +18,7 @@ pub fn swiglu_forward(gate: &[f32], up: &[f32], out: &mut [f32]) {
     assert!(gate.len() == up.len() && up.len() == out.len());
     out.par_chunks_mut(CHUNK)
         .zip(gate.par_chunks(CHUNK).zip(up.par_chunks(CHUNK)))
-        .for_each(|(out, (gate, up))| {
-            with_best_simd(|| {
-                for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
-                    *o = g * sigmoid(g) * u;
-                }
-            })
-        });
+        .for_each(|(out, (gate, up))| forward_chunk(gate, up, out));
 }
 
 /// Given `grad` of `silu(gate) * up`, writes `d_gate = grad * up * silu'(gate)` with
@@ -44,15 +38,29 @@ pub fn swiglu_backward(
         .zip(gate.par_chunks(CHUNK).zip(up.par_chunks(CHUNK)))
         .zip(grad.par_chunks(CHUNK))
         .for_each(|(((d_gate, d_up), (gate, up)), grad)| {
-            with_best_simd(|| {
-                for i in 0..gate.len() {
-                    let (g, u, dy) = (gate[i], up[i], grad[i]);
-                    let s = sigmoid(g);
-                    d_up[i] = dy * g * s;
-                    d_gate[i] = dy * u * s * (1.0 + g * (1.0 - s));
-                }
-            })
+            backward_chunk(gate, up, grad, d_gate, d_up)
         });
+}
+
+simd_targets! {
+    fn forward_chunk(gate: &[f32], up: &[f32], out: &mut [f32]) {
+        for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
+            *o = g * sigmoid(g) * u;
+        }
+    }
+}
+
+simd_targets! {
+    fn backward_chunk(gate: &[f32], up: &[f32], grad: &[f32], d_gate: &mut [f32], d_up: &mut [f32]) {
+        let n = gate.len();
+        let (up, grad, d_gate, d_up) = (&up[..n], &grad[..n], &mut d_gate[..n], &mut d_up[..n]);
+        for i in 0..n {
+            let (g, u, dy) = (gate[i], up[i], grad[i]);
+            let s = sigmoid(g);
+            d_up[i] = dy * g * s;
+            d_gate[i] = dy * u * s * (1.0 + g * (1.0 - s));
+        }
+    }
 }
 
 #[cfg(test)]
