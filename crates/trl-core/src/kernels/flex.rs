@@ -16,6 +16,8 @@ use burn::tensor::{Bool, DType, Tensor, TensorData};
 use super::attention_cpu::{
     AttentionGradInputs, AttentionShape, attention_backward, attention_forward,
 };
+use super::rms_norm_cpu::{rms_norm_backward, rms_norm_forward};
+use super::rope_cpu;
 use super::swiglu_cpu::{swiglu_backward, swiglu_forward};
 
 /// The fused operations trl-rs adds to burn. Model code calls them through
@@ -33,6 +35,18 @@ pub trait TrainingKernels: Backend {
 
     /// `silu(gate) * up`, same shapes in and out.
     fn fused_swiglu(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// RMSNorm of `x` `[.., width]` over its last axis, scaled by `weight` `[width]`.
+    fn fused_rms_norm(x: FloatTensor<Self>, weight: FloatTensor<Self>, eps: f64)
+    -> FloatTensor<Self>;
+
+    /// `x` `[batch, heads, seq, head_dim]` rotated by `cos`/`sin` `[batch, 1, seq, head_dim]`
+    /// (constants: no gradient flows to them).
+    fn fused_rope(
+        x: FloatTensor<Self>,
+        cos: FloatTensor<Self>,
+        sin: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
 }
 
 /// True when `tensor` is an f32 tensor of the flex backend (with or without autodiff): the
@@ -56,6 +70,24 @@ pub fn swiglu<const D: usize>(gate: Tensor<D>, up: Tensor<D>) -> Tensor<D> {
     Tensor::from_dispatch(<Dispatch as TrainingKernels>::fused_swiglu(
         gate.into_dispatch(),
         up.into_dispatch(),
+    ))
+}
+
+/// [`TrainingKernels::fused_rms_norm`] on high-level tensors.
+pub fn rms_norm<const D: usize>(x: Tensor<D>, weight: Tensor<1>, eps: f64) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as TrainingKernels>::fused_rms_norm(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        eps,
+    ))
+}
+
+/// [`TrainingKernels::fused_rope`] on high-level tensors.
+pub fn rope(x: Tensor<4>, cos: Tensor<4>, sin: Tensor<4>) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as TrainingKernels>::fused_rope(
+        x.into_dispatch(),
+        cos.into_dispatch(),
+        sin.into_dispatch(),
     ))
 }
 
@@ -114,6 +146,33 @@ fn swiglu_flex(gate: &FlexTensor, up: &FlexTensor) -> FlexTensor {
     new_f32(out, &gate.shape().to_vec())
 }
 
+/// Forward on flex: the output and the reciprocal RMS of every row.
+fn rms_norm_flex(x: &FlexTensor, weight: &FlexTensor, eps: f64) -> (FlexTensor, FlexTensor) {
+    let (x, weight) = (contiguous(x), contiguous(weight));
+    let dims = x.shape().to_vec();
+    let rows = x.shape().num_elements() / dims[dims.len() - 1];
+    let mut out = vec![0.0f32; x.shape().num_elements()];
+    let mut inv_rms = vec![0.0f32; rows];
+    rms_norm_forward(f32s(&x), f32s(&weight), eps as f32, &mut out, &mut inv_rms);
+    (new_f32(out, &dims), new_f32(inv_rms, &[rows]))
+}
+
+/// Rotation on flex (`inverse` for the backward).
+fn rope_flex(x: &FlexTensor, cos: &FlexTensor, sin: &FlexTensor, inverse: bool) -> FlexTensor {
+    let (x, cos, sin) = (contiguous(x), contiguous(cos), contiguous(sin));
+    let dims = x.shape().dims::<4>();
+    let mut out = vec![0.0f32; x.shape().num_elements()];
+    rope_cpu::rope(
+        f32s(&x),
+        f32s(&cos),
+        f32s(&sin),
+        (dims[0], dims[1], dims[2], dims[3]),
+        inverse,
+        &mut out,
+    );
+    new_f32(out, &dims)
+}
+
 impl TrainingKernels for Flex {
     fn fused_attention(
         q: FlexTensor,
@@ -126,6 +185,56 @@ impl TrainingKernels for Flex {
 
     fn fused_swiglu(gate: FlexTensor, up: FlexTensor) -> FlexTensor {
         swiglu_flex(&gate, &up)
+    }
+
+    fn fused_rms_norm(x: FlexTensor, weight: FlexTensor, eps: f64) -> FlexTensor {
+        rms_norm_flex(&x, &weight, eps).0
+    }
+
+    fn fused_rope(x: FlexTensor, cos: FlexTensor, sin: FlexTensor) -> FlexTensor {
+        rope_flex(&x, &cos, &sin, false)
+    }
+}
+
+/// Backward of the fused RMSNorm.
+#[derive(Debug)]
+struct RmsNormBackward;
+
+impl Backward<Flex, 2> for RmsNormBackward {
+    /// x, weight, inverse RMS per row (contiguous).
+    type State = [FlexTensor; 3];
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_weight] = ops.parents;
+        let grad = contiguous(&grads.consume::<Flex>(&ops.node));
+        let [x, weight, inv_rms] = ops.state;
+        let mut dx = vec![0.0f32; x.shape().num_elements()];
+        let d_weight =
+            rms_norm_backward(f32s(&x), f32s(&weight), f32s(&inv_rms), f32s(&grad), &mut dx);
+        if let Some(node) = node_x {
+            grads.register::<Flex>(node.id, new_f32(dx, &x.shape().to_vec()));
+        }
+        if let Some(node) = node_weight {
+            grads.register::<Flex>(node.id, new_f32(d_weight, &weight.shape().to_vec()));
+        }
+    }
+}
+
+/// Backward of the fused RoPE: the inverse rotation of the output gradient.
+#[derive(Debug)]
+struct RopeBackward;
+
+impl Backward<Flex, 1> for RopeBackward {
+    /// cos, sin.
+    type State = [FlexTensor; 2];
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x] = ops.parents;
+        let grad = grads.consume::<Flex>(&ops.node);
+        let [cos, sin] = ops.state;
+        if let Some(node) = node_x {
+            grads.register::<Flex>(node.id, rope_flex(&grad, &cos, &sin, true));
+        }
     }
 }
 
@@ -231,6 +340,40 @@ impl<C: CheckpointStrategy> TrainingKernels for Autodiff<Flex, C> {
             OpsKind::UnTracked(prep) => {
                 prep.finish(swiglu_flex(gate.primitive(), up.primitive()))
             }
+        }
+    }
+
+    fn fused_rms_norm(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        eps: f64,
+    ) -> FloatTensor<Self> {
+        match RmsNormBackward
+            .prepare::<C>([x.node(), weight.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (x, weight) = (contiguous(x.primitive()), contiguous(weight.primitive()));
+                let (out, inv_rms) = rms_norm_flex(&x, &weight, eps);
+                prep.finish([x, weight, inv_rms], out)
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(rms_norm_flex(x.primitive(), weight.primitive(), eps).0)
+            }
+        }
+    }
+
+    fn fused_rope(
+        x: FloatTensor<Self>,
+        cos: FloatTensor<Self>,
+        sin: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let (cos, sin) = (contiguous(cos.primitive()), contiguous(sin.primitive()));
+        let out = rope_flex(x.primitive(), &cos, &sin, false);
+        match RopeBackward.prepare::<C>([x.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish([cos, sin], out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
         }
     }
 }

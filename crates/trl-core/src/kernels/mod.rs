@@ -1,7 +1,7 @@
 //! The operations a training step spends its time in, with hand-written fused CPU kernels
 //! where burn's composed ops were slow (see BENCHMARKS.md).
 //!
-//! [`attention`] and [`swiglu`] are what model code calls. On the flex backend (f32, with or
+//! [`attention`], [`swiglu`], [`rms_norm`] and [`rope`] are what model code calls. On the flex backend (f32, with or
 //! without autodiff) they run the fused kernels of `attention_cpu` / `swiglu_cpu` through a
 //! burn backend extension with their own backward; on every other backend, and as the
 //! reference the kernels are tested against, they run [`composed`]'s plain burn ops.
@@ -13,6 +13,10 @@ mod attention_cpu;
 mod fast_math;
 #[cfg(feature = "flex")]
 mod flex;
+#[cfg(feature = "flex")]
+mod rms_norm_cpu;
+#[cfg(feature = "flex")]
+mod rope_cpu;
 #[cfg(feature = "flex")]
 mod swiglu_cpu;
 #[cfg(all(test, feature = "flex"))]
@@ -41,4 +45,24 @@ pub fn swiglu<const D: usize>(gate: Tensor<D>, up: Tensor<D>) -> Tensor<D> {
         return flex::swiglu(gate, up);
     }
     composed::swiglu(gate, up)
+}
+
+/// RMSNorm over the last axis, `x / sqrt(mean(x²) + eps) * weight` (`weight` `[width]`), as
+/// burn's `RmsNorm` and transformers' `*RMSNorm` compute it in f32; fused on flex.
+pub fn rms_norm<const D: usize>(x: Tensor<D>, weight: Tensor<1>, eps: f64) -> Tensor<D> {
+    #[cfg(feature = "flex")]
+    if flex::runs_on_flex(&x) {
+        return flex::rms_norm(x, weight, eps);
+    }
+    composed::rms_norm(x, weight, eps)
+}
+
+/// Rotary embedding of `x` `[batch, heads, seq, head_dim]` with the tables `cos`/`sin`
+/// `[batch, 1, seq, head_dim]`: `x * cos + rotate_half(x) * sin`; fused on flex.
+pub fn rope(x: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4> {
+    #[cfg(feature = "flex")]
+    if flex::runs_on_flex(&x) && cos.dims()[1] == 1 {
+        return flex::rope(x, cos.clone(), sin.clone());
+    }
+    composed::rope(x, cos, sin)
 }

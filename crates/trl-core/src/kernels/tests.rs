@@ -123,3 +123,48 @@ fn inference_without_autodiff_matches_reference() {
     let reference = composed::grouped_query_attention(q, k, v, &m);
     assert!(max_abs_diff(fused, reference) < 2e-5);
 }
+
+#[test]
+fn rms_norm_matches_reference_values_and_gradients() {
+    let x = random([2, 37, 48]);
+    let weight = random([48]);
+    let w = Tensor::<3>::random([2, 37, 48], Distribution::Default, &device());
+    let run = |fused: bool| {
+        let out = if fused {
+            super::rms_norm(x.clone(), weight.clone(), 1e-6)
+        } else {
+            composed::rms_norm(x.clone(), weight.clone(), 1e-6)
+        };
+        let grads = (out.clone() * w.clone()).sum().backward();
+        let gx = Tensor::<3>::from_inner(x.grad(&grads).unwrap());
+        let gw = Tensor::<1>::from_inner(weight.grad(&grads).unwrap());
+        (out.inner(), gx, gw)
+    };
+    assert!(super::flex::runs_on_flex(&x));
+    let (fused, reference) = (run(true), run(false));
+    assert!(max_abs_diff(fused.0, reference.0) < 1e-5);
+    assert!(max_abs_diff(fused.1, reference.1) < 1e-4);
+    assert!(max_abs_diff(fused.2, reference.2) < 1e-3);
+}
+
+#[test]
+fn rope_matches_reference_values_and_gradients() {
+    let (batch, heads, seq, d) = (2, 3, 21, 16);
+    let x = random([batch, heads, seq, d]);
+    let angles = Tensor::<4>::random([batch, 1, seq, d / 2], Distribution::Default, &device()) * 6.0;
+    let angles = Tensor::cat(vec![angles.clone(), angles], 3);
+    let (cos, sin) = (angles.clone().cos(), angles.sin());
+    let w = Tensor::<4>::random([batch, heads, seq, d], Distribution::Default, &device());
+    let run = |fused: bool| {
+        let out = if fused {
+            super::rope(x.clone(), &cos, &sin)
+        } else {
+            composed::rope(x.clone(), &cos, &sin)
+        };
+        let grads = (out.clone() * w.clone()).sum().backward();
+        (out.inner(), Tensor::<4>::from_inner(x.grad(&grads).unwrap()))
+    };
+    let (fused, reference) = (run(true), run(false));
+    assert!(max_abs_diff(fused.0, reference.0) < 1e-5);
+    assert!(max_abs_diff(fused.1, reference.1) < 1e-5);
+}

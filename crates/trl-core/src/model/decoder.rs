@@ -122,7 +122,7 @@ impl Decoder {
         for layer in &self.layers {
             hidden = layer.forward(hidden, &rope, &blocked);
         }
-        self.norm.forward(hidden)
+        super::layers::norm(&self.norm, hidden)
     }
 
     /// The embedding table `[vocab, hidden]` (the output projection of tied models).

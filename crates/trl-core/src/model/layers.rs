@@ -85,8 +85,8 @@ impl Attention {
         let mut k = split_heads(self.k_proj.forward(x.clone()), kv_heads);
         let v = split_heads(self.v_proj.forward(x), kv_heads);
         if let (Some(q_norm), Some(k_norm)) = (&self.q_norm, &self.k_norm) {
-            q = q_norm.forward(q);
-            k = k_norm.forward(k);
+            q = norm(q_norm, q);
+            k = norm(k_norm, k);
         }
         let q = rope.apply(q);
         let k = rope.apply(k);
@@ -184,11 +184,16 @@ impl DecoderLayer {
     ) -> Tensor<3> {
         let attended =
             self.self_attn
-                .forward(self.input_layernorm.forward(x.clone()), rope, blocked);
+                .forward(norm(&self.input_layernorm, x.clone()), rope, blocked);
         let x = x + attended;
         let mlp_out = self
             .mlp
-            .forward(self.post_attention_layernorm.forward(x.clone()));
+            .forward(norm(&self.post_attention_layernorm, x.clone()));
         x + mlp_out
     }
+}
+
+/// `norm` applied through the fused kernel (same formula as `RmsNorm::forward`).
+pub fn norm<const D: usize>(norm: &RmsNorm, x: Tensor<D>) -> Tensor<D> {
+    kernels::rms_norm(x, norm.gamma.val(), norm.epsilon)
 }
