@@ -17,6 +17,7 @@
 use rayon::prelude::*;
 
 use super::fast_math::{exp, simd_targets};
+use super::gemm::small_gemm;
 
 /// Query rows per tile: small enough that a causal mask skips most of the upper triangle,
 /// large enough for the tile's matmuls to run near the GEMM's speed.
@@ -77,51 +78,6 @@ fn tile_columns(rows: &[VisibleRange], seq: usize) -> (usize, usize) {
     let start = rows.iter().map(|r| r.start).min().unwrap_or(0);
     let end = rows.iter().map(|r| r.end).max().unwrap_or(seq);
     (start, end)
-}
-
-/// `dst[rows x cols] = beta * lhs[rows x inner] @ rhs[inner x cols] (+ dst when accumulate)`,
-/// every matrix given by its pointer and (row, column) strides, one thread.
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-fn small_gemm(
-    (rows, cols, inner): (usize, usize, usize),
-    dst: *mut f32,
-    dst_strides: (usize, usize),
-    accumulate: bool,
-    lhs: *const f32,
-    lhs_strides: (usize, usize),
-    rhs: *const f32,
-    rhs_strides: (usize, usize),
-    beta: f32,
-) {
-    if rows == 0 || cols == 0 {
-        return;
-    }
-    // SAFETY: callers pass pointers into slices that hold every element these strides reach
-    // (checked by the slice indexing that produced them and the tile bounds).
-    unsafe {
-        gemm::gemm(
-            rows,
-            cols,
-            inner,
-            dst,
-            dst_strides.1 as isize,
-            dst_strides.0 as isize,
-            accumulate,
-            lhs,
-            lhs_strides.1 as isize,
-            lhs_strides.0 as isize,
-            rhs,
-            rhs_strides.1 as isize,
-            rhs_strides.0 as isize,
-            1.0,
-            beta,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        )
-    }
 }
 
 /// Turns one row of scaled scores into probabilities in place and returns its log-sum-exp.

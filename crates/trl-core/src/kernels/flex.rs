@@ -18,7 +18,9 @@ use super::attention_cpu::{
 };
 use super::rms_norm_cpu::{rms_norm_backward, rms_norm_forward};
 use super::rope_cpu;
-use super::swiglu_cpu::{swiglu_backward, swiglu_forward};
+use super::swiglu_cpu::{
+    DownShape, swiglu_backward, swiglu_down_backward, swiglu_down_forward, swiglu_forward,
+};
 
 /// The fused operations trl-rs adds to burn. Model code calls them through
 /// [`super::attention`] and [`super::swiglu`], which check that the tensors live on flex.
@@ -35,6 +37,14 @@ pub trait TrainingKernels: Backend {
 
     /// `silu(gate) * up`, same shapes in and out.
     fn fused_swiglu(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// `(silu(gate) * up) @ weight`: gate/up `[batch, seq, inter]`, weight `[inter, hidden]`
+    /// -> `[batch, seq, hidden]`.
+    fn fused_swiglu_down(
+        gate: FloatTensor<Self>,
+        up: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
 
     /// RMSNorm of `x` `[.., width]` over its last axis, scaled by `weight` `[width]`.
     fn fused_rms_norm(x: FloatTensor<Self>, weight: FloatTensor<Self>, eps: f64)
@@ -70,6 +80,15 @@ pub fn swiglu<const D: usize>(gate: Tensor<D>, up: Tensor<D>) -> Tensor<D> {
     Tensor::from_dispatch(<Dispatch as TrainingKernels>::fused_swiglu(
         gate.into_dispatch(),
         up.into_dispatch(),
+    ))
+}
+
+/// [`TrainingKernels::fused_swiglu_down`] on high-level tensors.
+pub fn swiglu_down(gate: Tensor<3>, up: Tensor<3>, weight: Tensor<2>) -> Tensor<3> {
+    Tensor::from_dispatch(<Dispatch as TrainingKernels>::fused_swiglu_down(
+        gate.into_dispatch(),
+        up.into_dispatch(),
+        weight.into_dispatch(),
     ))
 }
 
@@ -146,6 +165,20 @@ fn swiglu_flex(gate: &FlexTensor, up: &FlexTensor) -> FlexTensor {
     new_f32(out, &gate.shape().to_vec())
 }
 
+fn down_shape(gate: &FlexTensor, weight: &FlexTensor) -> DownShape {
+    let [batch, seq, inter] = gate.shape().dims::<3>();
+    DownShape { tokens: batch * seq, inter, hidden: weight.shape().dims::<2>()[1] }
+}
+
+fn swiglu_down_flex(gate: &FlexTensor, up: &FlexTensor, weight: &FlexTensor) -> FlexTensor {
+    let (gate, up, weight) = (contiguous(gate), contiguous(up), contiguous(weight));
+    let shape = down_shape(&gate, &weight);
+    let [batch, seq, _] = gate.shape().dims::<3>();
+    let mut out = vec![0.0f32; shape.tokens * shape.hidden];
+    swiglu_down_forward(f32s(&gate), f32s(&up), f32s(&weight), shape, &mut out);
+    new_f32(out, &[batch, seq, shape.hidden])
+}
+
 /// Forward on flex: the output and the reciprocal RMS of every row.
 fn rms_norm_flex(x: &FlexTensor, weight: &FlexTensor, eps: f64) -> (FlexTensor, FlexTensor) {
     let (x, weight) = (contiguous(x), contiguous(weight));
@@ -187,12 +220,55 @@ impl TrainingKernels for Flex {
         swiglu_flex(&gate, &up)
     }
 
+    fn fused_swiglu_down(gate: FlexTensor, up: FlexTensor, weight: FlexTensor) -> FlexTensor {
+        swiglu_down_flex(&gate, &up, &weight)
+    }
+
     fn fused_rms_norm(x: FlexTensor, weight: FlexTensor, eps: f64) -> FlexTensor {
         rms_norm_flex(&x, &weight, eps).0
     }
 
     fn fused_rope(x: FlexTensor, cos: FlexTensor, sin: FlexTensor) -> FlexTensor {
         rope_flex(&x, &cos, &sin, false)
+    }
+}
+
+/// Backward of the fused SwiGLU + down projection (recomputes the SwiGLU product).
+#[derive(Debug)]
+struct SwigluDownBackward;
+
+impl Backward<Flex, 3> for SwigluDownBackward {
+    /// gate, up, weight (contiguous).
+    type State = [FlexTensor; 3];
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_gate, node_up, node_weight] = ops.parents;
+        let grad = contiguous(&grads.consume::<Flex>(&ops.node));
+        let [gate, up, weight] = ops.state;
+        let shape = down_shape(&gate, &weight);
+        let n = shape.tokens * shape.inter;
+        let (mut d_gate, mut d_up) = (vec![0.0f32; n], vec![0.0f32; n]);
+        let mut d_weight = vec![0.0f32; shape.inter * shape.hidden];
+        swiglu_down_backward(
+            f32s(&gate),
+            f32s(&up),
+            f32s(&weight),
+            f32s(&grad),
+            shape,
+            &mut d_gate,
+            &mut d_up,
+            &mut d_weight,
+        );
+        let dims = gate.shape().to_vec();
+        for (node, grad, dims) in [
+            (node_gate, d_gate, dims.clone()),
+            (node_up, d_up, dims),
+            (node_weight, d_weight, weight.shape().to_vec()),
+        ] {
+            if let Some(node) = node {
+                grads.register::<Flex>(node.id, new_f32(grad, &dims));
+            }
+        }
     }
 }
 
@@ -340,6 +416,30 @@ impl<C: CheckpointStrategy> TrainingKernels for Autodiff<Flex, C> {
             OpsKind::UnTracked(prep) => {
                 prep.finish(swiglu_flex(gate.primitive(), up.primitive()))
             }
+        }
+    }
+
+    fn fused_swiglu_down(
+        gate: FloatTensor<Self>,
+        up: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        match SwigluDownBackward
+            .prepare::<C>([gate.node(), up.node(), weight.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (gate, up) = (contiguous(gate.primitive()), contiguous(up.primitive()));
+                let weight = contiguous(weight.primitive());
+                let out = swiglu_down_flex(&gate, &up, &weight);
+                prep.finish([gate, up, weight], out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(swiglu_down_flex(
+                gate.primitive(),
+                up.primitive(),
+                weight.primitive(),
+            )),
         }
     }
 

@@ -14,6 +14,8 @@ mod fast_math;
 #[cfg(feature = "flex")]
 mod flex;
 #[cfg(feature = "flex")]
+mod gemm;
+#[cfg(feature = "flex")]
 mod rms_norm_cpu;
 #[cfg(feature = "flex")]
 mod rope_cpu;
@@ -45,6 +47,18 @@ pub fn swiglu<const D: usize>(gate: Tensor<D>, up: Tensor<D>) -> Tensor<D> {
         return flex::swiglu(gate, up);
     }
     composed::swiglu(gate, up)
+}
+
+/// The MLP's tail, `down(silu(gate) * up)` without the down projection's bias: gate/up
+/// `[batch, seq, inter]`, `weight` `[inter, hidden]` (burn's `Linear` layout) ->
+/// `[batch, seq, hidden]`. Fused on flex, where the product `silu(gate) * up` is recomputed in
+/// the backward instead of being kept.
+pub fn swiglu_down(gate: Tensor<3>, up: Tensor<3>, weight: Tensor<2>) -> Tensor<3> {
+    #[cfg(feature = "flex")]
+    if flex::runs_on_flex(&gate) {
+        return flex::swiglu_down(gate, up, weight);
+    }
+    composed::swiglu(gate, up).matmul(weight.unsqueeze())
 }
 
 /// RMSNorm over the last axis, `x / sqrt(mean(x²) + eps) * weight` (`weight` `[width]`), as

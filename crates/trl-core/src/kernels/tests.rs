@@ -168,3 +168,27 @@ fn rope_matches_reference_values_and_gradients() {
     assert!(max_abs_diff(fused.0, reference.0) < 1e-5);
     assert!(max_abs_diff(fused.1, reference.1) < 1e-5);
 }
+
+#[test]
+fn swiglu_down_matches_reference_values_and_gradients() {
+    let gate = random([2, 19, 40]);
+    let up = random([2, 19, 40]);
+    let weight = random([40, 24]);
+    let w = Tensor::<3>::random([2, 19, 24], Distribution::Default, &device());
+    let run = |fused: bool| {
+        let out = if fused {
+            super::swiglu_down(gate.clone(), up.clone(), weight.clone())
+        } else {
+            composed::swiglu(gate.clone(), up.clone()).matmul(weight.clone().unsqueeze())
+        };
+        let grads = (out.clone() * w.clone()).sum().backward();
+        let g3 = |t: &Tensor<3>| Tensor::<3>::from_inner(t.grad(&grads).unwrap());
+        let gw = Tensor::<2>::from_inner(weight.grad(&grads).unwrap());
+        (out.inner(), g3(&gate), g3(&up), gw)
+    };
+    let (fused, reference) = (run(true), run(false));
+    assert!(max_abs_diff(fused.0, reference.0) < 1e-5);
+    assert!(max_abs_diff(fused.1, reference.1) < 1e-5);
+    assert!(max_abs_diff(fused.2, reference.2) < 1e-5);
+    assert!(max_abs_diff(fused.3, reference.3) < 1e-4);
+}

@@ -129,7 +129,12 @@ impl Mlp {
     /// `[batch, seq, hidden]` -> `[batch, seq, hidden]`
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let gate = self.gate_proj.forward(x.clone());
-        self.down_proj.forward(kernels::swiglu(gate, self.up_proj.forward(x)))
+        let up = self.up_proj.forward(x);
+        let out = kernels::swiglu_down(gate, up, self.down_proj.weight.val());
+        match &self.down_proj.bias {
+            Some(bias) => out + bias.val().unsqueeze(),
+            None => out,
+        }
     }
 }
 

@@ -1,0 +1,99 @@
+//! Strided f32 matrix products through the `gemm` crate (the GEMM burn's flex backend uses).
+
+/// `dst[rows x cols] = beta * lhs[rows x inner] @ rhs[inner x cols] (+ dst when accumulate)`,
+/// every matrix given by its pointer and (row, column) strides, on one thread (callers
+/// parallelise over independent products).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub fn small_gemm(
+    dims: (usize, usize, usize),
+    dst: *mut f32,
+    dst_strides: (usize, usize),
+    accumulate: bool,
+    lhs: *const f32,
+    lhs_strides: (usize, usize),
+    rhs: *const f32,
+    rhs_strides: (usize, usize),
+    beta: f32,
+) {
+    let parallelism = gemm::Parallelism::None;
+    let operands = (dst, dst_strides, accumulate, lhs, lhs_strides, rhs, rhs_strides);
+    run(dims, operands, beta, parallelism)
+}
+
+/// A row-major `[rows, cols]` matrix in a slice.
+pub struct Matrix<'a> {
+    pub data: &'a [f32],
+    pub rows: usize,
+    pub cols: usize,
+}
+
+impl Matrix<'_> {
+    /// (pointer, (row stride, column stride)) of the matrix or of its transpose.
+    fn operand(&self, transposed: bool) -> (*const f32, (usize, usize), usize, usize) {
+        assert_eq!(self.data.len(), self.rows * self.cols);
+        if transposed {
+            (self.data.as_ptr(), (1, self.cols), self.cols, self.rows)
+        } else {
+            (self.data.as_ptr(), (self.cols, 1), self.rows, self.cols)
+        }
+    }
+}
+
+/// `out = op(lhs) @ op(rhs)` with `op` an optional transpose, `out` row-major, on every core:
+/// the large products of fused layers.
+pub fn matmul(lhs: &Matrix<'_>, lhs_t: bool, rhs: &Matrix<'_>, rhs_t: bool, out: &mut [f32]) {
+    let (lp, ls, rows, inner) = lhs.operand(lhs_t);
+    let (rp, rs, inner_r, cols) = rhs.operand(rhs_t);
+    assert_eq!(inner, inner_r, "inner dimensions differ");
+    assert_eq!(out.len(), rows * cols);
+    let operands = (out.as_mut_ptr(), (cols, 1), false, lp, ls, rp, rs);
+    run((rows, cols, inner), operands, 1.0, gemm::Parallelism::Rayon(0));
+}
+
+type Operands = (
+    *mut f32,
+    (usize, usize),
+    bool,
+    *const f32,
+    (usize, usize),
+    *const f32,
+    (usize, usize),
+);
+
+#[inline(always)]
+fn run(
+    (rows, cols, inner): (usize, usize, usize),
+    (dst, ds, accumulate, lhs, ls, rhs, rs): Operands,
+    beta: f32,
+    parallelism: gemm::Parallelism,
+) {
+    if rows == 0 || cols == 0 {
+        return;
+    }
+    // SAFETY: callers pass pointers into slices that hold every element these strides reach
+    // (checked by `Matrix::operand` and the slice indexing of the attention tiles).
+    unsafe {
+        gemm::gemm(
+            rows,
+            cols,
+            inner,
+            dst,
+            ds.1 as isize,
+            ds.0 as isize,
+            accumulate,
+            lhs,
+            ls.1 as isize,
+            ls.0 as isize,
+            rhs,
+            rs.1 as isize,
+            rs.0 as isize,
+            1.0,
+            beta,
+            false,
+            false,
+            false,
+            parallelism,
+        )
+    }
+}
