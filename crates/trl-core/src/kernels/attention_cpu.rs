@@ -4,7 +4,7 @@
 //! Hand-written (not composed from burn ops) because attention built from separate matmul,
 //! mask, softmax and GQA-copy ops was 44% of a training step on flex: each op walks the full
 //! score matrix in memory and autodiff keeps four of them per layer. Here one task per
-//! (sequence, key/value head) walks its query heads in tiles of [`TILE_ROWS`] rows, keeps one
+//! sequence walks its query heads in tiles of [`TILE_ROWS`] rows, keeps one
 //! tile of scores in cache, multiplies through the `gemm` crate and skips key columns that no
 //! row of the tile can see (the upper triangle of a causal mask, other packed samples). The
 //! backward recomputes the probabilities from the saved log-sum-exp of every row, like
@@ -27,7 +27,8 @@ const TILE_ROWS: usize = 32;
 const LANES: usize = 16;
 
 /// Sizes of one attention call: q is `[batch, heads, seq, head_dim]`, k and v
-/// `[batch, kv_heads, seq, head_dim]`, the mask `[batch, seq, seq]` (1 = blocked).
+/// `[batch, kv_heads, seq, head_dim]`, the mask `[batch, seq, seq]` (1 = blocked), the output
+/// `[batch, seq, heads, head_dim]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AttentionShape {
     pub batch: usize,
@@ -177,9 +178,10 @@ simd_targets! {
 /// What the backward of one head reads per query row.
 #[derive(Clone, Copy)]
 struct RowsSaved<'a> {
-    /// `[seq, d]` forward output and its gradient.
+    /// Forward output and its gradient: row `i` at `[i * row_stride..][..d]`.
     out: &'a [f32],
     grad_out: &'a [f32],
+    row_stride: usize,
     /// `[seq]` log-sum-exp of every row.
     lse: &'a [f32],
     d: usize,
@@ -209,8 +211,8 @@ simd_targets! {
                 g.fill(0.0);
                 continue;
             }
-            let o = &saved.out[i * d..][..d];
-            let go = &saved.grad_out[i * d..][..d];
+            let o = &saved.out[i * saved.row_stride..][..d];
+            let go = &saved.grad_out[i * saved.row_stride..][..d];
             let delta: f32 = o.iter().zip(go).map(|(a, b)| a * b).sum();
             for (g, &p) in g.iter_mut().zip(p.iter()) {
                 *g = p * (*g - delta) * saved.scale;
@@ -219,8 +221,9 @@ simd_targets! {
     }
 }
 
-/// Forward: writes `out` `[batch, heads, seq, head_dim]` and the log-sum-exp of every row
-/// `lse` `[batch, heads, seq]`.
+/// Forward: writes `out` `[batch, seq, heads, head_dim]` (the layout the output projection
+/// reads, so no transpose is stored) and the log-sum-exp of every row `lse`
+/// `[batch, heads, seq]`. One parallel task per sequence.
 pub fn attention_forward(
     shape: AttentionShape,
     q: &[f32],
@@ -230,23 +233,29 @@ pub fn attention_forward(
     out: &mut [f32],
     lse: &mut [f32],
 ) {
-    let AttentionShape { seq, head_dim: d, .. } = shape;
+    let AttentionShape { seq, head_dim: d, heads, kv_heads, .. } = shape;
     let (group, head_len, scale) = (shape.group(), shape.head_len(), shape.scale());
+    assert_eq!(q.len(), shape.batch * heads * head_len);
+    assert!(k.len() == shape.batch * kv_heads * head_len && v.len() == k.len());
+    assert!(out.len() == q.len() && lse.len() == shape.batch * heads * seq);
+    assert_eq!(blocked.len(), shape.batch * seq * seq);
     let ranges = visible_ranges(&shape, blocked);
-    out.par_chunks_mut(group * head_len)
-        .zip(lse.par_chunks_mut(group * seq))
+    let row_stride = heads * d;
+    out.par_chunks_mut(heads * head_len)
+        .zip(lse.par_chunks_mut(heads * seq))
         .enumerate()
-        .for_each(|(task, (out_group, lse_group))| {
-            let b = task / shape.kv_heads;
-            let kv = &k[task * head_len..][..head_len];
-            let vv = &v[task * head_len..][..head_len];
+        .for_each(|(b, (out_seq, lse_seq))| {
             let rows_of = &ranges[b * seq..][..seq];
             let mask_of = &blocked[b * seq * seq..][..seq * seq];
             let mut scores = vec![0.0f32; TILE_ROWS * seq];
-            for member in 0..group {
-                let q_head = &q[(task * group + member) * head_len..][..head_len];
-                let out_head = &mut out_group[member * head_len..][..head_len];
-                let lse_head = &mut lse_group[member * seq..][..seq];
+            for h in 0..heads {
+                let kv_index = b * kv_heads + h / group;
+                let kv = &k[kv_index * head_len..][..head_len];
+                let vv = &v[kv_index * head_len..][..head_len];
+                let q_head = &q[(b * heads + h) * head_len..][..head_len];
+                // rows of head h: out_head[i * row_stride..][..d]
+                let out_head = &mut out_seq[h * d..];
+                let lse_head = &mut lse_seq[h * seq..][..seq];
                 for i0 in (0..seq).step_by(TILE_ROWS) {
                     let rows = TILE_ROWS.min(seq - i0);
                     let (c0, c1) = tile_columns(&rows_of[i0..i0 + rows], seq);
@@ -268,8 +277,8 @@ pub fn attention_forward(
                     // out[i0 + r] = p[r] @ v[c0..c1]   [rows, d]
                     small_gemm(
                         (rows, d, width),
-                        out_head[i0 * d..].as_mut_ptr(),
-                        (d, 1),
+                        out_head[i0 * row_stride..].as_mut_ptr(),
+                        (row_stride, 1),
                         false,
                         scores.as_ptr(),
                         (seq, 1),
@@ -283,7 +292,7 @@ pub fn attention_forward(
 }
 
 /// Saved forward values and the output gradient of one attention call, all f32 slices in the
-/// layouts of [`attention_forward`].
+/// layouts of [`attention_forward`] (`out` and `grad_out` `[batch, seq, heads, head_dim]`).
 pub struct AttentionGradInputs<'a> {
     pub q: &'a [f32],
     pub k: &'a [f32],
@@ -303,30 +312,36 @@ pub fn attention_backward(
     dk: &mut [f32],
     dv: &mut [f32],
 ) {
-    let AttentionShape { seq, head_dim: d, .. } = shape;
+    let AttentionShape { seq, head_dim: d, heads, kv_heads, .. } = shape;
     let (group, head_len, scale) = (shape.group(), shape.head_len(), shape.scale());
+    assert!(x.out.len() == dq.len() && x.grad_out.len() == dq.len() && x.q.len() == dq.len());
+    assert!(dk.len() == x.k.len() && dv.len() == x.v.len());
     let ranges = visible_ranges(&shape, x.blocked);
+    let row_stride = heads * d;
     dk.fill(0.0);
     dv.fill(0.0);
-    dq.par_chunks_mut(group * head_len)
-        .zip(dk.par_chunks_mut(head_len))
-        .zip(dv.par_chunks_mut(head_len))
+    dq.par_chunks_mut(heads * head_len)
+        .zip(dk.par_chunks_mut(kv_heads * head_len))
+        .zip(dv.par_chunks_mut(kv_heads * head_len))
         .enumerate()
-        .for_each(|(task, ((dq_group, dk_head), dv_head))| {
-            let b = task / shape.kv_heads;
-            let kv = &x.k[task * head_len..][..head_len];
-            let vv = &x.v[task * head_len..][..head_len];
+        .for_each(|(b, ((dq_seq, dk_seq), dv_seq))| {
             let rows_of = &ranges[b * seq..][..seq];
             let mask_of = &x.blocked[b * seq * seq..][..seq * seq];
+            let out_seq = &x.out[b * heads * head_len..][..heads * head_len];
+            let go_seq = &x.grad_out[b * heads * head_len..][..heads * head_len];
             let mut probs = vec![0.0f32; TILE_ROWS * seq];
             let mut grads = vec![0.0f32; TILE_ROWS * seq];
-            for member in 0..group {
-                let head = task * group + member;
-                let q_head = &x.q[head * head_len..][..head_len];
-                let out_head = &x.out[head * head_len..][..head_len];
-                let go_head = &x.grad_out[head * head_len..][..head_len];
-                let lse_head = &x.lse[head * seq..][..seq];
-                let dq_head = &mut dq_group[member * head_len..][..head_len];
+            for h in 0..heads {
+                let g = h / group;
+                let kv = &x.k[(b * kv_heads + g) * head_len..][..head_len];
+                let vv = &x.v[(b * kv_heads + g) * head_len..][..head_len];
+                let dk_head = &mut dk_seq[g * head_len..][..head_len];
+                let dv_head = &mut dv_seq[g * head_len..][..head_len];
+                let q_head = &x.q[(b * heads + h) * head_len..][..head_len];
+                let lse_head = &x.lse[(b * heads + h) * seq..][..seq];
+                let dq_head = &mut dq_seq[h * head_len..][..head_len];
+                // rows of head h: [i * row_stride..][..d]
+                let (out_head, go_head) = (&out_seq[h * d..], &go_seq[h * d..]);
                 for i0 in (0..seq).step_by(TILE_ROWS) {
                     let rows = TILE_ROWS.min(seq - i0);
                     let (c0, c1) = tile_columns(&rows_of[i0..i0 + rows], seq);
@@ -349,14 +364,21 @@ pub fn attention_backward(
                         grads.as_mut_ptr(),
                         (seq, 1),
                         false,
-                        go_head[i0 * d..].as_ptr(),
-                        (d, 1),
+                        go_head[i0 * row_stride..].as_ptr(),
+                        (row_stride, 1),
                         vv[c0 * d..].as_ptr(),
                         (1, d),
                         1.0,
                     );
                     let tile = Tile { i0, rows, c0, width, seq };
-                    let saved = RowsSaved { out: out_head, grad_out: go_head, lse: lse_head, d, scale };
+                    let saved = RowsSaved {
+                        out: out_head,
+                        grad_out: go_head,
+                        row_stride,
+                        lse: lse_head,
+                        d,
+                        scale,
+                    };
                     softmax_backward_tile(tile, &mut probs, &mut grads, mask_of, rows_of, saved);
                     // dv[c0..c1] += pᵀ @ dO   [width, d]
                     small_gemm(
@@ -366,8 +388,8 @@ pub fn attention_backward(
                         true,
                         probs.as_ptr(),
                         (1, seq),
-                        go_head[i0 * d..].as_ptr(),
-                        (d, 1),
+                        go_head[i0 * row_stride..].as_ptr(),
+                        (row_stride, 1),
                         1.0,
                     );
                     // dq[i0 + r] = ds[r] @ k[c0..c1]   [rows, d]

@@ -27,7 +27,7 @@ use super::swiglu_cpu::{
 #[backend_extension(Autodiff, Flex)]
 pub trait TrainingKernels: Backend {
     /// q `[batch, heads, seq, head_dim]`, k/v `[batch, kv_heads, seq, head_dim]`, blocked
-    /// `[batch, 1, seq, seq]` -> `[batch, heads, seq, head_dim]`.
+    /// `[batch, 1, seq, seq]` -> `[batch, seq, heads, head_dim]`.
     fn fused_attention(
         q: FloatTensor<Self>,
         k: FloatTensor<Self>,
@@ -140,7 +140,7 @@ fn attention_flex(
 ) -> (FlexTensor, FlexTensor) {
     let shape = attention_shape(q, k);
     let (q, k, v, blocked) = (contiguous(q), contiguous(k), contiguous(v), contiguous(blocked));
-    let dims = q.shape().to_vec();
+    let dims = [shape.batch, shape.seq, shape.heads, shape.head_dim];
     let mut out = vec![0.0f32; q.shape().num_elements()];
     let mut lse = vec![0.0f32; shape.batch * shape.heads * shape.seq];
     attention_forward(

@@ -28,7 +28,8 @@ use burn::tensor::{Bool, Tensor};
 
 /// Masked softmax attention with grouped key/value heads, after RoPE:
 /// `q` `[batch, heads, seq, head_dim]`, `k`/`v` `[batch, kv_heads, seq, head_dim]`, `blocked`
-/// `[batch, 1, seq, seq]` (`true` = masked) -> `[batch, heads, seq, head_dim]`.
+/// `[batch, 1, seq, seq]` (`true` = masked) -> `[batch, seq, heads, head_dim]` (heads next to
+/// each other, as the output projection reads them).
 ///
 /// Semantics of [`composed::grouped_query_attention`] (transformers' eager attention with
 /// `repeat_kv`); on flex a fused kernel that never stores the score matrix.
@@ -37,7 +38,7 @@ pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, blocked: &Tensor<4, B
     if flex::runs_on_flex(&q) && blocked.dims()[1] == 1 {
         return flex::attention(q, k, v, blocked.clone());
     }
-    composed::grouped_query_attention(q, k, v, blocked)
+    composed::grouped_query_attention(q, k, v, blocked).swap_dims(1, 2)
 }
 
 /// SwiGLU's gate `silu(gate) * up`, elementwise; fused on flex.

@@ -33,7 +33,7 @@ fn check(heads: usize, kv_heads: usize, seq: usize, head_dim: usize, blocked: Te
     let q = random([batch, heads, seq, head_dim]);
     let k = random([batch, kv_heads, seq, head_dim]);
     let v = random([batch, kv_heads, seq, head_dim]);
-    let w = Tensor::<4>::random([batch, heads, seq, head_dim], Distribution::Default, &device());
+    let w = Tensor::<4>::random([batch, seq, heads, head_dim], Distribution::Default, &device());
     assert!(super::flex::runs_on_flex(&q), "the fused kernel must be the one under test");
     let run = |fused: bool| {
         let (q, k, v) = (q.clone(), k.clone(), v.clone());
@@ -41,6 +41,7 @@ fn check(heads: usize, kv_heads: usize, seq: usize, head_dim: usize, blocked: Te
             attention(q.clone(), k.clone(), v.clone(), &blocked)
         } else {
             composed::grouped_query_attention(q.clone(), k.clone(), v.clone(), &blocked)
+                .swap_dims(1, 2)
         };
         let grads = (out.clone() * w.clone()).sum().backward();
         let g = |t: &Tensor<4>| Tensor::<4>::from_inner(t.grad(&grads).unwrap());
@@ -120,7 +121,7 @@ fn inference_without_autodiff_matches_reference() {
     let m = mask(&[(vec![1; 33], (0..33).collect()), (vec![1; 33], (0..33).collect())], 33);
     let m = Tensor::<4, Bool>::from_data(m.into_data(), &device);
     let fused = attention(q.clone(), k.clone(), v.clone(), &m);
-    let reference = composed::grouped_query_attention(q, k, v, &m);
+    let reference = composed::grouped_query_attention(q, k, v, &m).swap_dims(1, 2);
     assert!(max_abs_diff(fused, reference) < 2e-5);
 }
 

@@ -90,9 +90,8 @@ impl Attention {
         }
         let q = rope.apply(q);
         let k = rope.apply(k);
-        let context = kernels::attention(q, k, v, blocked);
-        // [batch, heads, seq, head_dim] -> [batch, seq, heads * head_dim]
-        let context = context.swap_dims(1, 2).reshape([batch, seq, heads * d]);
+        // [batch, seq, heads, head_dim] -> [batch, seq, heads * head_dim]
+        let context = kernels::attention(q, k, v, blocked).reshape([batch, seq, heads * d]);
         self.o_proj.forward(context)
     }
 }
