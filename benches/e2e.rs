@@ -32,6 +32,10 @@ use trl_dpo::{DpoConfig, DpoMethod};
 use trl_sft::data::SftExample;
 use trl_sft::{SftConfig, SftMethod};
 
+/// The `trl` binary's allocator (src/main.rs), so peak RSS is what a user sees.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 type BoxResult<T> = Result<T, Box<dyn Error>>;
 
 /// Rows per SFT batch and pairs per DPO batch (one micro-batch per step).

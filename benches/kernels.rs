@@ -18,9 +18,9 @@ use std::time::Duration;
 use burn::module::{Module, Param};
 use burn::nn::RmsNormConfig;
 use burn::optim::GradientsParams;
-use burn::tensor::activation::silu;
-use burn::tensor::{Bool, Device, Distribution, Int, Tensor, TensorData};
+use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use trl_core::kernels::{self, composed};
 use trl_core::logprobs::label_log_probs;
 use trl_core::model::RopeScaling;
 use trl_core::model::mask::{attention_block_mask, position_ids_from_mask};
@@ -37,6 +37,10 @@ const HEAD_DIM: usize = 32;
 const INTERMEDIATE: usize = 1024;
 const VOCAB: usize = 512;
 const LAYERS: usize = 4;
+
+/// The `trl` binary's allocator (src/main.rs), so kernels allocate as they do in training.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn device() -> Device {
     Device::default().autodiff()
@@ -86,10 +90,6 @@ fn padded_attention_mask() -> Vec<Vec<i64>> {
         .collect()
 }
 
-/// Attention after the projections: the model's own `trl_core::kernels::attention` (fused on flex).
-fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, blocked: &Tensor<4, Bool>) -> Tensor<4> {
-    trl_core::kernels::attention(q, k, v, blocked)
-}
 
 fn attention_masked(c: &mut Criterion) {
     let device = device();
@@ -106,15 +106,49 @@ fn attention_masked(c: &mut Criterion) {
     group.throughput(Throughput::Elements(
         (12 * BATCH * HEADS * SEQ * SEQ * HEAD_DIM) as u64,
     ));
-    group.bench_function("causal_padding_gqa_8x8x256x32", |b| {
+    // the model's fused kernel, then the same attention from burn ops (the lever's baseline)
+    group.bench_function("causal_padding_gqa_8x8x256x32/fused", |b| {
         b.iter(|| {
-            let out = attention(q.clone(), k.clone(), v.clone(), &blocked);
+            let out = kernels::attention(q.clone(), k.clone(), v.clone(), &blocked);
+            black_box(out.sum().backward())
+        })
+    });
+    group.bench_function("causal_padding_gqa_8x8x256x32/composed", |b| {
+        b.iter(|| {
+            let out = composed::grouped_query_attention(q.clone(), k.clone(), v.clone(), &blocked);
             black_box(out.sum().backward())
         })
     });
     group.throughput(Throughput::Elements((BATCH * SEQ * SEQ) as u64));
     group.bench_function("mask_build_host_8x256x256", |b| {
         b.iter(|| black_box(attention_block_mask(&mask, &positions, None, &device)))
+    });
+    group.finish();
+}
+
+/// The SwiGLU MLP over [batch, seq, hidden]: the fused op (projections recomputed in the
+/// backward, so its FLOPs are 8/9 more than the count below) and burn's composed ops.
+fn mlp(c: &mut Criterion) {
+    let device = device();
+    let x = normal([BATCH, SEQ, HIDDEN], 1.0, &device);
+    let gate = normal([HIDDEN, INTERMEDIATE], 0.02, &device);
+    let up = normal([HIDDEN, INTERMEDIATE], 0.02, &device);
+    let down = normal([INTERMEDIATE, HIDDEN], 0.02, &device);
+    let mut group = c.benchmark_group("mlp");
+    // three [tokens, hidden] x [hidden, inter] products, each 2 t h i forward and twice that back
+    group.throughput(Throughput::Elements((18 * TOKENS * HIDDEN * INTERMEDIATE) as u64));
+    let weights = || (gate.clone(), up.clone(), down.clone());
+    group.bench_function("swiglu_8x256_256x1024/fused", |b| {
+        b.iter(|| {
+            let (g, u, d) = weights();
+            black_box(kernels::swiglu_mlp(x.clone(), g, u, d).sum().backward())
+        })
+    });
+    group.bench_function("swiglu_8x256_256x1024/composed", |b| {
+        b.iter(|| {
+            let (g, u, d) = weights();
+            black_box(composed::swiglu_mlp(x.clone(), g, u, d).sum().backward())
+        })
     });
     group.finish();
 }
@@ -127,8 +161,12 @@ fn elementwise(c: &mut Criterion) {
     let norm = RmsNormConfig::new(HIDDEN).with_epsilon(1e-6).init(&device);
     let x = normal([BATCH, SEQ, HIDDEN], 1.0, &device);
     group.throughput(Throughput::Elements((TOKENS * HIDDEN) as u64));
-    group.bench_function("rms_norm_8x256x256", |b| {
-        b.iter(|| black_box(norm.forward(x.clone()).sum().backward()))
+    let (gamma, eps) = (norm.gamma.val(), norm.epsilon);
+    group.bench_function("rms_norm_8x256x256/fused", |b| {
+        b.iter(|| black_box(kernels::rms_norm(x.clone(), gamma.clone(), eps).sum().backward()))
+    });
+    group.bench_function("rms_norm_8x256x256/composed", |b| {
+        b.iter(|| black_box(composed::rms_norm(x.clone(), gamma.clone(), eps).sum().backward()))
     });
 
     // RoPE on the queries [batch, heads, seq, head_dim], tables built once per forward
@@ -140,20 +178,16 @@ fn elementwise(c: &mut Criterion) {
     let rope = RotaryTables::new(&position_ids, &inv_freq, &device);
     let q = normal([BATCH, HEADS, SEQ, HEAD_DIM], 1.0, &device);
     group.throughput(Throughput::Elements((TOKENS * HEADS * HEAD_DIM) as u64));
-    group.bench_function("rope_q_8x8x256x32", |b| {
+    group.bench_function("rope_q_8x8x256x32/fused", |b| {
         b.iter(|| black_box(rope.apply(q.clone()).sum().backward()))
+    });
+    let (cos, sin) = rope.tables();
+    group.bench_function("rope_q_8x8x256x32/composed", |b| {
+        b.iter(|| black_box(composed::rope(q.clone(), cos, sin).sum().backward()))
     });
     group.throughput(Throughput::Elements((TOKENS * HEAD_DIM) as u64));
     group.bench_function("rope_tables_8x256", |b| {
         b.iter(|| black_box(RotaryTables::new(&position_ids, &inv_freq, &device)))
-    });
-
-    // SwiGLU's elementwise part: silu(gate) * up over [batch, seq, intermediate]
-    let gate = normal([BATCH, SEQ, INTERMEDIATE], 1.0, &device);
-    let up = normal([BATCH, SEQ, INTERMEDIATE], 1.0, &device);
-    group.throughput(Throughput::Elements((TOKENS * INTERMEDIATE) as u64));
-    group.bench_function("swiglu_8x256x1024", |b| {
-        b.iter(|| black_box((silu(gate.clone()) * up.clone()).sum().backward()))
     });
 
     // log-softmax + gather of the label log-probs (the cross-entropy of every method)
@@ -263,6 +297,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = kernels;
     config = config();
-    targets = matmul, attention_masked, elementwise, optimizer
+    targets = matmul, attention_masked, mlp, elementwise, optimizer
 }
 criterion_main!(kernels);

@@ -347,7 +347,7 @@ fn read_criterion(home: &Path, since: SystemTime) -> Result<Vec<Value>> {
     }
     // In the order benches/kernels.rs defines its groups.
     let rank = |id: &str| {
-        ["matmul", "attention", "elementwise", "optimizer"]
+        ["matmul", "attention", "mlp", "elementwise", "optimizer"]
             .iter()
             .position(|g| id.starts_with(g))
     };
@@ -652,7 +652,10 @@ fn kernels_table(results: &Value) -> String {
         let id = k["id"].as_str().unwrap_or("?");
         let median = k["median_s"].as_f64().unwrap_or(f64::NAN);
         let rate = k["elements_per_s"].as_f64().unwrap_or(f64::NAN);
-        let throughput = if id.starts_with("matmul") || id.starts_with("attention/causal") {
+        let throughput = if id.starts_with("matmul")
+            || id.starts_with("attention/causal")
+            || id.starts_with("mlp/")
+        {
             format!("{:.1} GFLOP/s", rate / 1e9)
         } else if rate.is_finite() {
             format!("{:.0} M elements/s", rate / 1e6)

@@ -40,6 +40,13 @@ pub fn swiglu<const D: usize>(gate: Tensor<D>, up: Tensor<D>) -> Tensor<D> {
     silu(gate) * up
 }
 
+/// `(silu(x @ gate) * (x @ up)) @ down` for weights in burn's `Linear` layout.
+pub fn swiglu_mlp(x: Tensor<3>, gate: Tensor<2>, up: Tensor<2>, down: Tensor<2>) -> Tensor<3> {
+    let gate = x.clone().matmul(gate.unsqueeze());
+    let up = x.matmul(up.unsqueeze());
+    swiglu(gate, up).matmul(down.unsqueeze())
+}
+
 /// `x / sqrt(mean(x²) + eps) * weight` over the last axis (burn's `RmsNorm::forward`).
 pub fn rms_norm<const D: usize>(x: Tensor<D>, weight: Tensor<1>, eps: f64) -> Tensor<D> {
     let rms = (x.clone().square().mean_dim(D - 1) + eps).sqrt();

@@ -18,9 +18,7 @@ use super::attention_cpu::{
 };
 use super::rms_norm_cpu::{rms_norm_backward, rms_norm_forward};
 use super::rope_cpu;
-use super::swiglu_cpu::{
-    DownShape, swiglu_backward, swiglu_down_backward, swiglu_down_forward, swiglu_forward,
-};
+use super::mlp_cpu::{MlpShape, MlpWeights, mlp_backward, mlp_forward};
 
 /// The fused operations trl-rs adds to burn. Model code calls them through
 /// [`super::attention`] and [`super::swiglu`], which check that the tensors live on flex.
@@ -35,15 +33,14 @@ pub trait TrainingKernels: Backend {
         blocked: BoolTensor<Self>,
     ) -> FloatTensor<Self>;
 
-    /// `silu(gate) * up`, same shapes in and out.
-    fn fused_swiglu(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self>;
-
-    /// `(silu(gate) * up) @ weight`: gate/up `[batch, seq, inter]`, weight `[inter, hidden]`
-    /// -> `[batch, seq, hidden]`.
-    fn fused_swiglu_down(
+    /// The SwiGLU MLP without biases, `(silu(x @ gate) * (x @ up)) @ down`: x
+    /// `[batch, seq, hidden]`, gate/up `[hidden, inter]`, down `[inter, hidden]` (burn's
+    /// `Linear` layout) -> `[batch, seq, hidden]`.
+    fn fused_mlp(
+        x: FloatTensor<Self>,
         gate: FloatTensor<Self>,
         up: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
+        down: FloatTensor<Self>,
     ) -> FloatTensor<Self>;
 
     /// RMSNorm of `x` `[.., width]` over its last axis, scaled by `weight` `[width]`.
@@ -75,20 +72,13 @@ pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, blocked: Tensor<4, Bo
     ))
 }
 
-/// [`TrainingKernels::fused_swiglu`] on high-level tensors.
-pub fn swiglu<const D: usize>(gate: Tensor<D>, up: Tensor<D>) -> Tensor<D> {
-    Tensor::from_dispatch(<Dispatch as TrainingKernels>::fused_swiglu(
+/// [`TrainingKernels::fused_mlp`] on high-level tensors.
+pub fn mlp(x: Tensor<3>, gate: Tensor<2>, up: Tensor<2>, down: Tensor<2>) -> Tensor<3> {
+    Tensor::from_dispatch(<Dispatch as TrainingKernels>::fused_mlp(
+        x.into_dispatch(),
         gate.into_dispatch(),
         up.into_dispatch(),
-    ))
-}
-
-/// [`TrainingKernels::fused_swiglu_down`] on high-level tensors.
-pub fn swiglu_down(gate: Tensor<3>, up: Tensor<3>, weight: Tensor<2>) -> Tensor<3> {
-    Tensor::from_dispatch(<Dispatch as TrainingKernels>::fused_swiglu_down(
-        gate.into_dispatch(),
-        up.into_dispatch(),
-        weight.into_dispatch(),
+        down.into_dispatch(),
     ))
 }
 
@@ -158,25 +148,22 @@ fn attention_flex(
     )
 }
 
-fn swiglu_flex(gate: &FlexTensor, up: &FlexTensor) -> FlexTensor {
-    let (gate, up) = (contiguous(gate), contiguous(up));
-    let mut out = vec![0.0f32; gate.shape().num_elements()];
-    swiglu_forward(f32s(&gate), f32s(&up), &mut out);
-    new_f32(out, &gate.shape().to_vec())
+fn mlp_shape(x: &FlexTensor, gate: &FlexTensor) -> MlpShape {
+    let [batch, seq, hidden] = x.shape().dims::<3>();
+    MlpShape { tokens: batch * seq, hidden, inter: gate.shape().dims::<2>()[1] }
 }
 
-fn down_shape(gate: &FlexTensor, weight: &FlexTensor) -> DownShape {
-    let [batch, seq, inter] = gate.shape().dims::<3>();
-    DownShape { tokens: batch * seq, inter, hidden: weight.shape().dims::<2>()[1] }
+/// The MLP's weights as slices (all contiguous).
+fn mlp_weights<'a>(gate: &'a FlexTensor, up: &'a FlexTensor, down: &'a FlexTensor) -> MlpWeights<'a> {
+    MlpWeights { gate: f32s(gate), up: f32s(up), down: f32s(down) }
 }
 
-fn swiglu_down_flex(gate: &FlexTensor, up: &FlexTensor, weight: &FlexTensor) -> FlexTensor {
-    let (gate, up, weight) = (contiguous(gate), contiguous(up), contiguous(weight));
-    let shape = down_shape(&gate, &weight);
-    let [batch, seq, _] = gate.shape().dims::<3>();
-    let mut out = vec![0.0f32; shape.tokens * shape.hidden];
-    swiglu_down_forward(f32s(&gate), f32s(&up), f32s(&weight), shape, &mut out);
-    new_f32(out, &[batch, seq, shape.hidden])
+fn mlp_flex(x: &FlexTensor, gate: &FlexTensor, up: &FlexTensor, down: &FlexTensor) -> FlexTensor {
+    let (x, gate, up, down) = (contiguous(x), contiguous(gate), contiguous(up), contiguous(down));
+    let shape = mlp_shape(&x, &gate);
+    let mut out = vec![0.0f32; x.shape().num_elements()];
+    mlp_forward(f32s(&x), &mlp_weights(&gate, &up, &down), shape, &mut out);
+    new_f32(out, &x.shape().to_vec())
 }
 
 /// Forward on flex: the output and the reciprocal RMS of every row.
@@ -216,12 +203,8 @@ impl TrainingKernels for Flex {
         attention_flex(&q, &k, &v, &blocked).0
     }
 
-    fn fused_swiglu(gate: FlexTensor, up: FlexTensor) -> FlexTensor {
-        swiglu_flex(&gate, &up)
-    }
-
-    fn fused_swiglu_down(gate: FlexTensor, up: FlexTensor, weight: FlexTensor) -> FlexTensor {
-        swiglu_down_flex(&gate, &up, &weight)
+    fn fused_mlp(x: FlexTensor, gate: FlexTensor, up: FlexTensor, down: FlexTensor) -> FlexTensor {
+        mlp_flex(&x, &gate, &up, &down)
     }
 
     fn fused_rms_norm(x: FlexTensor, weight: FlexTensor, eps: f64) -> FlexTensor {
@@ -233,40 +216,23 @@ impl TrainingKernels for Flex {
     }
 }
 
-/// Backward of the fused SwiGLU + down projection (recomputes the SwiGLU product).
+/// Backward of the fused MLP (recomputes its projections).
 #[derive(Debug)]
-struct SwigluDownBackward;
+struct MlpBackward;
 
-impl Backward<Flex, 3> for SwigluDownBackward {
-    /// gate, up, weight (contiguous).
-    type State = [FlexTensor; 3];
+impl Backward<Flex, 4> for MlpBackward {
+    /// x, gate, up, down (contiguous).
+    type State = [FlexTensor; 4];
 
-    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let [node_gate, node_up, node_weight] = ops.parents;
+    fn backward(self, ops: Ops<Self::State, 4>, grads: &mut Gradients, _: &mut Checkpointer) {
         let grad = contiguous(&grads.consume::<Flex>(&ops.node));
-        let [gate, up, weight] = ops.state;
-        let shape = down_shape(&gate, &weight);
-        let n = shape.tokens * shape.inter;
-        let (mut d_gate, mut d_up) = (vec![0.0f32; n], vec![0.0f32; n]);
-        let mut d_weight = vec![0.0f32; shape.inter * shape.hidden];
-        swiglu_down_backward(
-            f32s(&gate),
-            f32s(&up),
-            f32s(&weight),
-            f32s(&grad),
-            shape,
-            &mut d_gate,
-            &mut d_up,
-            &mut d_weight,
-        );
-        let dims = gate.shape().to_vec();
-        for (node, grad, dims) in [
-            (node_gate, d_gate, dims.clone()),
-            (node_up, d_up, dims),
-            (node_weight, d_weight, weight.shape().to_vec()),
-        ] {
+        let [x, gate, up, down] = ops.state;
+        let shape = mlp_shape(&x, &gate);
+        let g = mlp_backward(f32s(&x), &mlp_weights(&gate, &up, &down), shape, f32s(&grad));
+        let results = [(g.x, &x), (g.gate, &gate), (g.up, &up), (g.down, &down)];
+        for (node, (grad, like)) in ops.parents.into_iter().zip(results) {
             if let Some(node) = node {
-                grads.register::<Flex>(node.id, new_f32(grad, &dims));
+                grads.register::<Flex>(node.id, new_f32(grad, &like.shape().to_vec()));
             }
         }
     }
@@ -349,31 +315,6 @@ impl Backward<Flex, 3> for AttentionBackward {
     }
 }
 
-/// Backward of the fused SwiGLU.
-#[derive(Debug)]
-struct SwigluBackward;
-
-impl Backward<Flex, 2> for SwigluBackward {
-    /// gate, up (contiguous).
-    type State = [FlexTensor; 2];
-
-    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let [node_gate, node_up] = ops.parents;
-        let grad = contiguous(&grads.consume::<Flex>(&ops.node));
-        let [gate, up] = ops.state;
-        let n = gate.shape().num_elements();
-        let (mut d_gate, mut d_up) = (vec![0.0f32; n], vec![0.0f32; n]);
-        swiglu_backward(f32s(&gate), f32s(&up), f32s(&grad), &mut d_gate, &mut d_up);
-        let dims = gate.shape().to_vec();
-        if let Some(node) = node_gate {
-            grads.register::<Flex>(node.id, new_f32(d_gate, &dims));
-        }
-        if let Some(node) = node_up {
-            grads.register::<Flex>(node.id, new_f32(d_up, &dims));
-        }
-    }
-}
-
 impl<C: CheckpointStrategy> TrainingKernels for Autodiff<Flex, C> {
     fn fused_attention(
         q: FloatTensor<Self>,
@@ -402,43 +343,28 @@ impl<C: CheckpointStrategy> TrainingKernels for Autodiff<Flex, C> {
         }
     }
 
-    fn fused_swiglu(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self> {
-        match SwigluBackward
-            .prepare::<C>([gate.node(), up.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let (gate, up) = (contiguous(gate.primitive()), contiguous(up.primitive()));
-                let out = swiglu_flex(&gate, &up);
-                prep.finish([gate, up], out)
-            }
-            OpsKind::UnTracked(prep) => {
-                prep.finish(swiglu_flex(gate.primitive(), up.primitive()))
-            }
-        }
-    }
-
-    fn fused_swiglu_down(
+    fn fused_mlp(
+        x: FloatTensor<Self>,
         gate: FloatTensor<Self>,
         up: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
+        down: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        match SwigluDownBackward
-            .prepare::<C>([gate.node(), up.node(), weight.node()])
+        match MlpBackward
+            .prepare::<C>([x.node(), gate.node(), up.node(), down.node()])
             .compute_bound()
             .stateful()
         {
             OpsKind::Tracked(prep) => {
-                let (gate, up) = (contiguous(gate.primitive()), contiguous(up.primitive()));
-                let weight = contiguous(weight.primitive());
-                let out = swiglu_down_flex(&gate, &up, &weight);
-                prep.finish([gate, up, weight], out)
+                let state = [&x, &gate, &up, &down].map(|t| contiguous(t.primitive()));
+                let [x, gate, up, down] = &state;
+                let out = mlp_flex(x, gate, up, down);
+                prep.finish(state, out)
             }
-            OpsKind::UnTracked(prep) => prep.finish(swiglu_down_flex(
+            OpsKind::UnTracked(prep) => prep.finish(mlp_flex(
+                x.primitive(),
                 gate.primitive(),
                 up.primitive(),
-                weight.primitive(),
+                down.primitive(),
             )),
         }
     }

@@ -40,14 +40,21 @@ impl Matrix<'_> {
     }
 }
 
-/// `out = op(lhs) @ op(rhs)` with `op` an optional transpose, `out` row-major, on every core:
-/// the large products of fused layers.
-pub fn matmul(lhs: &Matrix<'_>, lhs_t: bool, rhs: &Matrix<'_>, rhs_t: bool, out: &mut [f32]) {
+/// `out = op(lhs) @ op(rhs)` (`+ out` when `accumulate`) with `op` an optional transpose,
+/// `out` row-major, on every core: the large products of fused layers.
+pub fn matmul(
+    lhs: &Matrix<'_>,
+    lhs_t: bool,
+    rhs: &Matrix<'_>,
+    rhs_t: bool,
+    out: &mut [f32],
+    accumulate: bool,
+) {
     let (lp, ls, rows, inner) = lhs.operand(lhs_t);
     let (rp, rs, inner_r, cols) = rhs.operand(rhs_t);
     assert_eq!(inner, inner_r, "inner dimensions differ");
     assert_eq!(out.len(), rows * cols);
-    let operands = (out.as_mut_ptr(), (cols, 1), false, lp, ls, rp, rs);
+    let operands = (out.as_mut_ptr(), (cols, 1), accumulate, lp, ls, rp, rs);
     run((rows, cols, inner), operands, 1.0, gemm::Parallelism::Rayon(0));
 }
 

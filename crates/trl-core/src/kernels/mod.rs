@@ -1,8 +1,8 @@
 //! The operations a training step spends its time in, with hand-written fused CPU kernels
 //! where burn's composed ops were slow (see BENCHMARKS.md).
 //!
-//! [`attention`], [`swiglu`], [`rms_norm`] and [`rope`] are what model code calls. On the flex backend (f32, with or
-//! without autodiff) they run the fused kernels of `attention_cpu` / `swiglu_cpu` through a
+//! [`attention`], [`swiglu_mlp`], [`rms_norm`] and [`rope`] are what model code calls. On the flex backend (f32, with or
+//! without autodiff) they run the fused kernels of the `*_cpu` modules through a
 //! burn backend extension with their own backward; on every other backend, and as the
 //! reference the kernels are tested against, they run [`composed`]'s plain burn ops.
 
@@ -15,6 +15,8 @@ mod fast_math;
 mod flex;
 #[cfg(feature = "flex")]
 mod gemm;
+#[cfg(feature = "flex")]
+mod mlp_cpu;
 #[cfg(feature = "flex")]
 mod rms_norm_cpu;
 #[cfg(feature = "flex")]
@@ -41,25 +43,16 @@ pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, blocked: &Tensor<4, B
     composed::grouped_query_attention(q, k, v, blocked).swap_dims(1, 2)
 }
 
-/// SwiGLU's gate `silu(gate) * up`, elementwise; fused on flex.
-pub fn swiglu<const D: usize>(gate: Tensor<D>, up: Tensor<D>) -> Tensor<D> {
+/// The SwiGLU MLP without biases, `down(silu(gate(x)) * up(x))`: `x` `[batch, seq, hidden]`,
+/// `gate`/`up` `[hidden, inter]`, `down` `[inter, hidden]` (burn's `Linear` layout) ->
+/// `[batch, seq, hidden]`. Fused on flex, where only `x` is kept for the backward (which
+/// recomputes the projections).
+pub fn swiglu_mlp(x: Tensor<3>, gate: Tensor<2>, up: Tensor<2>, down: Tensor<2>) -> Tensor<3> {
     #[cfg(feature = "flex")]
-    if flex::runs_on_flex(&gate) {
-        return flex::swiglu(gate, up);
+    if flex::runs_on_flex(&x) {
+        return flex::mlp(x, gate, up, down);
     }
-    composed::swiglu(gate, up)
-}
-
-/// The MLP's tail, `down(silu(gate) * up)` without the down projection's bias: gate/up
-/// `[batch, seq, inter]`, `weight` `[inter, hidden]` (burn's `Linear` layout) ->
-/// `[batch, seq, hidden]`. Fused on flex, where the product `silu(gate) * up` is recomputed in
-/// the backward instead of being kept.
-pub fn swiglu_down(gate: Tensor<3>, up: Tensor<3>, weight: Tensor<2>) -> Tensor<3> {
-    #[cfg(feature = "flex")]
-    if flex::runs_on_flex(&gate) {
-        return flex::swiglu_down(gate, up, weight);
-    }
-    composed::swiglu(gate, up).matmul(weight.unsqueeze())
+    composed::swiglu_mlp(x, gate, up, down)
 }
 
 /// RMSNorm over the last axis, `x / sqrt(mean(x²) + eps) * weight` (`weight` `[width]`), as

@@ -127,13 +127,12 @@ impl Mlp {
 
     /// `[batch, seq, hidden]` -> `[batch, seq, hidden]`
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let gate = self.gate_proj.forward(x.clone());
-        let up = self.up_proj.forward(x);
-        let out = kernels::swiglu_down(gate, up, self.down_proj.weight.val());
-        match &self.down_proj.bias {
-            Some(bias) => out + bias.val().unsqueeze(),
-            None => out,
+        let (gate, up, down) = (&self.gate_proj, &self.up_proj, &self.down_proj);
+        if gate.bias.is_none() && up.bias.is_none() && down.bias.is_none() {
+            return kernels::swiglu_mlp(x, gate.weight.val(), up.weight.val(), down.weight.val());
         }
+        let activated = kernels::composed::swiglu(gate.forward(x.clone()), up.forward(x));
+        down.forward(activated)
     }
 }
 

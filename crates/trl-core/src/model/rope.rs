@@ -67,6 +67,11 @@ impl RotaryTables {
         }
     }
 
+    /// `(cos, sin)`, each `[batch, 1, seq, head_dim]` (benchmarks compare the kernels on them).
+    pub fn tables(&self) -> (&Tensor<4>, &Tensor<4>) {
+        (&self.cos, &self.sin)
+    }
+
     /// Rotates `x` `[batch, heads, seq, head_dim]`: `x * cos + rotate_half(x) * sin`.
     pub fn apply(&self, x: Tensor<4>) -> Tensor<4> {
         crate::kernels::rope(x, &self.cos, &self.sin)
