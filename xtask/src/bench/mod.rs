@@ -1,0 +1,155 @@
+//! `cargo xtask bench [--compare trl] [--quick]`: trl-rs's kernels and training steps, and
+//! optionally TRL's steps on the same model in the same invocation; writes
+//! `target/bench/results.json` and `BENCHMARKS.md`.
+//!
+//! 1. `reference/bench_trl.py make-model` writes the benchmark model, tokenizer and data once
+//!    (`target/bench/model`), with the reference venv: both sides train identical weights.
+//! 2. `cargo bench --no-run` builds `benches/kernels.rs` and `benches/e2e.rs` (release profile).
+//! 3. The criterion kernels run; their estimates are read back from `target/bench/criterion`.
+//! 4. Each end-to-end measurement runs in its own process (trl-rs, then with `--compare trl`
+//!    TRL's trainer and a hand-written PyTorch loop), so each peak RSS is that run's own.
+//! 5. The machine is read from `/proc/cpuinfo`; MFU is computed as BENCHMARKS.md states.
+
+mod criterion;
+mod flops;
+mod machine;
+mod measure;
+mod provenance;
+mod report;
+
+use std::process::Command;
+use std::time::SystemTime;
+
+use anyhow::{Result, bail};
+use serde_json::json;
+
+use crate::{reference_python, repo_root, run};
+use criterion::read_criterion;
+use flops::{add_derived, flop_model};
+use machine::Machine;
+use measure::{build_benches, measure, run_watching_others, wait_for_idle};
+use provenance::provenance;
+use report::{NOTES_HEADING, end_to_end_table, render_markdown};
+
+struct Options {
+    compare_trl: bool,
+    quick: bool,
+}
+
+fn parse(args: &[String]) -> Result<Options> {
+    let mut options = Options {
+        compare_trl: false,
+        quick: false,
+    };
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--quick" => options.quick = true,
+            "--compare" => match args.next().map(String::as_str) {
+                Some("trl") => options.compare_trl = true,
+                other => bail!("--compare {other:?}: the only comparison is `--compare trl`"),
+            },
+            other => {
+                bail!("cargo xtask bench: unknown flag {other:?} (flags: --compare trl, --quick)")
+            }
+        }
+    }
+    Ok(options)
+}
+
+pub fn bench(args: &[String]) -> Result<()> {
+    let options = parse(args)?;
+    let root = repo_root();
+    let out = root.join("target/bench");
+    std::fs::create_dir_all(&out)?;
+    let python = reference_python(&root)?;
+    let script = root.join("reference/bench_trl.py");
+    let model = out.join("model");
+    if !model.join("bench_data.json").is_file() {
+        run(Command::new(&python)
+            .arg(&script)
+            .args(["make-model", "--out"])
+            .arg(&model))?;
+    }
+    let machine = Machine::read()?;
+    let executables = build_benches(&root)?;
+    let (warmup, steps) = if options.quick { (1, 3) } else { (3, 10) };
+
+    let steps_args = [
+        "--warmup".to_string(),
+        warmup.to_string(),
+        "--steps".to_string(),
+        steps.to_string(),
+    ];
+    let mut e2e = Vec::new();
+    for method in ["sft", "dpo"] {
+        let file = out.join(format!("e2e-{method}-trl-rs.json"));
+        e2e.push(measure(&file, || {
+            let mut cmd = Command::new(&executables["e2e"]);
+            cmd.args(["--method", method, "--model"])
+                .arg(&model)
+                .arg("--out")
+                .arg(&file)
+                .args(&steps_args)
+                .current_dir(&root);
+            cmd
+        })?);
+        if options.compare_trl {
+            for implementation in ["trl", "torch"] {
+                let file = out.join(format!("e2e-{method}-{implementation}.json"));
+                e2e.push(measure(&file, || {
+                    let mut cmd = Command::new(&python);
+                    cmd.arg(&script)
+                        .args(["run", "--method", method, "--impl", implementation])
+                        .arg("--model")
+                        .arg(&model)
+                        .arg("--out")
+                        .arg(&file)
+                        .args(&steps_args)
+                        .args(["--threads", &machine.logical_cpus.to_string()])
+                        .current_dir(&root);
+                    cmd
+                })?);
+            }
+        }
+    }
+
+    let criterion_home = out.join("criterion");
+    let started = SystemTime::now();
+    let mut kernels_cmd = Command::new(&executables["kernels"]);
+    kernels_cmd
+        .arg("--bench")
+        .env("CRITERION_HOME", &criterion_home)
+        .current_dir(&root);
+    if options.quick {
+        kernels_cmd.arg("--quick");
+    }
+    wait_for_idle();
+    let kernels_others = run_watching_others(&mut kernels_cmd)?;
+    let kernels = read_criterion(&criterion_home, started)?;
+
+    let model_shape = flop_model(&e2e)?;
+    for result in &mut e2e {
+        add_derived(result, &model_shape, machine.peak_fp32_flops());
+    }
+    let results = json!({
+        "generated": provenance(&root),
+        "quick": options.quick,
+        "machine": machine.to_json(),
+        "end_to_end": e2e,
+        "kernels": kernels,
+        "kernels_others_cpu_share": kernels_others,
+    });
+    let json_path = out.join("results.json");
+    std::fs::write(&json_path, serde_json::to_vec_pretty(&results)?)?;
+    let mut markdown = render_markdown(&results, &machine);
+    // Hand-written notes below the generated part survive a rerun.
+    let previous = std::fs::read_to_string(root.join("BENCHMARKS.md")).unwrap_or_default();
+    if let Some(at) = previous.find(NOTES_HEADING) {
+        markdown = format!("{markdown}\n{}", &previous[at..]);
+    }
+    std::fs::write(root.join("BENCHMARKS.md"), &markdown)?;
+    println!("{}", end_to_end_table(&results));
+    println!("wrote {} and BENCHMARKS.md", json_path.display());
+    Ok(())
+}
