@@ -200,7 +200,8 @@ fn elementwise(c: &mut Criterion) {
         })
         .collect();
     group.throughput(Throughput::Elements((TOKENS * VOCAB) as u64));
-    group.bench_function("label_logprobs_8x256x512", |b| {
+    // trl-core's label log-probs (fused on flex), then log-softmax + gather in burn ops
+    group.bench_function("label_logprobs_8x256x512/fused", |b| {
         b.iter(|| {
             black_box(
                 label_log_probs(logits.clone(), &labels)
@@ -210,7 +211,14 @@ fn elementwise(c: &mut Criterion) {
             )
         })
     });
-    group.finish();
+    let shifted: Vec<i64> = labels.iter().flat_map(|row| row[1..].to_vec()).collect();
+    let shifted = Tensor::<2, Int>::from_data(TensorData::new(shifted, [BATCH, SEQ - 1]), &device);
+    group.bench_function("label_logprobs_8x256x512/composed", |b| {
+        b.iter(|| {
+            let (logps, _) = composed::label_log_probs(logits.clone(), shifted.clone());
+            black_box(logps.sum().backward())
+        })
+    });    group.finish();
 }
 
 /// Parameters shaped as the benchmark model's (embeddings, lm_head, four layers' projections,

@@ -6,7 +6,7 @@
 //!   hand: change the scripts and run this.
 //! - `bench [--compare trl] [--quick]`: criterion kernels and end-to-end SFT/DPO steps of trl-rs
 //!   (and, with `--compare trl`, TRL's on the same model); writes `target/bench/results.json`
-//!   and `BENCHMARKS.md`. See `bench.rs`.
+//!   and `BENCHMARKS.md`. See `bench/`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

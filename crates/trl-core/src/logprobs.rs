@@ -1,8 +1,9 @@
 //! Log-probabilities of label tokens and the token-level metrics every method logs
 //! (entropy, accuracy). The one place that shifts logits against labels.
 
-use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
+
+use crate::kernels::{self, TokenStats};
 
 /// Label value that marks a position as not trained on (PyTorch's `ignore_index`).
 pub const IGNORE_INDEX: i64 = -100;
@@ -14,39 +15,23 @@ pub struct LabelLogProbs {
     pub logps: Tensor<2>,
     /// `[batch, seq - 1]`: 1.0 where the label counts, else 0.0.
     pub mask: Tensor<2>,
-    /// `[batch, seq - 1, vocab]` log-softmax without autodiff, for metrics only.
-    log_probs_detached: Tensor<3>,
+    /// `[batch, seq - 1]` statistics of every position's distribution, without autodiff.
+    stats: TokenStats,
     /// `[batch, seq - 1]` shifted labels with ignored positions set to 0.
     safe_labels: Tensor<2, Int>,
-    /// `[batch, seq - 1]` mean over the vocabulary of the logits, without autodiff (TRL's
-    /// `logits/chosen` metric).
-    mean_logits_detached: Tensor<2>,
 }
 
 /// Shifts `logits` `[batch, seq, vocab]` against `labels` `[batch][seq]` (position t predicts
 /// label t + 1, as transformers' causal-LM loss does) and gathers the label log-probs.
 pub fn label_log_probs(logits: Tensor<3>, labels: &[Vec<i64>]) -> LabelLogProbs {
-    let [batch, seq, _] = logits.dims();
     let device = logits.device();
     let (safe, mask) = shifted_labels(labels, &device);
-    // [batch, seq - 1, vocab]
-    let shifted = logits.narrow(1, 0, seq - 1);
-    let logits_for_mean = shifted.clone();
-    let log_probs = log_softmax(shifted, 2);
     // [batch, seq - 1]
-    let gathered = log_probs
-        .clone()
-        .gather(2, safe.clone().reshape([batch, seq - 1, 1]))
-        .reshape([batch, seq - 1]);
-    let mean_logits = logits_for_mean
-        .without_autodiff()
-        .mean_dim(2)
-        .reshape([batch, seq - 1]);
+    let (gathered, stats) = kernels::label_log_probs(logits, safe.clone());
     LabelLogProbs {
-        mean_logits_detached: mean_logits,
         logps: gathered * mask.clone(),
         mask,
-        log_probs_detached: log_probs.without_autodiff(),
+        stats,
         safe_labels: safe,
     }
 }
@@ -103,12 +88,7 @@ impl LabelLogProbs {
 
     /// `log Σ_v p_v²` per position, `[batch, seq - 1]`, without autodiff (WPO weighting).
     pub fn log_sum_sq_probs(&self) -> Tensor<2> {
-        let [batch, seq, _] = self.log_probs_detached.dims();
-        let doubled = self.log_probs_detached.clone() * 2.0;
-        // log-sum-exp over the vocabulary, stabilised by the row maximum
-        let max = doubled.clone().max_dim(2);
-        let sum = (doubled - max.clone()).exp().sum_dim(2);
-        (sum.log() + max).reshape([batch, seq])
+        self.stats.log_sum_sq_probs.clone()
     }
 
     /// `(sum of per-token entropy, number of tokens)` over counted positions, without autodiff.
@@ -118,14 +98,7 @@ impl LabelLogProbs {
 
     /// [`Self::entropy_sum`] over the rows in `rows` only.
     pub fn entropy_sum_rows(&self, rows: &[usize]) -> (f64, f64) {
-        let log_probs = self.log_probs_detached.clone();
-        let [batch, seq, _] = log_probs.dims();
-        // [batch, seq - 1]
-        let entropy = (log_probs.clone().exp() * log_probs)
-            .sum_dim(2)
-            .reshape([batch, seq])
-            .neg();
-        self.masked_sum_rows(entropy, rows)
+        self.masked_sum_rows(self.stats.entropy.clone(), rows)
     }
 
     /// `(correct argmax predictions, counted tokens)` over counted positions.
@@ -135,20 +108,13 @@ impl LabelLogProbs {
 
     /// [`Self::accuracy_counts`] over the rows in `rows` only.
     pub fn accuracy_counts_rows(&self, rows: &[usize]) -> (f64, f64) {
-        let [batch, seq, _] = self.log_probs_detached.dims();
-        // [batch, seq - 1]
-        let predicted = self
-            .log_probs_detached
-            .clone()
-            .argmax(2)
-            .reshape([batch, seq]);
-        let correct = predicted.equal(self.safe_labels.clone()).float();
+        let correct = self.stats.argmax.clone().equal(self.safe_labels.clone()).float();
         self.masked_sum_rows(correct, rows)
     }
 
     /// `(sum of the vocabulary-mean logit, counted tokens)` over the rows in `rows`.
     pub fn mean_logits_sum_rows(&self, rows: &[usize]) -> (f64, f64) {
-        self.masked_sum_rows(self.mean_logits_detached.clone(), rows)
+        self.masked_sum_rows(self.stats.mean_logits.clone(), rows)
     }
 
     fn all_rows(&self) -> Vec<usize> {

@@ -1,8 +1,10 @@
 //! The fused operations written with burn's own ops: what runs on backends without a
 //! hand-written kernel, and the reference the kernels are tested against.
 
-use burn::tensor::activation::{silu, softmax};
-use burn::tensor::{Bool, Tensor};
+use burn::tensor::activation::{log_softmax, silu, softmax};
+use burn::tensor::{Bool, Int, Tensor};
+
+use super::TokenStats;
 
 /// Masked softmax attention with grouped key/value heads, after RoPE:
 /// `q` `[batch, heads, seq, head_dim]`, `k`/`v` `[batch, kv_heads, seq, head_dim]`, `blocked`
@@ -61,4 +63,31 @@ pub fn rope(x: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4> {
     let second = x.clone().narrow(3, half, half);
     let rotated = Tensor::cat(vec![second.neg(), first], 3);
     x * cos.clone() + rotated * sin.clone()
+}
+
+/// Log-softmax over the vocabulary, the labels' entries gathered; the statistics from the
+/// detached log-softmax.
+pub fn label_log_probs(logits: Tensor<3>, labels: Tensor<2, Int>) -> (Tensor<2>, TokenStats) {
+    let [batch, seq, _] = logits.dims();
+    // [batch, seq - 1, vocab]
+    let shifted = logits.narrow(1, 0, seq - 1);
+    let mean_logits = shifted.clone().without_autodiff().mean_dim(2).reshape([batch, seq - 1]);
+    let log_probs = log_softmax(shifted, 2);
+    let logps = log_probs
+        .clone()
+        .gather(2, labels.reshape([batch, seq - 1, 1]))
+        .reshape([batch, seq - 1]);
+    let log_probs = log_probs.without_autodiff();
+    let entropy = (log_probs.clone().exp() * log_probs.clone())
+        .sum_dim(2)
+        .reshape([batch, seq - 1])
+        .neg();
+    // log Σ p² = log-sum-exp of 2 log p, stabilised by the row maximum
+    let doubled = log_probs.clone() * 2.0;
+    let max = doubled.clone().max_dim(2);
+    let log_sum_sq_probs = ((doubled - max.clone()).exp().sum_dim(2).log() + max)
+        .reshape([batch, seq - 1]);
+    let argmax = log_probs.argmax(2).reshape([batch, seq - 1]);
+    let stats = TokenStats { entropy, argmax, log_sum_sq_probs, mean_logits };
+    (logps, stats)
 }

@@ -7,17 +7,20 @@ use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
-use burn::backend::tensor::{BoolTensor, FloatTensor};
+use burn::backend::tensor::{BoolTensor, FloatTensor, IntTensor};
 use burn::backend::{
     Autodiff, Backend, Dispatch, DispatchDevice, Flex, TensorMetadata, backend_extension,
 };
-use burn::tensor::{Bool, DType, Tensor, TensorData};
+use burn::tensor::{Bool, DType, Int, Tensor, TensorData};
 
 use super::attention_cpu::{
     AttentionGradInputs, AttentionShape, attention_backward, attention_forward,
 };
 use super::rms_norm_cpu::{rms_norm_backward, rms_norm_forward};
 use super::rope_cpu;
+use super::logprobs_cpu::{
+    LogitsShape, STATS, label_logprobs_backward, label_logprobs_forward, token_stats,
+};
 use super::mlp_cpu::{MlpShape, MlpWeights, mlp_backward, mlp_forward};
 
 /// The fused operations trl-rs adds to burn. Model code calls them through
@@ -42,6 +45,15 @@ pub trait TrainingKernels: Backend {
         up: FloatTensor<Self>,
         down: FloatTensor<Self>,
     ) -> FloatTensor<Self>;
+
+    /// Log-probs `[batch, seq - 1]` of `labels` `[batch, seq - 1]` (in the vocabulary) under
+    /// `logits` `[batch, seq, vocab]`, position `t` predicting `labels[:, t]`.
+    fn fused_label_logprobs(logits: FloatTensor<Self>, labels: IntTensor<Self>)
+    -> FloatTensor<Self>;
+
+    /// Per predicting position of `logits` `[batch, seq, vocab]`: entropy, argmax, `log Σ p²`
+    /// and mean logit, `[batch, seq - 1, 4]`, without gradient.
+    fn fused_token_stats(logits: FloatTensor<Self>) -> FloatTensor<Self>;
 
     /// RMSNorm of `x` `[.., width]` over its last axis, scaled by `weight` `[width]`.
     fn fused_rms_norm(x: FloatTensor<Self>, weight: FloatTensor<Self>, eps: f64)
@@ -79,6 +91,21 @@ pub fn mlp(x: Tensor<3>, gate: Tensor<2>, up: Tensor<2>, down: Tensor<2>) -> Ten
         gate.into_dispatch(),
         up.into_dispatch(),
         down.into_dispatch(),
+    ))
+}
+
+/// [`TrainingKernels::fused_label_logprobs`] on high-level tensors.
+pub fn label_logprobs(logits: Tensor<3>, labels: Tensor<2, Int>) -> Tensor<2> {
+    Tensor::from_dispatch(<Dispatch as TrainingKernels>::fused_label_logprobs(
+        logits.into_dispatch(),
+        labels.into_dispatch(),
+    ))
+}
+
+/// [`TrainingKernels::fused_token_stats`] on high-level tensors.
+pub fn token_stats_of(logits: Tensor<3>) -> Tensor<3> {
+    Tensor::from_dispatch(<Dispatch as TrainingKernels>::fused_token_stats(
+        logits.into_dispatch(),
     ))
 }
 
@@ -166,6 +193,41 @@ fn mlp_flex(x: &FlexTensor, gate: &FlexTensor, up: &FlexTensor, down: &FlexTenso
     new_f32(out, &x.shape().to_vec())
 }
 
+fn logits_shape(logits: &FlexTensor) -> LogitsShape {
+    let [batch, seq, vocab] = logits.shape().dims::<3>();
+    LogitsShape { batch, seq, vocab }
+}
+
+/// Integer labels of any integer dtype as i64.
+fn labels_i64(labels: &FlexTensor) -> Vec<i64> {
+    let labels = contiguous(labels);
+    match labels.dtype() {
+        DType::I64 => labels.storage::<i64>().to_vec(),
+        DType::I32 => labels.storage::<i32>().iter().map(|&l| l as i64).collect(),
+        DType::U32 => labels.storage::<u32>().iter().map(|&l| l as i64).collect(),
+        other => panic!("label log-probs take integer labels, not {other:?}"),
+    }
+}
+
+/// Forward on flex: the log-probs and the log-sum-exp of every predicting position.
+fn label_logprobs_flex(logits: &FlexTensor, labels: &[i64]) -> (FlexTensor, FlexTensor) {
+    let logits = contiguous(logits);
+    let shape = logits_shape(&logits);
+    let n = shape.positions();
+    let (mut logps, mut lse) = (vec![0.0f32; n], vec![0.0f32; n]);
+    label_logprobs_forward(f32s(&logits), labels, shape, &mut logps, &mut lse);
+    let dims = [shape.batch, shape.seq - 1];
+    (new_f32(logps, &dims), new_f32(lse, &dims))
+}
+
+fn token_stats_flex(logits: &FlexTensor) -> FlexTensor {
+    let logits = contiguous(logits);
+    let shape = logits_shape(&logits);
+    let mut out = vec![0.0f32; shape.positions() * STATS];
+    token_stats(f32s(&logits), shape, &mut out);
+    new_f32(out, &[shape.batch, shape.seq - 1, STATS])
+}
+
 /// Forward on flex: the output and the reciprocal RMS of every row.
 fn rms_norm_flex(x: &FlexTensor, weight: &FlexTensor, eps: f64) -> (FlexTensor, FlexTensor) {
     let (x, weight) = (contiguous(x), contiguous(weight));
@@ -207,6 +269,14 @@ impl TrainingKernels for Flex {
         mlp_flex(&x, &gate, &up, &down)
     }
 
+    fn fused_label_logprobs(logits: FlexTensor, labels: FlexTensor) -> FlexTensor {
+        label_logprobs_flex(&logits, &labels_i64(&labels)).0
+    }
+
+    fn fused_token_stats(logits: FlexTensor) -> FlexTensor {
+        token_stats_flex(&logits)
+    }
+
     fn fused_rms_norm(x: FlexTensor, weight: FlexTensor, eps: f64) -> FlexTensor {
         rms_norm_flex(&x, &weight, eps).0
     }
@@ -234,6 +304,36 @@ impl Backward<Flex, 4> for MlpBackward {
             if let Some(node) = node {
                 grads.register::<Flex>(node.id, new_f32(grad, &like.shape().to_vec()));
             }
+        }
+    }
+}
+
+/// Backward of the fused label log-probs: `grad * (onehot - softmax)` from the saved logits
+/// and log-sum-exp.
+#[derive(Debug)]
+struct LabelLogprobsBackward;
+
+impl Backward<Flex, 1> for LabelLogprobsBackward {
+    /// logits (contiguous), labels, log-sum-exp per position.
+    type State = (FlexTensor, Vec<i64>, FlexTensor);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_logits] = ops.parents;
+        let grad = contiguous(&grads.consume::<Flex>(&ops.node));
+        let (logits, labels, lse) = ops.state;
+        if let Some(node) = node_logits {
+            let shape = logits_shape(&logits);
+            let mut d_logits = vec![0.0f32; logits.shape().num_elements()];
+            label_logprobs_backward(
+                f32s(&logits),
+                &labels,
+                f32s(&lse),
+                f32s(&grad),
+                shape,
+                &mut d_logits,
+            );
+            let dims = [shape.batch, shape.seq, shape.vocab];
+            grads.register::<Flex>(node.id, new_f32(d_logits, &dims));
         }
     }
 }
@@ -367,6 +467,24 @@ impl<C: CheckpointStrategy> TrainingKernels for Autodiff<Flex, C> {
                 down.primitive(),
             )),
         }
+    }
+
+    fn fused_label_logprobs(logits: FloatTensor<Self>, labels: FlexTensor) -> FloatTensor<Self> {
+        let labels = labels_i64(&labels);
+        match LabelLogprobsBackward.prepare::<C>([logits.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let logits = contiguous(logits.primitive());
+                let (logps, lse) = label_logprobs_flex(&logits, &labels);
+                prep.finish((logits, labels, lse), logps)
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(label_logprobs_flex(logits.primitive(), &labels).0)
+            }
+        }
+    }
+
+    fn fused_token_stats(logits: FloatTensor<Self>) -> FloatTensor<Self> {
+        FloatTensor::<Self>::new(token_stats_flex(logits.primitive()))
     }
 
     fn fused_rms_norm(

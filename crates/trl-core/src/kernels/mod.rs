@@ -1,7 +1,8 @@
 //! The operations a training step spends its time in, with hand-written fused CPU kernels
 //! where burn's composed ops were slow (see BENCHMARKS.md).
 //!
-//! [`attention`], [`swiglu_mlp`], [`rms_norm`] and [`rope`] are what model code calls. On the flex backend (f32, with or
+//! [`attention`], [`swiglu_mlp`], [`rms_norm`], [`rope`] and [`label_log_probs`] are what model
+//! and loss code call. On the flex backend (f32, with or
 //! without autodiff) they run the fused kernels of the `*_cpu` modules through a
 //! burn backend extension with their own backward; on every other backend, and as the
 //! reference the kernels are tested against, they run [`composed`]'s plain burn ops.
@@ -16,6 +17,8 @@ mod flex;
 #[cfg(feature = "flex")]
 mod gemm;
 #[cfg(feature = "flex")]
+mod logprobs_cpu;
+#[cfg(feature = "flex")]
 mod mlp_cpu;
 #[cfg(feature = "flex")]
 mod rms_norm_cpu;
@@ -26,7 +29,7 @@ mod swiglu_cpu;
 #[cfg(all(test, feature = "flex"))]
 mod tests;
 
-use burn::tensor::{Bool, Tensor};
+use burn::tensor::{Bool, Int, Tensor};
 
 /// Masked softmax attention with grouped key/value heads, after RoPE:
 /// `q` `[batch, heads, seq, head_dim]`, `k`/`v` `[batch, kv_heads, seq, head_dim]`, `blocked`
@@ -73,4 +76,39 @@ pub fn rope(x: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4> {
         return flex::rope(x, cos.clone(), sin.clone());
     }
     composed::rope(x, cos, sin)
+}
+
+/// Statistics of the next-token distribution at every predicting position, `[batch, seq - 1]`
+/// each, without autodiff: what the methods log besides the loss.
+#[derive(Debug, Clone)]
+pub struct TokenStats {
+    /// `-Σ_v p_v log p_v`
+    pub entropy: Tensor<2>,
+    /// The most likely token.
+    pub argmax: Tensor<2, Int>,
+    /// `log Σ_v p_v²` (WPO's weighting).
+    pub log_sum_sq_probs: Tensor<2>,
+    /// Mean of the logits over the vocabulary (TRL's `logits/chosen` metrics).
+    pub mean_logits: Tensor<2>,
+}
+
+/// Log-probs `[batch, seq - 1]` of `labels` `[batch, seq - 1]` (inside the vocabulary) under
+/// `logits` `[batch, seq, vocab]` shifted by one (position `t` predicts `labels[:, t]`), and
+/// the [`TokenStats`] of those positions. On flex one fused pass per position that keeps only
+/// the logits and a log-sum-exp for the backward; elsewhere log-softmax and gather.
+pub fn label_log_probs(logits: Tensor<3>, labels: Tensor<2, Int>) -> (Tensor<2>, TokenStats) {
+    #[cfg(feature = "flex")]
+    if flex::runs_on_flex(&logits) {
+        let [batch, seq, _] = logits.dims();
+        let stats = flex::token_stats_of(logits.clone().inner());
+        let column = |i: usize| stats.clone().narrow(2, i, 1).reshape([batch, seq - 1]);
+        let stats_of = TokenStats {
+            entropy: column(0),
+            argmax: column(1).int(),
+            log_sum_sq_probs: column(2),
+            mean_logits: column(3),
+        };
+        return (flex::label_logprobs(logits, labels), stats_of);
+    }
+    composed::label_log_probs(logits, labels)
 }

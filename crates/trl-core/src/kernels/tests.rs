@@ -1,7 +1,7 @@
 //! The fused flex kernels against the composed reference: outputs and gradients of attention
 //! (causal, padding, packing and fully-blocked masks), the MLP, RMSNorm and RoPE.
 
-use burn::tensor::{Bool, Device, Distribution, Tensor, TensorData};
+use burn::tensor::{Bool, Device, Distribution, Int, Tensor, TensorData};
 
 use super::{attention, composed};
 use crate::model::mask::blocked_keys;
@@ -175,4 +175,33 @@ fn mlp_matches_reference_values_and_gradients() {
     assert!(max_abs_diff(fused.2, reference.2) < 1e-3);
     assert!(max_abs_diff(fused.3, reference.3) < 1e-3);
     assert!(max_abs_diff(fused.4, reference.4) < 1e-3);
+}
+
+#[test]
+fn label_log_probs_and_stats_match_reference() {
+    let (batch, seq, vocab) = (3, 9, 37); // vocab not a multiple of the SIMD lanes
+    let logits = random([batch, seq, vocab]) * 3.0;
+    let logits = logits.detach().require_grad();
+    let labels: Vec<i64> = (0..batch * (seq - 1)).map(|i| ((i * 7) % vocab) as i64).collect();
+    let labels = Tensor::<2, Int>::from_data(TensorData::new(labels, [batch, seq - 1]), &device());
+    let w = Tensor::<2>::random([batch, seq - 1], Distribution::Default, &device());
+    let run = |fused: bool| {
+        let (logps, stats) = if fused {
+            super::label_log_probs(logits.clone(), labels.clone())
+        } else {
+            composed::label_log_probs(logits.clone(), labels.clone())
+        };
+        let grads = (logps.clone() * w.clone()).sum().backward();
+        let g = Tensor::<3>::from_inner(logits.grad(&grads).unwrap());
+        (logps.inner(), g, stats)
+    };
+    assert!(super::flex::runs_on_flex(&logits));
+    let (fused, reference) = (run(true), run(false));
+    assert!(max_abs_diff(fused.0, reference.0) < 1e-5, "log-probs");
+    assert!(max_abs_diff(fused.1, reference.1) < 1e-5, "gradient");
+    let (a, b) = (fused.2, reference.2);
+    assert!(max_abs_diff(a.entropy.inner(), b.entropy.inner()) < 1e-5, "entropy");
+    assert!(max_abs_diff(a.log_sum_sq_probs.inner(), b.log_sum_sq_probs.inner()) < 1e-5);
+    assert!(max_abs_diff(a.mean_logits.inner(), b.mean_logits.inner()) < 1e-5);
+    assert_eq!(a.argmax.into_data(), b.argmax.into_data());
 }
