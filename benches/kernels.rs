@@ -90,7 +90,6 @@ fn padded_attention_mask() -> Vec<Vec<i64>> {
         .collect()
 }
 
-
 fn attention_masked(c: &mut Criterion) {
     let device = device();
     let mask = padded_attention_mask();
@@ -136,7 +135,9 @@ fn mlp(c: &mut Criterion) {
     let down = normal([INTERMEDIATE, HIDDEN], 0.02, &device);
     let mut group = c.benchmark_group("mlp");
     // three [tokens, hidden] x [hidden, inter] products, each 2 t h i forward and twice that back
-    group.throughput(Throughput::Elements((18 * TOKENS * HIDDEN * INTERMEDIATE) as u64));
+    group.throughput(Throughput::Elements(
+        (18 * TOKENS * HIDDEN * INTERMEDIATE) as u64,
+    ));
     let weights = || (gate.clone(), up.clone(), down.clone());
     group.bench_function("swiglu_8x256_256x1024/fused", |b| {
         b.iter(|| {
@@ -163,10 +164,22 @@ fn elementwise(c: &mut Criterion) {
     group.throughput(Throughput::Elements((TOKENS * HIDDEN) as u64));
     let (gamma, eps) = (norm.gamma.val(), norm.epsilon);
     group.bench_function("rms_norm_8x256x256/fused", |b| {
-        b.iter(|| black_box(kernels::rms_norm(x.clone(), gamma.clone(), eps).sum().backward()))
+        b.iter(|| {
+            black_box(
+                kernels::rms_norm(x.clone(), gamma.clone(), eps)
+                    .sum()
+                    .backward(),
+            )
+        })
     });
     group.bench_function("rms_norm_8x256x256/composed", |b| {
-        b.iter(|| black_box(composed::rms_norm(x.clone(), gamma.clone(), eps).sum().backward()))
+        b.iter(|| {
+            black_box(
+                composed::rms_norm(x.clone(), gamma.clone(), eps)
+                    .sum()
+                    .backward(),
+            )
+        })
     });
 
     // RoPE on the queries [batch, heads, seq, head_dim], tables built once per forward
@@ -218,7 +231,8 @@ fn elementwise(c: &mut Criterion) {
             let (logps, _) = composed::label_log_probs(logits.clone(), shifted.clone());
             black_box(logps.sum().backward())
         })
-    });    group.finish();
+    });
+    group.finish();
 }
 
 /// Parameters shaped as the benchmark model's (embeddings, lm_head, four layers' projections,

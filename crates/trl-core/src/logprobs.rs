@@ -108,7 +108,12 @@ impl LabelLogProbs {
 
     /// [`Self::accuracy_counts`] over the rows in `rows` only.
     pub fn accuracy_counts_rows(&self, rows: &[usize]) -> (f64, f64) {
-        let correct = self.stats.argmax.clone().equal(self.safe_labels.clone()).float();
+        let correct = self
+            .stats
+            .argmax
+            .clone()
+            .equal(self.safe_labels.clone())
+            .float();
         self.masked_sum_rows(correct, rows)
     }
 

@@ -81,6 +81,43 @@ fn tile_columns(rows: &[VisibleRange], seq: usize) -> (usize, usize) {
     (start, end)
 }
 
+/// The tiles of one head: query rows `[i0, i0 + rows)` and the key columns they need.
+fn tiles(ranges: &[VisibleRange], seq: usize) -> impl Iterator<Item = Tile> + '_ {
+    (0..seq).step_by(TILE_ROWS).map(move |i0| {
+        let rows = TILE_ROWS.min(seq - i0);
+        let (c0, c1) = tile_columns(&ranges[i0..i0 + rows], seq);
+        Tile {
+            i0,
+            rows,
+            c0,
+            width: c1 - c0,
+            seq,
+        }
+    })
+}
+
+/// `scores[r, c] = scale * q[i0 + r] . k[c0 + c]`, `[rows, width]` with row stride `seq`, for
+/// one head's `q_head`/`k_head` `[seq, d]`.
+fn tile_scores(
+    t: Tile,
+    q_head: &[f32],
+    k_head: &[f32],
+    (d, scale): (usize, f32),
+    scores: &mut [f32],
+) {
+    small_gemm(
+        (t.rows, t.width, d),
+        scores.as_mut_ptr(),
+        (t.seq, 1),
+        false,
+        q_head[t.i0 * d..].as_ptr(),
+        (d, 1),
+        k_head[t.c0 * d..].as_ptr(),
+        (1, d),
+        scale,
+    );
+}
+
 /// Turns one row of scaled scores into probabilities in place and returns its log-sum-exp.
 /// `blocked` covers the same columns as `scores`.
 #[inline(always)]
@@ -96,7 +133,11 @@ fn softmax_row(scores: &mut [f32], blocked: &[u8], range: VisibleRange, seq: usi
         .zip(blocked[..body].chunks_exact(LANES))
     {
         for l in 0..LANES {
-            let s = if mask[l] == 0 { chunk[l] } else { f32::NEG_INFINITY };
+            let s = if mask[l] == 0 {
+                chunk[l]
+            } else {
+                f32::NEG_INFINITY
+            };
             lane_max[l] = lane_max[l].max(s);
         }
     }
@@ -120,7 +161,11 @@ fn softmax_row(scores: &mut [f32], blocked: &[u8], range: VisibleRange, seq: usi
     }
     let mut sum: f32 = lane_sum.iter().sum();
     for j in body..tail {
-        let e = if blocked[j] == 0 { exp(scores[j] - max) } else { 0.0 };
+        let e = if blocked[j] == 0 {
+            exp(scores[j] - max)
+        } else {
+            0.0
+        };
         scores[j] = e;
         sum += e;
     }
@@ -131,7 +176,13 @@ fn softmax_row(scores: &mut [f32], blocked: &[u8], range: VisibleRange, seq: usi
 
 /// Recomputes one row's probabilities from its scaled scores and saved log-sum-exp.
 #[inline(always)]
-fn probabilities_row(scores: &mut [f32], blocked: &[u8], lse: f32, range: VisibleRange, seq: usize) {
+fn probabilities_row(
+    scores: &mut [f32],
+    blocked: &[u8],
+    lse: f32,
+    range: VisibleRange,
+    seq: usize,
+) {
     if range.end == 0 {
         scores.fill(1.0 / seq as f32);
         return;
@@ -233,7 +284,13 @@ pub fn attention_forward(
     out: &mut [f32],
     lse: &mut [f32],
 ) {
-    let AttentionShape { seq, head_dim: d, heads, kv_heads, .. } = shape;
+    let AttentionShape {
+        seq,
+        head_dim: d,
+        heads,
+        kv_heads,
+        ..
+    } = shape;
     let (group, head_len, scale) = (shape.group(), shape.head_len(), shape.scale());
     assert_eq!(q.len(), shape.batch * heads * head_len);
     assert!(k.len() == shape.batch * kv_heads * head_len && v.len() == k.len());
@@ -256,23 +313,15 @@ pub fn attention_forward(
                 // rows of head h: out_head[i * row_stride..][..d]
                 let out_head = &mut out_seq[h * d..];
                 let lse_head = &mut lse_seq[h * seq..][..seq];
-                for i0 in (0..seq).step_by(TILE_ROWS) {
-                    let rows = TILE_ROWS.min(seq - i0);
-                    let (c0, c1) = tile_columns(&rows_of[i0..i0 + rows], seq);
-                    let width = c1 - c0;
-                    // scores[r, c] = scale * q[i0 + r] . k[c0 + c]   [rows, width], row stride seq
-                    small_gemm(
-                        (rows, width, d),
-                        scores.as_mut_ptr(),
-                        (seq, 1),
-                        false,
-                        q_head[i0 * d..].as_ptr(),
-                        (d, 1),
-                        kv[c0 * d..].as_ptr(),
-                        (1, d),
-                        scale,
-                    );
-                    let tile = Tile { i0, rows, c0, width, seq };
+                for tile in tiles(rows_of, seq) {
+                    let Tile {
+                        i0,
+                        rows,
+                        c0,
+                        width,
+                        ..
+                    } = tile;
+                    tile_scores(tile, q_head, kv, (d, scale), &mut scores);
                     softmax_tile(tile, &mut scores, mask_of, rows_of, lse_head);
                     // out[i0 + r] = p[r] @ v[c0..c1]   [rows, d]
                     small_gemm(
@@ -312,7 +361,13 @@ pub fn attention_backward(
     dk: &mut [f32],
     dv: &mut [f32],
 ) {
-    let AttentionShape { seq, head_dim: d, heads, kv_heads, .. } = shape;
+    let AttentionShape {
+        seq,
+        head_dim: d,
+        heads,
+        kv_heads,
+        ..
+    } = shape;
     let (group, head_len, scale) = (shape.group(), shape.head_len(), shape.scale());
     assert!(x.out.len() == dq.len() && x.grad_out.len() == dq.len() && x.q.len() == dq.len());
     assert!(dk.len() == x.k.len() && dv.len() == x.v.len());
@@ -342,22 +397,16 @@ pub fn attention_backward(
                 let dq_head = &mut dq_seq[h * head_len..][..head_len];
                 // rows of head h: [i * row_stride..][..d]
                 let (out_head, go_head) = (&out_seq[h * d..], &go_seq[h * d..]);
-                for i0 in (0..seq).step_by(TILE_ROWS) {
-                    let rows = TILE_ROWS.min(seq - i0);
-                    let (c0, c1) = tile_columns(&rows_of[i0..i0 + rows], seq);
-                    let width = c1 - c0;
+                for tile in tiles(rows_of, seq) {
+                    let Tile {
+                        i0,
+                        rows,
+                        c0,
+                        width,
+                        ..
+                    } = tile;
                     // probs: the forward's scores, then probabilities   [rows, width]
-                    small_gemm(
-                        (rows, width, d),
-                        probs.as_mut_ptr(),
-                        (seq, 1),
-                        false,
-                        q_head[i0 * d..].as_ptr(),
-                        (d, 1),
-                        kv[c0 * d..].as_ptr(),
-                        (1, d),
-                        scale,
-                    );
+                    tile_scores(tile, q_head, kv, (d, scale), &mut probs);
                     // grads = dO @ vᵀ   [rows, width]
                     small_gemm(
                         (rows, width, d),
@@ -370,7 +419,6 @@ pub fn attention_backward(
                         (1, d),
                         1.0,
                     );
-                    let tile = Tile { i0, rows, c0, width, seq };
                     let saved = RowsSaved {
                         out: out_head,
                         grad_out: go_head,

@@ -71,7 +71,11 @@ pub fn label_log_probs(logits: Tensor<3>, labels: Tensor<2, Int>) -> (Tensor<2>,
     let [batch, seq, _] = logits.dims();
     // [batch, seq - 1, vocab]
     let shifted = logits.narrow(1, 0, seq - 1);
-    let mean_logits = shifted.clone().without_autodiff().mean_dim(2).reshape([batch, seq - 1]);
+    let mean_logits = shifted
+        .clone()
+        .without_autodiff()
+        .mean_dim(2)
+        .reshape([batch, seq - 1]);
     let log_probs = log_softmax(shifted, 2);
     let logps = log_probs
         .clone()
@@ -85,9 +89,14 @@ pub fn label_log_probs(logits: Tensor<3>, labels: Tensor<2, Int>) -> (Tensor<2>,
     // log Σ p² = log-sum-exp of 2 log p, stabilised by the row maximum
     let doubled = log_probs.clone() * 2.0;
     let max = doubled.clone().max_dim(2);
-    let log_sum_sq_probs = ((doubled - max.clone()).exp().sum_dim(2).log() + max)
-        .reshape([batch, seq - 1]);
+    let log_sum_sq_probs =
+        ((doubled - max.clone()).exp().sum_dim(2).log() + max).reshape([batch, seq - 1]);
     let argmax = log_probs.argmax(2).reshape([batch, seq - 1]);
-    let stats = TokenStats { entropy, argmax, log_sum_sq_probs, mean_logits };
+    let stats = TokenStats {
+        entropy,
+        argmax,
+        log_sum_sq_probs,
+        mean_logits,
+    };
     (logps, stats)
 }

@@ -16,12 +16,12 @@ use burn::tensor::{Bool, DType, Int, Tensor, TensorData};
 use super::attention_cpu::{
     AttentionGradInputs, AttentionShape, attention_backward, attention_forward,
 };
-use super::rms_norm_cpu::{rms_norm_backward, rms_norm_forward};
-use super::rope_cpu;
 use super::logprobs_cpu::{
     LogitsShape, STATS, label_logprobs_backward, label_logprobs_forward, token_stats,
 };
 use super::mlp_cpu::{MlpShape, MlpWeights, mlp_backward, mlp_forward};
+use super::rms_norm_cpu::{rms_norm_backward, rms_norm_forward};
+use super::rope_cpu;
 
 /// The fused operations trl-rs adds to burn. Model code calls them through
 /// [`super::attention`] and [`super::swiglu`], which check that the tensors live on flex.
@@ -48,16 +48,21 @@ pub trait TrainingKernels: Backend {
 
     /// Log-probs `[batch, seq - 1]` of `labels` `[batch, seq - 1]` (in the vocabulary) under
     /// `logits` `[batch, seq, vocab]`, position `t` predicting `labels[:, t]`.
-    fn fused_label_logprobs(logits: FloatTensor<Self>, labels: IntTensor<Self>)
-    -> FloatTensor<Self>;
+    fn fused_label_logprobs(
+        logits: FloatTensor<Self>,
+        labels: IntTensor<Self>,
+    ) -> FloatTensor<Self>;
 
     /// Per predicting position of `logits` `[batch, seq, vocab]`: entropy, argmax, `log Σ p²`
     /// and mean logit, `[batch, seq - 1, 4]`, without gradient.
     fn fused_token_stats(logits: FloatTensor<Self>) -> FloatTensor<Self>;
 
     /// RMSNorm of `x` `[.., width]` over its last axis, scaled by `weight` `[width]`.
-    fn fused_rms_norm(x: FloatTensor<Self>, weight: FloatTensor<Self>, eps: f64)
-    -> FloatTensor<Self>;
+    fn fused_rms_norm(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        eps: f64,
+    ) -> FloatTensor<Self>;
 
     /// `x` `[batch, heads, seq, head_dim]` rotated by `cos`/`sin` `[batch, 1, seq, head_dim]`
     /// (constants: no gradient flows to them).
@@ -71,7 +76,10 @@ pub trait TrainingKernels: Backend {
 /// True when `tensor` is an f32 tensor of the flex backend (with or without autodiff): the
 /// only case these kernels handle.
 pub fn runs_on_flex<const D: usize>(tensor: &Tensor<D>) -> bool {
-    matches!(tensor.device().inner().as_dispatch(), DispatchDevice::Flex(_)) && tensor.dtype() == DType::F32
+    matches!(
+        tensor.device().inner().as_dispatch(),
+        DispatchDevice::Flex(_)
+    ) && tensor.dtype() == DType::F32
 }
 
 /// [`TrainingKernels::fused_attention`] on high-level tensors.
@@ -145,7 +153,13 @@ fn new_f32(values: Vec<f32>, dims: &[usize]) -> FlexTensor {
 fn attention_shape(q: &FlexTensor, k: &FlexTensor) -> AttentionShape {
     let [batch, heads, seq, head_dim] = q.shape().dims::<4>();
     let kv_heads = k.shape().dims::<4>()[1];
-    AttentionShape { batch, heads, kv_heads, seq, head_dim }
+    AttentionShape {
+        batch,
+        heads,
+        kv_heads,
+        seq,
+        head_dim,
+    }
 }
 
 /// Forward on flex: the output and the log-sum-exp of every row `[batch, heads, seq]`.
@@ -156,7 +170,12 @@ fn attention_flex(
     blocked: &FlexTensor,
 ) -> (FlexTensor, FlexTensor) {
     let shape = attention_shape(q, k);
-    let (q, k, v, blocked) = (contiguous(q), contiguous(k), contiguous(v), contiguous(blocked));
+    let (q, k, v, blocked) = (
+        contiguous(q),
+        contiguous(k),
+        contiguous(v),
+        contiguous(blocked),
+    );
     let dims = [shape.batch, shape.seq, shape.heads, shape.head_dim];
     let mut out = vec![0.0f32; q.shape().num_elements()];
     let mut lse = vec![0.0f32; shape.batch * shape.heads * shape.seq];
@@ -177,16 +196,33 @@ fn attention_flex(
 
 fn mlp_shape(x: &FlexTensor, gate: &FlexTensor) -> MlpShape {
     let [batch, seq, hidden] = x.shape().dims::<3>();
-    MlpShape { tokens: batch * seq, hidden, inter: gate.shape().dims::<2>()[1] }
+    MlpShape {
+        tokens: batch * seq,
+        hidden,
+        inter: gate.shape().dims::<2>()[1],
+    }
 }
 
 /// The MLP's weights as slices (all contiguous).
-fn mlp_weights<'a>(gate: &'a FlexTensor, up: &'a FlexTensor, down: &'a FlexTensor) -> MlpWeights<'a> {
-    MlpWeights { gate: f32s(gate), up: f32s(up), down: f32s(down) }
+fn mlp_weights<'a>(
+    gate: &'a FlexTensor,
+    up: &'a FlexTensor,
+    down: &'a FlexTensor,
+) -> MlpWeights<'a> {
+    MlpWeights {
+        gate: f32s(gate),
+        up: f32s(up),
+        down: f32s(down),
+    }
 }
 
 fn mlp_flex(x: &FlexTensor, gate: &FlexTensor, up: &FlexTensor, down: &FlexTensor) -> FlexTensor {
-    let (x, gate, up, down) = (contiguous(x), contiguous(gate), contiguous(up), contiguous(down));
+    let (x, gate, up, down) = (
+        contiguous(x),
+        contiguous(gate),
+        contiguous(up),
+        contiguous(down),
+    );
     let shape = mlp_shape(&x, &gate);
     let mut out = vec![0.0f32; x.shape().num_elements()];
     mlp_forward(f32s(&x), &mlp_weights(&gate, &up, &down), shape, &mut out);
@@ -298,7 +334,12 @@ impl Backward<Flex, 4> for MlpBackward {
         let grad = contiguous(&grads.consume::<Flex>(&ops.node));
         let [x, gate, up, down] = ops.state;
         let shape = mlp_shape(&x, &gate);
-        let g = mlp_backward(f32s(&x), &mlp_weights(&gate, &up, &down), shape, f32s(&grad));
+        let g = mlp_backward(
+            f32s(&x),
+            &mlp_weights(&gate, &up, &down),
+            shape,
+            f32s(&grad),
+        );
         let results = [(g.x, &x), (g.gate, &gate), (g.up, &up), (g.down, &down)];
         for (node, (grad, like)) in ops.parents.into_iter().zip(results) {
             if let Some(node) = node {
@@ -351,8 +392,13 @@ impl Backward<Flex, 2> for RmsNormBackward {
         let grad = contiguous(&grads.consume::<Flex>(&ops.node));
         let [x, weight, inv_rms] = ops.state;
         let mut dx = vec![0.0f32; x.shape().num_elements()];
-        let d_weight =
-            rms_norm_backward(f32s(&x), f32s(&weight), f32s(&inv_rms), f32s(&grad), &mut dx);
+        let d_weight = rms_norm_backward(
+            f32s(&x),
+            f32s(&weight),
+            f32s(&inv_rms),
+            f32s(&grad),
+            &mut dx,
+        );
         if let Some(node) = node_x {
             grads.register::<Flex>(node.id, new_f32(dx, &x.shape().to_vec()));
         }
@@ -437,9 +483,9 @@ impl<C: CheckpointStrategy> TrainingKernels for Autodiff<Flex, C> {
                 let (out, lse) = attention_flex(&q, &k, &v, &blocked);
                 prep.finish([q, k, v, blocked, out.clone(), lse], out)
             }
-            OpsKind::UnTracked(prep) => prep.finish(
-                attention_flex(q.primitive(), k.primitive(), v.primitive(), &blocked).0,
-            ),
+            OpsKind::UnTracked(prep) => {
+                prep.finish(attention_flex(q.primitive(), k.primitive(), v.primitive(), &blocked).0)
+            }
         }
     }
 
@@ -471,7 +517,11 @@ impl<C: CheckpointStrategy> TrainingKernels for Autodiff<Flex, C> {
 
     fn fused_label_logprobs(logits: FloatTensor<Self>, labels: FlexTensor) -> FloatTensor<Self> {
         let labels = labels_i64(&labels);
-        match LabelLogprobsBackward.prepare::<C>([logits.node()]).compute_bound().stateful() {
+        match LabelLogprobsBackward
+            .prepare::<C>([logits.node()])
+            .compute_bound()
+            .stateful()
+        {
             OpsKind::Tracked(prep) => {
                 let logits = contiguous(logits.primitive());
                 let (logps, lse) = label_logprobs_flex(&logits, &labels);
@@ -515,7 +565,11 @@ impl<C: CheckpointStrategy> TrainingKernels for Autodiff<Flex, C> {
     ) -> FloatTensor<Self> {
         let (cos, sin) = (contiguous(cos.primitive()), contiguous(sin.primitive()));
         let out = rope_flex(x.primitive(), &cos, &sin, false);
-        match RopeBackward.prepare::<C>([x.node()]).compute_bound().stateful() {
+        match RopeBackward
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateful()
+        {
             OpsKind::Tracked(prep) => prep.finish([cos, sin], out),
             OpsKind::UnTracked(prep) => prep.finish(out),
         }

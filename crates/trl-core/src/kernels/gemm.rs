@@ -17,7 +17,15 @@ pub fn small_gemm(
     beta: f32,
 ) {
     let parallelism = gemm::Parallelism::None;
-    let operands = (dst, dst_strides, accumulate, lhs, lhs_strides, rhs, rhs_strides);
+    let operands = (
+        dst,
+        dst_strides,
+        accumulate,
+        lhs,
+        lhs_strides,
+        rhs,
+        rhs_strides,
+    );
     run(dims, operands, beta, parallelism)
 }
 
@@ -55,7 +63,12 @@ pub fn matmul(
     assert_eq!(inner, inner_r, "inner dimensions differ");
     assert_eq!(out.len(), rows * cols);
     let operands = (out.as_mut_ptr(), (cols, 1), accumulate, lp, ls, rp, rs);
-    run((rows, cols, inner), operands, 1.0, gemm::Parallelism::Rayon(0));
+    run(
+        (rows, cols, inner),
+        operands,
+        1.0,
+        gemm::Parallelism::Rayon(0),
+    );
 }
 
 type Operands = (

@@ -118,7 +118,10 @@ pub fn label_logprobs_backward(
             }
             let p = b * (seq - 1) + t;
             softmax_grad_row(row, lse[p], grad[p], d_row);
-            if let Some(d) = usize::try_from(labels[p]).ok().and_then(|l| d_row.get_mut(l)) {
+            if let Some(d) = usize::try_from(labels[p])
+                .ok()
+                .and_then(|l| d_row.get_mut(l))
+            {
                 *d += grad[p];
             }
         });

@@ -28,10 +28,21 @@ pub struct MlpWeights<'a> {
 
 /// `(x @ gate, x @ up)`, each `[tokens, inter]`.
 fn projections(x: &[f32], w: &MlpWeights<'_>, s: MlpShape) -> (Vec<f32>, Vec<f32>) {
-    let x = Matrix { data: x, rows: s.tokens, cols: s.hidden };
-    let mut out = [vec![0.0f32; s.tokens * s.inter], vec![0.0f32; s.tokens * s.inter]];
+    let x = Matrix {
+        data: x,
+        rows: s.tokens,
+        cols: s.hidden,
+    };
+    let mut out = [
+        vec![0.0f32; s.tokens * s.inter],
+        vec![0.0f32; s.tokens * s.inter],
+    ];
     for (weight, out) in [w.gate, w.up].into_iter().zip(&mut out) {
-        let weight = Matrix { data: weight, rows: s.hidden, cols: s.inter };
+        let weight = Matrix {
+            data: weight,
+            rows: s.hidden,
+            cols: s.inter,
+        };
         matmul(&x, false, &weight, false, out, false);
     }
     let [gate, up] = out;
@@ -44,8 +55,16 @@ pub fn mlp_forward(x: &[f32], w: &MlpWeights<'_>, s: MlpShape, out: &mut [f32]) 
     let mut h = vec![0.0f32; s.tokens * s.inter];
     swiglu_forward(&gate, &up, &mut h);
     drop((gate, up));
-    let h = Matrix { data: &h, rows: s.tokens, cols: s.inter };
-    let down = Matrix { data: w.down, rows: s.inter, cols: s.hidden };
+    let h = Matrix {
+        data: &h,
+        rows: s.tokens,
+        cols: s.inter,
+    };
+    let down = Matrix {
+        data: w.down,
+        rows: s.inter,
+        cols: s.hidden,
+    };
     matmul(&h, false, &down, false, out, false);
 }
 
@@ -67,20 +86,44 @@ pub fn mlp_backward(x: &[f32], w: &MlpWeights<'_>, s: MlpShape, grad: &[f32]) ->
     let (mut gate, mut up) = projections(x, w, s);
     let mut buffer = vec![0.0f32; s.tokens * s.inter];
     swiglu_forward(&gate, &up, &mut buffer);
-    let g = Matrix { data: grad, rows: s.tokens, cols: s.hidden };
+    let g = Matrix {
+        data: grad,
+        rows: s.tokens,
+        cols: s.hidden,
+    };
     // d_down = hᵀ @ grad   [inter, hidden]
     let mut d_down = vec![0.0f32; s.inter * s.hidden];
-    let h = Matrix { data: &buffer, rows: s.tokens, cols: s.inter };
+    let h = Matrix {
+        data: &buffer,
+        rows: s.tokens,
+        cols: s.inter,
+    };
     matmul(&h, true, &g, false, &mut d_down, false);
     // dh = grad @ downᵀ   [tokens, inter]
-    let down = Matrix { data: w.down, rows: s.inter, cols: s.hidden };
+    let down = Matrix {
+        data: w.down,
+        rows: s.inter,
+        cols: s.hidden,
+    };
     matmul(&g, false, &down, true, &mut buffer, false);
     // gate/up become their gradients
     swiglu_backward_in_place(&mut gate, &mut up, &buffer);
     drop(buffer);
-    let x = Matrix { data: x, rows: s.tokens, cols: s.hidden };
-    let d_gate_act = Matrix { data: &gate, rows: s.tokens, cols: s.inter };
-    let d_up_act = Matrix { data: &up, rows: s.tokens, cols: s.inter };
+    let x = Matrix {
+        data: x,
+        rows: s.tokens,
+        cols: s.hidden,
+    };
+    let d_gate_act = Matrix {
+        data: &gate,
+        rows: s.tokens,
+        cols: s.inter,
+    };
+    let d_up_act = Matrix {
+        data: &up,
+        rows: s.tokens,
+        cols: s.inter,
+    };
     // d_weight = xᵀ @ d_act   [hidden, inter]
     let mut d_gate = vec![0.0f32; s.hidden * s.inter];
     let mut d_up = vec![0.0f32; s.hidden * s.inter];
@@ -88,9 +131,22 @@ pub fn mlp_backward(x: &[f32], w: &MlpWeights<'_>, s: MlpShape, grad: &[f32]) ->
     matmul(&x, true, &d_up_act, false, &mut d_up, false);
     // dx = d_gate_act @ gateᵀ + d_up_act @ upᵀ   [tokens, hidden]
     let mut dx = vec![0.0f32; s.tokens * s.hidden];
-    let gate_w = Matrix { data: w.gate, rows: s.hidden, cols: s.inter };
-    let up_w = Matrix { data: w.up, rows: s.hidden, cols: s.inter };
+    let gate_w = Matrix {
+        data: w.gate,
+        rows: s.hidden,
+        cols: s.inter,
+    };
+    let up_w = Matrix {
+        data: w.up,
+        rows: s.hidden,
+        cols: s.inter,
+    };
     matmul(&d_gate_act, false, &gate_w, true, &mut dx, false);
     matmul(&d_up_act, false, &up_w, true, &mut dx, true);
-    MlpGrads { x: dx, gate: d_gate, up: d_up, down: d_down }
+    MlpGrads {
+        x: dx,
+        gate: d_gate,
+        up: d_up,
+        down: d_down,
+    }
 }

@@ -7,9 +7,9 @@
 //! burn backend extension with their own backward; on every other backend, and as the
 //! reference the kernels are tested against, they run [`composed`]'s plain burn ops.
 
-pub mod composed;
 #[cfg(feature = "flex")]
 mod attention_cpu;
+pub mod composed;
 #[cfg(feature = "flex")]
 mod fast_math;
 #[cfg(feature = "flex")]

@@ -13,13 +13,7 @@ use super::fast_math::simd_targets;
 const ROWS_PER_TASK: usize = 64;
 
 /// Writes `out` `[rows, width]` and the reciprocal RMS of every row `inv_rms` `[rows]`.
-pub fn rms_norm_forward(
-    x: &[f32],
-    weight: &[f32],
-    eps: f32,
-    out: &mut [f32],
-    inv_rms: &mut [f32],
-) {
+pub fn rms_norm_forward(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32], inv_rms: &mut [f32]) {
     let width = weight.len();
     out.par_chunks_mut(ROWS_PER_TASK * width)
         .zip(x.par_chunks(ROWS_PER_TASK * width))

@@ -60,9 +60,15 @@ mod tests {
     #[test]
     fn forward_and_backward_match_the_definition() {
         let n = 40_000;
-        let gate: Vec<f32> = (0..n).map(|i| ((i * 37 % 1000) as f32 - 500.0) / 60.0).collect();
-        let up: Vec<f32> = (0..n).map(|i| ((i * 91 % 777) as f32 - 388.0) / 100.0).collect();
-        let grad: Vec<f32> = (0..n).map(|i| ((i * 13 % 311) as f32 - 155.0) / 70.0).collect();
+        let gate: Vec<f32> = (0..n)
+            .map(|i| ((i * 37 % 1000) as f32 - 500.0) / 60.0)
+            .collect();
+        let up: Vec<f32> = (0..n)
+            .map(|i| ((i * 91 % 777) as f32 - 388.0) / 100.0)
+            .collect();
+        let grad: Vec<f32> = (0..n)
+            .map(|i| ((i * 13 % 311) as f32 - 155.0) / 70.0)
+            .collect();
         let mut out = vec![0.0; n];
         swiglu_forward(&gate, &up, &mut out);
         let (mut dg, mut du) = (gate.clone(), up.clone());

@@ -33,8 +33,15 @@ fn check(heads: usize, kv_heads: usize, seq: usize, head_dim: usize, blocked: Te
     let q = random([batch, heads, seq, head_dim]);
     let k = random([batch, kv_heads, seq, head_dim]);
     let v = random([batch, kv_heads, seq, head_dim]);
-    let w = Tensor::<4>::random([batch, seq, heads, head_dim], Distribution::Default, &device());
-    assert!(super::flex::runs_on_flex(&q), "the fused kernel must be the one under test");
+    let w = Tensor::<4>::random(
+        [batch, seq, heads, head_dim],
+        Distribution::Default,
+        &device(),
+    );
+    assert!(
+        super::flex::runs_on_flex(&q),
+        "the fused kernel must be the one under test"
+    );
     let run = |fused: bool| {
         let (q, k, v) = (q.clone(), k.clone(), v.clone());
         let out = if fused {
@@ -74,7 +81,9 @@ fn causal_with_right_and_left_padding_matches_reference() {
 #[test]
 fn packed_samples_match_reference() {
     let seq = 96;
-    let positions: Vec<i64> = (0..seq as i64).map(|i| if i < 40 { i } else { i - 40 }).collect();
+    let positions: Vec<i64> = (0..seq as i64)
+        .map(|i| if i < 40 { i } else { i - 40 })
+        .collect();
     check(4, 1, seq, 8, mask(&[(vec![1; seq], positions)], seq));
 }
 
@@ -97,7 +106,13 @@ fn inference_without_autodiff_matches_reference() {
     let q = Tensor::<4>::random([2, 4, 33, 8], Distribution::Default, &device);
     let k = Tensor::<4>::random([2, 2, 33, 8], Distribution::Default, &device);
     let v = Tensor::<4>::random([2, 2, 33, 8], Distribution::Default, &device);
-    let m = mask(&[(vec![1; 33], (0..33).collect()), (vec![1; 33], (0..33).collect())], 33);
+    let m = mask(
+        &[
+            (vec![1; 33], (0..33).collect()),
+            (vec![1; 33], (0..33).collect()),
+        ],
+        33,
+    );
     let m = Tensor::<4, Bool>::from_data(m.into_data(), &device);
     let fused = attention(q.clone(), k.clone(), v.clone(), &m);
     let reference = composed::grouped_query_attention(q, k, v, &m).swap_dims(1, 2);
@@ -131,7 +146,8 @@ fn rms_norm_matches_reference_values_and_gradients() {
 fn rope_matches_reference_values_and_gradients() {
     let (batch, heads, seq, d) = (2, 3, 21, 16);
     let x = random([batch, heads, seq, d]);
-    let angles = Tensor::<4>::random([batch, 1, seq, d / 2], Distribution::Default, &device()) * 6.0;
+    let angles =
+        Tensor::<4>::random([batch, 1, seq, d / 2], Distribution::Default, &device()) * 6.0;
     let angles = Tensor::cat(vec![angles.clone(), angles], 3);
     let (cos, sin) = (angles.clone().cos(), angles.sin());
     let w = Tensor::<4>::random([batch, heads, seq, d], Distribution::Default, &device());
@@ -142,7 +158,10 @@ fn rope_matches_reference_values_and_gradients() {
             composed::rope(x.clone(), &cos, &sin)
         };
         let grads = (out.clone() * w.clone()).sum().backward();
-        (out.inner(), Tensor::<4>::from_inner(x.grad(&grads).unwrap()))
+        (
+            out.inner(),
+            Tensor::<4>::from_inner(x.grad(&grads).unwrap()),
+        )
     };
     let (fused, reference) = (run(true), run(false));
     assert!(max_abs_diff(fused.0, reference.0) < 1e-5);
@@ -182,7 +201,9 @@ fn label_log_probs_and_stats_match_reference() {
     let (batch, seq, vocab) = (3, 9, 37); // vocab not a multiple of the SIMD lanes
     let logits = random([batch, seq, vocab]) * 3.0;
     let logits = logits.detach().require_grad();
-    let labels: Vec<i64> = (0..batch * (seq - 1)).map(|i| ((i * 7) % vocab) as i64).collect();
+    let labels: Vec<i64> = (0..batch * (seq - 1))
+        .map(|i| ((i * 7) % vocab) as i64)
+        .collect();
     let labels = Tensor::<2, Int>::from_data(TensorData::new(labels, [batch, seq - 1]), &device());
     let w = Tensor::<2>::random([batch, seq - 1], Distribution::Default, &device());
     let run = |fused: bool| {
@@ -200,7 +221,10 @@ fn label_log_probs_and_stats_match_reference() {
     assert!(max_abs_diff(fused.0, reference.0) < 1e-5, "log-probs");
     assert!(max_abs_diff(fused.1, reference.1) < 1e-5, "gradient");
     let (a, b) = (fused.2, reference.2);
-    assert!(max_abs_diff(a.entropy.inner(), b.entropy.inner()) < 1e-5, "entropy");
+    assert!(
+        max_abs_diff(a.entropy.inner(), b.entropy.inner()) < 1e-5,
+        "entropy"
+    );
     assert!(max_abs_diff(a.log_sum_sq_probs.inner(), b.log_sum_sq_probs.inner()) < 1e-5);
     assert!(max_abs_diff(a.mean_logits.inner(), b.mean_logits.inner()) < 1e-5);
     assert_eq!(a.argmax.into_data(), b.argmax.into_data());
