@@ -31,6 +31,12 @@ mod tests;
 
 use burn::tensor::{Bool, Int, Tensor};
 
+/// Whether every tensor is f32: the fused kernels take f32 only (others run composed).
+#[cfg(feature = "flex")]
+fn all_f32<const D: usize>(tensors: &[&Tensor<D>]) -> bool {
+    tensors.iter().all(|t| t.dtype() == burn::tensor::DType::F32)
+}
+
 /// Masked softmax attention with grouped key/value heads, after RoPE:
 /// `q` `[batch, heads, seq, head_dim]`, `k`/`v` `[batch, kv_heads, seq, head_dim]`, `blocked`
 /// `[batch, 1, seq, seq]` (`true` = masked) -> `[batch, seq, heads, head_dim]` (heads next to
@@ -40,7 +46,7 @@ use burn::tensor::{Bool, Int, Tensor};
 /// `repeat_kv`); on flex a fused kernel that never stores the score matrix.
 pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, blocked: &Tensor<4, Bool>) -> Tensor<4> {
     #[cfg(feature = "flex")]
-    if flex::runs_on_flex(&q) && blocked.dims()[1] == 1 {
+    if flex::runs_on_flex(&q) && all_f32(&[&k, &v]) && blocked.dims()[1] == 1 {
         return flex::attention(q, k, v, blocked.clone());
     }
     composed::grouped_query_attention(q, k, v, blocked).swap_dims(1, 2)
@@ -52,7 +58,7 @@ pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, blocked: &Tensor<4, B
 /// recomputes the projections).
 pub fn swiglu_mlp(x: Tensor<3>, gate: Tensor<2>, up: Tensor<2>, down: Tensor<2>) -> Tensor<3> {
     #[cfg(feature = "flex")]
-    if flex::runs_on_flex(&x) {
+    if flex::runs_on_flex(&x) && all_f32(&[&gate, &up, &down]) {
         return flex::mlp(x, gate, up, down);
     }
     composed::swiglu_mlp(x, gate, up, down)
@@ -62,7 +68,7 @@ pub fn swiglu_mlp(x: Tensor<3>, gate: Tensor<2>, up: Tensor<2>, down: Tensor<2>)
 /// burn's `RmsNorm` and transformers' `*RMSNorm` compute it in f32; fused on flex.
 pub fn rms_norm<const D: usize>(x: Tensor<D>, weight: Tensor<1>, eps: f64) -> Tensor<D> {
     #[cfg(feature = "flex")]
-    if flex::runs_on_flex(&x) {
+    if flex::runs_on_flex(&x) && weight.dtype() == burn::tensor::DType::F32 {
         return flex::rms_norm(x, weight, eps);
     }
     composed::rms_norm(x, weight, eps)
@@ -72,7 +78,7 @@ pub fn rms_norm<const D: usize>(x: Tensor<D>, weight: Tensor<1>, eps: f64) -> Te
 /// `[batch, 1, seq, head_dim]`: `x * cos + rotate_half(x) * sin`; fused on flex.
 pub fn rope(x: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4> {
     #[cfg(feature = "flex")]
-    if flex::runs_on_flex(&x) && cos.dims()[1] == 1 {
+    if flex::runs_on_flex(&x) && all_f32(&[cos, sin]) && cos.dims()[1] == 1 {
         return flex::rope(x, cos.clone(), sin.clone());
     }
     composed::rope(x, cos, sin)
