@@ -50,6 +50,12 @@ pub enum DpoLossType {
 }
 
 impl DpoLossType {
+    /// SimPO and ORPO: TRL runs them in CPOTrainer / ORPOTrainer, which log length-averaged
+    /// log-probs and rewards without a reference model.
+    pub fn is_reference_free_objective(self) -> bool {
+        matches!(self, DpoLossType::Simpo | DpoLossType::Orpo)
+    }
+
     /// Whether the variant reads reference log-probs (if none does, no reference model runs).
     pub fn needs_reference(self) -> bool {
         !matches!(
@@ -174,13 +180,48 @@ pub fn pair_loss(kind: DpoLossType, x: &PairLogps, p: &LossParams) -> Tensor<1> 
             smoothed((margin - p.simpo_gamma / beta) * beta)
         }
         DpoLossType::Orpo => {
-            let avg_chosen = x.chosen.clone() / x.chosen_tokens.clone();
-            let avg_rejected = x.rejected.clone() / x.rejected_tokens.clone();
-            // log odds(y) = log p - log(1 - p), with p the per-token average probability
-            let log_odds = (avg_chosen.clone() - avg_rejected.clone())
-                - (log1m_exp(avg_chosen) - log1m_exp(avg_rejected));
-            x.chosen_full_nll.clone().expand([x.chosen.dims()[0]]) - log_sigmoid(log_odds) * beta
+            x.chosen_full_nll.clone().expand([x.chosen.dims()[0]])
+                - log_sigmoid(orpo_log_odds(x)) * beta
         }
+    }
+}
+
+/// ORPO's log odds ratio of each pair, `[batch]`: `log odds(chosen) - log odds(rejected)` with
+/// `log odds(y) = log p - log(1 - p)` and `p` the per-token average probability (TRL's
+/// `log_odds_chosen` metric; ORPO's loss is `nll - β log σ(·)` of it).
+pub fn orpo_log_odds(x: &PairLogps) -> Tensor<1> {
+    let avg_chosen = x.chosen.clone() / x.chosen_tokens.clone();
+    let avg_rejected = x.rejected.clone() / x.rejected_tokens.clone();
+    (avg_chosen.clone() - avg_rejected.clone()) - (log1m_exp(avg_chosen) - log1m_exp(avg_rejected))
+}
+
+/// What a step logs per pair as `rewards/*` and `logps/*`.
+pub struct LoggedRewards {
+    pub chosen: Tensor<1>,
+    pub rejected: Tensor<1>,
+    pub chosen_logps: Tensor<1>,
+    pub rejected_logps: Tensor<1>,
+}
+
+/// DPOTrainer's `β (log p - log p_ref)` on summed log-probs; or, when every configured loss is
+/// reference-free (`reference_free`: SimPO, ORPO), what TRL's CPOTrainer / ORPOTrainer log:
+/// the log-probs averaged over each completion's tokens and `β` times that average as reward.
+pub fn logged_rewards(x: &PairLogps, beta: f64, reference_free: bool) -> LoggedRewards {
+    if reference_free {
+        let chosen = x.chosen.clone() / x.chosen_tokens.clone();
+        let rejected = x.rejected.clone() / x.rejected_tokens.clone();
+        return LoggedRewards {
+            chosen: chosen.clone() * beta,
+            rejected: rejected.clone() * beta,
+            chosen_logps: chosen,
+            rejected_logps: rejected,
+        };
+    }
+    LoggedRewards {
+        chosen: (x.chosen.clone() - x.ref_chosen.clone()) * beta,
+        rejected: (x.rejected.clone() - x.ref_rejected.clone()) * beta,
+        chosen_logps: x.chosen.clone(),
+        rejected_logps: x.rejected.clone(),
     }
 }
 

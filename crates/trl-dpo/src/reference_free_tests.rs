@@ -10,7 +10,9 @@ use burn::tensor::{Device, Tensor, TensorData};
 use serde_json::Value;
 use trl_core::parity::repo_root;
 
-use crate::loss::{DpoLossType, FDivergence, LossParams, PairLogps, pair_loss};
+use crate::loss::{
+    DpoLossType, FDivergence, LossParams, PairLogps, logged_rewards, orpo_log_odds, pair_loss,
+};
 
 /// Identical inputs: only float32 rounding separates us from TRL.
 const RTOL: f64 = 1e-5;
@@ -306,4 +308,57 @@ fn reference_free_orpo_reads_the_full_sequence_nll() {
             case["loss"].as_f64().unwrap(),
         );
     }
+}
+
+/// What a SimPO or ORPO run logs: TRL's CPOTrainer and ORPOTrainer report `β` times the
+/// length-averaged log-probs as rewards, the averages as `logps/*`, and (ORPO) the log odds.
+#[test]
+fn reference_free_logged_rewards_are_trls_averages() {
+    let f = load();
+    let device = Device::default();
+    let x = f.pair_logps(0.0, 0.0, &device);
+    for case in f.json["simpo_cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(f.json["orpo_cases"].as_array().unwrap())
+    {
+        let name = case["name"].as_str().unwrap();
+        let beta = case["beta"].as_f64().unwrap();
+        let logged = logged_rewards(&x, beta, true);
+        let chosen_avg = floats(&case["chosen_avg_logps"]);
+        let rejected_avg = floats(&case["rejected_avg_logps"]);
+        let scaled = |v: &[f64]| v.iter().map(|l| l * beta).collect::<Vec<f64>>();
+        assert_all_close(
+            &format!("{name} logps/chosen"),
+            &host(logged.chosen_logps),
+            &chosen_avg,
+        );
+        assert_all_close(
+            &format!("{name} logps/rejected"),
+            &host(logged.rejected_logps),
+            &rejected_avg,
+        );
+        assert_all_close(
+            &format!("{name} rewards/chosen"),
+            &host(logged.chosen),
+            &scaled(&chosen_avg),
+        );
+        assert_all_close(
+            &format!("{name} rewards/rejected"),
+            &host(logged.rejected),
+            &scaled(&rejected_avg),
+        );
+    }
+    let orpo = &f.json["orpo_cases"][0];
+    assert_all_close(
+        "log_odds_chosen",
+        &host(orpo_log_odds(&x)),
+        &floats(&orpo["log_odds"]),
+    );
+    // DPO variants keep DPOTrainer's β (sum - reference sum)
+    let dpo = logged_rewards(&x, 0.1, false);
+    let sums = f.masked_sums(&f.shift_completion_mask);
+    let want: Vec<f64> = sums[..f.pairs].iter().map(|s| s * 0.1).collect();
+    assert_all_close("dpo rewards/chosen", &host(dpo.chosen), &want);
 }

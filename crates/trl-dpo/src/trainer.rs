@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::sync::Mutex;
 
+use burn::tensor::activation::log_sigmoid;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use trl_core::logprobs::{LabelLogProbs, label_log_probs};
 use trl_core::model::{CausalLm, load_causal_lm, save_causal_lm};
@@ -16,7 +17,9 @@ use crate::config::DpoConfig;
 use trl_core::completions::{PaddingOptions, flatten_padding};
 
 use crate::data::{DpoExample, PairBatch, collate};
-use crate::loss::{DpoLossType, PairLogps, ld_token_weights, pair_loss, wpo_weights};
+use crate::loss::{
+    DpoLossType, PairLogps, ld_token_weights, logged_rewards, orpo_log_odds, pair_loss, wpo_weights,
+};
 
 /// DPO and its variants on a causal LM.
 pub struct DpoMethod {
@@ -288,11 +291,13 @@ impl Method for DpoMethod {
                 .try_to_vec::<f32>()
                 .unwrap_or_default()
         };
-        let beta = self.config.beta;
-        let chosen_rewards: Vec<f32> =
-            host((inputs.chosen.clone() - inputs.ref_chosen.clone()) * beta);
-        let rejected_rewards: Vec<f32> =
-            host((inputs.rejected.clone() - inputs.ref_rejected.clone()) * beta);
+        let reference_free = self
+            .losses
+            .iter()
+            .all(|(kind, _)| kind.is_reference_free_objective());
+        let logged = logged_rewards(&inputs, self.config.beta, reference_free);
+        let chosen_rewards: Vec<f32> = host(logged.chosen);
+        let rejected_rewards: Vec<f32> = host(logged.rejected);
         let (chosen_rows, rejected_rows): (Vec<usize>, Vec<usize>) =
             ((0..pairs).collect(), (pairs..2 * pairs).collect());
         let (chosen_logits, chosen_n) = label_logps.mean_logits_sum_rows(&chosen_rows);
@@ -332,8 +337,24 @@ impl Method for DpoMethod {
             .map(|(c, r)| c - r)
             .collect();
         metrics.push("rewards/margins", mean(&margins));
-        metrics.push("logps/chosen", mean(&host(inputs.chosen.clone())));
-        metrics.push("logps/rejected", mean(&host(inputs.rejected.clone())));
+        metrics.push("logps/chosen", mean(&host(logged.chosen_logps)));
+        metrics.push("logps/rejected", mean(&host(logged.rejected_logps)));
+        if reference_free {
+            // CPOTrainer's `nll_loss` is the chosen completions' NLL, ORPOTrainer's covers the
+            // prompt too; ORPOTrainer adds its odds-ratio terms.
+            let orpo = self.losses.iter().any(|(k, _)| *k == DpoLossType::Orpo);
+            let nll = if orpo {
+                &inputs.chosen_full_nll
+            } else {
+                &inputs.sft_nll
+            };
+            metrics.push("nll_loss", mean(&host(nll.clone())));
+            if orpo {
+                let log_odds = orpo_log_odds(&inputs);
+                metrics.push("log_odds_ratio", mean(&host(log_sigmoid(log_odds.clone()))));
+                metrics.push("log_odds_chosen", mean(&host(log_odds)));
+            }
+        }
         Ok((loss.reshape([1]), metrics))
     }
 
