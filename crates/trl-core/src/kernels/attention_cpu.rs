@@ -81,6 +81,22 @@ fn tile_columns(rows: &[VisibleRange], seq: usize) -> (usize, usize) {
     (start, end)
 }
 
+/// The output buffer shared by the forward's tasks, each writing only its own heads' columns.
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32);
+
+// SAFETY: tasks write disjoint elements (their own heads' columns of each row) and the buffer
+// outlives the parallel loop that uses it.
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    /// Pointer to element `offset`.
+    fn at(self, offset: usize) -> *mut f32 {
+        self.0.wrapping_add(offset)
+    }
+}
+
 /// The tiles of one head: query rows `[i0, i0 + rows)` and the key columns they need.
 fn tiles(ranges: &[VisibleRange], seq: usize) -> impl Iterator<Item = Tile> + '_ {
     (0..seq).step_by(TILE_ROWS).map(move |i0| {
@@ -274,7 +290,7 @@ simd_targets! {
 
 /// Forward: writes `out` `[batch, seq, heads, head_dim]` (the layout the output projection
 /// reads, so no transpose is stored) and the log-sum-exp of every row `lse`
-/// `[batch, heads, seq]`. One parallel task per sequence.
+/// `[batch, heads, seq]`. One parallel task per (sequence, key/value head).
 pub fn attention_forward(
     shape: AttentionShape,
     q: &[f32],
@@ -298,21 +314,24 @@ pub fn attention_forward(
     assert_eq!(blocked.len(), shape.batch * seq * seq);
     let ranges = visible_ranges(&shape, blocked);
     let row_stride = heads * d;
-    out.par_chunks_mut(heads * head_len)
-        .zip(lse.par_chunks_mut(heads * seq))
+    let out_base = SharedOut(out.as_mut_ptr());
+    // one task per (sequence, kv head): its query heads' lse rows are contiguous, their output
+    // columns interleave with other tasks' in each row and are written through `out_base`
+    lse.par_chunks_mut(group * seq)
         .enumerate()
-        .for_each(|(b, (out_seq, lse_seq))| {
+        .for_each(|(task, lse_group)| {
+            let b = task / kv_heads;
             let rows_of = &ranges[b * seq..][..seq];
             let mask_of = &blocked[b * seq * seq..][..seq * seq];
+            let kv = &k[task * head_len..][..head_len];
+            let vv = &v[task * head_len..][..head_len];
             let mut scores = vec![0.0f32; TILE_ROWS * seq];
-            for h in 0..heads {
-                let kv_index = b * kv_heads + h / group;
-                let kv = &k[kv_index * head_len..][..head_len];
-                let vv = &v[kv_index * head_len..][..head_len];
+            for member in 0..group {
+                let h = task % kv_heads * group + member;
                 let q_head = &q[(b * heads + h) * head_len..][..head_len];
-                // rows of head h: out_head[i * row_stride..][..d]
-                let out_head = &mut out_seq[h * d..];
-                let lse_head = &mut lse_seq[h * seq..][..seq];
+                // first element of head h's rows in out; row i at `i * row_stride`
+                let out_head = out_base.at(b * heads * head_len + h * d);
+                let lse_head = &mut lse_group[member * seq..][..seq];
                 for tile in tiles(rows_of, seq) {
                     let Tile {
                         i0,
@@ -326,7 +345,7 @@ pub fn attention_forward(
                     // out[i0 + r] = p[r] @ v[c0..c1]   [rows, d]
                     small_gemm(
                         (rows, d, width),
-                        out_head[i0 * row_stride..].as_mut_ptr(),
+                        out_head.wrapping_add(i0 * row_stride),
                         (row_stride, 1),
                         false,
                         scores.as_ptr(),
@@ -375,26 +394,26 @@ pub fn attention_backward(
     let row_stride = heads * d;
     dk.fill(0.0);
     dv.fill(0.0);
-    dq.par_chunks_mut(heads * head_len)
-        .zip(dk.par_chunks_mut(kv_heads * head_len))
-        .zip(dv.par_chunks_mut(kv_heads * head_len))
+    // one task per (sequence, kv head): it owns its query heads' dq and its dk, dv
+    dq.par_chunks_mut(group * head_len)
+        .zip(dk.par_chunks_mut(head_len))
+        .zip(dv.par_chunks_mut(head_len))
         .enumerate()
-        .for_each(|(b, ((dq_seq, dk_seq), dv_seq))| {
+        .for_each(|(task, ((dq_group, dk_head), dv_head))| {
+            let b = task / kv_heads;
             let rows_of = &ranges[b * seq..][..seq];
             let mask_of = &x.blocked[b * seq * seq..][..seq * seq];
             let out_seq = &x.out[b * heads * head_len..][..heads * head_len];
             let go_seq = &x.grad_out[b * heads * head_len..][..heads * head_len];
+            let kv = &x.k[task * head_len..][..head_len];
+            let vv = &x.v[task * head_len..][..head_len];
             let mut probs = vec![0.0f32; TILE_ROWS * seq];
             let mut grads = vec![0.0f32; TILE_ROWS * seq];
-            for h in 0..heads {
-                let g = h / group;
-                let kv = &x.k[(b * kv_heads + g) * head_len..][..head_len];
-                let vv = &x.v[(b * kv_heads + g) * head_len..][..head_len];
-                let dk_head = &mut dk_seq[g * head_len..][..head_len];
-                let dv_head = &mut dv_seq[g * head_len..][..head_len];
+            for member in 0..group {
+                let h = task % kv_heads * group + member;
                 let q_head = &x.q[(b * heads + h) * head_len..][..head_len];
                 let lse_head = &x.lse[(b * heads + h) * seq..][..seq];
-                let dq_head = &mut dq_seq[h * head_len..][..head_len];
+                let dq_head = &mut dq_group[member * head_len..][..head_len];
                 // rows of head h: [i * row_stride..][..d]
                 let (out_head, go_head) = (&out_seq[h * d..], &go_seq[h * d..]);
                 for tile in tiles(rows_of, seq) {
