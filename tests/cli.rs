@@ -289,7 +289,7 @@ fn dpo_with_precomputed_reference_reuses_the_cache() {
     let second = run("b");
     assert!(second.status.success(), "{}", text(&second));
     assert!(
-        text(&second).contains("read from cache"),
+        text(&second).contains("reference log-probs: read from cache"),
         "{}",
         text(&second)
     );
@@ -462,31 +462,31 @@ fn ctrl_c_saves_a_checkpoint_and_exits() {
     assert!(checkpoints[0].path().join("model.safetensors").is_file());
 }
 
-#[test]
-fn sft_reads_tokenized_data_from_the_cache_on_a_second_run() {
+/// Runs `args` (with `--output_dir` appended) twice against one fresh cache: the first run
+/// tokenizes, the second reads the tokenized examples back and trains identically.
+fn assert_second_run_reads_tokenized_data_from_the_cache(args: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
     let run = |name: &str| {
         let out_dir = dir.path().join(name);
         Command::new(env!("CARGO_BIN_EXE_trl"))
-            .args(sft_args(
-                out_dir.to_str().unwrap(),
-                &["--max_steps", "2", "--save_strategy", "no"],
-            ))
+            .args(args)
+            .args(["--output_dir", out_dir.to_str().unwrap()])
             .current_dir(root())
             .env("TRL_RS_CACHE", &cache)
             .output()
             .unwrap()
     };
+    let message = "tokenized data: read from cache";
     let first = run("a");
     assert!(
-        first.status.success() && !text(&first).contains("read from cache"),
+        first.status.success() && !text(&first).contains(message),
         "{}",
         text(&first)
     );
     let second = run("b");
     assert!(
-        second.status.success() && text(&second).contains("read from cache"),
+        second.status.success() && text(&second).contains(message),
         "{}",
         text(&second)
     );
@@ -505,4 +505,47 @@ fn sft_reads_tokenized_data_from_the_cache_on_a_second_run() {
     let (a, b) = (losses("a"), losses("b"));
     assert!(!a.is_empty());
     assert_eq!(a, b, "a run from cached tokens must train identically");
+}
+
+/// Every training command's options after the data and model (`--output_dir` comes last).
+const SHORT_RUN: [&str; 8] = [
+    "--max_steps",
+    "2",
+    "--logging_steps",
+    "1",
+    "--per_device_train_batch_size",
+    "2",
+    "--save_strategy",
+    "no",
+];
+
+#[test]
+fn sft_reads_tokenized_data_from_the_cache_on_a_second_run() {
+    let mut args = vec!["sft", "--model_name_or_path", MODEL];
+    args.extend(["--dataset_name", "datasets/messages.jsonl"]);
+    args.extend(SHORT_RUN);
+    assert_second_run_reads_tokenized_data_from_the_cache(&args);
+}
+
+#[test]
+fn dpo_kto_and_reward_read_tokenized_data_from_the_cache_on_a_second_run() {
+    for (command, model, data) in [
+        ("dpo", MODEL, "datasets/preference.jsonl"),
+        ("kto", MODEL, "datasets/unpaired_preference.jsonl"),
+        (
+            "reward",
+            "fixtures/models/tiny-qwen2-rm",
+            "datasets/preference.jsonl",
+        ),
+    ] {
+        let mut args = vec![
+            command,
+            "--model_name_or_path",
+            model,
+            "--dataset_name",
+            data,
+        ];
+        args.extend(SHORT_RUN);
+        assert_second_run_reads_tokenized_data_from_the_cache(&args);
+    }
 }

@@ -11,6 +11,7 @@ use burn::tensor::Device;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use trl_core::data::token_cache::{CacheKey, cached};
 use trl_core::data::{Dataset, DatasetArgs, Method as DataMethod, load_dataset};
 use trl_core::train::args::{ReportTo, known_keys};
 use trl_core::train::{RunLogger, TrainOutcome, TrainingArguments, take_known_keys};
@@ -83,6 +84,32 @@ pub fn setup<C: Serialize + DeserializeOwned + Default>(
 }
 
 impl<C> Setup<C> {
+    /// The examples `prepare` tokenizes from this run's dataset, through the on-disk cache of
+    /// `trl_core::data::token_cache`: keyed by the data files' bytes, the tokenizer folder,
+    /// `recipe` (bump its version whenever the preparation changes what it produces) and
+    /// `options` (every setting that changes the examples, tokenizer overrides included).
+    /// Says so when the examples were read back.
+    pub fn cached_examples<T: Serialize + DeserializeOwned>(
+        &self,
+        recipe: &str,
+        options: &str,
+        prepare: impl FnOnce() -> trl_core::Result<Vec<T>>,
+    ) -> Result<Vec<T>> {
+        let key = CacheKey::new(recipe)
+            .data_files(self.dataset.files())?
+            .tokenizer_dir(&self.model_dir)?
+            .options(options);
+        let hit = key.path::<T>().is_file();
+        let examples = cached(&key, prepare)?;
+        if hit {
+            eprintln!(
+                "tokenized data: read from cache {}",
+                key.path::<T>().display()
+            );
+        }
+        Ok(examples)
+    }
+
     /// The training device (with autodiff).
     pub fn device(&self) -> Result<Device> {
         Ok(parse_device(&self.device_spec)?.autodiff())

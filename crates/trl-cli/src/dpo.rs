@@ -34,13 +34,19 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
     let dpo = run.config.clone();
     dpo.weighted_losses().map_err(anyhow::Error::msg)?;
     let tokenizer = Tokenizer::from_dir(&run.model_dir)?;
-    let mut examples = prepare_examples(
-        run.dataset.rows(),
-        &tokenizer,
-        dpo.max_length,
-        dpo.truncation_mode,
-    )
-    .map_err(|(row, message)| anyhow::anyhow!("{}: {message}", run.dataset.origin(row)))?;
+    // Tokenized pairs are cached on disk (see `Setup::cached_examples`).
+    let options = serde_json::to_string(&(dpo.max_length, dpo.truncation_mode))?;
+    let mut examples = run.cached_examples("dpo-prepare-v1", &options, || {
+        prepare_examples(
+            run.dataset.rows(),
+            &tokenizer,
+            dpo.max_length,
+            dpo.truncation_mode,
+        )
+        .map_err(|(row, message)| trl_core::Error::Data {
+            message: format!("{}: {message}", run.dataset.origin(row)),
+        })
+    })?;
     if examples.is_empty() {
         bail!(
             "every row's prompt fills max_length {:?}; nothing to train on",

@@ -50,8 +50,15 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
     }
     let tokenizer = Tokenizer::from_dir(&run.model_dir)?;
     let kl_block = kto.loss_type.uses_kl().then_some(batch);
-    let mut examples = prepare_examples(run.dataset.rows(), &tokenizer, kto.max_length, kl_block)
-        .map_err(|(row, message)| anyhow::anyhow!("row {}: {message}", row + 1))?;
+    // Tokenized examples are cached on disk (see `Setup::cached_examples`).
+    let options = serde_json::to_string(&(kto.max_length, kl_block))?;
+    let mut examples = run.cached_examples("kto-prepare-v1", &options, || {
+        prepare_examples(run.dataset.rows(), &tokenizer, kto.max_length, kl_block).map_err(
+            |(row, message)| trl_core::Error::Data {
+                message: format!("row {}: {message}", row + 1),
+            },
+        )
+    })?;
     if examples.is_empty() {
         bail!(
             "every row's prompt fills max_length {:?}; nothing to train on",

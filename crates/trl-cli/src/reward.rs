@@ -43,14 +43,24 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
         tokenizer.set_eos_token(eos)?;
     }
     let pad_token_id = resolve_pad_token(&mut tokenizer, config.pad_token.as_deref())?;
-    let examples = prepare_examples(run.dataset.rows(), &tokenizer, config.max_length).map_err(
-        |e| match e {
-            RewardError::Row { row, message } => {
-                anyhow::anyhow!("{}: {message}", run.dataset.origin(row))
-            }
-            other => other.into(),
-        },
-    )?;
+    // Tokenized pairs are cached on disk (see `Setup::cached_examples`), keyed by every
+    // setting that changes them: the chat template's text included.
+    let template = match &config.chat_template_path {
+        Some(path) => std::fs::read_to_string(path).unwrap_or_default(),
+        None => String::new(),
+    };
+    let options = serde_json::to_string(&(config.max_length, &config.eos_token, template))?;
+    let examples = run.cached_examples("reward-prepare-v1", &options, || {
+        prepare_examples(run.dataset.rows(), &tokenizer, config.max_length).map_err(|e| match e {
+            RewardError::Row { row, message } => trl_core::Error::Data {
+                message: format!("{}: {message}", run.dataset.origin(row)),
+            },
+            RewardError::Model(e) => e,
+            other => trl_core::Error::Data {
+                message: other.to_string(),
+            },
+        })
+    })?;
     let dropped = run.dataset.len() - examples.len();
     let max_length = config
         .max_length

@@ -6,7 +6,6 @@ use std::sync::atomic::AtomicBool;
 use anyhow::{Result, bail};
 use serde_json::Value;
 use trl_core::data::Method as DataMethod;
-use trl_core::data::token_cache::{CacheKey, cached};
 use trl_core::model::load_causal_lm;
 use trl_core::tokenizer::Tokenizer;
 use trl_core::train::train;
@@ -49,23 +48,12 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
         Some(path) => std::fs::read_to_string(path).unwrap_or_default(),
         None => String::new(),
     };
-    // Bump the recipe name whenever `prepare_examples` changes what it produces.
-    let key = CacheKey::new("sft-prepare-v1")
-        .data_files(run.dataset.files())?
-        .tokenizer_dir(&run.model_dir)?
-        .options(&format!("{}|{template}", serde_json::to_string(sft)?));
-    let hit = key.path::<SftExample>().is_file();
-    let examples: Vec<SftExample> = cached(&key, || {
+    let options = format!("{}|{template}", serde_json::to_string(sft)?);
+    let examples: Vec<SftExample> = run.cached_examples("sft-prepare-v1", &options, || {
         prepare_examples(run.dataset.rows(), &tokenizer, sft).map_err(|e| trl_core::Error::Data {
             message: format!("{}: {}", run.dataset.origin(e.row), e.message),
         })
     })?;
-    if hit {
-        eprintln!(
-            "tokenized data: read from cache {}",
-            key.path::<SftExample>().display()
-        );
-    }
     if examples.is_empty() {
         bail!(
             "no row has a token to train on after truncation to max_length {:?}",

@@ -14,7 +14,7 @@ use trl_core::data::{is_conversation, maybe_extract_prompt};
 use trl_core::tokenizer::{RenderOptions, Tokenizer};
 
 /// One tokenized preference pair.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DpoExample {
     pub prompt_ids: Vec<u32>,
     pub chosen_ids: Vec<u32>,

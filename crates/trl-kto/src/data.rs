@@ -11,7 +11,7 @@ use trl_core::data::{is_conversation, maybe_extract_prompt, unpair_preference};
 use trl_core::tokenizer::{RenderOptions, Tokenizer};
 
 /// One tokenized KTO example.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct KtoExample {
     pub prompt_ids: Vec<u32>,
     pub completion_ids: Vec<u32>,

@@ -19,7 +19,7 @@ use trl_core::tokenizer::{RenderOptions, Tokenizer};
 use crate::Error;
 
 /// One tokenized preference pair.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RewardExample {
     /// `prompt + chosen`.
     pub chosen_ids: Vec<u32>,

@@ -34,7 +34,9 @@ use burn::tensor::{Bool, Int, Tensor};
 /// Whether every tensor is f32: the fused kernels take f32 only (others run composed).
 #[cfg(feature = "flex")]
 fn all_f32<const D: usize>(tensors: &[&Tensor<D>]) -> bool {
-    tensors.iter().all(|t| t.dtype() == burn::tensor::DType::F32)
+    tensors
+        .iter()
+        .all(|t| t.dtype() == burn::tensor::DType::F32)
 }
 
 /// Masked softmax attention with grouped key/value heads, after RoPE:
