@@ -291,10 +291,11 @@ impl Method for DpoMethod {
                 .try_to_vec::<f32>()
                 .unwrap_or_default()
         };
-        let reference_free = self
-            .losses
-            .iter()
-            .all(|(kind, _)| kind.is_reference_free_objective());
+        // SimPO/ORPO runs (optionally with `sft`, CPOTrainer's cpo_alpha term) log like TRL's
+        // CPOTrainer/ORPOTrainer; anything with a DPO loss logs like DPOTrainer.
+        let kinds = || self.losses.iter().map(|(kind, _)| *kind);
+        let reference_free = kinds().any(DpoLossType::is_reference_free_objective)
+            && kinds().all(|k| k.is_reference_free_objective() || k == DpoLossType::Sft);
         let logged = logged_rewards(&inputs, self.config.beta, reference_free);
         let chosen_rewards: Vec<f32> = host(logged.chosen);
         let rejected_rewards: Vec<f32> = host(logged.rejected);

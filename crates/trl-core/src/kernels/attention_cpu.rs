@@ -4,7 +4,7 @@
 //! Hand-written (not composed from burn ops) because attention built from separate matmul,
 //! mask, softmax and GQA-copy ops was 44% of a training step on flex: each op walks the full
 //! score matrix in memory and autodiff keeps four of them per layer. Here one task per
-//! sequence walks its query heads in tiles of [`TILE_ROWS`] rows, keeps one
+//! (sequence, key/value head) walks its query heads in tiles of [`TILE_ROWS`] rows, keeps one
 //! tile of scores in cache, multiplies through the `gemm` crate and skips key columns that no
 //! row of the tile can see (the upper triangle of a causal mask, other packed samples). The
 //! backward recomputes the probabilities from the saved log-sum-exp of every row, like
@@ -93,7 +93,8 @@ unsafe impl Sync for SharedOut {}
 impl SharedOut {
     /// Pointer to element `offset`.
     fn at(self, offset: usize) -> *mut f32 {
-        self.0.wrapping_add(offset)
+        // SAFETY: callers pass offsets inside the buffer (checked by the length asserts).
+        unsafe { self.0.add(offset) }
     }
 }
 
@@ -307,6 +308,10 @@ pub fn attention_forward(
         kv_heads,
         ..
     } = shape;
+    assert!(
+        kv_heads > 0 && heads % kv_heads == 0,
+        "query heads must be a multiple of kv heads"
+    );
     let (group, head_len, scale) = (shape.group(), shape.head_len(), shape.scale());
     assert_eq!(q.len(), shape.batch * heads * head_len);
     assert!(k.len() == shape.batch * kv_heads * head_len && v.len() == k.len());

@@ -2,7 +2,7 @@
 //! hand-written kernel, and the reference the kernels are tested against.
 
 use burn::tensor::activation::{log_softmax, silu, softmax};
-use burn::tensor::{Bool, Int, Tensor};
+use burn::tensor::{Bool, DType, Int, Tensor};
 
 use super::TokenStats;
 
@@ -51,8 +51,9 @@ pub fn swiglu_mlp(x: Tensor<3>, gate: Tensor<2>, up: Tensor<2>, down: Tensor<2>)
 
 /// `x / sqrt(mean(x²) + eps) * weight` over the last axis (burn's `RmsNorm::forward`).
 pub fn rms_norm<const D: usize>(x: Tensor<D>, weight: Tensor<1>, eps: f64) -> Tensor<D> {
-    let rms = (x.clone().square().mean_dim(D - 1) + eps).sqrt();
-    (x / rms) * weight.unsqueeze()
+    let dtype = x.dtype();
+    let rms = (x.clone().cast(DType::F32).square().mean_dim(D - 1) + eps).sqrt();
+    (x / rms.cast(dtype)) * weight.unsqueeze()
 }
 
 /// `x * cos + rotate_half(x) * sin`, `rotate_half([a, b]) = [-b, a]` over the last axis.

@@ -7,15 +7,16 @@
 //! the tests against `f64::exp`), about one f32 ulp.
 
 /// `exp(x)` by range reduction `x = n ln2 + r`, |r| <= ln2/2, a degree-7 Taylor polynomial in
-/// `r` and `2^n` built in the exponent bits. Inputs below -87.3 give 0-ish (denormal-free),
-/// above 88.7 saturate at `f32::MAX`-ish; NaN stays NaN.
+/// `r` and `2^n` built in the exponent bits. Inputs are clamped to [-87.3, 88.3]: below, the
+/// result is about 1e-38 instead of 0 (no denormals); above, about 2e38 instead of infinity;
+/// NaN stays NaN. The kernels only pass arguments <= 0.
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     // ln 2 split so that `n * LN2_HI` is exact for |n| < 2^11.
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
-    let x = x.clamp(-87.3, 88.7);
+    let x = x.clamp(-87.3, 88.3);
     let n = (x * LOG2E + 0.5).floor();
     let r = x - n * LN2_HI - n * LN2_LO;
     let p = 1.0
@@ -54,7 +55,7 @@ mod tests {
     fn exp_is_within_two_ulp_of_f64() {
         let mut worst = 0.0f64;
         let mut x = -87.0f32;
-        while x < 88.0 {
+        while x < 88.3 {
             let expected = (x as f64).exp();
             let rel = ((exp(x) as f64 - expected) / expected).abs();
             worst = worst.max(rel);
@@ -62,6 +63,7 @@ mod tests {
         }
         assert!(worst < 2.5e-7, "worst relative error {worst}");
         assert_eq!(exp(0.0), 1.0);
+        assert!(exp(1000.0).is_finite());
         assert!(exp(-1000.0) < 1e-37);
         assert!(exp(f32::NAN).is_nan());
     }

@@ -23,8 +23,9 @@ use super::mlp_cpu::{MlpShape, MlpWeights, mlp_backward, mlp_forward};
 use super::rms_norm_cpu::{rms_norm_backward, rms_norm_forward};
 use super::rope_cpu;
 
-/// The fused operations trl-rs adds to burn. Model code calls them through
-/// [`super::attention`] and [`super::swiglu`], which check that the tensors live on flex.
+/// The fused operations trl-rs adds to burn. Model and loss code call them through the
+/// functions of [`super`] ([`super::attention`], [`super::swiglu_mlp`], [`super::rms_norm`],
+/// [`super::rope`], [`super::label_log_probs`]), which check that the tensors suit them.
 #[backend_extension(Autodiff, Flex)]
 pub trait TrainingKernels: Backend {
     /// q `[batch, heads, seq, head_dim]`, k/v `[batch, kv_heads, seq, head_dim]`, blocked
@@ -275,8 +276,8 @@ fn rms_norm_flex(x: &FlexTensor, weight: &FlexTensor, eps: f64) -> (FlexTensor, 
     (new_f32(out, &dims), new_f32(inv_rms, &[rows]))
 }
 
-/// Rotation on flex (`inverse` for the backward).
-fn rope_flex(x: &FlexTensor, cos: &FlexTensor, sin: &FlexTensor, inverse: bool) -> FlexTensor {
+/// Rotation on flex (`transpose` for the backward).
+fn rope_flex(x: &FlexTensor, cos: &FlexTensor, sin: &FlexTensor, transpose: bool) -> FlexTensor {
     let (x, cos, sin) = (contiguous(x), contiguous(cos), contiguous(sin));
     let dims = x.shape().dims::<4>();
     let mut out = vec![0.0f32; x.shape().num_elements()];
@@ -285,7 +286,7 @@ fn rope_flex(x: &FlexTensor, cos: &FlexTensor, sin: &FlexTensor, inverse: bool) 
         f32s(&cos),
         f32s(&sin),
         (dims[0], dims[1], dims[2], dims[3]),
-        inverse,
+        transpose,
         &mut out,
     );
     new_f32(out, &dims)
@@ -408,7 +409,7 @@ impl Backward<Flex, 2> for RmsNormBackward {
     }
 }
 
-/// Backward of the fused RoPE: the inverse rotation of the output gradient.
+/// Backward of the fused RoPE: the transposed rotation of the output gradient.
 #[derive(Debug)]
 struct RopeBackward;
 

@@ -158,13 +158,12 @@ simd_targets! {
     /// [entropy, argmax, log Σ p², mean] of one row of logits.
     fn row_stats(row: &[f32]) -> [f32; STATS] {
         let (max, sum) = max_and_sum(row);
-        let lse = max + sum.ln();
         let (mut weighted, mut squares, mut total) = ([0.0f32; LANES], [0.0f32; LANES], [0.0f32; LANES]);
         let body = row.len() / LANES * LANES;
         for chunk in row[..body].chunks_exact(LANES) {
             for l in 0..LANES {
                 let e = exp(chunk[l] - max);
-                weighted[l] += e * chunk[l];
+                weighted[l] += e * (chunk[l] - max);
                 squares[l] += e * e;
                 total[l] += chunk[l];
             }
@@ -173,7 +172,7 @@ simd_targets! {
             (weighted.iter().sum(), squares.iter().sum(), total.iter().sum());
         for &x in &row[body..] {
             let e = exp(x - max);
-            w += e * x;
+            w += e * (x - max);
             sq += e * e;
             t += x;
         }
@@ -182,7 +181,8 @@ simd_targets! {
             .enumerate()
             .fold((0usize, f32::NEG_INFINITY), |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) })
             .0;
-        // entropy = lse - Σ p x; log Σ p² = log Σ exp(2 (x - max)) - 2 log Σ exp(x - max)
-        [lse - w / sum, argmax as f32, sq.ln() - 2.0 * sum.ln(), t / row.len() as f32]
+        // entropy = lse - Σ p x = log Σ e - Σ e (x - max) / Σ e with e = exp(x - max), shifted so
+        // that large logits do not cancel; log Σ p² = log Σ e² - 2 log Σ e
+        [sum.ln() - w / sum, argmax as f32, sq.ln() - 2.0 * sum.ln(), t / row.len() as f32]
     }
 }

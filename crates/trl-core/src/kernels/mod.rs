@@ -48,7 +48,9 @@ fn all_f32<const D: usize>(tensors: &[&Tensor<D>]) -> bool {
 /// `repeat_kv`); on flex a fused kernel that never stores the score matrix.
 pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, blocked: &Tensor<4, Bool>) -> Tensor<4> {
     #[cfg(feature = "flex")]
-    if flex::runs_on_flex(&q) && all_f32(&[&k, &v]) && blocked.dims()[1] == 1 {
+    let [batch, _, seq, _] = q.dims();
+    #[cfg(feature = "flex")]
+    if flex::runs_on_flex(&q) && all_f32(&[&k, &v]) && blocked.dims() == [batch, 1, seq, seq] {
         return flex::attention(q, k, v, blocked.clone());
     }
     composed::grouped_query_attention(q, k, v, blocked).swap_dims(1, 2)
@@ -70,7 +72,7 @@ pub fn swiglu_mlp(x: Tensor<3>, gate: Tensor<2>, up: Tensor<2>, down: Tensor<2>)
 /// burn's `RmsNorm` and transformers' `*RMSNorm` compute it in f32; fused on flex.
 pub fn rms_norm<const D: usize>(x: Tensor<D>, weight: Tensor<1>, eps: f64) -> Tensor<D> {
     #[cfg(feature = "flex")]
-    if flex::runs_on_flex(&x) && weight.dtype() == burn::tensor::DType::F32 {
+    if flex::runs_on_flex(&x) && all_f32(&[&weight]) {
         return flex::rms_norm(x, weight, eps);
     }
     composed::rms_norm(x, weight, eps)
@@ -80,10 +82,18 @@ pub fn rms_norm<const D: usize>(x: Tensor<D>, weight: Tensor<1>, eps: f64) -> Te
 /// `[batch, 1, seq, head_dim]`: `x * cos + rotate_half(x) * sin`; fused on flex.
 pub fn rope(x: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4> {
     #[cfg(feature = "flex")]
-    if flex::runs_on_flex(&x) && all_f32(&[cos, sin]) && cos.dims()[1] == 1 {
+    if flex::runs_on_flex(&x) && all_f32(&[cos, sin]) && cos.dims() == tables_shape(&x) {
         return flex::rope(x, cos.clone(), sin.clone());
     }
     composed::rope(x, cos, sin)
+}
+
+/// `[batch, 1, seq, head_dim]` of `x` `[batch, heads, seq, head_dim]`: the RoPE tables the
+/// fused kernel takes (others broadcast through the composed ops).
+#[cfg(feature = "flex")]
+fn tables_shape(x: &Tensor<4>) -> [usize; 4] {
+    let [batch, _, seq, head_dim] = x.dims();
+    [batch, 1, seq, head_dim]
 }
 
 /// Statistics of the next-token distribution at every predicting position, `[batch, seq - 1]`
@@ -102,11 +112,17 @@ pub struct TokenStats {
 
 /// Log-probs `[batch, seq - 1]` of `labels` `[batch, seq - 1]` (inside the vocabulary) under
 /// `logits` `[batch, seq, vocab]` shifted by one (position `t` predicts `labels[:, t]`), and
-/// the [`TokenStats`] of those positions. On flex one fused pass per position that keeps only
-/// the logits and a log-sum-exp for the backward; elsewhere log-softmax and gather.
+/// the [`TokenStats`] of those positions. On flex fused passes over each position's logits
+/// that keep only the logits and a log-sum-exp for the backward; elsewhere log-softmax and
+/// gather.
 pub fn label_log_probs(logits: Tensor<3>, labels: Tensor<2, Int>) -> (Tensor<2>, TokenStats) {
     #[cfg(feature = "flex")]
-    if flex::runs_on_flex(&logits) {
+    let integer_labels = {
+        use burn::tensor::DType;
+        matches!(labels.dtype(), DType::I64 | DType::I32 | DType::U32)
+    };
+    #[cfg(feature = "flex")]
+    if flex::runs_on_flex(&logits) && integer_labels {
         let [batch, seq, _] = logits.dims();
         let stats = flex::token_stats_of(logits.clone().inner());
         let column = |i: usize| stats.clone().narrow(2, i, 1).reshape([batch, seq - 1]);

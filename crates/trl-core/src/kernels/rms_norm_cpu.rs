@@ -15,6 +15,7 @@ const ROWS_PER_TASK: usize = 64;
 /// Writes `out` `[rows, width]` and the reciprocal RMS of every row `inv_rms` `[rows]`.
 pub fn rms_norm_forward(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32], inv_rms: &mut [f32]) {
     let width = weight.len();
+    assert!(x.len() % width == 0 && out.len() == x.len() && inv_rms.len() == x.len() / width);
     out.par_chunks_mut(ROWS_PER_TASK * width)
         .zip(x.par_chunks(ROWS_PER_TASK * width))
         .zip(inv_rms.par_chunks_mut(ROWS_PER_TASK))
@@ -58,7 +59,11 @@ pub fn rms_norm_backward(
     dx: &mut [f32],
 ) -> Vec<f32> {
     let width = weight.len();
-    dx.par_chunks_mut(ROWS_PER_TASK * width)
+    assert!(x.len() % width == 0 && grad.len() == x.len() && dx.len() == x.len());
+    assert_eq!(inv_rms.len(), x.len() / width);
+    // per-task partial sums added in task order, so d_weight is the same on every run
+    let partials: Vec<Vec<f32>> = dx
+        .par_chunks_mut(ROWS_PER_TASK * width)
         .zip(x.par_chunks(ROWS_PER_TASK * width))
         .zip(grad.par_chunks(ROWS_PER_TASK * width))
         .zip(inv_rms.par_chunks(ROWS_PER_TASK))
@@ -67,13 +72,12 @@ pub fn rms_norm_backward(
             backward_rows(x, weight, inv_rms, grad, dx, &mut d_weight);
             d_weight
         })
-        .reduce(
-            || vec![0.0f32; width],
-            |mut a, b| {
-                a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
-                a
-            },
-        )
+        .collect();
+    let mut d_weight = vec![0.0f32; width];
+    for partial in partials {
+        d_weight.iter_mut().zip(partial).for_each(|(a, b)| *a += b);
+    }
+    d_weight
 }
 
 simd_targets! {
