@@ -122,17 +122,21 @@ fn tile_scores(
     (d, scale): (usize, f32),
     scores: &mut [f32],
 ) {
-    small_gemm(
-        (t.rows, t.width, d),
-        scores.as_mut_ptr(),
-        (t.seq, 1),
-        false,
-        q_head[t.i0 * d..].as_ptr(),
-        (d, 1),
-        k_head[t.c0 * d..].as_ptr(),
-        (1, d),
-        scale,
-    );
+    // SAFETY: the tile stays inside its head's [seq, d] rows (or the asserted output
+    // buffer) and the [TILE_ROWS, seq] scratch: rows <= seq - i0, width <= seq - c0.
+    unsafe {
+        small_gemm(
+            (t.rows, t.width, d),
+            scores.as_mut_ptr(),
+            (t.seq, 1),
+            false,
+            q_head[t.i0 * d..].as_ptr(),
+            (d, 1),
+            k_head[t.c0 * d..].as_ptr(),
+            (1, d),
+            scale,
+        );
+    }
 }
 
 /// Turns one row of scaled scores into probabilities in place and returns its log-sum-exp.
@@ -348,17 +352,21 @@ pub fn attention_forward(
                     tile_scores(tile, q_head, kv, (d, scale), &mut scores);
                     softmax_tile(tile, &mut scores, mask_of, rows_of, lse_head);
                     // out[i0 + r] = p[r] @ v[c0..c1]   [rows, d]
-                    small_gemm(
-                        (rows, d, width),
-                        out_head.wrapping_add(i0 * row_stride),
-                        (row_stride, 1),
-                        false,
-                        scores.as_ptr(),
-                        (seq, 1),
-                        vv[c0 * d..].as_ptr(),
-                        (d, 1),
-                        1.0,
-                    );
+                    // SAFETY: the tile stays inside its head's [seq, d] rows (or the asserted output
+                    // buffer) and the [TILE_ROWS, seq] scratch: rows <= seq - i0, width <= seq - c0.
+                    unsafe {
+                        small_gemm(
+                            (rows, d, width),
+                            out_head.wrapping_add(i0 * row_stride),
+                            (row_stride, 1),
+                            false,
+                            scores.as_ptr(),
+                            (seq, 1),
+                            vv[c0 * d..].as_ptr(),
+                            (d, 1),
+                            1.0,
+                        );
+                    }
                 }
             }
         });
@@ -432,17 +440,21 @@ pub fn attention_backward(
                     // probs: the forward's scores, then probabilities   [rows, width]
                     tile_scores(tile, q_head, kv, (d, scale), &mut probs);
                     // grads = dO @ vᵀ   [rows, width]
-                    small_gemm(
-                        (rows, width, d),
-                        grads.as_mut_ptr(),
-                        (seq, 1),
-                        false,
-                        go_head[i0 * row_stride..].as_ptr(),
-                        (row_stride, 1),
-                        vv[c0 * d..].as_ptr(),
-                        (1, d),
-                        1.0,
-                    );
+                    // SAFETY: the tile stays inside its head's [seq, d] rows (or the asserted output
+                    // buffer) and the [TILE_ROWS, seq] scratch: rows <= seq - i0, width <= seq - c0.
+                    unsafe {
+                        small_gemm(
+                            (rows, width, d),
+                            grads.as_mut_ptr(),
+                            (seq, 1),
+                            false,
+                            go_head[i0 * row_stride..].as_ptr(),
+                            (row_stride, 1),
+                            vv[c0 * d..].as_ptr(),
+                            (1, d),
+                            1.0,
+                        );
+                    }
                     let saved = RowsSaved {
                         out: out_head,
                         grad_out: go_head,
@@ -453,41 +465,53 @@ pub fn attention_backward(
                     };
                     softmax_backward_tile(tile, &mut probs, &mut grads, mask_of, rows_of, saved);
                     // dv[c0..c1] += pᵀ @ dO   [width, d]
-                    small_gemm(
-                        (width, d, rows),
-                        dv_head[c0 * d..].as_mut_ptr(),
-                        (d, 1),
-                        true,
-                        probs.as_ptr(),
-                        (1, seq),
-                        go_head[i0 * row_stride..].as_ptr(),
-                        (row_stride, 1),
-                        1.0,
-                    );
+                    // SAFETY: the tile stays inside its head's [seq, d] rows (or the asserted output
+                    // buffer) and the [TILE_ROWS, seq] scratch: rows <= seq - i0, width <= seq - c0.
+                    unsafe {
+                        small_gemm(
+                            (width, d, rows),
+                            dv_head[c0 * d..].as_mut_ptr(),
+                            (d, 1),
+                            true,
+                            probs.as_ptr(),
+                            (1, seq),
+                            go_head[i0 * row_stride..].as_ptr(),
+                            (row_stride, 1),
+                            1.0,
+                        );
+                    }
                     // dq[i0 + r] = ds[r] @ k[c0..c1]   [rows, d]
-                    small_gemm(
-                        (rows, d, width),
-                        dq_head[i0 * d..].as_mut_ptr(),
-                        (d, 1),
-                        false,
-                        grads.as_ptr(),
-                        (seq, 1),
-                        kv[c0 * d..].as_ptr(),
-                        (d, 1),
-                        1.0,
-                    );
+                    // SAFETY: the tile stays inside its head's [seq, d] rows (or the asserted output
+                    // buffer) and the [TILE_ROWS, seq] scratch: rows <= seq - i0, width <= seq - c0.
+                    unsafe {
+                        small_gemm(
+                            (rows, d, width),
+                            dq_head[i0 * d..].as_mut_ptr(),
+                            (d, 1),
+                            false,
+                            grads.as_ptr(),
+                            (seq, 1),
+                            kv[c0 * d..].as_ptr(),
+                            (d, 1),
+                            1.0,
+                        );
+                    }
                     // dk[c0..c1] += dsᵀ @ q[i0..]   [width, d]
-                    small_gemm(
-                        (width, d, rows),
-                        dk_head[c0 * d..].as_mut_ptr(),
-                        (d, 1),
-                        true,
-                        grads.as_ptr(),
-                        (1, seq),
-                        q_head[i0 * d..].as_ptr(),
-                        (d, 1),
-                        1.0,
-                    );
+                    // SAFETY: the tile stays inside its head's [seq, d] rows (or the asserted output
+                    // buffer) and the [TILE_ROWS, seq] scratch: rows <= seq - i0, width <= seq - c0.
+                    unsafe {
+                        small_gemm(
+                            (width, d, rows),
+                            dk_head[c0 * d..].as_mut_ptr(),
+                            (d, 1),
+                            true,
+                            grads.as_ptr(),
+                            (1, seq),
+                            q_head[i0 * d..].as_ptr(),
+                            (d, 1),
+                            1.0,
+                        );
+                    }
                 }
             }
         });

@@ -3,9 +3,13 @@
 /// `dst[rows x cols] = beta * lhs[rows x inner] @ rhs[inner x cols] (+ dst when accumulate)`,
 /// every matrix given by its pointer and (row, column) strides, on one thread (callers
 /// parallelise over independent products).
+///
+/// # Safety
+/// Every element the dimensions and strides reach from each pointer must be inside one live
+/// allocation, and no other thread may write the elements of `dst` meanwhile.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-pub fn small_gemm(
+pub unsafe fn small_gemm(
     dims: (usize, usize, usize),
     dst: *mut f32,
     dst_strides: (usize, usize),
@@ -26,7 +30,8 @@ pub fn small_gemm(
         rhs,
         rhs_strides,
     );
-    run(dims, operands, beta, parallelism)
+    // SAFETY: forwarded to the caller (see `# Safety`).
+    unsafe { run(dims, operands, beta, parallelism) }
 }
 
 /// A row-major `[rows, cols]` matrix in a slice.
@@ -63,12 +68,16 @@ pub fn matmul(
     assert_eq!(inner, inner_r, "inner dimensions differ");
     assert_eq!(out.len(), rows * cols);
     let operands = (out.as_mut_ptr(), (cols, 1), accumulate, lp, ls, rp, rs);
-    run(
-        (rows, cols, inner),
-        operands,
-        1.0,
-        gemm::Parallelism::Rayon(0),
-    );
+    // SAFETY: `operand` checked that each matrix fills its slice exactly and the `out` length
+    // was asserted, so every element the strides reach is in a slice we hold.
+    unsafe {
+        run(
+            (rows, cols, inner),
+            operands,
+            1.0,
+            gemm::Parallelism::Rayon(0),
+        )
+    };
 }
 
 type Operands = (
@@ -81,8 +90,10 @@ type Operands = (
     (usize, usize),
 );
 
+/// # Safety
+/// As [`small_gemm`].
 #[inline(always)]
-fn run(
+unsafe fn run(
     (rows, cols, inner): (usize, usize, usize),
     (dst, ds, accumulate, lhs, ls, rhs, rs): Operands,
     beta: f32,
@@ -91,8 +102,7 @@ fn run(
     if rows == 0 || cols == 0 {
         return;
     }
-    // SAFETY: callers pass pointers into slices that hold every element these strides reach
-    // (checked by `Matrix::operand` and the slice indexing of the attention tiles).
+    // SAFETY: the caller guarantees every element the strides reach is in bounds.
     unsafe {
         gemm::gemm(
             rows,
