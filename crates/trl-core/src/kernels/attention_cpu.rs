@@ -313,7 +313,7 @@ pub fn attention_forward(
         ..
     } = shape;
     assert!(
-        kv_heads > 0 && heads % kv_heads == 0,
+        kv_heads > 0 && heads.is_multiple_of(kv_heads),
         "query heads must be a multiple of kv heads"
     );
     let (group, head_len, scale) = (shape.group(), shape.head_len(), shape.scale());

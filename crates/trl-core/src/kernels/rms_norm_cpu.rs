@@ -15,7 +15,9 @@ const ROWS_PER_TASK: usize = 64;
 /// Writes `out` `[rows, width]` and the reciprocal RMS of every row `inv_rms` `[rows]`.
 pub fn rms_norm_forward(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32], inv_rms: &mut [f32]) {
     let width = weight.len();
-    assert!(x.len() % width == 0 && out.len() == x.len() && inv_rms.len() == x.len() / width);
+    assert!(
+        x.len().is_multiple_of(width) && out.len() == x.len() && inv_rms.len() == x.len() / width
+    );
     out.par_chunks_mut(ROWS_PER_TASK * width)
         .zip(x.par_chunks(ROWS_PER_TASK * width))
         .zip(inv_rms.par_chunks_mut(ROWS_PER_TASK))
@@ -59,7 +61,7 @@ pub fn rms_norm_backward(
     dx: &mut [f32],
 ) -> Vec<f32> {
     let width = weight.len();
-    assert!(x.len() % width == 0 && grad.len() == x.len() && dx.len() == x.len());
+    assert!(x.len().is_multiple_of(width) && grad.len() == x.len() && dx.len() == x.len());
     assert_eq!(inv_rms.len(), x.len() / width);
     // per-task partial sums added in task order, so d_weight is the same on every run
     let partials: Vec<Vec<f32>> = dx

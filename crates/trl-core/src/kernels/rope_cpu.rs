@@ -20,7 +20,10 @@ pub fn rope(
     transpose: bool,
     out: &mut [f32],
 ) {
-    assert!(head_dim % 2 == 0, "rotary embeddings need an even head_dim");
+    assert!(
+        head_dim.is_multiple_of(2),
+        "rotary embeddings need an even head_dim"
+    );
     let head_len = seq * head_dim;
     assert!(x.len() == batch * heads * head_len && out.len() == x.len());
     assert!(cos.len() == batch * head_len && sin.len() == cos.len());
