@@ -549,3 +549,43 @@ fn dpo_kto_and_reward_read_tokenized_data_from_the_cache_on_a_second_run() {
         assert_second_run_reads_tokenized_data_from_the_cache(&args);
     }
 }
+
+#[test]
+fn a_tokenizer_with_ids_beyond_the_embeddings_is_refused_before_training() {
+    // the tiny model with a tokenizer whose letters map past the 384 embedded ids
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model");
+    std::fs::create_dir(&model).unwrap();
+    for entry in std::fs::read_dir(root().join(MODEL)).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), model.join(entry.file_name())).unwrap();
+    }
+    let path = model.join("tokenizer.json");
+    let mut tokenizer: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let vocab = tokenizer["model"]["vocab"].as_object_mut().unwrap();
+    for letter in ["a", "e", "t"] {
+        let id = vocab[letter].as_u64().unwrap();
+        vocab.insert(letter.to_string(), (id + 1000).into());
+    }
+    std::fs::write(&path, tokenizer.to_string()).unwrap();
+    let out_dir = dir.path().join("out");
+    let out = trl(&[
+        "sft",
+        "--model_name_or_path",
+        model.to_str().unwrap(),
+        "--dataset_name",
+        "datasets/text.jsonl",
+        "--output_dir",
+        out_dir.to_str().unwrap(),
+        "--max_steps",
+        "1",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("vocab_size is 384") && !text(&out).contains("panicked"),
+        "{}",
+        text(&out)
+    );
+    assert!(!out_dir.exists());
+}

@@ -2,17 +2,19 @@
 //! any model loads, resolve the model, pick the device, set up logging, report the outcome.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use trl_core::data::token_cache::{CacheKey, cached};
 use trl_core::data::{Dataset, DatasetArgs, Method as DataMethod, load_dataset};
+use trl_core::model::read_config;
+use trl_core::tokenizer::Tokenizer;
 use trl_core::train::args::{ReportTo, known_keys};
 use trl_core::train::{RunLogger, TrainOutcome, TrainingArguments, take_known_keys};
 
@@ -81,6 +83,24 @@ pub fn setup<C: Serialize + DeserializeOwned + Default>(
         model_dir,
         device_spec,
     })
+}
+
+/// The tokenizer of the model folder `dir`, refused (instead of a crash at the first batch)
+/// when it can produce ids the model's embeddings do not cover.
+pub fn load_tokenizer(dir: &Path) -> Result<Tokenizer> {
+    let tokenizer = Tokenizer::from_dir(dir)?;
+    let vocab_size = read_config(dir)?.vocab_size;
+    if let Some(max_id) = tokenizer.max_token_id()
+        && max_id as usize >= vocab_size
+    {
+        bail!(
+            "{}: the tokenizer has token ids up to {max_id} but config.json's vocab_size is \
+             {vocab_size} (the model embeds ids 0..{vocab_size}); the tokenizer does not belong to \
+             this model",
+            dir.display()
+        );
+    }
+    Ok(tokenizer)
 }
 
 impl<C> Setup<C> {

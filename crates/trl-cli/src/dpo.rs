@@ -8,12 +8,11 @@ use anyhow::{Result, bail};
 use serde_json::Value;
 use trl_core::data::Method as DataMethod;
 use trl_core::model::{load_causal_lm, load_frozen_causal_lm};
-use trl_core::tokenizer::Tokenizer;
 use trl_core::train::train;
 use trl_dpo::data::{DpoExample, prepare_examples};
 use trl_dpo::{DpoConfig, DpoMethod};
 
-use crate::common::{print_help, report, setup, wants_help};
+use crate::common::{load_tokenizer, print_help, report, setup, wants_help};
 use crate::precompute_cache::{RefSlots, cached_reference_logps};
 
 /// Runs `trl dpo` with raw arguments (everything after `dpo`).
@@ -33,7 +32,7 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
     let run = setup::<DpoConfig>("dpo", raw, &defaults, DataMethod::Dpo, |_| "text".into())?;
     let dpo = run.config.clone();
     dpo.weighted_losses().map_err(anyhow::Error::msg)?;
-    let tokenizer = Tokenizer::from_dir(&run.model_dir)?;
+    let tokenizer = load_tokenizer(&run.model_dir)?;
     // Tokenized pairs are cached on disk (see `Setup::cached_examples`).
     let options = serde_json::to_string(&(dpo.max_length, dpo.truncation_mode))?;
     let mut examples = run.cached_examples("dpo-prepare-v1", &options, || {

@@ -7,13 +7,12 @@ use anyhow::{Result, bail};
 use serde_json::Value;
 use trl_core::data::Method as DataMethod;
 use trl_core::model::{load_causal_lm, load_frozen_causal_lm};
-use trl_core::tokenizer::Tokenizer;
 use trl_core::train::args::SamplingStrategy;
 use trl_core::train::train;
 use trl_kto::data::{KtoExample, prepare_examples};
 use trl_kto::{KtoConfig, KtoMethod};
 
-use crate::common::{print_help, report, setup, wants_help};
+use crate::common::{load_tokenizer, print_help, report, setup, wants_help};
 use crate::precompute_cache::{RefSlots, cached_reference_logps};
 
 /// Runs `trl kto` with raw arguments (everything after `kto`).
@@ -48,7 +47,7 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
             );
         }
     }
-    let tokenizer = Tokenizer::from_dir(&run.model_dir)?;
+    let tokenizer = load_tokenizer(&run.model_dir)?;
     let kl_block = kto.loss_type.uses_kl().then_some(batch);
     // Tokenized examples are cached on disk (see `Setup::cached_examples`).
     let options = serde_json::to_string(&(kto.max_length, kl_block))?;

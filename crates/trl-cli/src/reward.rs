@@ -7,13 +7,12 @@ use anyhow::{Result, bail};
 use serde_json::Value;
 use trl_core::data::Method as DataMethod;
 use trl_core::model::{HeadKind, load_sequence_classifier, read_config};
-use trl_core::tokenizer::Tokenizer;
 use trl_core::train::train;
 use trl_reward::data::prepare_examples;
 use trl_reward::trainer::resolve_pad_token;
 use trl_reward::{Error as RewardError, RewardConfig, RewardMethod};
 
-use crate::common::{print_help, report, setup, wants_help};
+use crate::common::{load_tokenizer, print_help, report, setup, wants_help};
 
 /// Runs `trl reward` with raw arguments (everything after `reward`).
 pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
@@ -35,7 +34,7 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
     let config = run.config.clone();
     config.pad_multiple()?;
 
-    let mut tokenizer = Tokenizer::from_dir(&run.model_dir)?;
+    let mut tokenizer = load_tokenizer(&run.model_dir)?;
     if let Some(path) = &config.chat_template_path {
         tokenizer.set_chat_template_from_file(path)?;
     }

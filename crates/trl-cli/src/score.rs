@@ -9,10 +9,10 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use trl_core::data::{DatasetArgs, FormatKind, Method, load_dataset, validate};
 use trl_core::model::{HeadKind, SequenceClassifier, WeightReader, read_config};
-use trl_core::tokenizer::Tokenizer;
 use trl_reward::Error as RewardError;
 use trl_reward::score::{score_rows, with_scores};
 
+use crate::common::load_tokenizer;
 use crate::device::{default_device_spec, parse_device};
 
 /// Arguments of `trl score`, spelled as TRL spells its keys.
@@ -88,7 +88,7 @@ pub fn run(args: &ScoreArgs) -> Result<()> {
             config.num_labels
         );
     }
-    let mut tokenizer = Tokenizer::from_dir(&model_dir)?;
+    let mut tokenizer = load_tokenizer(&model_dir)?;
     // The pad id training wrote into config.json, else TRL's choice (tokenizer pad, else EOS).
     let pad_token_id = match config.pad_token_id {
         Some(pad) => pad,

@@ -7,12 +7,11 @@ use anyhow::{Result, bail};
 use serde_json::Value;
 use trl_core::data::Method as DataMethod;
 use trl_core::model::load_causal_lm;
-use trl_core::tokenizer::Tokenizer;
 use trl_core::train::train;
 use trl_sft::data::{SftExample, prepare_examples};
 use trl_sft::{SftConfig, SftMethod};
 
-use crate::common::{print_help, report, setup, wants_help};
+use crate::common::{load_tokenizer, print_help, report, setup, wants_help};
 
 /// Runs `trl sft` with raw arguments (everything after `sft`).
 pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
@@ -35,7 +34,7 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
             sft.packing_strategy
         );
     }
-    let mut tokenizer = Tokenizer::from_dir(&run.model_dir)?;
+    let mut tokenizer = load_tokenizer(&run.model_dir)?;
     if let Some(path) = &sft.chat_template_path {
         tokenizer.set_chat_template_from_file(path)?;
     }

@@ -161,6 +161,12 @@ impl Tokenizer {
         self.backend.get_vocab_size(true)
     }
 
+    /// The largest id the tokenizer can produce (added tokens included): the embeddings of a
+    /// model that uses it must cover it.
+    pub fn max_token_id(&self) -> Option<u32> {
+        self.backend.get_vocab(true).into_values().max()
+    }
+
     /// The id of a token (added tokens included), `None` if unknown.
     pub fn token_to_id(&self, token: &str) -> Option<u32> {
         self.backend.token_to_id(token)
