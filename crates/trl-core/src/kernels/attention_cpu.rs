@@ -113,28 +113,89 @@ fn tiles(ranges: &[VisibleRange], seq: usize) -> impl Iterator<Item = Tile> + '_
     })
 }
 
-/// `scores[r, c] = scale * q[i0 + r] . k[c0 + c]`, `[rows, width]` with row stride `seq`, for
-/// one head's `q_head`/`k_head` `[seq, d]`.
-fn tile_scores(
+/// Rows `a[i0 + r]` of a head (`d` values each, `stride` apart) times the tile's keys:
+/// `dst[r, c] = beta * a[i0 + r] . keys[c0 + c]`, `[rows, width]` with row stride `seq`, for
+/// `keys` `[seq, d]`. The scores `q kᵀ` and the backward's `dO vᵀ`.
+fn rows_times_keys(
     t: Tile,
-    q_head: &[f32],
-    k_head: &[f32],
-    (d, scale): (usize, f32),
-    scores: &mut [f32],
+    (a, stride): (&[f32], usize),
+    keys: &[f32],
+    d: usize,
+    beta: f32,
+    dst: &mut [f32],
 ) {
-    // SAFETY: the tile stays inside its head's [seq, d] rows (or the asserted output
-    // buffer) and the [TILE_ROWS, seq] scratch: rows <= seq - i0, width <= seq - c0.
+    assert!((t.i0 + t.rows - 1) * stride + d <= a.len() && (t.c0 + t.width) * d <= keys.len());
+    assert!((t.rows - 1) * t.seq + t.width <= dst.len());
+    // SAFETY: the asserts above bound every element the strides reach.
     unsafe {
         small_gemm(
             (t.rows, t.width, d),
-            scores.as_mut_ptr(),
+            dst.as_mut_ptr(),
             (t.seq, 1),
             false,
-            q_head[t.i0 * d..].as_ptr(),
-            (d, 1),
-            k_head[t.c0 * d..].as_ptr(),
+            a[t.i0 * stride..].as_ptr(),
+            (stride, 1),
+            keys[t.c0 * d..].as_ptr(),
             (1, d),
-            scale,
+            beta,
+        );
+    }
+}
+
+/// The tile `[rows, width]` (row stride `seq`) times the rows `values[c0..c0 + width]` of a
+/// `[seq, d]` head: `dst[i0 + r] = tile[r] @ values[c0..]`, `dst` rows `stride` apart. The
+/// forward's `p v` and the backward's `ds k`.
+///
+/// # Safety
+/// `dst` must point at row 0 of a buffer holding `(i0 + rows - 1) * stride + d` elements that
+/// no other thread writes meanwhile.
+unsafe fn tile_times_values(
+    t: Tile,
+    tile: &[f32],
+    values: &[f32],
+    d: usize,
+    (dst, stride): (*mut f32, usize),
+) {
+    assert!((t.rows - 1) * t.seq + t.width <= tile.len() && (t.c0 + t.width) * d <= values.len());
+    // SAFETY: the assert bounds the operands; the caller vouches for `dst`.
+    unsafe {
+        small_gemm(
+            (t.rows, d, t.width),
+            dst.add(t.i0 * stride),
+            (stride, 1),
+            false,
+            tile.as_ptr(),
+            (t.seq, 1),
+            values[t.c0 * d..].as_ptr(),
+            (d, 1),
+            1.0,
+        );
+    }
+}
+
+/// Adds the transposed tile times rows of a head: `dst[c0 + c] += Σ_r tile[r, c] a[i0 + r]`,
+/// `dst` a `[seq, d]` head, `a` rows `stride` apart. The backward's `pᵀ dO` and `dsᵀ q`.
+fn add_tile_t_times_rows(
+    t: Tile,
+    tile: &[f32],
+    (a, stride): (&[f32], usize),
+    d: usize,
+    dst: &mut [f32],
+) {
+    assert!((t.rows - 1) * t.seq + t.width <= tile.len() && (t.c0 + t.width) * d <= dst.len());
+    assert!((t.i0 + t.rows - 1) * stride + d <= a.len());
+    // SAFETY: the asserts above bound every element the strides reach.
+    unsafe {
+        small_gemm(
+            (t.width, d, t.rows),
+            dst[t.c0 * d..].as_mut_ptr(),
+            (d, 1),
+            true,
+            tile.as_ptr(),
+            (1, t.seq),
+            a[t.i0 * stride..].as_ptr(),
+            (stride, 1),
+            1.0,
         );
     }
 }
@@ -342,31 +403,12 @@ pub fn attention_forward(
                 let out_head = out_base.at(b * heads * head_len + h * d);
                 let lse_head = &mut lse_group[member * seq..][..seq];
                 for tile in tiles(rows_of, seq) {
-                    let Tile {
-                        i0,
-                        rows,
-                        c0,
-                        width,
-                        ..
-                    } = tile;
-                    tile_scores(tile, q_head, kv, (d, scale), &mut scores);
+                    rows_times_keys(tile, (q_head, d), kv, d, scale, &mut scores);
                     softmax_tile(tile, &mut scores, mask_of, rows_of, lse_head);
                     // out[i0 + r] = p[r] @ v[c0..c1]   [rows, d]
-                    // SAFETY: the tile stays inside its head's [seq, d] rows (or the asserted output
-                    // buffer) and the [TILE_ROWS, seq] scratch: rows <= seq - i0, width <= seq - c0.
-                    unsafe {
-                        small_gemm(
-                            (rows, d, width),
-                            out_head.wrapping_add(i0 * row_stride),
-                            (row_stride, 1),
-                            false,
-                            scores.as_ptr(),
-                            (seq, 1),
-                            vv[c0 * d..].as_ptr(),
-                            (d, 1),
-                            1.0,
-                        );
-                    }
+                    // SAFETY: out_head starts head h's columns of this sequence's
+                    // [seq, heads * d] output (length asserted above); this task alone writes them.
+                    unsafe { tile_times_values(tile, &scores, vv, d, (out_head, row_stride)) };
                 }
             }
         });
@@ -430,31 +472,10 @@ pub fn attention_backward(
                 // rows of head h: [i * row_stride..][..d]
                 let (out_head, go_head) = (&out_seq[h * d..], &go_seq[h * d..]);
                 for tile in tiles(rows_of, seq) {
-                    let Tile {
-                        i0,
-                        rows,
-                        c0,
-                        width,
-                        ..
-                    } = tile;
                     // probs: the forward's scores, then probabilities   [rows, width]
-                    tile_scores(tile, q_head, kv, (d, scale), &mut probs);
+                    rows_times_keys(tile, (q_head, d), kv, d, scale, &mut probs);
                     // grads = dO @ vᵀ   [rows, width]
-                    // SAFETY: the tile stays inside its head's [seq, d] rows (or the asserted output
-                    // buffer) and the [TILE_ROWS, seq] scratch: rows <= seq - i0, width <= seq - c0.
-                    unsafe {
-                        small_gemm(
-                            (rows, width, d),
-                            grads.as_mut_ptr(),
-                            (seq, 1),
-                            false,
-                            go_head[i0 * row_stride..].as_ptr(),
-                            (row_stride, 1),
-                            vv[c0 * d..].as_ptr(),
-                            (1, d),
-                            1.0,
-                        );
-                    }
+                    rows_times_keys(tile, (go_head, row_stride), vv, d, 1.0, &mut grads);
                     let saved = RowsSaved {
                         out: out_head,
                         grad_out: go_head,
@@ -465,53 +486,12 @@ pub fn attention_backward(
                     };
                     softmax_backward_tile(tile, &mut probs, &mut grads, mask_of, rows_of, saved);
                     // dv[c0..c1] += pᵀ @ dO   [width, d]
-                    // SAFETY: the tile stays inside its head's [seq, d] rows (or the asserted output
-                    // buffer) and the [TILE_ROWS, seq] scratch: rows <= seq - i0, width <= seq - c0.
-                    unsafe {
-                        small_gemm(
-                            (width, d, rows),
-                            dv_head[c0 * d..].as_mut_ptr(),
-                            (d, 1),
-                            true,
-                            probs.as_ptr(),
-                            (1, seq),
-                            go_head[i0 * row_stride..].as_ptr(),
-                            (row_stride, 1),
-                            1.0,
-                        );
-                    }
+                    add_tile_t_times_rows(tile, &probs, (go_head, row_stride), d, dv_head);
                     // dq[i0 + r] = ds[r] @ k[c0..c1]   [rows, d]
-                    // SAFETY: the tile stays inside its head's [seq, d] rows (or the asserted output
-                    // buffer) and the [TILE_ROWS, seq] scratch: rows <= seq - i0, width <= seq - c0.
-                    unsafe {
-                        small_gemm(
-                            (rows, d, width),
-                            dq_head[i0 * d..].as_mut_ptr(),
-                            (d, 1),
-                            false,
-                            grads.as_ptr(),
-                            (seq, 1),
-                            kv[c0 * d..].as_ptr(),
-                            (d, 1),
-                            1.0,
-                        );
-                    }
+                    // SAFETY: dq_head is this task's own [seq, d] slice.
+                    unsafe { tile_times_values(tile, &grads, kv, d, (dq_head.as_mut_ptr(), d)) };
                     // dk[c0..c1] += dsᵀ @ q[i0..]   [width, d]
-                    // SAFETY: the tile stays inside its head's [seq, d] rows (or the asserted output
-                    // buffer) and the [TILE_ROWS, seq] scratch: rows <= seq - i0, width <= seq - c0.
-                    unsafe {
-                        small_gemm(
-                            (width, d, rows),
-                            dk_head[c0 * d..].as_mut_ptr(),
-                            (d, 1),
-                            true,
-                            grads.as_ptr(),
-                            (1, seq),
-                            q_head[i0 * d..].as_ptr(),
-                            (d, 1),
-                            1.0,
-                        );
-                    }
+                    add_tile_t_times_rows(tile, &grads, (q_head, d), d, dk_head);
                 }
             }
         });
