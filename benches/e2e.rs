@@ -15,7 +15,6 @@
 //! tokens/s, the parameter counts the FLOP estimate needs, and `peak_rss_bytes` (`VmHWM` of
 //! `/proc/self/status`, read at the end).
 
-use std::cell::RefCell;
 use std::error::Error;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -26,7 +25,9 @@ use serde_json::{Value, json};
 use trl_core::model::{CausalLm, load_causal_lm, load_frozen_causal_lm, read_config};
 use trl_core::tokenizer::Tokenizer;
 use trl_core::train::args::SaveStrategy;
-use trl_core::train::{Method, RunLogger, StepMetrics, TrainingArguments, train};
+use trl_core::train::{
+    Method, PreparedStep, RunLogger, StepContext, StepMetrics, TrainingArguments, train,
+};
 use trl_dpo::data::DpoExample;
 use trl_dpo::{DpoConfig, DpoMethod};
 use trl_sft::data::SftExample;
@@ -82,24 +83,34 @@ fn parse_options() -> BoxResult<Option<Options>> {
 /// Any method, with the time of each optimizer step's end recorded.
 struct Timed<M> {
     inner: M,
-    marks: RefCell<Vec<Instant>>,
+    marks: Vec<Instant>,
 }
 
 impl<M: Method> Method for Timed<M> {
     type Model = M::Model;
     type Example = M::Example;
+    type Batch = M::Batch;
 
-    fn items_in(&self, examples: &[&Self::Example]) -> f64 {
-        self.inner.items_in(examples)
+    fn prepare(
+        &mut self,
+        model: &Self::Model,
+        micro_batches: &[Vec<&Self::Example>],
+        ctx: &StepContext,
+    ) -> trl_core::Result<PreparedStep<Self::Batch>> {
+        self.inner.prepare(model, micro_batches, ctx)
+    }
+
+    fn items_in(&self, batch: &Self::Batch) -> f64 {
+        self.inner.items_in(batch)
     }
 
     fn loss(
         &self,
         model: &Self::Model,
-        examples: &[&Self::Example],
+        batch: &Self::Batch,
         items_in_step: f64,
     ) -> trl_core::Result<(Tensor<1>, StepMetrics)> {
-        self.inner.loss(model, examples, items_in_step)
+        self.inner.loss(model, batch, items_in_step)
     }
 
     fn save_model(&self, model: &Self::Model, dir: &Path) -> trl_core::Result<()> {
@@ -110,9 +121,9 @@ impl<M: Method> Method for Timed<M> {
         self.inner.load_model(dir, device)
     }
 
-    fn after_step(&self, model: &Self::Model, step: u64) -> trl_core::Result<()> {
+    fn after_step(&mut self, model: &Self::Model, step: u64) -> trl_core::Result<()> {
         self.inner.after_step(model, step)?;
-        self.marks.borrow_mut().push(Instant::now());
+        self.marks.push(Instant::now());
         Ok(())
     }
 }
@@ -125,19 +136,19 @@ fn time_steps<M: Method>(
     args: &TrainingArguments,
     device: &Device,
 ) -> BoxResult<Vec<f64>> {
-    let timed = Timed {
+    let mut timed = Timed {
         inner: method,
-        marks: RefCell::new(vec![Instant::now()]),
+        marks: vec![Instant::now()],
     };
     train(
-        &timed,
+        &mut timed,
         model,
         examples,
         args,
         device,
         &mut RunLogger::silent(),
     )?;
-    let marks = timed.marks.into_inner();
+    let marks = timed.marks;
     Ok(marks
         .windows(2)
         .map(|w| (w[1] - w[0]).as_secs_f64())

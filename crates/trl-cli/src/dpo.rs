@@ -69,7 +69,7 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
         .ref_model
         .clone()
         .unwrap_or_else(|| run.model_dir.display().to_string());
-    let method = DpoMethod::new(dpo.clone(), tokenizer, reference)?;
+    let mut method = DpoMethod::new(dpo.clone(), tokenizer, reference)?;
     if dpo.precompute_ref_log_probs && DpoMethod::needs_reference(&dpo) {
         let batch = dpo
             .precompute_ref_batch_size
@@ -99,7 +99,14 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
         "pairs",
         &format!(", losses {:?}", dpo.loss_type.to_vec()),
     );
-    let outcome = train(&method, model, &examples, &run.args, &device, &mut logger)?;
+    let outcome = train(
+        &mut method,
+        model,
+        &examples,
+        &run.args,
+        &device,
+        &mut logger,
+    )?;
     report(&outcome);
     Ok(())
 }

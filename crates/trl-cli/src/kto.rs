@@ -100,7 +100,14 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
         "examples",
         &format!(", loss {:?}", kto.loss_type),
     );
-    let outcome = train(&method, model, &examples, &run.args, &device, &mut logger)?;
+    let outcome = train(
+        &mut method,
+        model,
+        &examples,
+        &run.args,
+        &device,
+        &mut logger,
+    )?;
     report(&outcome);
     Ok(())
 }

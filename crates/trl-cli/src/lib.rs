@@ -92,21 +92,33 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
-            ExitCode::FAILURE
+            exit_code(&err)
         }
     }
 }
 
-/// A flag set by Ctrl-C: the training loop saves a checkpoint and stops at the next step.
+/// 130 (the shell's code for SIGINT) when a run stopped on Ctrl-C or SIGTERM after saving a
+/// checkpoint, so scripts can tell "interrupted, resumable" from a failure (1).
+fn exit_code(err: &anyhow::Error) -> ExitCode {
+    match err.downcast_ref::<trl_core::Error>() {
+        Some(trl_core::Error::Interrupted { .. }) => ExitCode::from(130),
+        _ => ExitCode::FAILURE,
+    }
+}
+
+/// A flag set by Ctrl-C, SIGTERM or SIGHUP: the training loop saves a checkpoint after the
+/// current step and stops.
 fn interrupt_flag() -> Arc<AtomicBool> {
     let flag = Arc::new(AtomicBool::new(false));
     let handler_flag = flag.clone();
-    // A second Ctrl-C while the checkpoint is written falls through to the default (exit).
+    // A second signal while the checkpoint is written exits at once.
     let _ = ctrlc::set_handler(move || {
         if handler_flag.swap(true, Ordering::SeqCst) {
             std::process::exit(130);
         }
-        eprintln!("\ninterrupted: saving a checkpoint after this step (Ctrl-C again to quit now)");
+        eprintln!(
+            "\ninterrupted: saving a checkpoint after this step (send the signal again to quit now)"
+        );
     });
     flag
 }

@@ -103,10 +103,17 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
     {
         model.set_eos_token_id(eos);
     }
-    let method = RewardMethod::new(config, tokenizer)?;
+    let mut method = RewardMethod::new(config, tokenizer)?;
     let mut logger = run.logger(interrupt)?;
     run.announce("reward", examples.len(), "pairs", "");
-    let outcome = train(&method, model, &examples, &run.args, &device, &mut logger)?;
+    let outcome = train(
+        &mut method,
+        model,
+        &examples,
+        &run.args,
+        &device,
+        &mut logger,
+    )?;
     report(&outcome);
     Ok(())
 }

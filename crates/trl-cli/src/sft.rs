@@ -61,10 +61,17 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
     }
     let device = run.device()?;
     let model = load_causal_lm(&run.model_dir, &device)?;
-    let method = SftMethod::new(sft.clone(), tokenizer).map_err(anyhow::Error::msg)?;
+    let mut method = SftMethod::new(sft.clone(), tokenizer).map_err(anyhow::Error::msg)?;
     let mut logger = run.logger(interrupt)?;
     run.announce("sft", examples.len(), "examples", "");
-    let outcome = train(&method, model, &examples, &run.args, &device, &mut logger)?;
+    let outcome = train(
+        &mut method,
+        model,
+        &examples,
+        &run.args,
+        &device,
+        &mut logger,
+    )?;
     report(&outcome);
     Ok(())
 }

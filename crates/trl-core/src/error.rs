@@ -41,6 +41,18 @@ pub enum Error {
     /// found, each with its file, line or row, and column.
     #[error("dataset: {message}")]
     Data { message: String },
+    /// Training stopped on request (Ctrl-C, SIGTERM) after saving a resumable checkpoint.
+    #[error(
+        "interrupted at step {step}; saved {} (resume with --resume_from_checkpoint true)",
+        checkpoint.display()
+    )]
+    Interrupted { step: u64, checkpoint: PathBuf },
+    /// The loss became NaN or infinite; the checkpoints written before are intact.
+    #[error(
+        "loss became {value} at step {step}; training stopped (earlier checkpoints are intact). \
+         Lower learning_rate or check the data"
+    )]
+    NonFiniteLoss { step: u64, value: f64 },
 }
 
 /// Result with trl-core's [`Error`].

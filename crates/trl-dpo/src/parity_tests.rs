@@ -209,7 +209,7 @@ fn check_first_steps_with(name: &str, steps: usize, extra: &[(&str, serde_json::
     let model = load_causal_lm(&model_dir, &device).unwrap();
     let reference = DpoMethod::needs_reference(&config)
         .then(|| load_frozen_causal_lm(&model_dir, &device).unwrap());
-    let method = DpoMethod::new(config.clone(), tokenizer, reference).unwrap();
+    let mut method = DpoMethod::new(config.clone(), tokenizer, reference).unwrap();
     if config.precompute_ref_log_probs {
         method
             .precompute_reference(&mut examples, args.per_device_train_batch_size, &device)
@@ -217,7 +217,7 @@ fn check_first_steps_with(name: &str, steps: usize, extra: &[(&str, serde_json::
         method.drop_reference();
     }
     let outcome = train(
-        &method,
+        &mut method,
         model,
         &examples,
         &args,

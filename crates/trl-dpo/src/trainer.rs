@@ -2,15 +2,14 @@
 //! reference model without autodiff (or its log-probs precomputed once), TRL's metrics.
 
 use std::path::Path;
-use std::sync::Mutex;
 
 use burn::tensor::activation::log_sigmoid;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use trl_core::logprobs::{LabelLogProbs, label_log_probs};
-use trl_core::model::{CausalLm, load_causal_lm, save_causal_lm};
+use trl_core::model::{CausalLm, load_causal_lm, load_frozen_causal_lm, save_causal_lm};
 use trl_core::tokenizer::Tokenizer;
 use trl_core::train::mix::mix_parameters;
-use trl_core::train::{Method, StepMetrics};
+use trl_core::train::{Method, PreparedStep, StepContext, StepMetrics};
 use trl_core::{Error, Result};
 
 use crate::config::DpoConfig;
@@ -28,8 +27,19 @@ pub struct DpoMethod {
     pub pad_token_id: u32,
     losses: Vec<(DpoLossType, f64)>,
     /// The frozen (`no_grad`) reference; `None` when every variant is
-    /// reference-free or the log-probs were precomputed. Behind a lock only for TR-DPO syncs.
-    reference: Mutex<Option<CausalLm>>,
+    /// reference-free or the log-probs were precomputed. TR-DPO blends the policy into it.
+    reference: Option<CausalLm>,
+}
+
+/// Where a TR-DPO checkpoint keeps the synced reference model (an HF folder).
+const SYNCED_REFERENCE_DIR: &str = "ref_model";
+
+/// A collated DPO micro-batch with its reference log-probs.
+pub struct DpoBatch {
+    /// Rows `0..pairs` chosen, `pairs..2 * pairs` rejected.
+    pub pairs: PairBatch,
+    /// Reference sequence log-probs `[2 * pairs]` (zeros when no variant reads them).
+    pub reference: Tensor<1>,
 }
 
 impl DpoMethod {
@@ -57,15 +67,13 @@ impl DpoMethod {
             tokenizer,
             pad_token_id,
             losses,
-            reference: Mutex::new(reference),
+            reference,
         })
     }
 
     /// Frees the reference model once its log-probs are precomputed.
-    pub fn drop_reference(&self) {
-        if let Ok(mut guard) = self.reference.lock() {
-            *guard = None;
-        }
+    pub fn drop_reference(&mut self) {
+        self.reference = None;
     }
 
     /// Whether any configured variant reads reference log-probs.
@@ -150,11 +158,7 @@ impl DpoMethod {
             }
             return Ok(Tensor::from_data(TensorData::new(values, [rows]), device));
         }
-        let guard = self.reference.lock().map_err(|_| Error::Config {
-            path: "reference".into(),
-            message: "reference model lock poisoned".into(),
-        })?;
-        match guard.as_ref() {
+        match self.reference.as_ref() {
             Some(reference) => {
                 let logits = self.logits(reference, batch);
                 let label_logps = label_log_probs(logits, &batch.batch.labels);
@@ -196,26 +200,44 @@ fn mean(values: &[f32]) -> f64 {
 impl Method for DpoMethod {
     type Model = CausalLm;
     type Example = DpoExample;
+    type Batch = DpoBatch;
 
-    fn items_in(&self, examples: &[&DpoExample]) -> f64 {
-        examples.len() as f64
+    fn prepare(
+        &mut self,
+        _model: &CausalLm,
+        micro_batches: &[Vec<&DpoExample>],
+        ctx: &StepContext,
+    ) -> Result<PreparedStep<DpoBatch>> {
+        let batches = micro_batches
+            .iter()
+            .map(|examples| {
+                let pairs = self.collate(examples);
+                let reference = self.reference_logps(examples, &pairs, ctx.device)?;
+                Ok(DpoBatch { pairs, reference })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(PreparedStep::single(batches))
+    }
+
+    fn items_in(&self, batch: &DpoBatch) -> f64 {
+        batch.pairs.pairs as f64
     }
 
     fn loss(
         &self,
         model: &CausalLm,
-        examples: &[&DpoExample],
+        dpo_batch: &DpoBatch,
         items_in_step: f64,
     ) -> Result<(Tensor<1>, StepMetrics)> {
-        let batch = self.collate(examples);
+        let batch = &dpo_batch.pairs;
         let pairs = batch.pairs;
         let device = model.decoder().embedding_weight().device();
         // [2 * pairs, seq, vocab]: chosen rows first, then rejected
-        let logits = self.logits(model, &batch);
+        let logits = self.logits(model, batch);
         let logits_for_orpo = logits.clone();
         let label_logps = label_log_probs(logits, &batch.batch.labels);
-        let logps = self.sequence_logps(&label_logps, &batch);
-        let reference = self.reference_logps(examples, &batch, &device)?;
+        let logps = self.sequence_logps(&label_logps, batch);
+        let reference = dpo_batch.reference.clone();
         let tokens = batch
             .batch
             .completion_mask
@@ -367,20 +389,42 @@ impl Method for DpoMethod {
         load_causal_lm(dir, device)
     }
 
-    fn after_step(&self, model: &CausalLm, step: u64) -> Result<()> {
+    fn after_step(&mut self, model: &CausalLm, step: u64) -> Result<()> {
         if !self.config.sync_ref_model || step % self.config.ref_model_sync_steps.max(1) != 0 {
             return Ok(());
         }
-        let mut guard = self.reference.lock().map_err(|_| Error::Config {
-            path: "reference".into(),
-            message: "reference model lock poisoned".into(),
-        })?;
-        if let Some(reference) = guard.take() {
-            *guard = Some(mix_parameters(
+        if let Some(reference) = self.reference.take() {
+            self.reference = Some(mix_parameters(
                 reference,
                 model,
                 self.config.ref_model_mixup_alpha,
             ));
+        }
+        Ok(())
+    }
+
+    /// TR-DPO's reference changes during training: each checkpoint keeps it.
+    fn save_state(&self, dir: &Path) -> Result<()> {
+        match &self.reference {
+            Some(reference) if self.config.sync_ref_model => {
+                save_causal_lm(reference, &self.tokenizer, &dir.join(SYNCED_REFERENCE_DIR))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn load_state(&mut self, dir: &Path, device: &Device) -> Result<()> {
+        let saved = dir.join(SYNCED_REFERENCE_DIR);
+        if self.config.sync_ref_model && self.reference.is_some() {
+            if !saved.is_dir() {
+                return Err(Error::Config {
+                    path: dir.to_path_buf(),
+                    message: "sync_ref_model is set but this checkpoint holds no synced reference \
+                              (ref_model/); it was written by a run without sync_ref_model"
+                        .into(),
+                });
+            }
+            self.reference = Some(load_frozen_causal_lm(&saved, device)?);
         }
         Ok(())
     }

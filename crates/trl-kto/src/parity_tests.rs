@@ -95,7 +95,7 @@ fn check_run(name: &str) {
         method.drop_reference();
     }
     let outcome = train(
-        &method,
+        &mut method,
         model,
         &examples,
         &args,

@@ -8,7 +8,7 @@ use trl_core::completions::{CompletionBatch, PaddingOptions, TruncationMode, col
 use trl_core::logprobs::label_log_probs;
 use trl_core::model::{CausalLm, load_causal_lm, save_causal_lm};
 use trl_core::tokenizer::Tokenizer;
-use trl_core::train::{Method, StepMetrics};
+use trl_core::train::{Method, PreparedStep, StepContext, StepMetrics};
 use trl_core::{Error, Result};
 
 use crate::config::KtoConfig;
@@ -21,6 +21,19 @@ pub struct KtoMethod {
     pub tokenizer: Tokenizer,
     pub pad_token_id: u32,
     reference: Option<CausalLm>,
+}
+
+/// A collated KTO micro-batch with its reference log-probs.
+pub struct KtoBatch {
+    /// Each example's own completion.
+    pub batch: CompletionBatch,
+    /// Each example's mismatched completion (the KL baseline), when the loss uses it.
+    pub kl_batch: Option<CompletionBatch>,
+    /// Per row: desirable (`true`) or not.
+    pub labels: Vec<bool>,
+    /// Reference log-probs of `batch` `[rows]` and of `kl_batch` `[rows]`.
+    pub ref_logps: Tensor<1>,
+    pub ref_kl_logps: Option<Tensor<1>>,
 }
 
 impl KtoMethod {
@@ -157,27 +170,51 @@ fn host_sum(t: &Option<Tensor<1>>) -> f64 {
 impl Method for KtoMethod {
     type Model = CausalLm;
     type Example = KtoExample;
+    type Batch = KtoBatch;
 
-    fn items_in(&self, examples: &[&KtoExample]) -> f64 {
-        examples.len() as f64
+    fn prepare(
+        &mut self,
+        _model: &CausalLm,
+        micro_batches: &[Vec<&KtoExample>],
+        ctx: &StepContext,
+    ) -> Result<PreparedStep<KtoBatch>> {
+        let batches = micro_batches
+            .iter()
+            .map(|examples| {
+                let (batch, kl_batch) = self.collate(examples);
+                let (ref_logps, ref_kl_logps) =
+                    self.reference_logps(examples, &batch, kl_batch.as_ref(), ctx.device);
+                KtoBatch {
+                    labels: examples.iter().map(|e| e.label).collect(),
+                    batch,
+                    kl_batch,
+                    ref_logps,
+                    ref_kl_logps,
+                }
+            })
+            .collect();
+        Ok(PreparedStep::single(batches))
+    }
+
+    fn items_in(&self, batch: &KtoBatch) -> f64 {
+        batch.labels.len() as f64
     }
 
     fn loss(
         &self,
         model: &CausalLm,
-        examples: &[&KtoExample],
+        kto_batch: &KtoBatch,
         items_in_step: f64,
     ) -> Result<(Tensor<1>, StepMetrics)> {
-        let (batch, kl_batch) = self.collate(examples);
+        let (batch, kl_batch) = (&kto_batch.batch, kto_batch.kl_batch.as_ref());
         let device = model.decoder().embedding_weight().device();
         // The KL completions are scored without autodiff, as TRL does under no_grad.
-        let kl_logps = kl_batch
-            .as_ref()
-            .map(|kl| Self::sequence_logps(&model.valid(), kl).to_device(&device));
+        let kl_logps =
+            kl_batch.map(|kl| Self::sequence_logps(&model.valid(), kl).to_device(&device));
         let label_logps = label_log_probs(model.forward(&batch.tokens), &batch.labels);
         let logps = label_logps.sequence_sums();
         let (ref_logps, ref_kl_logps) =
-            self.reference_logps(examples, &batch, kl_batch.as_ref(), &device);
+            (kto_batch.ref_logps.clone(), kto_batch.ref_kl_logps.clone());
         let kl_value = match (kl_logps, ref_kl_logps) {
             (Some(policy), Some(reference)) => {
                 (policy - reference).mean().into_scalar::<f64>().max(0.0)
@@ -185,10 +222,9 @@ impl Method for KtoMethod {
             _ => 0.0,
         };
         let kl = Tensor::<1>::from_data(TensorData::new(vec![kl_value as f32], [1]), &device);
-        let chosen_rows: Vec<usize> = (0..examples.len()).filter(|&i| examples[i].label).collect();
-        let rejected_rows: Vec<usize> = (0..examples.len())
-            .filter(|&i| !examples[i].label)
-            .collect();
+        let labels = &kto_batch.labels;
+        let chosen_rows: Vec<usize> = (0..labels.len()).filter(|&i| labels[i]).collect();
+        let rejected_rows: Vec<usize> = (0..labels.len()).filter(|&i| !labels[i]).collect();
         let logratios = logps.clone() - ref_logps;
         let (chosen_logratios, rejected_logratios) = (
             select(&logratios, &chosen_rows),

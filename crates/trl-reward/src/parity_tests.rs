@@ -175,7 +175,7 @@ fn check_case(file: &str) {
     let out = tempfile::tempdir().unwrap();
     let case = load_case(file, out.path());
     let model_dir = root().join("fixtures/models/tiny-qwen2-rm");
-    let (method, examples) = prepare(file, &case, &model_dir);
+    let (mut method, examples) = prepare(file, &case, &model_dir);
     let device = Device::default().autodiff();
     let model = load_model(&model_dir, method.pad_token_id, &device);
 
@@ -198,7 +198,7 @@ fn check_case(file: &str) {
     }
 
     let outcome = train(
-        &method,
+        &mut method,
         model,
         &examples,
         &case.args,
@@ -375,7 +375,7 @@ fn causal_lm_gets_a_fresh_score_head_like_trl() {
     let mut case = load_case("preference_from_causal_lm", out.path());
     case.args.max_steps = 2;
     let model_dir = root().join("fixtures/models/tiny-qwen2");
-    let (method, examples) = prepare("from_causal_lm", &case, &model_dir);
+    let (mut method, examples) = prepare("from_causal_lm", &case, &model_dir);
     let device = Device::default().autodiff();
     device.seed(case.args.seed);
     let model = load_model(&model_dir, method.pad_token_id, &device);
@@ -397,7 +397,7 @@ fn causal_lm_gets_a_fresh_score_head_like_trl() {
     );
     assert!((init["std"].as_f64().unwrap() - 0.02).abs() < 0.005);
     let outcome = train(
-        &method,
+        &mut method,
         model,
         &examples,
         &case.args,

@@ -8,7 +8,7 @@ use trl_core::model::{
     HeadKind, SequenceClassifier, WeightReader, WeightWriter, read_config, save_pretrained,
 };
 use trl_core::tokenizer::Tokenizer;
-use trl_core::train::{Method, StepMetrics};
+use trl_core::train::{Method, PreparedStep, StepContext, StepMetrics};
 
 use crate::config::RewardConfig;
 use crate::data::{PairBatch, RewardExample, collate};
@@ -81,21 +81,31 @@ fn host(tensor: Tensor<1>) -> Vec<f32> {
 impl Method for RewardMethod {
     type Model = SequenceClassifier;
     type Example = RewardExample;
+    type Batch = PairBatch;
+
+    fn prepare(
+        &mut self,
+        _model: &SequenceClassifier,
+        micro_batches: &[Vec<&RewardExample>],
+        _ctx: &StepContext,
+    ) -> Result<PreparedStep<PairBatch>> {
+        let batches = micro_batches.iter().map(|e| self.collate(e)).collect();
+        Ok(PreparedStep::single(batches))
+    }
 
     /// One item per micro-batch: TRL's loss is a mean over the micro-batch's pairs, and the
     /// HF Trainer divides it by the number of micro-batches in the step
     /// (`loss_is_scaled_for_ga` is false for the reward trainer).
-    fn items_in(&self, _examples: &[&RewardExample]) -> f64 {
+    fn items_in(&self, _batch: &PairBatch) -> f64 {
         1.0
     }
 
     fn loss(
         &self,
         model: &SequenceClassifier,
-        examples: &[&RewardExample],
+        batch: &PairBatch,
         items_in_step: f64,
     ) -> Result<(Tensor<1>, StepMetrics)> {
-        let batch = self.collate(examples);
         let pairs = batch.pairs;
         // [2 * pairs, 1] -> [2 * pairs]: chosen rows first, then rejected
         let rewards = model.forward(&batch.tokens)?.reshape([2 * pairs]);

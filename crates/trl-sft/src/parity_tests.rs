@@ -55,7 +55,7 @@ fn check_case(name: &str) {
             .unwrap(),
         "{name}: prepared rows"
     );
-    let method = SftMethod::new(case.sft.clone(), tokenizer).unwrap();
+    let mut method = SftMethod::new(case.sft.clone(), tokenizer).unwrap();
 
     // The first micro-batch, tensor for tensor.
     let first: Vec<_> = examples
@@ -91,7 +91,7 @@ fn check_case(name: &str) {
     let device = Device::default().autodiff();
     let model = load_causal_lm(&model_dir, &device).unwrap();
     let outcome = train(
-        &method,
+        &mut method,
         model,
         &examples,
         &case.args,

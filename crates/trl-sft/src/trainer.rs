@@ -7,10 +7,10 @@ use trl_core::Result;
 use trl_core::logprobs::label_log_probs;
 use trl_core::model::{CausalLm, load_causal_lm, save_causal_lm};
 use trl_core::tokenizer::Tokenizer;
-use trl_core::train::{Method, StepMetrics};
+use trl_core::train::{Method, PreparedStep, StepContext, StepMetrics};
 
 use crate::config::SftConfig;
-use crate::data::{SftExample, collate};
+use crate::data::{SftBatch, SftExample, collate};
 use crate::loss::sft_loss;
 
 /// SFT on a causal LM: token NLL (or DFT) on the label tokens, with TRL's metrics.
@@ -45,35 +45,44 @@ impl SftMethod {
 impl Method for SftMethod {
     type Model = CausalLm;
     type Example = SftExample;
+    type Batch = SftBatch;
 
-    fn items_in(&self, examples: &[&SftExample]) -> f64 {
+    fn prepare(
+        &mut self,
+        _model: &CausalLm,
+        micro_batches: &[Vec<&SftExample>],
+        _ctx: &StepContext,
+    ) -> Result<PreparedStep<SftBatch>> {
+        let batches = micro_batches
+            .iter()
+            .map(|examples| {
+                collate(
+                    examples,
+                    self.pad_token_id,
+                    self.padding_free,
+                    self.config.pad_to_multiple_of,
+                )
+            })
+            .collect();
+        Ok(PreparedStep::single(batches))
+    }
+
+    fn items_in(&self, batch: &SftBatch) -> f64 {
         // transformers' num_items_in_batch: label tokens after the shift (and, padding-free,
         // after masking each sample's first token).
-        let batch = collate(
-            examples,
-            self.pad_token_id,
-            self.padding_free,
-            self.config.pad_to_multiple_of,
-        );
         batch
             .labels
             .iter()
-            .map(|row| row[1..].iter().filter(|&&l| l != -100).count() as f64)
+            .map(|row| row.iter().skip(1).filter(|&&l| l != -100).count() as f64)
             .sum()
     }
 
     fn loss(
         &self,
         model: &CausalLm,
-        examples: &[&SftExample],
+        batch: &SftBatch,
         items_in_step: f64,
     ) -> Result<(Tensor<1>, StepMetrics)> {
-        let batch = collate(
-            examples,
-            self.pad_token_id,
-            self.padding_free,
-            self.config.pad_to_multiple_of,
-        );
         // [batch, seq, vocab]
         let logits = model.forward(&batch.tokens);
         let label_logps = label_log_probs(logits, &batch.labels);

@@ -1,20 +1,30 @@
 //! The training engine shared by every method: arguments with transformers' names, AdamW,
-//! LR schedules, the loop with gradient accumulation, logging, checkpoints and resume.
+//! LR schedules, the data order, the loop with gradient accumulation, logging, checkpoints
+//! and resume.
 
 pub mod args;
 pub mod checkpoint;
+pub mod data_order;
 pub mod logging;
+pub mod method;
 pub mod metrics;
 pub mod mix;
 pub mod optim;
+pub mod plan;
 pub mod ref_cache;
+mod resume;
+mod run_state;
 pub mod sampler;
 pub mod schedule;
 pub mod state;
+pub mod step;
+mod summary;
 pub mod tensorboard;
 pub mod trainer;
 
 pub use args::{TrainingArguments, take_known_keys};
+pub use data_order::{RepeatSampler, Sampler};
 pub use logging::RunLogger;
+pub use method::{Method, PreparedStep, StepContext};
 pub use metrics::StepMetrics;
-pub use trainer::{Method, TrainOutcome, train};
+pub use trainer::{TrainOutcome, train};

@@ -83,7 +83,22 @@ impl Mt19937 {
 ///
 /// Only the low 32 bits of `seed` matter (torch seeds MT19937 with `seed & 0xffffffff`).
 pub fn torch_randperm(n: usize, seed: u64) -> Vec<usize> {
+    randperm_from(&mut Mt19937::new(seed), n)
+}
+
+/// The `index`-th (0-based) `torch.randperm(n, generator=g)` drawn from one generator `g`
+/// seeded once with `seed`: what a sampler holding its own generator (TRL's `RepeatSampler`)
+/// yields in epoch `index`, since each epoch continues the generator where the last one left it.
+pub fn torch_randperm_nth(n: usize, seed: u64, index: u64) -> Vec<usize> {
     let mut rng = Mt19937::new(seed);
+    for _ in 0..index {
+        randperm_from(&mut rng, n);
+    }
+    randperm_from(&mut rng, n)
+}
+
+/// `randperm_cpu` drawing from `rng`.
+fn randperm_from(rng: &mut Mt19937, n: usize) -> Vec<usize> {
     if (n as u64) < SMALL_N_LIMIT {
         // for i in 0..n-1: z = random() % (n - i); swap(r[i], r[i + z])
         let mut perm: Vec<usize> = (0..n).collect();

@@ -1,0 +1,111 @@
+//! What a method supplies to the training loop ([`super::train`]).
+//!
+//! One shape serves offline and online methods. Each optimizer step the loop hands the
+//! method the examples of its micro-batches (in the order of the method's [`Sampler`]);
+//! [`Method::prepare`] turns them into batches: collation for SFT, DPO, KTO and reward
+//! modeling; generation and scoring for online methods, which may keep a buffer across steps
+//! and ask for several optimizer updates per step (PPO's epochs over mini-batches). The loop
+//! then normalises, runs forward and backward per batch, clips, steps AdamW, and calls
+//! [`Method::after_step`]. Method state that changes during training (TR-DPO's synced
+//! reference, a rollout buffer) is written into every checkpoint and restored on resume.
+//!
+//! More than one trained model (PPO's policy and value) is one [`Method::Model`] holding
+//! both: one AdamW keeps separate moments per parameter, as TRL's `PolicyAndValueWrapper`
+//! trains both under one optimizer.
+
+use std::path::Path;
+
+use burn::module::Module;
+use burn::tensor::{Device, Tensor};
+
+use super::args::TrainingArguments;
+use super::data_order::Sampler;
+use super::metrics::StepMetrics;
+use crate::Result;
+
+/// Where the loop is when it asks a method to prepare a step.
+#[derive(Debug, Clone, Copy)]
+pub struct StepContext<'a> {
+    /// The optimizer step being prepared (0-based; `global_step` before it runs).
+    pub step: u64,
+    /// Optimizer steps of the whole run.
+    pub total_steps: u64,
+    /// The device the trained model lives on.
+    pub device: &'a Device,
+}
+
+/// The batches of one optimizer step: usually one update made of its micro-batches; an
+/// online method may ask for several updates, each its own AdamW step at the step's LR.
+#[derive(Debug)]
+pub struct PreparedStep<B> {
+    /// `updates[u]` = the micro-batches whose gradients are accumulated for update `u`.
+    pub updates: Vec<Vec<B>>,
+}
+
+impl<B> PreparedStep<B> {
+    /// One update over `batches` (what every offline method does).
+    pub fn single(batches: Vec<B>) -> Self {
+        PreparedStep {
+            updates: vec![batches],
+        }
+    }
+}
+
+/// A training method plugged into the loop.
+pub trait Method {
+    /// The trained module (a causal LM, a sequence classifier, policy + value...).
+    type Model: Module;
+    /// A training example, as the data preparation produced it.
+    type Example;
+    /// A micro-batch ready for the loss (collated tensors, generated completions, rewards).
+    type Batch;
+
+    /// The order examples are drawn in; by default the HF Trainer's (`train_sampling_strategy`).
+    fn sampler(&self, args: &TrainingArguments) -> Sampler {
+        Sampler::from_args(args)
+    }
+
+    /// Turns the examples of one optimizer step's micro-batches into batches (`model` is the
+    /// current policy, for online methods that generate with it).
+    fn prepare(
+        &mut self,
+        model: &Self::Model,
+        micro_batches: &[Vec<&Self::Example>],
+        ctx: &StepContext,
+    ) -> Result<PreparedStep<Self::Batch>>;
+
+    /// The loss items of a batch (label tokens for token losses, rows for sequence losses);
+    /// the loop sums them over an update and passes the sum to [`Method::loss`], as
+    /// transformers normalises with `num_items_in_batch`.
+    fn items_in(&self, batch: &Self::Batch) -> f64;
+
+    /// The loss of one batch, already divided by `items_in_update`, and its metrics.
+    fn loss(
+        &self,
+        model: &Self::Model,
+        batch: &Self::Batch,
+        items_in_update: f64,
+    ) -> Result<(Tensor<1>, StepMetrics)>;
+
+    /// Called after every optimizer step with the updated model (e.g. to sync a reference
+    /// model); `step` is the number of steps done.
+    fn after_step(&mut self, _model: &Self::Model, _step: u64) -> Result<()> {
+        Ok(())
+    }
+
+    /// Writes the model (and tokenizer) in HF layout into `dir`.
+    fn save_model(&self, model: &Self::Model, dir: &Path) -> Result<()>;
+
+    /// Reads a model written by [`Method::save_model`] (for resuming).
+    fn load_model(&self, dir: &Path, device: &Device) -> Result<Self::Model>;
+
+    /// Writes the method's own changing state into checkpoint folder `dir`.
+    fn save_state(&self, _dir: &Path) -> Result<()> {
+        Ok(())
+    }
+
+    /// Restores what [`Method::save_state`] wrote, when resuming from `dir`.
+    fn load_state(&mut self, _dir: &Path, _device: &Device) -> Result<()> {
+        Ok(())
+    }
+}

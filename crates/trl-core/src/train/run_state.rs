@@ -1,0 +1,53 @@
+//! The loop's bookkeeping between optimizer steps: the trainer state, the optimizer, and
+//! what the next log line averages.
+
+use super::args::TrainingArguments;
+use super::metrics::MetricWindow;
+use super::optim::AdamWState;
+use super::plan::Plan;
+use super::state::TrainerState;
+use super::step::StepReport;
+
+/// The loop's bookkeeping between steps: state, optimizer, what the next log line averages.
+pub(super) struct RunState {
+    pub state: TrainerState,
+    pub optimizer: AdamWState,
+    pub window: MetricWindow,
+    pub loss_since_log: f64,
+    pub steps_since_log: u64,
+    pub total_loss: f64,
+}
+
+impl RunState {
+    /// A fresh run of `plan`: step 0, empty optimizer, nothing logged.
+    pub fn new(args: &TrainingArguments, plan: &Plan) -> Self {
+        let logging_steps = TrainingArguments::interval(args.logging_steps, plan.total_steps);
+        let save_steps = TrainingArguments::interval(args.save_steps, plan.total_steps);
+        RunState {
+            state: TrainerState {
+                max_steps: plan.total_steps,
+                logging_steps,
+                save_steps,
+                num_train_epochs: plan.epochs,
+                train_batch_size: args.per_device_train_batch_size,
+                is_local_process_zero: true,
+                is_world_process_zero: true,
+                ..TrainerState::default()
+            },
+            optimizer: AdamWState::default(),
+            window: MetricWindow::default(),
+            loss_since_log: 0.0,
+            steps_since_log: 0,
+            total_loss: 0.0,
+        }
+    }
+
+    /// Adds a finished step to the running totals.
+    pub fn record(&mut self, report: &StepReport) {
+        self.state.trl_total_tokens += report.tokens;
+        self.state.num_input_tokens_seen = self.state.trl_total_tokens as u64;
+        self.loss_since_log += report.loss;
+        self.steps_since_log += 1;
+        self.total_loss += report.loss;
+    }
+}

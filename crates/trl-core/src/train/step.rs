@@ -1,0 +1,74 @@
+//! One optimizer step: forward and backward of every micro-batch of each update, gradient
+//! accumulation, clipping and AdamW. Pure with respect to the loop's bookkeeping (logging,
+//! saving), which [`super::trainer`] does with what this returns.
+
+use burn::optim::{GradientsAccumulator, GradientsParams};
+
+use super::method::{Method, PreparedStep};
+use super::metrics::MetricWindow;
+use super::optim::{AdamWConfig, AdamWState, adamw_step, clip_grad_norm};
+use crate::{Error, Result};
+
+/// The optimizer settings a step applies.
+#[derive(Debug, Clone, Copy)]
+pub struct StepSettings {
+    pub lr: f64,
+    pub adamw: AdamWConfig,
+    /// `None` when `max_grad_norm` is 0 (no clipping; the norm is still measured).
+    pub max_grad_norm: Option<f64>,
+    /// 1-based number of this step, for error messages.
+    pub step_number: u64,
+}
+
+/// What a step reports to the loop.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StepReport {
+    /// Sum of the micro-batch losses of an update (averaged over updates).
+    pub loss: f64,
+    /// Tokens trained on (summed over micro-batches).
+    pub tokens: f64,
+    /// Total gradient norm before clipping, of the last update.
+    pub grad_norm: f64,
+}
+
+/// Runs every update of `prepared` on `model` and returns the updated model.
+pub fn optimizer_step<M: Method>(
+    method: &M,
+    mut model: M::Model,
+    prepared: PreparedStep<M::Batch>,
+    settings: &StepSettings,
+    optimizer: &mut AdamWState,
+    window: &mut MetricWindow,
+) -> Result<(M::Model, StepReport)> {
+    let mut report = StepReport::default();
+    let updates = prepared.updates.len().max(1) as f64;
+    for batches in &prepared.updates {
+        // transformers' num_items_in_batch: the items of every micro-batch of the update.
+        let items: f64 = batches
+            .iter()
+            .map(|b| method.items_in(b))
+            .sum::<f64>()
+            .max(1.0);
+        let mut accumulator = GradientsAccumulator::<M::Model>::new();
+        for batch in batches {
+            let (loss, metrics) = method.loss(&model, batch, items)?;
+            // A host sync point: the loss value is needed for the NaN check and the log.
+            let value = loss.clone().without_autodiff().into_scalar::<f64>();
+            if !value.is_finite() {
+                return Err(Error::NonFiniteLoss {
+                    step: settings.step_number,
+                    value,
+                });
+            }
+            report.loss += value / updates;
+            report.tokens += metrics.num_tokens;
+            window.record(&metrics);
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            accumulator.accumulate(&model, grads);
+        }
+        let mut grads = accumulator.grads();
+        report.grad_norm = clip_grad_norm(&model, &mut grads, settings.max_grad_norm);
+        model = adamw_step(model, &mut grads, settings.lr, &settings.adamw, optimizer);
+    }
+    Ok((model, report))
+}
