@@ -65,49 +65,17 @@ pub fn train<M: Method>(
     logger.start(plan.total_steps, first_step);
     while run.state.global_step < plan.total_steps {
         let step_start = Instant::now();
-        let micro_batches = plan.micro_batches(run.state.global_step);
-        let groups: Vec<Vec<&M::Example>> = micro_batches
-            .iter()
-            .map(|indices| indices.iter().map(|&i| &examples[i]).collect())
-            .collect();
-        let ctx = StepContext {
-            step: run.state.global_step,
-            total_steps: plan.total_steps,
-            device,
-        };
-        let prepared = method.prepare(&model, &groups, &ctx)?;
-        let settings = StepSettings {
-            lr: schedule.lr_at(run.state.global_step),
-            adamw: adamw_config(args),
-            max_grad_norm: (args.max_grad_norm > 0.0).then_some(args.max_grad_norm),
-            step_number: run.state.global_step + 1,
-        };
-        let report;
-        (model, report) = optimizer_step(
-            method,
-            model,
-            prepared,
-            &settings,
-            &mut run.optimizer,
-            &mut run.window,
+        let (next, report, lr) = train_step(
+            method, model, examples, &mut plan, &mut run, &schedule, args, device,
         )?;
-        run.state.global_step += 1;
-        run.state.epoch = plan.epoch_after(run.state.global_step);
-        method.after_step(&model, run.state.global_step)?;
-        run.record(&report);
+        model = next;
         logger.progress(run.state.global_step, report.tokens, report.loss);
         let step_time = step_start.elapsed().as_secs_f64();
-        log_if_due(&mut run, args, &report, settings.lr, step_time, logger)?;
+        log_if_due(&mut run, args, &report, lr, step_time, logger)?;
         if save_due(args, &plan, &run.state) {
             write_checkpoint(method, &model, &output_dir, &run, args.save_total_limit)?;
         }
-        if logger.interrupted() {
-            let checkpoint = write_checkpoint(method, &model, &output_dir, &run, None)?;
-            return Err(Error::Interrupted {
-                step: run.state.global_step,
-                checkpoint,
-            });
-        }
+        stop_if_interrupted(method, &model, &output_dir, &run, logger)?;
     }
     logger.finish();
     let steps_run = run.state.global_step - first_step;
@@ -119,6 +87,71 @@ pub fn train<M: Method>(
     Ok(TrainOutcome {
         state: run.state,
         output_dir,
+    })
+}
+
+/// One optimizer step: draw the step's micro-batches, let the method prepare them, update
+/// the model, advance the state, and let the method react. Returns the model, the step's
+/// report and the learning rate it used.
+#[allow(clippy::too_many_arguments)]
+fn train_step<M: Method>(
+    method: &mut M,
+    model: M::Model,
+    examples: &[M::Example],
+    plan: &mut Plan,
+    run: &mut RunState,
+    schedule: &LrSchedule,
+    args: &TrainingArguments,
+    device: &Device,
+) -> Result<(M::Model, StepReport, f64)> {
+    let step = run.state.global_step;
+    let groups: Vec<Vec<&M::Example>> = plan
+        .micro_batches(step)
+        .iter()
+        .map(|indices| indices.iter().map(|&i| &examples[i]).collect())
+        .collect();
+    let ctx = StepContext {
+        step,
+        total_steps: plan.total_steps,
+        device,
+    };
+    let prepared = method.prepare(&model, &groups, &ctx)?;
+    let settings = StepSettings {
+        lr: schedule.lr_at(step),
+        adamw: adamw_config(args),
+        max_grad_norm: (args.max_grad_norm > 0.0).then_some(args.max_grad_norm),
+        step_number: step + 1,
+    };
+    let (model, report) = optimizer_step(
+        method,
+        model,
+        prepared,
+        &settings,
+        &mut run.optimizer,
+        &mut run.window,
+    )?;
+    run.state.global_step += 1;
+    run.state.epoch = plan.epoch_after(run.state.global_step);
+    method.after_step(&model, run.state.global_step)?;
+    run.record(&report);
+    Ok((model, report, settings.lr))
+}
+
+/// Ctrl-C or SIGTERM arrived: save a checkpoint after the step just done and stop.
+fn stop_if_interrupted<M: Method>(
+    method: &M,
+    model: &M::Model,
+    output_dir: &Path,
+    run: &RunState,
+    logger: &RunLogger,
+) -> Result<()> {
+    if !logger.interrupted() {
+        return Ok(());
+    }
+    let checkpoint = write_checkpoint(method, model, output_dir, run, None)?;
+    Err(Error::Interrupted {
+        step: run.state.global_step,
+        checkpoint,
     })
 }
 
