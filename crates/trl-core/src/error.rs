@@ -41,6 +41,9 @@ pub enum Error {
     /// found, each with its file, line or row, and column.
     #[error("dataset: {message}")]
     Data { message: String },
+    /// A generation option is out of range (the message names it) or generation cannot run.
+    #[error("generation: {message}")]
+    Generation { message: String },
 }
 
 /// Result with trl-core's [`Error`].
