@@ -54,9 +54,12 @@ impl<'a> IncrementalDecoder<'a> {
         Ok(new)
     }
 
-    /// The whole reply.
-    fn text(&self) -> Result<String> {
-        Ok(self.tokenizer.decode(&self.tokens, true)?)
+    /// The text held back so far (an incomplete character at the very end), and the whole
+    /// reply.
+    fn finish(self) -> Result<(String, String)> {
+        let text = self.tokenizer.decode(&self.tokens, true)?;
+        let rest = text.get(self.printed..).unwrap_or_default().to_string();
+        Ok((rest, text))
     }
 }
 
@@ -132,7 +135,8 @@ fn respond(generator: &Generator, messages: &[Value], turn: u64) -> Result<Strin
     if let Some(e) = failure {
         return Err(e);
     }
-    writeln!(stdout)?;
+    let (rest, reply) = decoder.finish()?;
+    writeln!(stdout, "{rest}")?;
     stdout.flush()?;
-    decoder.text()
+    Ok(reply)
 }
