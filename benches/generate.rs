@@ -69,7 +69,14 @@ fn parse_options() -> BoxResult<Option<Options>> {
     let Some(model) = model else {
         return Ok(None);
     };
-    let [batch, num_return_sequences, prompt_len, max_new_tokens, warmup, runs] = o;
+    let [
+        batch,
+        num_return_sequences,
+        prompt_len,
+        max_new_tokens,
+        warmup,
+        runs,
+    ] = o;
     Ok(Some(Options {
         model,
         out: out.unwrap_or_else(|| PathBuf::from("generate.json")),
@@ -84,10 +91,14 @@ fn parse_options() -> BoxResult<Option<Options>> {
 
 /// The benchmark prompts (see the module doc).
 fn prompts(data: &Value, batch: usize, prompt_len: usize) -> BoxResult<Vec<Vec<u32>>> {
-    let rows = data["sft"].as_array().ok_or("bench_data.json: no sft rows")?;
+    let rows = data["sft"]
+        .as_array()
+        .ok_or("bench_data.json: no sft rows")?;
     (0..batch)
         .map(|i| {
-            let row = rows[i % rows.len()].as_array().ok_or("bench_data.json: bad row")?;
+            let row = rows[i % rows.len()]
+                .as_array()
+                .ok_or("bench_data.json: bad row")?;
             let start = (i / rows.len()) * 128;
             row.get(start..start + prompt_len)
                 .ok_or("bench_data.json: rows too short for the prompts")?
@@ -104,7 +115,11 @@ fn peak_rss_bytes() -> BoxResult<u64> {
         .lines()
         .find(|l| l.starts_with("VmHWM:"))
         .ok_or("no VmHWM in /proc/self/status")?;
-    let kib: u64 = line.split_whitespace().nth(1).ok_or("malformed VmHWM")?.parse()?;
+    let kib: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .ok_or("malformed VmHWM")?
+        .parse()?;
     Ok(kib * 1024)
 }
 

@@ -37,7 +37,9 @@ fn stderr(out: &Output) -> String {
 }
 
 fn json_lines(text: &str) -> Vec<Value> {
-    text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 fn reference() -> Value {
@@ -118,24 +120,53 @@ fn generate_reads_prompts_from_stdin() {
     std::fs::write(&file, rows.join("\n")).unwrap();
     let sampled = |dataset: &str| {
         let args = [
-            "generate", "--model_name_or_path", MODEL, "--dataset_name", dataset,
-            "--max_new_tokens", "8", "--num_return_sequences", "2", "--seed", "7", "--top_p", "0.9",
+            "generate",
+            "--model_name_or_path",
+            MODEL,
+            "--dataset_name",
+            dataset,
+            "--max_new_tokens",
+            "8",
+            "--num_return_sequences",
+            "2",
+            "--seed",
+            "7",
+            "--top_p",
+            "0.9",
         ];
         args.map(str::to_string)
     };
-    let from_stdin = trl(&sampled("-").each_ref().map(String::as_str), &prompts.join("\n\n"));
+    let from_stdin = trl(
+        &sampled("-").each_ref().map(String::as_str),
+        &prompts.join("\n\n"),
+    );
     assert!(from_stdin.status.success(), "{}", stderr(&from_stdin));
     let stdin_lines = json_lines(&String::from_utf8_lossy(&from_stdin.stdout));
     assert_eq!(stdin_lines.len(), 6);
     assert_eq!(stdin_lines[1]["prompt"], prompts[0]);
-    let from_file = trl(&sampled(file.to_str().unwrap()).each_ref().map(String::as_str), "");
-    assert_eq!(json_lines(&String::from_utf8_lossy(&from_file.stdout)), stdin_lines);
+    let from_file = trl(
+        &sampled(file.to_str().unwrap())
+            .each_ref()
+            .map(String::as_str),
+        "",
+    );
+    assert_eq!(
+        json_lines(&String::from_utf8_lossy(&from_file.stdout)),
+        stdin_lines
+    );
 
     let sample = |seed: &str| {
         let out = trl(
             &[
-                "generate", "--model_name_or_path", MODEL, "--dataset_name", "-",
-                "--max_new_tokens", "8", "--seed", seed,
+                "generate",
+                "--model_name_or_path",
+                MODEL,
+                "--dataset_name",
+                "-",
+                "--max_new_tokens",
+                "8",
+                "--seed",
+                seed,
             ],
             &prompts.join("\n"),
         );
@@ -172,18 +203,27 @@ fn chat_streams_replies_and_obeys_clear_and_exit() {
     std::fs::write(&file, row.to_string()).unwrap();
     let generated = trl(&greedy_args(file.to_str().unwrap(), &[]), "");
     assert!(generated.status.success(), "{}", stderr(&generated));
-    let expected = json_lines(&String::from_utf8_lossy(&generated.stdout))[0]["completion"][0]
-        ["content"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let expected =
+        json_lines(&String::from_utf8_lossy(&generated.stdout))[0]["completion"][0]["content"]
+            .as_str()
+            .unwrap()
+            .to_string();
 
     let args = [
-        "chat", "--model_name_or_path", MODEL, "--do_sample", "false", "--max_new_tokens", "12",
+        "chat",
+        "--model_name_or_path",
+        MODEL,
+        "--do_sample",
+        "false",
+        "--max_new_tokens",
+        "12",
     ];
     let input = format!("{question}\n/clear\n{question}\n/exit\nnever read\n");
     let out = trl(&args, &input);
     assert!(out.status.success(), "{}", stderr(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(stdout, format!("{expected}\n(conversation cleared)\n{expected}\n"));
+    assert_eq!(
+        stdout,
+        format!("{expected}\n(conversation cleared)\n{expected}\n")
+    );
 }

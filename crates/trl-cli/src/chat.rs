@@ -46,7 +46,10 @@ impl<'a> IncrementalDecoder<'a> {
     fn push(&mut self, token: u32) -> Result<String> {
         self.tokens.push(token);
         let text = self.tokenizer.decode(&self.tokens, true)?;
-        if text.ends_with('\u{FFFD}') || text.len() < self.printed || !text.is_char_boundary(self.printed) {
+        if text.ends_with('\u{FFFD}')
+            || text.len() < self.printed
+            || !text.is_char_boundary(self.printed)
+        {
             return Ok(String::new());
         }
         let new = text[self.printed..].to_string();
@@ -123,15 +126,19 @@ fn respond(generator: &Generator, messages: &[Value], turn: u64) -> Result<Strin
     let mut decoder = IncrementalDecoder::new(&generator.tokenizer);
     let mut stdout = std::io::stdout().lock();
     let mut failure = None;
-    generate(&generator.model, &[prompt], &run_options, Some(&generator.tokenizer), &mut |_, token| {
-        match decoder.push(token) {
+    generate(
+        &generator.model,
+        &[prompt],
+        &run_options,
+        Some(&generator.tokenizer),
+        &mut |_, token| match decoder.push(token) {
             Ok(piece) => {
                 let _ = stdout.write_all(piece.as_bytes());
                 let _ = stdout.flush();
             }
             Err(e) => failure = Some(e),
-        }
-    })?;
+        },
+    )?;
     if let Some(e) = failure {
         return Err(e);
     }

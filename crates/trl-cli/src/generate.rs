@@ -63,7 +63,10 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
         .rows
         .iter()
         .enumerate()
-        .map(|(i, row)| prompt_ids(&generator, row, prompts.conversational).with_context(|| format!("row {}", i + 1)))
+        .map(|(i, row)| {
+            prompt_ids(&generator, row, prompts.conversational)
+                .with_context(|| format!("row {}", i + 1))
+        })
         .collect::<Result<Vec<_>>>()?;
     eprintln!(
         "trl generate: {} prompts x {} sequences, model {}, device {}",
@@ -87,8 +90,15 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     {
         // Each batch draws from its own streams: the output depends on seed and batch_size.
         let mut options = generator.options.clone();
-        options.seed = generator.options.seed ^ (batch_index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let completions = generate(&generator.model, batch_ids, &options, Some(&generator.tokenizer), &mut |_, _| {})?;
+        options.seed =
+            generator.options.seed ^ (batch_index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let completions = generate(
+            &generator.model,
+            batch_ids,
+            &options,
+            Some(&generator.tokenizer),
+            &mut |_, _| {},
+        )?;
         for completion in completions {
             let row = &batch_rows[completion.prompt_index];
             let line = output_row(&generator, row, &completion, prompts.conversational)?;
@@ -112,13 +122,19 @@ fn read_prompts(args: &GenerateArgs) -> Result<Prompts> {
         for line in std::io::stdin().lock().lines() {
             let line = line.context("reading standard input")?;
             if !line.trim().is_empty() {
-                rows.push(Row::from_iter([("prompt".to_string(), Value::String(line))]));
+                rows.push(Row::from_iter([(
+                    "prompt".to_string(),
+                    Value::String(line),
+                )]));
             }
         }
         if rows.is_empty() {
             bail!("--dataset_name -: standard input holds no prompt (one prompt a line)");
         }
-        return Ok(Prompts { rows, conversational: false });
+        return Ok(Prompts {
+            rows,
+            conversational: false,
+        });
     }
     let data_args = DatasetArgs {
         dataset_name: args.dataset_name.clone(),
@@ -126,8 +142,12 @@ fn read_prompts(args: &GenerateArgs) -> Result<Prompts> {
         dataset_train_split: args.dataset_train_split.clone(),
         dataset_text_field: "text".into(),
     };
-    let dataset = load_dataset(&data_args, Method::Grpo)
-        .with_context(|| format!("{}: trl generate reads prompt-only rows (a `prompt` column)", args.dataset_name))?;
+    let dataset = load_dataset(&data_args, Method::Grpo).with_context(|| {
+        format!(
+            "{}: trl generate reads prompt-only rows (a `prompt` column)",
+            args.dataset_name
+        )
+    })?;
     let conversational = dataset.format.style == Style::Conversational;
     Ok(Prompts {
         rows: dataset.into_rows(),
@@ -152,7 +172,12 @@ fn prompt_ids(generator: &Generator, row: &Row, conversational: bool) -> Result<
 }
 
 /// The row with `completion` (text, or one assistant message) and `completion_ids`.
-fn output_row(generator: &Generator, row: &Row, completion: &Completion, conversational: bool) -> Result<Value> {
+fn output_row(
+    generator: &Generator,
+    row: &Row,
+    completion: &Completion,
+    conversational: bool,
+) -> Result<Value> {
     let text = generator.tokenizer.decode(&completion.token_ids, true)?;
     let mut out = row.clone();
     let completion_value = if conversational {
@@ -172,8 +197,10 @@ fn progress_bar(prompts: u64) -> ProgressBar {
     }
     let bar = ProgressBar::new(prompts);
     bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} prompts [{elapsed_precise}<{eta_precise}]")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} prompts [{elapsed_precise}<{eta_precise}]",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar
 }

@@ -44,7 +44,9 @@ impl GenerationBench<'_> {
             .iter()
             .flat_map(|(flag, value)| [flag.to_string(), value.to_string()])
             .collect();
-            let file = self.out.join(format!("generate-{batch}x{sequences}-trl-rs.json"));
+            let file = self
+                .out
+                .join(format!("generate-{batch}x{sequences}-trl-rs.json"));
             results.push(measure(&file, || {
                 let mut cmd = Command::new(&self.executables["generate"]);
                 cmd.arg("--model").arg(self.model).arg("--out").arg(&file);
@@ -52,12 +54,18 @@ impl GenerationBench<'_> {
                 cmd
             })?);
             if compare {
-                let file = self.out.join(format!("generate-{batch}x{sequences}-transformers.json"));
+                let file = self
+                    .out
+                    .join(format!("generate-{batch}x{sequences}-transformers.json"));
                 results.push(measure(&file, || {
                     let mut cmd = Command::new(self.python);
-                    cmd.arg(self.script).arg("generate").arg("--model").arg(self.model);
+                    cmd.arg(self.script)
+                        .arg("generate")
+                        .arg("--model")
+                        .arg(self.model);
                     cmd.arg("--out").arg(&file).args(&args);
-                    cmd.args(["--threads", &self.threads.to_string()]).current_dir(self.root);
+                    cmd.args(["--threads", &self.threads.to_string()])
+                        .current_dir(self.root);
                     cmd
                 })?);
             }
@@ -69,7 +77,10 @@ impl GenerationBench<'_> {
 /// The generation table: one row per (configuration, implementation), the ratio of trl-rs's
 /// tokens/s to transformers'.
 pub(super) fn generation_table(results: &Value) -> String {
-    let rows = results["generation"].as_array().cloned().unwrap_or_default();
+    let rows = results["generation"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     if rows.is_empty() {
         return "Not run.\n".into();
     }
@@ -78,8 +89,13 @@ pub(super) fn generation_table(results: &Value) -> String {
          |---|---|---|---|---|---|---|\n",
     );
     for row in &rows {
-        let same = |r: &&Value| r["batch"] == row["batch"] && r["num_return_sequences"] == row["num_return_sequences"];
-        let theirs = rows.iter().filter(same).find(|r| r["side"] == "transformers");
+        let same = |r: &&Value| {
+            r["batch"] == row["batch"] && r["num_return_sequences"] == row["num_return_sequences"]
+        };
+        let theirs = rows
+            .iter()
+            .filter(same)
+            .find(|r| r["side"] == "transformers");
         let ratio = match theirs {
             Some(t) if row["side"] == "trl-rs" => format!(
                 "{:.2}x",

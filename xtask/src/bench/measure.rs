@@ -11,7 +11,9 @@ use serde_json::{Value, json};
 pub(super) fn build_benches(root: &Path) -> Result<BTreeMap<String, PathBuf>> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let output = Command::new(cargo)
-        .args(["bench", "--no-run", "--bench", "kernels", "--bench", "e2e", "--bench", "generate"])
+        .args([
+            "bench", "--no-run", "--bench", "kernels", "--bench", "e2e", "--bench", "generate",
+        ])
         .args(["--message-format", "json-render-diagnostics"])
         .current_dir(root)
         .stderr(Stdio::inherit())

@@ -73,7 +73,11 @@ impl Sequence {
     }
 
     /// Sets `finish` when the last token ends the sequence.
-    fn check_stop(&mut self, options: &GenerationOptions, tokenizer: Option<&Tokenizer>) -> Result<()> {
+    fn check_stop(
+        &mut self,
+        options: &GenerationOptions,
+        tokenizer: Option<&Tokenizer>,
+    ) -> Result<()> {
         let last = *self.generated.last().expect("a token was just chosen");
         if options.eos_token_ids.contains(&last) {
             self.finish = Some(FinishReason::Eos);
@@ -96,10 +100,18 @@ fn stop_string_reached(
     let Some(tokenizer) = tokenizer.filter(|_| !options.stop_strings.is_empty()) else {
         return Ok(false);
     };
-    let longest = options.stop_strings.iter().map(String::len).max().unwrap_or(0);
+    let longest = options
+        .stop_strings
+        .iter()
+        .map(String::len)
+        .max()
+        .unwrap_or(0);
     let tail = &generated[generated.len().saturating_sub(longest + 2)..];
     let text = tokenizer.decode(tail, false)?;
-    Ok(options.stop_strings.iter().any(|s| text.contains(s.as_str())))
+    Ok(options
+        .stop_strings
+        .iter()
+        .any(|s| text.contains(s.as_str())))
 }
 
 /// Generates `options.num_return_sequences` completions for every prompt (token ids, no
@@ -139,7 +151,10 @@ pub fn generate(
             .zip(rows.par_chunks_mut(vocab))
             .for_each(|(sequence, row)| sequence.choose(row, options));
         for sequence in &mut active {
-            on_token(sequence.index, *sequence.generated.last().expect("just chosen"));
+            on_token(
+                sequence.index,
+                *sequence.generated.last().expect("just chosen"),
+            );
             sequence.check_stop(options, tokenizer)?;
         }
         let keep: Vec<usize> = (0..active.len())
@@ -184,7 +199,9 @@ fn check_prompts(prompts: &[Vec<u32>], vocab_size: usize) -> Result<()> {
         }
         if let Some(&id) = prompt.iter().find(|&&id| id as usize >= vocab_size) {
             return Err(Error::Generation {
-                message: format!("prompt {i} has token id {id}, outside the model's vocab_size {vocab_size}"),
+                message: format!(
+                    "prompt {i} has token id {id}, outside the model's vocab_size {vocab_size}"
+                ),
             });
         }
     }

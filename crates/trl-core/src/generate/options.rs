@@ -85,7 +85,10 @@ impl GenerationOptions {
             if value.is_finite() && value > 0.0 {
                 Ok(())
             } else {
-                Err(invalid(name, format!("must be a positive number, got {value}")))
+                Err(invalid(
+                    name,
+                    format!("must be a positive number, got {value}"),
+                ))
             }
         };
         positive("temperature", self.temperature)?;
@@ -105,7 +108,10 @@ impl GenerationOptions {
             return Err(invalid("num_return_sequences", "must be at least 1".into()));
         }
         if self.stop_strings.iter().any(String::is_empty) {
-            return Err(invalid("stop_strings", "an empty stop string stops at once".into()));
+            return Err(invalid(
+                "stop_strings",
+                "an empty stop string stops at once".into(),
+            ));
         }
         Ok(())
     }
@@ -159,8 +165,7 @@ pub fn generation_config_eos_ids(dir: &Path) -> Result<Vec<u32>> {
     let Ok(text) = std::fs::read_to_string(&path) else {
         return Ok(Vec::new());
     };
-    let json: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| Error::json(&path, e))?;
+    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::json(&path, e))?;
     let ids = match json.get("eos_token_id") {
         None | Some(serde_json::Value::Null) => Vec::new(),
         Some(serde_json::Value::Array(items)) => items
@@ -209,11 +214,17 @@ mod tests {
     #[test]
     fn eos_ids_come_as_an_int_or_a_list() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("generation_config.json"), r#"{"eos_token_id": [5, 7]}"#)
-            .unwrap();
+        std::fs::write(
+            dir.path().join("generation_config.json"),
+            r#"{"eos_token_id": [5, 7]}"#,
+        )
+        .unwrap();
         assert_eq!(generation_config_eos_ids(dir.path()).unwrap(), vec![5, 7]);
-        std::fs::write(dir.path().join("generation_config.json"), r#"{"eos_token_id": 3}"#)
-            .unwrap();
+        std::fs::write(
+            dir.path().join("generation_config.json"),
+            r#"{"eos_token_id": 3}"#,
+        )
+        .unwrap();
         assert_eq!(generation_config_eos_ids(dir.path()).unwrap(), vec![3]);
     }
 }

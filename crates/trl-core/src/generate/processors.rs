@@ -145,7 +145,12 @@ pub fn softmax(row: &[f32]) -> Vec<f64> {
 /// Every processor the options switch on, in transformers' order: repetition penalty,
 /// min-new-tokens, then (sampling only) temperature, top-k, top-p, min-p.
 /// `previous` is the row's whole sequence so far (padded prompt + generated tokens).
-pub fn process_row(row: &mut [f32], previous: &[u32], generated: usize, options: &GenerationOptions) {
+pub fn process_row(
+    row: &mut [f32],
+    previous: &[u32],
+    generated: usize,
+    options: &GenerationOptions,
+) {
     if options.repetition_penalty != 1.0 {
         repetition_penalty(row, previous, options.repetition_penalty);
     }

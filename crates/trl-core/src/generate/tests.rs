@@ -43,7 +43,10 @@ fn model(name: &str) -> CausalLm {
 }
 
 fn to_vec(t: burn::tensor::Tensor<3>) -> Vec<f32> {
-    t.into_data().convert::<f32>().try_into_vec::<f32>().unwrap()
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .unwrap()
 }
 
 /// Prefill of a left-padded batch, then one token per step: the logits of every new position
@@ -70,8 +73,11 @@ fn kv_cache_decoding_equals_the_full_forward_at_every_position() {
         let vocab = lm.config().vocab_size;
         let full = to_vec(lm.forward(&TokenBatch::new(input_ids.clone(), mask.clone())));
         let mut cache = KvCache::new(lm.config(), 2, total, &lm.device());
-        let slice = |m: &Vec<Vec<u32>>, a: usize, b: usize| m.iter().map(|r| r[a..b].to_vec()).collect::<Vec<_>>();
-        let slice_mask = |a: usize, b: usize| mask.iter().map(|r| r[a..b].to_vec()).collect::<Vec<_>>();
+        let slice = |m: &Vec<Vec<u32>>, a: usize, b: usize| {
+            m.iter().map(|r| r[a..b].to_vec()).collect::<Vec<_>>()
+        };
+        let slice_mask =
+            |a: usize, b: usize| mask.iter().map(|r| r[a..b].to_vec()).collect::<Vec<_>>();
         let mut worst = 0f32;
         let mut compare = |logits: Vec<f32>, start: usize, new: usize| {
             for b in 0..2 {
@@ -87,10 +93,18 @@ fn kv_cache_decoding_equals_the_full_forward_at_every_position() {
                 }
             }
         };
-        let prefill = lm.forward_cached(&slice(&input_ids, 0, prompt), &slice_mask(0, prompt), &mut cache);
+        let prefill = lm.forward_cached(
+            &slice(&input_ids, 0, prompt),
+            &slice_mask(0, prompt),
+            &mut cache,
+        );
         compare(to_vec(prefill), 0, prompt);
         for t in prompt..total {
-            let step = lm.forward_cached(&slice(&input_ids, t, t + 1), &slice_mask(t, t + 1), &mut cache);
+            let step = lm.forward_cached(
+                &slice(&input_ids, t, t + 1),
+                &slice_mask(t, t + 1),
+                &mut cache,
+            );
             compare(to_vec(step), t, 1);
         }
         assert!(worst < 1e-4, "{family}: max |cached - full| logit {worst}");
@@ -137,7 +151,10 @@ fn sampled(lm: &CausalLm, seed: u64) -> Vec<Vec<u32>> {
     let prompts = vec![vec![5, 17, 200], vec![40, 2]];
     let out = generate(lm, &prompts, &options, None, &mut |_, _| {}).unwrap();
     assert_eq!(out.len(), 4);
-    assert_eq!(out.iter().map(|c| c.prompt_index).collect::<Vec<_>>(), [0, 0, 1, 1]);
+    assert_eq!(
+        out.iter().map(|c| c.prompt_index).collect::<Vec<_>>(),
+        [0, 0, 1, 1]
+    );
     out.into_iter().map(|c| c.token_ids).collect()
 }
 
@@ -147,8 +164,14 @@ fn sampling_is_reproducible_with_a_seed_and_differs_across_seeds() {
     let first = sampled(&lm, 1);
     assert_eq!(first, sampled(&lm, 1));
     assert_ne!(first, sampled(&lm, 2));
-    assert!(first.iter().all(|c| c.len() == 10), "min_new_tokens forces the length");
-    assert_ne!(first[0], first[1], "two sequences of one prompt draw differently");
+    assert!(
+        first.iter().all(|c| c.len() == 10),
+        "min_new_tokens forces the length"
+    );
+    assert_ne!(
+        first[0], first[1],
+        "two sequences of one prompt draw differently"
+    );
 }
 
 /// A user stop token ends a sequence where greedy decoding produces it; the streamed tokens
@@ -193,8 +216,12 @@ fn rows(value: &Value) -> Vec<Vec<f32>> {
 fn assert_rows_equal(case: &str, got: &[Vec<f32>], want: &[Vec<f32>]) {
     for (r, (g, w)) in got.iter().zip(want).enumerate() {
         for (v, (a, b)) in g.iter().zip(w).enumerate() {
-            let same = (a.is_infinite() && b.is_infinite()) || (a - b).abs() <= 1e-5 * b.abs().max(1.0);
-            assert!(same, "{case}: row {r} token {v}: ours {a}, transformers {b}");
+            let same =
+                (a.is_infinite() && b.is_infinite()) || (a - b).abs() <= 1e-5 * b.abs().max(1.0);
+            assert!(
+                same,
+                "{case}: row {r} token {v}: ours {a}, transformers {b}"
+            );
         }
     }
 }
@@ -205,7 +232,12 @@ fn assert_rows_equal(case: &str, got: &[Vec<f32>], want: &[Vec<f32>]) {
 fn logits_processors_equal_transformers() {
     let expected = read_json(&fixtures().join("expected/generate/processors.json"));
     let scores = rows(&expected["scores"]);
-    let input_ids: Vec<Vec<u32>> = expected["input_ids"].as_array().unwrap().iter().map(ids).collect();
+    let input_ids: Vec<Vec<u32>> = expected["input_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(ids)
+        .collect();
     let generated = input_ids[0].len() - expected["prompt_length"].as_u64().unwrap() as usize;
     let eos = ids(&expected["eos_token_ids"]);
     let apply = |f: &dyn Fn(&mut [f32], &[u32])| -> Vec<Vec<f32>> {
@@ -236,11 +268,34 @@ fn logits_processors_equal_transformers() {
         ("top_k_10", Box::new(|r, _| processors::top_k(r, 10))),
         ("top_k_1", Box::new(|r, _| processors::top_k(r, 1))),
         ("min_p_0.1", Box::new(|r, _| processors::min_p(r, 0.1))),
-        ("repetition_penalty_1.3", Box::new(|r, p| processors::repetition_penalty(r, p, 1.3))),
-        ("temperature_0.7", Box::new(|r, _| processors::temperature(r, 0.7))),
-        ("min_new_tokens_5", Box::new(|r, _| if generated < 5 { processors::suppress_eos(r, &eos) })),
-        ("min_new_tokens_3", Box::new(|r, _| if generated < 3 { processors::suppress_eos(r, &eos) })),
-        ("pipeline", Box::new(|r, p| processors::process_row(r, p, generated, &pipeline))),
+        (
+            "repetition_penalty_1.3",
+            Box::new(|r, p| processors::repetition_penalty(r, p, 1.3)),
+        ),
+        (
+            "temperature_0.7",
+            Box::new(|r, _| processors::temperature(r, 0.7)),
+        ),
+        (
+            "min_new_tokens_5",
+            Box::new(|r, _| {
+                if generated < 5 {
+                    processors::suppress_eos(r, &eos)
+                }
+            }),
+        ),
+        (
+            "min_new_tokens_3",
+            Box::new(|r, _| {
+                if generated < 3 {
+                    processors::suppress_eos(r, &eos)
+                }
+            }),
+        ),
+        (
+            "pipeline",
+            Box::new(|r, p| processors::process_row(r, p, generated, &pipeline)),
+        ),
     ];
     for (name, processor) in cases {
         let want = rows(&expected["outputs"][name]);

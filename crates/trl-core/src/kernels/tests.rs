@@ -237,8 +237,16 @@ fn cached_attention_matches_reference() {
     let device = Device::flex();
     let (batch, heads, kv_heads, new, capacity, d) = (3, 4, 2, 2, 37, 8);
     let q = Tensor::<4>::random([batch, heads, new, d], Distribution::Default, &device);
-    let k = Tensor::<4>::random([batch, kv_heads, capacity, d], Distribution::Default, &device);
-    let v = Tensor::<4>::random([batch, kv_heads, capacity, d], Distribution::Default, &device);
+    let k = Tensor::<4>::random(
+        [batch, kv_heads, capacity, d],
+        Distribution::Default,
+        &device,
+    );
+    let v = Tensor::<4>::random(
+        [batch, kv_heads, capacity, d],
+        Distribution::Default,
+        &device,
+    );
     let mut flat = vec![true; batch * new * capacity];
     for b in 0..batch {
         for q in 0..new {
@@ -252,7 +260,8 @@ fn cached_attention_matches_reference() {
             }
         }
     }
-    let blocked = Tensor::<4, Bool>::from_data(TensorData::new(flat, [batch, 1, new, capacity]), &device);
+    let blocked =
+        Tensor::<4, Bool>::from_data(TensorData::new(flat, [batch, 1, new, capacity]), &device);
     let fused = cached_attention(q.clone(), k.clone(), v.clone(), &blocked);
     let reference = composed::cached_attention(q, k, v, &blocked);
     assert!(max_abs_diff(fused, reference) < 2e-5);

@@ -81,7 +81,8 @@ impl KvCache {
         let select = |t: Option<Tensor<4>>| {
             let t = t.expect("cache tensors are only absent during a write");
             let index: Vec<i64> = keep.iter().map(|&r| r as i64).collect();
-            let index = Tensor::<1, Int>::from_data(TensorData::new(index, [keep.len()]), &t.device());
+            let index =
+                Tensor::<1, Int>::from_data(TensorData::new(index, [keep.len()]), &t.device());
             // A fresh contiguous tensor, so the next in-place write owns its buffer.
             Some(t.select(0, index))
         };

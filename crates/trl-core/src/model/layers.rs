@@ -80,8 +80,11 @@ impl Attention {
         let [batch, seq, _] = x.dims();
         let (q, k, v) = self.queries_keys_values(x, rope);
         // [batch, seq, heads, head_dim] -> [batch, seq, heads * head_dim]
-        let context =
-            kernels::attention(q, k, v, blocked).reshape([batch, seq, self.num_heads * self.head_dim]);
+        let context = kernels::attention(q, k, v, blocked).reshape([
+            batch,
+            seq,
+            self.num_heads * self.head_dim,
+        ]);
         self.o_proj.forward(context)
     }
 
@@ -123,8 +126,11 @@ impl Attention {
         let (q, k, v) = self.queries_keys_values(x, rope);
         let write = |buffer: &mut Option<Tensor<4>>, value: Tensor<4>| {
             let [rows, heads, _, d] = value.dims();
-            let taken = buffer.take().expect("cache tensors are present between writes");
-            *buffer = Some(taken.slice_assign([0..rows, 0..heads, start..start + new, 0..d], value));
+            let taken = buffer
+                .take()
+                .expect("cache tensors are present between writes");
+            *buffer =
+                Some(taken.slice_assign([0..rows, 0..heads, start..start + new, 0..d], value));
         };
         let context = if start == 0 {
             write(&mut cache.keys, k.clone());
