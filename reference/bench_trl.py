@@ -4,6 +4,7 @@
     python reference/bench_trl.py make-model --out target/bench/model
     python reference/bench_trl.py run --method sft --impl trl   --model target/bench/model --out sft-trl.json
     python reference/bench_trl.py run --method dpo --impl torch --model target/bench/model --out dpo-torch.json
+    python reference/bench_trl.py generate --model target/bench/model --batch 16 --num_return_sequences 4 --out gen.json
 
 Pinned environment: torch 2.15 (CPU), transformers 5.23.0, trl 1.16.0 (``requirements.txt``); the xtask
 runs this with the reference venv it creates from that file.
@@ -290,6 +291,63 @@ def run(args: argparse.Namespace) -> None:
     )
 
 
+def generate(args: argparse.Namespace) -> None:
+    """transformers' ``generate`` on the benchmark model, as ``benches/generate.rs`` runs ours: prompt ``i``
+    is sft row ``i % 8`` from token ``(i // 8) * 128``, ``prompt_len`` long; sampling with transformers'
+    defaults (temperature 1, top-k 50), ``min_new_tokens = max_new_tokens``, fp32, sdpa, KV cache; the time
+    is the whole ``generate`` call."""
+    import torch
+    import transformers
+    from transformers import AutoModelForCausalLM
+
+    torch.set_num_threads(args.threads)
+    model_dir = Path(args.model)
+    data = json.loads((model_dir / "bench_data.json").read_text())
+    rows = data["sft"]
+    prompts = [rows[i % len(rows)][(i // len(rows)) * 128 :][: args.prompt_len] for i in range(args.batch)]
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    model.eval()
+    input_ids = torch.tensor(prompts)
+    attention_mask = torch.ones_like(input_ids)
+    times = []
+    for run_index in range(args.warmup + args.runs):
+        torch.manual_seed(run_index)
+        started = time.perf_counter()
+        with torch.no_grad():
+            out = model.generate(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                do_sample=True,
+                max_new_tokens=args.max_new_tokens,
+                min_new_tokens=args.max_new_tokens,
+                num_return_sequences=args.num_return_sequences,
+                pad_token_id=MODEL_CONFIG["pad_token_id"],
+            )
+        times.append(time.perf_counter() - started)
+        assert out.shape == (args.batch * args.num_return_sequences, args.prompt_len + args.max_new_tokens)
+    median = statistics.median(times[args.warmup :])
+    generated = args.batch * args.num_return_sequences * args.max_new_tokens
+    result = {
+        "side": "transformers",
+        "implementation": f"transformers {transformers.__version__} generate (sdpa, KV cache)",
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
+        "batch": args.batch,
+        "num_return_sequences": args.num_return_sequences,
+        "prompt_len": args.prompt_len,
+        "max_new_tokens": args.max_new_tokens,
+        "threads": torch.get_num_threads(),
+        "run_times_s": times,
+        "median_s": median,
+        "tokens_per_s": generated / median,
+        "peak_rss_bytes": peak_rss_bytes(),
+    }
+    Path(args.out).write_text(json.dumps(result, indent=1))
+    print(
+        f"transformers generate {args.batch}x{args.num_return_sequences}: {median:.3f} s, "
+        f"{generated / median:.0f} tokens/s, peak RSS {result['peak_rss_bytes'] / 1e9:.2f} GB"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -303,10 +361,22 @@ def main() -> None:
     bench.add_argument("--warmup", type=int, default=3)
     bench.add_argument("--steps", type=int, default=10)
     bench.add_argument("--threads", type=int, default=2)
+    gen = sub.add_parser("generate", help="time transformers' generate on the benchmark model")
+    gen.add_argument("--model", required=True)
+    gen.add_argument("--out", required=True)
+    gen.add_argument("--batch", type=int, default=1)
+    gen.add_argument("--num_return_sequences", type=int, default=1)
+    gen.add_argument("--prompt_len", type=int, default=64)
+    gen.add_argument("--max_new_tokens", type=int, default=128)
+    gen.add_argument("--warmup", type=int, default=1)
+    gen.add_argument("--runs", type=int, default=3)
+    gen.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     _setup_env(getattr(args, "threads", 2))
     if args.command == "make-model":
         make_model(Path(args.out))
+    elif args.command == "generate":
+        generate(args)
     else:
         run(args)
 

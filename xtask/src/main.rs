@@ -53,8 +53,12 @@ pub fn reference_python(root: &Path) -> Result<PathBuf> {
 fn reference() -> Result<()> {
     let root = repo_root();
     let python = reference_python(&root)?;
-    run(Command::new(python)
+    run(Command::new(&python)
         .arg(root.join("reference/make_fixtures.py"))
+        .current_dir(&root))?;
+    // after make_fixtures.py, which rewrites fixtures/ from scratch
+    run(Command::new(&python)
+        .arg(root.join("reference/generate_reference.py"))
         .current_dir(&root))
 }
 

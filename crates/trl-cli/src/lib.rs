@@ -5,15 +5,18 @@
 //! Each subcommand parses its arguments (TRL's names), picks the device among the backends
 //! compiled in, and calls into a method crate. A method crate never parses CLI flags.
 
+mod chat;
 mod common;
 mod config;
 mod device;
 mod dpo;
 mod env;
+mod generate;
 mod kto;
 mod model_args;
 mod precompute_cache;
 mod reward;
+mod sampling_args;
 mod score;
 mod sft;
 mod validate;
@@ -67,6 +70,10 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
         args: Vec<String>,
     },
+    /// Complete every prompt of a dataset (or stdin) with a causal LM; writes JSON lines.
+    Generate(generate::GenerateArgs),
+    /// Chat with a model through its chat template, the reply streamed as it is generated.
+    Chat(chat::ChatArgs),
     /// Score every row of a dataset with a reward model; writes JSON lines with the rewards.
     Score(score::ScoreArgs),
     /// Check every row of a dataset for a method before training; exits non-zero on problems.
@@ -84,6 +91,8 @@ pub fn main() -> ExitCode {
         Command::Dpo { args } => dpo::run(&args, interrupt_flag()),
         Command::Kto { args } => kto::run(&args, interrupt_flag()),
         Command::Reward { args } => reward::run(&args, interrupt_flag()),
+        Command::Generate(args) => generate::run(&args),
+        Command::Chat(args) => chat::run(&args),
         Command::Score(args) => score::run(&args),
         Command::Validate(args) => validate::run(&args),
         Command::Env(args) => env::run(&args),

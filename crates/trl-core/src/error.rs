@@ -53,6 +53,9 @@ pub enum Error {
          Lower learning_rate or check the data"
     )]
     NonFiniteLoss { step: u64, value: f64 },
+    /// A generation option is out of range (the message names it) or generation cannot run.
+    #[error("generation: {message}")]
+    Generation { message: String },
 }
 
 /// Result with trl-core's [`Error`].

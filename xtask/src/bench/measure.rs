@@ -7,11 +7,13 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-/// Builds the two bench targets and returns their executables by name.
+/// Builds the bench targets and returns their executables by name.
 pub(super) fn build_benches(root: &Path) -> Result<BTreeMap<String, PathBuf>> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let output = Command::new(cargo)
-        .args(["bench", "--no-run", "--bench", "kernels", "--bench", "e2e"])
+        .args([
+            "bench", "--no-run", "--bench", "kernels", "--bench", "e2e", "--bench", "generate",
+        ])
         .args(["--message-format", "json-render-diagnostics"])
         .current_dir(root)
         .stderr(Stdio::inherit())
@@ -35,7 +37,7 @@ pub(super) fn build_benches(root: &Path) -> Result<BTreeMap<String, PathBuf>> {
             executables.insert(name.to_string(), PathBuf::from(exe));
         }
     }
-    for name in ["kernels", "e2e"] {
+    for name in ["kernels", "e2e", "generate"] {
         if !executables.contains_key(name) {
             bail!("cargo bench --no-run did not report the `{name}` executable");
         }

@@ -8,10 +8,13 @@
 //! 3. The criterion kernels run; their estimates are read back from `target/bench/criterion`.
 //! 4. Each end-to-end measurement runs in its own process (trl-rs, then with `--compare trl`
 //!    TRL's trainer and a hand-written PyTorch loop), so each peak RSS is that run's own.
-//! 5. The machine is read from `/proc/cpuinfo`; MFU is computed as BENCHMARKS.md states.
+//! 5. The generation benchmark (`benches/generate.rs`, and transformers' `generate` with
+//!    `--compare trl`) runs at 1 x 1 and 16 prompts x 4 sequences, each in its own process.
+//! 6. The machine is read from `/proc/cpuinfo`; MFU is computed as BENCHMARKS.md states.
 
 mod criterion;
 mod flops;
+mod generation;
 mod machine;
 mod measure;
 mod provenance;
@@ -26,6 +29,7 @@ use serde_json::json;
 use crate::{reference_python, repo_root, run};
 use criterion::read_criterion;
 use flops::{add_derived, flop_model};
+use generation::GenerationBench;
 use machine::Machine;
 use measure::{build_benches, measure, run_watching_others, wait_for_idle};
 use provenance::provenance;
@@ -114,6 +118,17 @@ pub fn bench(args: &[String]) -> Result<()> {
         }
     }
 
+    let generation = GenerationBench {
+        root: &root,
+        out: &out,
+        model: &model,
+        executables: &executables,
+        python: &python,
+        script: &script,
+        threads: machine.logical_cpus,
+    }
+    .run(options.compare_trl, options.quick)?;
+
     let criterion_home = out.join("criterion");
     let started = SystemTime::now();
     let mut kernels_cmd = Command::new(&executables["kernels"]);
@@ -137,6 +152,7 @@ pub fn bench(args: &[String]) -> Result<()> {
         "quick": options.quick,
         "machine": machine.to_json(),
         "end_to_end": e2e,
+        "generation": generation,
         "kernels": kernels,
         "kernels_others_cpu_share": kernels_others,
     });
@@ -150,6 +166,7 @@ pub fn bench(args: &[String]) -> Result<()> {
     }
     std::fs::write(root.join("BENCHMARKS.md"), &markdown)?;
     println!("{}", end_to_end_table(&results));
+    println!("{}", generation::generation_table(&results));
     println!("wrote {} and BENCHMARKS.md", json_path.display());
     Ok(())
 }

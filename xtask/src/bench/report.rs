@@ -198,6 +198,7 @@ Random Qwen2-shaped model written once by `reference/bench_trl.py make-model` an
 {warmup} warm-up step(s), then the median of {steps}; every run in its own process, started once the CPUs were idle. The column \"others' CPU\" is the share of the CPUs that other processes took during the run; a run above {max_others:.0}% is measured again (at most {MAX_TRIES} times) and the least disturbed kept.\n\n\
 {table}\n\
 {verdicts}\n\
+{generation}\
 ## Kernels (criterion, trl-rs only)\n\n\
 At the model's shapes: 8 x 256 tokens, hidden 256, heads 8 / 4 of 32, intermediate 1024, vocab 512.\n\n\
 {kernels}\n\
@@ -263,5 +264,6 @@ forward, (2N + 4·L·S·A) x T.\n\
         table = end_to_end_table(results),
         verdicts = verdicts(results),
         kernels = kernels_table(results),
+        generation = super::generation::generation_section(results),
     )
 }

@@ -101,3 +101,29 @@ pub fn label_log_probs(logits: Tensor<3>, labels: Tensor<2, Int>) -> (Tensor<2>,
     };
     (logps, stats)
 }
+
+/// Attention of new query rows against a KV cache: `q` `[batch, heads, new, head_dim]`,
+/// `k`/`v` `[batch, kv_heads, capacity, head_dim]`, `blocked` `[batch, 1, new, capacity]`
+/// (`true` = masked) -> `[batch, new, heads, head_dim]`.
+pub fn cached_attention(
+    q: Tensor<4>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+    blocked: &Tensor<4, Bool>,
+) -> Tensor<4> {
+    let [batch, heads, new, d] = q.dims();
+    let [_, kv_heads, capacity, _] = k.dims();
+    let group = heads / kv_heads;
+    // [batch, kv_heads, capacity, head_dim] -> [batch, heads, capacity, head_dim]
+    let repeat = |t: Tensor<4>| {
+        t.reshape([batch, kv_heads, 1, capacity, d])
+            .expand([batch, kv_heads, group, capacity, d])
+            .reshape([batch, heads, capacity, d])
+    };
+    let (k, v) = (repeat(k), repeat(v));
+    // [batch, heads, new, capacity]
+    let scores = q.matmul(k.swap_dims(2, 3)) * (1.0 / (d as f64).sqrt());
+    let blocked = blocked.clone().expand([batch, heads, new, capacity]);
+    let scores = scores.mask_fill(blocked, f32::MIN);
+    softmax(scores, 3).matmul(v).swap_dims(1, 2)
+}

@@ -16,6 +16,7 @@ use burn::tensor::{Bool, DType, Int, Tensor, TensorData};
 use super::attention_cpu::{
     AttentionGradInputs, AttentionShape, attention_backward, attention_forward,
 };
+use super::cached_attention_cpu::{CachedAttentionShape, cached_attention_forward};
 use super::logprobs_cpu::{
     LogitsShape, STATS, label_logprobs_backward, label_logprobs_forward, token_stats,
 };
@@ -58,6 +59,16 @@ pub trait TrainingKernels: Backend {
     /// and mean logit, `[batch, seq - 1, 4]`, without gradient.
     fn fused_token_stats(logits: FloatTensor<Self>) -> FloatTensor<Self>;
 
+    /// Decoding attention (no gradient): q `[batch, heads, new, head_dim]` against the KV
+    /// cache k/v `[batch, kv_heads, capacity, head_dim]`, blocked `[batch, 1, new, capacity]`
+    /// -> `[batch, new, heads, head_dim]`.
+    fn fused_cached_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        blocked: BoolTensor<Self>,
+    ) -> FloatTensor<Self>;
+
     /// RMSNorm of `x` `[.., width]` over its last axis, scaled by `weight` `[width]`.
     fn fused_rms_norm(
         x: FloatTensor<Self>,
@@ -86,6 +97,21 @@ pub fn runs_on_flex<const D: usize>(tensor: &Tensor<D>) -> bool {
 /// [`TrainingKernels::fused_attention`] on high-level tensors.
 pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, blocked: Tensor<4, Bool>) -> Tensor<4> {
     Tensor::from_dispatch(<Dispatch as TrainingKernels>::fused_attention(
+        q.into_dispatch(),
+        k.into_dispatch(),
+        v.into_dispatch(),
+        blocked.into_dispatch(),
+    ))
+}
+
+/// [`TrainingKernels::fused_cached_attention`] on high-level tensors.
+pub fn cached_attention(
+    q: Tensor<4>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+    blocked: Tensor<4, Bool>,
+) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as TrainingKernels>::fused_cached_attention(
         q.into_dispatch(),
         k.into_dispatch(),
         v.into_dispatch(),
@@ -195,6 +221,41 @@ fn attention_flex(
     )
 }
 
+/// The decoding attention on flex (inference only).
+fn cached_attention_flex(
+    q: &FlexTensor,
+    k: &FlexTensor,
+    v: &FlexTensor,
+    blocked: &FlexTensor,
+) -> FlexTensor {
+    let [batch, heads, new, head_dim] = q.shape().dims::<4>();
+    let [_, kv_heads, capacity, _] = k.shape().dims::<4>();
+    let shape = CachedAttentionShape {
+        batch,
+        heads,
+        kv_heads,
+        new,
+        capacity,
+        head_dim,
+    };
+    let (q, k, v, blocked) = (
+        contiguous(q),
+        contiguous(k),
+        contiguous(v),
+        contiguous(blocked),
+    );
+    let mut out = vec![0.0f32; q.shape().num_elements()];
+    cached_attention_forward(
+        shape,
+        f32s(&q),
+        f32s(&k),
+        f32s(&v),
+        blocked.storage::<u8>(),
+        &mut out,
+    );
+    new_f32(out, &[batch, new, heads, head_dim])
+}
+
 fn mlp_shape(x: &FlexTensor, gate: &FlexTensor) -> MlpShape {
     let [batch, seq, hidden] = x.shape().dims::<3>();
     MlpShape {
@@ -300,6 +361,15 @@ impl TrainingKernels for Flex {
         blocked: FlexTensor,
     ) -> FlexTensor {
         attention_flex(&q, &k, &v, &blocked).0
+    }
+
+    fn fused_cached_attention(
+        q: FlexTensor,
+        k: FlexTensor,
+        v: FlexTensor,
+        blocked: FlexTensor,
+    ) -> FlexTensor {
+        cached_attention_flex(&q, &k, &v, &blocked)
     }
 
     fn fused_mlp(x: FlexTensor, gate: FlexTensor, up: FlexTensor, down: FlexTensor) -> FlexTensor {
@@ -536,6 +606,21 @@ impl<C: CheckpointStrategy> TrainingKernels for Autodiff<Flex, C> {
 
     fn fused_token_stats(logits: FloatTensor<Self>) -> FloatTensor<Self> {
         FloatTensor::<Self>::new(token_stats_flex(logits.primitive()))
+    }
+
+    /// Inference only: the output carries no gradient.
+    fn fused_cached_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        blocked: FlexTensor,
+    ) -> FloatTensor<Self> {
+        FloatTensor::<Self>::new(cached_attention_flex(
+            q.primitive(),
+            k.primitive(),
+            v.primitive(),
+            &blocked,
+        ))
     }
 
     fn fused_rms_norm(

@@ -9,6 +9,8 @@
 
 #[cfg(feature = "flex")]
 mod attention_cpu;
+#[cfg(feature = "flex")]
+mod cached_attention_cpu;
 pub mod composed;
 #[cfg(feature = "flex")]
 mod fast_math;
@@ -54,6 +56,25 @@ pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, blocked: &Tensor<4, B
         return flex::attention(q, k, v, blocked.clone());
     }
     composed::grouped_query_attention(q, k, v, blocked).swap_dims(1, 2)
+}
+
+/// Attention of new query rows against a KV cache (decoding; no gradient on flex):
+/// `q` `[batch, heads, new, head_dim]`, `k`/`v` `[batch, kv_heads, capacity, head_dim]`,
+/// `blocked` `[batch, 1, new, capacity]` (`true` = masked) -> `[batch, new, heads, head_dim]`.
+///
+/// Semantics of [`composed::cached_attention`]; on flex a fused kernel that reads only the
+/// visible cache columns.
+pub fn cached_attention(
+    q: Tensor<4>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+    blocked: &Tensor<4, Bool>,
+) -> Tensor<4> {
+    #[cfg(feature = "flex")]
+    if flex::runs_on_flex(&q) && all_f32(&[&k, &v]) {
+        return flex::cached_attention(q, k, v, blocked.clone());
+    }
+    composed::cached_attention(q, k, v, blocked)
 }
 
 /// The SwiGLU MLP without biases, `down(silu(gate(x)) * up(x))`: `x` `[batch, seq, hidden]`,

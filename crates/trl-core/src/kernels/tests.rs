@@ -4,7 +4,7 @@
 
 use burn::tensor::{Bool, Device, Distribution, Int, Tensor, TensorData};
 
-use super::{attention, composed};
+use super::{attention, cached_attention, composed};
 use crate::model::mask::blocked_keys;
 
 fn device() -> Device {
@@ -228,4 +228,41 @@ fn label_log_probs_and_stats_match_reference() {
     assert!(max_abs_diff(a.log_sum_sq_probs.inner(), b.log_sum_sq_probs.inner()) < 1e-5);
     assert!(max_abs_diff(a.mean_logits.inner(), b.mean_logits.inner()) < 1e-5);
     assert_eq!(a.argmax.into_data(), b.argmax.into_data());
+}
+
+/// The decoding kernel against the composed version: two new queries per row over a cache of
+/// 37 columns, with padding, unwritten columns and a row whose keys are all blocked.
+#[test]
+fn cached_attention_matches_reference() {
+    let device = Device::flex();
+    let (batch, heads, kv_heads, new, capacity, d) = (3, 4, 2, 2, 37, 8);
+    let q = Tensor::<4>::random([batch, heads, new, d], Distribution::Default, &device);
+    let k = Tensor::<4>::random(
+        [batch, kv_heads, capacity, d],
+        Distribution::Default,
+        &device,
+    );
+    let v = Tensor::<4>::random(
+        [batch, kv_heads, capacity, d],
+        Distribution::Default,
+        &device,
+    );
+    let mut flat = vec![true; batch * new * capacity];
+    for b in 0..batch {
+        for q in 0..new {
+            for k in 0..capacity {
+                let visible = match b {
+                    0 => k <= 20 + q,
+                    1 => (5..=20 + q).contains(&k),
+                    _ => false,
+                };
+                flat[(b * new + q) * capacity + k] = !visible;
+            }
+        }
+    }
+    let blocked =
+        Tensor::<4, Bool>::from_data(TensorData::new(flat, [batch, 1, new, capacity]), &device);
+    let fused = cached_attention(q.clone(), k.clone(), v.clone(), &blocked);
+    let reference = composed::cached_attention(q, k, v, &blocked);
+    assert!(max_abs_diff(fused, reference) < 2e-5);
 }

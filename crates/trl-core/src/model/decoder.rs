@@ -7,6 +7,7 @@ use burn::tensor::module::linear;
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 
 use super::config::DecoderConfig;
+use super::kv_cache::KvCache;
 use super::layers::DecoderLayer;
 use super::mask::{attention_block_mask, position_ids_from_mask};
 use super::rope::{RotaryTables, inverse_frequencies};
@@ -125,6 +126,45 @@ impl Decoder {
         super::layers::norm(&self.norm, hidden)
     }
 
+    /// Final hidden states `[batch, new, hidden]` of `input_ids` `[batch][new]` (mask
+    /// `[batch][new]`) appended to `cache`; the first call (empty cache) is the prefill and
+    /// computes exactly what [`Decoder::forward`] computes for the same batch.
+    pub fn forward_cached(
+        &self,
+        input_ids: &[Vec<u32>],
+        attention_mask: &[Vec<i64>],
+        cache: &mut KvCache,
+    ) -> Tensor<3> {
+        let device = self.embed_tokens.weight.device();
+        let start = cache.len();
+        let position_ids = cache.append(attention_mask);
+        let batch = TokenBatch::with_position_ids(
+            input_ids.to_vec(),
+            attention_mask.to_vec(),
+            position_ids,
+        );
+        let new = batch.dims()[1];
+        let rope = RotaryTables::new(&batch.positions_tensor(&device), &self.inv_freq, &device);
+        let blocked = if start == 0 {
+            // [batch, 1, new, new]: the training mask
+            attention_block_mask(
+                &batch.attention_mask,
+                &batch.position_ids,
+                self.sliding_window,
+                &device,
+            )
+        } else {
+            // [batch, 1, new, capacity]
+            cache.block_mask(new, &device)
+        };
+        let mut hidden = self.embed_tokens.forward(batch.ids_tensor(&device));
+        for (layer, layer_cache) in self.layers.iter().zip(cache.layers.iter_mut()) {
+            hidden = layer.forward_cached(hidden, &rope, &blocked, layer_cache, start);
+        }
+        cache.advance(new);
+        super::layers::norm(&self.norm, hidden)
+    }
+
     /// The embedding table `[vocab, hidden]` (the output projection of tied models).
     pub fn embedding_weight(&self) -> Tensor<2> {
         self.embed_tokens.weight.val()
@@ -172,6 +212,11 @@ impl CausalLm {
         &self.config
     }
 
+    /// The device the weights live on (where a KV cache for this model must be allocated).
+    pub fn device(&self) -> Device {
+        self.model.embed_tokens.weight.device()
+    }
+
     /// The decoder without its head (shared by log-prob and generation code).
     pub fn decoder(&self) -> &Decoder {
         &self.model
@@ -188,6 +233,34 @@ impl CausalLm {
     /// Logits `[batch, seq, vocab]`.
     pub fn forward(&self, batch: &TokenBatch) -> Tensor<3> {
         self.logits_from_hidden(self.model.forward(batch))
+    }
+
+    /// Logits `[batch, new, vocab]` of every new position, through the KV cache (see
+    /// [`Decoder::forward_cached`]); equal to [`CausalLm::forward`] of the whole sequence at
+    /// those positions.
+    pub fn forward_cached(
+        &self,
+        input_ids: &[Vec<u32>],
+        attention_mask: &[Vec<i64>],
+        cache: &mut KvCache,
+    ) -> Tensor<3> {
+        self.logits_from_hidden(self.model.forward_cached(input_ids, attention_mask, cache))
+    }
+
+    /// Logits `[batch, vocab]` of the last new position only: what a decoding step needs
+    /// (the output projection skips the prompt's other positions).
+    pub fn last_logits_cached(
+        &self,
+        input_ids: &[Vec<u32>],
+        attention_mask: &[Vec<i64>],
+        cache: &mut KvCache,
+    ) -> Tensor<2> {
+        let hidden = self.model.forward_cached(input_ids, attention_mask, cache);
+        let [batch, new, _] = hidden.dims();
+        // [batch, 1, hidden] -> [batch, 1, vocab]
+        let logits = self.logits_from_hidden(hidden.narrow(1, new - 1, 1));
+        let vocab = logits.dims()[2];
+        logits.reshape([batch, vocab])
     }
 
     /// Adds every tensor under its HF name.

@@ -6,6 +6,7 @@ use burn::nn::{Linear, RmsNorm};
 use burn::tensor::{Bool, Device, Tensor};
 
 use super::config::DecoderConfig;
+use super::kv_cache::LayerKv;
 use super::rope::RotaryTables;
 use super::weights::{WeightReader, WeightWriter};
 use crate::{Result, kernels};
@@ -77,6 +78,24 @@ impl Attention {
     /// `x` `[batch, seq, hidden]`, `blocked` `[batch, 1, seq, seq]` -> `[batch, seq, hidden]`.
     fn forward(&self, x: Tensor<3>, rope: &RotaryTables, blocked: &Tensor<4, Bool>) -> Tensor<3> {
         let [batch, seq, _] = x.dims();
+        let (q, k, v) = self.queries_keys_values(x, rope);
+        // [batch, seq, heads, head_dim] -> [batch, seq, heads * head_dim]
+        let context = kernels::attention(q, k, v, blocked).reshape([
+            batch,
+            seq,
+            self.num_heads * self.head_dim,
+        ]);
+        self.o_proj.forward(context)
+    }
+
+    /// Projections, q/k norms and RoPE of `x` `[batch, seq, hidden]`: q `[batch, heads, seq,
+    /// head_dim]`, k and v `[batch, kv_heads, seq, head_dim]`.
+    fn queries_keys_values(
+        &self,
+        x: Tensor<3>,
+        rope: &RotaryTables,
+    ) -> (Tensor<4>, Tensor<4>, Tensor<4>) {
+        let [batch, seq, _] = x.dims();
         let (heads, kv_heads, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let split_heads = |t: Tensor<3>, n: usize| t.reshape([batch, seq, n, d]).swap_dims(1, 2);
         // [batch, heads, seq, head_dim]
@@ -88,11 +107,45 @@ impl Attention {
             q = norm(q_norm, q);
             k = norm(k_norm, k);
         }
-        let q = rope.apply(q);
-        let k = rope.apply(k);
-        // [batch, seq, heads, head_dim] -> [batch, seq, heads * head_dim]
-        let context = kernels::attention(q, k, v, blocked).reshape([batch, seq, heads * d]);
-        self.o_proj.forward(context)
+        (rope.apply(q), rope.apply(k), v)
+    }
+
+    /// The incremental forward: `x` `[batch, new, hidden]` at cache columns `start..start +
+    /// new`; writes its keys and values into `cache` and attends over every cached column.
+    /// `blocked` is `[batch, 1, new, new]` when the cache was empty (the prefill runs the
+    /// training attention on the new tokens alone) and `[batch, 1, new, capacity]` after.
+    fn forward_cached(
+        &self,
+        x: Tensor<3>,
+        rope: &RotaryTables,
+        blocked: &Tensor<4, Bool>,
+        cache: &mut LayerKv,
+        start: usize,
+    ) -> Tensor<3> {
+        let [batch, new, _] = x.dims();
+        let (q, k, v) = self.queries_keys_values(x, rope);
+        let write = |buffer: &mut Option<Tensor<4>>, value: Tensor<4>| {
+            let [rows, heads, _, d] = value.dims();
+            let taken = buffer
+                .take()
+                .expect("cache tensors are present between writes");
+            *buffer =
+                Some(taken.slice_assign([0..rows, 0..heads, start..start + new, 0..d], value));
+        };
+        let context = if start == 0 {
+            write(&mut cache.keys, k.clone());
+            write(&mut cache.values, v.clone());
+            kernels::attention(q, k, v, blocked)
+        } else {
+            write(&mut cache.keys, k);
+            write(&mut cache.values, v);
+            let keys = cache.keys.clone().expect("written above");
+            let values = cache.values.clone().expect("written above");
+            kernels::cached_attention(q, keys, values, blocked)
+        };
+        // [batch, new, heads, head_dim] -> [batch, new, heads * head_dim]
+        self.o_proj
+            .forward(context.reshape([batch, new, self.num_heads * self.head_dim]))
     }
 }
 
@@ -189,6 +242,25 @@ impl DecoderLayer {
             self.self_attn
                 .forward(norm(&self.input_layernorm, x.clone()), rope, blocked);
         let x = x + attended;
+        let mlp_out = self
+            .mlp
+            .forward(norm(&self.post_attention_layernorm, x.clone()));
+        x + mlp_out
+    }
+
+    /// [`DecoderLayer::forward`] through the KV cache (see [`Attention::forward_cached`]).
+    pub(crate) fn forward_cached(
+        &self,
+        x: Tensor<3>,
+        rope: &RotaryTables,
+        blocked: &Tensor<4, Bool>,
+        cache: &mut LayerKv,
+        start: usize,
+    ) -> Tensor<3> {
+        let normed = norm(&self.input_layernorm, x.clone());
+        let x = x + self
+            .self_attn
+            .forward_cached(normed, rope, blocked, cache, start);
         let mlp_out = self
             .mlp
             .forward(norm(&self.post_attention_layernorm, x.clone()));

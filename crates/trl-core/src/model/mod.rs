@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod decoder;
+pub mod kv_cache;
 pub mod layers;
 pub mod mask;
 pub mod rope;
@@ -17,6 +18,7 @@ use burn::tensor::Device;
 
 pub use config::{DecoderConfig, Family, HeadKind, RopeScaling};
 pub use decoder::{CausalLm, Decoder, SequenceClassifier, TokenBatch};
+pub use kv_cache::KvCache;
 pub use weights::{WeightReader, WeightWriter};
 
 use crate::{Error, Result};
