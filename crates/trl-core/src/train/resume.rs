@@ -71,7 +71,6 @@ pub fn restore<M: Method>(
     state.global_step = saved.global_step;
     state.epoch = saved.epoch;
     state.log_history = saved.log_history;
-    state.trl_total_tokens = saved.trl_total_tokens;
     state.num_input_tokens_seen = saved.num_input_tokens_seen;
     Ok(model)
 }

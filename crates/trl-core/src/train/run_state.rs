@@ -16,6 +16,9 @@ pub(super) struct RunState {
     pub loss_since_log: f64,
     pub steps_since_log: u64,
     pub total_loss: f64,
+    /// Tokens trained on so far (TRL's `num_tokens`); kept in `trainer_state.json` as
+    /// `num_input_tokens_seen`, from which a resumed run continues it.
+    pub total_tokens: f64,
 }
 
 impl RunState {
@@ -39,13 +42,14 @@ impl RunState {
             loss_since_log: 0.0,
             steps_since_log: 0,
             total_loss: 0.0,
+            total_tokens: 0.0,
         }
     }
 
     /// Adds a finished step to the running totals.
     pub fn record(&mut self, report: &StepReport) {
-        self.state.trl_total_tokens += report.tokens;
-        self.state.num_input_tokens_seen = self.state.trl_total_tokens as u64;
+        self.total_tokens += report.tokens;
+        self.state.num_input_tokens_seen = self.total_tokens.round() as u64;
         self.loss_since_log += report.loss;
         self.steps_since_log += 1;
         self.total_loss += report.loss;

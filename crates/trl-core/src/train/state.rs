@@ -29,9 +29,6 @@ pub struct TrainerState {
     pub best_metric: Option<f64>,
     pub best_model_checkpoint: Option<String>,
     pub log_history: Vec<LogEntry>,
-    /// trl-rs: cumulative tokens trained on, continued exactly on resume.
-    #[serde(default)]
-    pub trl_total_tokens: f64,
 }
 
 impl TrainerState {
@@ -45,5 +42,30 @@ impl TrainerState {
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         serde_json::from_str(&text).map_err(|e| Error::json(path, e))
+    }
+}
+
+#[cfg(test)]
+mod field_tests {
+    use super::*;
+
+    /// transformers' `TrainerState.load_from_json` is `TrainerState(**json)`: a key that is
+    /// not one of its dataclass fields (transformers 5.23, `trainer_callback.py`) makes the
+    /// HF Trainer unable to resume from our checkpoints.
+    #[test]
+    fn every_written_key_is_a_transformers_trainer_state_field() {
+        const HF_FIELDS: [&str; 20] = [
+            "epoch", "global_step", "max_steps", "logging_steps", "eval_steps", "save_steps",
+            "train_batch_size", "num_train_epochs", "num_input_tokens_seen", "total_flos",
+            "log_history", "best_metric", "best_global_step", "best_model_checkpoint",
+            "is_local_process_zero", "is_world_process_zero", "is_hyper_param_search",
+            "trial_name", "trial_params", "stateful_callbacks",
+        ];
+        let written = serde_json::to_value(TrainerState::default()).unwrap();
+        let keys: Vec<&String> = written.as_object().unwrap().keys().collect();
+        assert!(keys.len() >= 15, "{keys:?}");
+        for key in keys {
+            assert!(HF_FIELDS.contains(&key.as_str()), "{key} is not a TrainerState field");
+        }
     }
 }

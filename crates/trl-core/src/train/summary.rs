@@ -43,7 +43,7 @@ pub(super) fn summary_entry(
         for (name, value) in run.window.drain() {
             summary.insert(name, Value::from(value));
         }
-        summary.insert("num_tokens".into(), Value::from(run.state.trl_total_tokens));
+        summary.insert("num_tokens".into(), Value::from(run.total_tokens));
     }
     summary.insert("epoch".into(), Value::from(run.state.epoch));
     summary.insert("step".into(), Value::from(run.state.global_step));

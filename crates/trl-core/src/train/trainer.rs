@@ -53,6 +53,7 @@ pub fn train<M: Method>(
     let mut model = model;
     if let Some(dir) = resume_dir(args, &output_dir)? {
         model = restore(method, &dir, device, &mut run.state, &mut run.optimizer)?;
+        run.total_tokens = run.state.num_input_tokens_seen as f64;
         logger.note(&format!(
             "resuming from {} at step {}",
             dir.display(),
@@ -209,7 +210,7 @@ fn log_if_due(
     for (name, value) in run.window.drain() {
         entry.insert(name, Value::from(value));
     }
-    entry.insert("num_tokens".into(), Value::from(run.state.trl_total_tokens));
+    entry.insert("num_tokens".into(), Value::from(run.total_tokens));
     entry.insert("step_time".into(), Value::from(step_time));
     entry.insert("epoch".into(), Value::from(run.state.epoch));
     entry.insert("step".into(), Value::from(step));
