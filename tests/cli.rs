@@ -273,6 +273,8 @@ fn dpo_with_precomputed_reference_reuses_the_cache() {
                 "true",
                 "--save_strategy",
                 "no",
+                "--logging_steps",
+                "1",
             ])
             .current_dir(root())
             .env("TRL_RS_CACHE", &cache)
@@ -305,7 +307,9 @@ fn dpo_with_precomputed_reference_reuses_the_cache() {
             .filter_map(|e| e.get("loss").cloned())
             .collect::<Vec<_>>()
     };
-    assert_eq!(losses(state("a")), losses(state("b")));
+    let (a, b) = (losses(state("a")), losses(state("b")));
+    assert_eq!(a.len(), 2, "one logged loss per step: {a:?}");
+    assert_eq!(a, b);
 }
 
 #[test]
@@ -430,9 +434,16 @@ fn ctrl_c_saves_a_checkpoint_and_exits() {
     let out_dir = dir.path().join("run");
     let args = sft_args(
         out_dir.to_str().unwrap(),
-        &["--max_steps", "200", "--save_steps", "1000"],
+        &[
+            "--max_steps",
+            "200",
+            "--save_steps",
+            "1000",
+            "--report_to",
+            "jsonl",
+        ],
     );
-    let child = Command::new(env!("CARGO_BIN_EXE_trl"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_trl"))
         .args(&args)
         .current_dir(root())
         .env("TRL_RS_TEST_STEP_DELAY_MS", "100")
@@ -441,9 +452,17 @@ fn ctrl_c_saves_a_checkpoint_and_exits() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Wait until training has started (the first log line lands in trainer state only at the
-    // end, so poll the clock: two logging intervals of 2 steps at >= 100 ms each).
-    std::thread::sleep(Duration::from_millis(1500));
+    // Wait until training has logged its first step (logging_steps 2): the run itself says
+    // when it is under way, however slow the machine.
+    let log = out_dir.join("log_history.jsonl");
+    let started = Instant::now();
+    while !std::fs::read_to_string(&log).is_ok_and(|t| t.lines().any(|l| l.contains("\"loss\""))) {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the run ended ({status}) before logging a step");
+        }
+        assert!(started.elapsed() < Duration::from_secs(300), "no step logged in 300 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let status = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()

@@ -4,11 +4,16 @@
 use burn::tensor::{Device, Tensor, TensorData};
 use serde_json::Value;
 use trl_core::model::{load_causal_lm, load_frozen_causal_lm};
-use trl_core::parity::{assert_log_history_matches, load_case, read_jsonl, repo_root};
+use trl_core::completions::PaddingOptions;
+use trl_core::parity::{
+    assert_close_slices, assert_log_history_matches, assert_param_updates_match,
+    assert_summary_matches, first_micro_batch_rows, load_case, read_case_rows, repo_root,
+    safetensors_update_norms,
+};
 use trl_core::tokenizer::Tokenizer;
-use trl_core::train::{RunLogger, TrainingArguments, take_known_keys, train};
+use trl_core::train::{Method, RunLogger, TrainingArguments, take_known_keys, train};
 
-use crate::data::prepare_examples;
+use crate::data::{DpoExample, collate, prepare_examples};
 use crate::loss::{PairLogps, ld_token_weights, pair_loss, wpo_weights};
 use crate::{DpoConfig, DpoMethod};
 
@@ -177,7 +182,7 @@ fn check_first_steps_with(name: &str, steps: usize, extra: &[(&str, serde_json::
     assert!(map.is_empty(), "unhandled keys {map:?}");
     let model_dir = repo_root().join("fixtures/models/tiny-qwen2");
     let tokenizer = Tokenizer::from_dir(&model_dir).unwrap();
-    let rows = read_jsonl(case["dataset"].as_str().unwrap());
+    let rows = read_case_rows(&case);
     let mut examples =
         prepare_examples(&rows, &tokenizer, config.max_length, config.truncation_mode).unwrap();
     let prepared = &case["prepared_dataset"];
@@ -216,6 +221,7 @@ fn check_first_steps_with(name: &str, steps: usize, extra: &[(&str, serde_json::
             .unwrap();
         method.drop_reference();
     }
+    check_first_micro_batch(name, &case, &method, &examples, &args, &model_dir);
     let outcome = train(
         &method,
         model,
@@ -255,9 +261,89 @@ fn check_first_steps_with(name: &str, steps: usize, extra: &[(&str, serde_json::
             "logits/rejected",
             "entropy",
             "grad_norm",
+            "mean_token_accuracy",
+            "learning_rate",
+            "epoch",
         ],
         &["num_tokens", "rewards/accuracies"],
     );
+    if steps == usize::MAX {
+        assert_summary_matches(
+            name,
+            &outcome.state.log_history,
+            &case["log_history"],
+            LOSS_RTOL,
+            &["train_loss"],
+        );
+        let updates = safetensors_update_norms(
+            &model_dir.join("model.safetensors"),
+            &out.path().join("model.safetensors"),
+        )
+        .unwrap();
+        assert_param_updates_match(name, &updates, &case["param_update_norms"], METRIC_RTOL);
+    }
+}
+
+/// TRL's first collated micro-batch (`first_batch`) and what its first `compute_loss` call
+/// returned and logged (`micro_batches[0]`), against ours on the untrained model.
+fn check_first_micro_batch(
+    name: &str,
+    case: &Value,
+    method: &DpoMethod,
+    examples: &[DpoExample],
+    args: &TrainingArguments,
+    model_dir: &std::path::Path,
+) {
+    let first: Vec<&DpoExample> = first_micro_batch_rows(args, examples.len())
+        .into_iter()
+        .map(|i| &examples[i])
+        .collect();
+    let options = PaddingOptions {
+        pad_token_id: method.pad_token_id,
+        max_length: method.config.max_length,
+        truncation_mode: method.config.truncation_mode,
+        pad_to_multiple_of: method.config.pad_to_multiple_of,
+    };
+    let ours = collate(&first, &options).batch;
+    let want = &case["first_batch"];
+    let ints = |key: &str| -> Vec<Vec<i64>> { serde_json::from_value(want[key].clone()).unwrap() };
+    let ids: Vec<Vec<i64>> = ours.tokens.input_ids.iter().map(|r| r.iter().map(|&t| t as i64).collect()).collect();
+    assert_eq!(ids, ints("input_ids"), "{name}: first batch input_ids");
+    assert_eq!(ours.tokens.attention_mask, ints("attention_mask"), "{name}: first batch attention_mask");
+    assert_eq!(ours.completion_mask, ints("completion_mask"), "{name}: first batch completion_mask");
+    if let Some(want_chosen) = want.get("ref_chosen_logps") {
+        let logps = |pick: fn(&(f64, f64)) -> f64| -> Vec<f64> {
+            first.iter().map(|e| pick(e.ref_logps.as_ref().expect("precomputed"))).collect()
+        };
+        let want_rejected: Vec<f64> = serde_json::from_value(want["ref_rejected_logps"].clone()).unwrap();
+        let want_chosen: Vec<f64> = serde_json::from_value(want_chosen.clone()).unwrap();
+        assert_close_slices(&format!("{name}: ref_chosen_logps"), &logps(|p| p.0), &want_chosen, METRIC_RTOL, 1e-4);
+        assert_close_slices(&format!("{name}: ref_rejected_logps"), &logps(|p| p.1), &want_rejected, METRIC_RTOL, 1e-4);
+    }
+
+    let device = Device::default().autodiff();
+    let model = load_causal_lm(model_dir, &device).unwrap();
+    let (loss, metrics) = method.loss(&model, &first, method.items_in(&first)).unwrap();
+    let micro = &case["micro_batches"][0];
+    let loss = loss.into_scalar::<f32>() as f64;
+    let want_loss = micro["loss"].as_f64().unwrap();
+    assert_close_slices(&format!("{name}: first micro-batch loss"), &[loss], &[want_loss], LOSS_RTOL, 1e-7);
+    let trl_metrics = micro["metrics"].as_object().unwrap();
+    assert!(!trl_metrics.is_empty(), "{name}: TRL's first micro-batch logged nothing");
+    for (key, value) in trl_metrics {
+        let want = value.as_f64().unwrap();
+        let got = if key == "num_tokens" {
+            metrics.num_tokens
+        } else {
+            metrics
+                .values
+                .iter()
+                .find(|(k, _)| k == key)
+                .unwrap_or_else(|| panic!("{name}: first micro-batch: we did not compute {key}"))
+                .1
+        };
+        assert_close_slices(&format!("{name}: first micro-batch {key}"), &[got], &[want], METRIC_RTOL, 1e-4);
+    }
 }
 
 #[test]
@@ -317,6 +403,39 @@ fn synced_reference_matches_trl() {
 #[test]
 fn conversational_len128_matches_trl() {
     check_run("sigmoid_conversational_len128");
+}
+
+// Step accounting: transformers makes ceil(micro-batches / GA) optimizer steps per epoch, the
+// last one with the remaining micro-batches (issue 14).
+
+#[test]
+fn gradient_accumulation_remainder_matches_trl() {
+    check_run("sigmoid_ga_remainder");
+}
+
+#[test]
+fn last_partial_batch_matches_trl() {
+    check_run("sigmoid_partial_batch");
+}
+
+#[test]
+fn several_epochs_with_a_remainder_match_trl() {
+    check_run("sigmoid_epochs_remainder");
+}
+
+#[test]
+fn max_steps_crossing_an_epoch_boundary_matches_trl() {
+    check_run("sigmoid_max_steps_across_epochs");
+}
+
+#[test]
+fn random_order_matches_trl() {
+    check_run("sigmoid_random_order");
+}
+
+#[test]
+fn keep_end_truncation_matches_trl() {
+    check_run("sigmoid_keep_end");
 }
 
 /// Padding-free runs the transformer on real tokens only; the numbers must not change.
