@@ -264,7 +264,10 @@ fn every_loss_case_matches_trl_on_fixed_logps() {
         let all_one_side = labels.iter().all(|&l| l) || labels.iter().all(|&l| !l);
         let per_example: Vec<f64> = labels
             .iter()
-            .map(|&l| if l || all_one_side { desirable.next() } else { undesirable.next() }.unwrap())
+            .map(|&l| {
+                let next = if l || all_one_side { desirable.next() } else { undesirable.next() };
+                next.expect("one loss per example")
+            })
             .collect();
         let out = &case["outputs"];
         assert_close_slices(&format!("{name}: per-example loss"), &per_example, &floats(&out["per_example_loss"]), 1e-5, 1e-7);
