@@ -264,8 +264,10 @@ fn check_first_steps_with(name: &str, steps: usize, extra: &[(&str, serde_json::
             "mean_token_accuracy",
             "learning_rate",
             "epoch",
+            // a fraction of the batch's pairs, averaged in float32 by TRL (2/3 is 0.6666666865)
+            "rewards/accuracies",
         ],
-        &["num_tokens", "rewards/accuracies"],
+        &["num_tokens"],
     );
     if steps == usize::MAX {
         assert_summary_matches(
