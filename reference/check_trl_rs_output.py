@@ -70,15 +70,19 @@ def check_model(folder: Path, base: Path) -> str:
     if moved == 0:
         fail(folder, f"every weight equals {base}'s: nothing was trained")
 
-    state = TrainerState.load_from_json(str(folder / "trainer_state.json"))
+    print(
+        f"{folder}: loads in transformers as {type(model).__name__} ({got_dtype}), "
+        f"{moved} of {len(before)} tensors trained, generate +{new_tokens} tokens: "
+        f"{tok.decode(out[0, -new_tokens:])!r}"
+    )
+    try:
+        state = TrainerState.load_from_json(str(folder / "trainer_state.json"))
+    except Exception as e:  # noqa: BLE001  (what transformers' resume would hit)
+        fail(folder, f"transformers.TrainerState.load_from_json fails: {type(e).__name__}: {e}")
     steps = [e["step"] for e in state.log_history if "step" in e]
     if not steps or steps[-1] != state.global_step:
         fail(folder, f"trainer_state.json: global_step {state.global_step}, last logged step {steps[-1:]}")
-    return (
-        f"{folder}: loads in transformers as {type(model).__name__} ({got_dtype}), "
-        f"{moved} of {len(before)} tensors trained, generate +{new_tokens} tokens: "
-        f"{tok.decode(out[0, -new_tokens:])!r}; trainer_state global_step {state.global_step}"
-    )
+    return f"{folder}: trainer_state.json loads in transformers, global_step {state.global_step}"
 
 
 def main() -> None:
