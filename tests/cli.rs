@@ -460,7 +460,10 @@ fn ctrl_c_saves_a_checkpoint_and_exits() {
         if let Some(status) = child.try_wait().unwrap() {
             panic!("the run ended ({status}) before logging a step");
         }
-        assert!(started.elapsed() < Duration::from_secs(300), "no step logged in 300 s");
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "no step logged in 300 s"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let status = Command::new("kill")

@@ -90,16 +90,29 @@ fn validate_passes_good_data_and_names_the_row_of_bad_data() {
         MODEL,
     ]);
     assert!(out.status.success(), "{}", printed(&out));
-    assert!(printed(&out).contains("64"), "the row count: {}", printed(&out));
+    assert!(
+        printed(&out).contains("64"),
+        "the row count: {}",
+        printed(&out)
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.jsonl");
     std::fs::write(&bad, "{\"text\": \"fine\"}\n{\"txt\": \"typo\"}\n").unwrap();
-    let out = run_trl(&["validate", "--method", "sft", "--dataset_name", bad.to_str().unwrap()]);
+    let out = run_trl(&[
+        "validate",
+        "--method",
+        "sft",
+        "--dataset_name",
+        bad.to_str().unwrap(),
+    ]);
     let message = printed(&out);
     assert!(!out.status.success(), "{message}");
     assert!(!message.contains("panicked"), "{message}");
-    assert!(message.contains("bad.jsonl") && message.contains('2'), "{message}");
+    assert!(
+        message.contains("bad.jsonl") && message.contains('2'),
+        "{message}"
+    );
 }
 
 #[test]
@@ -169,12 +182,17 @@ fn ref_model_is_the_reference() {
         args.extend_from_slice(extra);
         let out = run_trl(&args);
         assert!(out.status.success(), "{}", printed(&out));
-        logged_steps(&out_dir)[0]["rewards/chosen"].as_f64().unwrap()
+        logged_steps(&out_dir)[0]["rewards/chosen"]
+            .as_f64()
+            .unwrap()
     };
     assert_eq!(first_rewards("own", &[]), 0.0);
     assert_eq!(first_rewards("same", &["--ref_model", MODEL]), 0.0);
     let other = first_rewards("other", &["--ref_model", "fixtures/models/tiny-llama"]);
-    assert!(other.abs() > 1e-3, "rewards/chosen {other} against another reference");
+    assert!(
+        other.abs() > 1e-3,
+        "rewards/chosen {other} against another reference"
+    );
 }
 
 #[test]

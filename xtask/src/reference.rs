@@ -67,7 +67,9 @@ fn regenerate(python: &Path, root: &Path) -> Result<()> {
         }
         eprintln!("reference: {script} {}", args.join(" "));
         let mut cmd = Command::new(python);
-        cmd.arg(&path).args(*args).current_dir(root.join("reference"));
+        cmd.arg(&path)
+            .args(*args)
+            .current_dir(root.join("reference"));
         for (key, value) in ENV {
             cmd.env(key, value);
         }
@@ -88,7 +90,11 @@ fn check(python: &Path, root: &Path) -> Result<()> {
     regenerate(python, &copy)?;
     let mut differences = Vec::new();
     for dir in OUTPUTS {
-        differences.extend(compare_trees(&root.join(dir), &copy.join(dir), Path::new(dir))?);
+        differences.extend(compare_trees(
+            &root.join(dir),
+            &copy.join(dir),
+            Path::new(dir),
+        )?);
     }
     if differences.is_empty() {
         std::fs::remove_dir_all(&copy)?;
@@ -128,7 +134,9 @@ fn files_under(dir: &Path) -> Result<BTreeSet<PathBuf>> {
     let mut out = BTreeSet::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(current) = stack.pop() {
-        for entry in std::fs::read_dir(&current).with_context(|| format!("reading {}", current.display()))? {
+        for entry in
+            std::fs::read_dir(&current).with_context(|| format!("reading {}", current.display()))?
+        {
             let entry = entry?;
             if entry.file_name() == "__pycache__" {
                 continue;
@@ -153,9 +161,16 @@ fn compare_trees(committed: &Path, fresh: &Path, label: &Path) -> Result<Vec<Str
             (true, false) => out.push(format!("  {}: committed, not produced", shown.display())),
             (false, true) => out.push(format!("  {}: produced, not committed", shown.display())),
             _ => {
-                let (a, b) = (std::fs::read(committed.join(path))?, std::fs::read(fresh.join(path))?);
+                let (a, b) = (
+                    std::fs::read(committed.join(path))?,
+                    std::fs::read(fresh.join(path))?,
+                );
                 if a != b {
-                    out.push(format!("  {}: differs{}", shown.display(), first_difference(&a, &b)));
+                    out.push(format!(
+                        "  {}: differs{}",
+                        shown.display(),
+                        first_difference(&a, &b)
+                    ));
                 }
             }
         }
@@ -170,7 +185,12 @@ fn first_difference(a: &[u8], b: &[u8]) -> String {
     match lines.find(|(_, (x, y))| x != y) {
         Some((i, (x, y))) => {
             let cut = |s: &str| s.chars().take(160).collect::<String>();
-            format!(" at line {}:\n    committed: {}\n    produced:  {}", i + 1, cut(x), cut(y))
+            format!(
+                " at line {}:\n    committed: {}\n    produced:  {}",
+                i + 1,
+                cut(x),
+                cut(y)
+            )
         }
         None => " (one is a prefix of the other)".into(),
     }

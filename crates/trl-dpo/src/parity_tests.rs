@@ -3,8 +3,8 @@
 
 use burn::tensor::{Device, Tensor, TensorData};
 use serde_json::Value;
-use trl_core::model::{load_causal_lm, load_frozen_causal_lm};
 use trl_core::completions::PaddingOptions;
+use trl_core::model::{load_causal_lm, load_frozen_causal_lm};
 use trl_core::parity::{
     assert_close_slices, assert_log_history_matches, assert_param_updates_match,
     assert_summary_matches, first_micro_batch_rows, load_case, read_case_rows, repo_root,
@@ -309,29 +309,69 @@ fn check_first_micro_batch(
     let ours = collate(&first, &options).batch;
     let want = &case["first_batch"];
     let ints = |key: &str| -> Vec<Vec<i64>> { serde_json::from_value(want[key].clone()).unwrap() };
-    let ids: Vec<Vec<i64>> = ours.tokens.input_ids.iter().map(|r| r.iter().map(|&t| t as i64).collect()).collect();
+    let ids: Vec<Vec<i64>> = ours
+        .tokens
+        .input_ids
+        .iter()
+        .map(|r| r.iter().map(|&t| t as i64).collect())
+        .collect();
     assert_eq!(ids, ints("input_ids"), "{name}: first batch input_ids");
-    assert_eq!(ours.tokens.attention_mask, ints("attention_mask"), "{name}: first batch attention_mask");
-    assert_eq!(ours.completion_mask, ints("completion_mask"), "{name}: first batch completion_mask");
+    assert_eq!(
+        ours.tokens.attention_mask,
+        ints("attention_mask"),
+        "{name}: first batch attention_mask"
+    );
+    assert_eq!(
+        ours.completion_mask,
+        ints("completion_mask"),
+        "{name}: first batch completion_mask"
+    );
     if let Some(want_chosen) = want.get("ref_chosen_logps") {
         let logps = |pick: fn(&(f64, f64)) -> f64| -> Vec<f64> {
-            first.iter().map(|e| pick(e.ref_logps.as_ref().expect("precomputed"))).collect()
+            first
+                .iter()
+                .map(|e| pick(e.ref_logps.as_ref().expect("precomputed")))
+                .collect()
         };
-        let want_rejected: Vec<f64> = serde_json::from_value(want["ref_rejected_logps"].clone()).unwrap();
+        let want_rejected: Vec<f64> =
+            serde_json::from_value(want["ref_rejected_logps"].clone()).unwrap();
         let want_chosen: Vec<f64> = serde_json::from_value(want_chosen.clone()).unwrap();
-        assert_close_slices(&format!("{name}: ref_chosen_logps"), &logps(|p| p.0), &want_chosen, METRIC_RTOL, 1e-4);
-        assert_close_slices(&format!("{name}: ref_rejected_logps"), &logps(|p| p.1), &want_rejected, METRIC_RTOL, 1e-4);
+        assert_close_slices(
+            &format!("{name}: ref_chosen_logps"),
+            &logps(|p| p.0),
+            &want_chosen,
+            METRIC_RTOL,
+            1e-4,
+        );
+        assert_close_slices(
+            &format!("{name}: ref_rejected_logps"),
+            &logps(|p| p.1),
+            &want_rejected,
+            METRIC_RTOL,
+            1e-4,
+        );
     }
 
     let device = Device::default().autodiff();
     let model = load_causal_lm(model_dir, &device).unwrap();
-    let (loss, metrics) = method.loss(&model, &first, method.items_in(&first)).unwrap();
+    let (loss, metrics) = method
+        .loss(&model, &first, method.items_in(&first))
+        .unwrap();
     let micro = &case["micro_batches"][0];
     let loss = loss.into_scalar::<f32>() as f64;
     let want_loss = micro["loss"].as_f64().unwrap();
-    assert_close_slices(&format!("{name}: first micro-batch loss"), &[loss], &[want_loss], LOSS_RTOL, 1e-7);
+    assert_close_slices(
+        &format!("{name}: first micro-batch loss"),
+        &[loss],
+        &[want_loss],
+        LOSS_RTOL,
+        1e-7,
+    );
     let trl_metrics = micro["metrics"].as_object().unwrap();
-    assert!(!trl_metrics.is_empty(), "{name}: TRL's first micro-batch logged nothing");
+    assert!(
+        !trl_metrics.is_empty(),
+        "{name}: TRL's first micro-batch logged nothing"
+    );
     for (key, value) in trl_metrics {
         let want = value.as_f64().unwrap();
         let got = if key == "num_tokens" {
@@ -344,7 +384,13 @@ fn check_first_micro_batch(
                 .unwrap_or_else(|| panic!("{name}: first micro-batch: we did not compute {key}"))
                 .1
         };
-        assert_close_slices(&format!("{name}: first micro-batch {key}"), &[got], &[want], METRIC_RTOL, 1e-4);
+        assert_close_slices(
+            &format!("{name}: first micro-batch {key}"),
+            &[got],
+            &[want],
+            METRIC_RTOL,
+            1e-4,
+        );
     }
 }
 

@@ -173,43 +173,107 @@ fn check_first_micro_batch(
     let want = &case["first_batch"];
     let (main, kl) = method.collate(&first);
     let ids = |rows: &[Vec<u32>]| -> Vec<Vec<i64>> {
-        rows.iter().map(|r| r.iter().map(|&t| t as i64).collect()).collect()
+        rows.iter()
+            .map(|r| r.iter().map(|&t| t as i64).collect())
+            .collect()
     };
-    assert_eq!(ids(&main.tokens.input_ids), ints(&want["input_ids"]), "{name}: first batch input_ids");
-    assert_eq!(main.tokens.attention_mask, ints(&want["attention_mask"]), "{name}: attention_mask");
-    assert_eq!(main.completion_mask, ints(&want["completion_mask"]), "{name}: completion_mask");
+    assert_eq!(
+        ids(&main.tokens.input_ids),
+        ints(&want["input_ids"]),
+        "{name}: first batch input_ids"
+    );
+    assert_eq!(
+        main.tokens.attention_mask,
+        ints(&want["attention_mask"]),
+        "{name}: attention_mask"
+    );
+    assert_eq!(
+        main.completion_mask,
+        ints(&want["completion_mask"]),
+        "{name}: completion_mask"
+    );
     let labels: Vec<bool> = serde_json::from_value(want["label"].clone()).unwrap();
-    assert_eq!(first.iter().map(|e| e.label).collect::<Vec<_>>(), labels, "{name}: first batch labels");
+    assert_eq!(
+        first.iter().map(|e| e.label).collect::<Vec<_>>(),
+        labels,
+        "{name}: first batch labels"
+    );
     match (kl, want.get("KL_input_ids")) {
         (Some(kl), Some(want_ids)) if method.config.loss_type.uses_kl() => {
-            assert_eq!(ids(&kl.tokens.input_ids), ints(want_ids), "{name}: KL_input_ids");
-            assert_eq!(kl.tokens.attention_mask, ints(&want["KL_attention_mask"]), "{name}: KL_attention_mask");
-            assert_eq!(kl.completion_mask, ints(&want["KL_completion_mask"]), "{name}: KL_completion_mask");
+            assert_eq!(
+                ids(&kl.tokens.input_ids),
+                ints(want_ids),
+                "{name}: KL_input_ids"
+            );
+            assert_eq!(
+                kl.tokens.attention_mask,
+                ints(&want["KL_attention_mask"]),
+                "{name}: KL_attention_mask"
+            );
+            assert_eq!(
+                kl.completion_mask,
+                ints(&want["KL_completion_mask"]),
+                "{name}: KL_completion_mask"
+            );
         }
         (None, _) if !method.config.loss_type.uses_kl() => {}
-        (ours, theirs) => panic!("{name}: KL batch here: {}, in TRL: {}", ours.is_some(), theirs.is_some()),
+        (ours, theirs) => panic!(
+            "{name}: KL batch here: {}, in TRL: {}",
+            ours.is_some(),
+            theirs.is_some()
+        ),
     }
     if let Some(want_ref) = want.get("ref_logps") {
-        let ours: Vec<f64> = first.iter().map(|e| e.ref_logps.expect("precomputed").0).collect();
-        assert_close_slices(&format!("{name}: ref_logps"), &ours, &floats(want_ref), METRIC_RTOL, 1e-4);
+        let ours: Vec<f64> = first
+            .iter()
+            .map(|e| e.ref_logps.expect("precomputed").0)
+            .collect();
+        assert_close_slices(
+            &format!("{name}: ref_logps"),
+            &ours,
+            &floats(want_ref),
+            METRIC_RTOL,
+            1e-4,
+        );
     }
 
     let device = Device::default().autodiff();
     let model = load_causal_lm(model_dir, &device).unwrap();
-    let (loss, metrics) = method.loss(&model, &first, method.items_in(&first)).unwrap();
+    let (loss, metrics) = method
+        .loss(&model, &first, method.items_in(&first))
+        .unwrap();
     let micro = &case["micro_batches"][0];
     let loss = loss.into_scalar::<f32>() as f64;
-    assert_close_slices(&format!("{name}: first loss"), &[loss], &[micro["loss"].as_f64().unwrap()], LOSS_RTOL, 1e-7);
+    assert_close_slices(
+        &format!("{name}: first loss"),
+        &[loss],
+        &[micro["loss"].as_f64().unwrap()],
+        LOSS_RTOL,
+        1e-7,
+    );
     let trl_metrics = micro["metrics"].as_object().unwrap();
-    assert!(!trl_metrics.is_empty(), "{name}: TRL's first micro-batch logged nothing");
+    assert!(
+        !trl_metrics.is_empty(),
+        "{name}: TRL's first micro-batch logged nothing"
+    );
     for (key, value) in trl_metrics {
         let got = match key.as_str() {
             "num_tokens" => metrics.num_tokens,
-            _ => metrics.values.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
+            _ => metrics
+                .values
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| *v)
                 .unwrap_or_else(|| panic!("{name}: first micro-batch: we did not compute {key}")),
         };
         let want = value.as_f64().unwrap();
-        assert_close_slices(&format!("{name}: first micro-batch {key}"), &[got], &[want], METRIC_RTOL, 1e-4);
+        assert_close_slices(
+            &format!("{name}: first micro-batch {key}"),
+            &[got],
+            &[want],
+            METRIC_RTOL,
+            1e-4,
+        );
     }
 }
 
@@ -223,7 +287,10 @@ fn every_loss_case_matches_trl_on_fixed_logps() {
     let device = Device::default();
     let tensor = |v: Vec<f64>| {
         let n = v.len();
-        Tensor::<1>::from_data(TensorData::new(v.into_iter().map(|x| x as f32).collect(), [n]), &device)
+        Tensor::<1>::from_data(
+            TensorData::new(v.into_iter().map(|x| x as f32).collect(), [n]),
+            &device,
+        )
     };
     for case in cases {
         let name = case["name"].as_str().unwrap();
@@ -231,7 +298,11 @@ fn every_loss_case_matches_trl_on_fixed_logps() {
         let kind: KtoLossType = serde_json::from_value(x["loss_type"].clone()).unwrap();
         let labels: Vec<bool> = serde_json::from_value(x["label"].clone()).unwrap();
         let ratio = |p: &str, r: &str| -> Vec<f64> {
-            floats(&x[p]).iter().zip(floats(&x[r])).map(|(a, b)| a - b).collect()
+            floats(&x[p])
+                .iter()
+                .zip(floats(&x[r]))
+                .map(|(a, b)| a - b)
+                .collect()
         };
         let logratios = ratio("policy_logps", "ref_logps");
         let kl = match kind {
@@ -242,7 +313,12 @@ fn every_loss_case_matches_trl_on_fixed_logps() {
             KtoLossType::ApoZeroUnpaired => 0.0,
         };
         let pick = |want: bool| -> Vec<f64> {
-            logratios.iter().zip(&labels).filter(|(_, l)| **l == want).map(|(r, _)| *r).collect()
+            logratios
+                .iter()
+                .zip(&labels)
+                .filter(|(_, l)| **l == want)
+                .map(|(r, _)| *r)
+                .collect()
         };
         let (chosen, rejected) = (pick(true), pick(false));
         let parts = kto_losses(
@@ -256,7 +332,14 @@ fn every_loss_case_matches_trl_on_fixed_logps() {
         );
         let values: Vec<Vec<f64>> = parts
             .into_iter()
-            .map(|t| t.into_data().try_to_vec::<f32>().unwrap().into_iter().map(f64::from).collect())
+            .map(|t| {
+                t.into_data()
+                    .try_to_vec::<f32>()
+                    .unwrap()
+                    .into_iter()
+                    .map(f64::from)
+                    .collect()
+            })
             .collect();
         // Desirable losses come first, then undesirable: put them back in batch order.
         let mut desirable = values.first().cloned().unwrap_or_default().into_iter();
@@ -265,15 +348,37 @@ fn every_loss_case_matches_trl_on_fixed_logps() {
         let per_example: Vec<f64> = labels
             .iter()
             .map(|&l| {
-                let next = if l || all_one_side { desirable.next() } else { undesirable.next() };
+                let next = if l || all_one_side {
+                    desirable.next()
+                } else {
+                    undesirable.next()
+                };
                 next.expect("one loss per example")
             })
             .collect();
         let out = &case["outputs"];
-        assert_close_slices(&format!("{name}: per-example loss"), &per_example, &floats(&out["per_example_loss"]), 1e-5, 1e-7);
+        assert_close_slices(
+            &format!("{name}: per-example loss"),
+            &per_example,
+            &floats(&out["per_example_loss"]),
+            1e-5,
+            1e-7,
+        );
         let mean = per_example.iter().sum::<f64>() / per_example.len() as f64;
-        assert_close_slices(&format!("{name}: loss"), &[mean], &[out["loss"].as_f64().unwrap()], 1e-5, 1e-7);
-        assert_close_slices(&format!("{name}: kl"), &[kl], &[out["kl"].as_f64().unwrap()], 1e-6, 1e-9);
+        assert_close_slices(
+            &format!("{name}: loss"),
+            &[mean],
+            &[out["loss"].as_f64().unwrap()],
+            1e-5,
+            1e-7,
+        );
+        assert_close_slices(
+            &format!("{name}: kl"),
+            &[kl],
+            &[out["kl"].as_f64().unwrap()],
+            1e-6,
+            1e-9,
+        );
     }
 }
 

@@ -5,8 +5,8 @@ use burn::tensor::Device;
 use serde_json::{Map, Value};
 use trl_core::model::load_causal_lm;
 use trl_core::parity::{
-    assert_log_history_matches, assert_summary_matches, load_case, assert_param_updates_match, first_micro_batch_rows, read_case_rows, repo_root,
-    safetensors_update_norms,
+    assert_log_history_matches, assert_param_updates_match, assert_summary_matches,
+    first_micro_batch_rows, load_case, read_case_rows, repo_root, safetensors_update_norms,
 };
 use trl_core::tokenizer::Tokenizer;
 use trl_core::train::{RunLogger, TrainingArguments, take_known_keys, train};
@@ -127,7 +127,12 @@ fn check_case(name: &str) {
         &out.path().join("model.safetensors"),
     )
     .unwrap();
-    assert_param_updates_match(name, &updates, &case.expected["param_update_norms"], METRIC_RTOL);
+    assert_param_updates_match(
+        name,
+        &updates,
+        &case.expected["param_update_norms"],
+        METRIC_RTOL,
+    );
 }
 
 #[test]
@@ -238,7 +243,10 @@ fn assistant_only_loss_trains_what_trl_trains_minus_the_header_newline() {
         serde_json::from_value(case.expected["prepared_dataset"]["labels"].clone()).unwrap();
     let newline = tokenizer.encode("\n", false).unwrap()[0] as i64;
     let header = tokenizer.encode("<|im_start|>assistant", false).unwrap();
-    assert!(!trl_labels.is_empty() && examples.len() >= trl_labels.len(), "TRL's first rows");
+    assert!(
+        !trl_labels.is_empty() && examples.len() >= trl_labels.len(),
+        "TRL's first rows"
+    );
     for (row, (ours, theirs)) in examples.iter().zip(&trl_labels).enumerate() {
         assert_eq!(ours.input_ids.len(), theirs.len(), "row {row}: length");
         for (i, (&a, &b)) in ours.labels.iter().zip(theirs).enumerate() {

@@ -325,7 +325,10 @@ mod tests {
         let cases = fixture["token_lengths"].as_array().unwrap();
         assert!(cases.len() >= 9, "{} cases", cases.len());
         for case in cases {
-            let (model, name) = (case["model"].as_str().unwrap(), case["dataset"].as_str().unwrap());
+            let (model, name) = (
+                case["model"].as_str().unwrap(),
+                case["dataset"].as_str().unwrap(),
+            );
             let method = match case["method"].as_str().unwrap() {
                 "sft" => Method::Sft,
                 "dpo" => Method::Dpo,

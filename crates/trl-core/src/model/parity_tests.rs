@@ -45,8 +45,15 @@ fn max_logit_error(ours: &[f32], expected: &Value, mask: &[Vec<i64>]) -> f32 {
     let seq = mask[0].len();
     let rows = expected.as_array().unwrap().len();
     assert_eq!(rows, mask.len(), "expected logits rows vs mask rows");
-    assert_eq!(ours.len(), rows * seq * vocab, "our logits vs [{rows}, {seq}, {vocab}]");
-    assert!(vocab > 0 && mask.iter().flatten().any(|&m| m != 0), "no position to compare");
+    assert_eq!(
+        ours.len(),
+        rows * seq * vocab,
+        "our logits vs [{rows}, {seq}, {vocab}]"
+    );
+    assert!(
+        vocab > 0 && mask.iter().flatten().any(|&m| m != 0),
+        "no position to compare"
+    );
     let mut worst = 0f32;
     for (b, row) in mask.iter().enumerate() {
         for (s, &m) in row.iter().enumerate() {
@@ -74,7 +81,11 @@ fn expected_cases(model: &str) -> Vec<(String, Value)> {
         .collect();
     let mut names: Vec<&str> = cases.iter().map(|(k, _)| k.as_str()).collect();
     names.sort_unstable();
-    assert_eq!(names, ["left_pad", "right_pad"], "{model}: expected logits cases");
+    assert_eq!(
+        names,
+        ["left_pad", "right_pad"],
+        "{model}: expected logits cases"
+    );
     cases
 }
 
@@ -140,7 +151,12 @@ fn sharded_checkpoint_logits_match_transformers() {
 /// `*ForSequenceClassification` with one label (a reward head) on every decoder family.
 #[test]
 fn reward_model_scores_match_transformers() {
-    for model in ["tiny-qwen2-rm", "tiny-llama-rm", "tiny-mistral-rm", "tiny-qwen3-rm"] {
+    for model in [
+        "tiny-qwen2-rm",
+        "tiny-llama-rm",
+        "tiny-mistral-rm",
+        "tiny-qwen3-rm",
+    ] {
         check_sequence_classifier(model);
     }
 }
@@ -160,7 +176,11 @@ fn check_sequence_classifier(model: &str) {
             .into_iter()
             .flatten()
             .collect();
-        assert_eq!(scores.len(), expected.len(), "{model} {name}: number of scores");
+        assert_eq!(
+            scores.len(),
+            expected.len(),
+            "{model} {name}: number of scores"
+        );
         for (got, want) in scores.iter().zip(&expected) {
             assert!(
                 (got - want).abs() < LOGITS_TOLERANCE,

@@ -21,7 +21,9 @@ fn close(got: f64, want: f64, rtol: f64, floor: f64) -> bool {
 /// `Ok` when both sides hold the same, non-zero number of items.
 pub fn check_lengths(what: &str, got: usize, want: usize) -> Result<(), String> {
     if want == 0 {
-        return Err(format!("{what}: the reference holds none, nothing would be compared"));
+        return Err(format!(
+            "{what}: the reference holds none, nothing would be compared"
+        ));
     }
     if got != want {
         return Err(format!("{what}: {got} here, {want} in the reference"));
@@ -63,7 +65,13 @@ struct Rules<'a> {
 }
 
 impl Rules<'_> {
-    fn check_key(&self, at: &str, key: &str, ours: Option<f64>, expected: f64) -> Result<(), String> {
+    fn check_key(
+        &self,
+        at: &str,
+        key: &str,
+        ours: Option<f64>,
+        expected: f64,
+    ) -> Result<(), String> {
         let (rtol, floor) = if key == "loss" {
             (self.loss_rtol, LOSS_FLOOR)
         } else if self.metric_rtol_keys.contains(&key) {
@@ -71,7 +79,9 @@ impl Rules<'_> {
         } else if self.exact_keys.contains(&key) {
             (0.0, 0.0)
         } else {
-            return Err(format!("{at}: TRL logged `{key}`, which this test does not compare"));
+            return Err(format!(
+                "{at}: TRL logged `{key}`, which this test does not compare"
+            ));
         };
         let ours = ours.ok_or_else(|| format!("{at}: we did not log `{key}`"))?;
         if close(ours, expected, rtol, floor) {
@@ -111,9 +121,14 @@ pub fn check_log_history(
         exact_keys,
     };
     for (got, want) in got.iter().zip(&want) {
-        let step = want["step"].as_u64().ok_or(format!("{name}: TRL entry without step"))?;
+        let step = want["step"]
+            .as_u64()
+            .ok_or(format!("{name}: TRL entry without step"))?;
         if got.get("step").and_then(Value::as_u64) != Some(step) {
-            return Err(format!("{name}: logged step {:?} where TRL logged {step}", got.get("step")));
+            return Err(format!(
+                "{name}: logged step {:?} where TRL logged {step}",
+                got.get("step")
+            ));
         }
         let at = format!("{name} step {step}");
         let entry = want.as_object().ok_or(format!("{at}: not an object"))?;
@@ -138,7 +153,15 @@ pub fn assert_log_history_matches(
     metric_rtol_keys: &[&str],
     exact_keys: &[&str],
 ) {
-    let result = check_log_history(name, got, want, loss_rtol, metric_rtol, metric_rtol_keys, exact_keys);
+    let result = check_log_history(
+        name,
+        got,
+        want,
+        loss_rtol,
+        metric_rtol,
+        metric_rtol_keys,
+        exact_keys,
+    );
     if let Err(e) = result {
         panic!("{e}");
     }
@@ -147,28 +170,50 @@ pub fn assert_log_history_matches(
 /// Checks the final summary entry (`train_loss`, and the metrics of steps not logged before,
 /// which TRL folds into it): both runs end with one, `keys` includes `train_loss`, and each
 /// key is within `rtol` or absent on both sides.
-pub fn check_summary(name: &str, got: &[LogEntry], want: &Value, rtol: f64, keys: &[&str]) -> Result<(), String> {
+pub fn check_summary(
+    name: &str,
+    got: &[LogEntry],
+    want: &Value,
+    rtol: f64,
+    keys: &[&str],
+) -> Result<(), String> {
     if !keys.contains(&"train_loss") {
-        return Err(format!("{name} summary: `train_loss` must be among the compared keys"));
+        return Err(format!(
+            "{name} summary: `train_loss` must be among the compared keys"
+        ));
     }
     let got = got.last().filter(|e| e.contains_key("train_loss"));
     let got = got.ok_or_else(|| format!("{name}: our log history does not end with a summary"))?;
-    let want = want.as_array().and_then(|w| w.last()).filter(|e| e.get("train_loss").is_some());
-    let want = want.ok_or_else(|| format!("{name}: TRL's log history does not end with a summary"))?;
+    let want = want
+        .as_array()
+        .and_then(|w| w.last())
+        .filter(|e| e.get("train_loss").is_some());
+    let want =
+        want.ok_or_else(|| format!("{name}: TRL's log history does not end with a summary"))?;
     for key in keys {
         let expected = want.get(*key).and_then(Value::as_f64);
         let ours = got.get(*key).and_then(Value::as_f64);
         match (ours, expected) {
             (Some(ours), Some(expected)) if close(ours, expected, rtol, METRIC_FLOOR) => {}
             (None, None) => {}
-            _ => return Err(format!("{name} summary: {key} is {ours:?} here and {expected:?} in TRL")),
+            _ => {
+                return Err(format!(
+                    "{name} summary: {key} is {ours:?} here and {expected:?} in TRL"
+                ));
+            }
         }
     }
     Ok(())
 }
 
 /// Panicking form of [`check_summary`].
-pub fn assert_summary_matches(name: &str, got: &[LogEntry], want: &Value, rtol: f64, keys: &[&str]) {
+pub fn assert_summary_matches(
+    name: &str,
+    got: &[LogEntry],
+    want: &Value,
+    rtol: f64,
+    keys: &[&str],
+) {
     if let Err(e) = check_summary(name, got, want, rtol, keys) {
         panic!("{e}");
     }
@@ -225,14 +270,23 @@ mod tests {
     #[test]
     fn values_are_compared_with_their_tolerance() {
         let want = json!([{"loss": 1.0, "grad_norm": 2.0, "num_tokens": 10.0, "step": 1}]);
-        let good = vec![entry(json!({"loss": 1.0005, "grad_norm": 2.01, "num_tokens": 10.0, "step": 1}))];
+        let good = vec![entry(
+            json!({"loss": 1.0005, "grad_norm": 2.01, "num_tokens": 10.0, "step": 1}),
+        )];
         assert_eq!(check(&good, &want), Ok(()));
-        let bad_loss = vec![entry(json!({"loss": 1.01, "grad_norm": 2.0, "num_tokens": 10.0, "step": 1}))];
+        let bad_loss = vec![entry(
+            json!({"loss": 1.01, "grad_norm": 2.0, "num_tokens": 10.0, "step": 1}),
+        )];
         assert!(check(&bad_loss, &want).is_err());
-        let bad_exact = vec![entry(json!({"loss": 1.0, "grad_norm": 2.0, "num_tokens": 11.0, "step": 1}))];
+        let bad_exact = vec![entry(
+            json!({"loss": 1.0, "grad_norm": 2.0, "num_tokens": 11.0, "step": 1}),
+        )];
         assert!(check(&bad_exact, &want).is_err());
         let missing = vec![entry(json!({"loss": 1.0, "num_tokens": 10.0, "step": 1}))];
-        assert!(check(&missing, &want).is_err(), "grad_norm not logged by us");
+        assert!(
+            check(&missing, &want).is_err(),
+            "grad_norm not logged by us"
+        );
     }
 
     #[test]
@@ -245,7 +299,9 @@ mod tests {
     #[test]
     fn a_trl_metric_no_rule_covers_fails() {
         let want = json!([{"loss": 1.0, "learning_rate": 1e-3, "step": 1}]);
-        let got = vec![entry(json!({"loss": 1.0, "learning_rate": 1e-3, "step": 1}))];
+        let got = vec![entry(
+            json!({"loss": 1.0, "learning_rate": 1e-3, "step": 1}),
+        )];
         let err = check(&got, &want).unwrap_err();
         assert!(err.contains("learning_rate"), "{err}");
     }
@@ -254,12 +310,21 @@ mod tests {
     fn summaries_must_exist_and_match() {
         let want = json!([{"loss": 1.0, "step": 1}, {"train_loss": 1.0, "step": 1}]);
         let keys = ["train_loss"];
-        let ours = vec![entry(json!({"loss": 1.0, "step": 1})), entry(json!({"train_loss": 1.0}))];
+        let ours = vec![
+            entry(json!({"loss": 1.0, "step": 1})),
+            entry(json!({"train_loss": 1.0})),
+        ];
         assert_eq!(check_summary("t", &ours, &want, 1e-3, &keys), Ok(()));
-        assert!(check_summary("t", &ours[..1], &want, 1e-3, &keys).is_err(), "no summary here");
+        assert!(
+            check_summary("t", &ours[..1], &want, 1e-3, &keys).is_err(),
+            "no summary here"
+        );
         assert!(check_summary("t", &[], &want, 1e-3, &keys).is_err());
         assert!(check_summary("t", &ours, &json!([]), 1e-3, &keys).is_err());
-        assert!(check_summary("t", &ours, &want, 1e-3, &["num_tokens"]).is_err(), "train_loss left out");
+        assert!(
+            check_summary("t", &ours, &want, 1e-3, &["num_tokens"]).is_err(),
+            "train_loss left out"
+        );
         let off = vec![entry(json!({"train_loss": 1.1}))];
         assert!(check_summary("t", &off, &want, 1e-3, &keys).is_err());
     }

@@ -111,7 +111,8 @@ mod tests {
 
     #[test]
     fn case_rows_are_cut_to_dataset_rows() {
-        let case = serde_json::json!({"case": "x", "dataset": "datasets/text.jsonl", "dataset_rows": 3});
+        let case =
+            serde_json::json!({"case": "x", "dataset": "datasets/text.jsonl", "dataset_rows": 3});
         assert_eq!(read_case_rows(&case).len(), 3);
         let all = serde_json::json!({"case": "x", "dataset": "datasets/text.jsonl"});
         assert_eq!(read_case_rows(&all).len(), 64);

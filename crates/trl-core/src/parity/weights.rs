@@ -9,11 +9,16 @@ use safetensors::{Dtype, SafeTensors};
 use serde_json::Value;
 
 fn f32_tensors(bytes: &[u8], file: &Path) -> Result<BTreeMap<String, Vec<f32>>, String> {
-    let tensors = SafeTensors::deserialize(bytes).map_err(|e| format!("{}: {e}", file.display()))?;
+    let tensors =
+        SafeTensors::deserialize(bytes).map_err(|e| format!("{}: {e}", file.display()))?;
     let mut out = BTreeMap::new();
     for (name, view) in tensors.tensors() {
         if view.dtype() != Dtype::F32 {
-            return Err(format!("{}: {name} is {:?}, expected F32", file.display(), view.dtype()));
+            return Err(format!(
+                "{}: {name} is {:?}, expected F32",
+                file.display(),
+                view.dtype()
+            ));
         }
         let values = view
             .data()
@@ -27,20 +32,35 @@ fn f32_tensors(bytes: &[u8], file: &Path) -> Result<BTreeMap<String, Vec<f32>>, 
 
 /// `||final - initial||_2` (accumulated in f64) of every tensor of two f32 safetensors files
 /// holding the same tensors: the per-parameter size of a run's update.
-pub fn safetensors_update_norms(initial: &Path, last: &Path) -> Result<BTreeMap<String, f64>, String> {
+pub fn safetensors_update_norms(
+    initial: &Path,
+    last: &Path,
+) -> Result<BTreeMap<String, f64>, String> {
     let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
     let (a, b) = (read(initial)?, read(last)?);
     let (before, after) = (f32_tensors(&a, initial)?, f32_tensors(&b, last)?);
     if before.keys().ne(after.keys()) {
-        return Err(format!("{} and {} hold different tensors", initial.display(), last.display()));
+        return Err(format!(
+            "{} and {} hold different tensors",
+            initial.display(),
+            last.display()
+        ));
     }
     let mut norms = BTreeMap::new();
     for (name, x) in &before {
         let y = &after[name];
         if x.len() != y.len() {
-            return Err(format!("{name}: {} values before, {} after", x.len(), y.len()));
+            return Err(format!(
+                "{name}: {} values before, {} after",
+                x.len(),
+                y.len()
+            ));
         }
-        let sq: f64 = x.iter().zip(y).map(|(&p, &q)| (q as f64 - p as f64).powi(2)).sum();
+        let sq: f64 = x
+            .iter()
+            .zip(y)
+            .map(|(&p, &q)| (q as f64 - p as f64).powi(2))
+            .sum();
         norms.insert(name.clone(), sq.sqrt());
     }
     Ok(norms)
@@ -48,21 +68,43 @@ pub fn safetensors_update_norms(initial: &Path, last: &Path) -> Result<BTreeMap<
 
 /// Checks our per-parameter update norms against TRL's (`{name: norm}`): the same parameter
 /// names (at least one), each within `rtol` relative.
-pub fn check_param_updates(name: &str, got: &BTreeMap<String, f64>, want: &Value, rtol: f64) -> Result<(), String> {
-    let want = want.as_object().ok_or(format!("{name}: TRL update norms are not an object"))?;
-    super::check_lengths(&format!("{name}: updated parameters"), got.len(), want.len())?;
+pub fn check_param_updates(
+    name: &str,
+    got: &BTreeMap<String, f64>,
+    want: &Value,
+    rtol: f64,
+) -> Result<(), String> {
+    let want = want
+        .as_object()
+        .ok_or(format!("{name}: TRL update norms are not an object"))?;
+    super::check_lengths(
+        &format!("{name}: updated parameters"),
+        got.len(),
+        want.len(),
+    )?;
     for (param, expected) in want {
-        let expected = expected.as_f64().ok_or(format!("{name}: {param} is not a number"))?;
-        let ours = got.get(param).ok_or(format!("{name}: we have no parameter {param}"))?;
+        let expected = expected
+            .as_f64()
+            .ok_or(format!("{name}: {param} is not a number"))?;
+        let ours = got
+            .get(param)
+            .ok_or(format!("{name}: we have no parameter {param}"))?;
         if (ours - expected).abs() > rtol * expected.abs() {
-            return Err(format!("{name}: update of {param} {ours} vs TRL {expected}"));
+            return Err(format!(
+                "{name}: update of {param} {ours} vs TRL {expected}"
+            ));
         }
     }
     Ok(())
 }
 
 /// Panicking form of [`check_param_updates`].
-pub fn assert_param_updates_match(name: &str, got: &BTreeMap<String, f64>, want: &Value, rtol: f64) {
+pub fn assert_param_updates_match(
+    name: &str,
+    got: &BTreeMap<String, f64>,
+    want: &Value,
+    rtol: f64,
+) {
     if let Err(e) = check_param_updates(name, got, want, rtol) {
         panic!("{e}");
     }

@@ -9,7 +9,9 @@ use super::*;
 use serde_json::json;
 
 fn tokenizer_dir(name: &str) -> PathBuf {
-    crate::parity::repo_root().join("fixtures/tokenizers").join(name)
+    crate::parity::repo_root()
+        .join("fixtures/tokenizers")
+        .join(name)
 }
 
 /// What transformers did with the tokenizer, as recorded by the reference script.
@@ -27,15 +29,27 @@ fn encodes_decodes_and_resolves_special_tokens_like_transformers() {
     let tok = Tokenizer::from_dir(tokenizer_dir("wordlevel")).unwrap();
     let encoded = tok.encode("hello world </s> foo", true).unwrap();
     assert_eq!(encoded, ids(&want["encode_special"]));
-    assert_eq!(tok.encode("hello world", false).unwrap(), ids(&want["encode_plain"]));
+    assert_eq!(
+        tok.encode("hello world", false).unwrap(),
+        ids(&want["encode_plain"])
+    );
     assert_eq!(tok.decode(&encoded, true).unwrap(), want["decode_skip"]);
     assert_eq!(tok.decode(&encoded, false).unwrap(), want["decode_keep"]);
     assert_eq!(
         (tok.vocab_size(), tok.vocab_size_with_added_tokens()),
-        (want["vocab_size"].as_u64().unwrap() as usize, want["len"].as_u64().unwrap() as usize)
+        (
+            want["vocab_size"].as_u64().unwrap() as usize,
+            want["len"].as_u64().unwrap() as usize
+        )
     );
-    assert_eq!(tok.bos_token_id().map(u64::from), want["bos_token_id"].as_u64());
-    assert_eq!(tok.eos_token_id().map(u64::from), want["eos_token_id"].as_u64());
+    assert_eq!(
+        tok.bos_token_id().map(u64::from),
+        want["bos_token_id"].as_u64()
+    );
+    assert_eq!(
+        tok.eos_token_id().map(u64::from),
+        want["eos_token_id"].as_u64()
+    );
     assert!(tok.pad_token().is_none() && want["pad_token"].is_null());
     assert_eq!(tok.all_special_ids(), ids(&want["all_special_ids"]));
     assert!(tok.adds_bos_token());
@@ -69,15 +83,24 @@ fn save_writes_what_transformers_writes_and_reloads_identically() {
     assert!(text.contains("\"model_max_length\": 1000000000000000019884624838656,"));
     assert!(want["saved_config"]["add_bos_token"].is_null());
     assert_eq!(config["add_bos_token"], false);
-    assert_eq!(config.get("chat_template").is_some(), want["saved_config_has_chat_template"]);
+    assert_eq!(
+        config.get("chat_template").is_some(),
+        want["saved_config_has_chat_template"]
+    );
 
     let reloaded = Tokenizer::from_dir(out.path()).unwrap();
-    assert_eq!(reloaded.eos_token_id().map(u64::from), want["reloaded_eos_token_id"].as_u64());
+    assert_eq!(
+        reloaded.eos_token_id().map(u64::from),
+        want["reloaded_eos_token_id"].as_u64()
+    );
     assert_eq!(
         reloaded.encode("hello world </s>", true).unwrap(),
         tok.encode("hello world </s>", true).unwrap()
     );
-    assert_eq!(reloaded.decode(&[1, 3, 4, 2], true).unwrap(), want["reloaded_decode_skip"]);
+    assert_eq!(
+        reloaded.decode(&[1, 3, 4, 2], true).unwrap(),
+        want["reloaded_decode_skip"]
+    );
 }
 
 #[test]
@@ -115,9 +138,18 @@ fn model_specific_tokens_are_special_and_template_variables() {
     assert!(expected.len() >= 6, "{expected:?}");
     assert_eq!(got, expected);
     assert_eq!(tok.all_special_ids(), ids(&want["all_special_ids"]));
-    assert_eq!(tok.vocab_size_with_added_tokens() as u64, want["len"].as_u64().unwrap());
-    assert_eq!(tok.encode("hello <pad> world", false).unwrap(), ids(&want["encode_plain"]));
-    assert_eq!(tok.decode(&[3, 4, 5, 2], true).unwrap(), want["decode_skip"]);
+    assert_eq!(
+        tok.vocab_size_with_added_tokens() as u64,
+        want["len"].as_u64().unwrap()
+    );
+    assert_eq!(
+        tok.encode("hello <pad> world", false).unwrap(),
+        ids(&want["encode_plain"])
+    );
+    assert_eq!(
+        tok.decode(&[3, 4, 5, 2], true).unwrap(),
+        want["decode_skip"]
+    );
     tok.set_chat_template("{{ image_token }}|{{ audio_token }}|{{ pad_token }}")
         .unwrap();
     let rendered = tok.apply_chat_template(
