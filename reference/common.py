@@ -116,15 +116,17 @@ def versions(with_datasets: bool = True) -> dict:
 # ------------------------------------------------------------------------------------
 
 
-def load_rows(relpath) -> list[dict]:
-    """Rows of a jsonl file given relative to the repository root."""
-    return [json.loads(line) for line in open(ROOT / relpath, encoding="utf-8")]
+def load_rows(relpath, limit: int | None = None) -> list[dict]:
+    """Rows of a jsonl file given relative to the repository root (the first ``limit`` when given:
+    a case's ``dataset_rows``, which the Rust parity tests apply the same way)."""
+    rows = [json.loads(line) for line in open(ROOT / relpath, encoding="utf-8")]
+    return rows if limit is None else rows[:limit]
 
 
-def load_dataset(relpath):
+def load_dataset(relpath, limit: int | None = None):
     import datasets
 
-    return datasets.Dataset.from_list(load_rows(relpath))
+    return datasets.Dataset.from_list(load_rows(relpath, limit))
 
 
 def to_list(x):
@@ -239,6 +241,20 @@ def log_history(trainer) -> list[dict]:
                 entry[key] = None
         out.append(entry)
     return out
+
+
+def initial_params(model) -> dict:
+    """A copy of every named parameter, taken before training (for ``param_update_norms``)."""
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+def param_update_norms(model, initial: dict) -> dict:
+    """L2 norm of ``final - initial`` of every named parameter (fp64 difference of the fp32 values):
+    how far training moved it.  Final norms alone hide an 8-step update (< 1% of the norm)."""
+    return {
+        n: float((p.detach().double() - initial[n].double()).pow(2).sum().sqrt())
+        for n, p in model.named_parameters()
+    }
 
 
 def param_norms(model) -> dict:

@@ -89,8 +89,7 @@ computed, not a re-implementation.
      log_history       trainer.state.log_history (wall-clock values null)
      trainer_state     global_step, max_steps, epoch, num_train_epochs, logging_steps,
                        train_batch_size, total_flos
-     final_param_norms {param: L2 norm} of the policy after training
-     final_ref_param_norms  same for the reference model (sync_ref_model case only)
+     param_update_norms {param: L2 norm of (final - initial)} of the policy
      train_output      {global_step, training_loss}
 """
 
@@ -170,6 +169,48 @@ CASES = {
         description="sigmoid with sync_ref_model=True, ref_model_sync_steps=2, ref_model_mixup_alpha=0.6 (TR-DPO)",
         dataset="datasets/preference.jsonl",
         args={"sync_ref_model": True, "ref_model_sync_steps": 2, "ref_model_mixup_alpha": 0.6},
+    ),
+    # --- step accounting (issue 14): ceil(micro_batches / GA) optimizer steps per epoch, the last
+    # one with the remaining micro-batches; `dataset_rows` takes the first N rows of the file.
+    "sigmoid_ga_remainder": dict(
+        description="14 pairs, batch 2 -> 7 micro-batches, gradient_accumulation_steps=2, one epoch: 4 optimizer "
+        "steps, the last with a single micro-batch",
+        dataset="datasets/preference.jsonl",
+        dataset_rows=14,
+        args={"gradient_accumulation_steps": 2, "max_steps": -1, "num_train_epochs": 1},
+    ),
+    "sigmoid_partial_batch": dict(
+        description="13 pairs, batch 3 -> 5 micro-batches, the last with one pair; one epoch, no accumulation",
+        dataset="datasets/preference.jsonl",
+        dataset_rows=13,
+        args={"per_device_train_batch_size": 3, "max_steps": -1, "num_train_epochs": 1},
+    ),
+    "sigmoid_epochs_remainder": dict(
+        description="11 pairs, batch 2 -> 6 micro-batches (last with one pair), gradient_accumulation_steps=4: "
+        "2 steps per epoch (4 + 2 micro-batches), num_train_epochs=2",
+        dataset="datasets/preference.jsonl",
+        dataset_rows=11,
+        args={"gradient_accumulation_steps": 4, "max_steps": -1, "num_train_epochs": 2},
+    ),
+    "sigmoid_max_steps_across_epochs": dict(
+        description="10 pairs, batch 2 -> 5 micro-batches, gradient_accumulation_steps=2 (3 steps per epoch, the "
+        "last with one micro-batch), max_steps=5: the run crosses into a second epoch and stops inside it",
+        dataset="datasets/preference.jsonl",
+        dataset_rows=10,
+        args={"gradient_accumulation_steps": 2, "max_steps": 5},
+    ),
+    # --- other options checked end to end against TRL
+    "sigmoid_random_order": dict(
+        description="train_sampling_strategy='random' (the Trainer's default: torch.randperm seeded with "
+        "seed + epoch), 8 pairs, batch 2, num_train_epochs=2",
+        dataset="datasets/preference.jsonl",
+        dataset_rows=8,
+        args={"train_sampling_strategy": "random", "max_steps": -1, "num_train_epochs": 2},
+    ),
+    "sigmoid_keep_end": dict(
+        description="truncation_mode='keep_end', max_length=20: long pairs lose the start of the prompt",
+        dataset="datasets/preference.jsonl",
+        args={"truncation_mode": "keep_end", "max_length": 20},
     ),
 }
 
@@ -612,7 +653,7 @@ def run_case(name: str, spec: dict) -> dict:
     from trl import DPOConfig, DPOTrainer
 
     common.deterministic_torch()
-    rows = common.load_rows(spec["dataset"])
+    rows = common.load_rows(spec["dataset"], spec.get("dataset_rows"))
     train_dataset = datasets.Dataset.from_list(rows)
     kwargs = {**BASE_ARGS, **spec["args"]}
     tokenizer = AutoTokenizer.from_pretrained(str(MODEL_DIR))
@@ -683,6 +724,7 @@ def run_case(name: str, spec: dict) -> dict:
             prepared["ref_rejected_logps"] = list(ds["ref_rejected_logps"])
 
         len_dataloader, num_update_steps_per_epoch = common.dataloader_steps(trainer, config)
+        initial = common.initial_params(trainer.model)
         train_output = trainer.train()
 
         resolved = {k: jsonable(getattr(config, k)) for k in RESOLVED_KEYS}
@@ -691,6 +733,7 @@ def run_case(name: str, spec: dict) -> dict:
             "case": name,
             "description": spec["description"],
             "dataset": spec["dataset"],
+            **({"dataset_rows": spec["dataset_rows"]} if "dataset_rows" in spec else {}),
             "versions": common.versions(),
             "dpo_config": jsonable(kwargs),
             "resolved_config": resolved,
@@ -716,10 +759,8 @@ def run_case(name: str, spec: dict) -> dict:
             "micro_batches": micro_batches,
             "log_history": common.log_history(trainer),
             "trainer_state": common.trainer_state(trainer.state),
-            "final_param_norms": common.param_norms(trainer.model),
+            "param_update_norms": common.param_update_norms(trainer.model, initial),
         }
-        if config.sync_ref_model:
-            result["final_ref_param_norms"] = common.param_norms(trainer.accelerator.unwrap_model(trainer.ref_model))
         result["train_output"] = common.train_output(train_output)
     return result
 

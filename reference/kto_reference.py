@@ -10,8 +10,8 @@ Conventions follow ``reference/sft_reference.py`` (fp32, eager attention, seed 4
 ``bf16=False``, ``use_cpu``, ``report_to="none"``, ``save_strategy="no"``, ``logging_steps=1``, wall-clock
 fields nulled; two runs give byte-identical files).  Semantics: ``docs/notes/trl-kto-reward-semantics.md``.
 
-Note: ``reference/make_fixtures.py`` deletes and rewrites the whole ``fixtures/`` tree, which removes
-``fixtures/expected/kto/``; run this script again after it.
+``cargo xtask reference`` runs this script with all the others (``--check`` compares a fresh run with the
+committed fixtures).
 
 What it writes (``fixtures/expected/kto/``)
 -------------------------------------------
@@ -53,7 +53,7 @@ as TRL's fused LM head does for masked positions).  Schema::
                         the Trainer's division by gradient_accumulation_steps), metrics (values TRL appended)
     log_history         trainer.state.log_history, wall-clock values set to null
     trainer_state       global_step, max_steps, epoch, num_train_epochs, logging_steps, train_batch_size, total_flos
-    final_param_norms   L2 norm of every named parameter of the policy after training
+    param_update_norms  L2 norm of (final - initial) of every named parameter of the policy
     ref_param_norms_unchanged   the reference model's parameters are unchanged by training (bool)
     train_output        {global_step, training_loss}
 """
@@ -488,6 +488,7 @@ def run_case(name: str, spec: dict) -> dict:
             prepared["ref_KL_logps"] = [float(x) for x in ds["ref_KL_logps"]]
 
         len_dataloader, num_update_steps_per_epoch = common.dataloader_steps(trainer, config)
+        initial = common.initial_params(trainer.model)
         train_output = trainer.train()
 
         ref_unchanged = None
@@ -535,7 +536,7 @@ def run_case(name: str, spec: dict) -> dict:
             "micro_batches": micro_batches,
             "log_history": common.log_history(trainer),
             "trainer_state": common.trainer_state(trainer.state),
-            "final_param_norms": common.param_norms(trainer.model),
+            "param_update_norms": common.param_update_norms(trainer.model, initial),
             "ref_param_norms_unchanged": ref_unchanged,
             "train_output": common.train_output(train_output),
         }

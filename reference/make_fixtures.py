@@ -6,8 +6,10 @@ Run from anywhere with the pinned environment (see requirements.txt):
     /work/pyref/bin/python reference/make_fixtures.py
 
 The script is deterministic (fixed seeds, single CPU thread, float32, eager
-attention) and idempotent: every run deletes and rewrites the whole
-``fixtures/`` tree.  Nothing is downloaded: the tokenizer is trained on
+attention) and idempotent: every run deletes and rewrites the parts of
+``fixtures/`` it owns (``OWNED`` below) and leaves the other scripts' expected
+files alone.  ``cargo xtask reference`` runs it together with every other
+reference script.  Nothing is downloaded: the tokenizer is trained on
 ``reference/corpus.txt`` and the chat templates are vendored in
 ``reference/chat_templates/`` (see SOURCES.md there).
 
@@ -35,26 +37,35 @@ import shutil
 import sys
 from pathlib import Path
 
-import numpy as np
-import torch
+import common  # noqa: E402  (first: setup_env must run before torch / transformers are imported)
+
+# Offline like every reference script; transformers writes the offline flag into tokenizer_config.json
+# (`local_files_only`), so the files are the same however this script is started.
+common.setup_env()
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 import tokenizers
 import transformers
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-from transformers import (
+from transformers import (  # noqa: E402
     AutoModelForCausalLM,
     AutoModelForSequenceClassification,
     AutoTokenizer,
     LlamaConfig,
     LlamaForCausalLM,
+    LlamaForSequenceClassification,
     MistralConfig,
     MistralForCausalLM,
+    MistralForSequenceClassification,
     PreTrainedTokenizerFast,
     Qwen2Config,
     Qwen2ForCausalLM,
     Qwen2ForSequenceClassification,
     Qwen3Config,
     Qwen3ForCausalLM,
+    Qwen3ForSequenceClassification,
 )
 
 from common import REF, ROOT  # noqa: E402
@@ -207,6 +218,34 @@ def model_specs(vocab_size: int, pad_id: int, eos_id: int):
             Qwen2ForSequenceClassification,
             Qwen2Config(
                 **COMMON, **ids, num_labels=1, tie_word_embeddings=False, use_sliding_window=False,
+                rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
+            ),
+        ),
+        # reward heads (num_labels=1) on the other families
+        (
+            "tiny-llama-rm",
+            1008,
+            LlamaForSequenceClassification,
+            LlamaConfig(
+                **COMMON, **ids, num_labels=1, tie_word_embeddings=False,
+                rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+            ),
+        ),
+        (
+            "tiny-mistral-rm",
+            1009,
+            MistralForSequenceClassification,
+            MistralConfig(
+                **COMMON, **ids, num_labels=1, tie_word_embeddings=False, sliding_window=None,
+                rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+            ),
+        ),
+        (
+            "tiny-qwen3-rm",
+            1010,
+            Qwen3ForSequenceClassification,
+            Qwen3Config(
+                **COMMON, **ids, head_dim=32, num_labels=1, tie_word_embeddings=False, use_sliding_window=False,
                 rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
             ),
         ),
@@ -599,6 +638,34 @@ def config_summary(path: Path) -> dict:
     return {k: cfg[k] for k in ("architectures", "model_type", "dtype", "rope_parameters", "tie_word_embeddings") if k in cfg}
 
 
+# What this script writes (relative to fixtures/); everything else there belongs to the *_reference.py scripts.
+OWNED = [
+    "tokenizer", "models", "templates", "expected/logits",
+    "expected/tokenization.json", "expected/chat_templates.json", "expected/manifest.json",
+]
+
+
+def clear_owned() -> None:
+    for rel in OWNED:
+        path = FIX / rel
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+def owned_files() -> list[Path]:
+    """Every file under OWNED except the manifest, sorted by path."""
+    files = []
+    for rel in OWNED:
+        path = FIX / rel
+        if path.is_dir():
+            files.extend(p for p in path.rglob("*") if p.is_file())
+        elif path.is_file() and rel != "expected/manifest.json":
+            files.append(path)
+    return sorted(files)
+
+
 def main() -> None:
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
@@ -607,8 +674,7 @@ def main() -> None:
     torch.use_deterministic_algorithms(True)
     versions = check_versions()
 
-    if FIX.exists():
-        shutil.rmtree(FIX)
+    clear_owned()
     (FIX / "expected" / "logits").mkdir(parents=True)
 
     # ---- chat templates (byte-exact copies) + docs
@@ -643,6 +709,13 @@ def main() -> None:
     bf16.save_pretrained(FIX / "models" / "tiny-llama-bf16")
     save_tokenizer(tok, FIX / "models" / "tiny-llama-bf16")
 
+    # f16 copy of tiny-llama (weights rounded to float16, config dtype = float16)
+    f16 = LlamaForCausalLM(copy.deepcopy(llama.config)).to(torch.float16)
+    f16.load_state_dict({k: v.to(torch.float16) for k, v in llama.state_dict().items()})
+    f16.config.dtype = torch.float16
+    f16.save_pretrained(FIX / "models" / "tiny-llama-f16")
+    save_tokenizer(tok, FIX / "models" / "tiny-llama-f16")
+
     # sharded copy of tiny-llama (same float32 weights, several safetensors files + index)
     llama.save_pretrained(FIX / "models" / "tiny-llama-sharded", max_shard_size="200KB")
     save_tokenizer(tok, FIX / "models" / "tiny-llama-sharded")
@@ -650,7 +723,7 @@ def main() -> None:
     assert (FIX / "models" / "tiny-llama-sharded" / "model.safetensors.index.json").exists() and len(shards) >= 2, shards
 
     # ---- expected logits: always computed from the model re-loaded from disk
-    all_names = [s[0] for s in specs] + ["tiny-llama-bf16", "tiny-llama-sharded"]
+    all_names = [s[0] for s in specs] + ["tiny-llama-bf16", "tiny-llama-f16", "tiny-llama-sharded"]
     for name in all_names:
         path = FIX / "models" / name
         seq_cls = name.endswith("-rm")
@@ -662,10 +735,11 @@ def main() -> None:
         if name == "tiny-llama-sharded":
             for k, v in model.state_dict().items():
                 assert torch.equal(v, llama.state_dict()[k]), (name, k)
-        if name == "tiny-llama-bf16":
-            for k, v in model.state_dict().items():
-                assert v.dtype == torch.float32
-                assert torch.equal(v, llama.state_dict()[k].to(torch.bfloat16).float()), (name, k)
+        for low, dtype in (("tiny-llama-bf16", torch.bfloat16), ("tiny-llama-f16", torch.float16)):
+            if name == low:
+                for k, v in model.state_dict().items():
+                    assert v.dtype == torch.float32
+                    assert torch.equal(v, llama.state_dict()[k].to(dtype).float()), (name, k)
         exp = expected_logits(name, model, tok, seq_cls)
         exp["model_dir"] = f"fixtures/models/{name}"
         write_json(FIX / "expected" / "logits" / f"{name}.json", exp, compact=True)
@@ -681,7 +755,7 @@ def main() -> None:
     write_json(FIX / "expected" / "chat_templates.json", expected_chat_templates(tok))
 
     # ---- manifest
-    sizes = {str(p.relative_to(FIX)): p.stat().st_size for p in sorted(FIX.rglob("*")) if p.is_file()}
+    sizes = {str(p.relative_to(FIX)): p.stat().st_size for p in sorted(owned_files())}
     write_json(
         FIX / "expected" / "manifest.json",
         {

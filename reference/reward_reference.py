@@ -10,8 +10,8 @@ Conventions follow ``reference/sft_reference.py`` (fp32, eager attention, seed 4
 ``bf16=False``, ``use_cpu``, ``report_to="none"``, ``save_strategy="no"``, ``logging_steps=1``, wall-clock
 fields nulled; two runs give byte-identical files).  Semantics: ``docs/notes/trl-kto-reward-semantics.md``.
 
-Note: ``reference/make_fixtures.py`` deletes and rewrites the whole ``fixtures/`` tree, which removes
-``fixtures/expected/reward/``; run this script again after it.
+``cargo xtask reference`` runs this script with all the others (``--check`` compares a fresh run with the
+committed fixtures).
 
 What it writes (``fixtures/expected/reward/``)
 ----------------------------------------------
@@ -45,7 +45,7 @@ What it writes (``fixtures/expected/reward/``)
     log_history         trainer.state.log_history, wall-clock values set to null
     trainer_state       global_step, max_steps, epoch, num_train_epochs, logging_steps, train_batch_size, total_flos
     final_scores_first_batch   scores ([2B]) of the trained model (eval mode, no grad) on first_batch
-    final_param_norms   L2 norm of every named parameter after training
+    param_update_norms  L2 norm of (final - initial) of every named parameter
     train_output        {global_step, training_loss}
 
 ``preference_from_causal_lm.json`` (case ``from_causal_lm``) starts from ``fixtures/models/tiny-qwen2``
@@ -354,6 +354,7 @@ def run_case(name: str, spec: dict, model_dir: Path = RM_DIR, structure_only: bo
             prepared["margin"] = list(ds["margin"])
 
         len_dataloader, num_update_steps_per_epoch = common.dataloader_steps(trainer, config)
+        initial = common.initial_params(trainer.model)
         train_output = trainer.train()
         log_history = common.log_history(trainer)
 
@@ -362,7 +363,7 @@ def run_case(name: str, spec: dict, model_dir: Path = RM_DIR, structure_only: bo
             fb = {k: torch.tensor(v) for k, v in first_batch.items() if k in ("input_ids", "attention_mask")}
             final_scores = original_forward(**fb, use_cache=False).logits.squeeze(-1).tolist()
 
-        final_param_norms = common.param_norms(trainer.model)
+        param_update_norms = common.param_update_norms(trainer.model, initial)
         saved = _saved_model_info(trainer, Path(tmp) / "final_model")
 
         resolved_keys = [
@@ -415,7 +416,7 @@ def run_case(name: str, spec: dict, model_dir: Path = RM_DIR, structure_only: bo
             "log_history": log_history,
             "trainer_state": common.trainer_state(state),
             "final_scores_first_batch": final_scores,
-            "final_param_norms": final_param_norms,
+            "param_update_norms": param_update_norms,
             "train_output": common.train_output(train_output),
         })
     return result

@@ -16,8 +16,8 @@ What it does
    eager attention, no dropout) with ``trl.SFTTrainer`` for 8 optimizer steps on CPU and writes
    ``fixtures/expected/sft/<case>.json``.
 
-Note: ``reference/make_fixtures.py`` deletes and rewrites the whole ``fixtures/`` tree, which
-removes ``fixtures/expected/sft/``; run this script again after it.
+``cargo xtask reference`` runs this script with all the others (``--check`` compares a fresh run with the
+committed fixtures).
 
 Semantics behind these numbers are documented in ``docs/notes/trl-sft-semantics.md``.
 
@@ -52,8 +52,8 @@ Output schema (one JSON object per case)
     log_history       trainer.state.log_history, with wall-clock values set to null
     trainer_state     global_step, max_steps, epoch, num_train_epochs, logging_steps,
                       train_batch_size, total_flos
-    final_param_norms L2 norm of every named parameter after training (fp64 sum of squares of the
-                      fp32 values, then sqrt), keyed by parameter name
+    param_update_norms L2 norm of (final - initial) of every named parameter (fp64 difference of
+                      the fp32 values), keyed by parameter name
     train_output      {global_step, training_loss}
 """
 
@@ -249,6 +249,66 @@ CASES = {
             "adam_beta2": 0.99,
         },
     ),
+    # --- step accounting (issue 14): ceil(micro_batches / GA) optimizer steps per epoch, the last
+    # one with the remaining micro-batches; `dataset_rows` takes the first N rows of the file.
+    "text_ga_remainder": dict(
+        description="14 rows, batch 2 -> 7 micro-batches, gradient_accumulation_steps=2, one epoch: 4 optimizer "
+        "steps, the last with a single micro-batch",
+        dataset="datasets/text.jsonl",
+        dataset_rows=14,
+        args={"gradient_accumulation_steps": 2, "max_steps": -1, "num_train_epochs": 1},
+    ),
+    "text_partial_batch": dict(
+        description="13 rows, batch 3 -> 5 micro-batches, the last with one row; one epoch, no accumulation",
+        dataset="datasets/text.jsonl",
+        dataset_rows=13,
+        args={"per_device_train_batch_size": 3, "max_steps": -1, "num_train_epochs": 1},
+    ),
+    "text_epochs_remainder": dict(
+        description="11 rows, batch 2 -> 6 micro-batches (last with one row), gradient_accumulation_steps=4: "
+        "2 steps per epoch (4 + 2 micro-batches), num_train_epochs=3",
+        dataset="datasets/text.jsonl",
+        dataset_rows=11,
+        args={"gradient_accumulation_steps": 4, "max_steps": -1, "num_train_epochs": 3},
+    ),
+    "text_max_steps_across_epochs": dict(
+        description="10 rows, batch 2 -> 5 micro-batches, gradient_accumulation_steps=2 (3 steps per epoch, the "
+        "last with one micro-batch), max_steps=5: the run crosses into a second epoch and stops inside it",
+        dataset="datasets/text.jsonl",
+        dataset_rows=10,
+        args={"gradient_accumulation_steps": 2, "max_steps": 5},
+    ),
+    "text_packing_epochs_remainder": dict(
+        description="packing=True (bfd) on the first 24 rows, batch 2, gradient_accumulation_steps=2, "
+        "num_train_epochs=2 (the packed micro-batch count per epoch is odd)",
+        dataset="datasets/text.jsonl",
+        dataset_rows=24,
+        args={"packing": True, "gradient_accumulation_steps": 2, "max_steps": -1, "num_train_epochs": 2},
+    ),
+    # --- other options checked end to end against TRL
+    "text_random_order": dict(
+        description="train_sampling_strategy='random' (the Trainer's default: torch.randperm seeded with "
+        "seed + epoch), 12 rows, batch 2, num_train_epochs=2",
+        dataset="datasets/text.jsonl",
+        dataset_rows=12,
+        args={"train_sampling_strategy": "random", "max_steps": -1, "num_train_epochs": 2},
+    ),
+    "text_padding_free": dict(
+        description="padding_free=True without packing: each micro-batch is one flattened row with position_ids "
+        "(TRL requires max_length=None here: it does not truncate padding-free rows)",
+        dataset="datasets/text.jsonl",
+        args={"padding_free": True, "max_length": None},
+    ),
+    "text_constant_with_warmup": dict(
+        description="lr_scheduler_type='constant_with_warmup', warmup_steps=3",
+        dataset="datasets/text.jsonl",
+        args={"lr_scheduler_type": "constant_with_warmup", "warmup_steps": 3},
+    ),
+    "text_keep_end": dict(
+        description="truncation_mode='keep_end', max_length=12: the start of every longer row is dropped",
+        dataset="datasets/text.jsonl",
+        args={"truncation_mode": "keep_end", "max_length": 12},
+    ),
 }
 
 def run_case(name: str, spec: dict) -> dict:
@@ -256,7 +316,7 @@ def run_case(name: str, spec: dict) -> dict:
     from trl import SFTConfig, SFTTrainer
 
     common.deterministic_torch()
-    train_dataset = common.load_dataset(spec["dataset"])
+    train_dataset = common.load_dataset(spec["dataset"], spec.get("dataset_rows"))
 
     kwargs = {**BASE_ARGS, **spec["args"]}
     tokenizer = AutoTokenizer.from_pretrained(str(MODEL_DIR))
@@ -303,6 +363,7 @@ def run_case(name: str, spec: dict) -> dict:
             prepared["seq_lengths"] = [list(x) for x in train_ds["seq_lengths"]]
 
         len_dataloader, num_update_steps_per_epoch = common.dataloader_steps(trainer, config)
+        initial = common.initial_params(trainer.model)
         train_output = trainer.train()
 
         resolved_keys = [
@@ -323,6 +384,7 @@ def run_case(name: str, spec: dict) -> dict:
             "case": name,
             "description": spec["description"],
             "dataset": spec["dataset"],
+            **({"dataset_rows": spec["dataset_rows"]} if "dataset_rows" in spec else {}),
             "versions": common.versions(),
             "sft_config": jsonable(kwargs),
             "resolved_config": resolved,
@@ -352,7 +414,7 @@ def run_case(name: str, spec: dict) -> dict:
             "micro_batches": micro_batches,
             "log_history": common.log_history(trainer),
             "trainer_state": common.trainer_state(trainer.state),
-            "final_param_norms": common.param_norms(trainer.model),
+            "param_update_norms": common.param_update_norms(trainer.model, initial),
             "train_output": common.train_output(train_output),
         }
     return result

@@ -213,6 +213,8 @@ fn dpo_with_precomputed_reference_reuses_the_cache() {
                 "true",
                 "--save_strategy",
                 "no",
+                "--logging_steps",
+                "1",
             ])
             .current_dir(root())
             .env("TRL_RS_CACHE", &cache)
@@ -245,7 +247,9 @@ fn dpo_with_precomputed_reference_reuses_the_cache() {
             .filter_map(|e| e.get("loss").cloned())
             .collect::<Vec<_>>()
     };
-    assert_eq!(losses(state("a")), losses(state("b")));
+    let (a, b) = (losses(state("a")), losses(state("b")));
+    assert_eq!(a.len(), 2, "one logged loss per step: {a:?}");
+    assert_eq!(a, b);
 }
 
 #[test]

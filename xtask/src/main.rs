@@ -1,9 +1,10 @@
 //! Development tasks: `cargo xtask <task>`.
 //!
-//! - `reference`: create the Python reference environment (`.venv-reference`, pinned by
-//!   `reference/requirements.txt`) if missing and regenerate every fixture and expected value
-//!   under `fixtures/` with `reference/make_fixtures.py` and `reference/sft_reference.py`. Expected numbers are never edited by
-//!   hand: change the scripts and run this.
+//! - `reference [--check]`: create the Python reference environment (`.venv-reference`, pinned
+//!   by `reference/requirements.txt`) if missing and regenerate every fixture and expected value
+//!   under `fixtures/` with every script of `reference/` (the list is in `reference.rs`).
+//!   Expected numbers are never edited by hand: change the scripts and run this. `--check`
+//!   regenerates into a temporary copy and fails if any committed fixture differs.
 //! - `bench [--compare trl] [--quick]`: criterion kernels and end-to-end SFT/DPO steps of trl-rs
 //!   (and, with `--compare trl`, TRL's on the same model); writes `target/bench/results.json`
 //!   and `BENCHMARKS.md`. See `bench/`.
@@ -14,16 +15,17 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 mod bench;
+mod reference;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let task = args.first().cloned().unwrap_or_default();
     match task.as_str() {
-        "reference" => reference(),
+        "reference" => reference::reference(&args[1..]),
         "bench" => bench::bench(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <task>\n\ntasks:\n  reference   regenerate fixtures/ with TRL/transformers from PyPI\n  bench       kernels and training steps; --compare trl runs TRL's side by side, --quick is short"
+                "usage: cargo xtask <task>\n\ntasks:\n  reference   regenerate fixtures/ with TRL/transformers from PyPI; --check compares a fresh run with them\n  bench       kernels and training steps; --compare trl runs TRL's side by side, --quick is short"
             );
             bail!("unknown task {task:?}")
         }
@@ -48,18 +50,6 @@ pub fn reference_python(root: &Path) -> Result<PathBuf> {
             .arg(root.join("reference/requirements.txt")))?;
     }
     Ok(python)
-}
-
-fn reference() -> Result<()> {
-    let root = repo_root();
-    let python = reference_python(&root)?;
-    run(Command::new(&python)
-        .arg(root.join("reference/make_fixtures.py"))
-        .current_dir(&root))?;
-    // after make_fixtures.py, which rewrites fixtures/ from scratch
-    run(Command::new(&python)
-        .arg(root.join("reference/generate_reference.py"))
-        .current_dir(&root))
 }
 
 fn run(cmd: &mut Command) -> Result<()> {

@@ -15,6 +15,8 @@ pub use config::DpoConfig;
 pub use trainer::DpoMethod;
 
 #[cfg(test)]
+mod loss_parity_tests;
+#[cfg(test)]
 mod parity_tests;
 #[cfg(test)]
 mod reference_free_tests;

@@ -76,6 +76,7 @@ fn assert_close(what: &str, got: f64, want: f64) {
 }
 
 fn assert_all_close(what: &str, got: &[f64], want: &[f64]) {
+    assert!(!want.is_empty(), "{what}: nothing to compare");
     assert_eq!(got.len(), want.len(), "{what}: lengths");
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         assert_close(&format!("{what}[{i}]"), *g, *w);

@@ -15,4 +15,6 @@ pub use config::KtoConfig;
 pub use trainer::KtoMethod;
 
 #[cfg(test)]
+mod loss_parity_tests;
+#[cfg(test)]
 mod parity_tests;

@@ -2,12 +2,18 @@
 //! training runs whose log_history must match step for step.
 
 use burn::tensor::Device;
+use serde_json::Value;
 use trl_core::model::{load_causal_lm, load_frozen_causal_lm};
-use trl_core::parity::{assert_log_history_matches, load_case, read_jsonl, repo_root};
+use trl_core::parity::{
+    assert_close_slices, assert_log_history_matches, assert_param_updates_match,
+    assert_summary_matches, first_micro_batch_rows, load_case, micro_batch_loss, read_case_rows,
+    repo_root,
+    safetensors_update_norms,
+};
 use trl_core::tokenizer::Tokenizer;
-use trl_core::train::{RunLogger, TrainingArguments, take_known_keys, train};
+use trl_core::train::{Method, RunLogger, TrainingArguments, take_known_keys, train};
 
-use crate::data::prepare_examples;
+use crate::data::{KtoExample, prepare_examples};
 use crate::{KtoConfig, KtoMethod};
 
 /// Issue 8: loss within 2e-3, other metrics within 2e-2 relative.
@@ -28,7 +34,7 @@ fn check_run(name: &str) {
     assert!(map.is_empty(), "unhandled keys {map:?}");
     let model_dir = repo_root().join("fixtures/models/tiny-qwen2");
     let tokenizer = Tokenizer::from_dir(&model_dir).unwrap();
-    let rows = read_jsonl(case["dataset"].as_str().unwrap());
+    let rows = read_case_rows(&case);
     let kl_block = config
         .loss_type
         .uses_kl()
@@ -94,6 +100,7 @@ fn check_run(name: &str) {
             .unwrap();
         method.drop_reference();
     }
+    check_first_micro_batch(name, &case, &method, &examples, &args, &model_dir);
     let outcome = train(
         &mut method,
         model,
@@ -120,9 +127,152 @@ fn check_run(name: &str) {
             "logits/rejected",
             "entropy",
             "grad_norm",
+            "learning_rate",
+            "epoch",
         ],
         &["num_tokens"],
     );
+    assert_summary_matches(
+        name,
+        &outcome.state.log_history,
+        &case["log_history"],
+        LOSS_RTOL,
+        &["train_loss"],
+    );
+    let updates = safetensors_update_norms(
+        &model_dir.join("model.safetensors"),
+        &out.path().join("model.safetensors"),
+    )
+    .unwrap();
+    assert_param_updates_match(name, &updates, &case["param_update_norms"], METRIC_RTOL);
+}
+
+fn ints(v: &Value) -> Vec<Vec<i64>> {
+    serde_json::from_value(v.clone()).unwrap()
+}
+
+fn floats(v: &Value) -> Vec<f64> {
+    serde_json::from_value(v.clone()).unwrap()
+}
+
+/// TRL's first collated micro-batch (`first_batch`: main and KL rows, labels, precomputed
+/// reference log-probs) and its first `compute_loss` call (`micro_batches[0]`: loss and every
+/// metric it appended), against ours on the untrained model.
+fn check_first_micro_batch(
+    name: &str,
+    case: &Value,
+    method: &KtoMethod,
+    examples: &[KtoExample],
+    args: &TrainingArguments,
+    model_dir: &std::path::Path,
+) {
+    let first: Vec<&KtoExample> = first_micro_batch_rows(args, examples.len())
+        .into_iter()
+        .map(|i| &examples[i])
+        .collect();
+    let want = &case["first_batch"];
+    let (main, kl) = method.collate(&first);
+    let ids = |rows: &[Vec<u32>]| -> Vec<Vec<i64>> {
+        rows.iter()
+            .map(|r| r.iter().map(|&t| t as i64).collect())
+            .collect()
+    };
+    assert_eq!(
+        ids(&main.tokens.input_ids),
+        ints(&want["input_ids"]),
+        "{name}: first batch input_ids"
+    );
+    assert_eq!(
+        main.tokens.attention_mask,
+        ints(&want["attention_mask"]),
+        "{name}: attention_mask"
+    );
+    assert_eq!(
+        main.completion_mask,
+        ints(&want["completion_mask"]),
+        "{name}: completion_mask"
+    );
+    let labels: Vec<bool> = serde_json::from_value(want["label"].clone()).unwrap();
+    assert_eq!(
+        first.iter().map(|e| e.label).collect::<Vec<_>>(),
+        labels,
+        "{name}: first batch labels"
+    );
+    match (kl, want.get("KL_input_ids")) {
+        (Some(kl), Some(want_ids)) if method.config.loss_type.uses_kl() => {
+            assert_eq!(
+                ids(&kl.tokens.input_ids),
+                ints(want_ids),
+                "{name}: KL_input_ids"
+            );
+            assert_eq!(
+                kl.tokens.attention_mask,
+                ints(&want["KL_attention_mask"]),
+                "{name}: KL_attention_mask"
+            );
+            assert_eq!(
+                kl.completion_mask,
+                ints(&want["KL_completion_mask"]),
+                "{name}: KL_completion_mask"
+            );
+        }
+        (None, _) if !method.config.loss_type.uses_kl() => {}
+        (ours, theirs) => panic!(
+            "{name}: KL batch here: {}, in TRL: {}",
+            ours.is_some(),
+            theirs.is_some()
+        ),
+    }
+    if let Some(want_ref) = want.get("ref_logps") {
+        let ours: Vec<f64> = first
+            .iter()
+            .map(|e| e.ref_logps.expect("precomputed").0)
+            .collect();
+        assert_close_slices(
+            &format!("{name}: ref_logps"),
+            &ours,
+            &floats(want_ref),
+            METRIC_RTOL,
+            1e-4,
+        );
+    }
+
+    let device = Device::default().autodiff();
+    let model = load_causal_lm(model_dir, &device).unwrap();
+    let (loss, metrics) = micro_batch_loss(&mut method, &model, first.clone(), &device).unwrap();
+    let micro = &case["micro_batches"][0];
+    let loss = loss.into_scalar::<f32>() as f64;
+    assert_close_slices(
+        &format!("{name}: first loss"),
+        &[loss],
+        &[micro["loss"].as_f64().unwrap()],
+        LOSS_RTOL,
+        1e-7,
+    );
+    let trl_metrics = micro["metrics"].as_object().unwrap();
+    assert!(
+        !trl_metrics.is_empty(),
+        "{name}: TRL's first micro-batch logged nothing"
+    );
+    for (key, value) in trl_metrics {
+        let got = match key.as_str() {
+            "num_tokens" => metrics.num_tokens,
+            _ => metrics
+                .values
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| *v)
+                .unwrap_or_else(|| panic!("{name}: first micro-batch: we did not compute {key}")),
+        };
+        let want = value.as_f64().unwrap();
+        assert_close_slices(
+            &format!("{name}: first micro-batch {key}"),
+            &[got],
+            &[want],
+            METRIC_RTOL,
+            1e-4,
+        );
+    }
 }
 
 #[test]

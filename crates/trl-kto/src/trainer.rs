@@ -67,7 +67,10 @@ impl KtoMethod {
     }
 
     /// `(main batch, KL batch)`: each example's own completion, and its mismatched one.
-    fn collate(&self, examples: &[&KtoExample]) -> (CompletionBatch, Option<CompletionBatch>) {
+    pub(crate) fn collate(
+        &self,
+        examples: &[&KtoExample],
+    ) -> (CompletionBatch, Option<CompletionBatch>) {
         let rows: Vec<(&[u32], &[u32])> = examples
             .iter()
             .map(|e| (e.prompt_ids.as_slice(), e.completion_ids.as_slice()))

@@ -8,6 +8,10 @@ use std::path::{Path, PathBuf};
 use burn::tensor::Device;
 use serde_json::{Map, Value};
 use trl_core::model::{SequenceClassifier, load_sequence_classifier};
+use trl_core::parity::{
+    assert_close_slices, assert_log_history_matches, assert_param_updates_match,
+    assert_summary_matches, safetensors_update_norms,
+};
 use trl_core::tokenizer::Tokenizer;
 use trl_core::train::{RunLogger, TrainingArguments, take_known_keys, train};
 
@@ -84,10 +88,6 @@ fn load_case(file: &str, output_dir: &Path) -> Case {
     }
 }
 
-fn close(got: f64, want: f64, rtol: f64) -> bool {
-    (got - want).abs() <= rtol * want.abs().max(1e-8) + 1e-6
-}
-
 /// Tokenizer, examples and method for a case; checks the prepared data and the first batch.
 fn prepare(
     name: &str,
@@ -123,6 +123,10 @@ fn prepare(
     );
     let first_chosen: Vec<Vec<u32>> = json(&prepared["chosen_ids"]);
     let first_rejected: Vec<Vec<u32>> = json(&prepared["rejected_ids"]);
+    assert!(
+        !first_chosen.is_empty() && first_chosen.len() == first_rejected.len(),
+        "{name}: the fixture's first rows"
+    );
     for (i, (chosen, rejected)) in first_chosen.iter().zip(&first_rejected).enumerate() {
         assert_eq!(
             &examples[i].chosen_ids, chosen,
@@ -190,12 +194,14 @@ fn check_case(file: &str) {
         json(&first_micro["rewards_rejected"]),
     ]
     .concat();
-    for (g, w) in got.iter().zip(&want) {
-        assert!(
-            (g - w).abs() < 1e-4,
-            "{file}: initial scores {got:?} vs {want:?}"
-        );
-    }
+    let as_f64 = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<_>>();
+    assert_close_slices(
+        &format!("{file}: initial scores"),
+        &as_f64(&got),
+        &as_f64(&want),
+        0.0,
+        1e-4,
+    );
 
     let outcome = train(
         &mut method,
@@ -206,39 +212,13 @@ fn check_case(file: &str) {
         &mut RunLogger::silent(),
     )
     .unwrap();
-    let want_logs: Vec<&Value> = case.expected["log_history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e.get("loss").is_some())
-        .collect();
-    let got_logs: Vec<_> = outcome
-        .state
-        .log_history
-        .iter()
-        .filter(|e| e.contains_key("loss"))
-        .collect();
-    assert_eq!(
-        got_logs.len(),
-        want_logs.len(),
-        "{file}: number of log entries"
-    );
-    for (got, want) in got_logs.iter().zip(&want_logs) {
-        let step = want["step"].as_u64().unwrap();
-        assert_eq!(got["step"].as_u64().unwrap(), step);
-        let value = |key: &str| {
-            got[key]
-                .as_f64()
-                .unwrap_or_else(|| panic!("{file}: no {key} logged"))
-        };
-        let expect = |key: &str| want[key].as_f64().unwrap();
-        assert!(
-            close(value("loss"), expect("loss"), LOSS_RTOL),
-            "{file} step {step}: loss {} vs {}",
-            value("loss"),
-            expect("loss")
-        );
-        for key in [
+    assert_log_history_matches(
+        file,
+        &outcome.state.log_history,
+        &case.expected["log_history"],
+        LOSS_RTOL,
+        METRIC_RTOL,
+        &[
             "grad_norm",
             "learning_rate",
             "min_reward",
@@ -247,20 +227,16 @@ fn check_case(file: &str) {
             "accuracy",
             "margin",
             "epoch",
-        ] {
-            assert!(
-                close(value(key), expect(key), METRIC_RTOL),
-                "{file} step {step}: {key} {} vs {}",
-                value(key),
-                expect(key)
-            );
-        }
-        assert_eq!(
-            value("num_tokens"),
-            expect("num_tokens"),
-            "{file} step {step}: num_tokens"
-        );
-    }
+        ],
+        &["num_tokens"],
+    );
+    assert_summary_matches(
+        file,
+        &outcome.state.log_history,
+        &case.expected["log_history"],
+        LOSS_RTOL,
+        &["train_loss"],
+    );
 
     // The saved model: what AutoModelForSequenceClassification reads, and the trained weights.
     let saved = &case.expected["trainer_info"]["saved_model"];
@@ -290,18 +266,18 @@ fn check_case(file: &str) {
         tensors.tensor("score.weight").unwrap().shape(),
         json::<Vec<usize>>(&saved["score_shape"])
     );
-    for (name, want) in case.expected["final_param_norms"].as_object().unwrap() {
-        let norm = f32_values(&tensors, name)
-            .iter()
-            .map(|v| v * v)
-            .sum::<f64>()
-            .sqrt();
-        let want = want.as_f64().unwrap();
-        assert!(
-            close(norm, want, METRIC_RTOL),
-            "{file}: final norm of {name} {norm} vs {want}"
-        );
-    }
+    // How far each parameter moved (final norms alone move < 1% in 8 steps).
+    let updates = safetensors_update_norms(
+        &model_dir.join("model.safetensors"),
+        &out.path().join("model.safetensors"),
+    )
+    .unwrap();
+    assert_param_updates_match(
+        file,
+        &updates,
+        &case.expected["param_update_norms"],
+        METRIC_RTOL,
+    );
 
     // The trained model, reloaded from disk, scores the first batch as TRL's trained model does.
     let plain = Device::default();
@@ -319,12 +295,13 @@ fn check_case(file: &str) {
         .try_to_vec()
         .unwrap();
     let want: Vec<f32> = json(&case.expected["final_scores_first_batch"]);
-    for (g, w) in got.iter().zip(&want) {
-        assert!(
-            close(*g as f64, *w as f64, METRIC_RTOL),
-            "{file}: final scores {got:?} vs {want:?}"
-        );
-    }
+    assert_close_slices(
+        &format!("{file}: final scores"),
+        &as_f64(&got),
+        &as_f64(&want),
+        METRIC_RTOL,
+        1e-6,
+    );
 }
 
 /// The values of an f32 tensor of a safetensors file.

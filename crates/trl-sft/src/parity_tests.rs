@@ -5,7 +5,8 @@ use burn::tensor::Device;
 use serde_json::{Map, Value};
 use trl_core::model::load_causal_lm;
 use trl_core::parity::{
-    assert_log_history_matches, assert_summary_matches, load_case, read_jsonl, repo_root,
+    assert_log_history_matches, assert_param_updates_match, assert_summary_matches,
+    first_micro_batch_rows, load_case, read_case_rows, repo_root, safetensors_update_norms,
 };
 use trl_core::tokenizer::Tokenizer;
 use trl_core::train::{RunLogger, TrainingArguments, take_known_keys, train};
@@ -33,7 +34,7 @@ fn load_sft_case(name: &str, output_dir: &std::path::Path) -> Case {
     let args: TrainingArguments = take_known_keys(&mut map, "training").unwrap();
     let sft: SftConfig = take_known_keys(&mut map, "sft").unwrap();
     assert!(map.is_empty(), "unhandled keys {map:?}");
-    let rows = read_jsonl(expected["dataset"].as_str().unwrap());
+    let rows = read_case_rows(&expected);
     Case {
         expected,
         sft,
@@ -58,9 +59,9 @@ fn check_case(name: &str) {
     let mut method = SftMethod::new(case.sft.clone(), tokenizer).unwrap();
 
     // The first micro-batch, tensor for tensor.
-    let first: Vec<_> = examples
-        .iter()
-        .take(case.args.per_device_train_batch_size)
+    let first: Vec<_> = first_micro_batch_rows(&case.args, examples.len())
+        .into_iter()
+        .map(|i| &examples[i])
         .collect();
     let batch = collate(
         &first,
@@ -121,6 +122,17 @@ fn check_case(name: &str) {
         LOSS_RTOL,
         &["train_loss", "entropy", "mean_token_accuracy", "num_tokens"],
     );
+    let updates = safetensors_update_norms(
+        &model_dir.join("model.safetensors"),
+        &out.path().join("model.safetensors"),
+    )
+    .unwrap();
+    assert_param_updates_match(
+        name,
+        &updates,
+        &case.expected["param_update_norms"],
+        METRIC_RTOL,
+    );
 }
 
 #[test]
@@ -153,6 +165,54 @@ fn packed_text_matches_trl() {
     check_case("text_packing");
 }
 
+// Step accounting: transformers makes ceil(micro-batches / GA) optimizer steps per epoch, the
+// last one with the remaining micro-batches (issue 14).
+
+#[test]
+fn gradient_accumulation_remainder_matches_trl() {
+    check_case("text_ga_remainder");
+}
+
+#[test]
+fn last_partial_batch_matches_trl() {
+    check_case("text_partial_batch");
+}
+
+#[test]
+fn several_epochs_with_a_remainder_match_trl() {
+    check_case("text_epochs_remainder");
+}
+
+#[test]
+fn max_steps_crossing_an_epoch_boundary_matches_trl() {
+    check_case("text_max_steps_across_epochs");
+}
+
+#[test]
+fn packed_epochs_with_a_remainder_match_trl() {
+    check_case("text_packing_epochs_remainder");
+}
+
+#[test]
+fn random_order_matches_trl() {
+    check_case("text_random_order");
+}
+
+#[test]
+fn padding_free_matches_trl() {
+    check_case("text_padding_free");
+}
+
+#[test]
+fn constant_with_warmup_matches_trl() {
+    check_case("text_constant_with_warmup");
+}
+
+#[test]
+fn keep_end_truncation_matches_trl() {
+    check_case("text_keep_end");
+}
+
 #[test]
 fn messages_match_trl() {
     check_case("messages");
@@ -183,6 +243,10 @@ fn assistant_only_loss_trains_what_trl_trains_minus_the_header_newline() {
         serde_json::from_value(case.expected["prepared_dataset"]["labels"].clone()).unwrap();
     let newline = tokenizer.encode("\n", false).unwrap()[0] as i64;
     let header = tokenizer.encode("<|im_start|>assistant", false).unwrap();
+    assert!(
+        !trl_labels.is_empty() && examples.len() >= trl_labels.len(),
+        "TRL's first rows"
+    );
     for (row, (ours, theirs)) in examples.iter().zip(&trl_labels).enumerate() {
         assert_eq!(ours.input_ids.len(), theirs.len(), "row {row}: length");
         for (i, (&a, &b)) in ours.labels.iter().zip(theirs).enumerate() {

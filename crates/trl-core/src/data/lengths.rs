@@ -317,50 +317,32 @@ mod tests {
         format!("{}/../../datasets/{name}.jsonl", env!("CARGO_MANIFEST_DIR"))
     }
 
-    /// `(p50, p95, max)` of each sample dataset, as transformers 5.23 + TRL 1.16 tokenize it: the
-    /// length of `tokenizer(text + eos)` / `apply_chat_template(..., tokenize=True)` per row,
-    /// prompt extracted with `maybe_extract_prompt`, nearest-rank percentiles (the script is in
-    /// the report of the change that added this module).
+    /// `(p50, p95, max)` of each sample dataset, as transformers 5.23 + TRL 1.16 tokenize it
+    /// (reference/data_reference.py, `token_lengths`).
     #[test]
     fn token_lengths_match_transformers() {
-        let cases = [
-            ("tiny-qwen2", "text", Method::Sft, (22, 51, 53)),
-            ("tiny-qwen2", "messages", Method::Sft, (83, 148, 158)),
-            ("tiny-qwen2", "prompt_completion", Method::Sft, (42, 52, 55)),
-            (
-                "tiny-qwen2",
-                "prompt_completion_conversational",
-                Method::Sft,
-                (83, 109, 114),
-            ),
-            ("tiny-qwen2", "prompt_only", Method::Grpo, (26, 30, 35)),
-            ("tiny-qwen2", "preference", Method::Dpo, (49, 74, 79)),
-            (
-                "tiny-qwen2",
-                "preference_implicit",
-                Method::Dpo,
-                (49, 74, 79),
-            ),
-            (
-                "tiny-qwen2",
-                "preference_conversational",
-                Method::Dpo,
-                (104, 133, 138),
-            ),
-            (
-                "tiny-llama",
-                "unpaired_preference_conversational",
-                Method::Kto,
-                (103, 133, 137),
-            ),
-        ];
-        for (model, name, method, expected) in cases {
+        let fixture = crate::parity::read_fixture("fixtures/expected/data.json");
+        let cases = fixture["token_lengths"].as_array().unwrap();
+        assert!(cases.len() >= 9, "{} cases", cases.len());
+        for case in cases {
+            let (model, name) = (
+                case["model"].as_str().unwrap(),
+                case["dataset"].as_str().unwrap(),
+            );
+            let method = match case["method"].as_str().unwrap() {
+                "sft" => Method::Sft,
+                "dpo" => Method::Dpo,
+                "kto" => Method::Kto,
+                "grpo" => Method::Grpo,
+                other => panic!("method {other}"),
+            };
             let tokenizer = fixture_tokenizer(model);
             let dataset = load_dataset(&DatasetArgs::new(sample(name)), method).unwrap();
             let lengths = token_lengths(&dataset, &tokenizer, Some(50)).unwrap();
+            let want = |key: &str| case[key].as_u64().unwrap() as usize;
             assert_eq!(
-                (lengths.p50, lengths.p95, lengths.max),
-                expected,
+                (lengths.p50, lengths.p95, lengths.max, lengths.rows),
+                (want("p50"), want("p95"), want("max"), want("rows")),
                 "{model} {name}"
             );
             assert_eq!(lengths.rows, dataset.len());

@@ -161,45 +161,41 @@ mod tests {
         json!({"prompt": prompt, "chosen": chosen, "rejected": rejected})
     }
 
-    /// Expected values printed by TRL 1.16: `trl.data_utils.extract_prompt({"chosen": c,
-    /// "rejected": r})` for each pair.
+    /// `trl.data_utils.extract_prompt` on strings and conversations, as recorded by
+    /// reference/data_reference.py.
     #[test]
-    fn extracts_the_prompt_of_strings_like_trl() {
-        let cases = [
-            (
-                "The sky is blue.",
-                "The sky is green.",
-                "The sky is",
-                " blue.",
-                " green.",
-            ),
-            ("abc", "abcd", "ab", "c", "cd"),
-            ("Xyz ", "Abc", "Xyz", " ", "c"),
-            ("Paris", "Rome", "", "Paris", "Rome"),
-            ("héllo wörld", "héllo wörms", "héllo wör", "ld", "ms"),
-        ];
-        for (chosen, rejected, prompt, chosen_rest, rejected_rest) in cases {
+    fn extracts_the_prompt_like_trl() {
+        let fixture = crate::parity::read_fixture("fixtures/expected/data.json");
+        let cases = fixture["extract_prompt"].as_array().unwrap();
+        assert!(cases.len() >= 7, "{} cases", cases.len());
+        for case in cases {
             assert_eq!(
-                extracted(json!(chosen), json!(rejected)),
-                json!({"prompt": prompt, "chosen": chosen_rest, "rejected": rejected_rest}),
-                "{chosen:?} / {rejected:?}"
+                extracted(case["chosen"].clone(), case["rejected"].clone()),
+                json!({"prompt": case["prompt"], "chosen": case["chosen_rest"], "rejected": case["rejected_rest"]}),
+                "{case}"
             );
         }
     }
 
+    /// `trl.data_utils.maybe_extract_prompt` (TRL's `map` keeps the other columns) and
+    /// `unpair_preference_dataset`, as recorded by reference/data_reference.py.
     #[test]
-    fn extracts_the_shared_turns_of_conversations_like_trl() {
-        let user = json!({"role": "user", "content": "Q"});
-        let answer = |text: &str| json!({"role": "assistant", "content": text});
-        assert_eq!(
-            extracted(json!([user, answer("A")]), json!([user, answer("B")])),
-            json!({"prompt": [user], "chosen": [answer("A")], "rejected": [answer("B")]})
-        );
-        // Identical conversations: the loop ends without a break and keeps the last message out.
-        assert_eq!(
-            extracted(json!([user, answer("A")]), json!([user, answer("A")])),
-            json!({"prompt": [user], "chosen": [answer("A")], "rejected": [answer("A")]})
-        );
+    fn rewrites_rows_like_trl() {
+        let fixture = crate::parity::read_fixture("fixtures/expected/data.json");
+        let cases = fixture["maybe_extract_prompt"].as_array().unwrap();
+        assert!(cases.len() >= 3, "{} cases", cases.len());
+        for case in cases {
+            let mut row = case["row"].as_object().unwrap().clone();
+            let mut want = row.clone();
+            want.extend(case["result"].as_object().unwrap().clone());
+            assert!(maybe_extract_prompt(&mut row), "{case}");
+            assert_eq!(row, want, "{case}");
+        }
+        let unpair = &fixture["unpair_preference"];
+        let rows: Vec<Row> = serde_json::from_value(unpair["rows"].clone()).unwrap();
+        let want: Vec<Row> = serde_json::from_value(unpair["result"].clone()).unwrap();
+        assert_eq!(want.len(), 2 * rows.len());
+        assert_eq!(unpair_preference(rows), want);
     }
 
     #[test]
@@ -229,41 +225,5 @@ mod tests {
             mixed,
             json!({"prompt": [user], "chosen": [answer("A")], "rejected": [answer("B")], "id": 7})
         );
-    }
-
-    #[test]
-    fn unpairs_in_trl_order_keeping_extra_columns() {
-        let rows: Vec<Row> = (0..3)
-            .map(|i| {
-                let row = json!({"prompt": format!("p{i}"), "chosen": "good", "rejected": "bad", "id": i});
-                row.as_object().unwrap().clone()
-            })
-            .collect();
-        let unpaired = unpair_preference(rows);
-        let summary: Vec<(String, bool, i64)> = unpaired
-            .iter()
-            .map(|row| {
-                (
-                    row["prompt"].as_str().unwrap().to_owned(),
-                    row["label"].as_bool().unwrap(),
-                    row["id"].as_i64().unwrap(),
-                )
-            })
-            .collect();
-        let expected: Vec<(String, bool, i64)> = [
-            (0, true),
-            (1, true),
-            (2, true),
-            (0, false),
-            (1, false),
-            (2, false),
-        ]
-        .iter()
-        .map(|&(i, label)| (format!("p{i}"), label, i))
-        .collect();
-        assert_eq!(summary, expected);
-        assert_eq!(unpaired[0]["completion"], "good");
-        assert_eq!(unpaired[3]["completion"], "bad");
-        assert!(!unpaired[0].contains_key("chosen"));
     }
 }

@@ -38,10 +38,22 @@ fn case_batch(case: &Value) -> TokenBatch {
     )
 }
 
-/// Max |ours - expected| over non-padding positions of `[batch, seq, vocab]` logits.
+/// Max |ours - expected| over non-padding positions of `[batch, seq, vocab]` logits. Panics
+/// when the shapes differ or no position is compared.
 fn max_logit_error(ours: &[f32], expected: &Value, mask: &[Vec<i64>]) -> f32 {
     let vocab = expected[0][0].as_array().unwrap().len();
     let seq = mask[0].len();
+    let rows = expected.as_array().unwrap().len();
+    assert_eq!(rows, mask.len(), "expected logits rows vs mask rows");
+    assert_eq!(
+        ours.len(),
+        rows * seq * vocab,
+        "our logits vs [{rows}, {seq}, {vocab}]"
+    );
+    assert!(
+        vocab > 0 && mask.iter().flatten().any(|&m| m != 0),
+        "no position to compare"
+    );
     let mut worst = 0f32;
     for (b, row) in mask.iter().enumerate() {
         for (s, &m) in row.iter().enumerate() {
@@ -58,14 +70,23 @@ fn max_logit_error(ours: &[f32], expected: &Value, mask: &[Vec<i64>]) -> f32 {
     worst
 }
 
+/// The cases of `expected/logits/<model>.json`: both padding sides, never none.
 fn expected_cases(model: &str) -> Vec<(String, Value)> {
     let expected = read_json(&fixtures().join(format!("expected/logits/{model}.json")));
-    expected["cases"]
+    let cases: Vec<(String, Value)> = expected["cases"]
         .as_object()
         .unwrap()
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
-        .collect()
+        .collect();
+    let mut names: Vec<&str> = cases.iter().map(|(k, _)| k.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        ["left_pad", "right_pad"],
+        "{model}: expected logits cases"
+    );
+    cases
 }
 
 fn check_causal_lm(model: &str) {
@@ -118,13 +139,29 @@ fn bf16_checkpoint_logits_match_transformers() {
 }
 
 #[test]
+fn f16_checkpoint_logits_match_transformers() {
+    check_causal_lm("tiny-llama-f16");
+}
+
+#[test]
 fn sharded_checkpoint_logits_match_transformers() {
     check_causal_lm("tiny-llama-sharded");
 }
 
+/// `*ForSequenceClassification` with one label (a reward head) on every decoder family.
 #[test]
 fn reward_model_scores_match_transformers() {
-    let model = "tiny-qwen2-rm";
+    for model in [
+        "tiny-qwen2-rm",
+        "tiny-llama-rm",
+        "tiny-mistral-rm",
+        "tiny-qwen3-rm",
+    ] {
+        check_sequence_classifier(model);
+    }
+}
+
+fn check_sequence_classifier(model: &str) {
     let device = Device::default();
     let rm = load_sequence_classifier(&fixtures().join("models").join(model), 1, &device).unwrap();
     for (name, case) in expected_cases(model) {
@@ -139,6 +176,11 @@ fn reward_model_scores_match_transformers() {
             .into_iter()
             .flatten()
             .collect();
+        assert_eq!(
+            scores.len(),
+            expected.len(),
+            "{model} {name}: number of scores"
+        );
         for (got, want) in scores.iter().zip(&expected) {
             assert!(
                 (got - want).abs() < LOGITS_TOLERANCE,
@@ -167,7 +209,9 @@ fn save_then_load_gives_bitwise_equal_logits() {
             .try_to_vec::<f32>()
             .unwrap();
         assert!(
-            a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
+            !a.is_empty()
+                && a.len() == b.len()
+                && a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
             "{model}"
         );
         assert_eq!(
