@@ -46,7 +46,7 @@ pub enum FormatKind {
     /// `prompt`, `chosen`, `rejected`.
     Preference,
     /// `chosen`, `rejected`, both starting with the prompt; TRL's `maybe_extract_prompt` splits
-    /// it off ([`super::prompt::maybe_extract_prompt`]).
+    /// it off (`maybe_extract_prompt`, in `prompt.rs`).
     ImplicitPreference,
     /// `prompt`, `completion`, boolean `label` (KTO).
     UnpairedPreference,
