@@ -16,9 +16,9 @@ use trl_core::data::{Dataset, DatasetArgs, Method as DataMethod, load_dataset};
 use trl_core::model::read_config;
 use trl_core::tokenizer::Tokenizer;
 use trl_core::train::args::{ReportTo, known_keys};
-use trl_core::train::{RunLogger, TrainOutcome, TrainingArguments, take_known_keys};
+use trl_core::train::{RunLogger, TrainOutcome, TrainingArguments};
 
-use crate::config::{parse_args, reject_unknown_keys};
+use crate::config::{parse_args, reject_unknown_keys, take_keys as take_known_keys};
 use crate::device::{default_device_spec, parse_device};
 use crate::model_args::ModelAndDataArgs;
 

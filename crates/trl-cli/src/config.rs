@@ -6,7 +6,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
+use trl_core::train::args::known_keys;
+use trl_core::train::take_known_keys;
 
 /// Parses `args` (everything after the subcommand) into a key -> value map.
 ///
@@ -100,6 +104,45 @@ pub fn reject_unknown_keys(map: &BTreeMap<String, Value>, command: &str) -> Resu
     )
 }
 
+/// [`trl_core::train::take_known_keys`], except that an option given without a value is named
+/// as such: a bare `--beta` reads as `true` (how boolean flags are switched on), and serde's
+/// "invalid type: boolean `true`, expected f64" would not say that a number was missing.
+pub fn take_keys<T: Serialize + DeserializeOwned + Default>(
+    map: &mut BTreeMap<String, Value>,
+    command: &str,
+) -> Result<T> {
+    for key in known_keys::<T>() {
+        if map.get(&key) != Some(&Value::Bool(true)) {
+            continue;
+        }
+        let alone = serde_json::Map::from_iter([(key.clone(), Value::Bool(true))]);
+        if let Err(error) = serde_json::from_value::<T>(Value::Object(alone)) {
+            bail!(
+                "`--{key}` needs a value: it takes {} (`--{key}` alone means true, for \
+                 on/off options only)",
+                expected_kind(&error.to_string())
+            );
+        }
+    }
+    Ok(take_known_keys(map, command)?)
+}
+
+/// What serde's "invalid type: ..., expected X" says an option takes, in words.
+fn expected_kind(serde_message: &str) -> String {
+    let expected = serde_message
+        .split_once("expected ")
+        .map_or("a value", |(_, expected)| expected);
+    match expected {
+        "f64" | "f32" => "a number".to_owned(),
+        "u8" | "u16" | "u32" | "u64" | "usize" | "i32" | "i64" | "isize" => {
+            "a whole number".to_owned()
+        }
+        "a sequence" => "a list of values".to_owned(),
+        "a map" => "a mapping of keys to values".to_owned(),
+        other => other.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,6 +184,39 @@ mod tests {
         .unwrap();
         assert_eq!(map["loss_type"], serde_json::json!(["sigmoid", "sft"]));
         assert_eq!(map["beta"], Value::from(0.1));
+    }
+
+    #[test]
+    fn an_option_without_its_value_is_named() {
+        #[derive(serde::Serialize, serde::Deserialize, Default)]
+        #[serde(default)]
+        struct Options {
+            beta: f64,
+            max_length: Option<usize>,
+            packing: bool,
+        }
+        let mut map = parse_args(&strings(&["--beta", "--packing"])).unwrap();
+        let err = take_keys::<Options>(&mut map, "dpo")
+            .err()
+            .expect("a bare --beta is refused")
+            .to_string();
+        assert!(
+            err.starts_with("`--beta` needs a value: it takes a number"),
+            "{err}"
+        );
+        assert!(!err.contains("invalid type"), "{err}");
+        let mut map = parse_args(&strings(&["--max_length", "--beta", "0.5"])).unwrap();
+        let err = take_keys::<Options>(&mut map, "dpo")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("`--max_length` needs a value: it takes a whole number"),
+            "{err}"
+        );
+        let mut map = parse_args(&strings(&["--packing", "--beta", "0.5"])).unwrap();
+        let options = take_keys::<Options>(&mut map, "dpo").unwrap();
+        assert!(options.packing && options.beta == 0.5);
     }
 
     #[test]

@@ -25,7 +25,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use clap::{Parser, Subcommand};
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// LLM post-training in Rust: TRL's methods, dataset formats and config keys in one binary.
 #[derive(Parser, Debug)]
@@ -85,7 +86,14 @@ enum Command {
 /// Parses the command line, runs the subcommand, and turns errors into a message and a
 /// non-zero exit code (never a panic for a user mistake).
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) if err.kind() == ErrorKind::InvalidSubcommand => {
+            eprintln!("error: {}", unknown_command(&err));
+            return ExitCode::from(2);
+        }
+        Err(err) => err.exit(),
+    };
     let result = match cli.command {
         Command::Sft { args } => sft::run(&args, interrupt_flag()),
         Command::Dpo { args } => dpo::run(&args, interrupt_flag()),
@@ -113,6 +121,31 @@ fn exit_code(err: &anyhow::Error) -> ExitCode {
         Some(trl_core::Error::Interrupted { .. }) => ExitCode::from(130),
         _ => ExitCode::FAILURE,
     }
+}
+
+/// The message for a subcommand that does not exist: the commands that do, and no "similar
+/// subcommand" tip (clap's would answer `trl grpo` with `dpo`, another method altogether).
+fn unknown_command(err: &clap::Error) -> String {
+    let name = match err.get(ContextKind::InvalidSubcommand) {
+        Some(ContextValue::String(name)) => name.clone(),
+        _ => String::from("?"),
+    };
+    let commands: Vec<String> = Cli::command()
+        .get_subcommands()
+        .map(|command| command.get_name().to_owned())
+        .collect();
+    let mut message = format!(
+        "`trl {name}` is not a command; the commands are {} (see `trl --help`)",
+        commands.join(", ")
+    );
+    // TRL's online methods, which `trl validate --method` already knows.
+    if ["grpo", "rloo"].contains(&name.as_str()) {
+        message.push_str(&format!(
+            ". {} is not implemented yet; `trl validate --method {name}` checks a dataset for it",
+            name.to_uppercase()
+        ));
+    }
+    message
 }
 
 /// A flag set by Ctrl-C, SIGTERM or SIGHUP: the training loop saves a checkpoint after the

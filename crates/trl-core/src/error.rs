@@ -5,19 +5,20 @@ use std::path::PathBuf;
 /// Errors a user can cause (bad files, bad configs, unknown devices) or meet (network).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    /// A file could not be read or written. The cause is part of the message and deliberately
+    /// not the error's `source()` (nor is the field named `source`): a printed chain, such as
+    /// anyhow's `{:#}` in the `trl` binary, would otherwise repeat it.
+    #[error("{path}: {cause}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    /// A JSON file is not valid JSON or does not have the expected shape.
-    #[error("{path}: invalid JSON: {source}")]
+    /// A JSON file is not valid JSON or does not have the expected shape (the cause is in the
+    /// message only, as for [`Error::Io`]).
+    #[error("{path}: invalid JSON: {cause}")]
     Json {
         path: PathBuf,
-        #[source]
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
     /// A model `config.json` names something we cannot build.
     #[error("{path}: {message}")]
@@ -66,7 +67,7 @@ impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
-            source,
+            cause: source,
         }
     }
 
@@ -74,7 +75,46 @@ impl Error {
     pub fn json(path: impl Into<PathBuf>, source: serde_json::Error) -> Self {
         Error::Json {
             path: path.into(),
-            source,
+            cause: source,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The error and its sources joined by ": ", as anyhow's `{:#}` prints them.
+    fn chain(error: &Error) -> String {
+        let mut text = error.to_string();
+        let mut source = std::error::Error::source(error);
+        while let Some(cause) = source {
+            text.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        text
+    }
+
+    #[test]
+    fn an_io_cause_is_printed_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        let cause = std::fs::read(&path).unwrap_err();
+        let cause_text = cause.to_string();
+        let printed = chain(&Error::io(&path, cause));
+        assert_eq!(printed.matches(&cause_text).count(), 1, "{printed}");
+        assert!(
+            printed.starts_with(&path.display().to_string()),
+            "{printed}"
+        );
+    }
+
+    #[test]
+    fn a_json_cause_is_printed_once() {
+        let cause = serde_json::from_str::<serde_json::Value>("{\"a\": ").unwrap_err();
+        let cause_text = cause.to_string();
+        let printed = chain(&Error::json("config.json", cause));
+        assert_eq!(printed.matches(&cause_text).count(), 1, "{printed}");
+        assert!(printed.contains("config.json: invalid JSON"), "{printed}");
     }
 }

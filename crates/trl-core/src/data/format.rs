@@ -22,7 +22,7 @@ use std::fmt;
 use serde_json::{Map, Value};
 
 use super::messages::check_messages;
-use super::problem::{Problem, describe};
+use super::problem::{Problem, describe, missing};
 
 /// One row of a dataset: a JSON object, as `datasets` hands it to TRL.
 pub type Row = Map<String, Value>;
@@ -46,7 +46,7 @@ pub enum FormatKind {
     /// `prompt`, `chosen`, `rejected`.
     Preference,
     /// `chosen`, `rejected`, both starting with the prompt; TRL's `maybe_extract_prompt` splits
-    /// it off ([`super::prompt::maybe_extract_prompt`]).
+    /// it off (`maybe_extract_prompt`, in `prompt.rs`).
     ImplicitPreference,
     /// `prompt`, `completion`, boolean `label` (KTO).
     UnpairedPreference,
@@ -209,6 +209,24 @@ pub(crate) fn detect_row(row: &Row, text_field: &str) -> Result<RowShape, Box<Pr
     if has(text_field) {
         return Ok(shape(FormatKind::LanguageModeling, &[text_field]));
     }
+    // `datasets` and Parquet write null for a missing value: a row whose format columns are all
+    // null has the columns, so say which value is missing rather than which columns are.
+    let null_column = [
+        text_field,
+        "messages",
+        "prompt",
+        "completion",
+        "chosen",
+        "rejected",
+    ]
+    .into_iter()
+    .find(|column| row.get(*column).is_some_and(Value::is_null));
+    if let Some(column) = null_column {
+        return Err(Box::new(
+            Problem::dataset("a value (a missing value is written as null)", "null")
+                .in_column(column),
+        ));
+    }
     let expected = format!(
         "the columns of a TRL format: `{text_field}` or `messages` (language modeling), `prompt` \
          (prompt-only), `prompt` + `completion`, `prompt` + `chosen` + `rejected` or `chosen` + \
@@ -249,10 +267,6 @@ pub(crate) fn check_row(row: &Row, format: DatasetFormat, text_field: &str) -> V
     }
     problems.extend(check_template_columns(row));
     problems
-}
-
-pub(crate) fn missing(value: Option<&Value>) -> String {
-    value.map_or_else(|| "no such column".to_owned(), describe)
 }
 
 fn check_label(value: Option<&Value>) -> Vec<Problem> {

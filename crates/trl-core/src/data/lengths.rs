@@ -17,11 +17,11 @@ use std::path::PathBuf;
 use rayon::prelude::*;
 use serde_json::{Map, Value};
 
+use super::dataset::Dataset;
 use super::format::{DatasetFormat, FormatKind, Style};
 use super::method::Method;
-use super::problem::{Position, Problem, ProblemList};
+use super::problem::{Position, Problem, ProblemList, listing};
 use super::stream::PIECE_ROWS;
-use super::validate::Dataset;
 use crate::tokenizer::{RenderOptions, Tokenizer};
 use crate::{Error, Result};
 
@@ -97,17 +97,8 @@ pub fn token_lengths(
         Some(lengths) => Ok(lengths),
         None => {
             let (listed, total) = problems.into_parts();
-            let lines: Vec<String> = listed.iter().map(|p| format!("\n  {p}")).collect();
-            let more = if total > listed.len() {
-                format!("\n  ... and {} more", total - listed.len())
-            } else {
-                String::new()
-            };
             Err(Error::Data {
-                message: format!(
-                    "{total} row(s) cannot be tokenized:{}{more}",
-                    lines.concat()
-                ),
+                message: format!("rows that cannot be tokenized: {}", listing(&listed, total)),
             })
         }
     }
@@ -369,7 +360,7 @@ mod tests {
             .to_string();
         assert!(
             error.contains(
-                "1 row(s) cannot be tokenized:\n  <rows> row 2: expected a row the tokenizer"
+                "rows that cannot be tokenized: 1 problem:\n  <rows> row 2: expected a row the tokenizer"
             ),
             "{error}"
         );

@@ -4,8 +4,19 @@
 
 use serde_json::Value;
 
-use super::format::missing;
-use super::problem::{Problem, describe};
+use super::problem::{Problem, describe, missing, quote};
+
+/// The roles chat templates know: OpenAI's (`developer` is its newer `system`), and Llama 3's
+/// `ipython` for tool results. Any other role is a typo that a template would either reject or
+/// render as nothing the model was trained on.
+const KNOWN_ROLES: [&str; 6] = [
+    "system",
+    "developer",
+    "user",
+    "assistant",
+    "tool",
+    "ipython",
+];
 
 /// A conversation: a non-empty list of `{role, content}` messages, content being a string or a
 /// list of text parts (`{"type": "text", "text": ...}`); an assistant message with `tool_calls`
@@ -58,6 +69,12 @@ fn check_message(message: &Value) -> Option<Problem> {
             ));
         }
     };
+    if !KNOWN_ROLES.contains(&role.as_str()) {
+        return Some(Problem::dataset(
+            format!("a role among {}", KNOWN_ROLES.join(", ")),
+            format!("the role {}", quote(role)),
+        ));
+    }
     let has_tool_calls =
         matches!(message.get("tool_calls"), Some(Value::Array(calls)) if !calls.is_empty());
     match message.get("content") {

@@ -19,11 +19,24 @@
 //! A row is a JSON object ([`Row`]); columns that no format uses are kept for the method (GRPO's
 //! reward functions read them).
 
+// Module order: each module uses only those above it (tests aside), from reading to checking
+// to reporting; no import circles.
+//   problem                         positions, problems, their listing (a leaf)
+//   messages -> format -> method    the message rules, the formats, which methods take which
+//   prompt                          TRL's prompt rewrites (format)
+//   glob -> splits -> source        --dataset_name/config/split resolved to files (and hub)
+//   parse -> read, stream           bytes to rows; whole files; files piece by piece
+//   dataset                         a split that passed every check
+//   lengths -> tally -> scan        token lengths; per-row checks summed; files scanned
+//   report -> validate              what `trl validate` prints; validate / load_dataset
+//   token_cache                     on its own (tokenized examples on disk)
+mod dataset;
 mod format;
 mod glob;
 mod lengths;
 mod messages;
 mod method;
+mod parse;
 mod problem;
 mod prompt;
 mod read;
@@ -36,6 +49,7 @@ mod tally;
 pub mod token_cache;
 mod validate;
 
+pub use dataset::Dataset;
 pub use format::{DatasetFormat, FormatKind, Row, Style};
 pub use lengths::{TokenLengths, token_lengths};
 pub use method::Method;
@@ -43,4 +57,4 @@ pub use problem::{MAX_LISTED_PROBLEMS, Position, Problem};
 pub use prompt::{extract_prompt, is_conversation, maybe_extract_prompt, unpair_preference};
 pub use report::ValidationReport;
 pub use source::{DatasetArgs, SplitFiles, resolve_split_files, resolve_split_files_with};
-pub use validate::{Dataset, load_dataset, validate};
+pub use validate::{load_dataset, validate};

@@ -192,6 +192,24 @@ pub fn describe(value: &Value) -> String {
     }
 }
 
+/// "found ..." for a value a check needed: its description, or "no such column" when absent.
+pub(crate) fn missing(value: Option<&Value>) -> String {
+    value.map_or_else(|| "no such column".to_owned(), describe)
+}
+
+/// "N problem(s):" and one problem a line, then "... and M more": how a report and an error
+/// list what was found.
+pub(crate) fn listing(problems: &[Problem], total: usize) -> String {
+    let mut text = format!("{total} problem{}:", if total == 1 { "" } else { "s" });
+    for problem in problems {
+        text.push_str(&format!("\n  {problem}"));
+    }
+    if total > problems.len() {
+        text.push_str(&format!("\n  ... and {} more", total - problems.len()));
+    }
+    text
+}
+
 /// A string in double quotes, cut to 40 characters.
 pub fn quote(text: &str) -> String {
     const MAX_CHARS: usize = 40;

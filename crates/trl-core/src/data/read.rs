@@ -10,8 +10,8 @@
 //!
 //! Parquet goes through the `parquet` crate's record API, one JSON object per row.
 //!
-//! These functions read a whole file; [`super::stream`] cuts big files into pieces and calls
-//! the same parsers on each.
+//! These functions read a whole file; [`super::stream`] cuts big files into pieces; both call
+//! the parsers of [`super::parse`].
 
 use std::fs::File;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -21,11 +21,8 @@ use parquet::file::reader::{FileReader, SerializedFileReader};
 use serde_json::Value;
 
 use super::format::Row;
+use super::parse::{LocatedRow, json_error, parse_lines, parse_object, split_objects};
 use super::problem::{Position, Problem, ProblemList, describe};
-use super::stream::split_objects;
-
-/// A row and where it is in its file.
-pub(crate) type LocatedRow = (Position, Row);
 
 /// Rows of JSON bytes (see the module docs for the shapes accepted).
 pub(crate) fn read_json(
@@ -102,63 +99,6 @@ fn read_json_lines(path: &Path, bytes: &[u8], problems: &mut ProblemList) -> Vec
     }
     problems.append(line_problems);
     rows
-}
-
-/// Parses JSON lines, the first of them line `first_line`: rows to `rows`, lines that are not
-/// one object to `problems`, blank lines skipped. Returns how many lines were not blank.
-pub(crate) fn parse_lines(
-    path: &Path,
-    first_line: usize,
-    bytes: &[u8],
-    rows: &mut Vec<LocatedRow>,
-    problems: &mut ProblemList,
-) -> usize {
-    let mut nonblank = 0;
-    for (index, line) in bytes.split(|&b| b == b'\n').enumerate() {
-        let position = Position::Line(first_line + index);
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        nonblank += 1;
-        match parse_object(path, position, line) {
-            Ok(row) => rows.push((position, row)),
-            Err(problem) => problems.push(*problem),
-        }
-    }
-    nonblank
-}
-
-/// One row from the bytes of one JSON object.
-pub(crate) fn parse_object(
-    path: &Path,
-    position: Position,
-    bytes: &[u8],
-) -> Result<Row, Box<Problem>> {
-    let text = std::str::from_utf8(bytes).map_err(|error| {
-        let found = format!(
-            "the byte 0x{:02x} at column {}, which is not UTF-8",
-            bytes[error.valid_up_to()],
-            error.valid_up_to() + 1
-        );
-        Box::new(Problem::row(path, position, "UTF-8 text", found))
-    })?;
-    let expected = "a JSON object (one row)";
-    match serde_json::from_str::<Value>(text) {
-        Ok(Value::Object(row)) => Ok(row),
-        Ok(other) => Err(Box::new(Problem::row(
-            path,
-            position,
-            expected,
-            describe(&other),
-        ))),
-        Err(error) => Err(Box::new(Problem::row(
-            path,
-            position,
-            expected,
-            json_error(&error),
-        ))),
-    }
 }
 
 /// The file as whitespace-separated objects, or `None` if it is not exactly that.
@@ -244,10 +184,6 @@ fn rows_of_columns(
         .collect()
 }
 
-fn json_error(error: &serde_json::Error) -> String {
-    format!("invalid JSON ({error})")
-}
-
 /// Hands the rows of a Parquet file to `each`, `piece_rows` at a time. The decoder is someone
 /// else's code fed untrusted bytes: a panic in it is caught and reported as a corrupt file
 /// rather than taking the process down.
@@ -264,36 +200,13 @@ pub(crate) fn for_each_parquet_piece(
             return;
         }
     };
-    let crashed = || {
-        Problem::file(
-            path,
-            "a valid Parquet file",
-            "data the Parquet decoder cannot read (it crashed): the file is probably corrupt",
-        )
+    let reader = match decode(path, || SerializedFileReader::new(file)) {
+        Ok(reader) => reader,
+        Err(problem) => return problems.push(*problem),
     };
-    let reader = match catch_unwind(AssertUnwindSafe(|| SerializedFileReader::new(file))) {
-        Ok(Ok(reader)) => reader,
-        Ok(Err(error)) => {
-            problems.push(Problem::file(
-                path,
-                "a valid Parquet file",
-                parquet_error(&error),
-            ));
-            return;
-        }
-        Err(_) => return problems.push(crashed()),
-    };
-    let mut records = match catch_unwind(AssertUnwindSafe(|| reader.get_row_iter(None))) {
-        Ok(Ok(records)) => records,
-        Ok(Err(error)) => {
-            problems.push(Problem::file(
-                path,
-                "a valid Parquet file",
-                parquet_error(&error),
-            ));
-            return;
-        }
-        Err(_) => return problems.push(crashed()),
+    let mut records = match decode(path, || reader.get_row_iter(None)) {
+        Ok(records) => records,
+        Err(problem) => return problems.push(*problem),
     };
     let mut piece = Vec::with_capacity(piece_rows);
     for index in 0.. {
@@ -315,7 +228,7 @@ pub(crate) fn for_each_parquet_piece(
                 break;
             }
             Err(_) => {
-                problems.push(crashed());
+                problems.push(crashed(path));
                 break;
             }
         }
@@ -329,6 +242,32 @@ pub(crate) fn for_each_parquet_piece(
     if !piece.is_empty() {
         each(piece);
     }
+}
+
+/// One step of the Parquet decoder (opening the file, starting the rows): its error, or its
+/// panic, becomes a problem with the file.
+fn decode<T>(
+    path: &Path,
+    step: impl FnOnce() -> parquet::errors::Result<T>,
+) -> Result<T, Box<Problem>> {
+    match catch_unwind(AssertUnwindSafe(step)) {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(Box::new(Problem::file(
+            path,
+            "a valid Parquet file",
+            parquet_error(&error),
+        ))),
+        Err(_) => Err(Box::new(crashed(path))),
+    }
+}
+
+/// A panic inside the decoder, which only corrupt data should cause.
+fn crashed(path: &Path) -> Problem {
+    Problem::file(
+        path,
+        "a valid Parquet file",
+        "data the Parquet decoder cannot read (it crashed): the file is probably corrupt",
+    )
 }
 
 /// The decoder's message, plus what to do about a codec left out of this build.

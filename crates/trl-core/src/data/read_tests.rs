@@ -271,6 +271,30 @@ fn parquet_rows_become_json_objects_with_every_codec() {
 }
 
 #[test]
+fn a_null_parquet_value_is_named_by_column_and_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("train.parquet");
+    write_parquet(&path, Compression::UNCOMPRESSED);
+    let scanned = scan_files(&[path], ScanOptions::new(Method::Sft, "text"));
+    let listed: Vec<String> = scanned
+        .problems
+        .into_parts()
+        .0
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let row_two: Vec<&String> = listed.iter().filter(|p| p.contains(" row 2")).collect();
+    assert_eq!(row_two.len(), 1, "{listed:?}");
+    assert!(
+        row_two[0].ends_with(
+            "train.parquet row 2, column \"messages\": expected a value (a missing value is \
+             written as null), found null"
+        ),
+        "{listed:?}"
+    );
+}
+
+#[test]
 fn corrupt_parquet_is_a_problem_not_a_panic() {
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.parquet");

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use super::format::DatasetFormat;
 use super::lengths::TokenLengths;
 use super::method::Method;
-use super::problem::Problem;
+use super::problem::{Problem, listing};
 
 /// What `trl validate` prints: the split, its format, and every problem found (the first
 /// [`super::MAX_LISTED_PROBLEMS`] listed, the rest counted).
@@ -64,16 +64,4 @@ impl fmt::Display for ValidationReport {
             )
         }
     }
-}
-
-/// "N problem(s):" and one problem a line, then "... and M more".
-pub(crate) fn listing(problems: &[Problem], total: usize) -> String {
-    let mut text = format!("{total} problem{}:", if total == 1 { "" } else { "s" });
-    for problem in problems {
-        text.push_str(&format!("\n  {problem}"));
-    }
-    if total > problems.len() {
-        text.push_str(&format!("\n  ... and {} more", total - problems.len()));
-    }
-    text
 }

@@ -14,8 +14,9 @@ use rayon::prelude::*;
 use super::format::{DatasetFormat, Row};
 use super::lengths::TokenLengths;
 use super::method::Method;
+use super::parse::LocatedRow;
 use super::problem::{Position, Problem, ProblemList};
-use super::read::{LocatedRow, for_each_parquet_piece, read_json};
+use super::read::{for_each_parquet_piece, read_json};
 use super::stream::{
     JsonStart, PIECE_BYTES, PIECE_ROWS, Piece, for_each_lines_piece, for_each_objects_piece,
     json_start,

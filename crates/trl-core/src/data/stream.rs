@@ -2,7 +2,7 @@
 //! checked in memory that does not grow with it, and the pieces are parsed on every core.
 //!
 //! JSON lines are cut after a newline; a stream of multi-line objects (the fallback of
-//! [`super::read`]) is cut after an object, found by counting brackets outside strings. JSON
+//! [`super::read`], split by [`super::parse`]) is cut after an object, found by counting brackets outside strings. JSON
 //! arrays, a config's `field` and Parquet files arrive as rows already parsed.
 
 use std::io::{self, Read};
@@ -11,8 +11,8 @@ use std::path::Path;
 
 use serde_json::Value;
 
+use super::parse::{LocatedRow, ObjectSplitter, parse_lines, parse_object};
 use super::problem::{Position, ProblemList};
-use super::read::{LocatedRow, parse_lines, parse_object};
 
 /// Bytes of a piece, and how many bytes a read asks for.
 pub(crate) const PIECE_BYTES: usize = 2 << 20;
@@ -195,90 +195,6 @@ pub(crate) fn for_each_objects_piece(
     }
 }
 
-/// The objects of a whole stream held in memory: each one's first line and bytes, or `None` when
-/// the bytes are not whitespace-separated objects.
-pub(crate) fn split_objects(bytes: &[u8]) -> Option<Vec<(usize, Range<usize>)>> {
-    let mut splitter = ObjectSplitter::default();
-    let mut objects = Vec::new();
-    (splitter.scan(bytes, 0, &mut objects) && !splitter.is_inside_object()).then_some(objects)
-}
-
-/// Finds where the top-level objects of `{...} {...}` start and end by counting brackets outside
-/// strings; whether each is valid JSON is for the parser to say.
-#[derive(Default)]
-struct ObjectSplitter {
-    /// Open brackets; 0 between objects.
-    depth: usize,
-    in_string: bool,
-    escaped: bool,
-    /// Newlines seen so far.
-    newlines: usize,
-    /// Line and offset of the `{` of the object being scanned.
-    start: Option<(usize, usize)>,
-}
-
-impl ObjectSplitter {
-    /// Scans `bytes[from..]`, adding each object that ends there; `false` at anything but
-    /// JSON whitespace between objects.
-    fn scan(
-        &mut self,
-        bytes: &[u8],
-        from: usize,
-        objects: &mut Vec<(usize, Range<usize>)>,
-    ) -> bool {
-        for (offset, &byte) in bytes.iter().enumerate().skip(from) {
-            if byte == b'\n' {
-                self.newlines += 1;
-            }
-            if self.depth == 0 {
-                match byte {
-                    b' ' | b'\t' | b'\n' | b'\r' => {}
-                    b'{' => {
-                        self.depth = 1;
-                        self.start = Some((self.newlines + 1, offset));
-                    }
-                    _ => return false,
-                }
-                continue;
-            }
-            if self.in_string {
-                match (self.escaped, byte) {
-                    (true, _) => self.escaped = false,
-                    (false, b'\\') => self.escaped = true,
-                    (false, b'"') => self.in_string = false,
-                    _ => {}
-                }
-                continue;
-            }
-            match byte {
-                b'"' => self.in_string = true,
-                b'{' | b'[' => self.depth += 1,
-                b'}' | b']' => {
-                    self.depth -= 1;
-                    if self.depth == 0
-                        && let Some((line, start)) = self.start.take()
-                    {
-                        objects.push((line, start..offset + 1));
-                    }
-                }
-                _ => {}
-            }
-        }
-        true
-    }
-
-    fn is_inside_object(&self) -> bool {
-        self.depth > 0
-    }
-
-    /// The first `bytes` were taken away from the buffer scanned.
-    fn shift(&mut self, bytes: usize) {
-        if let Some((_, start)) = &mut self.start {
-            *start -= bytes;
-        }
-    }
-}
-
 /// Reads until `buffer` holds `want` bytes; `true` when the reader ran out first.
 fn fill(reader: &mut impl Read, buffer: &mut Vec<u8>, want: usize) -> io::Result<bool> {
     while buffer.len() < want {
@@ -303,6 +219,7 @@ fn fill(reader: &mut impl Read, buffer: &mut Vec<u8>, want: usize) -> io::Result
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::parse::split_objects;
 
     fn lines_pieces(text: &[u8], piece_bytes: usize) -> Vec<(usize, Vec<u8>)> {
         let mut pieces = Vec::new();

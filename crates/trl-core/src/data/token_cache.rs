@@ -192,15 +192,12 @@ fn load<T: DeserializeOwned>(path: &Path) -> Option<Vec<T>> {
 /// Writes the examples to a temporary file beside `path`, then renames it into place.
 fn store<T: Serialize>(path: &Path, examples: &[T]) -> Result<()> {
     let folder = path.parent().unwrap_or(Path::new("."));
-    let unwritable = |error: std::io::Error| Error::Io {
-        path: path.to_path_buf(),
-        source: std::io::Error::new(
-            error.kind(),
-            format!(
-                "cannot write the tokenized-data cache ({error}); set TRL_RS_CACHE to a \
-                 writable folder"
-            ),
-        ),
+    let unwritable = |error: std::io::Error| {
+        let advice = format!(
+            "cannot write the tokenized-data cache ({error}); set TRL_RS_CACHE to a writable \
+             folder"
+        );
+        Error::io(path, std::io::Error::new(error.kind(), advice))
     };
     std::fs::create_dir_all(folder).map_err(unwritable)?;
     let temporary = path.with_extension(format!("tmp-{}", std::process::id()));

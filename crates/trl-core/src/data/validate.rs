@@ -5,32 +5,20 @@
 //! The format is decided by the rows, not by the first one alone: each row is recognised on its
 //! own, the most common format is the dataset's, and every row that differs is reported.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
+use super::dataset::Dataset;
 #[cfg(test)]
 use super::format::FormatKind;
-use super::format::{DatasetFormat, Row};
+use super::format::Row;
 use super::method::Method;
-use super::problem::Position;
-use super::report::{ValidationReport, listing};
+use super::problem::listing;
+use super::report::ValidationReport;
 use super::scan::{ScanOptions, Scanned, scan_files, scan_rows};
 use super::source::{DatasetArgs, resolve_split_files};
 use super::stream::PIECE_BYTES;
 use crate::tokenizer::Tokenizer;
 use crate::{Error, Result};
-
-/// A split that passed every check: its rows (extra columns kept) and where each came from.
-#[derive(Debug, Clone)]
-pub struct Dataset {
-    /// The format every row has.
-    pub format: DatasetFormat,
-    /// The column of standard language-modeling text (`dataset_text_field`).
-    pub text_field: String,
-    files: Vec<PathBuf>,
-    rows: Vec<Row>,
-    /// Per row: index into `files`, position in that file.
-    origins: Vec<(usize, Position)>,
-}
 
 impl Dataset {
     /// Checks rows built in memory (tests, embedders) as if they came from a file; rows are
@@ -43,39 +31,6 @@ impl Dataset {
         };
         let scanned = scan_rows(rows, &path, options);
         finish(vec![path], scanned, text_field, "the rows", method)
-    }
-
-    pub fn rows(&self) -> &[Row] {
-        &self.rows
-    }
-
-    pub fn into_rows(self) -> Vec<Row> {
-        self.rows
-    }
-
-    pub fn len(&self) -> usize {
-        self.rows.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
-    }
-
-    /// The files the rows were read from.
-    pub fn files(&self) -> &[PathBuf] {
-        &self.files
-    }
-
-    /// Where row `index` came from, e.g. `datasets/dpo.jsonl line 12`, for error messages of
-    /// later stages (tokenization, collation).
-    pub fn origin(&self, index: usize) -> String {
-        let (file, position) = self.origin_parts(index);
-        format!("{} {position}", file.display())
-    }
-
-    pub(crate) fn origin_parts(&self, index: usize) -> (&Path, Position) {
-        let (file, position) = self.origins[index];
-        (&self.files[file], position)
     }
 }
 
@@ -161,13 +116,13 @@ fn finish(
                 .into_iter()
                 .map(|(file, position, row)| ((file, position), row))
                 .unzip();
-            Ok(Dataset {
+            Ok(Dataset::new(
                 format,
-                text_field: text_field.to_owned(),
+                text_field.to_owned(),
                 files,
                 rows,
                 origins,
-            })
+            ))
         }
         _ => {
             let (listed, total) = scanned.problems.into_parts();

@@ -3,7 +3,7 @@ use std::path::Path;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::data::{MAX_LISTED_PROBLEMS, Style};
+use crate::data::{DatasetFormat, MAX_LISTED_PROBLEMS, Style};
 
 fn sample(name: &str) -> String {
     format!("{}/../../datasets/{name}", env!("CARGO_MANIFEST_DIR"))
@@ -276,6 +276,42 @@ fn many_problems_are_counted_past_the_limit() {
     assert!(
         error.contains("cannot be used for sft: 70 problems:\n  "),
         "{error}"
+    );
+}
+
+#[test]
+fn a_row_whose_only_format_column_is_null_names_that_column() {
+    let rows = [
+        json!({"messages": [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}]}),
+        json!({"messages": null, "id": 7}),
+    ];
+    let (report, _dir) = validate_text("chat.jsonl", &lines(&rows), Method::Sft);
+    let problems = found(&report);
+    assert_eq!(problems.len(), 1, "{report}");
+    assert!(
+        problems[0].ends_with(
+            "/chat.jsonl line 2, column \"messages\": expected a value (a missing value is \
+             written as null), found null"
+        ),
+        "{report}"
+    );
+}
+
+#[test]
+fn an_unknown_role_is_named_with_file_line_and_column() {
+    let rows = [
+        json!({"messages": [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}]}),
+        json!({"messages": [{"role": "user", "content": "Q"}, {"role": "robot", "content": "A"}]}),
+    ];
+    let (report, _dir) = validate_text("chat.jsonl", &lines(&rows), Method::Sft);
+    let problems = found(&report);
+    assert_eq!(problems.len(), 1, "{report}");
+    assert!(
+        problems[0].ends_with(
+            "/chat.jsonl line 2, column \"messages\", message 2: expected a role among system, \
+             developer, user, assistant, tool, ipython, found the role \"robot\""
+        ),
+        "{report}"
     );
 }
 
