@@ -3,8 +3,6 @@
 
 use std::path::Path;
 
-use plotters::prelude::*;
-
 use super::*;
 
 /// An output folder holding TRL 1.16's `log_history` of a reference case as its
@@ -43,30 +41,20 @@ fn write_curves_writes_a_png_sized_for_its_panels() {
     assert_eq!(image_size(8), (3 * PANEL_SIZE.0, 3 * PANEL_SIZE.1));
 }
 
-/// Pixels of `panels` drawn in memory: the same code path as the file, minus the encoder.
-fn draw_in_memory(panels: &[Panel]) -> (Vec<u8>, (u32, u32)) {
-    let size = image_size(panels.len());
-    let mut pixels = vec![0u8; (size.0 * size.1 * 3) as usize];
-    {
-        let root = BitMapBackend::with_buffer(&mut pixels, size).into_drawing_area();
-        draw_grid(&root, panels).unwrap();
-        root.present().unwrap();
-    }
-    (pixels, size)
-}
-
 #[test]
-fn the_panels_have_curves_and_text_on_a_white_background() {
-    let history = History::read(run_folder("sft/messages.json").path()).unwrap();
-    let panels = select_panels(&history, Some(&["loss".to_string()])).unwrap();
-    let (pixels, (width, height)) = draw_in_memory(&panels);
-    let rgb: Vec<&[u8]> = pixels.chunks(3).collect();
-    let white = rgb.iter().filter(|p| **p == [255, 255, 255]).count();
-    let blue = rgb.iter().filter(|p| **p == [31, 119, 180]).count();
-    let dark = rgb.iter().filter(|p| p.iter().all(|c| *c < 100)).count();
-    let total = (width * height) as usize;
-    assert!(white > total / 2, "background: {white} of {total} pixels white");
-    // The loss line (2 px wide over most of the panel) and the axes, ticks and title text.
+fn the_png_has_curves_and_text_on_a_white_background() {
+    let dir = run_folder("sft/messages.json");
+    let output = dir.path().join("loss.png");
+    let panels = plot_run(dir.path(), Some(&["loss".to_string()]), &output).unwrap();
+    assert_eq!(panels.len(), 1);
+    let image = image::open(&output).unwrap().to_rgb8();
+    assert_eq!(image.dimensions(), PANEL_SIZE);
+    let pixels: Vec<[u8; 3]> = image.pixels().map(|p| p.0).collect();
+    let white = pixels.iter().filter(|p| **p == [255, 255, 255]).count();
+    let blue = pixels.iter().filter(|p| **p == [31, 119, 180]).count();
+    let dark = pixels.iter().filter(|p| p.iter().all(|c| *c < 100)).count();
+    assert!(white > pixels.len() / 2, "background: {white} of {} pixels white", pixels.len());
+    // The loss line (2 px wide across the panel), and the axes, ticks and title text.
     assert!(blue > 400, "only {blue} pixels of the loss line's colour");
     assert!(dark > 500, "only {dark} dark pixels: no axes or text?");
 }
