@@ -17,6 +17,9 @@ pub const PANEL_SIZE: (u32, u32) = (520, 340);
 /// Panels per row (fewer when there are fewer panels).
 const COLUMNS: u32 = 3;
 
+/// Extra space above the data of a panel with a legend, as a fraction of the data's span.
+const LEGEND_HEADROOM: f64 = 0.3;
+
 /// The font family plotters is asked for; registered from the embedded DejaVu Sans.
 const FONT: &str = "sans-serif";
 
@@ -78,13 +81,18 @@ fn draw_panel<DB: DrawingBackend>(
     panel: &Panel,
 ) -> Result<(), PlotError> {
     let points = || panel.lines.iter().flat_map(|l| l.points.iter().copied());
-    let (x_lo, x_hi) = padded_range(points().map(|(x, _)| x), 0.0);
-    let (y_lo, y_hi) = padded_range(points().map(|(_, y)| y), 0.06);
+    // A little room at the ends so the first and last dots are not cut by the axes.
+    let (x_lo, x_hi) = padded_range(points().map(|(x, _)| x), 0.03);
+    let (y_lo, mut y_hi) = padded_range(points().map(|(_, y)| y), 0.06);
+    if panel.lines.len() > 1 {
+        // Headroom for the legend, so it does not hide the curves' tops.
+        y_hi += (y_hi - y_lo) * LEGEND_HEADROOM;
+    }
     let mut chart = ChartBuilder::on(cell)
         .caption(&panel.title, (FONT, 20))
         .margin(12)
         .x_label_area_size(42)
-        .y_label_area_size(70)
+        .y_label_area_size(80)
         .build_cartesian_2d(x_lo..x_hi, y_lo..y_hi)
         .map_err(draw_err)?;
     let x_label = |x: &f64| tick_label(*x, x_lo, x_hi);
@@ -145,26 +153,33 @@ pub fn padded_range(values: impl Iterator<Item = f64>, pad: f64) -> (f64, f64) {
     (lo - span * pad, hi + span * pad)
 }
 
-/// A tick label on an axis spanning `lo..hi`: as many decimals as the tick spacing needs,
-/// trailing zeros dropped; scientific notation for axes of tiny or huge numbers (learning
-/// rates like 2e-5).
+/// A tick label on an axis spanning `lo..hi` (about six ticks): as many digits as the tick
+/// spacing needs, trailing zeros dropped; scientific notation on axes of tiny or huge numbers
+/// (learning rates like 2e-5).
 pub fn tick_label(value: f64, lo: f64, hi: f64) -> String {
-    let span = (hi - lo).abs();
-    if value.abs() <= span * 1e-9 {
+    let spacing_exponent = ((hi - lo).abs() / 6.0).log10().floor();
+    if value.abs() <= (hi - lo).abs() * 1e-9 {
         return "0".to_string();
     }
     let magnitude = lo.abs().max(hi.abs());
-    if magnitude < 1e-3 || magnitude >= 1e5 {
-        let text = format!("{value:.1e}");
-        return text.replace(".0e", "e");
+    if magnitude < 1e-2 || magnitude >= 1e5 {
+        // Mantissa digits down to the spacing's leading digit: 1.05e-3 next to 1e-3.
+        let exponent = value.abs().log10().floor();
+        let digits = (exponent - spacing_exponent).clamp(0.0, 6.0) as usize;
+        let text = format!("{value:.digits$e}");
+        let (mantissa, exponent) = text.split_once('e').unwrap_or((&text, "0"));
+        return format!("{}e{exponent}", trim_zeros(mantissa));
     }
-    // About six ticks: one more decimal than the spacing's leading digit needs.
-    let decimals = (-(span / 6.0).log10()).ceil().clamp(0.0, 8.0) as usize + 1;
-    let text = format!("{value:.decimals$}");
-    if text.contains('.') {
-        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    let decimals = (-spacing_exponent).clamp(0.0, 8.0) as usize;
+    trim_zeros(&format!("{value:.decimals$}")).to_string()
+}
+
+/// `"0.500"` -> `"0.5"`, `"2.000"` -> `"2"`; integers unchanged.
+fn trim_zeros(number: &str) -> &str {
+    if number.contains('.') {
+        number.trim_end_matches('0').trim_end_matches('.')
     } else {
-        text
+        number
     }
 }
 
@@ -189,12 +204,15 @@ mod tests {
     fn tick_labels_read_well_at_every_scale() {
         assert_eq!(tick_label(0.5, 0.0, 2.0), "0.5");
         assert_eq!(tick_label(1.0, 0.0, 2.0), "1");
-        assert_eq!(tick_label(12.25, 10.0, 14.0), "12.25");
+        assert_eq!(tick_label(12.5, 10.0, 13.0), "12.5");
         assert_eq!(tick_label(0.9598, 0.9596, 0.9602), "0.9598");
         assert_eq!(tick_label(2e-5, 0.0, 2.1e-5), "2e-5");
         assert_eq!(tick_label(1.5e-5, 0.0, 2.1e-5), "1.5e-5");
         assert_eq!(tick_label(3e-20, -1e-3, 1.0), "0");
         assert_eq!(tick_label(250000.0, 0.0, 3e5), "2.5e5");
+        assert_eq!(tick_label(0.00105, 0.0009, 0.0011), "1.05e-3");
+        assert_eq!(tick_label(0.001, 0.0009, 0.0011), "1e-3");
+        assert_eq!(tick_label(-2.5, -3.0, 0.5), "-2.5");
     }
 
     #[test]
