@@ -31,7 +31,12 @@ fn text(output: &Output) -> String {
 /// `(width, height)` from the PNG signature and IHDR chunk of `path`; panics when no PNG.
 fn png_size(path: &Path) -> (u32, u32) {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{} is no PNG", path.display());
+    assert_eq!(
+        &bytes[..8],
+        b"\x89PNG\r\n\x1a\n",
+        "{} is no PNG",
+        path.display()
+    );
     assert_eq!(&bytes[12..16], b"IHDR");
     let word = |at: usize| u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap());
     (word(16), word(20))
@@ -60,7 +65,11 @@ fn a_training_run_draws_its_curves_and_trl_plot_redraws_chosen_ones() {
         "1",
     ]);
     assert!(run.status.success(), "{}", text(&run));
-    assert!(!text(&run).contains("warning: no curves.png"), "{}", text(&run));
+    assert!(
+        !text(&run).contains("warning: no curves.png"),
+        "{}",
+        text(&run)
+    );
     // SFT's default panels: loss, learning_rate, grad_norm, mean_token_accuracy, entropy.
     let curves = out.join("curves.png");
     assert_eq!(png_size(&curves), (3 * 520, 2 * 340));
@@ -111,7 +120,11 @@ fn plot_of_a_folder_without_a_run_fails_with_a_message() {
 
     let missing = trl(&["plot", "no/such/run"]);
     assert!(!missing.status.success());
-    assert!(text(&missing).contains("no trainer_state.json here"), "{}", text(&missing));
+    assert!(
+        text(&missing).contains("no trainer_state.json here"),
+        "{}",
+        text(&missing)
+    );
 }
 
 #[test]
@@ -121,5 +134,9 @@ fn plot_of_a_history_with_only_the_summary_says_to_log_steps() {
     std::fs::write(dir.path().join("trainer_state.json"), state).unwrap();
     let out = trl(&["plot", dir.path().to_str().unwrap()]);
     assert!(!out.status.success());
-    assert!(text(&out).contains("no logged step to draw"), "{}", text(&out));
+    assert!(
+        text(&out).contains("no logged step to draw"),
+        "{}",
+        text(&out)
+    );
 }

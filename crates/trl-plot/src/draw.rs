@@ -162,7 +162,7 @@ pub fn tick_label(value: f64, lo: f64, hi: f64) -> String {
         return "0".to_string();
     }
     let magnitude = lo.abs().max(hi.abs());
-    if magnitude < 1e-2 || magnitude >= 1e5 {
+    if !(1e-2..1e5).contains(&magnitude) {
         // Mantissa digits down to the spacing's leading digit: 1.05e-3 next to 1e-3.
         let exponent = value.abs().log10().floor();
         let digits = (exponent - spacing_exponent).clamp(0.0, 6.0) as usize;

@@ -145,8 +145,14 @@ mod tests {
     #[test]
     fn a_history_with_only_the_summary_is_empty() {
         let err = history(json!([{"train_runtime": 1.0, "train_loss": 1.5, "step": 3}]));
-        assert!(matches!(err, Err(PlotError::EmptyHistory { .. })), "{err:?}");
+        assert!(
+            matches!(err, Err(PlotError::EmptyHistory { .. })),
+            "{err:?}"
+        );
         let err = History::from_state(&json!({"global_step": 3}), PathBuf::from("t.json"));
-        assert!(matches!(err, Err(PlotError::NoLogHistory { .. })), "{err:?}");
+        assert!(
+            matches!(err, Err(PlotError::NoLogHistory { .. })),
+            "{err:?}"
+        );
     }
 }

@@ -53,7 +53,11 @@ fn the_png_has_curves_and_text_on_a_white_background() {
     let white = pixels.iter().filter(|p| **p == [255, 255, 255]).count();
     let blue = pixels.iter().filter(|p| **p == [31, 119, 180]).count();
     let dark = pixels.iter().filter(|p| p.iter().all(|c| *c < 100)).count();
-    assert!(white > pixels.len() / 2, "background: {white} of {} pixels white", pixels.len());
+    assert!(
+        white > pixels.len() / 2,
+        "background: {white} of {} pixels white",
+        pixels.len()
+    );
     // The loss line (2 px wide across the panel), and the axes, ticks and title text.
     assert!(blue > 400, "only {blue} pixels of the loss line's colour");
     assert!(dark > 500, "only {dark} dark pixels: no axes or text?");
@@ -64,6 +68,9 @@ fn a_folder_without_a_run_is_an_error_not_an_image() {
     let dir = tempfile::tempdir().unwrap();
     let err = write_curves(dir.path()).unwrap_err();
     assert!(matches!(err, PlotError::NoTrainerState { .. }), "{err}");
-    assert!(err.to_string().contains("no trainer_state.json here"), "{err}");
+    assert!(
+        err.to_string().contains("no trainer_state.json here"),
+        "{err}"
+    );
     assert!(!dir.path().join(CURVES_FILE).exists());
 }

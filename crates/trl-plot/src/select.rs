@@ -46,7 +46,10 @@ const DEFAULT_PANELS: &[Pick] = &[
 
 /// The panels `trl plot` draws: `metrics` as named (each its own panel), or the defaults the
 /// run has when none is named. A name the run never logged is an error listing the ones it did.
-pub fn select_panels(history: &History, metrics: Option<&[String]>) -> Result<Vec<Panel>, PlotError> {
+pub fn select_panels(
+    history: &History,
+    metrics: Option<&[String]>,
+) -> Result<Vec<Panel>, PlotError> {
     let requested = match metrics {
         Some(names) => requested_groups(history, names)?,
         None => Vec::new(),
@@ -181,7 +184,13 @@ mod tests {
         let panels = select_panels(&history, None).unwrap();
         assert_eq!(
             titles(&panels),
-            ["loss", "learning_rate", "grad_norm", "mean_token_accuracy", "entropy"]
+            [
+                "loss",
+                "learning_rate",
+                "grad_norm",
+                "mean_token_accuracy",
+                "entropy"
+            ]
         );
     }
 
@@ -191,7 +200,10 @@ mod tests {
         assert!(titles(&kto).contains(&"kl"), "{:?}", titles(&kto));
         let reward = select_panels(&fixture_history("reward/preference.json"), None).unwrap();
         let reward_titles = titles(&reward);
-        assert!(reward_titles.ends_with(&["accuracy", "margin"]), "{reward_titles:?}");
+        assert!(
+            reward_titles.ends_with(&["accuracy", "margin"]),
+            "{reward_titles:?}"
+        );
     }
 
     fn history(log: Value) -> History {
@@ -206,7 +218,10 @@ mod tests {
             {"loss": 1.0, "objective/kl": 0.2, "objective/entropy": 2.9, "step": 2}
         ]));
         let panels = select_panels(&h, None).unwrap();
-        assert_eq!(titles(&panels), ["loss", "objective/kl", "objective/entropy"]);
+        assert_eq!(
+            titles(&panels),
+            ["loss", "objective/kl", "objective/entropy"]
+        );
         let names: Vec<&str> = panels[0].lines.iter().map(|l| l.name.as_str()).collect();
         assert_eq!(names, ["loss", "eval_loss"]);
         assert_eq!(panels[0].lines[1].points, [(1.0, 2.5)]);
