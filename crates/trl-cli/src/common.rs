@@ -168,12 +168,16 @@ impl<C> Setup<C> {
     }
 }
 
-/// Prints the run's summary line and where it was saved.
+/// Prints the run's summary line and where it was saved, and draws its curves
+/// (`curves.png`; a failure to draw is a warning, not a failed run).
 pub fn report(outcome: &TrainOutcome) {
     if let Some(summary) = outcome.state.log_history.last() {
         eprintln!("{}", serde_json::to_string(summary).unwrap_or_default());
     }
     eprintln!("saved {}", outcome.output_dir.display());
+    if let Err(err) = trl_plot::write_curves(&outcome.output_dir) {
+        eprintln!("warning: no {} drawn: {err}", trl_plot::CURVES_FILE);
+    }
 }
 
 /// `trl <command> --help`: the supported keys, grouped.

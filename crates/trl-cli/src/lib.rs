@@ -14,6 +14,7 @@ mod env;
 mod generate;
 mod kto;
 mod model_args;
+mod plot;
 mod precompute_cache;
 mod reward;
 mod sampling_args;
@@ -79,6 +80,8 @@ enum Command {
     Score(score::ScoreArgs),
     /// Check every row of a dataset for a method before training; exits non-zero on problems.
     Validate(validate::ValidateArgs),
+    /// Draw a run's logged curves (trainer_state.json's log_history) into a PNG.
+    Plot(plot::PlotArgs),
     /// Print versions, compiled-in backends, the default device and thread count.
     Env(env::EnvArgs),
 }
@@ -103,6 +106,7 @@ pub fn main() -> ExitCode {
         Command::Chat(args) => chat::run(&args),
         Command::Score(args) => score::run(&args),
         Command::Validate(args) => validate::run(&args),
+        Command::Plot(args) => plot::run(&args),
         Command::Env(args) => env::run(&args),
     };
     match result {

@@ -127,6 +127,8 @@ pub fn micro_batch_loss<M: Method>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::train::args::SamplingStrategy;
+    use crate::train::sampler::epoch_order;
 
     #[test]
     fn case_rows_are_cut_to_dataset_rows() {
