@@ -7,11 +7,10 @@ use trl_core::model::{load_causal_lm, load_frozen_causal_lm};
 use trl_core::parity::{
     assert_close_slices, assert_log_history_matches, assert_param_updates_match,
     assert_summary_matches, first_micro_batch_rows, load_case, micro_batch_loss, read_case_rows,
-    repo_root,
-    safetensors_update_norms,
+    repo_root, safetensors_update_norms,
 };
 use trl_core::tokenizer::Tokenizer;
-use trl_core::train::{Method, RunLogger, TrainingArguments, take_known_keys, train};
+use trl_core::train::{RunLogger, TrainingArguments, take_known_keys, train};
 
 use crate::data::{KtoExample, prepare_examples};
 use crate::{KtoConfig, KtoMethod};
@@ -100,7 +99,7 @@ fn check_run(name: &str) {
             .unwrap();
         method.drop_reference();
     }
-    check_first_micro_batch(name, &case, &method, &examples, &args, &model_dir);
+    check_first_micro_batch(name, &case, &mut method, &examples, &args, &model_dir);
     let outcome = train(
         &mut method,
         model,
@@ -161,7 +160,7 @@ fn floats(v: &Value) -> Vec<f64> {
 fn check_first_micro_batch(
     name: &str,
     case: &Value,
-    method: &KtoMethod,
+    method: &mut KtoMethod,
     examples: &[KtoExample],
     args: &TrainingArguments,
     model_dir: &std::path::Path,
@@ -239,7 +238,7 @@ fn check_first_micro_batch(
 
     let device = Device::default().autodiff();
     let model = load_causal_lm(model_dir, &device).unwrap();
-    let (loss, metrics) = micro_batch_loss(&mut method, &model, first.clone(), &device).unwrap();
+    let (loss, metrics) = micro_batch_loss(method, &model, first.clone(), &device).unwrap();
     let micro = &case["micro_batches"][0];
     let loss = loss.into_scalar::<f32>() as f64;
     assert_close_slices(

@@ -55,17 +55,35 @@ mod field_tests {
     #[test]
     fn every_written_key_is_a_transformers_trainer_state_field() {
         const HF_FIELDS: [&str; 20] = [
-            "epoch", "global_step", "max_steps", "logging_steps", "eval_steps", "save_steps",
-            "train_batch_size", "num_train_epochs", "num_input_tokens_seen", "total_flos",
-            "log_history", "best_metric", "best_global_step", "best_model_checkpoint",
-            "is_local_process_zero", "is_world_process_zero", "is_hyper_param_search",
-            "trial_name", "trial_params", "stateful_callbacks",
+            "epoch",
+            "global_step",
+            "max_steps",
+            "logging_steps",
+            "eval_steps",
+            "save_steps",
+            "train_batch_size",
+            "num_train_epochs",
+            "num_input_tokens_seen",
+            "total_flos",
+            "log_history",
+            "best_metric",
+            "best_global_step",
+            "best_model_checkpoint",
+            "is_local_process_zero",
+            "is_world_process_zero",
+            "is_hyper_param_search",
+            "trial_name",
+            "trial_params",
+            "stateful_callbacks",
         ];
         let written = serde_json::to_value(TrainerState::default()).unwrap();
         let keys: Vec<&String> = written.as_object().unwrap().keys().collect();
         assert!(keys.len() >= 15, "{keys:?}");
         for key in keys {
-            assert!(HF_FIELDS.contains(&key.as_str()), "{key} is not a TrainerState field");
+            assert!(
+                HF_FIELDS.contains(&key.as_str()),
+                "{key} is not a TrainerState field"
+            );
         }
     }
 }
