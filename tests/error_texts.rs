@@ -53,7 +53,7 @@ fn an_unknown_command_lists_the_commands_without_a_misleading_tip() {
     let text = failure(&trl(&["grpo"]), 2);
     assert!(text.contains("`trl grpo` is not a command"), "{text}");
     assert!(
-        text.contains("sft, dpo, kto, reward, score, validate"),
+        text.contains("sft, dpo, kto, reward,") && text.contains("score, validate"),
         "{text}"
     );
     assert!(text.contains("trl validate --method grpo"), "{text}");

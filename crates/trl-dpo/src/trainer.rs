@@ -219,8 +219,11 @@ impl Method for DpoMethod {
         Ok(PreparedStep::single(batches))
     }
 
-    fn items_in(&self, batch: &DpoBatch) -> f64 {
-        batch.pairs.pairs as f64
+    /// One item per micro-batch: TRL's DPO loss is the mean over the micro-batch's pairs, and
+    /// the HF Trainer divides it by the number of micro-batches in the update
+    /// (`loss_is_scaled_for_ga = False`), so a short micro-batch weighs as much as a full one.
+    fn items_in(&self, _batch: &DpoBatch) -> f64 {
+        1.0
     }
 
     fn loss(
@@ -291,7 +294,7 @@ impl Method for DpoMethod {
             if let Some(w) = &weights {
                 per_pair = per_pair * w.clone();
             }
-            loss = loss + per_pair.sum().reshape([1]) * (weight / items_in_step);
+            loss = loss + per_pair.mean().reshape([1]) * (weight / items_in_step);
         }
 
         let mut metrics = StepMetrics {

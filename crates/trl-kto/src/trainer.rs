@@ -199,8 +199,11 @@ impl Method for KtoMethod {
         Ok(PreparedStep::single(batches))
     }
 
-    fn items_in(&self, batch: &KtoBatch) -> f64 {
-        batch.labels.len() as f64
+    /// One item per micro-batch: TRL's KTO loss is the mean over the micro-batch's rows, and
+    /// the HF Trainer divides it by the number of micro-batches in the update
+    /// (`loss_is_scaled_for_ga = False`).
+    fn items_in(&self, _batch: &KtoBatch) -> f64 {
+        1.0
     }
 
     fn loss(
@@ -248,7 +251,7 @@ impl Method for KtoMethod {
             .map(|p| p.sum().reshape([1]))
             .reduce(|a, b| a + b)
             .unwrap_or_else(|| Tensor::zeros([1], &device))
-            / items_in_step;
+            / (labels.len().max(1) as f64 * items_in_step);
 
         let mut metrics = StepMetrics {
             num_tokens: batch.num_tokens,
