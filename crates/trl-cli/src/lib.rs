@@ -12,10 +12,11 @@ mod dpo;
 mod env;
 mod kto;
 mod model_args;
-mod precompute_cache;
+mod reference;
 mod reward;
 mod score;
 mod sft;
+mod tokenizer_setup;
 mod validate;
 
 use std::process::ExitCode;

@@ -2,11 +2,13 @@
 //! LR schedules, the loop with gradient accumulation, logging, checkpoints and resume.
 
 pub mod args;
+pub mod args_check;
 pub mod checkpoint;
 pub mod logging;
 pub mod metrics;
 pub mod mix;
 pub mod optim;
+pub mod output_dir;
 pub mod ref_cache;
 pub mod sampler;
 pub mod schedule;
