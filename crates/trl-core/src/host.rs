@@ -10,7 +10,6 @@ use crate::{Error, Result};
 /// the error.
 pub fn f32_values<const D: usize>(tensor: Tensor<D>, what: &str) -> Result<Vec<f32>> {
     tensor
-        .into_data()
         .try_into_vec_as::<f32>()
         .map_err(|e| Error::Device {
             message: format!("{what} could not be read back from the device as f32: {e:?}"),

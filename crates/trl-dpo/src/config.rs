@@ -250,6 +250,22 @@ mod tests {
     }
 
     #[test]
+    fn reference_options_change_with_every_key_that_changes_reference_logps() {
+        let base = DpoConfig::default().reference_options();
+        let changed = [
+            DpoConfig { max_length: Some(24), ..DpoConfig::default() },
+            DpoConfig { truncation_mode: TruncationMode::KeepEnd, ..DpoConfig::default() },
+            DpoConfig { ld_alpha: Some(0.5), ..DpoConfig::default() },
+            DpoConfig { padding_free: true, ..DpoConfig::default() },
+        ];
+        for config in changed {
+            assert_ne!(config.reference_options(), base, "{config:?}");
+        }
+        let beta = DpoConfig { beta: 0.5, ..DpoConfig::default() };
+        assert_eq!(beta.reference_options(), base, "beta does not change reference log-probs");
+    }
+
+    #[test]
     fn invalid_values_name_their_option() {
         DpoConfig::default().validate().unwrap();
         let cases = [

@@ -9,7 +9,7 @@ use trl_core::logprobs::label_log_probs;
 use trl_core::model::{CausalLm, load_causal_lm, save_causal_lm};
 use trl_core::tokenizer::Tokenizer;
 use trl_core::train::{Method, StepMetrics};
-use trl_core::{Error, Result};
+use trl_core::Result;
 
 use crate::config::KtoConfig;
 use crate::data::KtoExample;

@@ -97,6 +97,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn invalid_values_name_their_option() {
+        RewardConfig::default().validate().unwrap();
+        let zero = RewardConfig { max_length: Some(0), ..RewardConfig::default() };
+        assert!(zero.validate().unwrap_err().to_string().contains("max_length"));
+        let negative = RewardConfig {
+            center_rewards_coefficient: Some(-0.01),
+            ..RewardConfig::default()
+        };
+        let err = negative.validate().unwrap_err().to_string();
+        assert!(err.contains("center_rewards_coefficient"), "{err}");
+    }
+
+    #[test]
     fn pad_to_multiple_of_resolves_like_trl_off_neuron() {
         let with = |value: serde_json::Value| {
             let config: RewardConfig =
