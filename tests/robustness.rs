@@ -189,7 +189,9 @@ fn every_command_fails_cleanly_on_bad_model_folders() {
 }
 
 /// Values no option accepts, or that the option's range excludes.
-const INVALID: [(&str, &str, &[&str]); 24] = [
+const INVALID: [(&str, &str, &[&str]); 26] = [
+    ("--max_length", "-1", &["validate"]),
+    ("--batch_size", "-2", &["score"]),
     ("--per_device_train_batch_size", "0", &["sft", "dpo", "kto", "reward"]),
     ("--per_device_train_batch_size", "-1", &["sft", "dpo", "kto", "reward"]),
     ("--learning_rate", "-1", &["sft", "dpo", "kto", "reward"]),

@@ -37,10 +37,10 @@ pub struct ScoreArgs {
     #[arg(long)]
     output: Option<PathBuf>,
     /// Sequences per forward pass (a preference row is two).
-    #[arg(long = "batch_size", default_value_t = 8)]
+    #[arg(long = "batch_size", default_value_t = 8, allow_negative_numbers = true)]
     batch_size: usize,
     /// Longer sequences are scored on their first `max_length` tokens (default: no limit).
-    #[arg(long = "max_length")]
+    #[arg(long = "max_length", allow_negative_numbers = true)]
     max_length: Option<usize>,
     /// `cpu`, `cuda`, `cuda:N` or `wgpu` (default: CUDA if compiled in, else the CPU).
     #[arg(long)]
