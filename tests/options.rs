@@ -231,45 +231,27 @@ fn the_reference_cache_misses_when_an_option_that_changes_it_changes() {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
     let mut run = 0;
-    let mut dpo = |extra: &[&str]| {
+    // Whether a run with precomputed reference log-probs read them from the cache.
+    let mut cached = |command: &str, data: &str, extra: &[&str]| {
         run += 1;
         let out = dir.path().join(format!("out-{run}"));
         let mut options = vec!["--precompute_ref_log_probs", "true"];
         options.extend_from_slice(extra);
-        let args = run_args(
-            "dpo",
-            "datasets/preference.jsonl",
-            out.to_str().unwrap(),
-            &options,
-        );
+        let args = run_args(command, data, out.to_str().unwrap(), &options);
         let result = trl(&args, &cache);
         let message = stderr(&result);
         assert!(result.status.success(), "{message}");
         message.contains("reference log-probs: read from cache")
     };
+    let mut dpo = |extra: &[&str]| cached("dpo", "datasets/preference.jsonl", extra);
     assert!(!dpo(&["--max_length", "128"]));
     assert!(dpo(&["--max_length", "128"]), "the same run reads the cache");
     assert!(!dpo(&["--max_length", "24"]), "max_length");
     assert!(!dpo(&["--max_length", "24", "--truncation_mode", "keep_end"]), "truncation_mode");
     assert!(!dpo(&["--max_length", "24", "--ld_alpha", "0.5"]), "ld_alpha");
-    let mut kto = |extra: &[&str]| {
-        run += 1;
-        let out = dir.path().join(format!("out-{run}"));
-        let mut options = vec!["--precompute_ref_log_probs", "true"];
-        options.extend_from_slice(extra);
-        let args = run_args(
-            "kto",
-            "datasets/unpaired_preference.jsonl",
-            out.to_str().unwrap(),
-            &options,
-        );
-        let result = trl(&args, &cache);
-        let message = stderr(&result);
-        assert!(result.status.success(), "{message}");
-        message.contains("reference log-probs: read from cache")
-    };
+    let mut kto = |extra: &[&str]| cached("kto", "datasets/unpaired_preference.jsonl", extra);
     assert!(!kto(&["--max_length", "128"]));
-    assert!(kto(&["--max_length", "128"]));
+    assert!(kto(&["--max_length", "128"]), "the same run reads the cache");
     assert!(!kto(&["--max_length", "24"]), "max_length");
 }
 
