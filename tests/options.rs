@@ -305,3 +305,38 @@ fn an_output_folder_holding_another_run_is_refused_unless_overwritten_or_resumed
     .unwrap();
     assert_eq!(state["global_step"], 1);
 }
+
+#[test]
+fn a_tokenizer_without_eos_is_refused_where_trl_appends_eos() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let model = dir.path().join("no-eos");
+    std::fs::create_dir_all(&model).unwrap();
+    for entry in std::fs::read_dir(root().join(MODEL)).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), model.join(entry.file_name())).unwrap();
+    }
+    let path = model.join("tokenizer_config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    config["eos_token"] = serde_json::Value::Null;
+    config["pad_token"] = "<|endoftext|>".into();
+    std::fs::write(&path, config.to_string()).unwrap();
+    let out = dir.path().join("out");
+    let with_model = |command: &'static str, data: &'static str| {
+        let mut args = run_args(command, data, out.to_str().unwrap(), &[]);
+        args[2] = model.to_str().unwrap();
+        trl(&args, &cache)
+    };
+    for (command, data) in [
+        ("dpo", "datasets/preference.jsonl"),
+        ("kto", "datasets/unpaired_preference.jsonl"),
+        ("reward", "datasets/preference.jsonl"),
+        ("sft", "datasets/text.jsonl"),
+    ] {
+        assert_error(&with_model(command, data), &["no EOS token", "no-eos"]);
+    }
+    // Conversational data: the chat template ends turns, TRL appends nothing.
+    let conversational = with_model("sft", "datasets/messages.jsonl");
+    assert!(conversational.status.success(), "{}", stderr(&conversational));
+}
