@@ -74,7 +74,10 @@ fn truncation_that_leaves_no_completion_token_names_the_option_and_row() {
         out,
         &["--max_length", "1", "--truncation_mode", "keep_end"],
     );
-    assert_error(&trl(&args, &cache), &["preference.jsonl", "keep_end", "chosen"]);
+    assert_error(
+        &trl(&args, &cache),
+        &["preference.jsonl", "keep_end", "chosen"],
+    );
     let score = [
         "score",
         "--model_name_or_path",
@@ -105,7 +108,10 @@ fn kto_row_errors_name_the_file() {
         out.to_str().unwrap(),
         &["--max_length", "1"],
     );
-    assert_error(&trl(&args, &cache), &["empty_prompt.jsonl", "line 2", "max_length 1"]);
+    assert_error(
+        &trl(&args, &cache),
+        &["empty_prompt.jsonl", "line 2", "max_length 1"],
+    );
 }
 
 #[test]
@@ -115,11 +121,23 @@ fn option_values_torch_and_transformers_reject_are_errors_naming_them() {
     let out = dir.path().join("out");
     let out = out.to_str().unwrap();
     let cases: [(&[&str], &[&str]); 5] = [
-        (&["--per_device_train_batch_size", "0"], &["per_device_train_batch_size"]),
-        (&["--learning_rate", "-1"], &["learning_rate", "Invalid learning rate"]),
-        (&["--num_train_epochs", "-1", "--max_steps", "-1"], &["num_train_epochs"]),
+        (
+            &["--per_device_train_batch_size", "0"],
+            &["per_device_train_batch_size"],
+        ),
+        (
+            &["--learning_rate", "-1"],
+            &["learning_rate", "Invalid learning rate"],
+        ),
+        (
+            &["--num_train_epochs", "-1", "--max_steps", "-1"],
+            &["num_train_epochs"],
+        ),
         (&["--loss_type", "sigmod"], &["loss_type", "sigmoid", "ipo"]),
-        (&["--lr_scheduler_type", "5"], &["lr_scheduler_type", "constant_with_warmup"]),
+        (
+            &["--lr_scheduler_type", "5"],
+            &["lr_scheduler_type", "constant_with_warmup"],
+        ),
     ];
     for (extra, needles) in cases {
         let args = run_args("dpo", "datasets/preference.jsonl", out, extra);
@@ -209,8 +227,16 @@ fn a_ref_model_that_does_not_fit_the_policy_is_an_error_naming_both() {
         ("dpo", "datasets/preference.jsonl"),
         ("kto", "datasets/unpaired_preference.jsonl"),
     ] {
-        let args = run_args(command, data, out.to_str().unwrap(), &["--ref_model", other_vocab]);
-        assert_error(&trl(&args, &cache), &["vocab-500", "tiny-qwen2", "vocab_size"]);
+        let args = run_args(
+            command,
+            data,
+            out.to_str().unwrap(),
+            &["--ref_model", other_vocab],
+        );
+        assert_error(
+            &trl(&args, &cache),
+            &["vocab-500", "tiny-qwen2", "vocab_size"],
+        );
     }
     // Same vocabulary, other architecture: fine as a frozen reference, not to mix into.
     let llama = "fixtures/models/tiny-llama";
@@ -222,8 +248,16 @@ fn a_ref_model_that_does_not_fit_the_policy_is_an_error_naming_both() {
         "--ref_model_sync_steps",
         "1",
     ];
-    let args = run_args("dpo", "datasets/preference.jsonl", out.to_str().unwrap(), &sync);
-    assert_error(&trl(&args, &cache), &["tiny-llama", "tiny-qwen2", "sync_ref_model"]);
+    let args = run_args(
+        "dpo",
+        "datasets/preference.jsonl",
+        out.to_str().unwrap(),
+        &sync,
+    );
+    assert_error(
+        &trl(&args, &cache),
+        &["tiny-llama", "tiny-qwen2", "sync_ref_model"],
+    );
 }
 
 #[test]
@@ -245,13 +279,25 @@ fn the_reference_cache_misses_when_an_option_that_changes_it_changes() {
     };
     let mut dpo = |extra: &[&str]| cached("dpo", "datasets/preference.jsonl", extra);
     assert!(!dpo(&["--max_length", "128"]));
-    assert!(dpo(&["--max_length", "128"]), "the same run reads the cache");
+    assert!(
+        dpo(&["--max_length", "128"]),
+        "the same run reads the cache"
+    );
     assert!(!dpo(&["--max_length", "24"]), "max_length");
-    assert!(!dpo(&["--max_length", "24", "--truncation_mode", "keep_end"]), "truncation_mode");
-    assert!(!dpo(&["--max_length", "24", "--ld_alpha", "0.5"]), "ld_alpha");
+    assert!(
+        !dpo(&["--max_length", "24", "--truncation_mode", "keep_end"]),
+        "truncation_mode"
+    );
+    assert!(
+        !dpo(&["--max_length", "24", "--ld_alpha", "0.5"]),
+        "ld_alpha"
+    );
     let mut kto = |extra: &[&str]| cached("kto", "datasets/unpaired_preference.jsonl", extra);
     assert!(!kto(&["--max_length", "128"]));
-    assert!(kto(&["--max_length", "128"]), "the same run reads the cache");
+    assert!(
+        kto(&["--max_length", "128"]),
+        "the same run reads the cache"
+    );
     assert!(!kto(&["--max_length", "24"]), "max_length");
 }
 
@@ -283,8 +329,14 @@ fn an_output_folder_holding_another_run_is_refused_unless_overwritten_or_resumed
     assert!(out.join("checkpoint-3").is_dir());
 
     let again = sft(&["--max_steps", "1"]);
-    assert_error(&again, &["already holds another run", "overwrite_output_dir"]);
-    assert!(out.join("checkpoint-3").is_dir(), "the refused run deleted nothing");
+    assert_error(
+        &again,
+        &["already holds another run", "overwrite_output_dir"],
+    );
+    assert!(
+        out.join("checkpoint-3").is_dir(),
+        "the refused run deleted nothing"
+    );
 
     let resumed = sft(&["--max_steps", "4", "--resume_from_checkpoint", "true"]);
     assert!(resumed.status.success(), "{}", stderr(&resumed));
@@ -299,10 +351,9 @@ fn an_output_folder_holding_another_run_is_refused_unless_overwritten_or_resumed
         .filter(|n| n.starts_with("checkpoint-"))
         .collect();
     assert_eq!(checkpoints, vec!["checkpoint-1".to_string()]);
-    let state: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(out.join("trainer_state.json")).unwrap(),
-    )
-    .unwrap();
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("trainer_state.json")).unwrap())
+            .unwrap();
     assert_eq!(state["global_step"], 1);
 }
 
@@ -338,5 +389,9 @@ fn a_tokenizer_without_eos_is_refused_where_trl_appends_eos() {
     }
     // Conversational data: the chat template ends turns, TRL appends nothing.
     let conversational = with_model("sft", "datasets/messages.jsonl");
-    assert!(conversational.status.success(), "{}", stderr(&conversational));
+    assert!(
+        conversational.status.success(),
+        "{}",
+        stderr(&conversational)
+    );
 }

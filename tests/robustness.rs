@@ -49,7 +49,11 @@ fn assert_no_panic(args: &[String], out: &Output) {
         args.join(" ")
     );
     if code != Some(0) {
-        assert!(!stderr.trim().is_empty(), "trl {}: no message", args.join(" "));
+        assert!(
+            !stderr.trim().is_empty(),
+            "trl {}: no message",
+            args.join(" ")
+        );
     }
 }
 
@@ -57,7 +61,10 @@ fn assert_no_panic(args: &[String], out: &Output) {
 fn bad_data(dir: &Path) -> Vec<PathBuf> {
     let files = [
         ("malformed.jsonl", "{\"text\": \"a\"}\n{\"text\": \"b\"\n"),
-        ("missing_column.jsonl", "{\"foo\": \"bar\"}\n{\"foo\": \"baz\"}\n"),
+        (
+            "missing_column.jsonl",
+            "{\"foo\": \"bar\"}\n{\"foo\": \"baz\"}\n",
+        ),
         ("empty.jsonl", ""),
         ("blank_lines.jsonl", "\n\n\n"),
         (
@@ -104,27 +111,44 @@ fn bad_models(dir: &Path) -> Vec<PathBuf> {
     bytes[..8].copy_from_slice(&u64::MAX.to_le_bytes());
     std::fs::write(huge_header.join("model.safetensors"), bytes).unwrap();
     let zeros = copy("zeros");
-    let len = std::fs::metadata(zeros.join("model.safetensors")).unwrap().len();
+    let len = std::fs::metadata(zeros.join("model.safetensors"))
+        .unwrap()
+        .len();
     std::fs::write(zeros.join("model.safetensors"), vec![0u8; len as usize]).unwrap();
     let bad_config = copy("bad_config");
-    std::fs::write(bad_config.join("config.json"), "{\"model_type\": \"qwen2\", \"vocab_size\": -3}")
-        .unwrap();
+    std::fs::write(
+        bad_config.join("config.json"),
+        "{\"model_type\": \"qwen2\", \"vocab_size\": -3}",
+    )
+    .unwrap();
     vec![no_config, garbage_header, huge_header, zeros, bad_config]
 }
 
 /// The arguments of `command` on `model` and `data` (a short run where it trains).
 fn command_args(command: &str, model: &str, data: &str, out: &Path) -> Vec<String> {
     let mut args: Vec<String> = vec![command.into()];
-    let good_data = |default: &str| if data.is_empty() { default.to_string() } else { data.to_string() };
+    let good_data = |default: &str| {
+        if data.is_empty() {
+            default.to_string()
+        } else {
+            data.to_string()
+        }
+    };
     match command {
         "validate" => {
-            args.extend(["--dataset_name".into(), good_data("datasets/preference.jsonl")]);
+            args.extend([
+                "--dataset_name".into(),
+                good_data("datasets/preference.jsonl"),
+            ]);
             args.extend(["--method".into(), "dpo".into()]);
             args.extend(["--model_name_or_path".into(), model.into()]);
         }
         "score" => {
             args.extend(["--model_name_or_path".into(), model.into()]);
-            args.extend(["--dataset_name".into(), good_data("datasets/preference.jsonl")]);
+            args.extend([
+                "--dataset_name".into(),
+                good_data("datasets/preference.jsonl"),
+            ]);
         }
         _ => {
             let default = match command {
@@ -150,7 +174,11 @@ fn command_args(command: &str, model: &str, data: &str, out: &Path) -> Vec<Strin
 const COMMANDS: [&str; 6] = ["sft", "dpo", "kto", "reward", "score", "validate"];
 
 fn model_for(command: &str) -> &'static str {
-    if command == "score" { REWARD_MODEL } else { MODEL }
+    if command == "score" {
+        REWARD_MODEL
+    } else {
+        MODEL
+    }
 }
 
 #[test]
@@ -160,10 +188,19 @@ fn every_command_fails_cleanly_on_bad_data() {
     for data in bad_data(dir.path()) {
         for command in COMMANDS {
             let out_dir = dir.path().join(format!("out-{command}"));
-            let args = command_args(command, model_for(command), data.to_str().unwrap(), &out_dir);
+            let args = command_args(
+                command,
+                model_for(command),
+                data.to_str().unwrap(),
+                &out_dir,
+            );
             let out = trl(&args, &cache);
             assert_clean_failure(&args, &out);
-            assert!(!out_dir.exists(), "trl {}: wrote output for bad data", args.join(" "));
+            assert!(
+                !out_dir.exists(),
+                "trl {}: wrote output for bad data",
+                args.join(" ")
+            );
         }
     }
 }
@@ -192,26 +229,62 @@ fn every_command_fails_cleanly_on_bad_model_folders() {
 const INVALID: [(&str, &str, &[&str]); 26] = [
     ("--max_length", "-1", &["validate"]),
     ("--batch_size", "-2", &["score"]),
-    ("--per_device_train_batch_size", "0", &["sft", "dpo", "kto", "reward"]),
-    ("--per_device_train_batch_size", "-1", &["sft", "dpo", "kto", "reward"]),
+    (
+        "--per_device_train_batch_size",
+        "0",
+        &["sft", "dpo", "kto", "reward"],
+    ),
+    (
+        "--per_device_train_batch_size",
+        "-1",
+        &["sft", "dpo", "kto", "reward"],
+    ),
     ("--learning_rate", "-1", &["sft", "dpo", "kto", "reward"]),
     ("--learning_rate", "nan", &["sft", "dpo", "kto", "reward"]),
     ("--num_train_epochs", "-1", &["sft", "dpo", "kto", "reward"]),
-    ("--gradient_accumulation_steps", "0", &["sft", "dpo", "kto", "reward"]),
+    (
+        "--gradient_accumulation_steps",
+        "0",
+        &["sft", "dpo", "kto", "reward"],
+    ),
     ("--max_steps", "many", &["sft", "dpo", "kto", "reward"]),
     ("--warmup_ratio", "2", &["sft", "dpo", "kto", "reward"]),
     ("--logging_steps", "0", &["sft", "dpo", "kto", "reward"]),
     ("--adam_beta1", "1", &["sft", "dpo", "kto", "reward"]),
     ("--weight_decay", "-0.1", &["sft", "dpo", "kto", "reward"]),
-    ("--lr_scheduler_type", "cosine_annealing", &["sft", "dpo", "kto", "reward"]),
-    ("--lr_scheduler_kwargs", "{min_lr_rate: ", &["sft", "dpo", "kto", "reward"]),
-    ("--max_length", "0", &["sft", "dpo", "kto", "reward", "score"]),
-    ("--max_length", "-5", &["sft", "dpo", "kto", "reward", "score"]),
-    ("--pad_to_multiple_of", "0", &["sft", "dpo", "kto", "reward"]),
+    (
+        "--lr_scheduler_type",
+        "cosine_annealing",
+        &["sft", "dpo", "kto", "reward"],
+    ),
+    (
+        "--lr_scheduler_kwargs",
+        "{min_lr_rate: ",
+        &["sft", "dpo", "kto", "reward"],
+    ),
+    (
+        "--max_length",
+        "0",
+        &["sft", "dpo", "kto", "reward", "score"],
+    ),
+    (
+        "--max_length",
+        "-5",
+        &["sft", "dpo", "kto", "reward", "score"],
+    ),
+    (
+        "--pad_to_multiple_of",
+        "0",
+        &["sft", "dpo", "kto", "reward"],
+    ),
     ("--beta", "-1", &["dpo", "kto"]),
     ("--loss_type", "sigmod", &["sft", "dpo", "kto"]),
     ("--truncation_mode", "middle", &["sft", "dpo"]),
-    ("--pad_token", "<|no-such-token|>", &["sft", "dpo", "reward"]),
+    (
+        "--pad_token",
+        "<|no-such-token|>",
+        &["sft", "dpo", "reward"],
+    ),
     ("--device", "tpu", &["sft", "dpo", "kto", "reward", "score"]),
     ("--dtype", "bf17", &["sft", "dpo", "kto", "reward"]),
     ("--batch_size", "0", &["score"]),
@@ -246,7 +319,10 @@ struct Lcg(u64);
 
 impl Lcg {
     fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         &items[(self.0 >> 33) as usize % items.len()]
     }
 }
@@ -278,16 +354,30 @@ fn random_option_values_never_panic() {
         "--batch_size",
     ];
     let values = [
-        "-1", "0", "1e309", "nan", "inf", "-inf", "", "[]", "{}", "abc", "true", "-0.5",
-        "99999999999999999999", "0.5", "keep_end", "null", "[1, 2]",
+        "-1",
+        "0",
+        "1e309",
+        "nan",
+        "inf",
+        "-inf",
+        "",
+        "[]",
+        "{}",
+        "abc",
+        "true",
+        "-0.5",
+        "99999999999999999999",
+        "0.5",
+        "keep_end",
+        "null",
+        "[1, 2]",
     ];
     let mut random = Lcg(0x7472_6c2d_7273);
     let mut run = 0;
     for command in COMMANDS {
-        let known = String::from_utf8_lossy(
-            &trl(&[command.to_string(), "--help".into()], &cache).stdout,
-        )
-        .into_owned();
+        let known =
+            String::from_utf8_lossy(&trl(&[command.to_string(), "--help".into()], &cache).stdout)
+                .into_owned();
         for _ in 0..6 {
             let option = *random.pick(&options);
             let value = *random.pick(&values);

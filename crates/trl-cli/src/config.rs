@@ -186,8 +186,14 @@ mod tests {
             r#"{"enable_thinking": false}"#,
         ]))
         .unwrap();
-        assert_eq!(map["lr_scheduler_kwargs"], serde_json::json!({"min_lr_rate": 0.1}));
-        assert_eq!(map["model_init_kwargs"], serde_json::json!({"dtype": "float32"}));
+        assert_eq!(
+            map["lr_scheduler_kwargs"],
+            serde_json::json!({"min_lr_rate": 0.1})
+        );
+        assert_eq!(
+            map["model_init_kwargs"],
+            serde_json::json!({"dtype": "float32"})
+        );
         assert_eq!(
             map["chat_template_kwargs"],
             serde_json::json!({"enable_thinking": false})

@@ -38,11 +38,8 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
     let tokenizer = training_tokenizer(&run.model_dir, &run.dataset, overrides)?;
     let needs_reference = DpoMethod::needs_reference(&dpo);
     // Checked before the data is tokenized: a mismatched ref_model stops the run at once.
-    let reference_dir = reference_dir(
-        dpo.ref_model.as_deref(),
-        &run.model_dir,
-        dpo.sync_ref_model,
-    )?;
+    let reference_dir =
+        reference_dir(dpo.ref_model.as_deref(), &run.model_dir, dpo.sync_ref_model)?;
     // Tokenized pairs are cached on disk (see `Setup::cached_examples`).
     let options = serde_json::to_string(&(dpo.max_length, dpo.truncation_mode))?;
     let mut examples = run.cached_examples("dpo-prepare-v2", &options, || {

@@ -86,7 +86,10 @@ impl ModelAndDataArgs {
         if let Some(dtype) = dtype {
             let name = dtype.strip_prefix("torch.").unwrap_or(&dtype);
             if !DTYPES.contains(&name) {
-                anyhow::bail!("--dtype {dtype:?} is not a valid dtype (valid: {})", DTYPES.join(", "));
+                anyhow::bail!(
+                    "--dtype {dtype:?} is not a valid dtype (valid: {})",
+                    DTYPES.join(", ")
+                );
             }
             if !matches!(name, "auto" | "float32" | "float") {
                 notes.push(format!(

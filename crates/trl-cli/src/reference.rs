@@ -50,12 +50,32 @@ fn differences(policy: &DecoderConfig, reference: &DecoderConfig, shapes: bool) 
         sizes.extend([
             pair("architecture", &p.family, &r.family),
             pair("hidden_size", &p.hidden_size, &r.hidden_size),
-            pair("intermediate_size", &p.intermediate_size, &r.intermediate_size),
-            pair("num_hidden_layers", &p.num_hidden_layers, &r.num_hidden_layers),
-            pair("num_attention_heads", &p.num_attention_heads, &r.num_attention_heads),
-            pair("num_key_value_heads", &p.num_key_value_heads, &r.num_key_value_heads),
+            pair(
+                "intermediate_size",
+                &p.intermediate_size,
+                &r.intermediate_size,
+            ),
+            pair(
+                "num_hidden_layers",
+                &p.num_hidden_layers,
+                &r.num_hidden_layers,
+            ),
+            pair(
+                "num_attention_heads",
+                &p.num_attention_heads,
+                &r.num_attention_heads,
+            ),
+            pair(
+                "num_key_value_heads",
+                &p.num_key_value_heads,
+                &r.num_key_value_heads,
+            ),
             pair("head_dim", &p.head_dim, &r.head_dim),
-            pair("tie_word_embeddings", &p.tie_word_embeddings, &r.tie_word_embeddings),
+            pair(
+                "tie_word_embeddings",
+                &p.tie_word_embeddings,
+                &r.tie_word_embeddings,
+            ),
             pair("qkv_bias", &p.qkv_bias, &r.qkv_bias),
             pair("qk_norm", &p.qk_norm, &r.qk_norm),
         ]);
@@ -129,7 +149,10 @@ pub fn cached_reference_logps<E: Clone>(
     }
     for (index, (example, row)) in examples.iter_mut().zip(rows).enumerate() {
         let [a, b] = row[..] else {
-            bail!("reference log-probs of example {index} are missing (cache entry {})", key.hex());
+            bail!(
+                "reference log-probs of example {index} are missing (cache entry {})",
+                key.hex()
+            );
         };
         (slots.write)(example, (a, b));
     }

@@ -12,8 +12,8 @@ use trl_core::model::{HeadKind, SequenceClassifier, WeightReader, read_config};
 use trl_reward::Error as RewardError;
 use trl_reward::score::{score_rows, with_scores};
 
-use crate::tokenizer_setup::load_tokenizer;
 use crate::device::{default_device_spec, parse_device};
+use crate::tokenizer_setup::load_tokenizer;
 
 /// Arguments of `trl score`, spelled as TRL spells its keys.
 #[derive(Args, Debug)]
@@ -37,7 +37,11 @@ pub struct ScoreArgs {
     #[arg(long)]
     output: Option<PathBuf>,
     /// Sequences per forward pass (a preference row is two).
-    #[arg(long = "batch_size", default_value_t = 8, allow_negative_numbers = true)]
+    #[arg(
+        long = "batch_size",
+        default_value_t = 8,
+        allow_negative_numbers = true
+    )]
     batch_size: usize,
     /// Longer sequences are scored on their first `max_length` tokens (default: no limit).
     #[arg(long = "max_length", allow_negative_numbers = true)]

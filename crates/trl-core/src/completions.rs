@@ -177,8 +177,7 @@ pub fn check_completion_survives(
     what: &str,
 ) -> Result<(), String> {
     let before = trained_completion_tokens(prompt_len, completion_len, None, truncation_mode);
-    let after =
-        trained_completion_tokens(prompt_len, completion_len, max_length, truncation_mode);
+    let after = trained_completion_tokens(prompt_len, completion_len, max_length, truncation_mode);
     match max_length {
         Some(max) if before > 0 && after == 0 => Err(format!(
             "max_length {max} with truncation_mode {} leaves no token of the {what} to train on \
@@ -209,7 +208,10 @@ mod tests {
         assert_eq!(trained_completion_tokens(3, 2, Some(1), keep_end), 0);
         assert_eq!(trained_completion_tokens(3, 2, Some(0), keep_end), 0);
         let err = check_completion_survives(3, 2, Some(0), keep_end, "chosen").unwrap_err();
-        assert!(err.contains("max_length 0") && err.contains("chosen"), "{err}");
+        assert!(
+            err.contains("max_length 0") && err.contains("chosen"),
+            "{err}"
+        );
         assert!(check_completion_survives(3, 2, Some(2), keep_end, "chosen").is_ok());
         // nothing to lose: an empty completion is not truncation's fault
         assert!(check_completion_survives(3, 0, Some(1), keep_end, "chosen").is_ok());

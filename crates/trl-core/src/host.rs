@@ -9,11 +9,9 @@ use crate::{Error, Result};
 /// The values of `tensor` (any shape, flattened row-major) as `f32`; `what` names them in
 /// the error.
 pub fn f32_values<const D: usize>(tensor: Tensor<D>, what: &str) -> Result<Vec<f32>> {
-    tensor
-        .try_into_vec_as::<f32>()
-        .map_err(|e| Error::Device {
-            message: format!("{what} could not be read back from the device as f32: {e:?}"),
-        })
+    tensor.try_into_vec_as::<f32>().map_err(|e| Error::Device {
+        message: format!("{what} could not be read back from the device as f32: {e:?}"),
+    })
 }
 
 #[cfg(test)]

@@ -132,9 +132,17 @@ impl DpoConfig {
         at_least_one("pad_to_multiple_of", self.pad_to_multiple_of)?;
         at_least_one("precompute_ref_batch_size", self.precompute_ref_batch_size)?;
         at_least_one("dataset_num_proc", self.dataset_num_proc)?;
-        within("ref_model_mixup_alpha", self.ref_model_mixup_alpha, 0.0, 1.0)?;
+        within(
+            "ref_model_mixup_alpha",
+            self.ref_model_mixup_alpha,
+            0.0,
+            1.0,
+        )?;
         if self.sync_ref_model {
-            at_least_one("ref_model_sync_steps", Some(self.ref_model_sync_steps as usize))?;
+            at_least_one(
+                "ref_model_sync_steps",
+                Some(self.ref_model_sync_steps as usize),
+            )?;
         }
         self.weighted_losses()
             .map(|_| ())
@@ -239,13 +247,20 @@ mod tests {
 
     #[test]
     fn an_unknown_loss_type_lists_the_valid_ones() {
-        for value in [serde_json::json!("sigmod"), serde_json::json!(["sigmoid", "hing"])] {
+        for value in [
+            serde_json::json!("sigmod"),
+            serde_json::json!(["sigmoid", "hing"]),
+        ] {
             let err = serde_json::from_value::<LossTypes>(value)
                 .unwrap_err()
                 .to_string();
-            assert!(err.contains("expected one of") && err.contains("`ipo`"), "{err}");
+            assert!(
+                err.contains("expected one of") && err.contains("`ipo`"),
+                "{err}"
+            );
         }
-        let many: LossTypes = serde_json::from_value(serde_json::json!(["sigmoid", "sft"])).unwrap();
+        let many: LossTypes =
+            serde_json::from_value(serde_json::json!(["sigmoid", "sft"])).unwrap();
         assert_eq!(many.to_vec(), vec![DpoLossType::Sigmoid, DpoLossType::Sft]);
     }
 
@@ -253,34 +268,90 @@ mod tests {
     fn reference_options_change_with_every_key_that_changes_reference_logps() {
         let base = DpoConfig::default().reference_options();
         let changed = [
-            DpoConfig { max_length: Some(24), ..DpoConfig::default() },
-            DpoConfig { truncation_mode: TruncationMode::KeepEnd, ..DpoConfig::default() },
-            DpoConfig { ld_alpha: Some(0.5), ..DpoConfig::default() },
-            DpoConfig { padding_free: true, ..DpoConfig::default() },
+            DpoConfig {
+                max_length: Some(24),
+                ..DpoConfig::default()
+            },
+            DpoConfig {
+                truncation_mode: TruncationMode::KeepEnd,
+                ..DpoConfig::default()
+            },
+            DpoConfig {
+                ld_alpha: Some(0.5),
+                ..DpoConfig::default()
+            },
+            DpoConfig {
+                padding_free: true,
+                ..DpoConfig::default()
+            },
         ];
         for config in changed {
             assert_ne!(config.reference_options(), base, "{config:?}");
         }
-        let beta = DpoConfig { beta: 0.5, ..DpoConfig::default() };
-        assert_eq!(beta.reference_options(), base, "beta does not change reference log-probs");
+        let beta = DpoConfig {
+            beta: 0.5,
+            ..DpoConfig::default()
+        };
+        assert_eq!(
+            beta.reference_options(),
+            base,
+            "beta does not change reference log-probs"
+        );
     }
 
     #[test]
     fn invalid_values_name_their_option() {
         DpoConfig::default().validate().unwrap();
         let cases = [
-            ("beta", DpoConfig { beta: 0.0, ..DpoConfig::default() }),
-            ("label_smoothing", DpoConfig { label_smoothing: -0.1, ..DpoConfig::default() }),
-            ("ld_alpha", DpoConfig { ld_alpha: Some(1.5), ..DpoConfig::default() }),
-            ("max_length", DpoConfig { max_length: Some(0), ..DpoConfig::default() }),
-            ("discopop_tau", DpoConfig { discopop_tau: 0.0, ..DpoConfig::default() }),
+            (
+                "beta",
+                DpoConfig {
+                    beta: 0.0,
+                    ..DpoConfig::default()
+                },
+            ),
+            (
+                "label_smoothing",
+                DpoConfig {
+                    label_smoothing: -0.1,
+                    ..DpoConfig::default()
+                },
+            ),
+            (
+                "ld_alpha",
+                DpoConfig {
+                    ld_alpha: Some(1.5),
+                    ..DpoConfig::default()
+                },
+            ),
+            (
+                "max_length",
+                DpoConfig {
+                    max_length: Some(0),
+                    ..DpoConfig::default()
+                },
+            ),
+            (
+                "discopop_tau",
+                DpoConfig {
+                    discopop_tau: 0.0,
+                    ..DpoConfig::default()
+                },
+            ),
             (
                 "ref_model_mixup_alpha",
-                DpoConfig { ref_model_mixup_alpha: 2.0, ..DpoConfig::default() },
+                DpoConfig {
+                    ref_model_mixup_alpha: 2.0,
+                    ..DpoConfig::default()
+                },
             ),
             (
                 "ref_model_sync_steps",
-                DpoConfig { sync_ref_model: true, ref_model_sync_steps: 0, ..DpoConfig::default() },
+                DpoConfig {
+                    sync_ref_model: true,
+                    ref_model_sync_steps: 0,
+                    ..DpoConfig::default()
+                },
             ),
         ];
         for (name, config) in cases {

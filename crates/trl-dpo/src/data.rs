@@ -8,8 +8,8 @@
 
 use serde_json::{Map, Value};
 use trl_core::completions::{
-    CompletionBatch, PaddingOptions, TruncationMode, check_completion_survives, collate_completions,
-    common_prefix_length,
+    CompletionBatch, PaddingOptions, TruncationMode, check_completion_survives,
+    collate_completions, common_prefix_length,
 };
 use trl_core::data::{is_conversation, maybe_extract_prompt};
 use trl_core::tokenizer::{RenderOptions, Tokenizer};

@@ -73,12 +73,33 @@ mod tests {
     fn invalid_values_name_their_option() {
         KtoConfig::default().validate().unwrap();
         let cases = [
-            ("beta", KtoConfig { beta: -0.1, ..KtoConfig::default() }),
-            ("desirable_weight", KtoConfig { desirable_weight: 0.0, ..KtoConfig::default() }),
-            ("max_length", KtoConfig { max_length: Some(0), ..KtoConfig::default() }),
+            (
+                "beta",
+                KtoConfig {
+                    beta: -0.1,
+                    ..KtoConfig::default()
+                },
+            ),
+            (
+                "desirable_weight",
+                KtoConfig {
+                    desirable_weight: 0.0,
+                    ..KtoConfig::default()
+                },
+            ),
+            (
+                "max_length",
+                KtoConfig {
+                    max_length: Some(0),
+                    ..KtoConfig::default()
+                },
+            ),
             (
                 "precompute_ref_batch_size",
-                KtoConfig { precompute_ref_batch_size: Some(0), ..KtoConfig::default() },
+                KtoConfig {
+                    precompute_ref_batch_size: Some(0),
+                    ..KtoConfig::default()
+                },
             ),
         ];
         for (name, config) in cases {

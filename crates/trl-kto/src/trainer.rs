@@ -4,12 +4,12 @@ use std::path::Path;
 
 use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use trl_core::Result;
 use trl_core::completions::{CompletionBatch, PaddingOptions, TruncationMode, collate_completions};
 use trl_core::logprobs::label_log_probs;
 use trl_core::model::{CausalLm, load_causal_lm, save_causal_lm};
 use trl_core::tokenizer::Tokenizer;
 use trl_core::train::{Method, StepMetrics};
-use trl_core::Result;
 
 use crate::config::KtoConfig;
 use crate::data::KtoExample;

@@ -99,8 +99,16 @@ mod tests {
     #[test]
     fn invalid_values_name_their_option() {
         RewardConfig::default().validate().unwrap();
-        let zero = RewardConfig { max_length: Some(0), ..RewardConfig::default() };
-        assert!(zero.validate().unwrap_err().to_string().contains("max_length"));
+        let zero = RewardConfig {
+            max_length: Some(0),
+            ..RewardConfig::default()
+        };
+        assert!(
+            zero.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("max_length")
+        );
         let negative = RewardConfig {
             center_rewards_coefficient: Some(-0.01),
             ..RewardConfig::default()

@@ -132,7 +132,7 @@ pub fn score_rows(
         // A reward model scores the last token: an empty sequence has none.
         if cut_row.iter().any(Vec::is_empty) {
             let why = match max_length {
-                Some(max) if max == 0 => "max_length 0 leaves no token to score".to_string(),
+                Some(0) => "max_length 0 leaves no token to score".to_string(),
                 _ => "the row tokenizes to no token: nothing to score".to_string(),
             };
             return Err(Error::row(index, why));

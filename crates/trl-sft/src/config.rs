@@ -82,10 +82,16 @@ mod tests {
     #[test]
     fn zero_lengths_name_their_option() {
         SftConfig::default().validate().unwrap();
-        let zero_length = SftConfig { max_length: Some(0), ..SftConfig::default() };
+        let zero_length = SftConfig {
+            max_length: Some(0),
+            ..SftConfig::default()
+        };
         let err = zero_length.validate().unwrap_err().to_string();
         assert!(err.contains("max_length"), "{err}");
-        let zero_multiple = SftConfig { pad_to_multiple_of: Some(0), ..SftConfig::default() };
+        let zero_multiple = SftConfig {
+            pad_to_multiple_of: Some(0),
+            ..SftConfig::default()
+        };
         let err = zero_multiple.validate().unwrap_err().to_string();
         assert!(err.contains("pad_to_multiple_of"), "{err}");
     }

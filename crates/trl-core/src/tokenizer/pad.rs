@@ -16,12 +16,14 @@ pub fn pad_token_id(tokenizer: &Tokenizer, pad_token: Option<&str>) -> Result<u3
                       token of its vocabulary"
                 .into(),
         })?;
-    tokenizer.token_to_id(token).ok_or_else(|| Error::Tokenizer {
-        message: format!(
-            "the specified `pad_token` ('{token}') is not found in the vocabulary of the \
+    tokenizer
+        .token_to_id(token)
+        .ok_or_else(|| Error::Tokenizer {
+            message: format!(
+                "the specified `pad_token` ('{token}') is not found in the vocabulary of the \
              tokenizer; pass --pad_token with a token the vocabulary has"
-        ),
-    })
+            ),
+        })
 }
 
 /// [`pad_token_id`], and the token becomes `tokenizer.pad_token` (so a saved tokenizer has it),

@@ -40,7 +40,10 @@ pub mod check {
         if value.is_finite() {
             return Ok(());
         }
-        Err(option_error(name, format!("{value} must be a finite number")))
+        Err(option_error(
+            name,
+            format!("{value} must be a finite number"),
+        ))
     }
 
     /// `low <= value <= high`.
@@ -48,7 +51,10 @@ pub mod check {
         if (low..=high).contains(&value) {
             return Ok(());
         }
-        Err(option_error(name, format!("{value} must lie in [{low}, {high}]")))
+        Err(option_error(
+            name,
+            format!("{value} must lie in [{low}, {high}]"),
+        ))
     }
 
     /// A count that must be at least 1 when given (`max_length 0`, `pad_to_multiple_of 0`).
@@ -88,7 +94,10 @@ impl TrainingArguments {
             ));
         }
         non_negative("adam_epsilon", self.adam_epsilon)?;
-        for (name, beta) in [("adam_beta1", self.adam_beta1), ("adam_beta2", self.adam_beta2)] {
+        for (name, beta) in [
+            ("adam_beta1", self.adam_beta1),
+            ("adam_beta2", self.adam_beta2),
+        ] {
             if !(0.0..1.0).contains(&beta) {
                 return Err(option_error(
                     name,
@@ -145,7 +154,10 @@ impl TrainingArguments {
     /// `lr_scheduler_kwargs`: the keys our schedules read, with transformers' rules.
     fn validate_scheduler_kwargs(&self) -> Result<()> {
         let kwargs = &self.lr_scheduler_kwargs;
-        if let Some(key) = kwargs.keys().find(|k| *k != "min_lr" && *k != "min_lr_rate") {
+        if let Some(key) = kwargs
+            .keys()
+            .find(|k| *k != "min_lr" && *k != "min_lr_rate")
+        {
             return Err(option_error(
                 "lr_scheduler_kwargs",
                 format!("`{key}` is not supported (supported: min_lr, min_lr_rate)"),
@@ -193,9 +205,18 @@ mod tests {
     #[test]
     fn values_torch_and_transformers_reject_name_the_option() {
         let cases: Vec<(&str, Box<dyn FnOnce(&mut TrainingArguments)>)> = vec![
-            ("per_device_train_batch_size", Box::new(|a| a.per_device_train_batch_size = 0)),
-            ("gradient_accumulation_steps", Box::new(|a| a.gradient_accumulation_steps = 0)),
-            ("Invalid learning rate", Box::new(|a| a.learning_rate = -1.0)),
+            (
+                "per_device_train_batch_size",
+                Box::new(|a| a.per_device_train_batch_size = 0),
+            ),
+            (
+                "gradient_accumulation_steps",
+                Box::new(|a| a.gradient_accumulation_steps = 0),
+            ),
+            (
+                "Invalid learning rate",
+                Box::new(|a| a.learning_rate = -1.0),
+            ),
             ("num_train_epochs", Box::new(|a| a.num_train_epochs = -1.0)),
             ("adam_beta1", Box::new(|a| a.adam_beta1 = 1.0)),
             ("adam_beta2", Box::new(|a| a.adam_beta2 = -0.1)),
@@ -213,8 +234,11 @@ mod tests {
             (
                 "Only one",
                 Box::new(|a| {
-                    a.lr_scheduler_kwargs =
-                        [("min_lr".to_string(), 0.1), ("min_lr_rate".to_string(), 0.1)].into()
+                    a.lr_scheduler_kwargs = [
+                        ("min_lr".to_string(), 0.1),
+                        ("min_lr_rate".to_string(), 0.1),
+                    ]
+                    .into()
                 }),
             ),
         ];

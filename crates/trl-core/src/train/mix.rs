@@ -34,7 +34,12 @@ pub fn mix_parameters<M: Module>(target: M, source: &M, alpha: f64) -> Result<M>
         });
     }
     let mut mixer = Mix {
-        values: collect.values.into_iter().map(|(_, v)| v).collect::<Vec<_>>().into_iter(),
+        values: collect
+            .values
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect::<Vec<_>>()
+            .into_iter(),
         alpha,
     };
     Ok(target.map(&mut mixer))

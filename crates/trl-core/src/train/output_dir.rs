@@ -41,7 +41,10 @@ pub fn check_output_dir(args: &TrainingArguments) -> Result<()> {
     let names: Vec<String> = previous
         .iter()
         .take(4)
-        .map(|p| p.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned()))
+        .map(|p| {
+            p.file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+        })
         .collect();
     Err(Error::Config {
         path: dir.to_path_buf(),
@@ -154,7 +157,9 @@ mod tests {
     fn a_previous_run_is_refused_unless_resumed_or_overwritten() {
         let dir = tempfile::tempdir().unwrap();
         finished_run(dir.path());
-        let err = prepare_output_dir(&args(dir.path())).unwrap_err().to_string();
+        let err = prepare_output_dir(&args(dir.path()))
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("checkpoint-500") && err.contains("overwrite_output_dir"),
             "{err}"
@@ -171,12 +176,18 @@ mod tests {
             ..args(dir.path())
         };
         check_output_dir(&overwrite).unwrap();
-        assert!(dir.path().join("checkpoint-500").is_dir(), "checking deletes nothing");
+        assert!(
+            dir.path().join("checkpoint-500").is_dir(),
+            "checking deletes nothing"
+        );
         prepare_output_dir(&overwrite).unwrap();
         assert!(!dir.path().join("checkpoint-500").exists());
         assert!(!dir.path().join("model.safetensors").exists());
         assert!(!dir.path().join(STATE_FILE).exists());
-        assert!(dir.path().join("notes.txt").is_file(), "the user's files stay");
+        assert!(
+            dir.path().join("notes.txt").is_file(),
+            "the user's files stay"
+        );
         prepare_output_dir(&args(dir.path())).unwrap();
     }
 }
