@@ -1,26 +1,79 @@
-//! What every training command does the same way: parse TRL keys, validate the data before
-//! any model loads, resolve the model, pick the device, set up logging, report the outcome.
+//! What every training command does the same way: parse TRL keys and check their values,
+//! validate the data before any model loads, resolve the model, pick the device, check the
+//! output folder, set up logging, report the outcome. The tokenizer and the reference model
+//! are set up in `tokenizer_setup.rs` and `reference.rs`.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use burn::tensor::Device;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use trl_core::data::token_cache::{CacheKey, cached};
 use trl_core::data::{Dataset, DatasetArgs, Method as DataMethod, load_dataset};
-use trl_core::model::read_config;
-use trl_core::tokenizer::Tokenizer;
 use trl_core::train::args::{ReportTo, known_keys};
+use trl_core::train::output_dir::{check_output_dir, prepare_output_dir};
 use trl_core::train::{RunLogger, TrainOutcome, TrainingArguments};
 
 use crate::config::{parse_args, reject_unknown_keys, take_keys as take_known_keys};
 use crate::device::{default_device_spec, parse_device};
 use crate::model_args::ModelAndDataArgs;
+
+/// A method's config as a training command uses it: its keys, their checks, its data column.
+pub trait CommandConfig: Serialize + DeserializeOwned + Default {
+    /// Range checks on the method's keys (each error names its option).
+    fn validate(&self) -> Result<()>;
+
+    /// The column of standard language-modeling text.
+    fn text_field(&self) -> String {
+        "text".into()
+    }
+}
+
+impl CommandConfig for trl_sft::SftConfig {
+    fn validate(&self) -> Result<()> {
+        Ok(trl_sft::SftConfig::validate(self)?)
+    }
+
+    fn text_field(&self) -> String {
+        self.dataset_text_field.clone()
+    }
+}
+
+impl CommandConfig for trl_dpo::DpoConfig {
+    fn validate(&self) -> Result<()> {
+        Ok(trl_dpo::DpoConfig::validate(self)?)
+    }
+}
+
+impl CommandConfig for trl_kto::KtoConfig {
+    fn validate(&self) -> Result<()> {
+        Ok(trl_kto::KtoConfig::validate(self)?)
+    }
+}
+
+impl CommandConfig for trl_reward::RewardConfig {
+    fn validate(&self) -> Result<()> {
+        Ok(trl_reward::RewardConfig::validate(self)?)
+    }
+}
+
+/// Why tokenizing a dataset failed: a bad row (its 0-based index, named by its file and line
+/// in the error) or something else.
+pub enum PrepareError {
+    Row(usize, String),
+    Other(trl_core::Error),
+}
+
+impl From<(usize, String)> for PrepareError {
+    fn from((row, message): (usize, String)) -> Self {
+        PrepareError::Row(row, message)
+    }
+}
 
 /// A parsed training command: shared keys, the method's config, and the validated data.
 pub struct Setup<C> {
@@ -31,14 +84,14 @@ pub struct Setup<C> {
     pub device_spec: String,
 }
 
-/// Parses `raw` for `command` with the method's default overrides, rejects unknown keys,
-/// loads and validates the dataset for `method` and resolves the model folder.
-pub fn setup<C: Serialize + DeserializeOwned + Default>(
+/// Parses `raw` for `command` with the method's default overrides, rejects unknown keys and
+/// invalid values, refuses an output folder holding another run, loads and validates the
+/// dataset for `method` and resolves the model folder.
+pub fn setup<C: CommandConfig>(
     command: &str,
     raw: &[String],
     defaults: &[(&str, Value)],
     method: DataMethod,
-    text_field: impl Fn(&C) -> String,
 ) -> Result<Setup<C>> {
     let mut map: BTreeMap<String, Value> = parse_args(raw)?;
     for (key, value) in defaults {
@@ -48,8 +101,13 @@ pub fn setup<C: Serialize + DeserializeOwned + Default>(
     let args: TrainingArguments = take_known_keys(&mut map, command)?;
     let config: C = take_known_keys(&mut map, command)?;
     reject_unknown_keys(&map, command)?;
-    inputs.check()?;
+    for note in inputs.check()? {
+        eprintln!("{note}");
+    }
+    args.validate()?;
+    config.validate()?;
     args.report_sinks()?;
+    check_output_dir(&args)?;
     if args.bf16 {
         eprintln!(
             "note: bf16=true: trl-rs keeps fp32 weights and computes in fp32 on this backend"
@@ -68,7 +126,7 @@ pub fn setup<C: Serialize + DeserializeOwned + Default>(
         dataset_name,
         dataset_config: inputs.dataset_config.clone(),
         dataset_train_split: inputs.dataset_train_split.clone(),
-        dataset_text_field: text_field(&config),
+        dataset_text_field: config.text_field(),
     };
     let dataset = load_dataset(&data_args, method)?;
     let model_dir = trl_core::hub::resolve_model(&model_id, inputs.model_revision.as_deref())?;
@@ -85,42 +143,32 @@ pub fn setup<C: Serialize + DeserializeOwned + Default>(
     })
 }
 
-/// The tokenizer of the model folder `dir`, refused (instead of a crash at the first batch)
-/// when it can produce ids the model's embeddings do not cover.
-pub fn load_tokenizer(dir: &Path) -> Result<Tokenizer> {
-    let tokenizer = Tokenizer::from_dir(dir)?;
-    let vocab_size = read_config(dir)?.vocab_size;
-    if let Some(max_id) = tokenizer.max_token_id()
-        && max_id as usize >= vocab_size
-    {
-        bail!(
-            "{}: the tokenizer has token ids up to {max_id} but config.json's vocab_size is \
-             {vocab_size} (the model embeds ids 0..{vocab_size}); the tokenizer does not belong to \
-             this model",
-            dir.display()
-        );
-    }
-    Ok(tokenizer)
-}
-
 impl<C> Setup<C> {
     /// The examples `prepare` tokenizes from this run's dataset, through the on-disk cache of
     /// `trl_core::data::token_cache`: keyed by the data files' bytes, the tokenizer folder,
     /// `recipe` (bump its version whenever the preparation changes what it produces) and
     /// `options` (every setting that changes the examples, tokenizer overrides included).
+    /// `prepare` reports a bad row by its 0-based index; the error names its file and line.
     /// Says so when the examples were read back.
     pub fn cached_examples<T: Serialize + DeserializeOwned>(
         &self,
         recipe: &str,
         options: &str,
-        prepare: impl FnOnce() -> trl_core::Result<Vec<T>>,
+        prepare: impl FnOnce() -> std::result::Result<Vec<T>, PrepareError>,
     ) -> Result<Vec<T>> {
         let key = CacheKey::new(recipe)
             .data_files(self.dataset.files())?
             .tokenizer_dir(&self.model_dir)?
             .options(options);
         let hit = key.path::<T>().is_file();
-        let examples = cached(&key, prepare)?;
+        let examples = cached(&key, || {
+            prepare().map_err(|e| match e {
+                PrepareError::Row(row, message) => trl_core::Error::Data {
+                    message: format!("{}: {message}", self.dataset.origin(row)),
+                },
+                PrepareError::Other(e) => e,
+            })
+        })?;
         if hit {
             eprintln!(
                 "tokenized data: read from cache {}",
@@ -146,8 +194,11 @@ impl<C> Setup<C> {
         );
     }
 
-    /// Progress, JSONL and TensorBoard sinks as `report_to` asks.
+    /// Prepares the output folder (clearing a previous run with `--overwrite_output_dir
+    /// true`, see `trl_core::train::output_dir`), then the progress, JSONL and TensorBoard
+    /// sinks as `report_to` asks. Call it right before training starts.
     pub fn logger(&self, interrupt: Arc<AtomicBool>) -> Result<RunLogger> {
+        prepare_output_dir(&self.args)?;
         let sinks = self.args.report_sinks()?;
         let output_dir = PathBuf::from(&self.args.output_dir);
         let jsonl = sinks

@@ -60,7 +60,40 @@ pub fn parse_args(args: &[String]) -> Result<BTreeMap<String, Value>> {
         None => BTreeMap::new(),
     };
     merged.extend(map);
+    parse_dict_strings(&mut merged)?;
     Ok(merged)
+}
+
+/// The dict-valued keys of transformers' `TrainingArguments._VALID_DICT_FIELDS` and TRL's
+/// configs (`model_init_kwargs`, `ref_model_init_kwargs`, `chat_template_kwargs`, ...).
+const DICT_KEYS: [&str; 10] = [
+    "lr_scheduler_kwargs",
+    "model_init_kwargs",
+    "ref_model_init_kwargs",
+    "chat_template_kwargs",
+    "dataset_kwargs",
+    "gradient_checkpointing_kwargs",
+    "activation_checkpointing_kwargs",
+    "accelerator_config",
+    "fsdp_config",
+    "deepspeed",
+];
+
+/// As `TrainingArguments.__post_init__`: a dict-valued key given as a string that starts with
+/// `{` (`--lr_scheduler_kwargs '{"min_lr_rate": 0.1}'`) is read as JSON.
+fn parse_dict_strings(map: &mut BTreeMap<String, Value>) -> Result<()> {
+    for key in DICT_KEYS {
+        let Some(Value::String(text)) = map.get(key) else {
+            continue;
+        };
+        if !text.trim_start().starts_with('{') {
+            continue;
+        }
+        let parsed: Value = serde_json::from_str(text)
+            .with_context(|| format!("--{key}: {text:?} is not a valid JSON object"))?;
+        map.insert(key.to_string(), parsed);
+    }
+    Ok(())
 }
 
 /// A command-line value read as YAML would read it.
@@ -217,6 +250,34 @@ mod tests {
         let mut map = parse_args(&strings(&["--packing", "--beta", "0.5"])).unwrap();
         let options = take_keys::<Options>(&mut map, "dpo").unwrap();
         assert!(options.packing && options.beta == 0.5);
+    }
+
+    #[test]
+    fn dict_options_given_as_json_strings_are_objects() {
+        let map = parse_args(&strings(&[
+            "--lr_scheduler_kwargs",
+            r#"{"min_lr_rate": 0.1}"#,
+            "--model_init_kwargs={\"dtype\": \"float32\"}",
+            "--chat_template_kwargs",
+            r#"{"enable_thinking": false}"#,
+        ]))
+        .unwrap();
+        assert_eq!(
+            map["lr_scheduler_kwargs"],
+            serde_json::json!({"min_lr_rate": 0.1})
+        );
+        assert_eq!(
+            map["model_init_kwargs"],
+            serde_json::json!({"dtype": "float32"})
+        );
+        assert_eq!(
+            map["chat_template_kwargs"],
+            serde_json::json!({"enable_thinking": false})
+        );
+        let err = parse_args(&strings(&["--lr_scheduler_kwargs", "{min_lr_rate: }"]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("lr_scheduler_kwargs"), "{err}");
     }
 
     #[test]

@@ -1,6 +1,5 @@
 //! `trl dpo`: Direct Preference Optimization with TRL's `DPOConfig` keys.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
@@ -12,8 +11,9 @@ use trl_core::train::train;
 use trl_dpo::data::{DpoExample, prepare_examples};
 use trl_dpo::{DpoConfig, DpoMethod};
 
-use crate::common::{load_tokenizer, print_help, report, setup, wants_help};
-use crate::precompute_cache::{RefSlots, cached_reference_logps};
+use crate::common::{PrepareError, print_help, report, setup, wants_help};
+use crate::reference::{RefSlots, cached_reference_logps, reference_dir};
+use crate::tokenizer_setup::{TokenizerOverrides, training_tokenizer};
 
 /// Runs `trl dpo` with raw arguments (everything after `dpo`).
 pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
@@ -29,22 +29,27 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
         ("learning_rate", Value::from(1e-6)),
         ("logging_steps", Value::from(10)),
     ];
-    let run = setup::<DpoConfig>("dpo", raw, &defaults, DataMethod::Dpo, |_| "text".into())?;
+    let run = setup::<DpoConfig>("dpo", raw, &defaults, DataMethod::Dpo)?;
     let dpo = run.config.clone();
-    dpo.weighted_losses().map_err(anyhow::Error::msg)?;
-    let tokenizer = load_tokenizer(&run.model_dir)?;
+    let overrides = TokenizerOverrides {
+        pad_token: dpo.pad_token.as_deref(),
+        ..TokenizerOverrides::default()
+    };
+    let tokenizer = training_tokenizer(&run.model_dir, &run.dataset, overrides)?;
+    let needs_reference = DpoMethod::needs_reference(&dpo);
+    // Checked before the data is tokenized: a mismatched ref_model stops the run at once.
+    let reference_dir =
+        reference_dir(dpo.ref_model.as_deref(), &run.model_dir, dpo.sync_ref_model)?;
     // Tokenized pairs are cached on disk (see `Setup::cached_examples`).
     let options = serde_json::to_string(&(dpo.max_length, dpo.truncation_mode))?;
-    let mut examples = run.cached_examples("dpo-prepare-v1", &options, || {
+    let mut examples = run.cached_examples("dpo-prepare-v2", &options, || {
         prepare_examples(
             run.dataset.rows(),
             &tokenizer,
             dpo.max_length,
             dpo.truncation_mode,
         )
-        .map_err(|(row, message)| trl_core::Error::Data {
-            message: format!("{}: {message}", run.dataset.origin(row)),
-        })
+        .map_err(PrepareError::from)
     })?;
     if examples.is_empty() {
         bail!(
@@ -55,22 +60,13 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
     let device = run.device()?;
     let model = load_causal_lm(&run.model_dir, &device)?;
     // The reference runs without autodiff: a frozen copy of the start, or `ref_model`.
-    let reference = if DpoMethod::needs_reference(&dpo) {
-        let plain = device.clone();
-        let dir = match &dpo.ref_model {
-            Some(id) => trl_core::hub::resolve_model(id, None)?,
-            None => run.model_dir.clone(),
-        };
-        Some(load_frozen_causal_lm(&dir, &plain)?)
+    let reference = if needs_reference {
+        Some(load_frozen_causal_lm(&reference_dir, &device.clone())?)
     } else {
         None
     };
-    let reference_dir = dpo
-        .ref_model
-        .clone()
-        .unwrap_or_else(|| run.model_dir.display().to_string());
     let mut method = DpoMethod::new(dpo.clone(), tokenizer, reference)?;
-    if dpo.precompute_ref_log_probs && DpoMethod::needs_reference(&dpo) {
+    if dpo.precompute_ref_log_probs && needs_reference {
         let batch = dpo
             .precompute_ref_batch_size
             .unwrap_or(run.args.per_device_train_batch_size);
@@ -84,8 +80,9 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
             write: |e, values| e.ref_logps = Some(values),
         };
         cached_reference_logps(
-            "dpo-ref-logps-v1",
-            Path::new(&reference_dir),
+            "dpo-ref-logps-v2",
+            &reference_dir,
+            &dpo.reference_options().to_string(),
             &mut examples,
             &slots,
             |examples| method.precompute_reference(examples, batch, &device),

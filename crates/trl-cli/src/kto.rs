@@ -12,8 +12,9 @@ use trl_core::train::train;
 use trl_kto::data::{KtoExample, prepare_examples};
 use trl_kto::{KtoConfig, KtoMethod};
 
-use crate::common::{load_tokenizer, print_help, report, setup, wants_help};
-use crate::precompute_cache::{RefSlots, cached_reference_logps};
+use crate::common::{PrepareError, print_help, report, setup, wants_help};
+use crate::reference::{RefSlots, cached_reference_logps, reference_dir};
+use crate::tokenizer_setup::{TokenizerOverrides, training_tokenizer};
 
 /// Runs `trl kto` with raw arguments (everything after `kto`).
 pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
@@ -30,7 +31,7 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
         ("logging_steps", Value::from(10)),
         ("train_sampling_strategy", Value::from("sequential")),
     ];
-    let run = setup::<KtoConfig>("kto", raw, &defaults, DataMethod::Kto, |_| "text".into())?;
+    let run = setup::<KtoConfig>("kto", raw, &defaults, DataMethod::Kto)?;
     let kto = run.config.clone();
     let batch = run.args.per_device_train_batch_size;
     if kto.loss_type.uses_kl() {
@@ -47,16 +48,16 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
             );
         }
     }
-    let tokenizer = load_tokenizer(&run.model_dir)?;
+    let tokenizer =
+        training_tokenizer(&run.model_dir, &run.dataset, TokenizerOverrides::default())?;
+    // Checked before the data is tokenized: a mismatched ref_model stops the run at once.
+    let reference_dir = reference_dir(kto.ref_model.as_deref(), &run.model_dir, false)?;
     let kl_block = kto.loss_type.uses_kl().then_some(batch);
     // Tokenized examples are cached on disk (see `Setup::cached_examples`).
     let options = serde_json::to_string(&(kto.max_length, kl_block))?;
-    let mut examples = run.cached_examples("kto-prepare-v1", &options, || {
-        prepare_examples(run.dataset.rows(), &tokenizer, kto.max_length, kl_block).map_err(
-            |(row, message)| trl_core::Error::Data {
-                message: format!("row {}: {message}", row + 1),
-            },
-        )
+    let mut examples = run.cached_examples("kto-prepare-v2", &options, || {
+        prepare_examples(run.dataset.rows(), &tokenizer, kto.max_length, kl_block)
+            .map_err(PrepareError::from)
     })?;
     if examples.is_empty() {
         bail!(
@@ -67,10 +68,6 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
     let device = run.device()?;
     let model = load_causal_lm(&run.model_dir, &device)?;
     let plain = device.clone();
-    let reference_dir = match &kto.ref_model {
-        Some(id) => trl_core::hub::resolve_model(id, None)?,
-        None => run.model_dir.clone(),
-    };
     let reference = load_frozen_causal_lm(&reference_dir, &plain)?;
     let mut method = KtoMethod::new(kto.clone(), tokenizer, Some(reference))?;
     if kto.precompute_ref_log_probs {
@@ -85,8 +82,9 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
             write: |e, values| e.ref_logps = Some(values),
         };
         cached_reference_logps(
-            "kto-ref-logps-v1",
+            "kto-ref-logps-v2",
             &reference_dir,
+            &kto.reference_options().to_string(),
             &mut examples,
             &slots,
             |examples| method.precompute_reference(examples, size, &plain),

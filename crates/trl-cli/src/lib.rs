@@ -15,11 +15,12 @@ mod generate;
 mod kto;
 mod model_args;
 mod plot;
-mod precompute_cache;
+mod reference;
 mod reward;
 mod sampling_args;
 mod score;
 mod sft;
+mod tokenizer_setup;
 mod validate;
 
 use std::process::ExitCode;

@@ -15,9 +15,11 @@ pub struct ModelAndDataArgs {
     pub dataset_train_split: String,
     /// trl-rs: `cpu`, `cuda`, `cuda:N`, `wgpu`.
     pub device: Option<String>,
-    /// Accepted for TRL configs: our attention is exact for every value ("eager", "sdpa", ...).
+    /// Accepted for TRL configs: our attention is exact for every value; other than eager/sdpa a
+    /// warning says so.
     pub attn_implementation: Option<String>,
-    /// Weights are trained in float32; "auto", "float32" and "bfloat16"/"float16" checkpoints load.
+    /// Weights are trained and saved in float32 (a warning says so for bfloat16/float16); checkpoints
+    /// of any of these dtypes load.
     pub dtype: Option<String>,
     pub trust_remote_code: bool,
     /// TRL's `model_init_kwargs` (only `dtype` and `attn_implementation`, as above).
@@ -41,26 +43,110 @@ impl Default for ModelAndDataArgs {
     }
 }
 
+/// `dtype` values transformers accepts that a checkpoint can be stored in.
+const DTYPES: [&str; 5] = ["auto", "float32", "bfloat16", "float16", "float"];
+
+/// `attn_implementation` values transformers knows.
+const ATTENTION: [&str; 6] = [
+    "eager",
+    "sdpa",
+    "flash_attention_2",
+    "flash_attention_3",
+    "flex_attention",
+    "paged_attention",
+];
+
 impl ModelAndDataArgs {
-    /// Rejects values we cannot honour instead of ignoring them.
-    pub fn check(&self) -> anyhow::Result<()> {
+    /// Rejects values we cannot honour instead of ignoring them; returns a note (to print)
+    /// for each accepted value trl-rs does not apply as transformers would.
+    pub fn check(&self) -> anyhow::Result<Vec<String>> {
         if self.trust_remote_code {
             anyhow::bail!(
                 "trust_remote_code=true: trl-rs runs no Python model code; only the built-in architectures load"
             );
         }
+        let mut dtype = self.dtype.clone();
+        let mut attention = self.attn_implementation.clone();
         if let Some(kwargs) = &self.model_init_kwargs {
             let Value::Object(map) = kwargs else {
                 anyhow::bail!("model_init_kwargs must be a mapping");
             };
-            for key in map.keys() {
-                if key != "dtype" && key != "attn_implementation" && key != "torch_dtype" {
-                    anyhow::bail!(
+            for (key, value) in map {
+                let text = value.as_str().map(str::to_string);
+                match key.as_str() {
+                    "dtype" | "torch_dtype" => dtype = dtype.or(text),
+                    "attn_implementation" => attention = attention.or(text),
+                    _ => anyhow::bail!(
                         "model_init_kwargs.{key} is not supported (supported: dtype, attn_implementation)"
-                    );
+                    ),
                 }
             }
         }
-        Ok(())
+        let mut notes = Vec::new();
+        if let Some(dtype) = dtype {
+            let name = dtype.strip_prefix("torch.").unwrap_or(&dtype);
+            if !DTYPES.contains(&name) {
+                anyhow::bail!(
+                    "--dtype {dtype:?} is not a valid dtype (valid: {})",
+                    DTYPES.join(", ")
+                );
+            }
+            if !matches!(name, "auto" | "float32" | "float") {
+                notes.push(format!(
+                    "warning: --dtype {name}: trl-rs loads the weights (any stored dtype), trains \
+                     them in float32 and saves float32 (config.json says float32)"
+                ));
+            }
+        }
+        if let Some(attention) = attention {
+            if !ATTENTION.contains(&attention.as_str()) {
+                anyhow::bail!(
+                    "--attn_implementation {attention:?} is not valid (valid: {})",
+                    ATTENTION.join(", ")
+                );
+            }
+            if !matches!(attention.as_str(), "eager" | "sdpa") {
+                notes.push(format!(
+                    "warning: --attn_implementation {attention}: trl-rs always runs its own exact \
+                     attention (the fused kernel where the backend has one), with the results of \
+                     eager/sdpa"
+                ));
+            }
+        }
+        Ok(notes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dtype_and_attention_say_what_trl_rs_does_instead() {
+        let args = ModelAndDataArgs {
+            dtype: Some("bfloat16".into()),
+            attn_implementation: Some("flash_attention_2".into()),
+            ..ModelAndDataArgs::default()
+        };
+        let notes = args.check().unwrap();
+        assert!(notes[0].contains("--dtype bfloat16") && notes[0].contains("float32"));
+        assert!(notes[1].contains("--attn_implementation flash_attention_2"));
+        let plain = ModelAndDataArgs {
+            dtype: Some("float32".into()),
+            attn_implementation: Some("sdpa".into()),
+            ..ModelAndDataArgs::default()
+        };
+        assert!(plain.check().unwrap().is_empty());
+        let via_kwargs = ModelAndDataArgs {
+            model_init_kwargs: Some(serde_json::json!({"torch_dtype": "float16"})),
+            ..ModelAndDataArgs::default()
+        };
+        assert_eq!(via_kwargs.check().unwrap().len(), 1);
+        let typo = ModelAndDataArgs {
+            dtype: Some("bf16".into()),
+            ..ModelAndDataArgs::default()
+        };
+        let err = typo.check().unwrap_err().to_string();
+        assert!(err.contains("bf16") && err.contains("bfloat16"), "{err}");
     }
 }

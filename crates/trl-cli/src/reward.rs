@@ -12,7 +12,8 @@ use trl_reward::data::prepare_examples;
 use trl_reward::trainer::resolve_pad_token;
 use trl_reward::{Error as RewardError, RewardConfig, RewardMethod};
 
-use crate::common::{load_tokenizer, print_help, report, setup, wants_help};
+use crate::common::{PrepareError, print_help, report, setup, wants_help};
+use crate::tokenizer_setup::{TokenizerOverrides, chat_template_text, training_tokenizer};
 
 /// Runs `trl reward` with raw arguments (everything after `reward`).
 pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
@@ -28,36 +29,24 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
         ("learning_rate", Value::from(1e-4)),
         ("logging_steps", Value::from(10)),
     ];
-    let run = setup::<RewardConfig>("reward", raw, &defaults, DataMethod::Reward, |_| {
-        "text".into()
-    })?;
+    let run = setup::<RewardConfig>("reward", raw, &defaults, DataMethod::Reward)?;
     let config = run.config.clone();
-    config.pad_multiple()?;
-
-    let mut tokenizer = load_tokenizer(&run.model_dir)?;
-    if let Some(path) = &config.chat_template_path {
-        tokenizer.set_chat_template_from_file(path)?;
-    }
-    if let Some(eos) = &config.eos_token {
-        tokenizer.set_eos_token(eos)?;
-    }
+    let overrides = TokenizerOverrides {
+        chat_template_path: config.chat_template_path.as_deref(),
+        eos_token: config.eos_token.as_deref(),
+        pad_token: config.pad_token.as_deref(),
+    };
+    let mut tokenizer = training_tokenizer(&run.model_dir, &run.dataset, overrides)?;
     let pad_token_id = resolve_pad_token(&mut tokenizer, config.pad_token.as_deref())?;
     // Tokenized pairs are cached on disk (see `Setup::cached_examples`), keyed by every
     // setting that changes them: the chat template's text included.
-    let template = match &config.chat_template_path {
-        Some(path) => std::fs::read_to_string(path).unwrap_or_default(),
-        None => String::new(),
-    };
+    let template = chat_template_text(config.chat_template_path.as_deref())?;
     let options = serde_json::to_string(&(config.max_length, &config.eos_token, template))?;
     let examples = run.cached_examples("reward-prepare-v1", &options, || {
         prepare_examples(run.dataset.rows(), &tokenizer, config.max_length).map_err(|e| match e {
-            RewardError::Row { row, message } => trl_core::Error::Data {
-                message: format!("{}: {message}", run.dataset.origin(row)),
-            },
-            RewardError::Model(e) => e,
-            other => trl_core::Error::Data {
-                message: other.to_string(),
-            },
+            RewardError::Row { row, message } => PrepareError::Row(row, message),
+            RewardError::Model(e) => PrepareError::Other(e),
+            RewardError::Config(message) => PrepareError::Other(trl_core::Error::Data { message }),
         })
     })?;
     let dropped = run.dataset.len() - examples.len();

@@ -12,8 +12,8 @@ use trl_core::model::{HeadKind, SequenceClassifier, WeightReader, read_config};
 use trl_reward::Error as RewardError;
 use trl_reward::score::{score_rows, with_scores};
 
-use crate::common::load_tokenizer;
 use crate::device::{default_device_spec, parse_device};
+use crate::tokenizer_setup::load_tokenizer;
 
 /// Arguments of `trl score`, spelled as TRL spells its keys.
 #[derive(Args, Debug)]
@@ -37,10 +37,14 @@ pub struct ScoreArgs {
     #[arg(long)]
     output: Option<PathBuf>,
     /// Sequences per forward pass (a preference row is two).
-    #[arg(long = "batch_size", default_value_t = 8)]
+    #[arg(
+        long = "batch_size",
+        default_value_t = 8,
+        allow_negative_numbers = true
+    )]
     batch_size: usize,
     /// Longer sequences are scored on their first `max_length` tokens (default: no limit).
-    #[arg(long = "max_length")]
+    #[arg(long = "max_length", allow_negative_numbers = true)]
     max_length: Option<usize>,
     /// `cpu`, `cuda`, `cuda:N` or `wgpu` (default: CUDA if compiled in, else the CPU).
     #[arg(long)]
@@ -51,6 +55,9 @@ pub struct ScoreArgs {
 pub fn run(args: &ScoreArgs) -> Result<()> {
     if args.batch_size == 0 {
         bail!("--batch_size must be at least 1");
+    }
+    if args.max_length == Some(0) {
+        bail!("--max_length 0 leaves no token to score: give at least 1 (or leave it out)");
     }
     let data_args = DatasetArgs {
         dataset_name: args.dataset_name.clone(),
@@ -88,11 +95,11 @@ pub fn run(args: &ScoreArgs) -> Result<()> {
             config.num_labels
         );
     }
-    let mut tokenizer = load_tokenizer(&model_dir)?;
+    let tokenizer = load_tokenizer(&model_dir)?;
     // The pad id training wrote into config.json, else TRL's choice (tokenizer pad, else EOS).
     let pad_token_id = match config.pad_token_id {
         Some(pad) => pad,
-        None => trl_reward::trainer::resolve_pad_token(&mut tokenizer, None)?,
+        None => trl_core::tokenizer::pad_token_id(&tokenizer, None)?,
     };
     let spec = args
         .device

@@ -11,7 +11,8 @@ use trl_core::train::train;
 use trl_sft::data::{SftExample, prepare_examples};
 use trl_sft::{SftConfig, SftMethod};
 
-use crate::common::{load_tokenizer, print_help, report, setup, wants_help};
+use crate::common::{PrepareError, print_help, report, setup, wants_help};
+use crate::tokenizer_setup::{TokenizerOverrides, chat_template_text, training_tokenizer};
 
 /// Runs `trl sft` with raw arguments (everything after `sft`).
 pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
@@ -24,9 +25,7 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
         ("learning_rate", Value::from(2e-5)),
         ("logging_steps", Value::from(10)),
     ];
-    let run = setup::<SftConfig>("sft", raw, &defaults, DataMethod::Sft, |c| {
-        c.dataset_text_field.clone()
-    })?;
+    let run = setup::<SftConfig>("sft", raw, &defaults, DataMethod::Sft)?;
     let sft = &run.config;
     if sft.packing && sft.packing_strategy != "bfd" {
         bail!(
@@ -34,24 +33,19 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
             sft.packing_strategy
         );
     }
-    let mut tokenizer = load_tokenizer(&run.model_dir)?;
-    if let Some(path) = &sft.chat_template_path {
-        tokenizer.set_chat_template_from_file(path)?;
-    }
-    if let Some(eos) = &sft.eos_token {
-        tokenizer.set_eos_token(eos)?;
-    }
+    let overrides = TokenizerOverrides {
+        chat_template_path: sft.chat_template_path.as_deref(),
+        eos_token: sft.eos_token.as_deref(),
+        pad_token: sft.pad_token.as_deref(),
+    };
+    let tokenizer = training_tokenizer(&run.model_dir, &run.dataset, overrides)?;
     // Tokenized rows are cached on disk, keyed by the data's bytes, the tokenizer files and
     // every option that changes them (the chat template's text included).
-    let template = match &sft.chat_template_path {
-        Some(path) => std::fs::read_to_string(path).unwrap_or_default(),
-        None => String::new(),
-    };
+    let template = chat_template_text(sft.chat_template_path.as_deref())?;
     let options = format!("{}|{template}", serde_json::to_string(sft)?);
     let examples: Vec<SftExample> = run.cached_examples("sft-prepare-v1", &options, || {
-        prepare_examples(run.dataset.rows(), &tokenizer, sft).map_err(|e| trl_core::Error::Data {
-            message: format!("{}: {}", run.dataset.origin(e.row), e.message),
-        })
+        prepare_examples(run.dataset.rows(), &tokenizer, sft)
+            .map_err(|e| PrepareError::Row(e.row, e.message))
     })?;
     if examples.is_empty() {
         bail!(

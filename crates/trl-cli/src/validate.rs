@@ -29,7 +29,7 @@ pub struct ValidateArgs {
     model_name_or_path: Option<String>,
     /// Rows longer than this many tokens are counted (default: the method's TRL default, 1024
     /// for sft, dpo, kto and reward). Needs --model_name_or_path.
-    #[arg(long = "max_length")]
+    #[arg(long = "max_length", allow_negative_numbers = true)]
     max_length: Option<usize>,
 }
 

@@ -145,9 +145,77 @@ pub fn common_prefix_length(a: &[u32], b: &[u32]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
+/// How many completion tokens of `prompt + completion` are trained on (have a label: every
+/// position but the first predicts one) once the sequence is cut to `max_length` the way
+/// [`collate_completions`] cuts it. Zero where truncation leaves no completion token, which
+/// the caller must refuse (an empty row would leave nothing to shift labels against).
+pub fn trained_completion_tokens(
+    prompt_len: usize,
+    completion_len: usize,
+    max_length: Option<usize>,
+    truncation_mode: TruncationMode,
+) -> usize {
+    let total = prompt_len + completion_len;
+    // The window [start, end) of the original sequence that survives.
+    let (start, end) = match max_length {
+        Some(max) if total > max => match truncation_mode {
+            TruncationMode::KeepStart => (0, max),
+            TruncationMode::KeepEnd => (total - max, total),
+        },
+        _ => (0, total),
+    };
+    end.saturating_sub(prompt_len.max(start + 1))
+}
+
+/// An error message when `max_length` and `truncation_mode` cut away every trained token of a
+/// completion that has some without truncation; `what` names the completion (`chosen`, ...).
+pub fn check_completion_survives(
+    prompt_len: usize,
+    completion_len: usize,
+    max_length: Option<usize>,
+    truncation_mode: TruncationMode,
+    what: &str,
+) -> Result<(), String> {
+    let before = trained_completion_tokens(prompt_len, completion_len, None, truncation_mode);
+    let after = trained_completion_tokens(prompt_len, completion_len, max_length, truncation_mode);
+    match max_length {
+        Some(max) if before > 0 && after == 0 => Err(format!(
+            "max_length {max} with truncation_mode {} leaves no token of the {what} to train on \
+             (prompt {prompt_len} tokens, {what} {completion_len}); raise max_length",
+            match truncation_mode {
+                TruncationMode::KeepStart => "keep_start",
+                TruncationMode::KeepEnd => "keep_end",
+            }
+        )),
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn truncation_that_leaves_no_completion_token_is_refused() {
+        let keep_end = TruncationMode::KeepEnd;
+        let keep_start = TruncationMode::KeepStart;
+        // prompt 3 + completion 2: positions 3 and 4 are trained on
+        assert_eq!(trained_completion_tokens(3, 2, None, keep_start), 2);
+        assert_eq!(trained_completion_tokens(3, 2, Some(4), keep_start), 1);
+        assert_eq!(trained_completion_tokens(3, 2, Some(3), keep_start), 0);
+        assert_eq!(trained_completion_tokens(3, 2, Some(2), keep_end), 1);
+        // keep_end with one token left: it is the first position, so no label
+        assert_eq!(trained_completion_tokens(3, 2, Some(1), keep_end), 0);
+        assert_eq!(trained_completion_tokens(3, 2, Some(0), keep_end), 0);
+        let err = check_completion_survives(3, 2, Some(0), keep_end, "chosen").unwrap_err();
+        assert!(
+            err.contains("max_length 0") && err.contains("chosen"),
+            "{err}"
+        );
+        assert!(check_completion_survives(3, 2, Some(2), keep_end, "chosen").is_ok());
+        // nothing to lose: an empty completion is not truncation's fault
+        assert!(check_completion_survives(3, 0, Some(1), keep_end, "chosen").is_ok());
+    }
 
     #[test]
     fn flattening_drops_padding_and_restarts_positions() {

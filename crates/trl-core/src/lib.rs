@@ -11,6 +11,7 @@ pub mod completions;
 pub mod data;
 pub mod error;
 pub mod generate;
+pub mod host;
 pub mod hub;
 pub mod kernels;
 pub mod logprobs;

@@ -39,19 +39,21 @@ pub fn label_log_probs(logits: Tensor<3>, labels: &[Vec<i64>]) -> LabelLogProbs 
 /// `(labels with ignored set to 0, mask)`, both `[batch, seq - 1]`, shifted left by one.
 fn shifted_labels(labels: &[Vec<i64>], device: &Device) -> (Tensor<2, Int>, Tensor<2>) {
     let batch = labels.len();
-    let seq = labels.first().map_or(0, Vec::len);
-    let mut safe = Vec::with_capacity(batch * (seq - 1));
-    let mut mask = Vec::with_capacity(batch * (seq - 1));
+    // An empty row has no label to shift: width 0 instead of an underflow (callers refuse
+    // data that leaves no completion token before it gets here).
+    let width = labels.first().map_or(0, Vec::len).saturating_sub(1);
+    let mut safe = Vec::with_capacity(batch * width);
+    let mut mask = Vec::with_capacity(batch * width);
     for row in labels {
-        for &label in &row[1..] {
+        for &label in row.get(1..).unwrap_or_default() {
             let counted = label != IGNORE_INDEX;
             safe.push(if counted { label } else { 0 });
             mask.push(if counted { 1.0f32 } else { 0.0 });
         }
     }
     (
-        Tensor::from_data(TensorData::new(safe, [batch, seq - 1]), device),
-        Tensor::from_data(TensorData::new(mask, [batch, seq - 1]), device),
+        Tensor::from_data(TensorData::new(safe, [batch, width]), device),
+        Tensor::from_data(TensorData::new(mask, [batch, width]), device),
     )
 }
 

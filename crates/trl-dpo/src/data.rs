@@ -8,7 +8,8 @@
 
 use serde_json::{Map, Value};
 use trl_core::completions::{
-    CompletionBatch, PaddingOptions, TruncationMode, collate_completions, common_prefix_length,
+    CompletionBatch, PaddingOptions, TruncationMode, check_completion_survives,
+    collate_completions, common_prefix_length,
 };
 use trl_core::data::{is_conversation, maybe_extract_prompt};
 use trl_core::tokenizer::{RenderOptions, Tokenizer};
@@ -101,6 +102,17 @@ pub fn prepare_examples(
             && prompt_len >= max
         {
             continue;
+        }
+        for (what, full) in [("chosen", &chosen_full), ("rejected", &rejected_full)] {
+            let completion_len = full.len() - prompt_len;
+            check_completion_survives(
+                prompt_len,
+                completion_len,
+                max_length,
+                truncation_mode,
+                what,
+            )
+            .map_err(|message| (index, message))?;
         }
         examples.push(DpoExample {
             prompt_ids: prompt_ids[..prompt_len].to_vec(),

@@ -53,15 +53,8 @@ impl DpoMethod {
             path: "dpo config".into(),
             message,
         })?;
-        let pad_token_id = config
-            .pad_token
-            .as_deref()
-            .and_then(|t| tokenizer.token_to_id(t))
-            .or_else(|| tokenizer.pad_token_id())
-            .or_else(|| tokenizer.eos_token_id())
-            .ok_or_else(|| Error::Tokenizer {
-                message: "the tokenizer has no pad or eos token".into(),
-            })?;
+        let pad_token_id =
+            trl_core::tokenizer::pad_token_id(&tokenizer, config.pad_token.as_deref())?;
         Ok(DpoMethod {
             config,
             tokenizer,
@@ -106,7 +99,8 @@ impl DpoMethod {
             .batch
             .completion_mask
             .iter()
-            .map(|r| r[1..].to_vec())
+            // An empty row (refused at preparation) shifts to an empty row, not a panic.
+            .map(|r| r.get(1..).unwrap_or_default().to_vec())
             .collect();
         let weights = ld_token_weights(&shift_mask, batch.pairs, alpha);
         let weights = Tensor::<2>::from_data(
@@ -180,11 +174,10 @@ impl DpoMethod {
             let end = (start + batch_size.max(1)).min(examples.len());
             let chunk: Vec<&DpoExample> = examples[start..end].iter().collect();
             let batch = self.collate(&chunk);
-            let logps = self
-                .reference_logps(&chunk, &batch, device)?
-                .into_data()
-                .try_to_vec::<f32>()
-                .unwrap_or_default();
+            let logps = trl_core::host::f32_values(
+                self.reference_logps(&chunk, &batch, device)?,
+                "reference log-probs",
+            )?;
             for (i, example) in examples[start..end].iter_mut().enumerate() {
                 example.ref_logps = Some((logps[i] as f64, logps[i + batch.pairs] as f64));
             }
@@ -401,7 +394,7 @@ impl Method for DpoMethod {
                 reference,
                 model,
                 self.config.ref_model_mixup_alpha,
-            ));
+            )?);
         }
         Ok(())
     }

@@ -6,7 +6,7 @@
 //! examples (the block's first takes the last's), in dataset order, exactly as TRL builds it.
 
 use serde_json::{Map, Value};
-use trl_core::completions::common_prefix_length;
+use trl_core::completions::{TruncationMode, check_completion_survives, common_prefix_length};
 use trl_core::data::{is_conversation, maybe_extract_prompt, unpair_preference};
 use trl_core::tokenizer::{RenderOptions, Tokenizer};
 
@@ -23,14 +23,26 @@ pub struct KtoExample {
     pub ref_logps: Option<(f64, f64)>,
 }
 
-/// Tokenizes every row as TRL does; errors carry the 0-based row index (after unpairing).
+/// Marks each row with its index in the dataset, so an error after unpairing (which turns one
+/// pair into two rows, in a different order) still names the dataset's row.
+const ORIGIN_KEY: &str = "__trl_rs_dataset_row";
+
+/// Tokenizes every row as TRL does; errors carry the 0-based index of the dataset row.
 pub fn prepare_examples(
     rows: &[Map<String, Value>],
     tokenizer: &Tokenizer,
     max_length: Option<usize>,
     kl_block: Option<usize>,
 ) -> Result<Vec<KtoExample>, (usize, String)> {
-    let mut rows: Vec<Map<String, Value>> = rows.to_vec();
+    let mut rows: Vec<Map<String, Value>> = rows
+        .iter()
+        .enumerate()
+        .map(|(index, row)| {
+            let mut row = row.clone();
+            row.insert(ORIGIN_KEY.into(), Value::from(index));
+            row
+        })
+        .collect();
     if rows.first().is_some_and(|r| !r.contains_key("prompt")) {
         for (index, row) in rows.iter_mut().enumerate() {
             if !maybe_extract_prompt(row) {
@@ -49,7 +61,11 @@ pub fn prepare_examples(
     }
     let eos = tokenizer.eos_token().unwrap_or_default().to_string();
     let mut examples = Vec::with_capacity(rows.len());
-    for (index, row) in rows.iter().enumerate() {
+    for (position, row) in rows.iter().enumerate() {
+        let index = row
+            .get(ORIGIN_KEY)
+            .and_then(Value::as_u64)
+            .map_or(position, |i| i as usize);
         let fail = |e: trl_core::Error| (index, e.to_string());
         let (Some(prompt), Some(completion)) = (row.get("prompt"), row.get("completion")) else {
             return Err((index, "expected prompt and completion".into()));
@@ -97,6 +113,14 @@ pub fn prepare_examples(
         if max_length.is_some_and(|max| prompt_len >= max) {
             continue;
         }
+        check_completion_survives(
+            prompt_len,
+            full.len() - prompt_len,
+            max_length,
+            TruncationMode::KeepStart,
+            "completion",
+        )
+        .map_err(|message| (index, message))?;
         examples.push(KtoExample {
             prompt_ids: prompt_ids[..prompt_len].to_vec(),
             completion_ids: full[prompt_len..].to_vec(),

@@ -4,12 +4,12 @@ use std::path::Path;
 
 use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use trl_core::Result;
 use trl_core::completions::{CompletionBatch, PaddingOptions, TruncationMode, collate_completions};
 use trl_core::logprobs::label_log_probs;
 use trl_core::model::{CausalLm, load_causal_lm, save_causal_lm};
 use trl_core::tokenizer::Tokenizer;
 use trl_core::train::{Method, PreparedStep, StepContext, StepMetrics};
-use trl_core::{Error, Result};
 
 use crate::config::KtoConfig;
 use crate::data::KtoExample;
@@ -43,12 +43,7 @@ impl KtoMethod {
         tokenizer: Tokenizer,
         reference: Option<CausalLm>,
     ) -> Result<Self> {
-        let pad_token_id = tokenizer
-            .pad_token_id()
-            .or_else(|| tokenizer.eos_token_id())
-            .ok_or_else(|| Error::Tokenizer {
-                message: "the tokenizer has no pad or eos token".into(),
-            })?;
+        let pad_token_id = trl_core::tokenizer::pad_token_id(&tokenizer, None)?;
         Ok(KtoMethod {
             config,
             tokenizer,
@@ -139,8 +134,11 @@ impl KtoMethod {
             let chunk: Vec<&KtoExample> = examples[start..end].iter().collect();
             let (batch, kl) = self.collate(&chunk);
             let (main, kl) = self.reference_logps(&chunk, &batch, kl.as_ref(), device);
-            let main = main.into_data().try_to_vec::<f32>().unwrap_or_default();
-            let kl = kl.map(|t| t.into_data().try_to_vec::<f32>().unwrap_or_default());
+            let main = trl_core::host::f32_values(main, "reference log-probs")?;
+            let kl = match kl {
+                Some(t) => Some(trl_core::host::f32_values(t, "reference KL log-probs")?),
+                None => None,
+            };
             for (i, example) in examples[start..end].iter_mut().enumerate() {
                 example.ref_logps =
                     Some((main[i] as f64, kl.as_ref().map_or(0.0, |k| k[i] as f64)));

@@ -58,6 +58,19 @@ impl Default for RewardConfig {
 }
 
 impl RewardConfig {
+    /// Range checks on the numeric keys, each error naming its option.
+    pub fn validate(&self) -> Result<(), Error> {
+        use trl_core::train::args_check::check::{at_least_one, non_negative};
+        let checks = at_least_one("max_length", self.max_length)
+            .and_then(|()| at_least_one("dataset_num_proc", self.dataset_num_proc))
+            .and_then(|()| match self.center_rewards_coefficient {
+                Some(c) => non_negative("center_rewards_coefficient", c),
+                None => Ok(()),
+            });
+        checks.map_err(|e| Error::Config(e.to_string()))?;
+        self.pad_multiple().map(|_| ())
+    }
+
     /// `pad_to_multiple_of` as TRL's `__post_init__` resolves it off Neuron: `"auto"`, `"none"`
     /// and `null` mean no rounding; a numeric string is a number.
     pub fn pad_multiple(&self) -> Result<Option<usize>, Error> {
@@ -82,6 +95,27 @@ impl RewardConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn invalid_values_name_their_option() {
+        RewardConfig::default().validate().unwrap();
+        let zero = RewardConfig {
+            max_length: Some(0),
+            ..RewardConfig::default()
+        };
+        assert!(
+            zero.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("max_length")
+        );
+        let negative = RewardConfig {
+            center_rewards_coefficient: Some(-0.01),
+            ..RewardConfig::default()
+        };
+        let err = negative.validate().unwrap_err().to_string();
+        assert!(err.contains("center_rewards_coefficient"), "{err}");
+    }
 
     #[test]
     fn pad_to_multiple_of_resolves_like_trl_off_neuron() {

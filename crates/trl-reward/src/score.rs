@@ -124,14 +124,20 @@ pub fn score_rows(
         }
     };
     let mut flat: Vec<Vec<u32>> = Vec::new();
-    for sequences in &per_row {
-        match sequences {
-            RowSequences::Pair { chosen, rejected } => {
-                flat.push(cut(chosen));
-                flat.push(cut(rejected));
-            }
-            RowSequences::Single(ids) => flat.push(cut(ids)),
+    for (index, sequences) in per_row.iter().enumerate() {
+        let cut_row = match sequences {
+            RowSequences::Pair { chosen, rejected } => vec![cut(chosen), cut(rejected)],
+            RowSequences::Single(ids) => vec![cut(ids)],
+        };
+        // A reward model scores the last token: an empty sequence has none.
+        if cut_row.iter().any(Vec::is_empty) {
+            let why = match max_length {
+                Some(0) => "max_length 0 leaves no token to score".to_string(),
+                _ => "the row tokenizes to no token: nothing to score".to_string(),
+            };
+            return Err(Error::row(index, why));
         }
+        flat.extend(cut_row);
     }
     let views: Vec<&[u32]> = flat.iter().map(Vec::as_slice).collect();
     let scores = score_sequences(model, &views, pad_token_id, batch_size)?;

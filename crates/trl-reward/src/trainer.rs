@@ -53,29 +53,12 @@ pub fn resolve_pad_token(
     tokenizer: &mut Tokenizer,
     pad_token: Option<&str>,
 ) -> std::result::Result<u32, crate::Error> {
-    let token = pad_token
-        .or(tokenizer.pad_token())
-        .or(tokenizer.eos_token())
-        .map(str::to_string)
-        .ok_or_else(|| {
-            crate::Error::Config(
-                "the tokenizer has neither a pad nor an EOS token; set pad_token".into(),
-            )
-        })?;
-    tokenizer
-        .set_pad_token(&token)
-        .map_err(|e| crate::Error::Config(e.to_string()))?;
-    tokenizer.token_to_id(&token).ok_or_else(|| {
-        crate::Error::Config(format!("pad token {token:?} is not in the vocabulary"))
-    })
+    trl_core::tokenizer::set_pad_token(tokenizer, pad_token)
+        .map_err(|e| crate::Error::Config(e.to_string()))
 }
 
-fn host(tensor: Tensor<1>) -> Vec<f32> {
-    tensor
-        .without_autodiff()
-        .into_data()
-        .try_to_vec::<f32>()
-        .unwrap_or_default()
+fn host(tensor: Tensor<1>) -> Result<Vec<f32>> {
+    trl_core::host::f32_values(tensor.without_autodiff(), "rewards")
 }
 
 impl Method for RewardMethod {
@@ -121,7 +104,7 @@ impl Method for RewardMethod {
         let loss =
             bradley_terry_loss(&scores, self.config.center_rewards_coefficient) / items_in_step;
 
-        let stats = reward_stats(&host(scores.chosen), &host(scores.rejected));
+        let stats = reward_stats(&host(scores.chosen)?, &host(scores.rejected)?);
         let mut metrics = StepMetrics {
             num_tokens: batch.num_tokens,
             ..StepMetrics::default()

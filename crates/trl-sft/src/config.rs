@@ -1,6 +1,7 @@
 //! `SFTConfig`'s SFT-specific keys, with TRL 1.16's defaults.
 
 use serde::{Deserialize, Serialize};
+use trl_core::train::args_check::check::at_least_one;
 
 /// `loss_type`: plain token NLL, or DFT (each token's NLL weighted by its detached probability).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,5 +63,36 @@ impl Default for SftConfig {
             shuffle_dataset: false,
             dataset_num_proc: None,
         }
+    }
+}
+
+impl SftConfig {
+    /// Range checks on the numeric keys, each error naming its option.
+    pub fn validate(&self) -> trl_core::Result<()> {
+        at_least_one("max_length", self.max_length)?;
+        at_least_one("pad_to_multiple_of", self.pad_to_multiple_of)?;
+        at_least_one("dataset_num_proc", self.dataset_num_proc)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_lengths_name_their_option() {
+        SftConfig::default().validate().unwrap();
+        let zero_length = SftConfig {
+            max_length: Some(0),
+            ..SftConfig::default()
+        };
+        let err = zero_length.validate().unwrap_err().to_string();
+        assert!(err.contains("max_length"), "{err}");
+        let zero_multiple = SftConfig {
+            pad_to_multiple_of: Some(0),
+            ..SftConfig::default()
+        };
+        let err = zero_multiple.validate().unwrap_err().to_string();
+        assert!(err.contains("pad_to_multiple_of"), "{err}");
     }
 }

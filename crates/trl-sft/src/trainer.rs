@@ -25,13 +25,8 @@ pub struct SftMethod {
 impl SftMethod {
     /// Builds the method; the pad token is `pad_token`, else the tokenizer's, else EOS (TRL).
     pub fn new(config: SftConfig, tokenizer: Tokenizer) -> std::result::Result<Self, String> {
-        let pad = config
-            .pad_token
-            .as_deref()
-            .and_then(|t| tokenizer.token_to_id(t))
-            .or_else(|| tokenizer.pad_token_id())
-            .or_else(|| tokenizer.eos_token_id())
-            .ok_or("the tokenizer has no pad or eos token; set pad_token")?;
+        let pad = trl_core::tokenizer::pad_token_id(&tokenizer, config.pad_token.as_deref())
+            .map_err(|e| e.to_string())?;
         let padding_free = config.padding_free || config.packing;
         Ok(SftMethod {
             config,

@@ -168,6 +168,8 @@ fn contiguous(t: &FlexTensor) -> FlexTensor {
     t.to_contiguous()
 }
 
+/// Cannot fail on user data: `kernels/mod.rs` dispatches to the fused kernels only after
+/// `all_f32` (other dtypes run composed), and every caller passes a `contiguous` copy.
 fn f32s(t: &FlexTensor) -> &[f32] {
     t.as_slice::<f32>()
         .expect("fused kernels take contiguous f32 tensors")

@@ -286,9 +286,9 @@ impl WeightWriter {
     /// Adds a tensor read back from the device.
     pub fn add<const D: usize>(&mut self, name: &str, tensor: Tensor<D>) -> Result<()> {
         let shape = tensor.dims().to_vec();
+        // Converted from whatever dtype the backend computed in (bf16/f16), not refused.
         let data = tensor
-            .into_data()
-            .try_to_vec::<f32>()
+            .try_into_vec_as::<f32>()
             .map_err(|e| Error::Weights {
                 message: format!("tensor {name:?} could not be read back as f32: {e:?}"),
             })?;
@@ -307,8 +307,7 @@ impl WeightWriter {
         let data = linear
             .weight
             .val()
-            .into_data()
-            .try_to_vec::<f32>()
+            .try_into_vec_as::<f32>()
             .map_err(|e| Error::Weights {
                 message: format!("tensor {prefix}.weight could not be read back: {e:?}"),
             })?;

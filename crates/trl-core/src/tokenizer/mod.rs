@@ -17,6 +17,7 @@
 mod chat;
 mod chat_template;
 mod jinja_env;
+mod pad;
 mod py_json;
 mod save;
 mod special_tokens;
@@ -36,6 +37,7 @@ use tokenizers::{ModelWrapper, PaddingParams, TruncationParams};
 
 pub use chat::ChatEncoding;
 pub use chat_template::{ChatTemplate, RenderOptions, RenderedChat};
+pub use pad::{pad_token_id, set_pad_token};
 
 use crate::{Error, Result};
 use special_tokens::SpecialTokens;

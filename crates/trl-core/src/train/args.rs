@@ -199,12 +199,34 @@ pub fn take_known_keys<T: Serialize + DeserializeOwned + Default>(
         });
         match culprit {
             Some(key) => config_error(format!(
-                "{what}: invalid value {} for `{key}`: {e}",
-                taken[key]
+                "{what}: invalid value {} for `{key}`: {e}{}",
+                taken[key],
+                valid_names::<T>(key, &e.to_string())
             )),
             None => config_error(format!("{what}: {e}")),
         }
     })
+}
+
+/// For a key whose values are names (an enum), `" (valid: a, b, ...)"`, found by offering it
+/// a name nobody uses and reading serde's "expected one of" list; empty for other keys or when
+/// the error already lists them.
+fn valid_names<T: DeserializeOwned>(key: &str, error: &str) -> String {
+    if error.contains("expected one of") {
+        return String::new();
+    }
+    let probe = serde_json::Map::from_iter([(key.to_string(), Value::from("\u{1}"))]);
+    let Err(probe_error) = serde_json::from_value::<T>(Value::Object(probe)) else {
+        return String::new();
+    };
+    let text = probe_error.to_string();
+    match text.split_once("expected one of ") {
+        Some((_, names)) => {
+            let names = names.split(" at line").next().unwrap_or(names);
+            format!(" (valid: {})", names.replace('`', ""))
+        }
+        None => String::new(),
+    }
 }
 
 #[cfg(test)]
@@ -230,6 +252,20 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("max_steps"), "{err}");
+    }
+
+    #[test]
+    fn an_invalid_name_lists_the_valid_ones() {
+        for value in [Value::from("cosine_annealing"), Value::from(3)] {
+            let mut map = BTreeMap::from([("lr_scheduler_type".to_string(), value)]);
+            let err = take_known_keys::<TrainingArguments>(&mut map, "training")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("lr_scheduler_type") && err.contains("constant_with_warmup"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! and resume.
 
 pub mod args;
+pub mod args_check;
 pub mod checkpoint;
 pub mod data_order;
 pub mod logging;
@@ -11,6 +12,7 @@ pub mod metrics;
 pub mod mix;
 pub mod optim;
 pub mod plan;
+pub mod output_dir;
 pub mod ref_cache;
 mod resume;
 mod run_state;

@@ -49,9 +49,14 @@ impl Fingerprint {
         }
     }
 
-    /// Mixes in a model folder's identity: its path and each weight file's size and mtime.
+    /// Mixes in a model folder's identity: its path (for a hub model, the snapshot folder of
+    /// the resolved revision), its `config.json` and each weight file's size and mtime.
     pub fn update_model_dir(&mut self, dir: &Path) {
         self.update(dir.to_string_lossy().as_bytes());
+        // A folder without config.json fails to load before its key is used.
+        let config = std::fs::read(dir.join("config.json")).unwrap_or_default();
+        self.update(&(config.len() as u64).to_le_bytes());
+        self.update(&config);
         let mut entries: Vec<_> = std::fs::read_dir(dir)
             .into_iter()
             .flatten()
