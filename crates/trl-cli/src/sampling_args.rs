@@ -9,7 +9,7 @@ use trl_core::generate::{GenerationOptions, merge_ids};
 use trl_core::model::{CausalLm, HeadKind, load_causal_lm, read_config};
 use trl_core::tokenizer::Tokenizer;
 
-use crate::common::load_tokenizer;
+use crate::tokenizer_setup::load_tokenizer;
 use crate::device::{default_device_spec, parse_device};
 
 /// Sampling flags; unset ones take the model's `generation_config.json`, then transformers'
