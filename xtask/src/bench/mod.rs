@@ -38,23 +38,31 @@ use report::{NOTES_HEADING, end_to_end_table, render_markdown};
 struct Options {
     compare_trl: bool,
     quick: bool,
+    /// `--only generation`: run the generation benchmark alone and replace its section of
+    /// BENCHMARKS.md, leaving the other sections as they are.
+    only_generation: bool,
 }
 
 fn parse(args: &[String]) -> Result<Options> {
     let mut options = Options {
         compare_trl: false,
         quick: false,
+        only_generation: false,
     };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--quick" => options.quick = true,
+            "--only" => match args.next().map(String::as_str) {
+                Some("generation") => options.only_generation = true,
+                other => bail!("--only {other:?}: the only part that runs alone is `generation`"),
+            },
             "--compare" => match args.next().map(String::as_str) {
                 Some("trl") => options.compare_trl = true,
                 other => bail!("--compare {other:?}: the only comparison is `--compare trl`"),
             },
             other => {
-                bail!("cargo xtask bench: unknown flag {other:?} (flags: --compare trl, --quick)")
+                bail!("cargo xtask bench: unknown flag {other:?} (flags: --compare trl, --quick, --only generation)")
             }
         }
     }
@@ -77,6 +85,26 @@ pub fn bench(args: &[String]) -> Result<()> {
     }
     let machine = Machine::read()?;
     let executables = build_benches(&root)?;
+    let generation_bench = GenerationBench {
+        root: &root,
+        out: &out,
+        model: &model,
+        executables: &executables,
+        python: &python,
+        script: &script,
+        threads: machine.logical_cpus,
+    };
+    if options.only_generation {
+        let rows = generation_bench.run(options.compare_trl, options.quick)?;
+        let results = json!({ "generated": provenance(&root), "generation": rows });
+        std::fs::write(out.join("generation.json"), serde_json::to_vec_pretty(&results)?)?;
+        let path = root.join("BENCHMARKS.md");
+        let previous = std::fs::read_to_string(&path).unwrap_or_default();
+        let section = generation::generation_section(&results);
+        std::fs::write(&path, generation::replace_section(&previous, &section))?;
+        println!("{}", generation::generation_table(&results));
+        return Ok(());
+    }
     let (warmup, steps) = if options.quick { (1, 3) } else { (3, 10) };
 
     let steps_args = [
@@ -118,16 +146,7 @@ pub fn bench(args: &[String]) -> Result<()> {
         }
     }
 
-    let generation = GenerationBench {
-        root: &root,
-        out: &out,
-        model: &model,
-        executables: &executables,
-        python: &python,
-        script: &script,
-        threads: machine.logical_cpus,
-    }
-    .run(options.compare_trl, options.quick)?;
+    let generation = generation_bench.run(options.compare_trl, options.quick)?;
 
     let criterion_home = out.join("criterion");
     let started = SystemTime::now();

@@ -68,11 +68,14 @@ pub fn save_checkpoint(
     Ok(final_dir)
 }
 
-/// Deletes the oldest checkpoints beyond `limit`.
+/// Deletes the oldest checkpoints beyond `limit`; as transformers' `rotate_checkpoints`, no
+/// limit or a limit of 0 keeps every checkpoint.
 pub fn prune_checkpoints(output_dir: &Path, limit: Option<usize>) -> Result<()> {
-    let Some(limit) = limit else { return Ok(()) };
+    let Some(limit) = limit.filter(|&l| l > 0) else {
+        return Ok(());
+    };
     let checkpoints = list_checkpoints(output_dir);
-    let excess = checkpoints.len().saturating_sub(limit.max(1));
+    let excess = checkpoints.len().saturating_sub(limit);
     for (_, dir) in checkpoints.into_iter().take(excess) {
         std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     }
@@ -120,4 +123,27 @@ pub fn load_optimizer(dir: &Path, device: &Device) -> Result<AdamWState> {
         }));
     }
     Ok(AdamWState { step, moments })
+}
+
+#[cfg(test)]
+mod prune_tests {
+    use super::*;
+
+    fn checkpoints_after_pruning(limit: Option<usize>) -> Vec<u64> {
+        let dir = tempfile::tempdir().unwrap();
+        for step in [2, 4, 6] {
+            let checkpoint = checkpoint_dir(dir.path(), step);
+            std::fs::create_dir_all(&checkpoint).unwrap();
+            std::fs::write(checkpoint.join(STATE_FILE), "{}").unwrap();
+        }
+        prune_checkpoints(dir.path(), limit).unwrap();
+        list_checkpoints(dir.path()).into_iter().map(|(s, _)| s).collect()
+    }
+
+    #[test]
+    fn a_limit_keeps_the_newest_and_zero_keeps_all_as_transformers() {
+        assert_eq!(checkpoints_after_pruning(Some(2)), [4, 6]);
+        assert_eq!(checkpoints_after_pruning(Some(0)), [2, 4, 6]);
+        assert_eq!(checkpoints_after_pruning(None), [2, 4, 6]);
+    }
 }
