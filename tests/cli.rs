@@ -1,35 +1,10 @@
 //! End-to-end tests of the `trl` binary on the bundled tiny model and datasets.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+mod common;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A cache folder for this test process, so no run reads another build's cached data.
-fn cache_dir() -> PathBuf {
-    std::env::temp_dir().join(format!("trl-rs-test-cache-{}", std::process::id()))
-}
-
-fn trl(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_trl"))
-        .args(args)
-        .current_dir(root())
-        .env("TRL_RS_CACHE", cache_dir())
-        .output()
-        .unwrap()
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-const MODEL: &str = "fixtures/models/tiny-qwen2";
+use common::{
+    MODEL, copy_model, json_lines, logged_losses, read_json, text, trl, trl_command, trl_in_cache,
+};
 
 fn sft_args<'a>(out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec![
@@ -94,9 +69,7 @@ fn sft_writes_an_hf_folder_and_trainer_state() {
     ] {
         assert!(out_dir.join(file).is_file(), "missing {file}");
     }
-    let state: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out_dir.join("trainer_state.json")).unwrap())
-            .unwrap();
+    let state = read_json(&out_dir.join("trainer_state.json"));
     let history = state["log_history"].as_array().unwrap();
     let first = &history[0];
     for key in [
@@ -196,8 +169,8 @@ fn dpo_with_precomputed_reference_reuses_the_cache() {
     let cache = dir.path().join("cache");
     let run = |name: &str| {
         let out_dir = dir.path().join(name);
-        Command::new(env!("CARGO_BIN_EXE_trl"))
-            .args([
+        trl_in_cache(
+            &[
                 "dpo",
                 "--model_name_or_path",
                 MODEL,
@@ -215,11 +188,9 @@ fn dpo_with_precomputed_reference_reuses_the_cache() {
                 "no",
                 "--logging_steps",
                 "1",
-            ])
-            .current_dir(root())
-            .env("TRL_RS_CACHE", &cache)
-            .output()
-            .unwrap()
+            ],
+            &cache,
+        )
     };
     let first = run("a");
     assert!(first.status.success(), "{}", text(&first));
@@ -235,19 +206,8 @@ fn dpo_with_precomputed_reference_reuses_the_cache() {
         "{}",
         text(&second)
     );
-    let state = |name: &str| {
-        std::fs::read_to_string(dir.path().join(name).join("trainer_state.json")).unwrap()
-    };
-    let losses = |s: String| {
-        let v: serde_json::Value = serde_json::from_str(&s).unwrap();
-        v["log_history"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|e| e.get("loss").cloned())
-            .collect::<Vec<_>>()
-    };
-    let (a, b) = (losses(state("a")), losses(state("b")));
+    let losses = |name: &str| logged_losses(&dir.path().join(name));
+    let (a, b) = (losses("a"), losses("b"));
     assert_eq!(a.len(), 2, "one logged loss per step: {a:?}");
     assert_eq!(a, b);
 }
@@ -318,12 +278,9 @@ fn reward_then_score_round_trip() {
         "64",
     ]);
     assert!(out.status.success(), "{}", text(&out));
-    let config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(rm.join("config.json")).unwrap()).unwrap();
+    let config = read_json(&rm.join("config.json"));
     assert_eq!(config["architectures"][0], "Qwen2ForSequenceClassification");
-    let state: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(rm.join("trainer_state.json")).unwrap())
-            .unwrap();
+    let state = read_json(&rm.join("trainer_state.json"));
     for key in [
         "accuracy",
         "margin",
@@ -345,11 +302,7 @@ fn reward_then_score_round_trip() {
         scores.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", text(&out));
-    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&scores)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = json_lines(&std::fs::read_to_string(&scores).unwrap());
     assert_eq!(lines.len(), 48);
     assert!(lines.iter().all(
         |l| l["chosen_score"].as_f64().is_some_and(f64::is_finite) && l.get("prompt").is_some()
@@ -375,10 +328,8 @@ fn assert_second_run_reads_tokenized_data_from_the_cache(args: &[&str]) {
     let cache = dir.path().join("cache");
     let run = |name: &str| {
         let out_dir = dir.path().join(name);
-        Command::new(env!("CARGO_BIN_EXE_trl"))
-            .args(args)
+        trl_command(args)
             .args(["--output_dir", out_dir.to_str().unwrap()])
-            .current_dir(root())
             .env("TRL_RS_CACHE", &cache)
             .output()
             .unwrap()
@@ -396,18 +347,7 @@ fn assert_second_run_reads_tokenized_data_from_the_cache(args: &[&str]) {
         "{}",
         text(&second)
     );
-    let losses = |name: &str| {
-        let state: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(dir.path().join(name).join("trainer_state.json")).unwrap(),
-        )
-        .unwrap();
-        state["log_history"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|e| e.get("loss").cloned())
-            .collect::<Vec<_>>()
-    };
+    let losses = |name: &str| logged_losses(&dir.path().join(name));
     let (a, b) = (losses("a"), losses("b"));
     assert!(!a.is_empty());
     assert_eq!(a, b, "a run from cached tokens must train identically");
@@ -460,15 +400,9 @@ fn dpo_kto_and_reward_read_tokenized_data_from_the_cache_on_a_second_run() {
 fn a_tokenizer_with_ids_beyond_the_embeddings_is_refused_before_training() {
     // the tiny model with a tokenizer whose letters map past the 384 embedded ids
     let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("model");
-    std::fs::create_dir(&model).unwrap();
-    for entry in std::fs::read_dir(root().join(MODEL)).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), model.join(entry.file_name())).unwrap();
-    }
+    let model = copy_model(&dir.path().join("model"));
     let path = model.join("tokenizer.json");
-    let mut tokenizer: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let mut tokenizer = read_json(&path);
     let vocab = tokenizer["model"]["vocab"].as_object_mut().unwrap();
     for letter in ["a", "e", "t"] {
         let id = vocab[letter].as_u64().unwrap();

@@ -1,23 +1,16 @@
 //! End-to-end tests of what the `trl` binary says when a user gets something wrong: each
 //! message names the file, row, option or command at fault, once, without misleading tips.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-const MODEL: &str = "fixtures/models/tiny-qwen2";
+use std::path::Path;
+use std::process::Output;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use common::{MODEL, root, text, trl_command};
 
+/// Runs `trl args...` offline (`HF_HUB_OFFLINE=1`), so no message depends on the network.
 fn trl(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_trl"))
-        .args(args)
-        .current_dir(root())
-        .env(
-            "TRL_RS_CACHE",
-            std::env::temp_dir().join(format!("trl-rs-error-texts-{}", std::process::id())),
-        )
+    trl_command(args)
         .env("HF_HUB_OFFLINE", "1")
         .output()
         .unwrap()
@@ -25,11 +18,7 @@ fn trl(args: &[&str]) -> Output {
 
 /// Stdout and stderr of a run that must fail with `code`.
 fn failure(output: &Output, code: i32) -> String {
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let text = text(output);
     assert_eq!(output.status.code(), Some(code), "{text}");
     text
 }

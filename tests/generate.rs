@@ -1,50 +1,16 @@
 //! End-to-end tests of `trl generate` and `trl chat` on the tiny-qwen2 fixture, against
 //! transformers' greedy generations (reference/generate_reference.py).
 
-use std::io::Write;
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
-const MODEL: &str = "fixtures/models/tiny-qwen2";
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Runs `trl args...` with `stdin` piped in.
-fn trl(args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_trl"))
-        .args(args)
-        .current_dir(root())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn json_lines(text: &str) -> Vec<Value> {
-    text.lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
+use common::{MODEL, json_lines, read_json, root, stderr, trl_with_stdin};
 
 fn reference() -> Value {
-    let path = root().join("fixtures/expected/generate/greedy.json");
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    read_json(&root().join("fixtures/expected/generate/greedy.json"))
 }
 
 /// Writes the `row` of every reference case as a JSONL dataset.
@@ -81,7 +47,7 @@ fn generate_on_a_file_equals_transformers_greedy() {
         let cases = cases.as_array().unwrap();
         let dataset = write_rows(dir.path(), cases);
         let output = dir.path().join("out.jsonl");
-        let out = trl(
+        let out = trl_with_stdin(
             &greedy_args(
                 dataset.to_str().unwrap(),
                 &["--output_file", output.to_str().unwrap()],
@@ -136,7 +102,7 @@ fn generate_reads_prompts_from_stdin() {
         ];
         args.map(str::to_string)
     };
-    let from_stdin = trl(
+    let from_stdin = trl_with_stdin(
         &sampled("-").each_ref().map(String::as_str),
         &prompts.join("\n\n"),
     );
@@ -144,7 +110,7 @@ fn generate_reads_prompts_from_stdin() {
     let stdin_lines = json_lines(&String::from_utf8_lossy(&from_stdin.stdout));
     assert_eq!(stdin_lines.len(), 6);
     assert_eq!(stdin_lines[1]["prompt"], prompts[0]);
-    let from_file = trl(
+    let from_file = trl_with_stdin(
         &sampled(file.to_str().unwrap())
             .each_ref()
             .map(String::as_str),
@@ -156,7 +122,7 @@ fn generate_reads_prompts_from_stdin() {
     );
 
     let sample = |seed: &str| {
-        let out = trl(
+        let out = trl_with_stdin(
             &[
                 "generate",
                 "--model_name_or_path",
@@ -185,7 +151,7 @@ fn invalid_generation_options_name_the_option() {
         ("--num_return_sequences", "0"),
         ("--max_new_tokens", "0"),
     ] {
-        let out = trl(&greedy_args("-", &[flag, value]), "hello\n");
+        let out = trl_with_stdin(&greedy_args("-", &[flag, value]), "hello\n");
         assert!(!out.status.success(), "{flag} {value} accepted");
         assert!(stderr(&out).contains(flag), "{flag}: {}", stderr(&out));
         assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
@@ -201,7 +167,7 @@ fn chat_streams_replies_and_obeys_clear_and_exit() {
     let file = dir.path().join("chat.jsonl");
     let row = serde_json::json!({"prompt": [{"role": "user", "content": question}]});
     std::fs::write(&file, row.to_string()).unwrap();
-    let generated = trl(&greedy_args(file.to_str().unwrap(), &[]), "");
+    let generated = trl_with_stdin(&greedy_args(file.to_str().unwrap(), &[]), "");
     assert!(generated.status.success(), "{}", stderr(&generated));
     let expected =
         json_lines(&String::from_utf8_lossy(&generated.stdout))[0]["completion"][0]["content"]
@@ -219,7 +185,7 @@ fn chat_streams_replies_and_obeys_clear_and_exit() {
         "12",
     ];
     let input = format!("{question}\n/clear\n{question}\n/exit\nnever read\n");
-    let out = trl(&args, &input);
+    let out = trl_with_stdin(&args, &input);
     assert!(out.status.success(), "{}", stderr(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(

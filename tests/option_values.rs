@@ -2,27 +2,12 @@
 //! reject, JSON dict options, options trl-rs does not apply, truncation that leaves nothing to
 //! train on, the reference model and its log-prob cache, the pad token, the output folder.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-const MODEL: &str = "fixtures/models/tiny-qwen2";
-
-fn trl(args: &[&str], cache: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_trl"))
-        .args(args)
-        .current_dir(root())
-        .env("TRL_RS_CACHE", cache)
-        .output()
-        .unwrap()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
+use common::{MODEL, copy_model, read_json, stderr, trl_in_cache};
 
 /// `trl <command>` on `data` into `out`, a short run, then `extra`.
 fn run_args<'a>(command: &'a str, data: &'a str, out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
@@ -66,7 +51,7 @@ fn truncation_that_leaves_no_completion_token_names_the_option_and_row() {
             out,
             &["--max_length", max_length, "--truncation_mode", "keep_end"],
         );
-        assert_error(&trl(&args, &cache), &["max_length"]);
+        assert_error(&trl_in_cache(&args, &cache), &["max_length"]);
     }
     let args = run_args(
         "dpo",
@@ -75,7 +60,7 @@ fn truncation_that_leaves_no_completion_token_names_the_option_and_row() {
         &["--max_length", "1", "--truncation_mode", "keep_end"],
     );
     assert_error(
-        &trl(&args, &cache),
+        &trl_in_cache(&args, &cache),
         &["preference.jsonl", "keep_end", "chosen"],
     );
     let score = [
@@ -87,7 +72,7 @@ fn truncation_that_leaves_no_completion_token_names_the_option_and_row() {
         "--max_length",
         "0",
     ];
-    assert_error(&trl(&score, &cache), &["max_length"]);
+    assert_error(&trl_in_cache(&score, &cache), &["max_length"]);
 }
 
 #[test]
@@ -109,7 +94,7 @@ fn kto_row_errors_name_the_file() {
         &["--max_length", "1"],
     );
     assert_error(
-        &trl(&args, &cache),
+        &trl_in_cache(&args, &cache),
         &["empty_prompt.jsonl", "line 2", "max_length 1"],
     );
 }
@@ -141,7 +126,7 @@ fn option_values_torch_and_transformers_reject_are_errors_naming_them() {
     ];
     for (extra, needles) in cases {
         let args = run_args("dpo", "datasets/preference.jsonl", out, extra);
-        assert_error(&trl(&args, &cache), needles);
+        assert_error(&trl_in_cache(&args, &cache), needles);
         assert!(!Path::new(out).exists());
     }
 }
@@ -166,7 +151,7 @@ fn dict_options_as_json_strings_and_notes_for_what_trl_rs_does_instead() {
             "flash_attention_2",
         ],
     );
-    let result = trl(&args, &cache);
+    let result = trl_in_cache(&args, &cache);
     let message = stderr(&result);
     assert!(result.status.success(), "{message}");
     assert!(
@@ -195,22 +180,16 @@ fn a_typo_in_pad_token_is_an_error_in_every_method() {
             out.to_str().unwrap(),
             &["--pad_token", "<|padd|>"],
         );
-        assert_error(&trl(&args, &cache), &["<|padd|>", "pad_token"]);
+        assert_error(&trl_in_cache(&args, &cache), &["<|padd|>", "pad_token"]);
         assert!(!out.exists());
     }
 }
 
 /// A copy of the tiny model whose config.json says another vocabulary size.
 fn model_with_vocab(dir: &Path, vocab_size: usize) -> PathBuf {
-    let target = dir.join(format!("vocab-{vocab_size}"));
-    std::fs::create_dir_all(&target).unwrap();
-    for entry in std::fs::read_dir(root().join(MODEL)).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), target.join(entry.file_name())).unwrap();
-    }
+    let target = copy_model(&dir.join(format!("vocab-{vocab_size}")));
     let path = target.join("config.json");
-    let mut config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let mut config = read_json(&path);
     config["vocab_size"] = vocab_size.into();
     std::fs::write(&path, config.to_string()).unwrap();
     target
@@ -234,7 +213,7 @@ fn a_ref_model_that_does_not_fit_the_policy_is_an_error_naming_both() {
             &["--ref_model", other_vocab],
         );
         assert_error(
-            &trl(&args, &cache),
+            &trl_in_cache(&args, &cache),
             &["vocab-500", "tiny-qwen2", "vocab_size"],
         );
     }
@@ -255,7 +234,7 @@ fn a_ref_model_that_does_not_fit_the_policy_is_an_error_naming_both() {
         &sync,
     );
     assert_error(
-        &trl(&args, &cache),
+        &trl_in_cache(&args, &cache),
         &["tiny-llama", "tiny-qwen2", "sync_ref_model"],
     );
 }
@@ -272,7 +251,7 @@ fn the_reference_cache_misses_when_an_option_that_changes_it_changes() {
         let mut options = vec!["--precompute_ref_log_probs", "true"];
         options.extend_from_slice(extra);
         let args = run_args(command, data, out.to_str().unwrap(), &options);
-        let result = trl(&args, &cache);
+        let result = trl_in_cache(&args, &cache);
         let message = stderr(&result);
         assert!(result.status.success(), "{message}");
         message.contains("reference log-probs: read from cache")
@@ -322,7 +301,7 @@ fn an_output_folder_holding_another_run_is_refused_unless_overwritten_or_resumed
             "1",
         ];
         args.extend_from_slice(extra);
-        trl(&args, &cache)
+        trl_in_cache(&args, &cache)
     };
     let first = sft(&["--max_steps", "3"]);
     assert!(first.status.success(), "{}", stderr(&first));
@@ -351,9 +330,7 @@ fn an_output_folder_holding_another_run_is_refused_unless_overwritten_or_resumed
         .filter(|n| n.starts_with("checkpoint-"))
         .collect();
     assert_eq!(checkpoints, vec!["checkpoint-1".to_string()]);
-    let state: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("trainer_state.json")).unwrap())
-            .unwrap();
+    let state = read_json(&out.join("trainer_state.json"));
     assert_eq!(state["global_step"], 1);
 }
 
@@ -361,15 +338,9 @@ fn an_output_folder_holding_another_run_is_refused_unless_overwritten_or_resumed
 fn a_tokenizer_without_eos_is_refused_where_trl_appends_eos() {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
-    let model = dir.path().join("no-eos");
-    std::fs::create_dir_all(&model).unwrap();
-    for entry in std::fs::read_dir(root().join(MODEL)).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), model.join(entry.file_name())).unwrap();
-    }
+    let model = copy_model(&dir.path().join("no-eos"));
     let path = model.join("tokenizer_config.json");
-    let mut config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let mut config = read_json(&path);
     config["eos_token"] = serde_json::Value::Null;
     config["pad_token"] = "<|endoftext|>".into();
     std::fs::write(&path, config.to_string()).unwrap();
@@ -377,7 +348,7 @@ fn a_tokenizer_without_eos_is_refused_where_trl_appends_eos() {
     let with_model = |command: &'static str, data: &'static str| {
         let mut args = run_args(command, data, out.to_str().unwrap(), &[]);
         args[2] = model.to_str().unwrap();
-        trl(&args, &cache)
+        trl_in_cache(&args, &cache)
     };
     for (command, data) in [
         ("dpo", "datasets/preference.jsonl"),

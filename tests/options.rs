@@ -1,45 +1,9 @@
 //! End-to-end tests of options through the `trl` binary: a `--config` YAML file, `trl validate`,
 //! `chat_template_path`, `ref_model` and `save_total_limit`, on the bundled tiny models.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-use serde_json::Value;
-
-const MODEL: &str = "fixtures/models/tiny-qwen2";
-
-/// Runs `trl` from the repository root with a cache private to this test process.
-fn run_trl(args: &[&str]) -> Output {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    Command::new(env!("CARGO_BIN_EXE_trl"))
-        .args(args)
-        .current_dir(&root)
-        .env(
-            "TRL_RS_CACHE",
-            std::env::temp_dir().join(format!("trl-rs-options-cache-{}", std::process::id())),
-        )
-        .output()
-        .unwrap()
-}
-
-/// stdout and stderr of a run, for assertion messages.
-fn printed(output: &Output) -> String {
-    let (out, err) = (&output.stdout, &output.stderr);
-    String::from_utf8_lossy(out).into_owned() + &String::from_utf8_lossy(err)
-}
-
-/// The logged steps (entries with a `loss`) of a run's `trainer_state.json`.
-fn logged_steps(out_dir: &Path) -> Vec<Value> {
-    let text = std::fs::read_to_string(out_dir.join("trainer_state.json")).unwrap();
-    let state: Value = serde_json::from_str(&text).unwrap();
-    state["log_history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e.get("loss").is_some())
-        .cloned()
-        .collect()
-}
+use common::{MODEL, logged_steps, root, text, trl};
 
 #[test]
 fn a_config_file_sets_options_and_flags_override_it() {
@@ -56,7 +20,7 @@ fn a_config_file_sets_options_and_flags_override_it() {
         ),
     )
     .unwrap();
-    let out = run_trl(&[
+    let out = trl(&[
         "sft",
         "--config",
         config.to_str().unwrap(),
@@ -65,7 +29,7 @@ fn a_config_file_sets_options_and_flags_override_it() {
         "--max_steps",
         "2",
     ]);
-    assert!(out.status.success(), "{}", printed(&out));
+    assert!(out.status.success(), "{}", text(&out));
     let steps = logged_steps(&out_dir);
     assert_eq!(steps.len(), 2, "the flag's max_steps wins over the file's");
     for step in &steps {
@@ -73,14 +37,14 @@ fn a_config_file_sets_options_and_flags_override_it() {
     }
 
     std::fs::write(&config, "max_steps: 2\nnot_an_option: 1\n").unwrap();
-    let out = run_trl(&["sft", "--config", config.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(1), "{}", printed(&out));
-    assert!(printed(&out).contains("not_an_option"), "{}", printed(&out));
+    let out = trl(&["sft", "--config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("not_an_option"), "{}", text(&out));
 }
 
 #[test]
 fn validate_passes_good_data_and_names_the_row_of_bad_data() {
-    let out = run_trl(&[
+    let out = trl(&[
         "validate",
         "--method",
         "sft",
@@ -89,24 +53,20 @@ fn validate_passes_good_data_and_names_the_row_of_bad_data() {
         "--model_name_or_path",
         MODEL,
     ]);
-    assert!(out.status.success(), "{}", printed(&out));
-    assert!(
-        printed(&out).contains("64"),
-        "the row count: {}",
-        printed(&out)
-    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("64"), "the row count: {}", text(&out));
 
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.jsonl");
     std::fs::write(&bad, "{\"text\": \"fine\"}\n{\"txt\": \"typo\"}\n").unwrap();
-    let out = run_trl(&[
+    let out = trl(&[
         "validate",
         "--method",
         "sft",
         "--dataset_name",
         bad.to_str().unwrap(),
     ]);
-    let message = printed(&out);
+    let message = text(&out);
     assert!(!out.status.success(), "{message}");
     assert!(!message.contains("panicked"), "{message}");
     assert!(
@@ -120,7 +80,7 @@ fn chat_template_path_is_trained_with_and_saved() {
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().join("run");
     let template = "fixtures/templates/smollm2.jinja";
-    let out = run_trl(&[
+    let out = trl(&[
         "sft",
         "--model_name_or_path",
         MODEL,
@@ -135,12 +95,14 @@ fn chat_template_path_is_trained_with_and_saved() {
         "--chat_template_path",
         template,
     ]);
-    assert!(out.status.success(), "{}", printed(&out));
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    assert!(out.status.success(), "{}", text(&out));
     let saved = std::fs::read_to_string(out_dir.join("chat_template.jinja")).unwrap();
-    assert_eq!(saved, std::fs::read_to_string(root.join(template)).unwrap());
+    assert_eq!(
+        saved,
+        std::fs::read_to_string(root().join(template)).unwrap()
+    );
 
-    let out = run_trl(&[
+    let out = trl(&[
         "sft",
         "--model_name_or_path",
         MODEL,
@@ -151,8 +113,8 @@ fn chat_template_path_is_trained_with_and_saved() {
         "--chat_template_path",
         "no/such/template.jinja",
     ]);
-    assert!(!out.status.success() && printed(&out).contains("no/such/template.jinja"));
-    assert!(!printed(&out).contains("panicked"), "{}", printed(&out));
+    assert!(!out.status.success() && text(&out).contains("no/such/template.jinja"));
+    assert!(!text(&out).contains("panicked"), "{}", text(&out));
 }
 
 /// DPO's step-1 rewards are `beta * (policy - reference)` log-prob ratios: exactly zero when the
@@ -180,8 +142,8 @@ fn ref_model_is_the_reference() {
             "no",
         ];
         args.extend_from_slice(extra);
-        let out = run_trl(&args);
-        assert!(out.status.success(), "{}", printed(&out));
+        let out = trl(&args);
+        assert!(out.status.success(), "{}", text(&out));
         logged_steps(&out_dir)[0]["rewards/chosen"]
             .as_f64()
             .unwrap()
@@ -199,7 +161,7 @@ fn ref_model_is_the_reference() {
 fn save_total_limit_keeps_the_newest_checkpoints() {
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().join("run");
-    let out = run_trl(&[
+    let out = trl(&[
         "sft",
         "--model_name_or_path",
         MODEL,
@@ -216,7 +178,7 @@ fn save_total_limit_keeps_the_newest_checkpoints() {
         "--save_total_limit",
         "2",
     ]);
-    assert!(out.status.success(), "{}", printed(&out));
+    assert!(out.status.success(), "{}", text(&out));
     let mut checkpoints: Vec<String> = std::fs::read_dir(&out_dir)
         .unwrap()
         .flatten()

@@ -1,32 +1,11 @@
 //! End-to-end: a training run leaves `curves.png` in its output folder, and `trl plot` redraws
 //! chosen curves or says clearly why it cannot.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use std::path::Path;
 
-fn trl(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_trl"))
-        .args(args)
-        .current_dir(root())
-        .env(
-            "TRL_RS_CACHE",
-            std::env::temp_dir().join(format!("trl-rs-test-cache-{}", std::process::id())),
-        )
-        .output()
-        .unwrap()
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
+use common::{text, trl};
 
 /// `(width, height)` from the PNG signature and IHDR chunk of `path`; panics when no PNG.
 fn png_size(path: &Path) -> (u32, u32) {

@@ -4,57 +4,21 @@
 //! No hook slows the library's loop: a run is long enough (hundreds of tiny steps) that the
 //! test sees its first checkpoints appear and signals it well before its end.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use common::{MODEL, read_json, text, trl, trl_command, wait_for};
 
-/// A cache folder for this test process, so no run reads another build's cached data.
-fn cache_dir() -> PathBuf {
-    std::env::temp_dir().join(format!("trl-rs-resume-cache-{}", std::process::id()))
-}
-
-fn command(args: &[String]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_trl"));
-    command
-        .args(args)
-        .current_dir(root())
-        .env("TRL_RS_CACHE", cache_dir());
-    command
-}
-
-fn run(args: &[String]) -> Output {
-    command(args).output().unwrap()
-}
-
+/// Starts `trl args...` with its output piped, to signal or kill it while it trains.
 fn spawn(args: &[String]) -> Child {
-    command(args)
+    trl_command(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-fn wait_for(path: &Path, timeout: Duration) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < timeout {
-        if path.exists() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    false
 }
 
 fn strings(args: &[&str]) -> Vec<String> {
@@ -73,7 +37,7 @@ fn sft(steps: &str) -> Vec<String> {
     strings(&[
         "sft",
         "--model_name_or_path",
-        "fixtures/models/tiny-qwen2",
+        MODEL,
         "--dataset_name",
         "datasets/messages.jsonl",
         "--per_device_train_batch_size",
@@ -99,7 +63,7 @@ fn tr_dpo(steps: &str) -> Vec<String> {
     strings(&[
         "dpo",
         "--model_name_or_path",
-        "fixtures/models/tiny-qwen2",
+        MODEL,
         "--dataset_name",
         "datasets/preference.jsonl",
         "--per_device_train_batch_size",
@@ -128,7 +92,7 @@ fn tr_dpo(steps: &str) -> Vec<String> {
 fn assert_kill_and_resume_is_exact(args: Vec<String>) {
     let dir = tempfile::tempdir().unwrap();
     let full = dir.path().join("full");
-    let out = run(&with_output(args.clone(), &full, &[]));
+    let out = trl(&with_output(args.clone(), &full, &[]));
     assert!(out.status.success(), "{}", text(&out));
 
     let killed = dir.path().join("killed");
@@ -147,7 +111,7 @@ fn assert_kill_and_resume_is_exact(args: Vec<String>) {
     );
     let mut resume = broken.clone();
     resume.extend(strings(&["--resume_from_checkpoint", "true"]));
-    let out = run(&resume);
+    let out = trl(&resume);
     assert!(out.status.success(), "{}", text(&out));
     let a = std::fs::read(full.join("model.safetensors")).unwrap();
     let b = std::fs::read(killed.join("model.safetensors")).unwrap();
@@ -168,7 +132,7 @@ fn tr_dpo_resumed_after_sigkill_ends_bitwise_equal() {
 fn tr_dpo_checkpoints_keep_the_synced_reference() {
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().join("run");
-    let out = run(&with_output(tr_dpo("3"), &out_dir, &[]));
+    let out = trl(&with_output(tr_dpo("3"), &out_dir, &[]));
     assert!(out.status.success(), "{}", text(&out));
     let reference = out_dir.join("checkpoint-3/ref_model");
     assert!(reference.join("model.safetensors").is_file());
@@ -196,10 +160,7 @@ fn assert_signal_checkpoints_and_resumes(signal: &str) {
     assert_eq!(output.status.code(), Some(130), "{message}");
     assert!(message.contains("interrupted at step"), "{message}");
     assert!(!message.contains("panicked"), "{message}");
-    let state: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(latest_checkpoint(&out_dir).join("trainer_state.json")).unwrap(),
-    )
-    .unwrap();
+    let state = read_json(&latest_checkpoint(&out_dir).join("trainer_state.json"));
     let step = state["global_step"].as_u64().unwrap();
     assert!(step >= 5 && step < 100_000, "{step}");
     assert!(
@@ -209,7 +170,7 @@ fn assert_signal_checkpoints_and_resumes(signal: &str) {
     // Resuming (to a shorter end) continues from that step.
     let mut resume = with_output(sft(&(step + 2).to_string()), &out_dir, &[]);
     resume.extend(strings(&["--resume_from_checkpoint", "true"]));
-    let out = run(&resume);
+    let out = trl(&resume);
     assert!(out.status.success(), "{}", text(&out));
     assert!(
         text(&out).contains(&format!("at step {step}")),

@@ -3,24 +3,14 @@
 //! weights) and on invalid and random option values must exit with 1 or 2 and a message,
 //! never with a panic (exit code 101).
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use common::{MODEL, copy_model, trl_in_cache};
 
-const MODEL: &str = "fixtures/models/tiny-qwen2";
 const REWARD_MODEL: &str = "fixtures/models/tiny-qwen2-rm";
-
-fn trl(args: &[String], cache: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_trl"))
-        .args(args)
-        .current_dir(root())
-        .env("TRL_RS_CACHE", cache)
-        .output()
-        .unwrap()
-}
 
 /// Fails unless the run ended in a handled error: exit 1 or 2, a message on stderr, no panic.
 fn assert_clean_failure(args: &[String], out: &Output) {
@@ -88,16 +78,7 @@ fn bad_data(dir: &Path) -> Vec<PathBuf> {
 
 /// Model folders that must not load: without config.json, with corrupted weights.
 fn bad_models(dir: &Path) -> Vec<PathBuf> {
-    let source = root().join(MODEL);
-    let copy = |name: &str| {
-        let target = dir.join(name);
-        std::fs::create_dir_all(&target).unwrap();
-        for entry in std::fs::read_dir(&source).unwrap() {
-            let entry = entry.unwrap();
-            std::fs::copy(entry.path(), target.join(entry.file_name())).unwrap();
-        }
-        target
-    };
+    let copy = |name: &str| copy_model(&dir.join(name));
     let no_config = copy("no_config");
     std::fs::remove_file(no_config.join("config.json")).unwrap();
     let garbage_header = copy("garbage_header");
@@ -194,7 +175,7 @@ fn every_command_fails_cleanly_on_bad_data() {
                 data.to_str().unwrap(),
                 &out_dir,
             );
-            let out = trl(&args, &cache);
+            let out = trl_in_cache(&args, &cache);
             assert_clean_failure(&args, &out);
             assert!(
                 !out_dir.exists(),
@@ -213,7 +194,7 @@ fn every_command_fails_cleanly_on_bad_model_folders() {
         for command in COMMANDS {
             let out_dir = dir.path().join(format!("out-{command}"));
             let args = command_args(command, model.to_str().unwrap(), "", &out_dir);
-            let out = trl(&args, &cache);
+            let out = trl_in_cache(&args, &cache);
             if command == "validate" {
                 // validate reads only the tokenizer, which these folders keep intact
                 assert_no_panic(&args, &out);
@@ -304,7 +285,7 @@ fn invalid_option_values_fail_cleanly_naming_the_option() {
                 // epochs count only without max_steps
                 args.extend(["--max_steps".into(), "-1".into()]);
             }
-            let out = trl(&args, &cache);
+            let out = trl_in_cache(&args, &cache);
             assert_clean_failure(&args, &out);
             let stderr = String::from_utf8_lossy(&out.stderr);
             let name = option.trim_start_matches("--");
@@ -375,9 +356,10 @@ fn random_option_values_never_panic() {
     let mut random = Lcg(0x7472_6c2d_7273);
     let mut run = 0;
     for command in COMMANDS {
-        let known =
-            String::from_utf8_lossy(&trl(&[command.to_string(), "--help".into()], &cache).stdout)
-                .into_owned();
+        let known = String::from_utf8_lossy(
+            &trl_in_cache(&[command.to_string(), "--help".into()], &cache).stdout,
+        )
+        .into_owned();
         for _ in 0..6 {
             let option = *random.pick(&options);
             let value = *random.pick(&values);
@@ -389,7 +371,7 @@ fn random_option_values_never_panic() {
             let out_dir = dir.path().join(format!("random-{run}"));
             let mut args = command_args(command, model_for(command), "", &out_dir);
             args.extend([option.to_string(), value.to_string()]);
-            assert_no_panic(&args, &trl(&args, &cache));
+            assert_no_panic(&args, &trl_in_cache(&args, &cache));
         }
     }
 }

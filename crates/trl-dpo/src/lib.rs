@@ -17,6 +17,8 @@ pub use trainer::DpoMethod;
 #[cfg(test)]
 mod loss_parity_tests;
 #[cfg(test)]
+mod parity_forward_tests;
+#[cfg(test)]
 mod parity_tests;
 #[cfg(test)]
 mod reference_free_tests;

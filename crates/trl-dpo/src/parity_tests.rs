@@ -1,5 +1,6 @@
 //! DPO against TRL 1.16 (reference/dpo_reference.py): training runs whose first micro-batch,
-//! log_history, summary and parameter updates must match TRL's (the pure losses are in
+//! first forward (`parity_forward_tests.rs`), log_history, summary and parameter updates must
+//! match TRL's (the pure losses are in
 //! `loss_parity_tests.rs`).
 
 use burn::tensor::Device;
@@ -15,6 +16,7 @@ use trl_core::tokenizer::Tokenizer;
 use trl_core::train::{RunLogger, TrainingArguments, take_known_keys, train};
 
 use crate::data::{DpoExample, collate, prepare_examples};
+use crate::parity_forward_tests::check_first_forward;
 use crate::{DpoConfig, DpoMethod};
 
 /// Issue 7: loss within 2e-3, rewards/* and logps/* within 2e-2 relative.
@@ -221,6 +223,18 @@ fn check_first_micro_batch(
 
     let device = Device::default().autodiff();
     let model = load_causal_lm(model_dir, &device).unwrap();
+    // TRL runs a reference model unless its log-probs are precomputed (then first_batch holds them)
+    let reference = (DpoMethod::needs_reference(&method.config)
+        && want.get("ref_chosen_logps").is_none())
+    .then(|| load_frozen_causal_lm(model_dir, &device).unwrap());
+    check_first_forward(
+        name,
+        case,
+        &ours,
+        first.len(),
+        (&model, reference.as_ref()),
+        method.config.ld_alpha.is_some(),
+    );
     let (loss, metrics) = micro_batch_loss(method, &model, first.clone(), &device).unwrap();
     let micro = &case["micro_batches"][0];
     let loss = loss.into_scalar::<f32>() as f64;

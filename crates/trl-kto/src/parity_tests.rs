@@ -1,16 +1,17 @@
-//! KTO against TRL 1.16 (reference/kto_reference.py): prepared data, KL pairs and 8-step
-//! training runs whose log_history must match step for step.
+//! KTO against TRL 1.16 (reference/kto_reference.py): prepared data, KL pairs, the first
+//! micro-batch's per-token log-probs, and 8-step training runs whose log_history must match
+//! step for step and leave the reference model untouched.
 
 use burn::tensor::Device;
 use serde_json::Value;
 use trl_core::model::{load_causal_lm, load_frozen_causal_lm};
 use trl_core::parity::{
-    assert_close_slices, assert_log_history_matches, assert_param_updates_match,
+    assert_close_rows, assert_close_slices, assert_log_history_matches, assert_param_updates_match,
     assert_summary_matches, first_micro_batch_rows, load_case, micro_batch_loss, read_case_rows,
-    repo_root, safetensors_update_norms,
+    repo_root, safetensors_update_norms, token_outputs,
 };
 use trl_core::tokenizer::Tokenizer;
-use trl_core::train::{RunLogger, TrainingArguments, take_known_keys, train};
+use trl_core::train::{Method, RunLogger, TrainingArguments, take_known_keys, train};
 
 use crate::data::{KtoExample, prepare_examples};
 use crate::{KtoConfig, KtoMethod};
@@ -144,6 +145,48 @@ fn check_run(name: &str) {
     )
     .unwrap();
     assert_param_updates_match(name, &updates, &case["param_update_norms"], METRIC_RTOL);
+    check_reference_unchanged(name, &case, &method, &model_dir);
+}
+
+/// TRL's `ref_param_norms_unchanged`: its reference model is unchanged by training (`true`), or
+/// there is none because its log-probs were precomputed (`null`). Ours must be the same: the
+/// reference saved after training holds exactly the weights it was loaded with.
+fn check_reference_unchanged(
+    name: &str,
+    case: &Value,
+    method: &KtoMethod,
+    model_dir: &std::path::Path,
+) {
+    let unchanged = &case["ref_param_norms_unchanged"];
+    let Some(reference) = method.reference.as_ref() else {
+        assert!(
+            unchanged.is_null(),
+            "{name}: TRL kept a reference model, we did not"
+        );
+        return;
+    };
+    assert_eq!(
+        unchanged.as_bool(),
+        Some(true),
+        "{name}: TRL's reference changed or is absent"
+    );
+    let saved = tempfile::tempdir().unwrap();
+    method.save_model(reference, saved.path()).unwrap();
+    let updates = safetensors_update_norms(
+        &model_dir.join("model.safetensors"),
+        &saved.path().join("model.safetensors"),
+    )
+    .unwrap();
+    assert!(
+        !updates.is_empty(),
+        "{name}: the reference holds no parameters"
+    );
+    for (param, norm) in updates {
+        assert_eq!(
+            norm, 0.0,
+            "{name}: the reference's {param} moved during training"
+        );
+    }
 }
 
 fn ints(v: &Value) -> Vec<Vec<i64>> {
@@ -197,7 +240,7 @@ fn check_first_micro_batch(
         labels,
         "{name}: first batch labels"
     );
-    match (kl, want.get("KL_input_ids")) {
+    match (kl.as_ref(), want.get("KL_input_ids")) {
         (Some(kl), Some(want_ids)) if method.config.loss_type.uses_kl() => {
             assert_eq!(
                 ids(&kl.tokens.input_ids),
@@ -238,6 +281,21 @@ fn check_first_micro_batch(
 
     let device = Device::default().autodiff();
     let model = load_causal_lm(model_dir, &device).unwrap();
+    // the policy's per-token log-probs on the main and KL rows (0 off the completion)
+    let logps = &case["first_batch_per_token_logps"];
+    for (key, batch) in [("main", Some(&main)), ("KL", kl.as_ref())] {
+        match (batch, logps.get(key)) {
+            (Some(batch), Some(want)) => assert_close_rows(
+                &format!("{name}: first batch per-token log-probs ({key})"),
+                &token_outputs(&model, batch).unwrap().log_probs,
+                want,
+                METRIC_RTOL,
+                1e-4,
+            ),
+            (None, None) => {}
+            (ours, _) => panic!("{name}: {key} rows here: {}, not in TRL", ours.is_some()),
+        }
+    }
     let (loss, metrics) = micro_batch_loss(method, &model, first.clone(), &device).unwrap();
     let micro = &case["micro_batches"][0];
     let loss = loss.into_scalar::<f32>() as f64;

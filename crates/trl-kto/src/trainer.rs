@@ -20,7 +20,8 @@ pub struct KtoMethod {
     pub config: KtoConfig,
     pub tokenizer: Tokenizer,
     pub pad_token_id: u32,
-    reference: Option<CausalLm>,
+    /// `pub(crate)` so the parity tests can check it is unchanged by training.
+    pub(crate) reference: Option<CausalLm>,
 }
 
 /// A collated KTO micro-batch with its reference log-probs.

@@ -6,6 +6,7 @@
 //! entries, or a run that logged nothing, must never pass by comparing nothing.
 
 mod compare;
+mod forward;
 mod weights;
 
 use std::collections::BTreeMap;
@@ -21,6 +22,7 @@ pub use compare::{
     assert_close_slices, assert_log_history_matches, assert_summary_matches, check_close_slices,
     check_lengths, check_log_history, check_summary,
 };
+pub use forward::{TokenOutputs, assert_close_rows, check_close_rows, token_outputs};
 pub use weights::{assert_param_updates_match, check_param_updates, safetensors_update_norms};
 
 /// The repository root (the fixtures live there).

@@ -1,0 +1,140 @@
+//! Helpers shared by the end-to-end tests in `tests/`: where the repository is, a cache folder
+//! private to the test process, running the `trl` binary, and reading what it printed or wrote.
+//!
+//! Cargo compiles this module into every test target that says `mod common;` (a folder module,
+//! so it is not a test target of its own). Each target uses only some of the helpers, hence
+//! `allow(dead_code)`.
+#![allow(dead_code)]
+
+use std::ffi::OsStr;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The tiny Qwen2 causal LM the end-to-end tests train, relative to [`root`].
+pub const MODEL: &str = "fixtures/models/tiny-qwen2";
+
+/// The repository root: every run starts there, so the tests name fixtures and datasets by
+/// their paths in the repository.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A cache folder for this test process, so no run reads another build's cached data.
+pub fn cache_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("trl-rs-test-cache-{}", std::process::id()))
+}
+
+/// `trl args...`, not started yet: run from [`root`] with `TRL_RS_CACHE` set to [`cache_dir`].
+/// For runs that need more (another cache, a variable, piped streams).
+pub fn trl_command<S: AsRef<OsStr>>(args: &[S]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_trl"));
+    command
+        .args(args)
+        .current_dir(root())
+        .env("TRL_RS_CACHE", cache_dir());
+    command
+}
+
+/// Runs `trl args...` to its end (see [`trl_command`]) and returns its exit status and output.
+pub fn trl<S: AsRef<OsStr>>(args: &[S]) -> Output {
+    trl_command(args).output().unwrap()
+}
+
+/// Runs `trl args...` with `cache` as its cache folder, for tests about what is cached.
+pub fn trl_in_cache<S: AsRef<OsStr>>(args: &[S], cache: &Path) -> Output {
+    trl_command(args)
+        .env("TRL_RS_CACHE", cache)
+        .output()
+        .unwrap()
+}
+
+/// Runs `trl args...` with `stdin` piped in, for commands that read prompts from stdin.
+pub fn trl_with_stdin<S: AsRef<OsStr>>(args: &[S], stdin: &str) -> Output {
+    let mut child = trl_command(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Stdout followed by stderr of a run: what a user saw, for assertions and their messages.
+pub fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// Stderr of a run alone, where stdout holds results (JSON lines) the message must not mix in.
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Whether `path` appears within `timeout`, polled every 5 ms; for a run still going on.
+pub fn wait_for(path: &Path, timeout: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if path.exists() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    false
+}
+
+/// Copies every file of the tiny model ([`MODEL`]) into `target` (created when missing) and
+/// returns `target`, for tests that break one file of an otherwise good model.
+pub fn copy_model(target: &Path) -> PathBuf {
+    std::fs::create_dir_all(target).unwrap();
+    for entry in std::fs::read_dir(root().join(MODEL)).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), target.join(entry.file_name())).unwrap();
+    }
+    target.to_path_buf()
+}
+
+/// The parsed JSON file at `path`; panics naming the file when it is missing.
+pub fn read_json(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+/// The logged steps (entries with a `loss`) of the `trainer_state.json` in `out_dir`.
+pub fn logged_steps(out_dir: &Path) -> Vec<Value> {
+    let state = read_json(&out_dir.join("trainer_state.json"));
+    state["log_history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e.get("loss").is_some())
+        .cloned()
+        .collect()
+}
+
+/// The logged losses of the run in `out_dir`, in step order.
+pub fn logged_losses(out_dir: &Path) -> Vec<Value> {
+    logged_steps(out_dir)
+        .into_iter()
+        .map(|e| e["loss"].clone())
+        .collect()
+}
+
+/// One parsed JSON value per line of `text` (a JSONL file or stdout).
+pub fn json_lines(text: &str) -> Vec<Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
