@@ -17,7 +17,7 @@ use trl_core::data::token_cache::{CacheKey, cached};
 use trl_core::data::{Dataset, DatasetArgs, Method as DataMethod, load_dataset};
 use trl_core::train::args::{ReportTo, known_keys};
 use trl_core::train::output_dir::{check_output_dir, prepare_output_dir};
-use trl_core::train::{RunLogger, TrainOutcome, TrainingArguments};
+use trl_core::train::{Method, RunLogger, TrainOutcome, TrainingArguments, train};
 
 use crate::config::{parse_args, reject_unknown_keys, take_keys as take_known_keys};
 use crate::device::{default_device_spec, parse_device};
@@ -197,7 +197,7 @@ impl<C> Setup<C> {
     /// Prepares the output folder (clearing a previous run with `--overwrite_output_dir
     /// true`, see `trl_core::train::output_dir`), then the progress, JSONL and TensorBoard
     /// sinks as `report_to` asks. Call it right before training starts.
-    pub fn logger(&self, interrupt: Arc<AtomicBool>) -> Result<RunLogger> {
+    fn logger(&self, interrupt: Arc<AtomicBool>) -> Result<RunLogger> {
         prepare_output_dir(&self.args)?;
         let sinks = self.args.report_sinks()?;
         let output_dir = PathBuf::from(&self.args.output_dir);
@@ -216,6 +216,24 @@ impl<C> Setup<C> {
             logger = logger.with_tensorboard(&log_dir)?;
         }
         Ok(logger)
+    }
+}
+
+impl<C> Setup<C> {
+    /// Trains `method` on `examples` to the end (preparing the output folder and the log
+    /// sinks first) and reports the run: the tail every training command shares.
+    pub fn train<M: Method>(
+        &self,
+        method: &mut M,
+        model: M::Model,
+        examples: &[M::Example],
+        device: &Device,
+        interrupt: Arc<AtomicBool>,
+    ) -> Result<()> {
+        let mut logger = self.logger(interrupt)?;
+        let outcome = train(method, model, examples, &self.args, device, &mut logger)?;
+        report(&outcome);
+        Ok(())
     }
 }
 

@@ -7,11 +7,10 @@ use anyhow::{Result, bail};
 use serde_json::Value;
 use trl_core::data::Method as DataMethod;
 use trl_core::model::{load_causal_lm, load_frozen_causal_lm};
-use trl_core::train::train;
 use trl_dpo::data::{DpoExample, prepare_examples};
 use trl_dpo::{DpoConfig, DpoMethod};
 
-use crate::common::{PrepareError, print_help, report, setup, wants_help};
+use crate::common::{PrepareError, print_help, setup, wants_help};
 use crate::reference::{RefSlots, cached_reference_logps, reference_dir};
 use crate::tokenizer_setup::{TokenizerOverrides, training_tokenizer};
 
@@ -89,21 +88,11 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
         )?;
         method.drop_reference();
     }
-    let mut logger = run.logger(interrupt)?;
     run.announce(
         "dpo",
         examples.len(),
         "pairs",
         &format!(", losses {:?}", dpo.loss_type.to_vec()),
     );
-    let outcome = train(
-        &mut method,
-        model,
-        &examples,
-        &run.args,
-        &device,
-        &mut logger,
-    )?;
-    report(&outcome);
-    Ok(())
+    run.train(&mut method, model, &examples, &device, interrupt)
 }

@@ -8,11 +8,10 @@ use serde_json::Value;
 use trl_core::data::Method as DataMethod;
 use trl_core::model::{load_causal_lm, load_frozen_causal_lm};
 use trl_core::train::args::SamplingStrategy;
-use trl_core::train::train;
 use trl_kto::data::{KtoExample, prepare_examples};
 use trl_kto::{KtoConfig, KtoMethod};
 
-use crate::common::{PrepareError, print_help, report, setup, wants_help};
+use crate::common::{PrepareError, print_help, setup, wants_help};
 use crate::reference::{RefSlots, cached_reference_logps, reference_dir};
 use crate::tokenizer_setup::{TokenizerOverrides, training_tokenizer};
 
@@ -91,21 +90,11 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
         )?;
         method.drop_reference();
     }
-    let mut logger = run.logger(interrupt)?;
     run.announce(
         "kto",
         examples.len(),
         "examples",
         &format!(", loss {:?}", kto.loss_type),
     );
-    let outcome = train(
-        &mut method,
-        model,
-        &examples,
-        &run.args,
-        &device,
-        &mut logger,
-    )?;
-    report(&outcome);
-    Ok(())
+    run.train(&mut method, model, &examples, &device, interrupt)
 }

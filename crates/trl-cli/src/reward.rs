@@ -7,12 +7,11 @@ use anyhow::{Result, bail};
 use serde_json::Value;
 use trl_core::data::Method as DataMethod;
 use trl_core::model::{HeadKind, load_sequence_classifier, read_config};
-use trl_core::train::train;
 use trl_reward::data::prepare_examples;
 use trl_reward::trainer::resolve_pad_token;
 use trl_reward::{Error as RewardError, RewardConfig, RewardMethod};
 
-use crate::common::{PrepareError, print_help, report, setup, wants_help};
+use crate::common::{PrepareError, print_help, setup, wants_help};
 use crate::tokenizer_setup::{TokenizerOverrides, chat_template_text, training_tokenizer};
 
 /// Runs `trl reward` with raw arguments (everything after `reward`).
@@ -93,16 +92,6 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
         model.set_eos_token_id(eos);
     }
     let mut method = RewardMethod::new(config, tokenizer)?;
-    let mut logger = run.logger(interrupt)?;
     run.announce("reward", examples.len(), "pairs", "");
-    let outcome = train(
-        &mut method,
-        model,
-        &examples,
-        &run.args,
-        &device,
-        &mut logger,
-    )?;
-    report(&outcome);
-    Ok(())
+    run.train(&mut method, model, &examples, &device, interrupt)
 }

@@ -9,8 +9,8 @@ use trl_core::generate::{GenerationOptions, merge_ids};
 use trl_core::model::{CausalLm, HeadKind, load_causal_lm, read_config};
 use trl_core::tokenizer::Tokenizer;
 
-use crate::tokenizer_setup::load_tokenizer;
 use crate::device::{default_device_spec, parse_device};
+use crate::tokenizer_setup::load_tokenizer;
 
 /// Sampling flags; unset ones take the model's `generation_config.json`, then transformers'
 /// defaults (`do_sample` on, temperature 1, top-k 50, top-p 1).

@@ -7,11 +7,10 @@ use anyhow::{Result, bail};
 use serde_json::Value;
 use trl_core::data::Method as DataMethod;
 use trl_core::model::load_causal_lm;
-use trl_core::train::train;
 use trl_sft::data::{SftExample, prepare_examples};
 use trl_sft::{SftConfig, SftMethod};
 
-use crate::common::{PrepareError, print_help, report, setup, wants_help};
+use crate::common::{PrepareError, print_help, setup, wants_help};
 use crate::tokenizer_setup::{TokenizerOverrides, chat_template_text, training_tokenizer};
 
 /// Runs `trl sft` with raw arguments (everything after `sft`).
@@ -56,16 +55,6 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
     let device = run.device()?;
     let model = load_causal_lm(&run.model_dir, &device)?;
     let mut method = SftMethod::new(sft.clone(), tokenizer).map_err(anyhow::Error::msg)?;
-    let mut logger = run.logger(interrupt)?;
     run.announce("sft", examples.len(), "examples", "");
-    let outcome = train(
-        &mut method,
-        model,
-        &examples,
-        &run.args,
-        &device,
-        &mut logger,
-    )?;
-    report(&outcome);
-    Ok(())
+    run.train(&mut method, model, &examples, &device, interrupt)
 }

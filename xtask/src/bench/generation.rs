@@ -140,7 +140,9 @@ pub(super) fn replace_section(markdown: &str, section: &str) -> String {
     const HEADING: &str = "## Generation";
     if let Some(start) = markdown.find(HEADING) {
         let rest = &markdown[start + HEADING.len()..];
-        let end = rest.find("\n## ").map_or(markdown.len(), |i| start + HEADING.len() + i + 1);
+        let end = rest
+            .find("\n## ")
+            .map_or(markdown.len(), |i| start + HEADING.len() + i + 1);
         return format!("{}{section}\n{}", &markdown[..start], &markdown[end..]);
     }
     match markdown.find("## How the numbers are computed") {
@@ -159,7 +161,10 @@ mod tests {
         let once = replace_section(doc, "## Generation: x\n\nrow 1\n");
         assert!(once.contains("## Kernels\nk\n\n## Generation: x\n\nrow 1\n\n## How"));
         let twice = replace_section(&once, "## Generation: x\n\nrow 2\n");
-        assert!(twice.contains("row 2") && !twice.contains("row 1"), "{twice}");
+        assert!(
+            twice.contains("row 2") && !twice.contains("row 1"),
+            "{twice}"
+        );
         assert!(twice.contains("## How the numbers are computed\nh\n"));
     }
 }

@@ -62,7 +62,9 @@ fn parse(args: &[String]) -> Result<Options> {
                 other => bail!("--compare {other:?}: the only comparison is `--compare trl`"),
             },
             other => {
-                bail!("cargo xtask bench: unknown flag {other:?} (flags: --compare trl, --quick, --only generation)")
+                bail!(
+                    "cargo xtask bench: unknown flag {other:?} (flags: --compare trl, --quick, --only generation)"
+                )
             }
         }
     }
@@ -97,7 +99,10 @@ pub fn bench(args: &[String]) -> Result<()> {
     if options.only_generation {
         let rows = generation_bench.run(options.compare_trl, options.quick)?;
         let results = json!({ "generated": provenance(&root), "generation": rows });
-        std::fs::write(out.join("generation.json"), serde_json::to_vec_pretty(&results)?)?;
+        std::fs::write(
+            out.join("generation.json"),
+            serde_json::to_vec_pretty(&results)?,
+        )?;
         let path = root.join("BENCHMARKS.md");
         let previous = std::fs::read_to_string(&path).unwrap_or_default();
         let section = generation::generation_section(&results);

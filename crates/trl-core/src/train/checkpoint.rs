@@ -137,7 +137,10 @@ mod prune_tests {
             std::fs::write(checkpoint.join(STATE_FILE), "{}").unwrap();
         }
         prune_checkpoints(dir.path(), limit).unwrap();
-        list_checkpoints(dir.path()).into_iter().map(|(s, _)| s).collect()
+        list_checkpoints(dir.path())
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect()
     }
 
     #[test]
