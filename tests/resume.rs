@@ -162,7 +162,7 @@ fn assert_signal_checkpoints_and_resumes(signal: &str) {
     assert!(!message.contains("panicked"), "{message}");
     let state = read_json(&latest_checkpoint(&out_dir).join("trainer_state.json"));
     let step = state["global_step"].as_u64().unwrap();
-    assert!(step >= 5 && step < 100_000, "{step}");
+    assert!((5..100_000).contains(&step), "{step}");
     assert!(
         message.contains(&format!("interrupted at step {step}")),
         "{message}"

@@ -386,7 +386,9 @@ impl Method for DpoMethod {
     }
 
     fn after_step(&mut self, model: &CausalLm, step: u64) -> Result<()> {
-        if !self.config.sync_ref_model || step % self.config.ref_model_sync_steps.max(1) != 0 {
+        if !self.config.sync_ref_model
+            || !step.is_multiple_of(self.config.ref_model_sync_steps.max(1))
+        {
             return Ok(());
         }
         if let Some(reference) = self.reference.take() {

@@ -180,7 +180,7 @@ impl DecoderConfig {
             )));
         }
         let num_key_value_heads = raw.num_key_value_heads.unwrap_or(raw.num_attention_heads);
-        if raw.num_attention_heads % num_key_value_heads != 0 {
+        if !raw.num_attention_heads.is_multiple_of(num_key_value_heads) {
             return Err(config_error(format!(
                 "num_attention_heads ({}) must be a multiple of num_key_value_heads ({num_key_value_heads})",
                 raw.num_attention_heads
@@ -189,7 +189,7 @@ impl DecoderConfig {
         let head_dim = raw
             .head_dim
             .unwrap_or(raw.hidden_size / raw.num_attention_heads);
-        if head_dim % 2 != 0 {
+        if !head_dim.is_multiple_of(2) {
             return Err(config_error(format!(
                 "head_dim {head_dim} must be even for RoPE"
             )));

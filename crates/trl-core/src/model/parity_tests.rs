@@ -226,9 +226,8 @@ fn mismatched_config_names_the_tensor() {
     let device = Device::default();
     let src = fixtures().join("models/tiny-llama");
     let out = tempfile::tempdir().unwrap();
-    for file in ["model.safetensors"] {
-        std::fs::copy(src.join(file), out.path().join(file)).unwrap();
-    }
+    let weights = "model.safetensors";
+    std::fs::copy(src.join(weights), out.path().join(weights)).unwrap();
     let mut config = read_json(&src.join("config.json"));
     config["intermediate_size"] = Value::from(96);
     std::fs::write(out.path().join("config.json"), config.to_string()).unwrap();

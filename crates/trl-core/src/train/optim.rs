@@ -199,8 +199,8 @@ mod tests {
         let toy = adamw_step(toy, &mut grads, 0.01, &config, &mut state);
         let expected = |p: f64, wd: f64| {
             let p = p * (1.0 - 0.01 * wd);
-            let (m, v) = (0.1 * 3.0, 0.001 * 9.0);
-            let denom = (v as f64).sqrt() / (1.0f64 - 0.999).sqrt() + 1e-8;
+            let (m, v): (f64, f64) = (0.1 * 3.0, 0.001 * 9.0);
+            let denom = v.sqrt() / (1.0f64 - 0.999).sqrt() + 1e-8;
             p - (m / denom) * (0.01 / (1.0 - 0.9))
         };
         let w = toy.weight.val().into_data().try_to_vec::<f32>().unwrap();

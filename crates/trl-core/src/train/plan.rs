@@ -81,7 +81,7 @@ impl Plan {
 
     /// Whether step `steps_done` (1-based count) closes an epoch.
     pub fn ends_epoch(&self, steps_done: u64) -> bool {
-        steps_done % self.steps_per_epoch == 0
+        steps_done.is_multiple_of(self.steps_per_epoch)
     }
 
     /// Micro-batch indices `first..last` within its epoch of optimizer step `step` (0-based).

@@ -197,7 +197,8 @@ fn log_if_due(
     logger: &mut RunLogger,
 ) -> Result<()> {
     let step = run.state.global_step;
-    let due = step % run.state.logging_steps == 0 || (args.logging_first_step && step == 1);
+    let due =
+        step.is_multiple_of(run.state.logging_steps) || (args.logging_first_step && step == 1);
     if !due {
         return Ok(());
     }
@@ -226,7 +227,7 @@ fn save_due(args: &TrainingArguments, plan: &Plan, state: &TrainerState) -> bool
     let step = state.global_step;
     let last_step = step == plan.total_steps;
     match args.save_strategy {
-        SaveStrategy::Steps => step % state.save_steps == 0 || last_step,
+        SaveStrategy::Steps => step.is_multiple_of(state.save_steps) || last_step,
         SaveStrategy::Epoch => plan.ends_epoch(step) || last_step,
         SaveStrategy::No | SaveStrategy::Best => false,
     }
