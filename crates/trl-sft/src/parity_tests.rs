@@ -5,8 +5,8 @@ use burn::tensor::Device;
 use serde_json::{Map, Value};
 use trl_core::model::load_causal_lm;
 use trl_core::parity::{
-    assert_log_history_matches, assert_param_updates_match, assert_summary_matches,
-    first_micro_batch_rows, load_case, read_case_rows, repo_root, safetensors_update_norms,
+    assert_log_history_matches, assert_run_updates_match, assert_summary_matches,
+    first_micro_batch_rows, load_case, read_case_rows, repo_root,
 };
 use trl_core::tokenizer::Tokenizer;
 use trl_core::train::{RunLogger, TrainingArguments, take_known_keys, train};
@@ -122,14 +122,10 @@ fn check_case(name: &str) {
         LOSS_RTOL,
         &["train_loss", "entropy", "mean_token_accuracy", "num_tokens"],
     );
-    let updates = safetensors_update_norms(
-        &model_dir.join("model.safetensors"),
-        &out.path().join("model.safetensors"),
-    )
-    .unwrap();
-    assert_param_updates_match(
+    assert_run_updates_match(
         name,
-        &updates,
+        &model_dir,
+        out.path(),
         &case.expected["param_update_norms"],
         METRIC_RTOL,
     );

@@ -23,7 +23,10 @@ pub use compare::{
     check_lengths, check_log_history, check_summary,
 };
 pub use forward::{TokenOutputs, assert_close_rows, check_close_rows, token_outputs};
-pub use weights::{assert_param_updates_match, check_param_updates, safetensors_update_norms};
+pub use weights::{
+    assert_param_updates_match, assert_run_updates_match, check_param_updates,
+    safetensors_update_norms,
+};
 
 /// The repository root (the fixtures live there).
 pub fn repo_root() -> PathBuf {

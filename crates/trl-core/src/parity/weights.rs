@@ -98,6 +98,21 @@ pub fn check_param_updates(
     Ok(())
 }
 
+/// Compares a run's weight updates with TRL's: the norms of `output_dir`'s
+/// `model.safetensors` minus `initial_dir`'s, against `want` (`param_update_norms`).
+pub fn assert_run_updates_match(
+    name: &str,
+    initial_dir: &Path,
+    output_dir: &Path,
+    want: &Value,
+    rtol: f64,
+) {
+    let file = "model.safetensors";
+    let updates = safetensors_update_norms(&initial_dir.join(file), &output_dir.join(file))
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    assert_param_updates_match(name, &updates, want, rtol);
+}
+
 /// Panicking form of [`check_param_updates`].
 pub fn assert_param_updates_match(
     name: &str,
