@@ -1,0 +1,1 @@
+//! Rewards -> advantages (filled in by the grpo-loss work).

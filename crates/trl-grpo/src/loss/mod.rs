@@ -1,0 +1,1 @@
+//! GRPO policy losses (filled in by the grpo-loss work).

@@ -1,0 +1,1 @@
+//! Reward functions (filled in by the rewards work).
