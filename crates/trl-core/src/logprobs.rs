@@ -88,6 +88,12 @@ impl LabelLogProbs {
             .reshape([batch])
     }
 
+    /// Entropy `-Σ_v p_v log p_v` of every position's distribution, `[batch, seq - 1]`,
+    /// without autodiff (GRPO's per-token entropies).
+    pub fn entropies(&self) -> Tensor<2> {
+        self.stats.entropy.clone()
+    }
+
     /// `log Σ_v p_v²` per position, `[batch, seq - 1]`, without autodiff (WPO weighting).
     pub fn log_sum_sq_probs(&self) -> Tensor<2> {
         self.stats.log_sum_sq_probs.clone()

@@ -65,6 +65,14 @@ pub trait Method {
         Sampler::from_args(args)
     }
 
+    /// Examples per micro-batch the loop hands to [`Method::prepare`] (the HF dataloader's
+    /// batch size): `per_device_train_batch_size`, except for GRPO-style methods whose
+    /// dataloader yields a whole generation batch (`per_device_train_batch_size *
+    /// steps_per_generation`) at every accumulation step. Epochs are counted in these batches.
+    fn loader_batch_size(&self, args: &TrainingArguments) -> usize {
+        args.per_device_train_batch_size
+    }
+
     /// Turns the examples of one optimizer step's micro-batches into batches (`model` is the
     /// current policy, for online methods that generate with it).
     fn prepare(

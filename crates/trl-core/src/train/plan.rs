@@ -32,9 +32,21 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// The schedule for `num_examples` examples under `args`, drawn in `sampler`'s order.
+    /// The schedule for `num_examples` examples under `args`, drawn in `sampler`'s order, in
+    /// micro-batches of `per_device_train_batch_size`.
     pub fn new(args: &TrainingArguments, num_examples: usize, sampler: Sampler) -> Self {
-        let batch_size = args.per_device_train_batch_size.max(1);
+        Self::with_batch_size(args, num_examples, sampler, args.per_device_train_batch_size)
+    }
+
+    /// [`Plan::new`] with micro-batches of `batch_size` examples (the method's dataloader
+    /// batch, see `Method::loader_batch_size`).
+    pub fn with_batch_size(
+        args: &TrainingArguments,
+        num_examples: usize,
+        sampler: Sampler,
+        batch_size: usize,
+    ) -> Self {
+        let batch_size = batch_size.max(1);
         let accumulation = args.gradient_accumulation_steps.max(1);
         let batches_per_epoch = sampler.epoch_len(num_examples).div_ceil(batch_size);
         let steps_per_epoch = batches_per_epoch.div_ceil(accumulation).max(1) as u64;

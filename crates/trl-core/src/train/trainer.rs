@@ -48,7 +48,12 @@ pub fn train<M: Method>(
     }
     let output_dir = PathBuf::from(&args.output_dir);
     std::fs::create_dir_all(&output_dir).map_err(|e| Error::io(&output_dir, e))?;
-    let mut plan = Plan::new(args, examples.len(), method.sampler(args));
+    let mut plan = Plan::with_batch_size(
+        args,
+        examples.len(),
+        method.sampler(args),
+        method.loader_batch_size(args),
+    );
     let mut run = RunState::new(args, &plan);
     let mut model = model;
     if let Some(dir) = resume_dir(args, &output_dir)? {
