@@ -62,6 +62,19 @@ impl CommandConfig for trl_reward::RewardConfig {
     }
 }
 
+impl CommandConfig for trl_grpo::GrpoConfig {
+    fn validate(&self) -> Result<()> {
+        Ok(trl_grpo::GrpoConfig::validate(self)?)
+    }
+}
+
+impl CommandConfig for trl_grpo::RlooConfig {
+    fn validate(&self) -> Result<()> {
+        self.split()?;
+        Ok(())
+    }
+}
+
 /// Why tokenizing a dataset failed: a bad row (its 0-based index, named by its file and line
 /// in the error) or something else.
 pub enum PrepareError {

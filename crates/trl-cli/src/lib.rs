@@ -12,11 +12,13 @@ mod device;
 mod dpo;
 mod env;
 mod generate;
+mod grpo;
 mod kto;
 mod model_args;
 mod plot;
 mod reference;
 mod reward;
+mod rloo;
 mod sampling_args;
 mod score;
 mod sft;
@@ -73,6 +75,20 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
         args: Vec<String>,
     },
+    /// Group Relative Policy Optimization (TRL's GRPOTrainer): `trl grpo --help` lists the keys.
+    #[command(disable_help_flag = true)]
+    Grpo {
+        /// `--config file.yaml` and `--key value` pairs with TRL's names.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        args: Vec<String>,
+    },
+    /// REINFORCE Leave-One-Out (TRL's RLOOTrainer): `trl rloo --help` lists the keys.
+    #[command(disable_help_flag = true)]
+    Rloo {
+        /// `--config file.yaml` and `--key value` pairs with TRL's names.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        args: Vec<String>,
+    },
     /// Complete every prompt of a dataset (or stdin) with a causal LM; writes JSON lines.
     Generate(generate::GenerateArgs),
     /// Chat with a model through its chat template, the reply streamed as it is generated.
@@ -103,6 +119,8 @@ pub fn main() -> ExitCode {
         Command::Dpo { args } => dpo::run(&args, interrupt_flag()),
         Command::Kto { args } => kto::run(&args, interrupt_flag()),
         Command::Reward { args } => reward::run(&args, interrupt_flag()),
+        Command::Grpo { args } => grpo::run(&args, interrupt_flag()),
+        Command::Rloo { args } => rloo::run(&args, interrupt_flag()),
         Command::Generate(args) => generate::run(&args),
         Command::Chat(args) => chat::run(&args),
         Command::Score(args) => score::run(&args),
@@ -129,7 +147,7 @@ fn exit_code(err: &anyhow::Error) -> ExitCode {
 }
 
 /// The message for a subcommand that does not exist: the commands that do, and no "similar
-/// subcommand" tip (clap's would answer `trl grpo` with `dpo`, another method altogether).
+/// subcommand" tip (clap's guesses name other methods altogether, e.g. `trl ppo` -> `dpo`).
 fn unknown_command(err: &clap::Error) -> String {
     let name = match err.get(ContextKind::InvalidSubcommand) {
         Some(ContextValue::String(name)) => name.clone(),
@@ -143,13 +161,6 @@ fn unknown_command(err: &clap::Error) -> String {
         "`trl {name}` is not a command; the commands are {} (see `trl --help`)",
         commands.join(", ")
     );
-    // TRL's online methods, which `trl validate --method` already knows.
-    if ["grpo", "rloo"].contains(&name.as_str()) {
-        message.push_str(&format!(
-            ". {} is not implemented yet; `trl validate --method {name}` checks a dataset for it",
-            name.to_uppercase()
-        ));
-    }
     message
 }
 

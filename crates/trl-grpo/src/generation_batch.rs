@@ -1,0 +1,158 @@
+//! One generation batch of GRPO, as TRL's `_generate_and_score_completions` builds it:
+//! generate, decode, mask truncated completions if asked, keep old/reference log-probs when
+//! the loss needs them, score, compute advantages, log completions.
+
+use serde_json::{Map, Value, json};
+use trl_core::Result;
+use trl_core::model::CausalLm;
+
+use crate::advantages::AdvantageConfig;
+use crate::completion_log::CompletionRecord;
+use crate::data::PromptExample;
+use crate::rollout::{RolloutRow, completion_length_metrics, is_truncated};
+use crate::scoring::{ScoredCompletion, advantages_and_metrics, rewards_per_function};
+use crate::trainer::{GrpoMethod, Variant};
+
+/// A scored generation batch before it is shuffled and split.
+pub(crate) struct GenerationBatch {
+    pub rows: Vec<RolloutRow>,
+    /// Completion-length and reward metrics, logged once.
+    pub metrics: Vec<(String, f64)>,
+    /// Prompt + completion tokens (`num_tokens`).
+    pub input_tokens: f64,
+}
+
+impl GrpoMethod {
+    /// One generation batch for `examples` (prompts repeated `num_generations` times in a
+    /// row); the caller shuffles and splits it (see `GrpoMethod::refill`).
+    pub(crate) fn rollout(
+        &mut self,
+        model: &CausalLm,
+        examples: &[&PromptExample],
+        step: u64,
+    ) -> Result<GenerationBatch> {
+        let policy = model.valid();
+        let prompts: Vec<Vec<u32>> = examples.iter().map(|e| e.prompt_ids.clone()).collect();
+        let completions = self
+            .source
+            .complete(&policy, &prompts, self.state.generations)?;
+        let mut metrics = completion_length_metrics(&completions, &self.eos_and_pad).values;
+        let decoded = self.decode(examples, &completions)?;
+        let scored: Vec<ScoredCompletion> = examples
+            .iter()
+            .zip(&decoded)
+            .zip(&completions)
+            .map(|((example, completion), ids)| ScoredCompletion {
+                example,
+                completion: completion.clone(),
+                completion_ids: ids,
+            })
+            .collect();
+        let table = rewards_per_function(&mut self.rewards, &scored)?;
+        let mut rows: Vec<RolloutRow> = examples
+            .iter()
+            .zip(&completions)
+            .map(|(example, ids)| RolloutRow {
+                prompt_ids: example.prompt_ids.clone(),
+                completion_ids: ids.clone(),
+                trained: !(self.config.mask_truncated_completions
+                    && is_truncated(ids, &self.eos_and_pad)),
+                advantage: 0.0,
+                old_logps: None,
+                ref_logps: None,
+            })
+            .collect();
+        if self.keeps_old_logps() {
+            let old = self.frozen_logps(&policy, &rows);
+            rows.iter_mut().zip(old).for_each(|(r, l)| r.old_logps = Some(l));
+        }
+        if let Some(reference) = &self.reference {
+            let logps = self.frozen_logps(reference, &rows);
+            rows.iter_mut().zip(logps).for_each(|(r, l)| r.ref_logps = Some(l));
+        }
+        let (advantages, reward_metrics) = match self.variant {
+            Variant::Grpo => {
+                advantages_and_metrics(&table, &self.reward_names, &self.advantage_config())
+            }
+            Variant::Rloo(options) => self.rloo_advantages(&table, &mut rows, options),
+        };
+        metrics.extend(reward_metrics);
+        for (row, advantage) in rows.iter_mut().zip(&advantages.advantages) {
+            row.advantage = *advantage;
+        }
+        self.log_completions(step, &scored, &table, &advantages.rewards, &rows)?;
+        let input_tokens: usize = rows
+            .iter()
+            .map(|r| r.prompt_ids.len() + r.completion_ids.len())
+            .sum();
+        Ok(GenerationBatch {
+            rows,
+            metrics,
+            input_tokens: input_tokens as f64,
+        })
+    }
+
+    /// TRL's advantage settings from the config.
+    pub(crate) fn advantage_config(&self) -> AdvantageConfig {
+        AdvantageConfig {
+            weights: self.reward_weights.clone(),
+            num_generations: self.config.num_generations,
+            scale_rewards: self.scale_rewards,
+            aggregation: self.aggregation,
+        }
+    }
+
+    /// Completions as the reward functions see them: decoded without special tokens; for a
+    /// conversation, one assistant message.
+    fn decode(&self, examples: &[&PromptExample], completions: &[Vec<u32>]) -> Result<Vec<Value>> {
+        examples
+            .iter()
+            .zip(completions)
+            .map(|(example, ids)| {
+                let text = self.tokenizer.decode(ids, true)?;
+                Ok(if example.is_conversational() {
+                    json!([{"role": "assistant", "content": text}])
+                } else {
+                    Value::String(text)
+                })
+            })
+            .collect()
+    }
+
+    /// Appends the batch to `completions.jsonl` and prints a few on logged steps.
+    fn log_completions(
+        &self,
+        step: u64,
+        scored: &[ScoredCompletion],
+        table: &[Vec<f64>],
+        weighted: &[f64],
+        rows: &[RolloutRow],
+    ) -> Result<()> {
+        let Some(log) = &self.completion_log else {
+            return Ok(());
+        };
+        let records: Vec<CompletionRecord> = scored
+            .iter()
+            .enumerate()
+            .map(|(i, s)| CompletionRecord {
+                step: step + 1,
+                prompt: s.example.prompt.clone(),
+                completion: s.completion.clone(),
+                completion_ids: s.completion_ids.to_vec(),
+                rewards: self
+                    .reward_names
+                    .iter()
+                    .zip(&table[i])
+                    .map(|(name, &r)| (name.clone(), if r.is_nan() { Value::Null } else { json!(r) }))
+                    .collect::<Map<String, Value>>(),
+                reward: weighted[i],
+                advantage: rows[i].advantage,
+            })
+            .collect();
+        log.append(&records)?;
+        if (step + 1).is_multiple_of(self.logging_steps) || step == 0 {
+            log.print(&records);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,336 @@
+//! GRPO as a [`Method`] of core's training loop, with TRL 1.16's `GRPOTrainer` flow: every
+//! `steps_per_generation * num_iterations` accumulation steps the policy generates a batch of
+//! completions (whole groups of `num_generations` per prompt), the reward functions score
+//! them, group-relative advantages are computed, and the batch is shuffled and cut into
+//! `steps_per_generation` micro-batches that the next accumulation steps train on.
+//!
+//! Better than TRL: generation runs through trl-rs's KV-cache engine in-process; the
+//! rollout buffer is written into every checkpoint, so a resumed run continues on the same
+//! completions (TRL regenerates after a resume).
+
+use std::path::Path;
+
+use burn::tensor::{Device, Tensor, TensorData};
+use trl_core::model::{CausalLm, load_causal_lm, load_frozen_causal_lm, save_causal_lm};
+use trl_core::tokenizer::Tokenizer;
+use trl_core::train::mix::mix_parameters;
+use trl_core::train::sampler::torch_randperm;
+use trl_core::train::{
+    Method, PreparedStep, RepeatSampler, Sampler, StepContext, StepMetrics, TrainingArguments,
+};
+use trl_core::{Error, Result};
+
+use crate::advantages::{MultiObjectiveAggregation, ScaleRewards};
+use crate::config::{GenerationSchedule, GrpoConfig};
+use crate::data::PromptExample;
+use crate::logps::{collate, completion_logps, host_rows, rows_tensor};
+use crate::loss::{LossNormalizer, PolicyLossConfig, PolicyLossInputs, policy_loss};
+use crate::rewards::RewardFunction;
+use crate::rollout::{CompletionSource, RolloutBatch, RolloutRow, generation_seed};
+use crate::rollout_state::{RolloutState, SYNCED_REFERENCE_DIR};
+
+/// Which of TRL's two online trainers runs: they share rollouts, rewards and logging, and
+/// differ in advantages and loss.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Variant {
+    /// `GRPOTrainer`: group-normalised advantages, per-token clipped loss (`loss_type`).
+    Grpo,
+    /// `RLOOTrainer`: leave-one-out baseline with the KL folded into the reward, a
+    /// sequence-level clipped ratio.
+    Rloo(crate::rloo_config::RlooOptions),
+}
+
+/// GRPO (or RLOO) on a causal LM.
+pub struct GrpoMethod {
+    pub(crate) variant: Variant,
+    pub config: GrpoConfig,
+    pub tokenizer: Tokenizer,
+    pub(crate) schedule: GenerationSchedule,
+    pub(crate) pad_token_id: u32,
+    /// End-of-sequence ids and the pad id: what marks a completion as finished.
+    pub(crate) eos_and_pad: Vec<u32>,
+    pub(crate) loss_config: PolicyLossConfig,
+    pub(crate) per_device_batch: usize,
+    pub(crate) accumulation: usize,
+    pub(crate) seed: u64,
+    pub(crate) output_dir: std::path::PathBuf,
+    /// The frozen reference (`beta != 0`), without autodiff.
+    pub(crate) reference: Option<CausalLm>,
+    pub(crate) rewards: Vec<Box<dyn RewardFunction>>,
+    pub(crate) reward_names: Vec<String>,
+    pub(crate) reward_weights: Vec<f64>,
+    pub(crate) source: Box<dyn CompletionSource>,
+    /// Micro-batches of the current generation, counters: what a checkpoint keeps.
+    pub(crate) state: RolloutState,
+    pub(crate) completion_log: Option<crate::completion_log::CompletionLog>,
+    pub(crate) logging_steps: u64,
+    pub(crate) scale_rewards: ScaleRewards,
+    pub(crate) aggregation: MultiObjectiveAggregation,
+}
+
+/// What `GrpoMethod::new` needs besides the config.
+pub struct GrpoParts {
+    pub tokenizer: Tokenizer,
+    pub pad_token_id: u32,
+    pub eos_token_ids: Vec<u32>,
+    pub reference: Option<CausalLm>,
+    pub rewards: Vec<Box<dyn RewardFunction>>,
+    pub source: Box<dyn CompletionSource>,
+    pub variant: Variant,
+}
+
+impl GrpoMethod {
+    /// Builds the method; checks the generation schedule and the reward weights.
+    pub fn new(config: GrpoConfig, args: &TrainingArguments, parts: GrpoParts) -> Result<Self> {
+        let schedule = config.generation_schedule(
+            args.per_device_train_batch_size,
+            args.gradient_accumulation_steps,
+        )?;
+        if parts.rewards.is_empty() {
+            return Err(Error::Config {
+                path: "grpo config".into(),
+                message: "no reward function: pass --reward_funcs and/or \
+                          --reward_model_name_or_path"
+                    .into(),
+            });
+        }
+        let reward_names: Vec<String> =
+            parts.rewards.iter().map(|r| r.name().to_string()).collect();
+        let reward_weights = config.reward_weights(parts.rewards.len())?;
+        let loss_config = config.policy_loss_config()?;
+        let (scale_rewards, aggregation) = config.advantage_kinds()?;
+        let mut eos_and_pad = parts.eos_token_ids.clone();
+        eos_and_pad.push(parts.pad_token_id);
+        let output_dir = std::path::PathBuf::from(&args.output_dir);
+        let completion_log = config.log_completions.then(|| {
+            crate::completion_log::CompletionLog::new(
+                &output_dir,
+                config.num_completions_to_print.unwrap_or(4),
+            )
+        });
+        Ok(GrpoMethod {
+            variant: parts.variant,
+            schedule,
+            pad_token_id: parts.pad_token_id,
+            eos_and_pad,
+            loss_config,
+            per_device_batch: args.per_device_train_batch_size.max(1),
+            accumulation: args.gradient_accumulation_steps.max(1),
+            seed: args.seed,
+            output_dir,
+            reference: parts.reference,
+            rewards: parts.rewards,
+            reward_names,
+            reward_weights,
+            source: parts.source,
+            state: RolloutState::default(),
+            completion_log,
+            logging_steps: args.logging_steps.max(1.0) as u64,
+            scale_rewards,
+            aggregation,
+            tokenizer: parts.tokenizer,
+            config,
+        })
+    }
+
+    /// Whether generation and update are out of step, so the policy's log-probs at
+    /// generation time must be kept for the importance ratio (TRL's condition).
+    pub(crate) fn keeps_old_logps(&self) -> bool {
+        matches!(self.variant, Variant::Rloo(_))
+            || !self
+                .accumulation
+                .is_multiple_of(self.schedule.generate_every())
+    }
+
+    /// Generates, scores and buffers one generation batch (the examples of a micro-batch).
+    fn refill(&mut self, model: &CausalLm, examples: &[&PromptExample], step: u64) -> Result<()> {
+        let generation = self.state.generations;
+        let batch = self.rollout(model, examples, step)?;
+        self.state.generations += 1;
+        // TRL's `shuffle_sequence_dict`, with a permutation seeded per generation batch.
+        let rows = &batch.rows;
+        let order = torch_randperm(rows.len(), generation_seed(self.seed ^ 0x5EED, generation));
+        let shuffled: Vec<RolloutRow> = order.iter().map(|&i| rows[i].clone()).collect();
+        let mut buffer = split_rows(shuffled, self.schedule.steps_per_generation);
+        buffer[0].generation_metrics = batch.metrics;
+        buffer[0].generation_input_tokens = batch.input_tokens;
+        self.state.buffer = buffer;
+        Ok(())
+    }
+
+    /// Per-token log-probs of `rows` under `model` without autodiff, in chunks of the
+    /// per-device batch size (TRL's `batch_size` argument).
+    pub(crate) fn frozen_logps(&self, model: &CausalLm, rows: &[RolloutRow]) -> Vec<Vec<f32>> {
+        let mut out = Vec::with_capacity(rows.len());
+        for chunk in rows.chunks(self.per_device_batch) {
+            let refs: Vec<&RolloutRow> = chunk.iter().collect();
+            let batch = collate(&refs, self.pad_token_id, self.config.pad_to_multiple_of().ok().flatten());
+            let (logps, _) = completion_logps(model, &batch, self.config.temperature);
+            let lengths: Vec<usize> = chunk.iter().map(|r| r.completion_ids.len()).collect();
+            out.extend(host_rows(logps, &lengths));
+        }
+        out
+    }
+}
+
+/// Cuts a shuffled generation batch into `parts` equal micro-batches.
+fn split_rows(rows: Vec<RolloutRow>, parts: usize) -> Vec<RolloutBatch> {
+    let generation_tokens = rows.iter().map(RolloutRow::loss_tokens).sum::<usize>() as f64;
+    let size = rows.len().div_ceil(parts.max(1)).max(1);
+    rows.chunks(size)
+        .map(|chunk| RolloutBatch {
+            rows: chunk.to_vec(),
+            generation_tokens,
+            ..RolloutBatch::default()
+        })
+        .collect()
+}
+
+impl Method for GrpoMethod {
+    type Model = CausalLm;
+    type Example = PromptExample;
+    type Batch = RolloutBatch;
+
+    /// TRL's `RepeatSampler`: each prompt `num_generations` times in a row, each generation
+    /// batch repeated for every micro-step that trains on it.
+    fn sampler(&self, args: &TrainingArguments) -> Sampler {
+        Sampler::Repeat(RepeatSampler {
+            mini_repeat_count: self.config.num_generations,
+            batch_size: self.schedule.generation_batch_size / self.config.num_generations,
+            repeat_count: self.schedule.generate_every(),
+            shuffle: self.config.shuffle_dataset,
+            seed: args.seed,
+        })
+    }
+
+    fn loader_batch_size(&self, _args: &TrainingArguments) -> usize {
+        self.per_device_batch * self.schedule.steps_per_generation
+    }
+
+    fn prepare(
+        &mut self,
+        model: &CausalLm,
+        micro_batches: &[Vec<&PromptExample>],
+        ctx: &StepContext,
+    ) -> Result<PreparedStep<RolloutBatch>> {
+        let mut batches = Vec::with_capacity(micro_batches.len());
+        for examples in micro_batches {
+            let micro_step = self.state.micro_steps as usize;
+            if micro_step.is_multiple_of(self.schedule.generate_every()) || self.state.buffer.is_empty() {
+                self.refill(model, examples, ctx.step)?;
+            }
+            let slot = micro_step % self.state.buffer.len();
+            batches.push(self.state.buffer[slot].clone());
+            // Generation metrics and token counts are logged once per generation.
+            let taken = &mut self.state.buffer[slot];
+            taken.generation_metrics.clear();
+            taken.generation_input_tokens = 0.0;
+            self.state.micro_steps += 1;
+        }
+        Ok(PreparedStep::single(batches))
+    }
+
+    fn items_in(&self, _batch: &RolloutBatch) -> f64 {
+        1.0
+    }
+
+    fn loss(
+        &self,
+        model: &CausalLm,
+        batch: &RolloutBatch,
+        items_in_update: f64,
+    ) -> Result<(Tensor<1>, StepMetrics)> {
+        let rows: Vec<&RolloutRow> = batch.rows.iter().collect();
+        let collated = collate(&rows, self.pad_token_id, self.config.pad_to_multiple_of()?);
+        let (logps, entropies) = completion_logps(model, &collated, self.config.temperature);
+        let device = logps.device();
+        let width = collated.completion_width;
+        let frozen = |pick: fn(&RolloutRow) -> Option<&Vec<f32>>| -> Option<Tensor<2>> {
+            let values: Option<Vec<&[f32]>> =
+                rows.iter().map(|r| pick(r).map(Vec::as_slice)).collect();
+            values.map(|v| rows_tensor(&v, width, &device))
+        };
+        let advantages: Vec<f32> = rows.iter().map(|r| r.advantage as f32).collect();
+        if let Variant::Rloo(_) = self.variant {
+            let old: Vec<f32> = rows
+                .iter()
+                .map(|r| match (&r.old_logps, r.trained) {
+                    (Some(old), true) => old.iter().sum(),
+                    _ => 0.0,
+                })
+                .collect();
+            let (loss, mut metrics) = crate::rloo::rloo_loss(
+                logps,
+                entropies,
+                &old,
+                &advantages,
+                collated.mask_tensor(&device),
+                (self.config.epsilon, self.config.epsilon_high.unwrap_or(self.config.epsilon)),
+                items_in_update,
+            );
+            for (name, value) in &batch.generation_metrics {
+                metrics.push(name, *value);
+            }
+            metrics.num_tokens = batch.generation_input_tokens;
+            return Ok((loss, metrics));
+        }
+        let inputs = PolicyLossInputs {
+            per_token_logps: logps,
+            entropies,
+            old_per_token_logps: frozen(|r| r.old_logps.as_ref()),
+            ref_per_token_logps: frozen(|r| r.ref_logps.as_ref()),
+            advantages: Tensor::from_data(TensorData::new(advantages, [rows.len()]), &device),
+            mask: collated.mask_tensor(&device),
+        };
+        let normalizer = LossNormalizer {
+            current_gradient_accumulation_steps: items_in_update,
+            steps_per_generation: self.schedule.steps_per_generation as f64,
+            num_items_in_batch: batch.generation_tokens,
+        };
+        let out = policy_loss(&self.loss_config, inputs, &normalizer);
+        let mut metrics = StepMetrics::default();
+        for (name, value) in out.metrics.iter().chain(&batch.generation_metrics) {
+            metrics.push(name, *value);
+        }
+        metrics.num_tokens = batch.generation_input_tokens;
+        Ok((out.loss, metrics))
+    }
+
+    fn after_step(&mut self, model: &CausalLm, step: u64) -> Result<()> {
+        if !self.config.sync_ref_model || !step.is_multiple_of(self.config.ref_model_sync_steps.max(1)) {
+            return Ok(());
+        }
+        if let Some(reference) = self.reference.take() {
+            self.reference = Some(mix_parameters(reference, model, self.config.ref_model_mixup_alpha)?);
+        }
+        Ok(())
+    }
+
+    fn save_model(&self, model: &CausalLm, dir: &Path) -> Result<()> {
+        save_causal_lm(model, &self.tokenizer, dir)
+    }
+
+    fn load_model(&self, dir: &Path, device: &Device) -> Result<CausalLm> {
+        load_causal_lm(dir, device)
+    }
+
+    /// The rollout buffer and counters, and a synced reference, go into every checkpoint.
+    fn save_state(&self, dir: &Path) -> Result<()> {
+        self.state.save(dir)?;
+        match &self.reference {
+            Some(reference) if self.config.sync_ref_model => {
+                save_causal_lm(reference, &self.tokenizer, &dir.join(SYNCED_REFERENCE_DIR))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn load_state(&mut self, dir: &Path, device: &Device) -> Result<()> {
+        self.state = RolloutState::load(dir)?;
+        let saved = dir.join(SYNCED_REFERENCE_DIR);
+        if self.config.sync_ref_model && self.reference.is_some() && saved.is_dir() {
+            self.reference = Some(load_frozen_causal_lm(&saved, device)?);
+        }
+        Ok(())
+    }
+}
