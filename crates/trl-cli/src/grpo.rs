@@ -40,6 +40,11 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
         .map(|(k, v)| (*k, Value::from(*v)))
         .collect();
     let run = setup::<GrpoConfig>("grpo", raw, &defaults, DataMethod::Grpo)?;
+    // TRL's batch rules, checked before any model loads.
+    run.config.generation_schedule(
+        run.args.per_device_train_batch_size,
+        run.args.gradient_accumulation_steps,
+    )?;
     let online = OnlineSetup::new(&run, &run.config)?;
     let reference = (run.config.beta != 0.0)
         .then(|| load_frozen_causal_lm(&run.model_dir, &online.device))

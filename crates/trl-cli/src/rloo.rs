@@ -31,6 +31,11 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
         .collect();
     let run = setup::<RlooConfig>("rloo", raw, &defaults, DataMethod::Rloo)?;
     let (config, options) = run.config.split()?;
+    // TRL's batch rules, checked before any model loads.
+    config.generation_schedule(
+        run.args.per_device_train_batch_size,
+        run.args.gradient_accumulation_steps,
+    )?;
     let online = OnlineSetup::new(&run, &config)?;
     let reference = (config.beta != 0.0)
         .then(|| load_frozen_causal_lm(&run.model_dir, &online.device))

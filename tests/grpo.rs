@@ -1,0 +1,222 @@
+//! End-to-end tests of `trl grpo` and `trl rloo` on bundled prompt-only data and the tiny
+//! fixture model, with rewards from an external program (`cmd:`): what a run writes
+//! (metrics, `completions.jsonl`, the model), exact resume from a checkpoint taken in the
+//! middle of a generation batch, and a reward program that crashes.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{MODEL, json_lines, logged_steps, read_json, text, trl};
+
+/// A reward program: for each batch line, the share of completion tokens below id 192.
+const SHARE_REWARD: &str = r#"
+import json, sys
+for line in sys.stdin:
+    batch = json.loads(line)
+    print(json.dumps([
+        sum(1 for t in row["completion_ids"] if t < 192) / max(len(row["completion_ids"]), 1)
+        for row in batch
+    ]), flush=True)
+"#;
+
+/// Answers its first batch, then crashes with a message on stderr.
+const CRASHING_REWARD: &str = r#"
+import json, sys
+first = True
+for line in sys.stdin:
+    if not first:
+        sys.stderr.write("reward backend lost its database connection\n")
+        sys.exit(3)
+    first = False
+    print(json.dumps([0.5 for _ in json.loads(line)]), flush=True)
+"#;
+
+fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, body).unwrap();
+    path
+}
+
+/// `trl <command>` on the prompt-only data with the tiny model, four prompts × four
+/// completions of up to six tokens per step, a checkpoint every step.
+fn online_args(command: &str, reward: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        command,
+        "--model_name_or_path",
+        MODEL,
+        "--dataset_name",
+        "datasets/prompt_only.jsonl",
+        "--reward_funcs",
+        &format!("cmd:python3 {}", reward.display()),
+        "--num_generations",
+        "4",
+        "--per_device_train_batch_size",
+        "4",
+        "--max_completion_length",
+        "6",
+        "--learning_rate",
+        "1e-3",
+        "--logging_steps",
+        "1",
+        "--save_steps",
+        "1",
+        "--output_dir",
+        &out.to_string_lossy(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+#[test]
+fn grpo_logs_trl_metrics_completions_and_saves_the_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let reward = script(dir.path(), "share.py", SHARE_REWARD);
+    let out = dir.path().join("run");
+    let args = online_args(
+        "grpo",
+        &reward,
+        &out,
+        &["--max_steps", "2", "--log_completions", "true", "--beta", "0.04"],
+    );
+    let run = trl(&args);
+    assert!(run.status.success(), "{}", text(&run));
+    let steps = logged_steps(&out);
+    assert_eq!(steps.len(), 2, "{steps:?}");
+    for name in [
+        "loss",
+        "grad_norm",
+        "reward",
+        "reward_std",
+        "rewards/share/mean",
+        "rewards/share/std",
+        "frac_reward_zero_std",
+        "completions/mean_length",
+        "completions/clipped_ratio",
+        "completions/mean_terminated_length",
+        "entropy",
+        "kl",
+        "clip_ratio/low_mean",
+        "clip_ratio/high_max",
+        "clip_ratio/region_mean",
+        "num_tokens",
+        "step_time",
+    ] {
+        let value = steps[0][name].as_f64();
+        assert!(value.is_some_and(f64::is_finite), "{name}: {:?}", steps[0]);
+    }
+    let lines = json_lines(&std::fs::read_to_string(out.join("completions.jsonl")).unwrap());
+    assert_eq!(lines.len(), 2 * 4, "two steps of four completions");
+    for line in &lines {
+        for key in ["step", "prompt", "completion", "completion_ids", "rewards", "reward", "advantage"] {
+            assert!(line.get(key).is_some(), "{key} missing in {line}");
+        }
+        let share = line["rewards"]["share"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&share), "{line}");
+    }
+    // A group's advantages sum to ~0 (group-normalised).
+    let group: f64 = lines[..4].iter().map(|l| l["advantage"].as_f64().unwrap()).sum();
+    assert!(group.abs() < 1e-3, "{group}");
+    assert!(out.join("model.safetensors").is_file());
+    assert!(out.join("checkpoint-2").join("rollout_state.json").is_file());
+}
+
+#[test]
+fn resuming_mid_generation_batch_repeats_the_unbroken_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let reward = script(dir.path(), "share.py", SHARE_REWARD);
+    // Two accumulation steps per generation batch and two passes over it: a checkpoint after
+    // step 1 sits in the middle of the first batch's reuse.
+    let extra = [
+        "--max_steps",
+        "3",
+        "--steps_per_generation",
+        "2",
+        "--num_iterations",
+        "2",
+        "--log_completions",
+        "true",
+    ];
+    let unbroken = dir.path().join("unbroken");
+    let run = trl(&online_args("grpo", &reward, &unbroken, &extra));
+    assert!(run.status.success(), "{}", text(&run));
+    let resumed = dir.path().join("resumed");
+    std::fs::create_dir_all(&resumed).unwrap();
+    copy_dir(&unbroken.join("checkpoint-1"), &resumed.join("checkpoint-1"));
+    let mut args = online_args("grpo", &reward, &resumed, &extra);
+    args.extend(["--resume_from_checkpoint".into(), "true".into()]);
+    let run = trl(&args);
+    assert!(run.status.success(), "{}", text(&run));
+    let weights = |dir: &Path| std::fs::read(dir.join("model.safetensors")).unwrap();
+    assert!(weights(&unbroken) == weights(&resumed), "final weights differ after resume");
+    let losses = |dir: &Path| -> Vec<f64> {
+        logged_steps(dir).iter().map(|s| s["loss"].as_f64().unwrap()).collect()
+    };
+    assert_eq!(losses(&unbroken)[1..], losses(&resumed)[..], "losses after the checkpoint");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_crashing_reward_program_stops_the_run_and_keeps_the_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let reward = script(dir.path(), "crash.py", CRASHING_REWARD);
+    let out = dir.path().join("run");
+    let run = trl(&online_args("grpo", &reward, &out, &["--max_steps", "3"]));
+    assert!(!run.status.success());
+    let message = text(&run);
+    assert!(message.contains("crash.py"), "{message}");
+    assert!(message.contains("lost its database connection"), "{message}");
+    // Step 1 finished and was checkpointed before the second batch's scoring failed.
+    let state = read_json(&out.join("checkpoint-1").join("trainer_state.json"));
+    assert_eq!(state["global_step"], 1);
+    assert!(!out.join("model.safetensors").exists());
+}
+
+#[test]
+fn rloo_folds_the_kl_into_the_reward_and_logs_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let reward = script(dir.path(), "share.py", SHARE_REWARD);
+    let out = dir.path().join("run");
+    let run = trl(&online_args("rloo", &reward, &out, &["--max_steps", "2"]));
+    assert!(run.status.success(), "{}", text(&run));
+    let steps = logged_steps(&out);
+    for name in ["loss", "kl", "reward", "entropy", "clip_ratio/region_mean"] {
+        assert!(steps[1][name].as_f64().is_some_and(f64::is_finite), "{name}: {:?}", steps[1]);
+    }
+}
+
+#[test]
+fn vllm_keys_are_refused_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let reward = script(dir.path(), "share.py", SHARE_REWARD);
+    let out = dir.path().join("run");
+    let run = trl(&online_args("grpo", &reward, &out, &["--use_vllm", "true"]));
+    assert!(!run.status.success());
+    assert!(text(&run).contains("--use_vllm") && text(&run).contains("vLLM"), "{}", text(&run));
+    assert!(!out.exists());
+}
+
+#[test]
+fn generation_batch_must_hold_whole_groups() {
+    let dir = tempfile::tempdir().unwrap();
+    let reward = script(dir.path(), "share.py", SHARE_REWARD);
+    let out = dir.path().join("run");
+    let run = trl(&online_args("grpo", &reward, &out, &["--num_generations", "3"]));
+    assert!(!run.status.success());
+    assert!(text(&run).contains("num_generations"), "{}", text(&run));
+}
