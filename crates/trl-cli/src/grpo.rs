@@ -127,13 +127,10 @@ impl OnlineSetup {
                  cmd:<program>) and/or --reward_model_name_or_path"
             );
         }
-        let context = RewardContext {
-            device: self.device.clone(),
-            timeout_seconds: config.reward_timeout,
-            max_completion_length: config.max_completion_length,
-            chat_template_kwargs: config.chat_template_kwargs.clone().unwrap_or_default(),
-            seed: args.seed,
-        };
+        let mut context = RewardContext::new(self.device.clone());
+        context.reward_timeout = std::time::Duration::from_secs_f64(config.reward_timeout);
+        context.chat_template_kwargs = config.chat_template_kwargs.clone().unwrap_or_default();
+        context.reward_model_batch_size = args.per_device_train_batch_size.max(1);
         specs
             .iter()
             .map(|spec| Ok(parse_reward_func(spec, &context)?))

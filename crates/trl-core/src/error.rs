@@ -57,6 +57,10 @@ pub enum Error {
     /// A generation option is out of range (the message names it) or generation cannot run.
     #[error("generation: {message}")]
     Generation { message: String },
+    /// A reward function of an online method failed (its message names the function or
+    /// command and, for a command, shows the end of its stderr).
+    #[error("{message}")]
+    Reward { message: String },
 }
 
 /// Result with trl-core's [`Error`].

@@ -49,7 +49,7 @@ impl CompletionLog {
         let mut text = String::new();
         for record in records {
             text.push_str(&serde_json::to_string(record).map_err(|e| Error::Config {
-                path: self.path.display().to_string(),
+                path: self.path.clone(),
                 message: e.to_string(),
             })?);
             text.push('\n');

@@ -2,15 +2,15 @@
 //! generate, decode, mask truncated completions if asked, keep old/reference log-probs when
 //! the loss needs them, score, compute advantages, log completions.
 
+use burn::module::Module;
 use serde_json::{Map, Value, json};
 use trl_core::Result;
 use trl_core::model::CausalLm;
 
-use crate::advantages::AdvantageConfig;
 use crate::completion_log::CompletionRecord;
 use crate::data::PromptExample;
 use crate::rollout::{RolloutRow, completion_length_metrics, is_truncated};
-use crate::scoring::{ScoredCompletion, advantages_and_metrics, rewards_per_function};
+use crate::scoring::{AdvantageConfig, ScoredCompletion, advantages_and_metrics, rewards_per_function};
 use crate::trainer::{GrpoMethod, Variant};
 
 /// A scored generation batch before it is shuffled and split.
@@ -72,9 +72,9 @@ impl GrpoMethod {
         }
         let (advantages, reward_metrics) = match self.variant {
             Variant::Grpo => {
-                advantages_and_metrics(&table, &self.reward_names, &self.advantage_config())
+                advantages_and_metrics(&table, &self.reward_names, &self.advantage_config())?
             }
-            Variant::Rloo(options) => self.rloo_advantages(&table, &mut rows, options),
+            Variant::Rloo(options) => self.rloo_advantages(&table, &mut rows, options)?,
         };
         metrics.extend(reward_metrics);
         for (row, advantage) in rows.iter_mut().zip(&advantages.advantages) {

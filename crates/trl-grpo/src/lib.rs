@@ -29,3 +29,8 @@ pub mod trainer;
 pub use config::GrpoConfig;
 pub use rloo_config::{RlooConfig, RlooOptions};
 pub use trainer::{GrpoMethod, GrpoParts, Variant};
+
+#[cfg(test)]
+mod learning_tests;
+#[cfg(test)]
+mod replay_tests;

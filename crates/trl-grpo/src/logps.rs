@@ -110,7 +110,7 @@ pub fn completion_logps(
 /// `rows` of a `[rows, width]` tensor as host vectors, each cut to `lengths[i]` values.
 pub fn host_rows(values: Tensor<2>, lengths: &[usize]) -> Vec<Vec<f32>> {
     let [_, width] = values.dims();
-    let flat: Vec<f32> = values.into_data().convert::<f32>().to_vec().unwrap_or_default();
+    let flat: Vec<f32> = values.into_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default();
     lengths
         .iter()
         .enumerate()

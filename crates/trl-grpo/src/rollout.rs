@@ -7,6 +7,7 @@ use trl_core::Result;
 use trl_core::generate::{GenerationOptions, generate};
 use trl_core::model::CausalLm;
 use trl_core::train::StepMetrics;
+use trl_core::train::sampler::torch_randperm;
 
 /// One completion of a generation batch, with what the loss needs about it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -61,6 +62,13 @@ pub trait CompletionSource {
         prompts: &[Vec<u32>],
         generation: u64,
     ) -> Result<Vec<Vec<u32>>>;
+
+    /// The order the `rows` of generation batch `generation` are trained in (TRL shuffles
+    /// each generation batch before cutting it into micro-batches): by default a permutation
+    /// seeded by the run's `seed` and the batch number, so a resumed run repeats it.
+    fn order(&mut self, rows: usize, generation: u64, seed: u64) -> Vec<usize> {
+        torch_randperm(rows, generation_seed(seed ^ 0x5EED, generation))
+    }
 }
 
 /// The policy samples with `options`; each generation batch gets its own seed, derived from

@@ -31,7 +31,7 @@ impl RolloutState {
     pub fn save(&self, dir: &Path) -> Result<()> {
         let path = dir.join(STATE_FILE);
         let text = serde_json::to_vec(self).map_err(|e| Error::Config {
-            path: path.display().to_string(),
+            path: path.clone(),
             message: e.to_string(),
         })?;
         trl_core::model::write_atomically(&path, &text)
@@ -43,7 +43,7 @@ impl RolloutState {
         let path = dir.join(STATE_FILE);
         let text = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
         serde_json::from_slice(&text).map_err(|e| Error::Config {
-            path: path.display().to_string(),
+            path: path.clone(),
             message: format!("not a rollout state written by trl grpo/rloo: {e}"),
         })
     }

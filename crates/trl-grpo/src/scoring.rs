@@ -4,9 +4,9 @@
 use serde_json::Value;
 use trl_core::{Error, Result};
 
-use crate::advantages::{AdvantageConfig, Advantages, grpo_advantages};
+use crate::advantages::{Advantages, MultiObjectiveAggregation, ScaleRewards, grpo_advantages};
 use crate::data::PromptExample;
-use crate::rewards::{RewardFunction, RewardInput};
+use crate::rewards::{Content, RewardFunction, RewardInput};
 
 /// A decoded completion with what the reward functions read.
 pub struct ScoredCompletion<'a> {
@@ -25,18 +25,20 @@ pub fn rewards_per_function(
         .iter()
         .map(|c| {
             RewardInput::new(
-                c.example.prompt.clone(),
-                c.completion.clone(),
+                content(&c.example.prompt),
+                content(&c.completion),
                 c.completion_ids.to_vec(),
-                c.example.columns.clone(),
+                &c.example.columns,
             )
         })
         .collect();
     let mut table = vec![vec![f64::NAN; functions.len()]; completions.len()];
     for (f, function) in functions.iter_mut().enumerate() {
-        let scores = function.score(&inputs)?;
+        let scores = function.score(&inputs).map_err(|e| Error::Reward {
+            message: e.to_string(),
+        })?;
         if scores.len() != completions.len() {
-            return Err(Error::Generation {
+            return Err(Error::Reward {
                 message: format!(
                     "reward function '{}' returned {} rewards for {} completions; it must \
                      return one per completion",
@@ -53,24 +55,38 @@ pub fn rewards_per_function(
     Ok(table)
 }
 
+/// A prompt or completion as the reward functions take it.
+fn content(value: &Value) -> Content {
+    match value {
+        Value::Array(messages) => Content::Messages(messages.clone()),
+        Value::String(text) => Content::Text(text.clone()),
+        other => Content::Text(other.to_string()),
+    }
+}
+
 /// Advantages of a generation batch and TRL's reward metrics (`rewards/<name>/mean|std`,
 /// `reward`, `reward_std`, `frac_reward_zero_std`).
 pub fn advantages_and_metrics(
     table: &[Vec<f64>],
     names: &[String],
     config: &AdvantageConfig,
-) -> (Advantages, Vec<(String, f64)>) {
-    let advantages = grpo_advantages(table, config);
-    let mut metrics = Vec::new();
-    for (f, name) in names.iter().enumerate() {
-        metrics.push((format!("rewards/{name}/mean"), advantages.function_mean[f]));
-        metrics.push((format!("rewards/{name}/std"), advantages.function_std[f]));
-    }
-    metrics.push(("reward".into(), advantages.reward_mean));
-    metrics.push(("reward_std".into(), advantages.reward_std));
-    metrics.push((
-        "frac_reward_zero_std".into(),
-        advantages.frac_reward_zero_std,
-    ));
-    (advantages, metrics)
+) -> Result<(Advantages, Vec<(String, f64)>)> {
+    let advantages = grpo_advantages(
+        table,
+        &config.weights,
+        config.num_generations,
+        config.scale_rewards,
+        config.aggregation,
+    )?;
+    let metrics = advantages.metrics(names);
+    Ok((advantages, metrics))
+}
+
+/// GRPO's advantage settings.
+#[derive(Debug, Clone)]
+pub struct AdvantageConfig {
+    pub weights: Vec<f64>,
+    pub num_generations: usize,
+    pub scale_rewards: ScaleRewards,
+    pub aggregation: MultiObjectiveAggregation,
 }

@@ -14,7 +14,6 @@ use burn::tensor::{Device, Tensor, TensorData};
 use trl_core::model::{CausalLm, load_causal_lm, load_frozen_causal_lm, save_causal_lm};
 use trl_core::tokenizer::Tokenizer;
 use trl_core::train::mix::mix_parameters;
-use trl_core::train::sampler::torch_randperm;
 use trl_core::train::{
     Method, PreparedStep, RepeatSampler, Sampler, StepContext, StepMetrics, TrainingArguments,
 };
@@ -24,9 +23,12 @@ use crate::advantages::{MultiObjectiveAggregation, ScaleRewards};
 use crate::config::{GenerationSchedule, GrpoConfig};
 use crate::data::PromptExample;
 use crate::logps::{collate, completion_logps, host_rows, rows_tensor};
-use crate::loss::{LossNormalizer, PolicyLossConfig, PolicyLossInputs, policy_loss};
+use crate::loss::{
+    LossNormalizer, PolicyLoss, PolicyLossConfig, PolicyLossInputs, RlooLossInputs, policy_loss,
+    rloo_policy_loss,
+};
 use crate::rewards::RewardFunction;
-use crate::rollout::{CompletionSource, RolloutBatch, RolloutRow, generation_seed};
+use crate::rollout::{CompletionSource, RolloutBatch, RolloutRow};
 use crate::rollout_state::{RolloutState, SYNCED_REFERENCE_DIR};
 
 /// Which of TRL's two online trainers runs: they share rollouts, rewards and logging, and
@@ -149,7 +151,7 @@ impl GrpoMethod {
         self.state.generations += 1;
         // TRL's `shuffle_sequence_dict`, with a permutation seeded per generation batch.
         let rows = &batch.rows;
-        let order = torch_randperm(rows.len(), generation_seed(self.seed ^ 0x5EED, generation));
+        let order = self.source.order(rows.len(), generation, self.seed);
         let shuffled: Vec<RolloutRow> = order.iter().map(|&i| rows[i].clone()).collect();
         let mut buffer = split_rows(shuffled, self.schedule.steps_per_generation);
         buffer[0].generation_metrics = batch.metrics;
@@ -170,6 +172,20 @@ impl GrpoMethod {
             out.extend(host_rows(logps, &lengths));
         }
         out
+    }
+}
+
+impl GrpoMethod {
+    /// The loss with its metrics plus, on the first micro-batch of a fresh generation, the
+    /// generation's metrics and token count.
+    fn with_generation_metrics(&self, out: PolicyLoss, batch: &RolloutBatch) -> (Tensor<1>, StepMetrics) {
+        let mut metrics = StepMetrics::default();
+        out.metrics.push_into(&mut metrics);
+        for (name, value) in &batch.generation_metrics {
+            metrics.push(name, *value);
+        }
+        metrics.num_tokens = batch.generation_input_tokens;
+        (out.loss, metrics)
     }
 }
 
@@ -259,20 +275,20 @@ impl Method for GrpoMethod {
                     _ => 0.0,
                 })
                 .collect();
-            let (loss, mut metrics) = crate::rloo::rloo_loss(
-                logps,
+            let inputs = RlooLossInputs {
+                per_token_logps: logps,
                 entropies,
-                &old,
-                &advantages,
-                collated.mask_tensor(&device),
-                (self.config.epsilon, self.config.epsilon_high.unwrap_or(self.config.epsilon)),
-                items_in_update,
-            );
-            for (name, value) in &batch.generation_metrics {
-                metrics.push(name, *value);
-            }
-            metrics.num_tokens = batch.generation_input_tokens;
-            return Ok((loss, metrics));
+                old_logps: Tensor::from_data(TensorData::new(old, [rows.len()]), &device),
+                advantages: Tensor::from_data(TensorData::new(advantages, [rows.len()]), &device),
+                mask: collated.mask_tensor(&device),
+            };
+            let out = rloo_policy_loss(
+                self.loss_config.epsilon_low(),
+                self.loss_config.epsilon_high(),
+                inputs,
+                items_in_update as usize,
+            )?;
+            return Ok(self.with_generation_metrics(out, batch));
         }
         let inputs = PolicyLossInputs {
             per_token_logps: logps,
@@ -283,17 +299,12 @@ impl Method for GrpoMethod {
             mask: collated.mask_tensor(&device),
         };
         let normalizer = LossNormalizer {
-            current_gradient_accumulation_steps: items_in_update,
-            steps_per_generation: self.schedule.steps_per_generation as f64,
+            current_gradient_accumulation_steps: items_in_update as usize,
+            steps_per_generation: self.schedule.steps_per_generation,
             num_items_in_batch: batch.generation_tokens,
         };
-        let out = policy_loss(&self.loss_config, inputs, &normalizer);
-        let mut metrics = StepMetrics::default();
-        for (name, value) in out.metrics.iter().chain(&batch.generation_metrics) {
-            metrics.push(name, *value);
-        }
-        metrics.num_tokens = batch.generation_input_tokens;
-        Ok((out.loss, metrics))
+        let out = policy_loss(&self.loss_config, inputs, &normalizer)?;
+        Ok(self.with_generation_metrics(out, batch))
     }
 
     fn after_step(&mut self, model: &CausalLm, step: u64) -> Result<()> {
