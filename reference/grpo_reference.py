@@ -24,6 +24,14 @@ Choices forced by the fixture models (checked by ``check_case``):
   ``generation_config.eos_token_id = [383, EXTRA_EOS]``; TRL takes its end-of-sequence ids from there
   (``GRPOTrainer.eos_token_ids``), stops generation at either and counts a completion ending in either (or in the
   pad id) as terminated.  The recorded ``eos_token_ids`` must be used by the replay.
+- ``learning_rate`` 1e-4: with 1e-3 or more, one Adam step makes every later completion the single id
+  ``EXTRA_EOS`` (it scores 1.0 with ``low_id_share``), so every group has zero reward std and nothing is left to
+  compare.  1e-4 still moves every weight (``param_update_norms``) and leaves diverse completions for 3-4 steps.
+- Cases whose on-policy loss would be exactly 0 (RLOO: leave-one-out advantages sum to 0 per group; the
+  conversational case: every completion has 8 ids) use ``steps_per_generation`` 2 or ``beta`` > 0 so that the
+  logged loss carries information; a few steps of other cases still log a loss of ~0 (equal completion lengths
+  with a token-summed loss, or ``grpo``'s per-sequence mean with ratio 1): compare those with an absolute
+  tolerance.  grad_norm is non-zero at every step where some advantage is.
 
 Conventions (as the other training references): one CPU thread, deterministic algorithms, ``seed=42``, fp32
 (``bf16=False``), eager attention, ``report_to="none"``, ``save_strategy="no"``, ``logging_steps=1``;
@@ -121,7 +129,8 @@ CASES = {
                          "two reward functions weighted 1.0 / 0.5"),
     "conversational": ("grpo", CONV_DATA, ["low_id_share"], {"beta": 0.04},
                        "conversational prompts: TRL applies the chat template with add_generation_prompt; beta 0.04 "
-                       "so that the loss is not 0 (every completion has 8 ids, so the on-policy dapo term is 0)"),
+                       "so that the loss is not 0 (no completion terminates: all have 8 ids, so the on-policy dapo "
+                       "term is 0)"),
     "temperature": ("grpo", TEXT_DATA, ["low_id_share"], {"temperature": 0.7},
                     "temperature 0.7: sampling and every log-prob / entropy use logits / 0.7"),
     "rloo": ("rloo", TEXT_DATA, ["low_id_share"], {"steps_per_generation": 2, "max_steps": 4},
