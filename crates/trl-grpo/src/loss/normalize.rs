@@ -1,0 +1,69 @@
+//! Each loss type's normaliser: how the masked per-token terms of one micro-batch become the
+//! scalar loss TRL back-propagates (already divided for gradient accumulation).
+
+use burn::tensor::Tensor;
+
+use super::{LossType, PolicyLossConfig};
+
+/// The batch-level counts TRL's normalisers read.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LossNormalizer {
+    /// Micro-batches in this optimizer step (TRL's `current_gradient_accumulation_steps`: the
+    /// last window of an epoch may be shorter).
+    pub current_gradient_accumulation_steps: usize,
+    /// Micro-batches one generation batch is split into (`steps_per_generation`).
+    pub steps_per_generation: usize,
+    /// Completion-mask tokens of the whole generation batch (TRL's `num_items_in_batch`, all
+    /// processes); only cispo, dapo and vespo read it.
+    pub num_items_in_batch: f64,
+}
+
+impl LossNormalizer {
+    /// What TRL divides `Σ per_token_loss * mask` by for cispo / dapo / vespo: the generation
+    /// batch's tokens rescaled to one accumulation window (one process).
+    pub fn token_normalizer(&self) -> f64 {
+        self.num_items_in_batch.max(1.0) * self.current_gradient_accumulation_steps as f64
+            / self.steps_per_generation as f64
+    }
+
+    /// TRL's `policy_loss` metric is the loss before the accumulation division: `loss *` this.
+    pub fn policy_loss_factor(&self, loss_type: LossType) -> f64 {
+        match loss_type {
+            LossType::Cispo | LossType::Dapo | LossType::Vespo => 1.0,
+            _ => self.current_gradient_accumulation_steps as f64,
+        }
+    }
+}
+
+/// `[1]` loss from the masked per-token loss `[B, T]` and the mask `[B, T]`:
+/// - grpo, sapo: mean over rows of each row's token mean (`/ max(tokens, 1)`), `/ GA`;
+/// - bnpo: token sum `/ max(all tokens, 1)`, `/ GA`;
+/// - dr_grpo: token sum `/ (B * max_completion_length)`, `/ GA`;
+/// - luspo: mean over rows of each row's token sum, `/ GA`;
+/// - cispo, dapo, vespo: token sum `/` [`LossNormalizer::token_normalizer`].
+pub fn aggregate(
+    cfg: &PolicyLossConfig,
+    norm: &LossNormalizer,
+    per_token_loss: Tensor<2>,
+    mask: Tensor<2>,
+) -> Tensor<1> {
+    let rows = per_token_loss.dims()[0] as f64;
+    let ga = norm.current_gradient_accumulation_steps as f64;
+    let masked = per_token_loss * mask.clone(); // [B, T]
+    match cfg.loss_type {
+        LossType::Grpo | LossType::Sapo => {
+            let tokens = mask.sum_dim(1).clamp_min(1.0); // [B, 1]
+            let per_row = masked.sum_dim(1) / tokens; // [B, 1]
+            per_row.mean().div_scalar(ga)
+        }
+        LossType::Bnpo => (masked.sum() / mask.sum().clamp_min(1.0)).div_scalar(ga),
+        LossType::DrGrpo => masked
+            .sum()
+            .div_scalar(rows * cfg.max_completion_length as f64)
+            .div_scalar(ga),
+        LossType::Luspo => masked.sum_dim(1).mean().div_scalar(ga),
+        LossType::Cispo | LossType::Dapo | LossType::Vespo => {
+            masked.sum().div_scalar(norm.token_normalizer())
+        }
+    }
+}
