@@ -25,6 +25,7 @@ const SCRIPTS: &[(&str, &[&str])] = &[
     ("data_reference.py", &[]),
     ("generate_reference.py", &[]),
     ("grpo_reference.py", &[]),
+    ("rewards_reference.py", &[]),
 ];
 
 /// The folders the scripts write, compared by `--check`.

@@ -1,0 +1,199 @@
+#!/usr/bin/env python3
+"""Reference numbers for trl-rs's built-in GRPO/RLOO reward functions (``crates/trl-grpo/src/rewards``),
+produced by calling TRL 1.16's own ``trl.rewards`` functions.
+
+    .venv-reference/bin/python reference/rewards_reference.py     # writes fixtures/expected/grpo_rewards.json
+
+Pinned environment: trl 1.16.0 plus ``math-verify[antlr4_13_2]==0.9.0`` (TRL's ``math-verify`` extra,
+which ``accuracy_reward`` and ``reasoning_accuracy_reward`` need); see requirements.txt.  No model, no torch
+computation: the functions are called directly on a table of completions, in the main thread (so math_verify's
+signal-based timeouts are on, as in a single-process ``trl grpo`` run).
+
+Output schema (``fixtures/expected/grpo_rewards.json``)
+-------------------------------------------------------
+    generated_by, versions   this script; trl / math_verify / latex2sympy2_extended / sympy versions
+    text_cases               [{completion, solution, accuracy_reward, reasoning_accuracy_reward,
+                               think_format_reward}]: each function called with the completion as a
+                              conversational completion ``[{"role": "assistant", "content": completion}]``
+                              (what TRL's built-ins read: ``completion[0]["content"]``); ``null`` is TRL's
+                              ``None`` ("no reward")
+    length_cases             [{completion_ids, soft_overlong_punishment, repetition_penalty}]:
+                              ``soft_overlong_punishment`` holds one value per entry of ``soft_overlong_params``,
+                              ``repetition_penalty`` one per entry of ``repetition_params``
+    soft_overlong_params     [{max_completion_len, soft_punish_cache}] given to ``get_soft_overlong_punishment``
+    repetition_params        [{ngram_size, max_penalty}] given to ``get_repetition_penalty_reward``
+    cosine_params            {max_len} given to ``get_cosine_scaled_reward`` (other arguments at their defaults)
+    cosine_cases             [{completion, solution, length, cosine_scaled_reward}]: completion ids are
+                              ``length`` ones
+"""
+
+from __future__ import annotations
+
+import json
+
+from common import EXPECTED_DIR, ROOT, dump, setup_env
+
+OUT = EXPECTED_DIR / "grpo_rewards.json"
+
+# (completion, solution): plain numbers, fractions, \boxed, \frac/\dfrac, percentages, negative numbers,
+# missing answers, unparseable gold answers, think tags right and wrong.
+TEXT_CASES = [
+    (r"The answer is \boxed{42}", "42"),
+    (r"\boxed{41}", "42"),
+    (r"So x = \boxed{\frac{1}{2}}", r"\frac{1}{2}"),
+    (r"\boxed{0.5}", r"\frac{1}{2}"),
+    (r"\boxed{\dfrac{1}{2}}", "1/2"),
+    (r"\boxed{-3}", "-3"),
+    (r"\boxed{3}", "-3"),
+    (r"The answer is $\frac{3}{4}$.", "0.75"),
+    (r"The final answer is $12$. I hope it is correct.", "12"),
+    ("I think it's 42", "42"),
+    ("answer: 42", "42"),
+    (r"\boxed{50\%}", "50%"),
+    (r"\boxed{50}", r"50\%"),
+    (r"\boxed{0.5}", "50%"),
+    (r"\boxed{1,000}", "1000"),
+    (r"\boxed{1000}", "1,000"),
+    ("no boxed answer here", "7"),
+    (r"\boxed{7}", "seven"),
+    (r"\boxed{7}", ""),
+    (r"\boxed{\sqrt{2}}", r"$\sqrt{2}$"),
+    (r"\boxed{\sqrt{2}}", r"\sqrt{2}"),
+    (r"<think>2+2</think> The answer is \boxed{4}", "4"),
+    (r"<think>2+2 is \boxed{4} but I never close", "4"),
+    (r"<think>a</think><think>b</think> \boxed{4}", "4"),
+    (r"First \boxed{3} then \boxed{5}", "5"),
+    (r"\boxed{2+3}", "5"),
+    (r"\boxed{x = 5}", "5"),
+    (r"\boxed{5 \text{ apples}}", "5"),
+    (r"\boxed{3.14159}", "3.14159"),
+    (r"\boxed{0.333333}", r"\frac{1}{3}"),
+    (r"\boxed{\frac{2}{4}}", r"\frac{1}{2}"),
+    ("<think>\nreasoning\n</think>\nanswer", "1"),
+    ("<think>a<think>b</think>", "1"),
+    (" <think>a</think>", "1"),
+    (r"The answer is \(\frac{1}{3}\)", r"\frac13"),
+    (r"\boxed{-\frac{1}{2}}", "-0.5"),
+    (r"$\boxed{12}$ and more", "12"),
+    (r"\boxed{2^{3}}", "8"),
+    (r"\boxed{3 \cdot 4}", "12"),
+    (r"\boxed{10}", r"\boxed{10}"),
+    (r"The answer is $-7$", r"$-7$"),
+    (r"\boxed{\frac{-1}{2}}", r"-\frac{1}{2}"),
+    (r"\boxed{1.5}", "3/2"),
+    (r"\boxed{\tfrac{3}{2}}", "1.5"),
+    (r"\boxed{12}", "The answer is 12."),
+    (r"\boxed{2}", "1/2"),
+]
+
+LENGTHS = [0, 1, 2, 3, 5, 8, 10, 12, 16, 20]
+SOFT_OVERLONG_PARAMS = [
+    {"max_completion_len": 10, "soft_punish_cache": 4},
+    {"max_completion_len": 16, "soft_punish_cache": 0},
+    {"max_completion_len": 1280, "soft_punish_cache": 256},
+]
+REPETITION_PARAMS = [{"ngram_size": 3, "max_penalty": -1.0}, {"ngram_size": 2, "max_penalty": -0.5}]
+ID_CASES = [
+    [],
+    [7],
+    [1, 2],
+    [1, 2, 3],
+    [5, 5, 5, 5, 5],
+    [1, 2, 3, 4, 5, 6, 7, 8],
+    [1, 2, 1, 2, 1, 2, 1, 2, 1, 2],
+    [3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8],
+    [9] * 16,
+    list(range(20)),
+]
+COSINE_PARAMS = {"max_len": 10}
+COSINE_CASES = [
+    (r"\boxed{\frac{1}{3}}", r"\frac{1}{3}", 0),
+    (r"\boxed{\frac{1}{3}}", r"\frac{1}{3}", 5),
+    (r"\boxed{\frac{1}{2}}", r"\frac{1}{3}", 5),
+    (r"\boxed{\frac{1}{2}}", r"\frac{1}{3}", 3),
+    (r"\boxed{4}", "4", 14),
+    (r"\boxed{4}", "seven", 5),
+]
+
+
+def conversational(completion: str) -> list[dict]:
+    return [{"role": "assistant", "content": completion}]
+
+
+def main() -> None:
+    setup_env()
+    from importlib.metadata import version
+
+    from trl.rewards import (
+        accuracy_reward,
+        get_cosine_scaled_reward,
+        get_repetition_penalty_reward,
+        get_soft_overlong_punishment,
+        reasoning_accuracy_reward,
+        think_format_reward,
+    )
+
+    text_cases = []
+    for completion, solution in TEXT_CASES:
+        completions, solutions = [conversational(completion)], [solution]
+        text_cases.append(
+            {
+                "completion": completion,
+                "solution": solution,
+                "accuracy_reward": accuracy_reward(completions, solutions)[0],
+                "reasoning_accuracy_reward": reasoning_accuracy_reward(completions, solutions)[0],
+                "think_format_reward": think_format_reward(completions)[0],
+            }
+        )
+
+    soft = [get_soft_overlong_punishment(**p) for p in SOFT_OVERLONG_PARAMS]
+    repetition = [get_repetition_penalty_reward(**p) for p in REPETITION_PARAMS]
+    length_cases = [
+        {
+            "completion_ids": ids,
+            "soft_overlong_punishment": [f([ids])[0] for f in soft],
+            "repetition_penalty": [f([ids])[0] for f in repetition],
+        }
+        for ids in ID_CASES
+    ]
+    # Lengths alone matter to the soft overlong punishment: every length of LENGTHS as ones.
+    length_cases += [
+        {
+            "completion_ids": [1] * n,
+            "soft_overlong_punishment": [f([[1] * n])[0] for f in soft],
+            "repetition_penalty": [f([[1] * n])[0] for f in repetition],
+        }
+        for n in LENGTHS
+    ]
+
+    cosine = get_cosine_scaled_reward(**COSINE_PARAMS)
+    cosine_cases = [
+        {
+            "completion": completion,
+            "solution": solution,
+            "length": length,
+            "cosine_scaled_reward": cosine([conversational(completion)], [solution], [[1] * length])[0],
+        }
+        for completion, solution, length in COSINE_CASES
+    ]
+
+    fixture = {
+        "generated_by": "reference/rewards_reference.py",
+        "versions": {
+            name: version(name) for name in ("trl", "math-verify", "latex2sympy2_extended", "sympy")
+        },
+        "text_cases": text_cases,
+        "soft_overlong_params": SOFT_OVERLONG_PARAMS,
+        "repetition_params": REPETITION_PARAMS,
+        "length_cases": length_cases,
+        "cosine_params": COSINE_PARAMS,
+        "cosine_cases": cosine_cases,
+    }
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(dump(fixture), encoding="utf-8")
+    print(f"wrote {OUT.relative_to(ROOT)}")
+    json.loads(OUT.read_text(encoding="utf-8"))
+
+
+if __name__ == "__main__":
+    main()
