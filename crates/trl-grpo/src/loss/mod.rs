@@ -131,7 +131,10 @@ fn importance_and_kl(cfg: &PolicyLossConfig, inputs: &PolicyLossInputs) -> Ratio
     let level = cfg.importance_sampling_level;
     let coef_1 = ratio::log_importance_weights(log_ratio.clone(), inputs.mask.clone(), level).exp();
     // TRL ignores reference log-probs when beta is 0 (no `kl` metric either).
-    let reference = inputs.ref_per_token_logps.clone().filter(|_| cfg.beta != 0.0);
+    let reference = inputs
+        .ref_per_token_logps
+        .clone()
+        .filter(|_| cfg.beta != 0.0);
     let per_token_kl = reference.map(|reference| {
         let kl = ratio::k3_kl(logps.clone(), reference); // [B, T]
         if cfg.use_bias_correction_kl {

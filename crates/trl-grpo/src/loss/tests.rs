@@ -339,3 +339,72 @@ fn wrong_shapes_and_a_missing_reference_are_errors() {
         .to_string();
     assert!(err.contains("mask"), "{err}");
 }
+
+/// Gradient accumulation: the window's summed loss does not depend on how the generation
+/// batch is split into micro-batches, for every type whose normaliser is not local (TRL
+/// documents that bnpo's is).
+#[test]
+fn split_micro_batches_sum_to_the_whole_batch() {
+    let fixture = fixture();
+    let set = &fixture["loss_inputs"]["off_policy"];
+    let device = Device::default();
+    let rows_of = |key: &str, range: std::ops::Range<usize>| {
+        let all = rows(&set[key]);
+        Value::from(all[range].to_vec())
+    };
+    let batch = |range: std::ops::Range<usize>| PolicyLossInputs {
+        per_token_logps: tensor2(&rows_of("per_token_logps", range.clone()), &device),
+        entropies: tensor2(&rows_of("entropies", range.clone()), &device),
+        old_per_token_logps: Some(tensor2(
+            &rows_of("old_per_token_logps", range.clone()),
+            &device,
+        )),
+        ref_per_token_logps: Some(tensor2(
+            &rows_of("ref_per_token_logps", range.clone()),
+            &device,
+        )),
+        advantages: tensor1(
+            &Value::from(numbers(&set["advantages"])[range.clone()].to_vec()),
+            &device,
+        ),
+        mask: tensor2(&rows_of("completion_mask", range), &device),
+    };
+    let tokens: f64 = rows(&set["completion_mask"]).concat().iter().sum();
+    let rows_total = numbers(&set["advantages"]).len();
+    let loss = |cfg: &PolicyLossConfig, inputs, ga, spg| {
+        let norm = LossNormalizer {
+            current_gradient_accumulation_steps: ga,
+            steps_per_generation: spg,
+            num_items_in_batch: tokens,
+        };
+        f64::from(
+            policy_loss(cfg, inputs, &norm)
+                .unwrap()
+                .loss
+                .into_scalar::<f32>(),
+        )
+    };
+    for loss_type in [
+        LossType::Grpo,
+        LossType::DrGrpo,
+        LossType::Dapo,
+        LossType::Luspo,
+        LossType::Cispo,
+    ] {
+        let cfg = PolicyLossConfig {
+            loss_type,
+            beta: 0.04,
+            max_completion_length: 8,
+            ..Default::default()
+        };
+        let whole = loss(&cfg, batch(0..rows_total), 1, 1);
+        let half = rows_total / 2;
+        let split = loss(&cfg, batch(0..half), 2, 2) + loss(&cfg, batch(half..rows_total), 2, 2);
+        assert_close(
+            split,
+            whole,
+            ATOL,
+            &format!("{loss_type}: two micro-batches vs one"),
+        );
+    }
+}
