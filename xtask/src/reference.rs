@@ -26,6 +26,7 @@ const SCRIPTS: &[(&str, &[&str])] = &[
     ("generate_reference.py", &[]),
     ("grpo_reference.py", &[]),
     ("rewards_reference.py", &[]),
+    ("grpo_loss_reference.py", &[]),
 ];
 
 /// The folders the scripts write, compared by `--check`.

@@ -105,8 +105,17 @@ pub fn grpo_advantages(
         }
     };
     let is_std_zero: Vec<bool> = std_rewards.iter().map(|&s| is_close_to_zero(s)).collect();
-    let advantages = advantages.iter().map(|&a| if a.is_nan() { 0.0 } else { a }).collect();
-    Ok(summarize(rewards_per_func, weights, &unscorable, advantages, is_std_zero))
+    let advantages = advantages
+        .iter()
+        .map(|&a| if a.is_nan() { 0.0 } else { a })
+        .collect();
+    Ok(summarize(
+        rewards_per_func,
+        weights,
+        &unscorable,
+        advantages,
+        is_std_zero,
+    ))
 }
 
 /// Centred on the group mean; divided by the group's or the batch's std unless `None`.
@@ -114,9 +123,10 @@ pub fn grpo_advantages(
 fn sum_then_normalize(rewards: &[f64], g: usize, scale: ScaleRewards) -> (Vec<f64>, Vec<f64>) {
     let group_means: Vec<f64> = rewards.chunks(g).map(nanmean).collect();
     let std_rewards: Vec<f64> = match scale {
-        ScaleRewards::Group | ScaleRewards::None if g > 1 => {
-            rewards.chunks(g).flat_map(|group| vec![nanstd(group); g]).collect()
-        }
+        ScaleRewards::Group | ScaleRewards::None if g > 1 => rewards
+            .chunks(g)
+            .flat_map(|group| vec![nanstd(group); g])
+            .collect(),
         ScaleRewards::Batch if rewards.len() > 1 => vec![nanstd(rewards); rewards.len()],
         _ => vec![0.0; rewards.len()],
     };
@@ -155,7 +165,11 @@ fn normalize_then_sum(
         }
     }
     let rewards = weighted_sums(&normalized, weights, unscorable);
-    let std = if rewards.len() > 1 { nanstd(&rewards) } else { 0.0 };
+    let std = if rewards.len() > 1 {
+        nanstd(&rewards)
+    } else {
+        0.0
+    };
     let mean = nanmean(&rewards);
     let advantages = rewards.iter().map(|r| (r - mean) / (std + 1e-4)).collect();
     (advantages, vec![std; rewards.len()])
@@ -163,7 +177,10 @@ fn normalize_then_sum(
 
 /// Rows where every function returned no reward.
 fn unscorable_rows(table: &[Vec<f64>]) -> Vec<bool> {
-    table.iter().map(|row| row.iter().all(|r| r.is_nan())).collect()
+    table
+        .iter()
+        .map(|row| row.iter().all(|r| r.is_nan()))
+        .collect()
 }
 
 /// `nansum(row * weights)` per row; NaN for unscorable rows.
@@ -175,7 +192,11 @@ fn weighted_sums(table: &[Vec<f64>], weights: &[f64], unscorable: &[bool]) -> Ve
             if skip {
                 return f64::NAN;
             }
-            row.iter().zip(weights).map(|(r, w)| r * w).filter(|x| !x.is_nan()).sum()
+            row.iter()
+                .zip(weights)
+                .map(|(r, w)| r * w)
+                .filter(|x| !x.is_nan())
+                .sum()
         })
         .collect()
 }
@@ -206,7 +227,7 @@ fn summarize(
 
 /// The table's shape against `weights` and `num_generations`.
 fn check_table(table: &[Vec<f64>], weights: &[f64], num_generations: usize) -> Result<()> {
-    if num_generations == 0 || table.len() % num_generations != 0 {
+    if num_generations == 0 || !table.len().is_multiple_of(num_generations) {
         return Err(option_error(
             "num_generations",
             format!(
@@ -215,7 +236,11 @@ fn check_table(table: &[Vec<f64>], weights: &[f64], num_generations: usize) -> R
             ),
         ));
     }
-    if let Some((i, row)) = table.iter().enumerate().find(|(_, r)| r.len() != weights.len()) {
+    if let Some((i, row)) = table
+        .iter()
+        .enumerate()
+        .find(|(_, r)| r.len() != weights.len())
+    {
         return Err(option_error(
             "reward_weights",
             format!(

@@ -2,8 +2,8 @@
 //! al. 2024, arXiv:2402.14740): reward minus the mean reward of the other completions of the
 //! same prompt, with the sequence KL to the reference folded into the reward.
 
-use trl_core::{Error, Result};
 use trl_core::train::args_check::check::option_error;
+use trl_core::{Error, Result};
 
 use super::stats::{is_close_to_zero, nanmean, nanstd};
 use super::{Advantages, check_table, summarize, unscorable_rows, weighted_sums};
@@ -44,7 +44,12 @@ impl SequenceKl {
     /// From row-major `[N, T]` host copies of the generation-time policy log-probs, the
     /// reference log-probs and the completion mask (`width` = `T`).
     pub fn from_token_logps(old: &[f32], reference: &[f32], mask: &[f32], width: usize) -> Self {
-        let rows = |values: &[f32]| values.chunks(width.max(1)).map(<[f32]>::to_vec).collect::<Vec<_>>();
+        let rows = |values: &[f32]| {
+            values
+                .chunks(width.max(1))
+                .map(<[f32]>::to_vec)
+                .collect::<Vec<_>>()
+        };
         let (old, reference, mask) = (rows(old), rows(reference), rows(mask));
         let sums = old
             .iter()
@@ -58,7 +63,10 @@ impl SequenceKl {
                     .sum()
             })
             .collect();
-        let tokens = mask.iter().map(|m| m.iter().map(|&x| f64::from(x)).sum()).collect();
+        let tokens = mask
+            .iter()
+            .map(|m| m.iter().map(|&x| f64::from(x)).sum())
+            .collect();
         SequenceKl { sums, tokens }
     }
 
@@ -103,14 +111,22 @@ pub fn rloo_advantages(
         }
     };
     if let Some(kl) = kl {
-        rewards.iter_mut().zip(&kl.sums).for_each(|(r, k)| *r -= cfg.beta * k);
+        rewards
+            .iter_mut()
+            .zip(&kl.sums)
+            .for_each(|(r, k)| *r -= cfg.beta * k);
     }
     let mut advantages = leave_one_out(&rewards, g);
     if cfg.normalize_advantages {
         let (mean, std) = (nanmean(&advantages), nanstd(&advantages));
-        advantages.iter_mut().for_each(|a| *a = (*a - mean) / (std + 1e-4));
+        advantages
+            .iter_mut()
+            .for_each(|a| *a = (*a - mean) / (std + 1e-4));
     }
-    advantages.iter_mut().filter(|a| a.is_nan()).for_each(|a| *a = 0.0);
+    advantages
+        .iter_mut()
+        .filter(|a| a.is_nan())
+        .for_each(|a| *a = 0.0);
     let is_std_zero = rewards
         .chunks(g)
         .flat_map(|group| {
@@ -118,7 +134,13 @@ pub fn rloo_advantages(
             vec![is_close_to_zero(std); g]
         })
         .collect();
-    let mut out = summarize(rewards_per_func, weights, &unscorable, advantages, is_std_zero);
+    let mut out = summarize(
+        rewards_per_func,
+        weights,
+        &unscorable,
+        advantages,
+        is_std_zero,
+    );
     out.kl = kl.map(SequenceKl::mean_per_token);
     Ok(out)
 }

@@ -6,7 +6,11 @@ pub fn nanmean(values: &[f64]) -> f64 {
         .iter()
         .filter(|v| !v.is_nan())
         .fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
-    if count == 0 { f64::NAN } else { sum / count as f64 }
+    if count == 0 {
+        f64::NAN
+    } else {
+        sum / count as f64
+    }
 }
 
 /// Unbiased (n - 1) standard deviation of the non-NaN values; NaN with fewer than two.

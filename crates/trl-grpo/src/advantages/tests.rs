@@ -27,7 +27,9 @@ fn check(case: &Value, got: &Advantages) {
     let logged = case["metrics"].as_object().unwrap();
     assert_eq!(metrics.len(), logged.len(), "{name}: {metrics:?}");
     for (key, value) in metrics {
-        let want = logged.get(&key).unwrap_or_else(|| panic!("{name}: TRL does not log {key}"));
+        let want = logged
+            .get(&key)
+            .unwrap_or_else(|| panic!("{name}: TRL does not log {key}"));
         assert_close(value, number(want), ATOL, &format!("{name}: {key}"));
     }
 }
@@ -68,7 +70,11 @@ fn rloo_advantages_match_trl() {
             normalize_advantages: case["normalize_advantages"].as_bool().unwrap(),
         };
         let flat = |key: &str| -> Vec<f32> {
-            rows(&case[key]).concat().iter().map(|&x| x as f32).collect()
+            rows(&case[key])
+                .concat()
+                .iter()
+                .map(|&x| x as f32)
+                .collect()
         };
         let mask = rows(&case["completion_mask"]);
         let kl = (cfg.beta != 0.0).then(|| {
@@ -93,7 +99,10 @@ fn defaults_are_rloo_config_defaults() {
     let d = &fixture["rloo_config_defaults"];
     let cfg = RlooAdvantageConfig::default();
     assert_eq!(cfg.beta, number(&d["beta"]));
-    assert_eq!(cfg.normalize_advantages, d["normalize_advantages"].as_bool().unwrap());
+    assert_eq!(
+        cfg.normalize_advantages,
+        d["normalize_advantages"].as_bool().unwrap()
+    );
     assert!(cfg.reward_clip_range.is_none() && d["reward_clip_range"].is_null());
 }
 
@@ -126,7 +135,11 @@ fn bad_shapes_are_errors_naming_the_option() {
     let cfg = RlooAdvantageConfig::default();
     let err = rloo_advantages(&table, &[1.0, 1.0], 2, &cfg, None).unwrap_err();
     assert!(err.to_string().contains("sequence KL"), "{err}");
-    let clip = RlooAdvantageConfig { beta: 0.0, reward_clip_range: Some((1.0, 0.0)), ..cfg };
+    let clip = RlooAdvantageConfig {
+        beta: 0.0,
+        reward_clip_range: Some((1.0, 0.0)),
+        ..cfg
+    };
     let err = rloo_advantages(&table, &[1.0, 1.0], 2, &clip, None).unwrap_err();
     assert!(err.to_string().contains("reward_clip_range"), "{err}");
 }

@@ -44,7 +44,11 @@ fn quantile_sorted(sorted: &[f32], q: f32) -> f32 {
 pub fn mean_entropy(entropies: &[f32], mask: &[f32], keep: Option<&[bool]>) -> f64 {
     let (mut sum, mut count) = (0.0f64, 0.0f64);
     for (i, (&e, &m)) in entropies.iter().zip(mask).enumerate() {
-        let weight = if keep.is_none_or(|k| k[i]) { m as f64 } else { 0.0 };
+        let weight = if keep.is_none_or(|k| k[i]) {
+            m as f64
+        } else {
+            0.0
+        };
         sum += e as f64 * weight;
         count += weight;
     }
@@ -73,6 +77,9 @@ mod tests {
             high_entropy_mask(&entropies, &mask, 0.5),
             vec![false, true, true, false]
         );
-        assert_eq!(high_entropy_mask(&entropies, &[0.0; 4], 0.5), vec![false; 4]);
+        assert_eq!(
+            high_entropy_mask(&entropies, &[0.0; 4], 0.5),
+            vec![false; 4]
+        );
     }
 }

@@ -49,7 +49,11 @@ impl HostValues<'_> {
         if values.len() == self.advantages.len() {
             return values.iter().sum::<f64>() / (values.len() as f64).max(1.0);
         }
-        let sum: f64 = values.iter().zip(self.mask).map(|(v, &m)| v * m as f64).sum();
+        let sum: f64 = values
+            .iter()
+            .zip(self.mask)
+            .map(|(v, &m)| v * m as f64)
+            .sum();
         let count: f64 = self.mask.iter().map(|&m| m as f64).sum();
         sum / count.max(1.0)
     }
@@ -92,12 +96,22 @@ pub fn policy_metrics(cfg: &PolicyLossConfig, x: &HostValues<'_>, out: &mut Loss
         let (low, high) = (low as f32, high as f32);
         let low_clipped = x.flags(|c, a| c < low && a < 0.0);
         let high_clipped = x.flags(|c, a| c > high && a > 0.0);
-        let region: Vec<f64> = low_clipped.iter().zip(&high_clipped).map(|(a, b)| a.max(*b)).collect();
+        let region: Vec<f64> = low_clipped
+            .iter()
+            .zip(&high_clipped)
+            .map(|(a, b)| a.max(*b))
+            .collect();
         out.push("clip_ratio/low_mean", x.global_masked_mean(&low_clipped));
         out.push("clip_ratio/high_mean", x.global_masked_mean(&high_clipped));
         out.push("clip_ratio/region_mean", x.global_masked_mean(&region));
-        out.push("clip_ratio/low_min", nan_extreme(&x.masked_seq_mean(&low_clipped), f64::min));
-        out.push("clip_ratio/high_max", nan_extreme(&x.masked_seq_mean(&high_clipped), f64::max));
+        out.push(
+            "clip_ratio/low_min",
+            nan_extreme(&x.masked_seq_mean(&low_clipped), f64::min),
+        );
+        out.push(
+            "clip_ratio/high_max",
+            nan_extreme(&x.masked_seq_mean(&high_clipped), f64::max),
+        );
     } else if cfg.loss_type == LossType::Cispo {
         let cap = cfg.epsilon_high() as f32;
         let clipped = x.flags(|c, a| c > cap && a > 0.0);

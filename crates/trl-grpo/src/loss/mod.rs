@@ -35,7 +35,7 @@ pub struct PolicyLossInputs {
     /// `[B, T]` log-probs when the completions were generated (`num_iterations > 1` or
     /// generation ahead of the optimizer); `None`: `per_token_logps.detach()`, as TRL.
     pub old_per_token_logps: Option<Tensor<2>>,
-    /// `[B, T]` reference-model log-probs; required iff `beta != 0`.
+    /// `[B, T]` reference-model log-probs; required when `beta != 0`, ignored when it is 0.
     pub ref_per_token_logps: Option<Tensor<2>>,
     /// `[B]` one advantage per completion.
     pub advantages: Tensor<1>,
@@ -62,60 +62,35 @@ pub fn policy_loss(
     norm: &LossNormalizer,
 ) -> Result<PolicyLoss> {
     let [b, t] = check_shapes(&inputs, cfg.beta != 0.0)?;
-    let PolicyLossInputs {
-        per_token_logps,
-        entropies,
-        old_per_token_logps,
-        ref_per_token_logps,
-        advantages,
-        mask,
-    } = inputs;
-    let device = per_token_logps.device();
-    let mask_host = host(mask.clone())?;
-    let entropies_host = host(entropies)?;
-    let advantages_host = host(advantages.clone())?;
+    let device = inputs.per_token_logps.device();
+    let mask_host = host(inputs.mask.clone())?;
+    let entropies_host = host(inputs.entropies.clone())?;
+    let advantages_host = host(inputs.advantages.clone())?;
     let entropy_keep = (cfg.top_entropy_quantile < 1.0).then(|| {
         entropy::high_entropy_mask(&entropies_host, &mask_host, 1.0 - cfg.top_entropy_quantile)
     });
+    let ratios = importance_and_kl(cfg, &inputs);
 
-    let old = old_per_token_logps.unwrap_or_else(|| per_token_logps.clone().detach());
-    let log_ratio = per_token_logps.clone() - old; // [B, T]
-    let coef_1 = ratio::log_importance_weights(
-        log_ratio.clone(),
-        mask.clone(),
-        cfg.importance_sampling_level,
-    )
-    .exp(); // [B, T] or [B, 1]
-    let per_token_kl = ref_per_token_logps.map(|reference| {
-        let kl = ratio::k3_kl(per_token_logps.clone(), reference); // [B, T]
-        if cfg.use_bias_correction_kl {
-            kl * coef_1.clone()
-        } else {
-            kl
-        }
-    });
-
-    let advantages_col = advantages.reshape([b, 1]);
     let terms = per_token::policy_terms(
         cfg,
         per_token::TermInputs {
-            coef_1,
-            log_ratio,
-            per_token_logps,
-            advantages: advantages_col,
+            coef_1: ratios.coef_1,
+            log_ratio: ratios.log_ratio,
+            per_token_logps: inputs.per_token_logps,
+            advantages: inputs.advantages.reshape([b, 1]),
             advantages_host: &advantages_host,
             mask_host: &mask_host,
             width: t,
         },
     )?;
-    let mut per_token_loss = terms.per_token_loss.expand([b, t]);
+    let mut per_token_loss = terms.per_token_loss.expand([b, t]); // [B, T]
     if let Some(keep) = &entropy_keep {
         per_token_loss = per_token_loss * float_tensor(keep, [b, t], &device);
     }
-    if let Some(kl) = &per_token_kl {
+    if let Some(kl) = &ratios.per_token_kl {
         per_token_loss = per_token_loss + kl.clone().mul_scalar(cfg.beta);
     }
-    let mut loss = normalize::aggregate(cfg, norm, per_token_loss, mask);
+    let mut loss = normalize::aggregate(cfg, norm, per_token_loss, inputs.mask);
 
     let mut metrics = LossMetrics::default();
     if cfg.entropy_bonus_enabled() {
@@ -127,7 +102,7 @@ pub fn policy_loss(
         metrics.push("entropy_coef", cfg.entropy_coef);
     }
     let coef_1_host = host(terms.coef_for_metrics)?;
-    let kl_host = per_token_kl.map(host).transpose()?;
+    let kl_host = ratios.per_token_kl.map(host).transpose()?;
     let host_values = metrics::HostValues {
         mask: &mask_host,
         width: t,
@@ -139,6 +114,40 @@ pub fn policy_loss(
     };
     metrics::policy_metrics(cfg, &host_values, &mut metrics);
     Ok(PolicyLoss { loss, metrics })
+}
+
+/// The per-token log-ratio `[B, T]`, the importance ratio `coef_1` (`[B, T]` or `[B, 1]`)
+/// and, with a reference, the per-token KL `[B, T]` (times `coef_1` with bias correction).
+struct Ratios {
+    log_ratio: Tensor<2>,
+    coef_1: Tensor<2>,
+    per_token_kl: Option<Tensor<2>>,
+}
+
+fn importance_and_kl(cfg: &PolicyLossConfig, inputs: &PolicyLossInputs) -> Ratios {
+    let logps = &inputs.per_token_logps;
+    let old = (inputs.old_per_token_logps.clone()).unwrap_or_else(|| logps.clone().detach());
+    let log_ratio = logps.clone() - old; // [B, T]
+    let level = cfg.importance_sampling_level;
+    let coef_1 = ratio::log_importance_weights(log_ratio.clone(), inputs.mask.clone(), level).exp();
+    // TRL ignores reference log-probs when beta is 0 (no `kl` metric either).
+    let reference = inputs
+        .ref_per_token_logps
+        .clone()
+        .filter(|_| cfg.beta != 0.0);
+    let per_token_kl = reference.map(|reference| {
+        let kl = ratio::k3_kl(logps.clone(), reference); // [B, T]
+        if cfg.use_bias_correction_kl {
+            kl * coef_1.clone()
+        } else {
+            kl
+        }
+    });
+    Ratios {
+        log_ratio,
+        coef_1,
+        per_token_kl,
+    }
 }
 
 /// `[B, T]` of the inputs after checking every tensor against it.

@@ -19,6 +19,16 @@ pub struct LossNormalizer {
 }
 
 impl LossNormalizer {
+    /// Evaluation: TRL neither splits the batch across steps nor accumulates (`/ 1`), and
+    /// cispo / dapo / vespo divide by the batch's own tokens.
+    pub fn evaluation(num_items_in_batch: f64) -> Self {
+        LossNormalizer {
+            current_gradient_accumulation_steps: 1,
+            steps_per_generation: 1,
+            num_items_in_batch,
+        }
+    }
+
     /// What TRL divides `Σ per_token_loss * mask` by for cispo / dapo / vespo: the generation
     /// batch's tokens rescaled to one accumulation window (one process).
     pub fn token_normalizer(&self) -> f64 {

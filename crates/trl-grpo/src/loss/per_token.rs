@@ -36,7 +36,8 @@ pub struct Terms {
 pub fn policy_terms(cfg: &PolicyLossConfig, x: TermInputs<'_>) -> Result<Terms> {
     let device = x.coef_1.device();
     let rows = x.advantages_host.len();
-    let column = |values: Vec<f32>| Tensor::<2>::from_data(TensorData::new(values, [rows, 1]), &device);
+    let column =
+        |values: Vec<f32>| Tensor::<2>::from_data(TensorData::new(values, [rows, 1]), &device);
     let coef_1 = x.coef_1;
     let adv = x.advantages;
     Ok(match cfg.loss_type {
@@ -54,7 +55,11 @@ pub fn policy_terms(cfg: &PolicyLossConfig, x: TermInputs<'_>) -> Result<Terms> 
                 .advantages_host
                 .iter()
                 .map(|&a| {
-                    let t = if a > 0.0 { cfg.sapo_temperature_pos } else { cfg.sapo_temperature_neg };
+                    let t = if a > 0.0 {
+                        cfg.sapo_temperature_pos
+                    } else {
+                        cfg.sapo_temperature_neg
+                    };
                     t as f32
                 })
                 .collect();

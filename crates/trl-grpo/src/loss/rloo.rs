@@ -67,7 +67,11 @@ pub fn rloo_policy_loss(
     let advantages = host(inputs.advantages)?;
     let mut metrics = LossMetrics::default();
     let tokens: f64 = mask.iter().map(|&m| m as f64).sum();
-    let entropy_sum: f64 = entropies.iter().zip(&mask).map(|(&e, &m)| (e * m) as f64).sum();
+    let entropy_sum: f64 = entropies
+        .iter()
+        .zip(&mask)
+        .map(|(&e, &m)| (e * m) as f64)
+        .sum();
     metrics.push("entropy", entropy_sum / tokens.max(1.0));
     let (low, high) = ((1.0 - epsilon_low) as f32, (1.0 + epsilon_high) as f32);
     let flags = |f: &dyn Fn(f32, f32) -> bool| -> Vec<f64> {
@@ -79,7 +83,11 @@ pub fn rloo_policy_loss(
     };
     let low_clipped = flags(&|c, a| c < low && a < 0.0);
     let high_clipped = flags(&|c, a| c > high && a > 0.0);
-    let region: Vec<f64> = low_clipped.iter().zip(&high_clipped).map(|(a, b)| a.max(*b)).collect();
+    let region: Vec<f64> = low_clipped
+        .iter()
+        .zip(&high_clipped)
+        .map(|(a, b)| a.max(*b))
+        .collect();
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
     metrics.push("clip_ratio/low_mean", mean(&low_clipped));
     metrics.push("clip_ratio/low_min", nan_extreme(&low_clipped, f64::min));
