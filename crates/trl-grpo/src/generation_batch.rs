@@ -63,7 +63,11 @@ impl GrpoMethod {
             })
             .collect();
         if self.keeps_old_logps() {
-            let old = self.frozen_logps(&policy, &rows);
+            // The training forward's own path without autodiff (not `valid()`'s inner
+            // backend, whose kernels round differently): on-policy ratios are then exactly 1
+            // and RLOO's KL to an identical reference exactly 0, as in TRL.
+            let frozen = model.clone().no_grad();
+            let old = self.frozen_logps(&frozen, &rows);
             rows.iter_mut().zip(old).for_each(|(r, l)| r.old_logps = Some(l));
         }
         if let Some(reference) = &self.reference {

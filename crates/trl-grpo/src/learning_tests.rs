@@ -101,7 +101,7 @@ fn mean_reward_rises_on_a_token_share_task() {
         .state
         .log_history
         .iter()
-        .filter_map(|e| e["reward"].as_f64())
+        .filter_map(|e| e.get("reward").and_then(Value::as_f64))
         .collect();
     assert_eq!(rewards.len(), 30, "one logged reward per step");
     let (first, last) = (mean(&rewards[..5]), mean(&rewards[25..]));

@@ -132,7 +132,7 @@ fn replay(name: &str) {
     } else {
         (serde_json::from_value::<GrpoConfig>(rest).unwrap(), Variant::Grpo)
     };
-    let model_dir = repo_root().join("fixtures/models").join(fixture["model"].as_str().unwrap());
+    let model_dir = repo_root().join(fixture["model"].as_str().unwrap());
     let tokenizer = Tokenizer::from_dir(&model_dir).unwrap();
     let kwargs = config.chat_template_kwargs.clone().unwrap_or_default();
     let examples = prepare_prompts(&read_case_rows(case), &tokenizer, &kwargs).unwrap();
@@ -256,3 +256,4 @@ replay_cases!(
     rloo,
     rloo_normalized,
 );
+

@@ -55,7 +55,6 @@ pub struct GrpoMethod {
     pub(crate) per_device_batch: usize,
     pub(crate) accumulation: usize,
     pub(crate) seed: u64,
-    pub(crate) output_dir: std::path::PathBuf,
     /// The frozen reference (`beta != 0`), without autodiff.
     pub(crate) reference: Option<CausalLm>,
     pub(crate) rewards: Vec<Box<dyn RewardFunction>>,
@@ -119,7 +118,6 @@ impl GrpoMethod {
             per_device_batch: args.per_device_train_batch_size.max(1),
             accumulation: args.gradient_accumulation_steps.max(1),
             seed: args.seed,
-            output_dir,
             reference: parts.reference,
             rewards: parts.rewards,
             reward_names,

@@ -151,14 +151,17 @@ fn leave_one_out(rewards: &[f64], g: usize) -> Vec<f64> {
     if g <= 1 {
         return vec![0.0; rewards.len()];
     }
+    // In float32, as TRL's tensors are: a reward equal to its siblings' mean must give an
+    // advantage of exactly 0 (not ±1e-17), or the clip metrics' `advantages < 0` test differs.
     rewards
         .chunks(g)
         .flat_map(|group| {
-            let scorable = group.iter().filter(|r| !r.is_nan()).count() as f64;
-            let sum: f64 = group.iter().filter(|r| !r.is_nan()).sum();
+            let group: Vec<f32> = group.iter().map(|&r| r as f32).collect();
+            let scorable = group.iter().filter(|r| !r.is_nan()).count() as f32;
+            let sum: f32 = group.iter().filter(|r| !r.is_nan()).sum();
             group
-                .iter()
-                .map(move |&r| r - (sum - r) / (scorable - 1.0))
+                .into_iter()
+                .map(move |r| f64::from(r - (sum - r) / (scorable - 1.0)))
                 .collect::<Vec<_>>()
         })
         .collect()
