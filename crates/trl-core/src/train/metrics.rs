@@ -26,20 +26,47 @@ pub struct MetricWindow {
 }
 
 impl MetricWindow {
-    /// Records one micro-batch.
+    /// Records one micro-batch. A NaN value (e.g. a min over no tokens) is left out of the
+    /// mean, as TRL's `log` drops NaN before averaging.
     pub fn record(&mut self, metrics: &StepMetrics) {
         for (name, value) in &metrics.values {
             let entry = self.sums.entry(name.clone()).or_insert((0.0, 0));
-            entry.0 += value;
-            entry.1 += 1;
+            if !value.is_nan() {
+                entry.0 += value;
+                entry.1 += 1;
+            }
         }
     }
 
-    /// Means since the last drain, and resets.
+    /// Means since the last drain, and resets; a metric whose every value was NaN is NaN
+    /// (logged as `null`, as TRL does).
     pub fn drain(&mut self) -> BTreeMap<String, f64> {
         std::mem::take(&mut self.sums)
             .into_iter()
-            .map(|(name, (sum, count))| (name, sum / count.max(1) as f64))
+            .map(|(name, (sum, count))| {
+                let mean = if count == 0 { f64::NAN } else { sum / count as f64 };
+                (name, mean)
+            })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nan_values_are_left_out_of_the_mean() {
+        let mut window = MetricWindow::default();
+        for value in [1.0, f64::NAN, 3.0] {
+            let mut m = StepMetrics::default();
+            m.push("clip_ratio/low_min", value);
+            m.push("all_nan", f64::NAN);
+            window.record(&m);
+        }
+        let means = window.drain();
+        assert_eq!(means["clip_ratio/low_min"], 2.0);
+        assert!(means["all_nan"].is_nan());
+        assert!(window.drain().is_empty());
     }
 }
