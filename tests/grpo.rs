@@ -134,9 +134,10 @@ fn resuming_mid_generation_batch_repeats_the_unbroken_run() {
     let reward = script(dir.path(), "share.py", SHARE_REWARD);
     // Two accumulation steps per generation batch and two passes over it: a checkpoint after
     // step 1 sits in the middle of the first batch's reuse.
+    // Five steps: generations at steps 1 and 5 (every 2 × 2 accumulation steps).
     let extra = [
         "--max_steps",
-        "3",
+        "5",
         "--steps_per_generation",
         "2",
         "--num_iterations",
@@ -159,7 +160,14 @@ fn resuming_mid_generation_batch_repeats_the_unbroken_run() {
     let losses = |dir: &Path| -> Vec<f64> {
         logged_steps(dir).iter().map(|s| s["loss"].as_f64().unwrap()).collect()
     };
-    assert_eq!(losses(&unbroken)[1..], losses(&resumed)[..], "losses after the checkpoint");
+    // The resumed run's history starts with the checkpoint's step, then its own steps.
+    assert_eq!(losses(&unbroken), losses(&resumed), "logged losses");
+    let completions = |dir: &Path| std::fs::read_to_string(dir.join("completions.jsonl")).unwrap();
+    let (all, after) = (completions(&unbroken), completions(&resumed));
+    assert!(
+        !after.is_empty() && all.ends_with(&after),
+        "the resumed run's completions are the unbroken run's last ones"
+    );
 }
 
 fn copy_dir(from: &Path, to: &Path) {
