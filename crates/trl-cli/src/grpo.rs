@@ -99,9 +99,14 @@ impl OnlineSetup {
         let tokenizer = training_tokenizer(&run.model_dir, &run.dataset, TokenizerOverrides::default())?;
         let kwargs: Map<String, Value> = config.chat_template_kwargs.clone().unwrap_or_default();
         let options = serde_json::to_string(&kwargs)?;
-        let examples = run.cached_examples("grpo-prompts-v1", &options, || {
+        let mut examples = run.cached_examples("grpo-prompts-v1", &options, || {
             prepare_prompts(run.dataset.rows(), &tokenizer, &kwargs).map_err(PrepareError::from)
         })?;
+        // TRL keeps only the `prompt` column then (its signature columns), so reward
+        // functions see no other column.
+        if config.remove_unused_columns {
+            examples.iter_mut().for_each(|e| e.columns.clear());
+        }
         let pad_token_id = pad_token_id(&tokenizer, None)?;
         let mut eos_token_ids: Vec<u32> = tokenizer.eos_token_id().into_iter().collect();
         merge_ids(&mut eos_token_ids, generation_config_eos_ids(&run.model_dir)?);

@@ -157,7 +157,7 @@ fn unknown_command(err: &clap::Error) -> String {
         .get_subcommands()
         .map(|command| command.get_name().to_owned())
         .collect();
-    let mut message = format!(
+    let message = format!(
         "`trl {name}` is not a command; the commands are {} (see `trl --help`)",
         commands.join(", ")
     );

@@ -31,16 +31,20 @@ pub struct CompletionRecord {
 /// Appends records to `completions.jsonl` in the output folder.
 pub struct CompletionLog {
     path: PathBuf,
-    /// Rows printed per logged generation.
-    to_print: usize,
+    /// Rows printed per logged generation (`num_completions_to_print`; `None`: all).
+    to_print: Option<usize>,
+    /// Print one row per distinct prompt (`log_unique_prompts`).
+    unique_prompts: bool,
 }
 
 impl CompletionLog {
-    /// A log in `output_dir`, printing `to_print` samples per logged step.
-    pub fn new(output_dir: &Path, to_print: usize) -> Self {
+    /// A log in `output_dir`, printing `to_print` samples per logged step (all when `None`),
+    /// one per prompt when `unique_prompts`.
+    pub fn new(output_dir: &Path, to_print: Option<usize>, unique_prompts: bool) -> Self {
         CompletionLog {
             path: output_dir.join("completions.jsonl"),
             to_print,
+            unique_prompts,
         }
     }
 
@@ -65,13 +69,19 @@ impl CompletionLog {
 
     /// Prints up to `to_print` records as a small table on stderr.
     pub fn print(&self, records: &[CompletionRecord]) {
-        if records.is_empty() || self.to_print == 0 {
+        let mut seen = std::collections::HashSet::new();
+        let rows: Vec<&CompletionRecord> = records
+            .iter()
+            .filter(|r| !self.unique_prompts || seen.insert(r.prompt.to_string()))
+            .take(self.to_print.unwrap_or(usize::MAX))
+            .collect();
+        if rows.is_empty() {
             return;
         }
         let step = records[0].step;
         eprintln!("── completions at step {step} ──");
         eprintln!("{:<32} │ {:<40} │ {:>7} │ {:>9}", "prompt", "completion", "reward", "advantage");
-        for record in records.iter().take(self.to_print) {
+        for record in rows {
             eprintln!(
                 "{:<32} │ {:<40} │ {:>7.3} │ {:>9.3}",
                 clip(&shown(&record.prompt), 32),
@@ -115,7 +125,7 @@ mod tests {
     #[test]
     fn appends_one_json_line_per_completion() {
         let dir = tempfile::tempdir().unwrap();
-        let log = CompletionLog::new(dir.path(), 2);
+        let log = CompletionLog::new(dir.path(), Some(2), false);
         let record = CompletionRecord {
             step: 1,
             prompt: Value::from("2+2="),

@@ -154,7 +154,7 @@ impl GrpoMethod {
             })
             .collect();
         log.append(&records)?;
-        if (step + 1).is_multiple_of(self.logging_steps) || step == 0 {
+        if (step + 1).is_multiple_of(self.logging_steps) {
             log.print(&records);
         }
         Ok(())

@@ -106,7 +106,8 @@ impl GrpoMethod {
         let completion_log = config.log_completions.then(|| {
             crate::completion_log::CompletionLog::new(
                 &output_dir,
-                config.num_completions_to_print.unwrap_or(4),
+                config.num_completions_to_print,
+                config.log_unique_prompts,
             )
         });
         Ok(GrpoMethod {
