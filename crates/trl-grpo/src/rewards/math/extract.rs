@@ -7,7 +7,8 @@ use std::sync::LazyLock;
 use fancy_regex::{Captures, Regex};
 
 use super::normalize::{Boxed, NormalizationConfig, normalize_latex};
-use super::value::{MathValue, Number, Syntax, parse_value};
+use super::parse::{Syntax, parse_value};
+use super::value::{MathValue, Number};
 
 /// What `parse` returns: the first value it could read, and the first matched string
 /// (`fallback_mode="first_match"`); both `None` is math_verify's empty list.
