@@ -12,10 +12,15 @@ pub use super::boxed::extract_boxed_content;
 /// Which normalizations apply (`NormalizationConfig`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NormalizationConfig {
+    /// `\left`/`\right`, `$`, `\dfrac` -> `\frac`, percent words, `\mathrm` -> `\text`, ...
     pub basic_latex: bool,
+    /// A trailing `\text{...}` or unit word (`cm`, `apples`, ...) removed.
     pub units: bool,
+    /// `\frac12` -> `\frac{1}{2}`, `sqrt(2)` -> `\sqrt{2}`, `2/3` -> `\frac{2}{3}`.
     pub malformed_operators: bool,
+    /// A leading `.` gets its 0; `0.5` becomes `\frac{1}{2}`.
     pub nits: bool,
+    /// Which boxes replace the text.
     pub boxed: Boxed,
 }
 
@@ -23,7 +28,9 @@ pub struct NormalizationConfig {
 /// asks for `"none"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Boxed {
+    /// Every box, joined by commas.
     All,
+    /// The last box (with the boxes a short text or a separator joins to it).
     Last,
 }
 

@@ -6,6 +6,7 @@
 /// A number as sympy would hold it, with what math_verify's comparison looks at.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Number {
+    /// The number (before the percent sign's division by 100).
     pub value: Num,
     /// `X%`: sympy's `X * UnevaluatedExpr(1/100)`; `value` is `X`.
     pub percent: bool,
@@ -17,19 +18,24 @@ pub struct Number {
 /// An exact rational (`num / den`, reduced, `den > 0`) or a float.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Num {
+    /// `numerator, denominator`: sympy's `Integer` / `Rational`.
     Exact(i128, i128),
+    /// sympy's `Float` (a decimal literal, or arithmetic involving one).
     Float(f64),
 }
 
 /// A parsed answer.
 #[derive(Debug, Clone, PartialEq)]
 pub enum MathValue {
+    /// One number.
     Number(Number),
     /// `1, 2` or boxes joined by "and": a finite set (duplicates kept, as they compare alike).
     Set(Vec<Number>),
     /// `lhs = rhs`, kept as its right side; `assignment` when `lhs` is a lone variable (`x = 5`).
     Equation {
+        /// The right side of the last `=`.
         rhs: Number,
+        /// Whether the left side is a lone variable.
         assignment: bool,
     },
 }
