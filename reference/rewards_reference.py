@@ -4,10 +4,11 @@ produced by calling TRL 1.16's own ``trl.rewards`` functions.
 
     .venv-reference/bin/python reference/rewards_reference.py     # writes fixtures/expected/grpo_rewards.json
 
-Pinned environment: trl 1.16.0 plus ``math-verify[antlr4_13_2]==0.9.0`` (TRL's ``math-verify`` extra,
-which ``accuracy_reward`` and ``reasoning_accuracy_reward`` need); see requirements.txt.  No model, no torch
-computation: the functions are called directly on a table of completions, in the main thread (so math_verify's
-signal-based timeouts are on, as in a single-process ``trl grpo`` run).
+Pinned environment: torch 2.15 (CPU), transformers 5.23.0, trl 1.16.0 plus ``math-verify[antlr4_13_2]==0.9.0``
+(TRL's ``math-verify`` extra, which ``accuracy_reward`` and ``reasoning_accuracy_reward`` need); see
+requirements.txt.  No training: the functions are called directly on a table of completions, in the main thread (so math_verify's
+signal-based timeouts are on, as in a single-process ``trl grpo`` run), and the fixture reward model scores a
+few prompt + completion pairs as GRPOTrainer scores them.
 
 Output schema (``fixtures/expected/grpo_rewards.json``)
 -------------------------------------------------------
@@ -25,13 +26,20 @@ Output schema (``fixtures/expected/grpo_rewards.json``)
     cosine_params            {max_len} given to ``get_cosine_scaled_reward`` (other arguments at their defaults)
     cosine_cases             [{completion, solution, length, cosine_scaled_reward}]: completion ids are
                               ``length`` ones
+    reward_model             a reward model as a reward function (``fixtures/models/tiny-qwen2-rm``, fp32,
+                              eager), scored the way ``GRPOTrainer._calculate_rewards`` scores an ``nn.Module``
+                              (grpo_trainer.py:1605-1620): ``{model, standard: [...], conversational: [...]}``,
+                              each entry ``{prompt, completion, text, input_ids, score}``; ``text`` is
+                              ``prompt + completion`` (standard) or ``trl.data_utils.apply_chat_template``
+                              of ``{"messages": prompt + completion}`` (conversational); each list is one
+                              right-padded batch tokenized without special tokens; ``score`` is ``logits[:, 0]``
 """
 
 from __future__ import annotations
 
 import json
 
-from common import EXPECTED_DIR, ROOT, dump, setup_env
+from common import EXPECTED_DIR, ROOT, dump, init_libraries
 
 OUT = EXPECTED_DIR / "grpo_rewards.json"
 
@@ -84,6 +92,38 @@ TEXT_CASES = [
     (r"\boxed{\tfrac{3}{2}}", "1.5"),
     (r"\boxed{12}", "The answer is 12."),
     (r"\boxed{2}", "1/2"),
+    (r"The final answer is $\boxed{3}$", "3"),
+    (r"\boxed{\pi}", r"$\pi$"),
+    (r"\boxed{2\pi}", r"$\pi$"),
+    (r"\boxed{1/2}", "0.5"),
+    (r"\boxed{12.0}", "12"),
+    (r"\boxed{10^{3}}", "1000"),
+    (r"\boxed{\$5}", "5"),
+    (r"\boxed{\left(\frac{1}{2}\right)}", "1/2"),
+    (r"**Answer:** $7$", "7"),
+    (r"\boxed{7 \text{ cm}}", "7"),
+    (r"\boxed{3.5\%}", "0.035"),
+    (r"\boxed{0.035}", "3.5%"),
+    (r"\boxed{\frac{\sqrt{3}}{2}}", r"$\frac{\sqrt{3}}{2}$"),
+    (r"\boxed{x^2}", r"$x^2$"),
+    (r"\boxed{1,2,3}", "$3,2,1$"),
+    (r"The answer is \boxed{5} or \boxed{6}", "6"),
+    ("First, 5.\n\nFinal answer: \\boxed{8}", "8"),
+    (r"\boxed{0.1 + 0.2}", "0.3"),
+    (r"\boxed{2/3}", r"\frac{2}{3}"),
+    (r"\boxed{0.6667}", r"\frac{2}{3}"),
+    (r"\boxed{\dfrac{6}{4}}", "1.5"),
+    (r"\boxed{-\dfrac{3}{4}}", "-0.75"),
+    (r"The answer: $\frac{1}{2}$ and more text", r"\frac{1}{2}"),
+    (r"answer is \frac{5}{2}", "2.5"),
+    (r"\boxed{5}", "$5$ apples"),
+    (r"\boxed{\text{(B)}}", "B"),
+    (r"\boxed{2, 3}", "2"),
+    (r"<think>\boxed{1}</think>\boxed{2}", "2"),
+    (r"<think>\boxed{1}</think> no answer", "1"),
+    (r"\boxed{\frac{1}{2}} \text{ of } \boxed{8}", "4"),
+    (r"\boxed{007}", "7"),
+    (r"\boxed{1\,000}", "1000"),
 ]
 
 LENGTHS = [0, 1, 2, 3, 5, 8, 10, 12, 16, 20]
@@ -116,12 +156,68 @@ COSINE_CASES = [
 ]
 
 
+REWARD_MODEL = "fixtures/models/tiny-qwen2-rm"
+STANDARD_PAIRS = [
+    ("Q: 2+2?\nA:", " 4"),
+    ("Q: 2+2?\nA:", " five, I think, or maybe more"),
+    ("Tell me a story.", " Once upon a time there was a tiny model."),
+]
+CONVERSATIONAL_PAIRS = [
+    ([{"role": "user", "content": "What is 2+2?"}], [{"role": "assistant", "content": "4"}]),
+    ([{"role": "user", "content": "What is 2+2?"}], [{"role": "assistant", "content": "It is five."}]),
+    (
+        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name a color."}],
+        [{"role": "assistant", "content": "Blue, like the sky on a clear day."}],
+    ),
+]
+
+
+def reward_model_cases() -> dict:
+    """What ``_calculate_rewards`` computes for a reward model, step by step (its code, with the
+    trainer's attributes replaced by the values a fresh GRPOTrainer would hold)."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from trl.data_utils import apply_chat_template
+
+    torch.set_num_threads(1)
+    path = ROOT / REWARD_MODEL
+    model = AutoModelForSequenceClassification.from_pretrained(
+        path, num_labels=1, dtype=torch.float32, attn_implementation="eager"
+    ).eval()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token_id is None:  # GRPOTrainer.__init__
+        tokenizer.pad_token = tokenizer.eos_token
+    model.config.get_text_config().pad_token_id = tokenizer.pad_token_id
+
+    def score(pairs, conversational):
+        prompts = [p for p, _ in pairs]
+        completions = [c for _, c in pairs]
+        if conversational:
+            texts = [apply_chat_template({"messages": p + c}, tokenizer)["text"] for p, c in pairs]
+        else:
+            texts = [p + c for p, c in pairs]
+        inputs = tokenizer(text=texts, return_tensors="pt", padding=True, padding_side="right", add_special_tokens=False)
+        with torch.inference_mode():
+            scores = model(**inputs).logits[:, 0].tolist()
+        ids = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
+        return [
+            {"prompt": p, "completion": c, "text": t, "input_ids": i, "score": s}
+            for p, c, t, i, s in zip(prompts, completions, texts, ids, scores, strict=True)
+        ]
+
+    return {
+        "model": REWARD_MODEL,
+        "standard": score(STANDARD_PAIRS, conversational=False),
+        "conversational": score(CONVERSATIONAL_PAIRS, conversational=True),
+    }
+
+
 def conversational(completion: str) -> list[dict]:
     return [{"role": "assistant", "content": completion}]
 
 
 def main() -> None:
-    setup_env()
+    init_libraries(transformers_progress_bar=False)
     from importlib.metadata import version
 
     from trl.rewards import (
@@ -188,6 +284,7 @@ def main() -> None:
         "length_cases": length_cases,
         "cosine_params": COSINE_PARAMS,
         "cosine_cases": cosine_cases,
+        "reward_model": reward_model_cases(),
     }
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(dump(fixture), encoding="utf-8")

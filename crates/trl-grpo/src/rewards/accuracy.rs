@@ -133,9 +133,13 @@ impl RewardFunction for ReasoningAccuracyReward {
 /// <https://huggingface.co/papers/2502.03373>), TRL's defaults in [`Default`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CosineBounds {
+    /// Reward of a wrong completion at the shortest length.
     pub min_value_wrong: f64,
+    /// Reward of a wrong completion at the longest length.
     pub max_value_wrong: f64,
+    /// Reward of a correct completion at the longest length.
     pub min_value_correct: f64,
+    /// Reward of a correct completion at the shortest length.
     pub max_value_correct: f64,
 }
 

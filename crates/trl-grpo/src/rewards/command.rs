@@ -242,6 +242,17 @@ impl RewardFunction for CommandReward {
         if self.failed {
             return Err(self.failure("the program failed on an earlier batch".into()));
         }
+        // A line already waiting would be taken as this batch's answer: refuse it.
+        if let Ok(Ok(extra)) = self.from_stdout.try_recv()
+            && !extra.trim().is_empty()
+        {
+            let shown: String = extra.chars().take(200).collect();
+            let message = format!(
+                "it wrote a second line after its last answer: {shown:?}; answer exactly one JSON \
+                 line per batch (write logs to stderr)"
+            );
+            return Err(self.failure(message));
+        }
         let items: Vec<Value> = batch.iter().map(RewardInput::to_json).collect();
         let mut request = Value::Array(items).to_string();
         request.push('\n');

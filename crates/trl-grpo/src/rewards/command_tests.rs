@@ -141,6 +141,27 @@ fn garbage_wrong_lengths_and_non_numbers_are_errors() {
 }
 
 #[test]
+fn a_second_answer_line_is_an_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = script(
+        dir.path(),
+        "chatty",
+        "print(json.dumps([1, 2]), flush=True)\nprint('done!', flush=True)",
+    );
+    let mut reward = spawn(&path, 10.0);
+    assert_eq!(
+        reward.score(&batch()).expect("first answer"),
+        vec![Some(1.0), Some(2.0)]
+    );
+    std::thread::sleep(Duration::from_millis(500)); // let the extra line arrive
+    let error = reward.score(&batch()).unwrap_err().to_string();
+    assert!(
+        error.contains("second line") && error.contains("done!"),
+        "{error}"
+    );
+}
+
+#[test]
 fn a_missing_program_or_bad_line_is_an_error_naming_it() {
     let ctx = RewardContext::new(Default::default());
     let error = parse_reward_func("cmd:/no/such/judge --fast", &ctx)

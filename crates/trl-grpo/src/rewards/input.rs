@@ -9,7 +9,9 @@ use super::error::{Result, RewardError};
 /// a list of messages (`{"role", "content", ...}` objects) for conversational data.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Content {
+    /// Standard data: the text itself.
     Text(String),
+    /// Conversational data: message objects (`role`, `content`, and whatever else they hold).
     Messages(Vec<Value>),
 }
 

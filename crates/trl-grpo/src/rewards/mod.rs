@@ -42,8 +42,9 @@ pub use model::RewardModelReward;
 ///
 /// `None` is TRL's `None`: "no reward for this completion" (NaN in the trainer, ignored by the
 /// weighted sum's `nansum`). `score` takes `&mut self` so a function may keep state (a running
-/// process, a cache). A returned list must have one entry per input.
-pub trait RewardFunction {
+/// process, a cache). A returned list must have one entry per input. `Send`, so a trainer may
+/// score on another thread (while the policy generates, say).
+pub trait RewardFunction: Send {
     /// The name it is logged under (`rewards/<name>/mean`), TRL's `__name__` for built-ins.
     fn name(&self) -> &str;
     /// Rewards of `batch`, in its order.

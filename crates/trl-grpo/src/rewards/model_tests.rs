@@ -1,13 +1,13 @@
 //! The reward-model reward on the fixture reward model (`fixtures/models/tiny-qwen2-rm`): the
-//! text it builds for standard and conversational data, and scores equal to trl-reward's own
-//! `score_sequences` (what `trl score` uses) on that text.
+//! text, token ids and scores TRL's GRPOTrainer computes (standard and conversational data),
+//! and scores equal to trl-reward's own `score_sequences` (what `trl score` uses) on that text.
 
 use std::path::PathBuf;
 
 use burn::tensor::Device;
 use serde_json::{Map, Value, json};
 use trl_core::model::load_sequence_classifier;
-use trl_core::tokenizer::{RenderOptions, Tokenizer};
+use trl_core::tokenizer::Tokenizer;
 use trl_reward::score::score_sequences;
 
 use super::input::{Content, RewardInput};
@@ -86,41 +86,71 @@ fn standard_text_is_prompt_plus_completion() {
     assert_ne!(ours[0], ours[1], "different completions, different rewards");
 }
 
+/// The fixture's cases (`reference/rewards_reference.py`, `reward_model`): TRL's text, token
+/// ids and `logits[:, 0]` for standard and conversational pairs.
+fn trl_cases(kind: &str) -> Vec<Value> {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/expected/grpo_rewards.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let fixture: Value = serde_json::from_str(&text).expect("fixture JSON");
+    fixture["reward_model"][kind]
+        .as_array()
+        .cloned()
+        .expect("reward_model cases")
+}
+
+fn content(value: &Value) -> Content {
+    match value {
+        Value::Array(messages) => Content::Messages(messages.clone()),
+        other => Content::Text(other.as_str().unwrap_or_default().to_string()),
+    }
+}
+
 #[test]
-fn conversations_go_through_the_chat_template() {
+fn texts_ids_and_scores_match_trl() {
+    // Built through `parse_reward_func` on an autodiff device, as the trainer will.
     let ctx = RewardContext {
-        reward_model_batch_size: 4,
+        reward_model_batch_size: 2,
         ..RewardContext::new(Device::default().autodiff())
     };
     let spec = model_dir().to_string_lossy().into_owned();
     let mut reward = parse_reward_func(&spec, &ctx).expect("load");
-    let batch = [
-        chat_input("What is 2+2?", "4"),
-        chat_input("What is 2+2?", "It is five."),
-    ];
     let tokenizer = Tokenizer::from_dir(model_dir()).expect("tokenizer");
-    let texts: Vec<String> = batch
-        .iter()
-        .map(|input| {
-            let (Content::Messages(p), Content::Messages(c)) = (&input.prompt, &input.completion)
-            else {
-                unreachable!()
-            };
-            let messages: Vec<Value> = p.iter().chain(c).cloned().collect();
-            tokenizer
-                .apply_chat_template(&Value::Array(messages), &RenderOptions::default())
-                .expect("render")
-        })
-        .collect();
-    assert!(
-        texts[0].contains("<|im_start|>assistant\n4<|im_end|>"),
-        "{}",
-        texts[0]
-    );
-    assert_close(
-        &reward.score(&batch).expect("score"),
-        &reference_scores(&texts),
-    );
+    for kind in ["standard", "conversational"] {
+        let cases = trl_cases(kind);
+        let batch: Vec<RewardInput> = cases
+            .iter()
+            .map(|c| {
+                RewardInput::new(
+                    content(&c["prompt"]),
+                    content(&c["completion"]),
+                    vec![],
+                    &Map::new(),
+                )
+            })
+            .collect();
+        let scores = reward.score(&batch).expect("score");
+        let loaded =
+            RewardModelReward::load(&spec, &Device::default(), Map::new(), 1).expect("load");
+        let texts = loaded.texts(&batch).expect("texts");
+        for ((case, text), score) in cases.iter().zip(&texts).zip(&scores) {
+            assert_eq!(text, case["text"].as_str().expect("text"), "{kind}");
+            let ids: Vec<u32> = serde_json::from_value(case["input_ids"].clone()).expect("ids");
+            assert_eq!(
+                tokenizer.encode(text, false).expect("encode"),
+                ids,
+                "{kind}: {text:?}"
+            );
+            let (got, want) = (
+                score.expect("scored"),
+                case["score"].as_f64().expect("score"),
+            );
+            assert!(
+                (got - want).abs() <= 1e-4,
+                "{kind} {text:?}: {got} vs TRL {want}"
+            );
+        }
+    }
 }
 
 #[test]

@@ -7,7 +7,8 @@ use std::sync::LazyLock;
 use fancy_regex::{Captures, Regex};
 
 use super::normalize::{Boxed, NormalizationConfig, normalize_latex};
-use super::value::{MathValue, Number, Syntax, parse_value};
+use super::parse::{Syntax, parse_value};
+use super::value::{MathValue, Number};
 
 /// What `parse` returns: the first value it could read, and the first matched string
 /// (`fallback_mode="first_match"`); both `None` is math_verify's empty list.
@@ -35,6 +36,9 @@ struct Pattern {
     regex: Regex,
     priority: u32,
     family: Family,
+    /// A literal every match contains (lowercase): texts without it are not searched, which
+    /// keeps long completions cheap without changing what matches.
+    needs: Option<&'static str>,
 }
 
 fn compile(pattern: &str) -> Regex {
@@ -95,26 +99,37 @@ fn latex_patterns(
     boxed_priority: u32,
 ) -> Vec<Pattern> {
     let envs = format!("(?:{}{})", latex_env("first_", false), chained(false));
+    let (final_answer, answer, boxed) = (Some("final answer"), Some("answer"), Some(r"\boxed"));
     let mut list = vec![
-        (format!(r"(?i:final answer is):?\s*{envs}\.?\s?I hope"), 0),
-        (format!(r"(?i:final answer.{{0,100}}?)\s+is:?\s*{envs}"), 50),
-        (format!(r"(?i:answer):.{{0,50}}?{envs}"), 100),
-        (format!(r"(?i:answer).{{0,50}}?{envs}"), 200),
+        (
+            format!(r"(?i:final answer is):?\s*{envs}\.?\s?I hope"),
+            0,
+            final_answer,
+        ),
+        (
+            format!(r"(?i:final answer.{{0,100}}?)\s+is:?\s*{envs}"),
+            50,
+            final_answer,
+        ),
+        (format!(r"(?i:answer):.{{0,50}}?{envs}"), 100, answer),
+        (format!(r"(?i:answer).{{0,50}}?{envs}"), 200, answer),
     ];
     if without_anchor {
-        list.push((envs.clone(), 300));
+        list.push((envs.clone(), 300, None));
     }
     let boxed_envs = format!("{}{}", latex_env("first_", true), chained(true));
-    list.push((boxed_envs, boxed_priority));
+    list.push((boxed_envs, boxed_priority, boxed));
     list.push((
         r"(?P<first_latexBoxed>\\boxed\{.+\})".to_string(),
         boxed_priority,
+        boxed,
     ));
     list.into_iter()
-        .map(|(pattern, priority)| Pattern {
+        .map(|(pattern, priority, needs)| Pattern {
             regex: compile(&format!("(?s){pattern}")),
             priority,
             family: Family::Latex(normalization),
+            needs,
         })
         .collect()
 }
@@ -131,25 +146,37 @@ fn expr_patterns() -> Vec<Pattern> {
     let expr_anchored = format!("(?:{prefix}{expr}{suffix})");
     let number_anchored = format!(r"(?:{prefix}[{currency}]?{number})");
     let either = format!("(?:{expr_anchored}|{number_anchored})");
+    let (final_answer, answer) = (Some("final answer"), Some("answer"));
     [
-        (format!(r"(?i:final answer is):?\s*{either}\.?\s?I hope"), 0),
-        (format!(r"(?i:final answer.{{0,100}}?)\s+is:?{either}"), 50),
+        (
+            format!(r"(?i:final answer is):?\s*{either}\.?\s?I hope"),
+            0,
+            final_answer,
+        ),
+        (
+            format!(r"(?i:final answer.{{0,100}}?)\s+is:?{either}"),
+            50,
+            final_answer,
+        ),
         (
             format!(r"(?i:answer):(?:.{{0,100}}=\s*|.{{0,50}}?){either}(?!\s*=)"),
             100,
+            answer,
         ),
         (
             format!(r"(?i:answer)(?:.{{0,100}}=\s*|.{{0,50}}?){either}(?!\s*=)"),
             200,
+            answer,
         ),
-        (expr_anchored, 300),
-        (number_anchored, 300),
+        (expr_anchored, 300, None),
+        (number_anchored, 300, None),
     ]
     .into_iter()
-    .map(|(pattern, priority)| Pattern {
+    .map(|(pattern, priority, needs)| Pattern {
         regex: compile(&pattern),
         priority,
         family: Family::Expr,
+        needs,
     })
     .collect()
 }
@@ -185,6 +212,7 @@ pub fn parse_answer(text: &str) -> Parsed {
 /// match at all).
 fn extract(text: &str, patterns: &[Pattern], first_match: bool) -> Parsed {
     let mut parsed = Parsed::default();
+    let lower = text.to_lowercase();
     let mut start = 0;
     while start < patterns.len() {
         let priority = patterns[start].priority;
@@ -194,7 +222,10 @@ fn extract(text: &str, patterns: &[Pattern], first_match: bool) -> Parsed {
                 .take_while(|p| p.priority == priority)
                 .count();
         let mut matches: Vec<(Captures, &Pattern)> = Vec::new();
-        for pattern in &patterns[start..end] {
+        for pattern in patterns[start..end]
+            .iter()
+            .filter(|p| p.needs.is_none_or(|literal| lower.contains(literal)))
+        {
             // A pattern that exceeds fancy-regex's backtracking limit matches nothing, as a
             // math_verify timeout would.
             matches.extend(

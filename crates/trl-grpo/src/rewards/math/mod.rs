@@ -9,8 +9,10 @@
 //! symbolic answers written differently (`\frac{\sqrt{2}}{2}` vs `\frac{1}{\sqrt{2}}`) count as
 //! different here and equal in math_verify.
 
+mod boxed;
 mod extract;
 mod normalize;
+mod parse;
 mod value;
 
 pub use extract::{Parsed, parse_answer, parse_gold};

@@ -7,13 +7,20 @@ use std::sync::LazyLock;
 use fancy_regex::{Captures, Regex as FancyRegex};
 use regex::Regex;
 
+pub use super::boxed::extract_boxed_content;
+
 /// Which normalizations apply (`NormalizationConfig`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NormalizationConfig {
+    /// `\left`/`\right`, `$`, `\dfrac` -> `\frac`, percent words, `\mathrm` -> `\text`, ...
     pub basic_latex: bool,
+    /// A trailing `\text{...}` or unit word (`cm`, `apples`, ...) removed.
     pub units: bool,
+    /// `\frac12` -> `\frac{1}{2}`, `sqrt(2)` -> `\sqrt{2}`, `2/3` -> `\frac{2}{3}`.
     pub malformed_operators: bool,
+    /// A leading `.` gets its 0; `0.5` becomes `\frac{1}{2}`.
     pub nits: bool,
+    /// Which boxes replace the text.
     pub boxed: Boxed,
 }
 
@@ -21,7 +28,9 @@ pub struct NormalizationConfig {
 /// asks for `"none"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Boxed {
+    /// Every box, joined by commas.
     All,
+    /// The last box (with the boxes a short text or a separator joins to it).
     Last,
 }
 
@@ -52,146 +61,21 @@ fn fancy(pattern: &str) -> FancyRegex {
     FancyRegex::new(pattern).unwrap_or_else(|e| panic!("built-in regex {pattern}: {e}"))
 }
 
+/// The units latex2sympy drops from the end of an answer (`units`, in its order).
+#[rustfmt::skip]
 const UNITS: &[&str] = &[
-    "integerpoint",
-    "feet",
-    "sue",
-    "digit",
-    "pound",
-    "meal",
-    "edge",
-    "student",
-    "children ticket",
-    "multiple",
-    "east",
-    "degree",
-    "mph",
-    "kmph",
-    "ft",
-    "m square",
-    " m east",
-    "sq m",
-    "deg",
-    "mile",
-    "q .",
-    "monkey",
-    "prime",
-    "ratio",
-    "profit of rs",
-    "rd",
-    "o",
-    "gm",
-    "p . m",
-    "lb",
-    "tile",
-    "per",
-    "dm",
-    "lt",
-    "gain",
-    "ab",
-    "way",
-    "west",
-    "a .",
-    "b .",
-    "c .",
-    "d .",
-    "e .",
-    "f .",
-    "g .",
-    "h .",
-    "t",
-    "h",
-    "no change",
-    "men",
-    "soldier",
-    "pie",
-    "bc",
-    "excess",
-    "st",
-    "inches",
-    "noon",
-    "cent",
-    "by",
-    "gal",
-    "kmh",
-    "c",
-    "acre",
-    "rise",
-    "a . m",
-    "th",
-    "π r 2",
-    "sq",
-    "mark",
-    "l",
-    "toy",
-    "coin",
-    "sq . m",
-    "gallon",
-    "° f",
-    "profit",
-    "minw",
-    "yr",
-    "women",
-    "am",
-    "pm",
-    "hr",
-    "cu cm",
-    "square",
-    "v â € ™",
-    "are",
-    "rupee",
-    "rounds",
-    "cubic",
-    "cc",
-    "mtr",
-    "s",
-    "ohm",
-    "number",
-    "kmph",
-    "day",
-    "hour",
-    "minute",
-    "min",
-    "second",
-    "man",
-    "woman",
-    "sec",
-    "cube",
-    "mt",
-    "sq inch",
-    "mp",
-    "∏ cm ³",
-    "hectare",
-    "more",
-    "sec",
-    "unit",
-    "cu . m",
-    "cm 2",
-    "rs .",
-    "rs",
-    "kg",
-    "g",
-    "month",
-    "km",
-    "m",
-    "cm",
-    "mm",
-    "apple",
-    "liter",
-    "loss",
-    "yard",
-    "pure",
-    "year",
-    "increase",
-    "decrease",
-    "d",
-    "less",
-    "Surface",
-    "litre",
-    "pi sq m",
-    "s .",
-    "metre",
-    "meter",
+    "integerpoint", "feet", "sue", "digit", "pound", "meal", "edge", "student", "children ticket",
+    "multiple", "east", "degree", "mph", "kmph", "ft", "m square", " m east", "sq m", "deg", "mile",
+    "q .", "monkey", "prime", "ratio", "profit of rs", "rd", "o", "gm", "p . m", "lb", "tile",
+    "per", "dm", "lt", "gain", "ab", "way", "west", "a .", "b .", "c .", "d .", "e .", "f .", "g .",
+    "h .", "t", "h", "no change", "men", "soldier", "pie", "bc", "excess", "st", "inches", "noon",
+    "cent", "by", "gal", "kmh", "c", "acre", "rise", "a . m", "th", "π r 2", "sq", "mark", "l",
+    "toy", "coin", "sq . m", "gallon", "° f", "profit", "minw", "yr", "women", "am", "pm", "hr",
+    "cu cm", "square", "v â € ™", "are", "rupee", "rounds", "cubic", "cc", "mtr", "s", "ohm",
+    "number", "kmph", "day", "hour", "minute", "min", "second", "man", "woman", "sec", "cube", "mt",
+    "sq inch", "mp", "∏ cm ³", "hectare", "more", "sec", "unit", "cu . m", "cm 2", "rs .", "rs",
+    "kg", "g", "month", "km", "m", "cm", "mm", "apple", "liter", "loss", "yard", "pure", "year",
+    "increase", "decrease", "d", "less", "Surface", "litre", "pi sq m", "s .", "metre", "meter",
     "inch",
 ];
 
@@ -350,93 +234,6 @@ fn remove_units(mut text: String) -> String {
     text
 }
 
-/// Whether `between` (the text between two boxes) lets both count as one answer.
-fn boxes_belong_together(between: &str, content: &str, next_content: &str) -> bool {
-    static SEPARATOR: LazyLock<Regex> = LazyLock::new(|| re(r"\b(and|or)\b|,|;"));
-    let length = between.chars().count();
-    length < 10 || (next_content != content && length < 70 && SEPARATOR.is_match(between))
-}
-
-/// `extract_boxed_content`: the contents of the `\boxed{...}` / `\fbox{...}` boxes, searched
-/// from the right; `Last` keeps the last box (and the ones just before it that a short text
-/// or a separator joins to it), `All` every box; several are joined by commas. Text without a
-/// box is returned unchanged.
-pub fn extract_boxed_content(text: &str, mode: Boxed) -> String {
-    let bytes = text.as_bytes();
-    let mut results: Vec<String> = Vec::new();
-    let mut current = text.len();
-    let mut max_pos = text.len();
-    let mut last_boxed_start: Option<usize> = None;
-    loop {
-        let boxed = text[..current].rfind(r"\boxed");
-        let fbox = text[..current].rfind(r"\fbox");
-        let (start, command_end) = match (boxed, fbox) {
-            (None, None) => break,
-            (Some(b), Some(f)) if f > b => (f, f + 5),
-            (Some(b), _) => (b, b + 6),
-            (None, Some(f)) => (f, f + 5),
-        };
-        let mut brace = command_end;
-        while brace < max_pos && text[brace..].starts_with(char::is_whitespace) {
-            brace += text[brace..].chars().next().map_or(1, char::len_utf8);
-        }
-        if brace >= max_pos {
-            break;
-        }
-        if bytes[brace] != b'{' {
-            if results.is_empty() {
-                results.push(text[brace..].to_string());
-            }
-            break;
-        }
-        let Some(close) = closing_brace(bytes, brace, max_pos) else {
-            if results.is_empty() {
-                results.push(text[brace..].to_string());
-            }
-            break;
-        };
-        let content = text[brace + 1..close].trim().to_string();
-        if let (Boxed::Last, Some(next_start)) = (mode, last_boxed_start) {
-            let next = results.last().map(String::as_str).unwrap_or("");
-            let between = text.get(close + 1..next_start).unwrap_or("");
-            if !boxes_belong_together(between, &content, next) {
-                break;
-            }
-        }
-        if results.last() != Some(&content) {
-            results.push(content);
-        }
-        last_boxed_start = Some(start);
-        max_pos = start;
-        current = start;
-    }
-    if results.is_empty() {
-        return text.to_string();
-    }
-    results.reverse();
-    results.join(",")
-}
-
-/// The `}` closing the `{` at `open`, looking no further than `max_pos`.
-fn closing_brace(bytes: &[u8], open: usize, max_pos: usize) -> Option<usize> {
-    let mut depth = 1usize;
-    let mut i = open;
-    while i + 1 < max_pos {
-        i += 1;
-        match bytes[i] {
-            b'{' => depth += 1,
-            b'}' => {
-                depth -= 1;
-                if depth == 0 {
-                    return Some(i);
-                }
-            }
-            _ => {}
-        }
-    }
-    None
-}
-
 /// hendrycks/math's `_fix_sqrt`: `\sqrt3` -> `\sqrt{3}`.
 fn fix_sqrt(text: &str) -> String {
     if !text.contains(r"\sqrt") {
@@ -501,28 +298,6 @@ fn python_int(text: &str) -> Option<i128> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn boxed_content_is_extracted_from_the_right() {
-        assert_eq!(
-            extract_boxed_content(r"x \boxed{\frac{1}{2}} y", Boxed::All),
-            r"\frac{1}{2}"
-        );
-        assert_eq!(
-            extract_boxed_content(r"\boxed{3} then \boxed{5}", Boxed::Last),
-            "3,5"
-        );
-        let far = r"\boxed{3} then much later we say \boxed{5}";
-        assert_eq!(extract_boxed_content(far, Boxed::Last), "5");
-        assert_eq!(extract_boxed_content(far, Boxed::All), "3,5");
-        let joined = r"\boxed{3} and then much later we say \boxed{5}";
-        assert_eq!(extract_boxed_content(joined, Boxed::Last), "3,5");
-        assert_eq!(extract_boxed_content("no box", Boxed::All), "no box");
-        assert_eq!(
-            extract_boxed_content(r"\boxed{1 + {2}", Boxed::All),
-            "{1 + {2}"
-        );
-    }
 
     #[test]
     fn latex_is_normalized_as_latex2sympy_does() {
