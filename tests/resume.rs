@@ -139,6 +139,56 @@ fn tr_dpo_checkpoints_keep_the_synced_reference() {
     assert!(reference.join("config.json").is_file());
 }
 
+/// GRPO with two accumulation steps per generation batch and two passes over it (so
+/// checkpoints fall inside a batch's reuse), rewards from an external program.
+fn grpo(steps: &str, reward: &Path) -> Vec<String> {
+    let reward = format!("cmd:python3 {}", reward.display());
+    strings(&[
+        "grpo",
+        "--model_name_or_path",
+        "fixtures/models/tiny-llama",
+        "--dataset_name",
+        "datasets/prompt_only.jsonl",
+        "--reward_funcs",
+        &reward,
+        "--num_generations",
+        "4",
+        "--per_device_train_batch_size",
+        "4",
+        "--steps_per_generation",
+        "2",
+        "--num_iterations",
+        "2",
+        "--max_completion_length",
+        "6",
+        "--learning_rate",
+        "1e-3",
+        "--beta",
+        "0.04",
+        "--logging_steps",
+        "5",
+        "--save_steps",
+        "3",
+        "--max_steps",
+        steps,
+    ])
+}
+
+#[test]
+fn grpo_resumed_after_sigkill_ends_bitwise_equal() {
+    let dir = tempfile::tempdir().unwrap();
+    let reward = dir.path().join("share.py");
+    std::fs::write(
+        &reward,
+        "import json, sys\n\
+         for line in sys.stdin:\n\
+         \x20   rows = json.loads(line)\n\
+         \x20   print(json.dumps([sum(t < 192 for t in r['completion_ids']) / len(r['completion_ids']) for r in rows]), flush=True)\n",
+    )
+    .unwrap();
+    assert_kill_and_resume_is_exact(grpo("200", &reward));
+}
+
 /// Sends `signal` once the run has written its first checkpoint: the run saves a checkpoint
 /// after the current step, says so, exits with 130, and resuming finishes the run.
 fn assert_signal_checkpoints_and_resumes(signal: &str) {
