@@ -12,9 +12,11 @@ mod device;
 mod dpo;
 mod env;
 mod generate;
+mod hub_training;
 mod kto;
 mod model_args;
 mod plot;
+mod push;
 mod reference;
 mod reward;
 mod sampling_args;
@@ -83,6 +85,8 @@ enum Command {
     Validate(validate::ValidateArgs),
     /// Draw a run's logged curves (trainer_state.json's log_history) into a PNG.
     Plot(plot::PlotArgs),
+    /// Push a folder (model, adapter, GGUF files) to the Hugging Face Hub, with a model card.
+    Push(push::PushArgs),
     /// Print versions, compiled-in backends, the default device and thread count.
     Env(env::EnvArgs),
 }
@@ -108,6 +112,7 @@ pub fn main() -> ExitCode {
         Command::Score(args) => score::run(&args),
         Command::Validate(args) => validate::run(&args),
         Command::Plot(args) => plot::run(&args),
+        Command::Push(args) => push::run(&args),
         Command::Env(args) => env::run(&args),
     };
     match result {

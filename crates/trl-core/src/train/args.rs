@@ -40,6 +40,41 @@ pub enum ReportTo {
     Jsonl,
 }
 
+/// When a run with `push_to_hub` pushes (`hub_strategy`), as transformers' `HubStrategy`:
+/// `end` once, when training ends; `every_save` also the model at every checkpoint;
+/// `checkpoint` that plus the checkpoint folder as `last-checkpoint/` (resumable);
+/// `all_checkpoints` that plus every checkpoint folder under its own name.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HubStrategy {
+    End,
+    EverySave,
+    Checkpoint,
+    AllCheckpoints,
+}
+
+/// A secret (`hub_token`): shown as `<redacted>` by `Debug`, so printing the arguments never
+/// prints it. A number is read as its digits.
+#[derive(Clone, PartialEq, Serialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        match Value::deserialize(deserializer)? {
+            Value::String(text) => Ok(Secret(text)),
+            Value::Number(number) => Ok(Secret(number.to_string())),
+            _ => Err(serde::de::Error::custom("expected a token string")),
+        }
+    }
+}
+
 /// The training-loop arguments every method shares, named and defaulted as in transformers'
 /// `TrainingArguments` (a method config may override defaults, as TRL's configs do).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -80,6 +115,15 @@ pub struct TrainingArguments {
     pub use_cpu: bool,
     pub run_name: Option<String>,
     pub logging_dir: Option<String>,
+    /// Push the model (and a model card) to the Hub; the binary does it, not the loop.
+    pub push_to_hub: bool,
+    /// `namespace/name` (or `name`, under the token's user); defaults to `output_dir`'s name.
+    pub hub_model_id: Option<String>,
+    pub hub_strategy: HubStrategy,
+    /// The new repo's visibility; `None` leaves the Hub's default.
+    pub hub_private_repo: Option<bool>,
+    /// Else `HF_TOKEN`, else the token file of `hf auth login`.
+    pub hub_token: Option<Secret>,
 }
 
 impl Default for TrainingArguments {
@@ -115,6 +159,11 @@ impl Default for TrainingArguments {
             use_cpu: false,
             run_name: None,
             logging_dir: None,
+            push_to_hub: false,
+            hub_model_id: None,
+            hub_strategy: HubStrategy::EverySave,
+            hub_private_repo: None,
+            hub_token: None,
         }
     }
 }
