@@ -47,7 +47,12 @@ fn files_of(dir: &Path) -> BTreeMap<String, Vec<u8>> {
         .unwrap()
         .flatten()
         .filter(|e| e.path().is_file())
-        .map(|e| (e.file_name().to_string_lossy().to_string(), std::fs::read(e.path()).unwrap()))
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().to_string(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
         .collect()
 }
 
@@ -70,8 +75,14 @@ fn push_uploads_a_model_folder_with_a_generated_card() {
         assert_eq!(repo.get(name), Some(bytes), "{name}");
     }
     let card = String::from_utf8(repo["README.md"].clone()).unwrap();
-    assert!(card.contains("library_name: transformers") && card.contains("- trl-rs"), "{card}");
-    assert!(card.contains("trl chat --model_name_or_path org/tiny"), "{card}");
+    assert!(
+        card.contains("library_name: transformers") && card.contains("- trl-rs"),
+        "{card}"
+    );
+    assert!(
+        card.contains("trl chat --model_name_or_path org/tiny"),
+        "{card}"
+    );
     assert_eq!(repo.len(), local.len() + 1);
     let create: serde_json::Value = serde_json::from_slice(&hub.requests()[0].body).unwrap();
     assert_eq!(create["visibility"], "private");
@@ -84,7 +95,12 @@ fn push_reads_the_token_from_the_flag_or_the_token_file() {
     let tmp = tempfile::tempdir().unwrap();
     let model = copy_model(&tmp.path().join("model"));
     let dir = model.to_str().unwrap();
-    let flag = trl_hub(&["push", dir, "org/a", "--hub_token", TOKEN], &hub, tmp.path(), None);
+    let flag = trl_hub(
+        &["push", dir, "org/a", "--hub_token", TOKEN],
+        &hub,
+        tmp.path(),
+        None,
+    );
     assert!(flag.status.success(), "{}", text(&flag));
     std::fs::write(tmp.path().join("token"), format!("{TOKEN}\n")).unwrap();
     let file = trl_hub(&["push", dir, "org/b"], &hub, tmp.path(), None);
@@ -98,10 +114,18 @@ fn push_without_a_token_fails_before_any_request() {
     let hub = FakeHub::start(&[], vec![]);
     let tmp = tempfile::tempdir().unwrap();
     let model = copy_model(&tmp.path().join("model"));
-    let out = trl_hub(&["push", model.to_str().unwrap(), "org/tiny"], &hub, tmp.path(), None);
+    let out = trl_hub(
+        &["push", model.to_str().unwrap(), "org/tiny"],
+        &hub,
+        tmp.path(),
+        None,
+    );
     assert!(!out.status.success());
     let message = text(&out);
-    assert!(message.contains("no Hugging Face token") && message.contains("HF_TOKEN"), "{message}");
+    assert!(
+        message.contains("no Hugging Face token") && message.contains("HF_TOKEN"),
+        "{message}"
+    );
     assert!(hub.requests().is_empty());
 }
 
@@ -111,10 +135,18 @@ fn push_with_a_refused_token_says_401_and_never_prints_it() {
     let tmp = tempfile::tempdir().unwrap();
     let model = copy_model(&tmp.path().join("model"));
     let wrong = "hf_wrongButSecretTokenValue";
-    let out = trl_hub(&["push", model.to_str().unwrap(), "org/tiny"], &hub, tmp.path(), Some(wrong));
+    let out = trl_hub(
+        &["push", model.to_str().unwrap(), "org/tiny"],
+        &hub,
+        tmp.path(),
+        Some(wrong),
+    );
     assert!(!out.status.success());
     let message = text(&out);
-    assert!(message.contains("HTTP 401") && message.contains("refused the token"), "{message}");
+    assert!(
+        message.contains("HTTP 401") && message.contains("refused the token"),
+        "{message}"
+    );
     assert!(!message.contains(wrong), "{message}");
     assert!(hub.commits().is_empty());
 }
@@ -126,17 +158,38 @@ fn sft_with_push_to_hub_pushes_checkpoints_and_the_final_model() {
     let out_dir = tmp.path().join("run");
     let out_str = out_dir.to_str().unwrap();
     let args = [
-        "sft", "--model_name_or_path", MODEL, "--dataset_name", "datasets/messages.jsonl",
-        "--output_dir", out_str, "--per_device_train_batch_size", "4", "--max_steps", "4",
-        "--save_steps", "2", "--logging_steps", "2", "--push_to_hub", "true",
-        "--hub_model_id", "org/tiny-sft", "--hub_strategy", "checkpoint",
+        "sft",
+        "--model_name_or_path",
+        MODEL,
+        "--dataset_name",
+        "datasets/messages.jsonl",
+        "--output_dir",
+        out_str,
+        "--per_device_train_batch_size",
+        "4",
+        "--max_steps",
+        "4",
+        "--save_steps",
+        "2",
+        "--logging_steps",
+        "2",
+        "--push_to_hub",
+        "true",
+        "--hub_model_id",
+        "org/tiny-sft",
+        "--hub_strategy",
+        "checkpoint",
     ];
     let out = trl_hub(&args, &hub, tmp.path(), Some(TOKEN));
     assert!(out.status.success(), "{}", text(&out));
     let summaries: Vec<String> = hub.commits().iter().map(|c| c.summary.clone()).collect();
     assert_eq!(
         summaries,
-        ["Training in progress, step 2", "Training in progress, step 4", "End of training"]
+        [
+            "Training in progress, step 2",
+            "Training in progress, step 4",
+            "End of training"
+        ]
     );
     let repo = hub.repo_files("org/tiny-sft").unwrap();
     // The final model, its card and trainer state, byte for byte as saved.
@@ -145,9 +198,17 @@ fn sft_with_push_to_hub_pushes_checkpoints_and_the_final_model() {
     }
     let last = out_dir.join("checkpoint-4");
     for (name, bytes) in files_of(&last) {
-        assert_eq!(repo.get(&format!("last-checkpoint/{name}")), Some(&bytes), "{name}");
+        assert_eq!(
+            repo.get(&format!("last-checkpoint/{name}")),
+            Some(&bytes),
+            "{name}"
+        );
     }
-    assert!(!repo.keys().any(|k| k.starts_with("checkpoint-") || k == "optimizer.safetensors"));
+    assert!(
+        !repo
+            .keys()
+            .any(|k| k.starts_with("checkpoint-") || k == "optimizer.safetensors")
+    );
     let card = std::fs::read_to_string(out_dir.join("README.md")).unwrap();
     for expected in [
         "library_name: transformers",
@@ -160,7 +221,10 @@ fn sft_with_push_to_hub_pushes_checkpoints_and_the_final_model() {
     ] {
         assert!(card.contains(expected), "{expected} not in\n{card}");
     }
-    assert!(!card.contains("base_model:"), "a local model is no Hub id:\n{card}");
+    assert!(
+        !card.contains("base_model:"),
+        "a local model is no Hub id:\n{card}"
+    );
     assert_token_kept_secret(&out, &hub);
 }
 
@@ -170,13 +234,27 @@ fn sft_with_push_to_hub_and_no_token_fails_before_training() {
     let tmp = tempfile::tempdir().unwrap();
     let out_dir = tmp.path().join("run");
     let args = [
-        "sft", "--model_name_or_path", MODEL, "--dataset_name", "datasets/messages.jsonl",
-        "--output_dir", out_dir.to_str().unwrap(), "--max_steps", "2", "--push_to_hub", "true",
-        "--hub_model_id", "org/x",
+        "sft",
+        "--model_name_or_path",
+        MODEL,
+        "--dataset_name",
+        "datasets/messages.jsonl",
+        "--output_dir",
+        out_dir.to_str().unwrap(),
+        "--max_steps",
+        "2",
+        "--push_to_hub",
+        "true",
+        "--hub_model_id",
+        "org/x",
     ];
     let out = trl_hub(&args, &hub, tmp.path(), None);
     assert!(!out.status.success());
-    assert!(text(&out).contains("no Hugging Face token"), "{}", text(&out));
+    assert!(
+        text(&out).contains("no Hugging Face token"),
+        "{}",
+        text(&out)
+    );
     assert!(!out_dir.join("model.safetensors").exists());
     assert!(hub.requests().is_empty());
 }

@@ -137,8 +137,18 @@ pub fn setup<C: CommandConfig>(
         .device
         .clone()
         .unwrap_or_else(|| default_device_spec().to_string());
-    let method_keys = (serde_json::to_value(&config)?, serde_json::to_value(C::default())?);
-    let run = run_info(command, &model_id, &data_args.dataset_name, &model_dir, &args, method_keys);
+    let method_keys = (
+        serde_json::to_value(&config)?,
+        serde_json::to_value(C::default())?,
+    );
+    let run = run_info(
+        command,
+        &model_id,
+        &data_args.dataset_name,
+        &model_dir,
+        &args,
+        method_keys,
+    );
     let hub = TrainingPush::start(&args, run)?;
     Ok(Setup {
         args,

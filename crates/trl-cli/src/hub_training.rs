@@ -49,7 +49,11 @@ impl TrainingPush {
             None => default_repo_name(&args.output_dir)?,
         };
         let (repo_id, created) = client.ensure_repo(&wanted, args.hub_private_repo)?;
-        let verb = if created { "created" } else { "pushing to existing" };
+        let verb = if created {
+            "created"
+        } else {
+            "pushing to existing"
+        };
         eprintln!("push_to_hub: {verb} repo {endpoint}/{repo_id}");
         Ok(Some(Arc::new(TrainingPush {
             client,
@@ -88,7 +92,11 @@ impl TrainingPush {
             .collect();
         let card = model_card(&self.repo_id, &folder_facts(dir)?, &self.run);
         files.push(UploadFile::from_bytes(README.into(), card.into_bytes()));
-        let name = dir.file_name().unwrap_or_default().to_string_lossy().to_string();
+        let name = dir
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
         let prefix = match self.strategy {
             HubStrategy::Checkpoint => Some("last-checkpoint/".to_owned()),
             HubStrategy::AllCheckpoints => Some(format!("{name}/")),
@@ -156,9 +164,15 @@ pub fn run_info(
     method_keys: (Value, Value),
 ) -> RunInfo {
     let mut hyperparameters: Vec<(String, String)> = vec![
-        ("learning_rate".into(), args.learning_rate.to_string()),
-        ("per_device_train_batch_size".into(), args.per_device_train_batch_size.to_string()),
-        ("gradient_accumulation_steps".into(), args.gradient_accumulation_steps.to_string()),
+        ("learning_rate".into(), number(args.learning_rate)),
+        (
+            "per_device_train_batch_size".into(),
+            args.per_device_train_batch_size.to_string(),
+        ),
+        (
+            "gradient_accumulation_steps".into(),
+            args.gradient_accumulation_steps.to_string(),
+        ),
     ];
     if args.max_steps > 0 {
         hyperparameters.push(("max_steps".into(), args.max_steps.to_string()));
@@ -167,11 +181,22 @@ pub fn run_info(
     }
     let scheduler = serde_json::to_value(args.lr_scheduler_type).unwrap_or_default();
     hyperparameters.extend([
-        ("lr_scheduler_type".into(), scheduler.as_str().unwrap_or("?").to_owned()),
+        (
+            "lr_scheduler_type".into(),
+            scheduler.as_str().unwrap_or("?").to_owned(),
+        ),
         ("warmup_ratio".into(), args.warmup_ratio.to_string()),
         ("weight_decay".into(), args.weight_decay.to_string()),
         ("max_grad_norm".into(), args.max_grad_norm.to_string()),
-        ("optimizer".into(), format!("AdamW (betas {}, {}; eps {})", args.adam_beta1, args.adam_beta2, args.adam_epsilon)),
+        (
+            "optimizer".into(),
+            format!(
+                "AdamW (betas {}, {}; epsilon {})",
+                args.adam_beta1,
+                args.adam_beta2,
+                number(args.adam_epsilon)
+            ),
+        ),
         ("seed".into(), args.seed.to_string()),
     ]);
     let (config, defaults) = method_keys;
@@ -189,5 +214,14 @@ pub fn run_info(
         license: readme_license(&model_dir.join(README)),
         hyperparameters,
         versions: vec![("burn".into(), trl_core::BURN_VERSION.to_owned())],
+    }
+}
+
+/// A rate as people write it: `2e-5`, not `0.00002`.
+fn number(value: f64) -> String {
+    if value != 0.0 && value.abs() < 1e-3 {
+        format!("{value:e}")
+    } else {
+        value.to_string()
     }
 }

@@ -58,12 +58,16 @@ pub fn run(args: &PushArgs) -> Result<()> {
         path_in_repo: String::new(),
         include_checkpoints: args.include_checkpoints,
     };
-    let (report, skipped) = client.push_folder(&repo_id, &args.folder, &options, &args.commit_message)?;
+    let (report, skipped) =
+        client.push_folder(&repo_id, &args.folder, &options, &args.commit_message)?;
     if !args.folder.join(trl_hub_push::README).exists() {
         eprintln!("README.md: a model card was generated");
     }
     if !skipped.is_empty() {
-        eprintln!("not pushed: {} (checkpoints need --include_checkpoints)", skipped.join(", "));
+        eprintln!(
+            "not pushed: {} (checkpoints need --include_checkpoints)",
+            skipped.join(", ")
+        );
     }
     println!(
         "pushed {} files ({} through LFS) to {endpoint}/{repo_id}: {}",

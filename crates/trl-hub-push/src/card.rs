@@ -164,8 +164,20 @@ fn training(facts: &FolderFacts, run: &RunInfo) -> String {
         }
     }
     if !facts.last_logged.is_empty() || !facts.summary.is_empty() {
-        text.push_str("\n### Final metrics\n\nFrom `trainer_state.json`'s `log_history`: the last logged step, then the run's summary.\n\n| metric | value |\n|---|---|\n");
-        for (key, value) in facts.last_logged.iter().chain(&facts.summary) {
+        let at = |key: &str| {
+            facts
+                .summary
+                .iter()
+                .chain(&facts.last_logged)
+                .find(|(k, _)| k == key)
+        };
+        text.push_str("\n### Final metrics\n\nFrom `trainer_state.json`'s `log_history`: the last logged step, then the run's summary");
+        if let (Some((_, step)), Some((_, epoch))) = (at("step"), at("epoch")) {
+            let _ = write!(text, " (step {}, epoch {})", number(*step), number(*epoch));
+        }
+        text.push_str(".\n\n| metric | value |\n|---|---|\n");
+        let shown = facts.last_logged.iter().chain(&facts.summary);
+        for (key, value) in shown.filter(|(k, _)| k != "step" && k != "epoch") {
             let _ = writeln!(text, "| {key} | {} |", number(*value));
         }
     }

@@ -6,7 +6,11 @@ fn facts(library: Library) -> FolderFacts {
         classifier: false,
         adapter_base: None,
         gguf_files: vec![],
-        last_logged: vec![("loss".into(), 1.25), ("step".into(), 8.0)],
+        last_logged: vec![
+            ("loss".into(), 1.25),
+            ("step".into(), 8.0),
+            ("epoch".into(), 2.0),
+        ],
         summary: vec![
             ("train_loss".into(), 1.5),
             ("train_runtime".into(), 0.000123),
@@ -41,13 +45,16 @@ fn a_training_run_card_has_metadata_hyperparameters_and_metrics() {
         "base_model: Qwen/Qwen2.5-0.5B-Instruct\nlibrary_name: transformers\nmodel_name: my-model\n\
          tags:\n- trl-rs\n- dpo\ndatasets:\n- trl-lib/ultrafeedback_binarized\nlicense: apache-2.0"
     );
-    assert!(card.contains(MARKER));
+    assert!(
+        card.contains(MARKER) && !card.contains("| step |"),
+        "{card}"
+    );
     for expected in [
         "Direct Preference Optimization (DPO)",
         "- dataset: `src/card.rs`",
         "| learning_rate | 5e-7 |",
         "| loss | 1.25 |",
-        "| step | 8 |",
+        "summary (step 8, epoch 2).",
         "| train_loss | 1.5 |",
         "| train_runtime | 1.23000e-4 |",
         "- burn: 0.22",

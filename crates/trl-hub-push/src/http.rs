@@ -110,37 +110,33 @@ impl Client {
 
     /// Sends `call`, retrying as the policy says; any error status is an [`Error`].
     pub fn send(&self, call: &Call) -> Result<Reply> {
-        let attempts = if call.retry {
-            self.retry.attempts.max(1)
-        } else {
-            1
-        };
+        let attempts = if call.retry { self.retry.attempts.max(1) } else { 1 };
         let mut wait = self.retry.first_wait;
-        for attempt in 1..=attempts {
+        let mut attempt = 1;
+        loop {
             let last = attempt == attempts;
             match self.send_once(call) {
                 Ok(reply) => return Ok(reply),
-                Err(ureq::Error::Status(status, response)) => {
-                    if last || !retried_status(status) {
-                        return Err(self.status_error(call, status, response, attempt));
-                    }
+                Err(ureq::Error::Status(status, response)) if last || !retried_status(status) => {
+                    return Err(self.status_error(call, status, response, attempt));
                 }
-                Err(ureq::Error::Transport(transport)) => {
-                    if last {
-                        return Err(Error::Network {
-                            what: call.what.clone(),
-                            attempts: attempt,
-                            message: redact(&transport.to_string(), &self.settings.token),
-                        });
-                    }
+                Err(ureq::Error::Transport(transport)) if last => {
+                    return Err(Error::Network {
+                        what: call.what.clone(),
+                        attempts: attempt,
+                        message: redact(&transport.to_string(), &self.settings.token),
+                    });
                 }
+                Err(_) => {}
             }
             std::thread::sleep(wait);
             wait = (wait * 2).min(self.retry.max_wait);
+            attempt += 1;
         }
-        unreachable!("the last attempt always returns")
     }
 
+    // ureq's own error type, kept for one call: its size does not matter here.
+    #[allow(clippy::result_large_err)]
     fn send_once(&self, call: &Call) -> std::result::Result<Reply, ureq::Error> {
         let mut request = self.agent.request(call.method, &call.url);
         if call.auth {

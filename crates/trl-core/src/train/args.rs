@@ -66,7 +66,9 @@ impl std::fmt::Debug for Secret {
 }
 
 impl<'de> Deserialize<'de> for Secret {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
         match Value::deserialize(deserializer)? {
             Value::String(text) => Ok(Secret(text)),
             Value::Number(number) => Ok(Secret(number.to_string())),
