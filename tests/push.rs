@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use common::{MODEL, copy_model, text, trl_command};
-use trl_hub_push::testing::{FakeHub, TOKEN};
+use trl_hub_push::testing::{Failure, FakeHub, TOKEN};
 
 /// `trl args...` talking to `hub`, with no token from the environment (a fresh `HF_HOME`)
 /// unless `token` is given as `HF_TOKEN`.
@@ -257,4 +257,112 @@ fn sft_with_push_to_hub_and_no_token_fails_before_training() {
     );
     assert!(!out_dir.join("model.safetensors").exists());
     assert!(hub.requests().is_empty());
+}
+
+/// `trl sft` on the bundled data for 4 steps, a checkpoint every 2, pushing to `org/run`.
+fn sft_push_args<'a>(out_dir: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "sft",
+        "--model_name_or_path",
+        MODEL,
+        "--dataset_name",
+        "datasets/messages.jsonl",
+        "--output_dir",
+        out_dir,
+        "--per_device_train_batch_size",
+        "4",
+        "--max_steps",
+        "4",
+        "--save_steps",
+        "2",
+        "--push_to_hub",
+        "true",
+        "--hub_model_id",
+        "org/run",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+#[test]
+fn hub_strategy_end_and_all_checkpoints_push_what_transformers_pushes() {
+    for (strategy, commits, folders) in [
+        ("end", 1, vec![]),
+        ("every_save", 3, vec![]),
+        ("all_checkpoints", 3, vec!["checkpoint-2/", "checkpoint-4/"]),
+    ] {
+        let hub = FakeHub::start(&[], vec![]);
+        let tmp = tempfile::tempdir().unwrap();
+        let out_dir = tmp.path().join("run");
+        // The token as a flag this time: it must not be saved or uploaded either.
+        let extra = ["--hub_strategy", strategy, "--hub_token", TOKEN];
+        let out = trl_hub(
+            &sft_push_args(out_dir.to_str().unwrap(), &extra),
+            &hub,
+            tmp.path(),
+            None,
+        );
+        assert!(out.status.success(), "{strategy}: {}", text(&out));
+        assert_eq!(hub.commits().len(), commits, "{strategy}");
+        let repo = hub.repo_files("org/run").unwrap();
+        let pushed: Vec<&str> = folders
+            .iter()
+            .copied()
+            .filter(|folder| repo.contains_key(&format!("{folder}optimizer.safetensors")))
+            .collect();
+        assert_eq!(pushed, folders, "{strategy}");
+        assert!(
+            !repo.keys().any(|k| k.starts_with("last-checkpoint/")),
+            "{strategy}"
+        );
+        assert_token_kept_secret(&out, &hub);
+    }
+}
+
+#[test]
+fn a_failed_checkpoint_push_warns_and_a_failed_final_push_is_an_error() {
+    // The first commit (step 2) fails: a warning, and the run and later pushes go on.
+    let once = vec![Failure {
+        pattern: "/commit/main".into(),
+        status: 500,
+        times: Some(1),
+    }];
+    let hub = FakeHub::start(&[], once);
+    let tmp = tempfile::tempdir().unwrap();
+    let out_dir = tmp.path().join("run");
+    let out = trl_hub(
+        &sft_push_args(out_dir.to_str().unwrap(), &[]),
+        &hub,
+        tmp.path(),
+        Some(TOKEN),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("warning: pushing"), "{}", text(&out));
+    assert_eq!(hub.commits().len(), 2);
+    // Every commit fails: the run ends in an error that says how to push the saved model.
+    let always = vec![Failure {
+        pattern: "/commit/main".into(),
+        status: 503,
+        times: None,
+    }];
+    let hub = FakeHub::start(&[], always);
+    let out_dir = tmp.path().join("run2");
+    let extra = ["--hub_strategy", "end"];
+    let out = trl_hub(
+        &sft_push_args(out_dir.to_str().unwrap(), &extra),
+        &hub,
+        tmp.path(),
+        Some(TOKEN),
+    );
+    assert!(!out.status.success());
+    let message = text(&out);
+    assert!(
+        message.contains("HTTP 503") && message.contains("trl push"),
+        "{message}"
+    );
+    assert!(
+        out_dir.join("model.safetensors").is_file(),
+        "the model stays saved"
+    );
+    assert_token_kept_secret(&out, &hub);
 }
