@@ -366,3 +366,29 @@ fn a_failed_checkpoint_push_warns_and_a_failed_final_push_is_an_error() {
     );
     assert_token_kept_secret(&out, &hub);
 }
+
+#[test]
+fn without_hub_model_id_the_repo_is_named_after_output_dir_under_the_user() {
+    let hub = FakeHub::start(&[], vec![]);
+    let tmp = tempfile::tempdir().unwrap();
+    let out_dir = tmp.path().join("my-run");
+    let args = [
+        "sft",
+        "--model_name_or_path",
+        MODEL,
+        "--dataset_name",
+        "datasets/messages.jsonl",
+        "--output_dir",
+        out_dir.to_str().unwrap(),
+        "--max_steps",
+        "1",
+        "--push_to_hub",
+        "true",
+        "--hub_strategy",
+        "end",
+    ];
+    let out = trl_hub(&args, &hub, tmp.path(), Some(TOKEN));
+    assert!(out.status.success(), "{}", text(&out));
+    let repo = hub.repo_files("me/my-run").unwrap();
+    assert!(repo.contains_key("model.safetensors") && repo.contains_key("README.md"));
+}

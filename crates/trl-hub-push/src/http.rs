@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::error::{Error, Result, redact};
-use crate::settings::HubSettings;
+use crate::settings::{DEFAULT_ENDPOINT, HubSettings};
 
 /// How often and how patiently a failed call is tried again.
 #[derive(Debug, Clone, Copy)]
@@ -110,7 +110,11 @@ impl Client {
 
     /// Sends `call`, retrying as the policy says; any error status is an [`Error`].
     pub fn send(&self, call: &Call) -> Result<Reply> {
-        let attempts = if call.retry { self.retry.attempts.max(1) } else { 1 };
+        let attempts = if call.retry {
+            self.retry.attempts.max(1)
+        } else {
+            1
+        };
         let mut wait = self.retry.first_wait;
         let mut attempt = 1;
         loop {
@@ -135,11 +139,24 @@ impl Client {
         }
     }
 
+    /// A URL the Hub handed out, moved onto `HF_ENDPOINT` when it names huggingface.co and
+    /// another endpoint is set (a mirror), as `huggingface_hub`'s `fix_hf_endpoint_in_url`.
+    fn on_endpoint(&self, url: &str) -> String {
+        match url.strip_prefix(DEFAULT_ENDPOINT) {
+            Some(rest) if self.settings.endpoint != DEFAULT_ENDPOINT && rest.starts_with('/') => {
+                format!("{}{rest}", self.settings.endpoint)
+            }
+            _ => url.to_owned(),
+        }
+    }
+
     // ureq's own error type, kept for one call: its size does not matter here.
     #[allow(clippy::result_large_err)]
     fn send_once(&self, call: &Call) -> std::result::Result<Reply, ureq::Error> {
-        let mut request = self.agent.request(call.method, &call.url);
-        if call.auth {
+        let url = self.on_endpoint(&call.url);
+        let mut request = self.agent.request(call.method, &url);
+        // The token goes to the Hub's own host only, whatever URL an answer hands out.
+        if call.auth && url.starts_with(&format!("{}/", self.settings.endpoint)) {
             request = request.set("authorization", &format!("Bearer {}", self.settings.token));
         }
         if call.lfs {
@@ -236,4 +253,36 @@ fn open_slice(path: &PathBuf, offset: u64, len: u64) -> std::io::Result<impl Rea
     let mut file = File::open(path)?;
     file.seek(SeekFrom::Start(offset))?;
     Ok(file.take(len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(endpoint: &str) -> Client {
+        let settings = HubSettings {
+            endpoint: endpoint.into(),
+            token: "t".into(),
+        };
+        Client::new(settings, RetryPolicy::default())
+    }
+
+    #[test]
+    fn hub_urls_move_onto_a_mirror_endpoint() {
+        let mirror = client("http://127.0.0.1:8080");
+        let verify = "https://huggingface.co/org/m.git/info/lfs/objects/verify";
+        assert_eq!(
+            mirror.on_endpoint(verify),
+            "http://127.0.0.1:8080/org/m.git/info/lfs/objects/verify"
+        );
+        let storage = "https://s3.amazonaws.com/bucket/oid?sig=1";
+        assert_eq!(mirror.on_endpoint(storage), storage);
+        assert_eq!(client(DEFAULT_ENDPOINT).on_endpoint(verify), verify);
+    }
+
+    #[test]
+    fn statuses_retried_are_rate_limits_and_server_failures() {
+        assert!([429, 500, 502, 503, 504].into_iter().all(retried_status));
+        assert!(![400, 401, 403, 404, 409, 501].into_iter().any(retried_status));
+    }
 }

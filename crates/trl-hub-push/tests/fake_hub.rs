@@ -127,8 +127,13 @@ fn check_requests(hub: &FakeHub) {
             );
         }
     }
-    // model.safetensors in one PUT, big.bin in 3 parts of CHUNK bytes.
+    // model.safetensors in one PUT, big.bin in 3 parts of CHUNK bytes, both verified.
     assert_eq!(puts, 1 + 3);
+    let verified = requests
+        .iter()
+        .filter(|r| r.url.starts_with("/verify/"))
+        .count();
+    assert_eq!(verified, 2);
     let urls: Vec<String> = requests
         .iter()
         .map(|r| format!("{} {}", r.method, r.url))
