@@ -64,8 +64,9 @@ pub fn run(args: &PushArgs) -> Result<()> {
         eprintln!("README.md: a model card was generated");
     }
     if !skipped.is_empty() {
+        // .git/, .cache/ and half-written checkpoints never go; checkpoint-*/ on request.
         eprintln!(
-            "not pushed: {} (checkpoints need --include_checkpoints)",
+            "not pushed: {} (checkpoint-*/ folders go with --include_checkpoints)",
             skipped.join(", ")
         );
     }

@@ -251,7 +251,12 @@ pub fn take_known_keys<T: Serialize + DeserializeOwned + Default>(
         match culprit {
             Some(key) => config_error(format!(
                 "{what}: invalid value {} for `{key}`: {e}{}",
-                taken[key],
+                // A secret is not repeated back, even when malformed.
+                if key == "hub_token" {
+                    "<redacted>".to_string()
+                } else {
+                    taken[key].to_string()
+                },
                 valid_names::<T>(key, &e.to_string())
             )),
             None => config_error(format!("{what}: {e}")),
@@ -317,6 +322,20 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn a_malformed_hub_token_is_not_repeated_in_the_error() {
+        let mut map =
+            BTreeMap::from([("hub_token".to_string(), serde_json::json!(["hf_a", "hf_b"]))]);
+        let err = take_known_keys::<TrainingArguments>(&mut map, "training")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("hub_token") && !err.contains("hf_a"), "{err}");
+        let mut map = BTreeMap::from([("hub_token".to_string(), Value::from(12345))]);
+        let args: TrainingArguments = take_known_keys(&mut map, "training").unwrap();
+        assert_eq!(args.hub_token, Some(Secret("12345".into())));
+        assert_eq!(format!("{args:?}").matches("12345").count(), 0);
     }
 
     #[test]
