@@ -392,3 +392,68 @@ fn without_hub_model_id_the_repo_is_named_after_output_dir_under_the_user() {
     let repo = hub.repo_files("me/my-run").unwrap();
     assert!(repo.contains_key("model.safetensors") && repo.contains_key("README.md"));
 }
+
+#[test]
+fn every_training_command_pushes_with_its_method_in_the_card() {
+    for (command, model, data, method_key) in [
+        ("dpo", MODEL, "datasets/preference.jsonl", "| beta | 0.5 |"),
+        (
+            "kto",
+            MODEL,
+            "datasets/unpaired_preference.jsonl",
+            "| beta | 0.5 |",
+        ),
+        (
+            "reward",
+            "fixtures/models/tiny-qwen2-rm",
+            "datasets/preference.jsonl",
+            "| max_length | 64 |",
+        ),
+    ] {
+        let hub = FakeHub::start(&[], vec![]);
+        let tmp = tempfile::tempdir().unwrap();
+        let out_dir = tmp.path().join("run");
+        let key = if command == "reward" {
+            "--max_length"
+        } else {
+            "--beta"
+        };
+        let value = if command == "reward" { "64" } else { "0.5" };
+        let args = [
+            command,
+            "--model_name_or_path",
+            model,
+            "--dataset_name",
+            data,
+            "--output_dir",
+            out_dir.to_str().unwrap(),
+            "--max_steps",
+            "1",
+            "--per_device_train_batch_size",
+            "2",
+            key,
+            value,
+            "--save_strategy",
+            "no",
+            "--push_to_hub",
+            "true",
+            "--hub_model_id",
+            "org/m",
+        ];
+        let out = trl_hub(&args, &hub, tmp.path(), Some(TOKEN));
+        assert!(out.status.success(), "{command}: {}", text(&out));
+        let card =
+            String::from_utf8(hub.repo_files("org/m").unwrap()["README.md"].clone()).unwrap();
+        assert!(
+            card.contains(&format!("- {command}\n")),
+            "{command}:\n{card}"
+        );
+        assert!(card.contains(method_key), "{command}:\n{card}");
+        if command == "reward" {
+            assert!(
+                card.contains("AutoModelForSequenceClassification"),
+                "{card}"
+            );
+        }
+    }
+}
