@@ -39,6 +39,8 @@ pub struct Seen {
     pub url: String,
     pub authorization: Option<String>,
     pub content_type: Option<String>,
+    /// The `Content-Length` header (storage refuses chunked uploads: it must be there).
+    pub content_length: Option<String>,
     pub body: Vec<u8>,
 }
 
@@ -154,6 +156,7 @@ fn answer(mut request: Request, state: &Mutex<State>, endpoint: &str) {
             .map(|h| h.value.as_str().to_owned())
     };
     let (authorization, content_type) = (header("Authorization"), header("Content-Type"));
+    let content_length = header("Content-Length");
     let mut body = Vec::new();
     let _ = request.as_reader().read_to_end(&mut body);
     let method = request.method().to_string();
@@ -164,6 +167,7 @@ fn answer(mut request: Request, state: &Mutex<State>, endpoint: &str) {
         url: url.clone(),
         authorization: authorization.clone(),
         content_type,
+        content_length,
         body: body.clone(),
     });
     let echo = format!("rejected request with authorization {authorization:?}");

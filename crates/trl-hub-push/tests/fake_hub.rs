@@ -120,6 +120,9 @@ fn check_requests(hub: &FakeHub) {
         if request.url.starts_with("/storage/") {
             assert_eq!(request.authorization, None, "{}", request.url);
             puts += usize::from(request.method == "PUT");
+            // Storage refuses chunked bodies: every upload states its length.
+            let length = request.body.len().to_string();
+            assert_eq!(request.content_length.as_deref(), Some(length.as_str()));
         } else {
             assert_eq!(
                 request.authorization.as_deref(),
