@@ -16,6 +16,9 @@ use crate::error::{Error, Result};
 use crate::files::{Source, UploadFile};
 use crate::http::{Body, Call, Client};
 
+/// Uploads from this size on are announced on stderr.
+const LARGE: u64 = 50_000_000;
+
 /// Uploads `files` (all in `lfs` mode) to the repo's large-file storage.
 pub(crate) fn upload_lfs_files(
     client: &Client,
@@ -87,6 +90,10 @@ fn upload_object(client: &Client, file: &UploadFile, object: &Value) -> Result<(
             message: "an upload action without `href`".into(),
         });
     };
+    if file.size >= LARGE {
+        // A line before minutes of silence; small files go by unannounced.
+        eprintln!("uploading {} ({:.1} MB)", file.path_in_repo, file.size as f64 / 1e6);
+    }
     match upload["header"].get("chunk_size") {
         Some(chunk_size) => upload_parts(client, file, href, &upload["header"], chunk_size, &what)?,
         None => {
