@@ -21,6 +21,7 @@ use trl_core::train::{Method, RunLogger, TrainOutcome, TrainingArguments, train}
 
 use crate::config::{parse_args, reject_unknown_keys, take_keys as take_known_keys};
 use crate::device::{default_device_spec, parse_device};
+use crate::hub_training::{TrainingPush, run_info};
 use crate::model_args::ModelAndDataArgs;
 
 /// A method's config as a training command uses it: its keys, their checks, its data column.
@@ -95,6 +96,8 @@ pub struct Setup<C> {
     pub dataset: Dataset,
     pub model_dir: PathBuf,
     pub device_spec: String,
+    /// `--push_to_hub`: the repo is ready (token read, repo created) before training.
+    pub hub: Option<Arc<TrainingPush>>,
 }
 
 /// Parses `raw` for `command` with the method's default overrides, rejects unknown keys and
@@ -147,12 +150,26 @@ pub fn setup<C: CommandConfig>(
         .device
         .clone()
         .unwrap_or_else(|| default_device_spec().to_string());
+    let method_keys = (
+        serde_json::to_value(&config)?,
+        serde_json::to_value(C::default())?,
+    );
+    let run = run_info(
+        command,
+        &model_id,
+        &data_args.dataset_name,
+        &model_dir,
+        &args,
+        method_keys,
+    );
+    let hub = TrainingPush::start(&args, run)?;
     Ok(Setup {
         args,
         config,
         dataset,
         model_dir,
         device_spec,
+        hub,
     })
 }
 
@@ -244,9 +261,15 @@ impl<C> Setup<C> {
         interrupt: Arc<AtomicBool>,
     ) -> Result<()> {
         let mut logger = self.logger(interrupt)?;
+        if let Some(hook) = self.hub.as_ref().and_then(TrainingPush::checkpoint_hook) {
+            logger = logger.with_checkpoint_hook(hook);
+        }
         let outcome = train(method, model, examples, &self.args, device, &mut logger)?;
         report(&outcome);
-        Ok(())
+        match &self.hub {
+            Some(hub) => hub.push_final(&outcome.output_dir),
+            None => Ok(()),
+        }
     }
 }
 

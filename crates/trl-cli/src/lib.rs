@@ -13,9 +13,11 @@ mod dpo;
 mod env;
 mod generate;
 mod grpo;
+mod hub_training;
 mod kto;
 mod model_args;
 mod plot;
+mod push;
 mod reference;
 mod reward;
 mod rloo;
@@ -99,6 +101,8 @@ enum Command {
     Validate(validate::ValidateArgs),
     /// Draw a run's logged curves (trainer_state.json's log_history) into a PNG.
     Plot(plot::PlotArgs),
+    /// Push a folder (model, adapter, GGUF files) to the Hugging Face Hub, with a model card.
+    Push(push::PushArgs),
     /// Print versions, compiled-in backends, the default device and thread count.
     Env(env::EnvArgs),
 }
@@ -126,6 +130,7 @@ pub fn main() -> ExitCode {
         Command::Score(args) => score::run(&args),
         Command::Validate(args) => validate::run(&args),
         Command::Plot(args) => plot::run(&args),
+        Command::Push(args) => push::run(&args),
         Command::Env(args) => env::run(&args),
     };
     match result {

@@ -14,11 +14,12 @@ const CONFIG_FILE: &str = "config.json";
 /// The files trl-rs builds a model and its tokenizer from.
 pub(super) const REQUIRED_MODEL_FILES: [&str; 3] =
     [CONFIG_FILE, "tokenizer.json", "tokenizer_config.json"];
-/// Fetched when the repo has them.
-pub(super) const OPTIONAL_MODEL_FILES: [&str; 3] = [
+/// Fetched when the repo has them (the model card for its license, which a push's card repeats).
+pub(super) const OPTIONAL_MODEL_FILES: [&str; 4] = [
     "generation_config.json",
     "special_tokens_map.json",
     "chat_template.jinja",
+    "README.md",
 ];
 pub(super) const SINGLE_WEIGHTS: &str = "model.safetensors";
 pub(super) const WEIGHTS_INDEX: &str = "model.safetensors.index.json";

@@ -18,8 +18,8 @@ const DEFAULT_REVISION: &str = "main";
 /// Returns the folder of a model: `id_or_path` itself when it is an existing folder (`revision`
 /// is then ignored), else the cache snapshot of hub repo `id_or_path` at `revision` (default
 /// `main`) holding `config.json`, the tokenizer files, `model.safetensors` or the index and every
-/// shard it lists, and whichever of `generation_config.json`, `special_tokens_map.json` and
-/// `chat_template.jinja` the repo has. Offline (`HF_HUB_OFFLINE`), or when the hub cannot be
+/// shard it lists, and whichever of `generation_config.json`, `special_tokens_map.json`,
+/// `chat_template.jinja` and `README.md` the repo has. Offline (`HF_HUB_OFFLINE`), or when the hub cannot be
 /// reached at all, the cached snapshot of the revision is used. Options come from the
 /// environment ([`HubOptions::from_env`]).
 pub fn resolve_model(id_or_path: &str, revision: Option<&str>) -> Result<PathBuf> {

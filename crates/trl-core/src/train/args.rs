@@ -40,6 +40,43 @@ pub enum ReportTo {
     Jsonl,
 }
 
+/// When a run with `push_to_hub` pushes (`hub_strategy`), as transformers' `HubStrategy`:
+/// `end` once, when training ends; `every_save` also the model at every checkpoint;
+/// `checkpoint` that plus the checkpoint folder as `last-checkpoint/` (resumable);
+/// `all_checkpoints` that plus every checkpoint folder under its own name.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HubStrategy {
+    End,
+    EverySave,
+    Checkpoint,
+    AllCheckpoints,
+}
+
+/// A secret (`hub_token`): shown as `<redacted>` by `Debug`, so printing the arguments never
+/// prints it. A number is read as its digits.
+#[derive(Clone, PartialEq, Serialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
+        match Value::deserialize(deserializer)? {
+            Value::String(text) => Ok(Secret(text)),
+            Value::Number(number) => Ok(Secret(number.to_string())),
+            _ => Err(serde::de::Error::custom("expected a token string")),
+        }
+    }
+}
+
 /// The training-loop arguments every method shares, named and defaulted as in transformers'
 /// `TrainingArguments` (a method config may override defaults, as TRL's configs do).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -80,6 +117,15 @@ pub struct TrainingArguments {
     pub use_cpu: bool,
     pub run_name: Option<String>,
     pub logging_dir: Option<String>,
+    /// Push the model (and a model card) to the Hub; the binary does it, not the loop.
+    pub push_to_hub: bool,
+    /// `namespace/name` (or `name`, under the token's user); defaults to `output_dir`'s name.
+    pub hub_model_id: Option<String>,
+    pub hub_strategy: HubStrategy,
+    /// The new repo's visibility; `None` leaves the Hub's default.
+    pub hub_private_repo: Option<bool>,
+    /// Else `HF_TOKEN`, else the token file of `hf auth login`.
+    pub hub_token: Option<Secret>,
 }
 
 impl Default for TrainingArguments {
@@ -115,6 +161,11 @@ impl Default for TrainingArguments {
             use_cpu: false,
             run_name: None,
             logging_dir: None,
+            push_to_hub: false,
+            hub_model_id: None,
+            hub_strategy: HubStrategy::EverySave,
+            hub_private_repo: None,
+            hub_token: None,
         }
     }
 }
@@ -200,7 +251,12 @@ pub fn take_known_keys<T: Serialize + DeserializeOwned + Default>(
         match culprit {
             Some(key) => config_error(format!(
                 "{what}: invalid value {} for `{key}`: {e}{}",
-                taken[key],
+                // A secret is not repeated back, even when malformed.
+                if key == "hub_token" {
+                    "<redacted>".to_string()
+                } else {
+                    taken[key].to_string()
+                },
                 valid_names::<T>(key, &e.to_string())
             )),
             None => config_error(format!("{what}: {e}")),
@@ -266,6 +322,20 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn a_malformed_hub_token_is_not_repeated_in_the_error() {
+        let mut map =
+            BTreeMap::from([("hub_token".to_string(), serde_json::json!(["hf_a", "hf_b"]))]);
+        let err = take_known_keys::<TrainingArguments>(&mut map, "training")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("hub_token") && !err.contains("hf_a"), "{err}");
+        let mut map = BTreeMap::from([("hub_token".to_string(), Value::from(12345))]);
+        let args: TrainingArguments = take_known_keys(&mut map, "training").unwrap();
+        assert_eq!(args.hub_token, Some(Secret("12345".into())));
+        assert_eq!(format!("{args:?}").matches("12345").count(), 0);
     }
 
     #[test]

@@ -14,8 +14,13 @@ use super::state::LogEntry;
 use super::tensorboard::TensorBoardWriter;
 use crate::{Error, Result};
 
+/// Called with each regular checkpoint folder once it is written (`push_to_hub`'s
+/// `hub_strategy`); an error stops the run.
+pub type CheckpointHook = Box<dyn FnMut(&Path) -> Result<()>>;
+
 /// Reports progress and metrics of one run.
 pub struct RunLogger {
+    checkpoint_hook: Option<CheckpointHook>,
     bar: Option<ProgressBar>,
     jsonl: Option<PathBuf>,
     tensorboard: Option<TensorBoardWriter>,
@@ -30,6 +35,7 @@ impl RunLogger {
     /// handler installed by the binary.
     pub fn new(jsonl: Option<PathBuf>, interrupt: Arc<AtomicBool>, quiet: bool) -> Self {
         RunLogger {
+            checkpoint_hook: None,
             bar: None,
             jsonl,
             tensorboard: None,
@@ -45,6 +51,20 @@ impl RunLogger {
     pub fn with_tensorboard(mut self, log_dir: &Path) -> Result<Self> {
         self.tensorboard = Some(TensorBoardWriter::create(log_dir)?);
         Ok(self)
+    }
+
+    /// Also calls `hook` after each regular checkpoint (not the one Ctrl-C writes).
+    pub fn with_checkpoint_hook(mut self, hook: CheckpointHook) -> Self {
+        self.checkpoint_hook = Some(hook);
+        self
+    }
+
+    /// A checkpoint was written to `dir`: runs the hook, if any.
+    pub fn checkpoint_saved(&mut self, dir: &Path) -> Result<()> {
+        match &mut self.checkpoint_hook {
+            Some(hook) => hook(dir),
+            None => Ok(()),
+        }
     }
 
     /// A logger that prints nothing (tests, library use).

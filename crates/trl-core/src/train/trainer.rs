@@ -79,7 +79,8 @@ pub fn train<M: Method>(
         let step_time = step_start.elapsed().as_secs_f64();
         log_if_due(&mut run, args, &report, lr, step_time, logger)?;
         if save_due(args, &plan, &run.state) {
-            write_checkpoint(method, &model, &output_dir, &run, args.save_total_limit)?;
+            let dir = write_checkpoint(method, &model, &output_dir, &run, args.save_total_limit)?;
+            logger.checkpoint_saved(&dir)?;
         }
         stop_if_interrupted(method, &model, &output_dir, &run, logger)?;
     }
