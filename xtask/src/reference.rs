@@ -24,6 +24,7 @@ const SCRIPTS: &[(&str, &[&str])] = &[
     ("sampler_reference.py", &[]),
     ("data_reference.py", &[]),
     ("generate_reference.py", &[]),
+    ("gguf_reference.py", &[]),
 ];
 
 /// The folders the scripts write, compared by `--check`.

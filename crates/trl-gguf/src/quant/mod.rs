@@ -85,3 +85,6 @@ pub(crate) fn f16_bytes(v: f32) -> [u8; 2] {
 pub(crate) fn read_f16(bytes: &[u8]) -> f32 {
     half::f16::from_le_bytes([bytes[0], bytes[1]]).to_f32()
 }
+
+#[cfg(test)]
+mod reference_tests;
