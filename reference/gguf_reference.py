@@ -12,7 +12,8 @@ from source by pip) besides torch / transformers (``requirements.txt``).
 Output
 ------
 ``fixtures/expected/gguf/quantizers.json``: ``inputs``, seeded f32 rows (``rows`` x 256: normal
-noise at several scales, plus an all-zero row, a constant row and a row with exact .5 ties), and
+noise at several scales, plus an all-zero row, a constant row, a row with exact .5 ties and a row
+of bf16-precision values), and
 for each type the bytes (hex) of the whole ``inputs`` tensor quantized: ``bf16``, ``q8_0``,
 ``q4_0``, ``q5_0``, ``q5_1`` from gguf-py's numpy quantizers (``gguf.quants.quantize``), and
 ``q4_K``, ``q5_K``, ``q6_K`` from ggml's C reference (``ggml_quantize_chunk`` with no importance
@@ -35,7 +36,7 @@ import json
 import sys
 from pathlib import Path
 
-from common import EXPECTED_DIR, dump, setup_env
+from common import EXPECTED_DIR, dump, init_libraries
 
 OUT = EXPECTED_DIR / "gguf" / "quantizers.json"
 QK_K = 256
@@ -54,6 +55,9 @@ def fixed_inputs():
     sparse = np.zeros(QK_K)
     sparse[::17] = rng.normal(0.0, 1.0, len(sparse[::17]))
     rows.append(sparse)
+    # bf16-precision values (a bf16 checkpoint): scaled values land exactly on rounding edges.
+    coarse = rng.normal(0.0, 0.5, QK_K).astype(np.float32).view(np.uint32) & np.uint32(0xFFFF0000)
+    rows.append(coarse.view(np.float32))
     return np.stack(rows).astype(np.float32)
 
 
@@ -256,7 +260,7 @@ def check_runtime(path: Path, model_dir: Path, ftype: int, errors: list):
 
 
 def check(pairs):
-    setup_env()
+    init_libraries(transformers_progress_bar=False)
     from gguf import GGUFReader
 
     lib = ggml_library()

@@ -11,6 +11,7 @@ mod config;
 mod device;
 mod dpo;
 mod env;
+mod export;
 mod generate;
 mod kto;
 mod model_args;
@@ -83,6 +84,9 @@ enum Command {
     Validate(validate::ValidateArgs),
     /// Draw a run's logged curves (trainer_state.json's log_history) into a PNG.
     Plot(plot::PlotArgs),
+    /// Write a model in another format: `trl export gguf` for llama.cpp.
+    #[command(subcommand)]
+    Export(export::ExportCommand),
     /// Print versions, compiled-in backends, the default device and thread count.
     Env(env::EnvArgs),
 }
@@ -108,6 +112,7 @@ pub fn main() -> ExitCode {
         Command::Score(args) => score::run(&args),
         Command::Validate(args) => validate::run(&args),
         Command::Plot(args) => plot::run(&args),
+        Command::Export(command) => export::run(&command),
         Command::Env(args) => env::run(&args),
     };
     match result {

@@ -34,10 +34,9 @@ fn signed_absmax(block: &[f32]) -> f32 {
     best
 }
 
-/// `trunc(f32(x*id + offset))` with the product and sum in f64: gguf-py's
-/// `np.trunc(np.float64(x) * np.float64(id) + offset, dtype=np.float32)`.
-fn fma_trunc(x: f32, id: f32, offset: f64) -> f32 {
-    ((f64::from(x) * f64::from(id) + offset) as f32).trunc()
+/// `trunc(x*id + offset)`, every step rounded to f32 (no fused multiply-add).
+fn scaled_trunc(x: f32, id: f32, offset: f32) -> f32 {
+    (x * id + offset).trunc()
 }
 
 /// `1/d`, or 0 where `d` is 0 (`np.where(d == 0, 0, 1 / d)`).
@@ -58,9 +57,9 @@ pub fn quantize_q8_0(data: &[f32]) -> Vec<u8> {
     out
 }
 
-/// q4_0: per 32 values an f16 scale `max/-8` and 32 nibbles (`Q4_0.quantize_blocks`). gguf-py
-/// computes `x*id + 8.5` in f64, rounds it to f32 and truncates (the C reference's fused
-/// multiply-add); so do we.
+/// q4_0: per 32 values an f16 scale `max/-8` and 32 nibbles (`Q4_0.quantize_blocks`):
+/// `trunc(x*id + 8.5)` in f32, as gguf-py 0.19 and `quantize_row_q4_0_ref` compiled without
+/// fused multiply-adds (llama.cpp's own build) compute it.
 pub fn quantize_q4_0(data: &[f32]) -> Vec<u8> {
     let mut out = Vec::with_capacity(data.len() / QK * 18);
     for block in data.chunks_exact(QK) {
@@ -68,7 +67,7 @@ pub fn quantize_q4_0(data: &[f32]) -> Vec<u8> {
         let id = inverse(d);
         let q: Vec<u8> = block
             .iter()
-            .map(|&v| fma_trunc(v, id, 8.5).clamp(0.0, 15.0) as u8)
+            .map(|&v| scaled_trunc(v, id, 8.5).clamp(0.0, 15.0) as u8)
             .collect();
         out.extend_from_slice(&f16_bytes(d));
         out.extend((0..QK / 2).map(|j| q[j] | (q[j + QK / 2] << 4)));
@@ -77,7 +76,7 @@ pub fn quantize_q4_0(data: &[f32]) -> Vec<u8> {
 }
 
 /// q5_0: per 32 values an f16 scale `max/-16`, 32 high bits and 32 nibbles
-/// (`Q5_0.quantize_blocks`, f64 like q4_0).
+/// (`Q5_0.quantize_blocks`, f32 like q4_0).
 pub fn quantize_q5_0(data: &[f32]) -> Vec<u8> {
     let mut out = Vec::with_capacity(data.len() / QK * 22);
     for block in data.chunks_exact(QK) {
@@ -85,7 +84,7 @@ pub fn quantize_q5_0(data: &[f32]) -> Vec<u8> {
         let id = inverse(d);
         let q: Vec<u8> = block
             .iter()
-            .map(|&v| fma_trunc(v, id, 16.5).clamp(0.0, 31.0) as u8)
+            .map(|&v| scaled_trunc(v, id, 16.5).clamp(0.0, 31.0) as u8)
             .collect();
         out.extend_from_slice(&f16_bytes(d));
         push_q5(&mut out, &q);

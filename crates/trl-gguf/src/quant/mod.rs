@@ -4,8 +4,8 @@
 //! numpy quantizers of gguf-py for the 32-element block types, `ggml-quants.c`'s
 //! `quantize_row_*_ref` for the k-quants, which `llama-quantize` uses without an importance
 //! matrix), and no Rust crate reproduces them. Every function here follows its reference line
-//! by line, in f32 arithmetic in the same order (Rust never fuses a multiply-add), except where
-//! the comment says gguf-py computes in f64.
+//! by line, in f32 arithmetic in the same order (Rust never fuses a multiply-add, and neither
+//! does llama.cpp's portable build of these reference functions).
 //!
 //! Input is a row-major f32 tensor whose length is a multiple of the type's block size; output
 //! is the concatenated blocks, as stored in the file.

@@ -1,0 +1,284 @@
+//! `trl export gguf` end to end: every fixture model in every outtype, read back with our GGUF
+//! reader (metadata, tensor names, shapes and types, values against the safetensors weights)
+//! and, when the reference venv exists, checked by `reference/gguf_reference.py` (gguf-py's
+//! reader, its quantizers and ggml's, and llama.cpp running the file).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{read_json, root, text, trl};
+use serde_json::Value;
+use trl_gguf::{GgmlType, GgufFile};
+
+/// Fixture models and llama.cpp's architecture for each.
+const MODELS: &[(&str, &str)] = &[
+    ("tiny-llama", "llama"),
+    ("tiny-mistral", "llama"),
+    ("tiny-qwen2", "qwen2"),
+    ("tiny-qwen3", "qwen3"),
+    ("tiny-llama-tied-llama3rope", "llama"),
+    ("tiny-llama-linear-rope", "llama"),
+    ("tiny-llama-sharded", "llama"),
+    ("tiny-llama-bf16", "llama"),
+];
+
+/// Outtypes with llama.cpp's `general.file_type` number (`LlamaFileType`).
+const OUTTYPES: &[(&str, u64)] = &[
+    ("f32", 0),
+    ("f16", 1),
+    ("bf16", 32),
+    ("q8_0", 7),
+    ("q4_0", 2),
+    ("q4_k_m", 15),
+    ("q5_k_m", 17),
+    ("q6_k", 18),
+];
+
+/// llama.cpp's name for a Hugging Face tensor name.
+fn gguf_name(hf: &str) -> String {
+    match hf {
+        "model.embed_tokens.weight" => return "token_embd.weight".into(),
+        "model.norm.weight" => return "output_norm.weight".into(),
+        "lm_head.weight" => return "output.weight".into(),
+        _ => {}
+    }
+    let rest = hf.strip_prefix("model.layers.").unwrap();
+    let (layer, part) = rest.split_once('.').unwrap();
+    let (module, suffix) = part.rsplit_once('.').unwrap();
+    let short = match module {
+        "input_layernorm" => "attn_norm",
+        "post_attention_layernorm" => "ffn_norm",
+        other => match other.rsplit_once('.').unwrap().1 {
+            "q_proj" => "attn_q",
+            "k_proj" => "attn_k",
+            "v_proj" => "attn_v",
+            "o_proj" => "attn_output",
+            "q_norm" => "attn_q_norm",
+            "k_norm" => "attn_k_norm",
+            "gate_proj" => "ffn_gate",
+            "up_proj" => "ffn_up",
+            "down_proj" => "ffn_down",
+            unknown => panic!("unexpected tensor {unknown}"),
+        },
+    };
+    format!("blk.{layer}.{short}.{suffix}")
+}
+
+/// The safetensors weights of a model folder by GGUF name, as f32 with their shapes.
+fn weights(dir: &Path) -> BTreeMap<String, (Vec<usize>, Vec<f32>)> {
+    let mut out = BTreeMap::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "safetensors") {
+            continue;
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        for (name, view) in tensors.tensors() {
+            let values: Vec<f32> = match view.dtype() {
+                safetensors::Dtype::F32 => view.data().chunks(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect(),
+                safetensors::Dtype::BF16 => view.data().chunks(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+                other => panic!("{}: unexpected dtype {other:?}", path.display()),
+            };
+            out.insert(gguf_name(&name), (view.shape().to_vec(), values));
+        }
+    }
+    out
+}
+
+/// convert_hf_to_gguf.py's `LlamaModel.permute`, written out: row (h, t, j) -> (h, j, t).
+fn permute(values: &[f32], shape: &[usize], heads: usize) -> Vec<f32> {
+    let (rows, cols) = (shape[0], shape[1]);
+    let half = rows / heads / 2;
+    let mut out = vec![0f32; values.len()];
+    for r in 0..rows {
+        let (h, t, j) = (r / (2 * half), (r / half) % 2, r % half);
+        let dst = h * 2 * half + 2 * j + t;
+        out[dst * cols..(dst + 1) * cols].copy_from_slice(&values[r * cols..(r + 1) * cols]);
+    }
+    out
+}
+
+/// The type llama.cpp's tools give a tensor of these 2-layer, 64-wide models (rows of 64 or
+/// 128 values are too short for a 256-value k-quant block, so llama-quantize falls back).
+fn expected_type(name: &str, shape: &[usize], outtype: &str, tied: bool) -> GgmlType {
+    if shape.len() == 1 || name.ends_with("_norm.weight") {
+        return GgmlType::F32;
+    }
+    let output = name == "output.weight" || (tied && name == "token_embd.weight");
+    let more_bits = name == "blk.1.attn_v.weight" || name == "blk.1.ffn_down.weight";
+    match outtype {
+        "f32" => GgmlType::F32,
+        "f16" => GgmlType::F16,
+        "bf16" => GgmlType::BF16,
+        "q8_0" | "q6_k" => GgmlType::Q8_0,
+        "q4_0" if output => GgmlType::Q8_0, // q6_K, then the q8_0 fallback
+        "q4_0" => GgmlType::Q4_0,
+        _ if output || more_bits => GgmlType::Q8_0,
+        "q4_k_m" => GgmlType::Q5_0,
+        "q5_k_m" => GgmlType::Q5_1,
+        other => panic!("unexpected outtype {other}"),
+    }
+}
+
+/// Largest error allowed for a dequantized value, as a share of its row's largest magnitude.
+fn tolerance(ty: GgmlType) -> f32 {
+    match ty {
+        GgmlType::F32 => 0.0,
+        GgmlType::F16 | GgmlType::BF16 => 0.004,
+        GgmlType::Q8_0 => 0.005,
+        // Half a step, or a whole one for the value clipped at the top level (q4_0: 15 of -8..7).
+        GgmlType::Q5_1 => 0.04,
+        GgmlType::Q5_0 => 0.07,
+        _ => 0.13,
+    }
+}
+
+fn check_values(name: &str, ty: GgmlType, got: &[f32], want: &[f32], cols: usize) {
+    for (row, (g, w)) in got.chunks(cols).zip(want.chunks(cols)).enumerate() {
+        let amax = w.iter().fold(0f32, |m, v| m.max(v.abs()));
+        for (i, (a, b)) in g.iter().zip(w).enumerate() {
+            let exact = match ty {
+                GgmlType::F16 => half::f16::from_f32(*b).to_f32() == *a,
+                GgmlType::BF16 => half::bf16::from_f32(*b).to_f32() == *a,
+                _ => (a - b).abs() <= tolerance(ty) * amax,
+            };
+            assert!(exact, "{name} ({ty}) row {row} col {i}: {a} vs weight {b}");
+        }
+    }
+}
+
+fn check_metadata(file: &GgufFile, model: &Path, arch: &str, file_type: u64) {
+    let config = read_json(&model.join("config.json"));
+    let tokenizer = read_json(&model.join("tokenizer.json"));
+    let u = |key: &str| file.get(key).and_then(|v| v.as_u64()).unwrap_or_else(|| panic!("no {key}"));
+    let s = |key: &str| file.get(key).and_then(|v| v.as_str()).unwrap_or_else(|| panic!("no {key}"));
+    assert_eq!(s("general.architecture"), arch);
+    assert_eq!(u("general.file_type"), file_type);
+    assert_eq!(u("general.quantization_version"), 2);
+    assert_eq!(u(&format!("{arch}.block_count")), config["num_hidden_layers"].as_u64().unwrap());
+    assert_eq!(u(&format!("{arch}.embedding_length")), config["hidden_size"].as_u64().unwrap());
+    assert_eq!(u(&format!("{arch}.feed_forward_length")), config["intermediate_size"].as_u64().unwrap());
+    assert_eq!(u(&format!("{arch}.attention.head_count")), config["num_attention_heads"].as_u64().unwrap());
+    assert_eq!(u(&format!("{arch}.attention.head_count_kv")), config["num_key_value_heads"].as_u64().unwrap());
+    assert_eq!(u(&format!("{arch}.context_length")), config["max_position_embeddings"].as_u64().unwrap());
+    let theta = file.get(&format!("{arch}.rope.freq_base")).and_then(|v| v.as_f64()).unwrap();
+    assert_eq!(theta, config["rope_parameters"]["rope_theta"].as_f64().unwrap() as f32 as f64);
+    assert_eq!(s("tokenizer.ggml.model"), "gpt2");
+    assert_eq!(s("tokenizer.ggml.pre"), "qwen2");
+    let tokens = file.get("tokenizer.ggml.tokens").and_then(|v| v.as_array()).unwrap();
+    assert_eq!(tokens.len() as u64, config["vocab_size"].as_u64().unwrap());
+    for (text, id) in tokenizer["model"]["vocab"].as_object().unwrap() {
+        assert_eq!(tokens[id.as_u64().unwrap() as usize].as_str(), Some(text.as_str()));
+    }
+    let merges = file.get("tokenizer.ggml.merges").and_then(|v| v.as_array()).unwrap();
+    assert_eq!(merges.len(), tokenizer["model"]["merges"].as_array().unwrap().len());
+    assert_eq!(u("tokenizer.ggml.eos_token_id"), config["eos_token_id"].as_u64().unwrap());
+    assert_eq!(u("tokenizer.ggml.padding_token_id"), config["pad_token_id"].as_u64().unwrap());
+    let template = std::fs::read_to_string(model.join("chat_template.jinja")).unwrap();
+    assert_eq!(s("tokenizer.chat_template"), template);
+}
+
+fn check_tensors(file: &GgufFile, model: &Path, arch: &str, outtype: &str) {
+    let config = read_json(&model.join("config.json"));
+    let weights = weights(model);
+    let tied = !weights.contains_key("output.weight");
+    let names: Vec<&str> = file.tensors.iter().map(|t| t.name.as_str()).filter(|n| *n != "rope_freqs.weight").collect();
+    let mut sorted = names.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, weights.keys().map(String::as_str).collect::<Vec<_>>(), "tensor names");
+    let llama3 = config["rope_parameters"]["rope_type"] == "llama3";
+    assert_eq!(file.tensor("rope_freqs.weight").is_some(), llama3, "rope_freqs.weight");
+    for info in file.tensors.iter().filter(|t| t.name != "rope_freqs.weight") {
+        let (shape, values) = &weights[&info.name];
+        assert_eq!(&info.shape, shape, "{}", info.name);
+        assert_eq!(info.ty, expected_type(&info.name, shape, outtype, tied), "{} in {outtype}", info.name);
+        let heads = |key: &str| config[key].as_u64().unwrap() as usize;
+        let want = match info.name.rsplit('.').nth(1) {
+            Some("attn_q") if arch == "llama" && shape.len() == 2 => permute(values, shape, heads("num_attention_heads")),
+            Some("attn_k") if arch == "llama" && shape.len() == 2 => permute(values, shape, heads("num_key_value_heads")),
+            _ => values.clone(),
+        };
+        let got = file.tensor_f32(info).unwrap();
+        check_values(&info.name, info.ty, &got, &want, *shape.last().unwrap());
+    }
+}
+
+/// The reference venv's python, when this checkout has one.
+fn reference_python() -> Option<PathBuf> {
+    let python = root().join(".venv-reference/bin/python");
+    python.is_file().then_some(python)
+}
+
+#[test]
+fn every_fixture_model_exports_in_every_outtype() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut pairs = Vec::new();
+    for (model, arch) in MODELS {
+        let model_dir = root().join("fixtures/models").join(model);
+        for (outtype, file_type) in OUTTYPES {
+            let outfile = dir.path().join(format!("{model}-{outtype}.gguf"));
+            let out = trl(&[
+                "export", "gguf", "--model_name_or_path", model_dir.to_str().unwrap(),
+                "--outfile", outfile.to_str().unwrap(), "--outtype", outtype,
+            ]);
+            assert!(out.status.success(), "{model} {outtype}: {}", text(&out));
+            assert!(text(&out).contains("wrote"), "{}", text(&out));
+            let file = GgufFile::open(&outfile).unwrap();
+            check_metadata(&file, &model_dir, arch, *file_type);
+            check_tensors(&file, &model_dir, arch, outtype);
+            pairs.push((model_dir.clone(), outfile));
+        }
+    }
+    let Some(python) = reference_python() else {
+        eprintln!("skipped the gguf-py / llama.cpp checks: no .venv-reference (see reference/requirements.txt)");
+        return;
+    };
+    let mut command = Command::new(python);
+    command.arg(root().join("reference/gguf_reference.py")).arg("--check");
+    for (model, file) in &pairs {
+        command.arg(model).arg(file);
+    }
+    let out = command.current_dir(root()).output().unwrap();
+    assert!(out.status.success(), "reference/gguf_reference.py --check:\n{}", text(&out));
+}
+
+#[test]
+fn a_lora_adapter_folder_is_refused_until_merged() {
+    let dir = tempfile::tempdir().unwrap();
+    let adapter = dir.path().join("adapter");
+    std::fs::create_dir_all(&adapter).unwrap();
+    std::fs::write(adapter.join("adapter_config.json"), r#"{"peft_type": "LORA"}"#).unwrap();
+    let outfile = dir.path().join("out.gguf");
+    let out = trl(&["export", "gguf", "--model_name_or_path", adapter.to_str().unwrap(), "--outfile", outfile.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("LoRA adapter") && text(&out).contains("Merge it"), "{}", text(&out));
+    assert!(!outfile.exists());
+}
+
+#[test]
+fn an_unknown_pre_tokenizer_regex_is_an_error_quoting_it_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = common::copy_model(&dir.path().join("model"));
+    let path = model.join("tokenizer.json");
+    let mut tokenizer: Value = read_json(&path);
+    tokenizer["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = Value::from(r"\p{N}{1,7}|\s+");
+    std::fs::write(&path, serde_json::to_string(&tokenizer).unwrap()).unwrap();
+    let outfile = dir.path().join("out.gguf");
+    let out = trl(&["export", "gguf", "--model_name_or_path", model.to_str().unwrap(), "--outfile", outfile.to_str().unwrap(), "--outtype", "q8_0"]);
+    assert!(!out.status.success());
+    let message = text(&out);
+    assert!(message.contains(r"\\p{N}{1,7}|\\s+") && message.contains("tokenizer.json"), "{message}");
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left, vec![std::ffi::OsString::from("model")], "files left behind");
+}
+
+#[test]
+fn an_unknown_outtype_lists_the_outtypes() {
+    let out = trl(&["export", "gguf", "--model_name_or_path", common::MODEL, "--outtype", "q3_k_s"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("q4_k_m") && text(&out).contains("q3_k_s"), "{}", text(&out));
+}
