@@ -79,8 +79,16 @@ fn weights(dir: &Path) -> BTreeMap<String, (Vec<usize>, Vec<f32>)> {
         let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
         for (name, view) in tensors.tensors() {
             let values: Vec<f32> = match view.dtype() {
-                safetensors::Dtype::F32 => view.data().chunks(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect(),
-                safetensors::Dtype::BF16 => view.data().chunks(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+                safetensors::Dtype::F32 => view
+                    .data()
+                    .chunks(4)
+                    .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+                    .collect(),
+                safetensors::Dtype::BF16 => view
+                    .data()
+                    .chunks(2)
+                    .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                    .collect(),
                 other => panic!("{}: unexpected dtype {other:?}", path.display()),
             };
             out.insert(gguf_name(&name), (view.shape().to_vec(), values));
@@ -102,23 +110,28 @@ fn permute(values: &[f32], shape: &[usize], heads: usize) -> Vec<f32> {
     out
 }
 
-/// The type llama.cpp's tools give a tensor of these 2-layer, 64-wide models (rows of 64 or
-/// 128 values are too short for a 256-value k-quant block, so llama-quantize falls back).
+/// The type llama.cpp's tools give a tensor of these 2-layer models: rows of 256 values take
+/// the k-quant mixes; shorter rows (64, 128) fall back as llama-quantize does.
 fn expected_type(name: &str, shape: &[usize], outtype: &str, tied: bool) -> GgmlType {
     if shape.len() == 1 || name.ends_with("_norm.weight") {
         return GgmlType::F32;
     }
     let output = name == "output.weight" || (tied && name == "token_embd.weight");
     let more_bits = name == "blk.1.attn_v.weight" || name == "blk.1.ffn_down.weight";
+    let k = shape.last().unwrap() % 256 == 0;
+    let q6k = if k { GgmlType::Q6K } else { GgmlType::Q8_0 };
     match outtype {
         "f32" => GgmlType::F32,
         "f16" => GgmlType::F16,
         "bf16" => GgmlType::BF16,
-        "q8_0" | "q6_k" => GgmlType::Q8_0,
-        "q4_0" if output => GgmlType::Q8_0, // q6_K, then the q8_0 fallback
+        "q8_0" => GgmlType::Q8_0,
+        "q6_k" => q6k,
+        "q4_0" if output => q6k,
         "q4_0" => GgmlType::Q4_0,
-        _ if output || more_bits => GgmlType::Q8_0,
+        _ if output || more_bits => q6k,
+        "q4_k_m" if k => GgmlType::Q4K,
         "q4_k_m" => GgmlType::Q5_0,
+        "q5_k_m" if k => GgmlType::Q5K,
         "q5_k_m" => GgmlType::Q5_1,
         other => panic!("unexpected outtype {other}"),
     }
@@ -154,30 +167,80 @@ fn check_values(name: &str, ty: GgmlType, got: &[f32], want: &[f32], cols: usize
 fn check_metadata(file: &GgufFile, model: &Path, arch: &str, file_type: u64) {
     let config = read_json(&model.join("config.json"));
     let tokenizer = read_json(&model.join("tokenizer.json"));
-    let u = |key: &str| file.get(key).and_then(|v| v.as_u64()).unwrap_or_else(|| panic!("no {key}"));
-    let s = |key: &str| file.get(key).and_then(|v| v.as_str()).unwrap_or_else(|| panic!("no {key}"));
+    let u = |key: &str| {
+        file.get(key)
+            .and_then(|v| v.as_u64())
+            .unwrap_or_else(|| panic!("no {key}"))
+    };
+    let s = |key: &str| {
+        file.get(key)
+            .and_then(|v| v.as_str())
+            .unwrap_or_else(|| panic!("no {key}"))
+    };
     assert_eq!(s("general.architecture"), arch);
     assert_eq!(u("general.file_type"), file_type);
     assert_eq!(u("general.quantization_version"), 2);
-    assert_eq!(u(&format!("{arch}.block_count")), config["num_hidden_layers"].as_u64().unwrap());
-    assert_eq!(u(&format!("{arch}.embedding_length")), config["hidden_size"].as_u64().unwrap());
-    assert_eq!(u(&format!("{arch}.feed_forward_length")), config["intermediate_size"].as_u64().unwrap());
-    assert_eq!(u(&format!("{arch}.attention.head_count")), config["num_attention_heads"].as_u64().unwrap());
-    assert_eq!(u(&format!("{arch}.attention.head_count_kv")), config["num_key_value_heads"].as_u64().unwrap());
-    assert_eq!(u(&format!("{arch}.context_length")), config["max_position_embeddings"].as_u64().unwrap());
-    let theta = file.get(&format!("{arch}.rope.freq_base")).and_then(|v| v.as_f64()).unwrap();
-    assert_eq!(theta, config["rope_parameters"]["rope_theta"].as_f64().unwrap() as f32 as f64);
+    assert_eq!(
+        u(&format!("{arch}.block_count")),
+        config["num_hidden_layers"].as_u64().unwrap()
+    );
+    assert_eq!(
+        u(&format!("{arch}.embedding_length")),
+        config["hidden_size"].as_u64().unwrap()
+    );
+    assert_eq!(
+        u(&format!("{arch}.feed_forward_length")),
+        config["intermediate_size"].as_u64().unwrap()
+    );
+    assert_eq!(
+        u(&format!("{arch}.attention.head_count")),
+        config["num_attention_heads"].as_u64().unwrap()
+    );
+    assert_eq!(
+        u(&format!("{arch}.attention.head_count_kv")),
+        config["num_key_value_heads"].as_u64().unwrap()
+    );
+    assert_eq!(
+        u(&format!("{arch}.context_length")),
+        config["max_position_embeddings"].as_u64().unwrap()
+    );
+    let theta = file
+        .get(&format!("{arch}.rope.freq_base"))
+        .and_then(|v| v.as_f64())
+        .unwrap();
+    assert_eq!(
+        theta,
+        config["rope_parameters"]["rope_theta"].as_f64().unwrap() as f32 as f64
+    );
     assert_eq!(s("tokenizer.ggml.model"), "gpt2");
     assert_eq!(s("tokenizer.ggml.pre"), "qwen2");
-    let tokens = file.get("tokenizer.ggml.tokens").and_then(|v| v.as_array()).unwrap();
+    let tokens = file
+        .get("tokenizer.ggml.tokens")
+        .and_then(|v| v.as_array())
+        .unwrap();
     assert_eq!(tokens.len() as u64, config["vocab_size"].as_u64().unwrap());
     for (text, id) in tokenizer["model"]["vocab"].as_object().unwrap() {
-        assert_eq!(tokens[id.as_u64().unwrap() as usize].as_str(), Some(text.as_str()));
+        assert_eq!(
+            tokens[id.as_u64().unwrap() as usize].as_str(),
+            Some(text.as_str())
+        );
     }
-    let merges = file.get("tokenizer.ggml.merges").and_then(|v| v.as_array()).unwrap();
-    assert_eq!(merges.len(), tokenizer["model"]["merges"].as_array().unwrap().len());
-    assert_eq!(u("tokenizer.ggml.eos_token_id"), config["eos_token_id"].as_u64().unwrap());
-    assert_eq!(u("tokenizer.ggml.padding_token_id"), config["pad_token_id"].as_u64().unwrap());
+    let merges = file
+        .get("tokenizer.ggml.merges")
+        .and_then(|v| v.as_array())
+        .unwrap();
+    assert_eq!(
+        merges.len(),
+        tokenizer["model"]["merges"].as_array().unwrap().len()
+    );
+    assert_eq!(
+        u("tokenizer.ggml.eos_token_id"),
+        config["eos_token_id"].as_u64().unwrap()
+    );
+    assert_eq!(
+        u("tokenizer.ggml.padding_token_id"),
+        config["pad_token_id"].as_u64().unwrap()
+    );
     let template = std::fs::read_to_string(model.join("chat_template.jinja")).unwrap();
     assert_eq!(s("tokenizer.chat_template"), template);
 }
@@ -186,20 +249,46 @@ fn check_tensors(file: &GgufFile, model: &Path, arch: &str, outtype: &str) {
     let config = read_json(&model.join("config.json"));
     let weights = weights(model);
     let tied = !weights.contains_key("output.weight");
-    let names: Vec<&str> = file.tensors.iter().map(|t| t.name.as_str()).filter(|n| *n != "rope_freqs.weight").collect();
+    let names: Vec<&str> = file
+        .tensors
+        .iter()
+        .map(|t| t.name.as_str())
+        .filter(|n| *n != "rope_freqs.weight")
+        .collect();
     let mut sorted = names.clone();
     sorted.sort_unstable();
-    assert_eq!(sorted, weights.keys().map(String::as_str).collect::<Vec<_>>(), "tensor names");
+    assert_eq!(
+        sorted,
+        weights.keys().map(String::as_str).collect::<Vec<_>>(),
+        "tensor names"
+    );
     let llama3 = config["rope_parameters"]["rope_type"] == "llama3";
-    assert_eq!(file.tensor("rope_freqs.weight").is_some(), llama3, "rope_freqs.weight");
-    for info in file.tensors.iter().filter(|t| t.name != "rope_freqs.weight") {
+    assert_eq!(
+        file.tensor("rope_freqs.weight").is_some(),
+        llama3,
+        "rope_freqs.weight"
+    );
+    for info in file
+        .tensors
+        .iter()
+        .filter(|t| t.name != "rope_freqs.weight")
+    {
         let (shape, values) = &weights[&info.name];
         assert_eq!(&info.shape, shape, "{}", info.name);
-        assert_eq!(info.ty, expected_type(&info.name, shape, outtype, tied), "{} in {outtype}", info.name);
+        assert_eq!(
+            info.ty,
+            expected_type(&info.name, shape, outtype, tied),
+            "{} in {outtype}",
+            info.name
+        );
         let heads = |key: &str| config[key].as_u64().unwrap() as usize;
         let want = match info.name.rsplit('.').nth(1) {
-            Some("attn_q") if arch == "llama" && shape.len() == 2 => permute(values, shape, heads("num_attention_heads")),
-            Some("attn_k") if arch == "llama" && shape.len() == 2 => permute(values, shape, heads("num_key_value_heads")),
+            Some("attn_q") if arch == "llama" && shape.len() == 2 => {
+                permute(values, shape, heads("num_attention_heads"))
+            }
+            Some("attn_k") if arch == "llama" && shape.len() == 2 => {
+                permute(values, shape, heads("num_key_value_heads"))
+            }
             _ => values.clone(),
         };
         let got = file.tensor_f32(info).unwrap();
@@ -222,8 +311,14 @@ fn every_fixture_model_exports_in_every_outtype() {
         for (outtype, file_type) in OUTTYPES {
             let outfile = dir.path().join(format!("{model}-{outtype}.gguf"));
             let out = trl(&[
-                "export", "gguf", "--model_name_or_path", model_dir.to_str().unwrap(),
-                "--outfile", outfile.to_str().unwrap(), "--outtype", outtype,
+                "export",
+                "gguf",
+                "--model_name_or_path",
+                model_dir.to_str().unwrap(),
+                "--outfile",
+                outfile.to_str().unwrap(),
+                "--outtype",
+                outtype,
             ]);
             assert!(out.status.success(), "{model} {outtype}: {}", text(&out));
             assert!(text(&out).contains("wrote"), "{}", text(&out));
@@ -233,17 +328,149 @@ fn every_fixture_model_exports_in_every_outtype() {
             pairs.push((model_dir.clone(), outfile));
         }
     }
+    run_reference_check(&pairs);
+}
+
+/// `reference/gguf_reference.py --check` on (model folder, GGUF file) pairs; skipped with a
+/// note when this checkout has no reference venv.
+fn run_reference_check(pairs: &[(PathBuf, PathBuf)]) {
     let Some(python) = reference_python() else {
-        eprintln!("skipped the gguf-py / llama.cpp checks: no .venv-reference (see reference/requirements.txt)");
+        eprintln!(
+            "skipped the gguf-py / llama.cpp checks: no .venv-reference (see reference/requirements.txt)"
+        );
         return;
     };
     let mut command = Command::new(python);
-    command.arg(root().join("reference/gguf_reference.py")).arg("--check");
-    for (model, file) in &pairs {
+    command
+        .arg(root().join("reference/gguf_reference.py"))
+        .arg("--check");
+    for (model, file) in pairs {
         command.arg(model).arg(file);
     }
     let out = command.current_dir(root()).output().unwrap();
-    assert!(out.status.success(), "reference/gguf_reference.py --check:\n{}", text(&out));
+    eprintln!("{}", text(&out));
+    assert!(
+        out.status.success(),
+        "reference/gguf_reference.py --check:\n{}",
+        text(&out)
+    );
+}
+
+/// Deterministic normal noise (xorshift + Box-Muller), `n` values of standard deviation `std`.
+fn noise(n: usize, seed: u64, std: f32) -> Vec<f32> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut uniform = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    };
+    (0..n)
+        .map(|_| {
+            let (u, v) = (uniform(), uniform());
+            ((-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()) as f32 * std
+        })
+        .collect()
+}
+
+/// A 2-layer Llama with 256-wide rows (so the k-quants apply), tiny-llama's tokenizer and
+/// seeded random weights, written into `dir`.
+fn wide_llama(dir: &Path) -> PathBuf {
+    let src = root().join("fixtures/models/tiny-llama");
+    std::fs::create_dir_all(dir).unwrap();
+    for file in [
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "chat_template.jinja",
+    ] {
+        std::fs::copy(src.join(file), dir.join(file)).unwrap();
+    }
+    let mut config = read_json(&src.join("config.json"));
+    for (key, value) in [
+        ("hidden_size", 256),
+        ("intermediate_size", 512),
+        ("head_dim", 64),
+    ] {
+        config[key] = Value::from(value);
+    }
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    let (h, f, q, kv, vocab) = (256, 512, 256, 128, 384);
+    let mut shapes: Vec<(String, Vec<usize>)> = vec![
+        ("model.embed_tokens.weight".into(), vec![vocab, h]),
+        ("model.norm.weight".into(), vec![h]),
+        ("lm_head.weight".into(), vec![vocab, h]),
+    ];
+    for l in 0..2 {
+        let p = format!("model.layers.{l}");
+        for (name, shape) in [
+            ("input_layernorm.weight", vec![h]),
+            ("post_attention_layernorm.weight", vec![h]),
+            ("self_attn.q_proj.weight", vec![q, h]),
+            ("self_attn.k_proj.weight", vec![kv, h]),
+            ("self_attn.v_proj.weight", vec![kv, h]),
+            ("self_attn.o_proj.weight", vec![h, q]),
+            ("mlp.gate_proj.weight", vec![f, h]),
+            ("mlp.up_proj.weight", vec![f, h]),
+            ("mlp.down_proj.weight", vec![h, f]),
+        ] {
+            shapes.push((format!("{p}.{name}"), shape));
+        }
+    }
+    let data: Vec<(String, Vec<usize>, Vec<u8>)> = shapes
+        .into_iter()
+        .enumerate()
+        .map(|(i, (name, shape))| {
+            let n = shape.iter().product();
+            let values = match shape.len() {
+                1 => noise(n, i as u64, 0.1).iter().map(|v| v + 1.0).collect(),
+                _ if name.contains("embed") || name.contains("lm_head") => noise(n, i as u64, 1.0),
+                _ => noise(n, i as u64, 0.08),
+            };
+            (
+                name,
+                shape,
+                values.iter().flat_map(|v: &f32| v.to_le_bytes()).collect(),
+            )
+        })
+        .collect();
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = data
+        .iter()
+        .map(|(name, shape, bytes)| {
+            let view =
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)
+                    .unwrap();
+            (name.clone(), view)
+        })
+        .collect();
+    let bytes = safetensors::serialize(views, None).unwrap();
+    std::fs::write(dir.join("model.safetensors"), bytes).unwrap();
+    dir.to_path_buf()
+}
+
+#[test]
+fn rows_of_256_values_get_the_k_quant_mixes() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = wide_llama(&dir.path().join("wide-llama"));
+    let mut pairs = Vec::new();
+    for (outtype, file_type) in OUTTYPES {
+        let outfile = dir.path().join(format!("wide-{outtype}.gguf"));
+        let out = trl(&[
+            "export",
+            "gguf",
+            "--model_name_or_path",
+            model.to_str().unwrap(),
+            "--outfile",
+            outfile.to_str().unwrap(),
+            "--outtype",
+            outtype,
+        ]);
+        assert!(out.status.success(), "{outtype}: {}", text(&out));
+        let file = GgufFile::open(&outfile).unwrap();
+        check_metadata(&file, &model, "llama", *file_type);
+        check_tensors(&file, &model, "llama", outtype);
+        pairs.push((model.clone(), outfile));
+    }
+    run_reference_check(&pairs);
 }
 
 #[test]
@@ -251,11 +478,26 @@ fn a_lora_adapter_folder_is_refused_until_merged() {
     let dir = tempfile::tempdir().unwrap();
     let adapter = dir.path().join("adapter");
     std::fs::create_dir_all(&adapter).unwrap();
-    std::fs::write(adapter.join("adapter_config.json"), r#"{"peft_type": "LORA"}"#).unwrap();
+    std::fs::write(
+        adapter.join("adapter_config.json"),
+        r#"{"peft_type": "LORA"}"#,
+    )
+    .unwrap();
     let outfile = dir.path().join("out.gguf");
-    let out = trl(&["export", "gguf", "--model_name_or_path", adapter.to_str().unwrap(), "--outfile", outfile.to_str().unwrap()]);
+    let out = trl(&[
+        "export",
+        "gguf",
+        "--model_name_or_path",
+        adapter.to_str().unwrap(),
+        "--outfile",
+        outfile.to_str().unwrap(),
+    ]);
     assert!(!out.status.success());
-    assert!(text(&out).contains("LoRA adapter") && text(&out).contains("Merge it"), "{}", text(&out));
+    assert!(
+        text(&out).contains("LoRA adapter") && text(&out).contains("Merge it"),
+        "{}",
+        text(&out)
+    );
     assert!(!outfile.exists());
 }
 
@@ -265,20 +507,51 @@ fn an_unknown_pre_tokenizer_regex_is_an_error_quoting_it_and_nothing_is_written(
     let model = common::copy_model(&dir.path().join("model"));
     let path = model.join("tokenizer.json");
     let mut tokenizer: Value = read_json(&path);
-    tokenizer["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = Value::from(r"\p{N}{1,7}|\s+");
+    tokenizer["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] =
+        Value::from(r"\p{N}{1,7}|\s+");
     std::fs::write(&path, serde_json::to_string(&tokenizer).unwrap()).unwrap();
     let outfile = dir.path().join("out.gguf");
-    let out = trl(&["export", "gguf", "--model_name_or_path", model.to_str().unwrap(), "--outfile", outfile.to_str().unwrap(), "--outtype", "q8_0"]);
+    let out = trl(&[
+        "export",
+        "gguf",
+        "--model_name_or_path",
+        model.to_str().unwrap(),
+        "--outfile",
+        outfile.to_str().unwrap(),
+        "--outtype",
+        "q8_0",
+    ]);
     assert!(!out.status.success());
     let message = text(&out);
-    assert!(message.contains(r"\\p{N}{1,7}|\\s+") && message.contains("tokenizer.json"), "{message}");
-    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert_eq!(left, vec![std::ffi::OsString::from("model")], "files left behind");
+    assert!(
+        message.contains(r"\\p{N}{1,7}|\\s+") && message.contains("tokenizer.json"),
+        "{message}"
+    );
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        left,
+        vec![std::ffi::OsString::from("model")],
+        "files left behind"
+    );
 }
 
 #[test]
 fn an_unknown_outtype_lists_the_outtypes() {
-    let out = trl(&["export", "gguf", "--model_name_or_path", common::MODEL, "--outtype", "q3_k_s"]);
+    let out = trl(&[
+        "export",
+        "gguf",
+        "--model_name_or_path",
+        common::MODEL,
+        "--outtype",
+        "q3_k_s",
+    ]);
     assert!(!out.status.success());
-    assert!(text(&out).contains("q4_k_m") && text(&out).contains("q3_k_s"), "{}", text(&out));
+    assert!(
+        text(&out).contains("q4_k_m") && text(&out).contains("q3_k_s"),
+        "{}",
+        text(&out)
+    );
 }

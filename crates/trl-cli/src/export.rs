@@ -54,16 +54,28 @@ fn run_gguf(args: &GgufArgs) -> Result<()> {
     } else {
         trl_core::hub::resolve_model(&args.model_name_or_path, args.model_revision.as_deref())?
     };
-    let outfile = args.outfile.clone().unwrap_or_else(|| default_outfile(&model_dir, args.outtype));
+    let outfile = args
+        .outfile
+        .clone()
+        .unwrap_or_else(|| default_outfile(&model_dir, args.outtype));
     let options = ExportOptions {
         model_dir,
         outfile: outfile.clone(),
         outtype: args.outtype,
         name: args.model_name.clone(),
     };
-    let summary = export(&options)
-        .with_context(|| format!("exporting {} to {}", args.model_name_or_path, outfile.display()))?;
-    let types: Vec<String> = summary.types.iter().map(|(t, n)| format!("{n} {t}")).collect();
+    let summary = export(&options).with_context(|| {
+        format!(
+            "exporting {} to {}",
+            args.model_name_or_path,
+            outfile.display()
+        )
+    })?;
+    let types: Vec<String> = summary
+        .types
+        .iter()
+        .map(|(t, n)| format!("{n} {t}"))
+        .collect();
     println!(
         "wrote {} ({} {}, {} tensors: {}, {:.1} MB)",
         outfile.display(),

@@ -34,7 +34,12 @@ pub enum Rope {
     /// Positions divided by `factor` (`rope.scaling.type = linear`).
     Linear { factor: f64 },
     /// Llama 3's per-frequency factors, written as the `rope_freqs.weight` tensor.
-    Llama3 { factor: f64, low_freq_factor: f64, high_freq_factor: f64, original_context: f64 },
+    Llama3 {
+        factor: f64,
+        low_freq_factor: f64,
+        high_freq_factor: f64,
+        original_context: f64,
+    },
 }
 
 /// The architectures in config.json's `architectures` we know, with their GGUF names.
@@ -67,7 +72,12 @@ impl ArchConfig {
             .unwrap_or_default();
         let arch = names
             .iter()
-            .find_map(|n| ARCHITECTURES.iter().find(|(hf, _)| hf == n).map(|(_, g)| *g))
+            .find_map(|n| {
+                ARCHITECTURES
+                    .iter()
+                    .find(|(hf, _)| hf == n)
+                    .map(|(_, g)| *g)
+            })
             .ok_or_else(|| {
                 let known: Vec<&str> = ARCHITECTURES.iter().map(|(hf, _)| *hf).collect();
                 Error::Unsupported(format!(
@@ -91,9 +101,15 @@ impl ArchConfig {
             n_layers: count(config, "num_hidden_layers", file)?,
             n_heads,
             n_kv_heads: count(config, "num_key_value_heads", file).unwrap_or(n_heads),
-            head_dim: config.get("head_dim").and_then(Json::as_u64).map(|v| v as usize),
+            head_dim: config
+                .get("head_dim")
+                .and_then(Json::as_u64)
+                .map(|v| v as usize),
             intermediate_size: count(config, "intermediate_size", file)?,
-            context_length: config.get("max_position_embeddings").and_then(Json::as_u64).map(|v| v as usize),
+            context_length: config
+                .get("max_position_embeddings")
+                .and_then(Json::as_u64)
+                .map(|v| v as usize),
             rms_norm_eps: num(config, "rms_norm_eps").unwrap_or(1e-6),
             rope_theta,
             rope: parse_rope(rope_params, config, file)?,
@@ -118,7 +134,10 @@ impl ArchConfig {
         kv.push((key("attention.head_count"), u32v(self.n_heads)));
         kv.push((key("attention.head_count_kv"), u32v(self.n_kv_heads)));
         kv.push((key("rope.freq_base"), Value::F32(self.rope_theta as f32)));
-        kv.push((key("attention.layer_norm_rms_epsilon"), Value::F32(self.rms_norm_eps as f32)));
+        kv.push((
+            key("attention.layer_norm_rms_epsilon"),
+            Value::F32(self.rms_norm_eps as f32),
+        ));
         if let Some(head_dim) = self.head_dim {
             kv.push((key("attention.key_length"), u32v(head_dim)));
             kv.push((key("attention.value_length"), u32v(head_dim)));
@@ -143,7 +162,12 @@ impl ArchConfig {
     /// Llama 3's `rope_freqs.weight` (head_dim / 2 values), when the model uses it. Computed in
     /// f32 like the converter's torch code.
     pub fn rope_freqs(&self) -> Option<Vec<f32>> {
-        let Rope::Llama3 { factor, low_freq_factor, high_freq_factor, original_context } = self.rope
+        let Rope::Llama3 {
+            factor,
+            low_freq_factor,
+            high_freq_factor,
+            original_context,
+        } = self.rope
         else {
             return None;
         };
@@ -172,7 +196,9 @@ impl ArchConfig {
 }
 
 fn parse_rope(params: Option<&Json>, config: &Json, file: &str) -> Result<Rope> {
-    let Some(params) = params else { return Ok(Rope::Default) };
+    let Some(params) = params else {
+        return Ok(Rope::Default);
+    };
     let kind = params
         .get("rope_type")
         .or_else(|| params.get("type"))
@@ -181,7 +207,9 @@ fn parse_rope(params: Option<&Json>, config: &Json, file: &str) -> Result<Rope> 
     let get = |key: &str, default: f64| num(params, key).unwrap_or(default);
     match kind {
         "default" => Ok(Rope::Default),
-        "linear" => Ok(Rope::Linear { factor: get("factor", 1.0) }),
+        "linear" => Ok(Rope::Linear {
+            factor: get("factor", 1.0),
+        }),
         "llama3" => Ok(Rope::Llama3 {
             factor: get("factor", 8.0),
             low_freq_factor: get("low_freq_factor", 1.0),
@@ -262,8 +290,13 @@ mod tests {
     fn maps_layer_tensors_and_refuses_unknown_ones() {
         let name = gguf_name("model.layers.3.self_attn.k_proj.bias").unwrap();
         assert_eq!(name.as_deref(), Some("blk.3.attn_k.bias"));
-        assert_eq!(gguf_name("model.layers.0.self_attn.rotary_emb.inv_freq").unwrap(), None);
-        let err = gguf_name("model.layers.0.mlp.experts.0.w1.weight").unwrap_err().to_string();
+        assert_eq!(
+            gguf_name("model.layers.0.self_attn.rotary_emb.inv_freq").unwrap(),
+            None
+        );
+        let err = gguf_name("model.layers.0.mlp.experts.0.w1.weight")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("experts.0.w1"), "{err}");
     }
 
@@ -271,13 +304,21 @@ mod tests {
     fn permute_interleaves_the_halves_of_each_head() {
         // 2 heads of 4 rows, 1 column: head rows [a0 a1 b0 b1] -> [a0 b0 a1 b1].
         let data: Vec<f32> = (0..8).map(|v| v as f32).collect();
-        assert_eq!(permute_rows(&data, 8, 2), vec![0., 2., 1., 3., 4., 6., 5., 7.]);
+        assert_eq!(
+            permute_rows(&data, 8, 2),
+            vec![0., 2., 1., 3., 4., 6., 5., 7.]
+        );
     }
 
     #[test]
     fn an_unknown_architecture_is_named_in_the_error() {
         let config = serde_json::json!({"architectures": ["GPT2LMHeadModel"]});
-        let err = ArchConfig::from_json(&config, "config.json").unwrap_err().to_string();
-        assert!(err.contains("GPT2LMHeadModel") && err.contains("Qwen3ForCausalLM"), "{err}");
+        let err = ArchConfig::from_json(&config, "config.json")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("GPT2LMHeadModel") && err.contains("Qwen3ForCausalLM"),
+            "{err}"
+        );
     }
 }

@@ -46,7 +46,10 @@ pub struct ExportSummary {
 /// Where a tensor's values come from.
 enum Data {
     /// A safetensors tensor, its rows permuted per `n_head` heads when `Some`.
-    Source { hf_name: String, permute_heads: Option<usize> },
+    Source {
+        hf_name: String,
+        permute_heads: Option<usize>,
+    },
     /// Values the converter computes (Llama 3's `rope_freqs.weight`).
     Computed(Vec<f32>),
 }
@@ -63,8 +66,10 @@ pub fn export(options: &ExportOptions) -> Result<ExportSummary> {
     }
     let config_path = dir.join("config.json");
     let config_text = std::fs::read_to_string(&config_path).map_err(Error::io(&config_path))?;
-    let config: Json = serde_json::from_str(&config_text)
-        .map_err(|source| Error::Json { path: config_path.clone(), source })?;
+    let config: Json = serde_json::from_str(&config_text).map_err(|source| Error::Json {
+        path: config_path.clone(),
+        source,
+    })?;
     let arch = ArchConfig::from_json(&config, &config_path.display().to_string())?;
     let source = Source::open(dir)?;
     let (planned, data) = plan_tensors(&arch, &source, options.outtype)?;
@@ -77,23 +82,40 @@ pub fn export(options: &ExportOptions) -> Result<ExportSummary> {
         return Err(err);
     }
     std::fs::rename(&tmp, &options.outfile).map_err(Error::io(&options.outfile))?;
-    let bytes = std::fs::metadata(&options.outfile).map_err(Error::io(&options.outfile))?.len();
+    let bytes = std::fs::metadata(&options.outfile)
+        .map_err(Error::io(&options.outfile))?
+        .len();
     let mut types = BTreeMap::new();
     for t in &planned {
         *types.entry(t.ty.name().to_string()).or_insert(0) += 1;
     }
-    Ok(ExportSummary { arch: arch.arch, tensors: planned.len(), bytes, types })
+    Ok(ExportSummary {
+        arch: arch.arch,
+        tensors: planned.len(),
+        bytes,
+        types,
+    })
 }
 
 /// The GGUF tensors in the converter's order (computed tensors first, then the safetensors
 /// order), with their types.
-fn plan_tensors(arch: &ArchConfig, source: &Source, outtype: OutType) -> Result<(Vec<PlannedTensor>, Vec<Data>)> {
+fn plan_tensors(
+    arch: &ArchConfig,
+    source: &Source,
+    outtype: OutType,
+) -> Result<(Vec<PlannedTensor>, Vec<Data>)> {
     let mut entries: Vec<(String, Vec<usize>, Data)> = Vec::new();
     if let Some(freqs) = arch.rope_freqs() {
-        entries.push(("rope_freqs.weight".into(), vec![freqs.len()], Data::Computed(freqs)));
+        entries.push((
+            "rope_freqs.weight".into(),
+            vec![freqs.len()],
+            Data::Computed(freqs),
+        ));
     }
     for tensor in &source.tensors {
-        let Some(name) = gguf_name(&tensor.name)? else { continue };
+        let Some(name) = gguf_name(&tensor.name)? else {
+            continue;
+        };
         let permute_heads = if !arch.permutes_qk() {
             None
         } else if name.contains(".attn_q.") {
@@ -103,7 +125,10 @@ fn plan_tensors(arch: &ArchConfig, source: &Source, outtype: OutType) -> Result<
         } else {
             None
         };
-        let data = Data::Source { hf_name: tensor.name.clone(), permute_heads };
+        let data = Data::Source {
+            hf_name: tensor.name.clone(),
+            permute_heads,
+        };
         entries.push((name, tensor.shape.clone(), data));
     }
     let model = ModelShape {
@@ -121,20 +146,38 @@ fn plan_tensors(arch: &ArchConfig, source: &Source, outtype: OutType) -> Result<
 }
 
 /// `general.*`, the architecture's hyperparameters and the tokenizer, in the converter's order.
-fn metadata(options: &ExportOptions, arch: &ArchConfig, config: &Json) -> Result<Vec<(String, Value)>> {
+fn metadata(
+    options: &ExportOptions,
+    arch: &ArchConfig,
+    config: &Json,
+) -> Result<Vec<(String, Value)>> {
     let name = options.name.clone().unwrap_or_else(|| {
-        let dir = options.model_dir.canonicalize().unwrap_or_else(|_| options.model_dir.clone());
-        dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+        let dir = options
+            .model_dir
+            .canonicalize()
+            .unwrap_or_else(|_| options.model_dir.clone());
+        dir.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
     });
     let mut kv = vec![
-        ("general.architecture".to_string(), Value::String(arch.arch.into())),
+        (
+            "general.architecture".to_string(),
+            Value::String(arch.arch.into()),
+        ),
         ("general.type".to_string(), Value::String("model".into())),
         ("general.name".to_string(), Value::String(name)),
     ];
     kv.extend(arch.metadata());
-    kv.push(("general.file_type".into(), Value::U32(options.outtype.file_type())));
+    kv.push((
+        "general.file_type".into(),
+        Value::U32(options.outtype.file_type()),
+    ));
     kv.extend(TokenizerFiles::load(&options.model_dir, config)?.metadata(arch.vocab_size)?);
-    kv.push(("general.quantization_version".into(), Value::U32(QUANTIZATION_VERSION)));
+    kv.push((
+        "general.quantization_version".into(),
+        Value::U32(QUANTIZATION_VERSION),
+    ));
     Ok(kv)
 }
 
@@ -159,7 +202,10 @@ fn write_file(
     for (tensor, d) in planned.iter().zip(data) {
         let values = match d {
             Data::Computed(values) => values.clone(),
-            Data::Source { hf_name, permute_heads } => {
+            Data::Source {
+                hf_name,
+                permute_heads,
+            } => {
                 let src = source.get(hf_name).ok_or_else(|| {
                     Error::Invalid(format!("tensor {hf_name} disappeared from the model"))
                 })?;
@@ -171,7 +217,10 @@ fn write_file(
             }
         };
         let bytes = quant::quantize(tensor.ty, &values).ok_or_else(|| {
-            Error::Unsupported(format!("tensor {}: type {} is not written", tensor.name, tensor.ty))
+            Error::Unsupported(format!(
+                "tensor {}: type {} is not written",
+                tensor.name, tensor.ty
+            ))
         })?;
         write_tensor_data(&mut out, &bytes).map_err(Error::io(path))?;
     }

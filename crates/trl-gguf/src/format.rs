@@ -73,7 +73,9 @@ impl GgmlType {
     pub fn block_size(self) -> usize {
         match self {
             GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => 1,
-            GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q5_1 | GgmlType::Q8_0 => 32,
+            GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q5_1 | GgmlType::Q8_0 => {
+                32
+            }
             GgmlType::Q4K | GgmlType::Q5K | GgmlType::Q6K => QK_K,
         }
     }
@@ -152,7 +154,11 @@ impl OutType {
 
     /// The command-line name (`q4_k_m`).
     pub fn name(self) -> &'static str {
-        OutType::ALL.iter().find(|(t, _)| *t == self).map(|(_, n)| *n).unwrap_or("?")
+        OutType::ALL
+            .iter()
+            .find(|(t, _)| *t == self)
+            .map(|(_, n)| *n)
+            .unwrap_or("?")
     }
 
     /// `general.file_type`: llama.cpp's `LLAMA_FTYPE_*` number.
@@ -195,7 +201,10 @@ impl FromStr for OutType {
             .map(|(t, _)| *t)
             .ok_or_else(|| {
                 let names: Vec<&str> = OutType::ALL.iter().map(|(_, n)| *n).collect();
-                format!("unknown outtype {s:?}; the outtypes are {}", names.join(", "))
+                format!(
+                    "unknown outtype {s:?}; the outtypes are {}",
+                    names.join(", ")
+                )
             })
     }
 }

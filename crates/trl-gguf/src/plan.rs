@@ -21,7 +21,12 @@ pub struct ModelShape {
 }
 
 /// The type of tensor `name` with PyTorch shape `shape` in a file of `outtype`.
-pub fn tensor_type(name: &str, shape: &[usize], outtype: OutType, model: ModelShape) -> Result<GgmlType> {
+pub fn tensor_type(
+    name: &str,
+    shape: &[usize],
+    outtype: OutType,
+    model: ModelShape,
+) -> Result<GgmlType> {
     let default = outtype.default_type();
     let cols = shape.last().copied().unwrap_or(1);
     match outtype {
@@ -29,7 +34,7 @@ pub fn tensor_type(name: &str, shape: &[usize], outtype: OutType, model: ModelSh
         OutType::F16 | OutType::BF16 | OutType::Q8_0 => {
             if shape.len() <= 1 || name.ends_with("_norm.weight") {
                 Ok(GgmlType::F32)
-            } else if cols % default.block_size() != 0 {
+            } else if !cols.is_multiple_of(default.block_size()) {
                 Ok(GgmlType::F16)
             } else {
                 Ok(default)
@@ -67,7 +72,7 @@ fn mix_type(name: &str, cols: usize, outtype: OutType, model: ModelShape) -> Ggm
     let is_output = name == "output.weight";
     let is_embedding = name == "token_embd.weight";
     if is_output || (model.tied_embeddings && is_embedding) {
-        return if cols % default.block_size() != 0 {
+        return if !cols.is_multiple_of(default.block_size()) {
             GgmlType::Q8_0
         } else if default != GgmlType::Q8_0 {
             GgmlType::Q6K
@@ -78,13 +83,17 @@ fn mix_type(name: &str, cols: usize, outtype: OutType, model: ModelShape) -> Ggm
     let mixes_more_bits = matches!(outtype, OutType::Q4KM | OutType::Q5KM);
     let more_bits = || layer_of(name).is_some_and(|l| use_more_bits(l, model.n_layers));
     let bumped = (name.contains("attn_v.weight") || name.contains("ffn_down")) && mixes_more_bits;
-    if bumped && more_bits() { GgmlType::Q6K } else { default }
+    if bumped && more_bits() {
+        GgmlType::Q6K
+    } else {
+        default
+    }
 }
 
 /// `tensor_type_fallback`: a type whose block does not divide the row falls back to a
 /// 32-element type, then to f16.
 fn fallback(name: &str, cols: usize, chosen: GgmlType) -> Result<GgmlType> {
-    if cols % chosen.block_size() == 0 {
+    if cols.is_multiple_of(chosen.block_size()) {
         return Ok(chosen);
     }
     let next = match chosen {
@@ -97,14 +106,21 @@ fn fallback(name: &str, cols: usize, chosen: GgmlType) -> Result<GgmlType> {
             )));
         }
     };
-    Ok(if cols % next.block_size() == 0 { next } else { GgmlType::F16 })
+    Ok(if cols.is_multiple_of(next.block_size()) {
+        next
+    } else {
+        GgmlType::F16
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const SMALL: ModelShape = ModelShape { n_layers: 2, tied_embeddings: false };
+    const SMALL: ModelShape = ModelShape {
+        n_layers: 2,
+        tied_embeddings: false,
+    };
 
     fn ty(name: &str, shape: &[usize], outtype: OutType, model: ModelShape) -> GgmlType {
         tensor_type(name, shape, outtype, model).unwrap()
@@ -113,15 +129,27 @@ mod tests {
     #[test]
     fn norms_and_vectors_stay_f32() {
         for outtype in [OutType::F16, OutType::Q8_0, OutType::Q4KM] {
-            assert_eq!(ty("blk.0.attn_norm.weight", &[64], outtype, SMALL), GgmlType::F32);
-            assert_eq!(ty("blk.0.attn_q.bias", &[64], outtype, SMALL), GgmlType::F32);
+            assert_eq!(
+                ty("blk.0.attn_norm.weight", &[64], outtype, SMALL),
+                GgmlType::F32
+            );
+            assert_eq!(
+                ty("blk.0.attn_q.bias", &[64], outtype, SMALL),
+                GgmlType::F32
+            );
         }
-        assert_eq!(ty("blk.0.attn_q.weight", &[64, 64], OutType::BF16, SMALL), GgmlType::BF16);
+        assert_eq!(
+            ty("blk.0.attn_q.weight", &[64, 64], OutType::BF16, SMALL),
+            GgmlType::BF16
+        );
     }
 
     #[test]
     fn k_quant_mixes_follow_llama_quantize() {
-        let big = ModelShape { n_layers: 32, tied_embeddings: false };
+        let big = ModelShape {
+            n_layers: 32,
+            tied_embeddings: false,
+        };
         let q4km = |name: &str| ty(name, &[4096, 4096], OutType::Q4KM, big);
         assert_eq!(q4km("output.weight"), GgmlType::Q6K);
         assert_eq!(q4km("token_embd.weight"), GgmlType::Q4K);
@@ -130,18 +158,42 @@ mod tests {
         assert_eq!(q4km("blk.6.ffn_down.weight"), GgmlType::Q6K); // (6 - 4) % 3 == 2
         assert_eq!(q4km("blk.31.ffn_down.weight"), GgmlType::Q6K); // last eighth
         assert_eq!(q4km("blk.5.attn_q.weight"), GgmlType::Q4K);
-        let tied = ModelShape { n_layers: 32, tied_embeddings: true };
-        assert_eq!(ty("token_embd.weight", &[4096, 4096], OutType::Q4_0, tied), GgmlType::Q6K);
-        assert_eq!(ty("blk.0.ffn_down.weight", &[4096, 4096], OutType::Q4_0, big), GgmlType::Q4_0);
+        let tied = ModelShape {
+            n_layers: 32,
+            tied_embeddings: true,
+        };
+        assert_eq!(
+            ty("token_embd.weight", &[4096, 4096], OutType::Q4_0, tied),
+            GgmlType::Q6K
+        );
+        assert_eq!(
+            ty("blk.0.ffn_down.weight", &[4096, 4096], OutType::Q4_0, big),
+            GgmlType::Q4_0
+        );
     }
 
     #[test]
     fn rows_shorter_than_a_super_block_fall_back() {
-        assert_eq!(ty("blk.0.attn_q.weight", &[64, 64], OutType::Q4KM, SMALL), GgmlType::Q5_0);
-        assert_eq!(ty("blk.0.attn_q.weight", &[64, 64], OutType::Q5KM, SMALL), GgmlType::Q5_1);
-        assert_eq!(ty("blk.0.attn_q.weight", &[64, 64], OutType::Q6K, SMALL), GgmlType::Q8_0);
-        assert_eq!(ty("output.weight", &[384, 64], OutType::Q4KM, SMALL), GgmlType::Q8_0);
-        assert_eq!(ty("blk.0.attn_q.weight", &[64, 48], OutType::Q8_0, SMALL), GgmlType::F16);
+        assert_eq!(
+            ty("blk.0.attn_q.weight", &[64, 64], OutType::Q4KM, SMALL),
+            GgmlType::Q5_0
+        );
+        assert_eq!(
+            ty("blk.0.attn_q.weight", &[64, 64], OutType::Q5KM, SMALL),
+            GgmlType::Q5_1
+        );
+        assert_eq!(
+            ty("blk.0.attn_q.weight", &[64, 64], OutType::Q6K, SMALL),
+            GgmlType::Q8_0
+        );
+        assert_eq!(
+            ty("output.weight", &[384, 64], OutType::Q4KM, SMALL),
+            GgmlType::Q8_0
+        );
+        assert_eq!(
+            ty("blk.0.attn_q.weight", &[64, 48], OutType::Q8_0, SMALL),
+            GgmlType::F16
+        );
         assert!(tensor_type("blk.0.attn_q.weight", &[64, 48], OutType::Q4_0, SMALL).is_err());
     }
 }

@@ -30,7 +30,8 @@ const KNOWN_REGEXES: &[(&str, &str)] = &[
 ];
 
 /// The GPT-2 regex that a `ByteLevel` pre-tokenizer with `use_regex: true` applies.
-const GPT2_REGEX: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
+const GPT2_REGEX: &str =
+    r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
 
 /// The pre-tokenizer name for a byte-level BPE tokenizer's `pre_tokenizer` (tokenizer.json).
 pub fn byte_level_pre(pre_tokenizer: &Json, file: &str) -> Result<&'static str> {
@@ -60,10 +61,18 @@ pub fn byte_level_pre(pre_tokenizer: &Json, file: &str) -> Result<&'static str> 
                 }
             }
             Some("ByteLevel") => {
-                if step.get("add_prefix_space").and_then(Json::as_bool).unwrap_or(false) {
+                if step
+                    .get("add_prefix_space")
+                    .and_then(Json::as_bool)
+                    .unwrap_or(false)
+                {
                     return Err(unsupported_step(step, file));
                 }
-                if step.get("use_regex").and_then(Json::as_bool).unwrap_or(true) {
+                if step
+                    .get("use_regex")
+                    .and_then(Json::as_bool)
+                    .unwrap_or(true)
+                {
                     regexes.push(GPT2_REGEX.to_string());
                 }
             }
@@ -110,7 +119,10 @@ mod tests {
     #[test]
     fn known_regexes_get_their_llama_cpp_names() {
         for (regex, name) in KNOWN_REGEXES {
-            assert_eq!(byte_level_pre(&split_then_bytes(regex), "t.json").unwrap(), *name);
+            assert_eq!(
+                byte_level_pre(&split_then_bytes(regex), "t.json").unwrap(),
+                *name
+            );
         }
         let gpt2 = json!({"type": "ByteLevel", "add_prefix_space": false, "use_regex": true});
         assert_eq!(byte_level_pre(&gpt2, "t.json").unwrap(), "gpt-2");
@@ -121,6 +133,9 @@ mod tests {
         let err = byte_level_pre(&split_then_bytes(r"\p{N}{1,5}|\s+"), "tokenizer.json")
             .unwrap_err()
             .to_string();
-        assert!(err.contains(r"\\p{N}{1,5}") && err.contains("tokenizer.json"), "{err}");
+        assert!(
+            err.contains(r"\\p{N}{1,5}") && err.contains("tokenizer.json"),
+            "{err}"
+        );
     }
 }

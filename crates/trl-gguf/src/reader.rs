@@ -76,7 +76,10 @@ impl Cursor<'_> {
         let pos = self.pos;
         let bytes = self.take(len)?;
         String::from_utf8(bytes.to_vec()).map_err(|_| {
-            Error::Invalid(format!("{}: string at offset {pos} is not UTF-8", self.path.display()))
+            Error::Invalid(format!(
+                "{}: string at offset {pos} is not UTF-8",
+                self.path.display()
+            ))
         })
     }
 
@@ -117,9 +120,16 @@ impl GgufFile {
         let file = File::open(path).map_err(Error::io(path))?;
         // Safety: the file is only read; a concurrent writer would be the caller's mistake.
         let map = unsafe { Mmap::map(&file) }.map_err(Error::io(path))?;
-        let mut c = Cursor { bytes: &map, pos: 0, path };
+        let mut c = Cursor {
+            bytes: &map,
+            pos: 0,
+            path,
+        };
         if c.u32()? != MAGIC {
-            return Err(Error::Invalid(format!("{}: not a GGUF file", path.display())));
+            return Err(Error::Invalid(format!(
+                "{}: not a GGUF file",
+                path.display()
+            )));
         }
         let version = c.u32()?;
         if !(2..=3).contains(&version) {
@@ -145,7 +155,13 @@ impl GgufFile {
             .and_then(|(_, v)| v.as_u64())
             .unwrap_or(ALIGNMENT);
         let data_start = c.pos.div_ceil(alignment as usize) * alignment as usize;
-        Ok(GgufFile { path: path.to_path_buf(), map, metadata, tensors, data_start })
+        Ok(GgufFile {
+            path: path.to_path_buf(),
+            map,
+            metadata,
+            tensors,
+            data_start,
+        })
     }
 
     /// The metadata value under `key`.
@@ -174,7 +190,10 @@ impl GgufFile {
     /// The values of `tensor`, dequantized to f32 (row-major, PyTorch order).
     pub fn tensor_f32(&self, tensor: &TensorInfo) -> Result<Vec<f32>> {
         quant::dequantize(tensor.ty, self.tensor_bytes(tensor)?).ok_or_else(|| {
-            Error::Unsupported(format!("tensor {}: type {} is not read", tensor.name, tensor.ty))
+            Error::Unsupported(format!(
+                "tensor {}: type {} is not read",
+                tensor.name, tensor.ty
+            ))
         })
     }
 }
@@ -182,14 +201,24 @@ impl GgufFile {
 fn read_tensor_info(c: &mut Cursor<'_>) -> Result<TensorInfo> {
     let name = c.string()?;
     let n_dims = c.u32()?;
-    let mut shape = (0..n_dims).map(|_| c.u64().map(|d| d as usize)).collect::<Result<Vec<_>>>()?;
+    let mut shape = (0..n_dims)
+        .map(|_| c.u64().map(|d| d as usize))
+        .collect::<Result<Vec<_>>>()?;
     shape.reverse();
     let type_id = c.u32()?;
     let ty = GgmlType::from_id(type_id).ok_or_else(|| {
-        Error::Unsupported(format!("{}: tensor {name} has ggml type {type_id}, which is not read", c.path.display()))
+        Error::Unsupported(format!(
+            "{}: tensor {name} has ggml type {type_id}, which is not read",
+            c.path.display()
+        ))
     })?;
     let offset = c.u64()?;
-    Ok(TensorInfo { name, shape, ty, offset })
+    Ok(TensorInfo {
+        name,
+        shape,
+        ty,
+        offset,
+    })
 }
 
 #[cfg(test)]
@@ -202,18 +231,36 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.gguf");
         let metadata = vec![
-            ("general.architecture".to_string(), Value::String("llama".into())),
+            (
+                "general.architecture".to_string(),
+                Value::String("llama".into()),
+            ),
             ("llama.block_count".to_string(), Value::U32(2)),
-            ("tokenizer.ggml.tokens".to_string(), Value::strings(["a".to_string(), "b".to_string()])),
+            (
+                "tokenizer.ggml.tokens".to_string(),
+                Value::strings(["a".to_string(), "b".to_string()]),
+            ),
         ];
         let values: Vec<f32> = (0..6).map(|i| i as f32 * 0.5).collect();
         let tensors = vec![
-            PlannedTensor { name: "a".into(), shape: vec![3], ty: GgmlType::F32 },
-            PlannedTensor { name: "b".into(), shape: vec![2, 3], ty: GgmlType::F32 },
+            PlannedTensor {
+                name: "a".into(),
+                shape: vec![3],
+                ty: GgmlType::F32,
+            },
+            PlannedTensor {
+                name: "b".into(),
+                shape: vec![2, 3],
+                ty: GgmlType::F32,
+            },
         ];
         let mut out = Vec::new();
         write_header(&mut out, &metadata, &tensors).unwrap();
-        write_tensor_data(&mut out, &quant::quantize(GgmlType::F32, &values[..3]).unwrap()).unwrap();
+        write_tensor_data(
+            &mut out,
+            &quant::quantize(GgmlType::F32, &values[..3]).unwrap(),
+        )
+        .unwrap();
         write_tensor_data(&mut out, &quant::quantize(GgmlType::F32, &values).unwrap()).unwrap();
         std::fs::write(&path, out).unwrap();
 
@@ -230,6 +277,9 @@ mod tests {
         let path = dir.path().join("short.gguf");
         std::fs::write(&path, b"GGUF\x03\x00").unwrap();
         let err = GgufFile::open(&path).err().unwrap().to_string();
-        assert!(err.contains("short.gguf") && err.contains("truncated"), "{err}");
+        assert!(
+            err.contains("short.gguf") && err.contains("truncated"),
+            "{err}"
+        );
     }
 }

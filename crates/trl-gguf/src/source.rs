@@ -59,7 +59,11 @@ impl Source {
             }
             maps.push(map);
         }
-        Ok(Source { paths, maps, tensors })
+        Ok(Source {
+            paths,
+            maps,
+            tensors,
+        })
     }
 
     /// The tensor named `name`, if the model has it.
@@ -109,11 +113,19 @@ fn shard_paths(dir: &Path) -> Result<Vec<PathBuf>> {
         )));
     }
     let text = std::fs::read_to_string(&index_path).map_err(Error::io(&index_path))?;
-    let index: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|source| Error::Json { path: index_path.clone(), source })?;
-    let map = index.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| {
-        Error::Invalid(format!("{}: no \"weight_map\" object", index_path.display()))
+    let index: serde_json::Value = serde_json::from_str(&text).map_err(|source| Error::Json {
+        path: index_path.clone(),
+        source,
     })?;
+    let map = index
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .ok_or_else(|| {
+            Error::Invalid(format!(
+                "{}: no \"weight_map\" object",
+                index_path.display()
+            ))
+        })?;
     let files: BTreeSet<&str> = map.values().filter_map(|v| v.as_str()).collect();
     Ok(files.into_iter().map(|f| dir.join(f)).collect())
 }

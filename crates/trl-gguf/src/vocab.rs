@@ -40,7 +40,10 @@ pub struct TokenizerFiles {
 
 fn read_json(path: &Path) -> Result<Json> {
     let text = std::fs::read_to_string(path).map_err(Error::io(path))?;
-    serde_json::from_str(&text).map_err(|source| Error::Json { path: path.to_path_buf(), source })
+    serde_json::from_str(&text).map_err(|source| Error::Json {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 impl TokenizerFiles {
@@ -55,15 +58,27 @@ impl TokenizerFiles {
         }
         let tokenizer = read_json(&path)?;
         let config_path = dir.join("tokenizer_config.json");
-        let config = if config_path.is_file() { read_json(&config_path)? } else { Json::Null };
+        let config = if config_path.is_file() {
+            read_json(&config_path)?
+        } else {
+            Json::Null
+        };
         let jinja = dir.join("chat_template.jinja");
         let chat_template = match config.get("chat_template").and_then(Json::as_str) {
             Some(t) => Some(t.to_string()),
-            None if jinja.is_file() => Some(std::fs::read_to_string(&jinja).map_err(Error::io(&jinja))?),
+            None if jinja.is_file() => {
+                Some(std::fs::read_to_string(&jinja).map_err(Error::io(&jinja))?)
+            }
             None => None,
         };
         let file = path.display().to_string();
-        Ok(TokenizerFiles { tokenizer, config, model_config: model_config.clone(), chat_template, file })
+        Ok(TokenizerFiles {
+            tokenizer,
+            config,
+            model_config: model_config.clone(),
+            chat_template,
+            file,
+        })
     }
 
     /// Every `tokenizer.*` key for a model whose embedding has `vocab_size` rows.
@@ -75,15 +90,28 @@ impl TokenizerFiles {
                 self.file, model["type"]
             )));
         }
-        let byte_fallback = model.get("byte_fallback").and_then(Json::as_bool).unwrap_or(false);
-        let mut kv = if byte_fallback { self.llama_vocab(vocab_size)? } else { self.gpt2_vocab(vocab_size)? };
-        kv.push(("tokenizer.ggml.merges".into(), Value::strings(self.merges()?)));
+        let byte_fallback = model
+            .get("byte_fallback")
+            .and_then(Json::as_bool)
+            .unwrap_or(false);
+        let mut kv = if byte_fallback {
+            self.llama_vocab(vocab_size)?
+        } else {
+            self.gpt2_vocab(vocab_size)?
+        };
+        kv.push((
+            "tokenizer.ggml.merges".into(),
+            Value::strings(self.merges()?),
+        ));
         kv.extend(self.special_ids(vocab_size));
         let (add_bos, add_eos) = self.add_flags();
         kv.push(("tokenizer.ggml.add_bos_token".into(), Value::Bool(add_bos)));
         kv.push(("tokenizer.ggml.add_eos_token".into(), Value::Bool(add_eos)));
         if let Some(template) = &self.chat_template {
-            kv.push(("tokenizer.chat_template".into(), Value::String(template.clone())));
+            kv.push((
+                "tokenizer.chat_template".into(),
+                Value::String(template.clone()),
+            ));
         }
         Ok(kv)
     }
@@ -91,7 +119,11 @@ impl TokenizerFiles {
     /// id -> (content, special, normalized) of tokenizer.json's `added_tokens`.
     fn added_tokens(&self) -> HashMap<u64, (String, bool)> {
         let mut added = HashMap::new();
-        for token in self.tokenizer["added_tokens"].as_array().into_iter().flatten() {
+        for token in self.tokenizer["added_tokens"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
             if let (Some(id), Some(content)) = (token["id"].as_u64(), token["content"].as_str()) {
                 let special = token["special"].as_bool().unwrap_or(false);
                 added.insert(id, (content.to_string(), special));
@@ -102,9 +134,11 @@ impl TokenizerFiles {
 
     /// id -> token text over the model's vocab and the added tokens.
     fn id_to_token(&self) -> Result<HashMap<u64, String>> {
-        let vocab = self.tokenizer["model"]["vocab"].as_object().ok_or_else(|| {
-            Error::Invalid(format!("{}: model.vocab is not an object", self.file))
-        })?;
+        let vocab = self.tokenizer["model"]["vocab"]
+            .as_object()
+            .ok_or_else(|| {
+                Error::Invalid(format!("{}: model.vocab is not an object", self.file))
+            })?;
         let mut tokens: HashMap<u64, String> = vocab
             .iter()
             .filter_map(|(text, id)| id.as_u64().map(|id| (id, text.clone())))
@@ -124,7 +158,10 @@ impl TokenizerFiles {
             ("tokenizer.ggml.model".into(), Value::String("gpt2".into())),
             ("tokenizer.ggml.pre".into(), Value::String(pre.into())),
             ("tokenizer.ggml.tokens".into(), Value::strings(tokens)),
-            ("tokenizer.ggml.token_type".into(), Value::Array(types.into_iter().map(Value::I32).collect())),
+            (
+                "tokenizer.ggml.token_type".into(),
+                Value::Array(types.into_iter().map(Value::I32).collect()),
+            ),
         ])
     }
 
@@ -152,8 +189,14 @@ impl TokenizerFiles {
             ("tokenizer.ggml.pre".into(), Value::String("default".into())),
             ("tokenizer.ggml.tokens".into(), Value::strings(tokens)),
             ("tokenizer.ggml.scores".into(), Value::Array(scores)),
-            ("tokenizer.ggml.token_type".into(), Value::Array(types.into_iter().map(Value::I32).collect())),
-            ("tokenizer.ggml.add_space_prefix".into(), Value::Bool(prefix)),
+            (
+                "tokenizer.ggml.token_type".into(),
+                Value::Array(types.into_iter().map(Value::I32).collect()),
+            ),
+            (
+                "tokenizer.ggml.add_space_prefix".into(),
+                Value::Bool(prefix),
+            ),
         ])
     }
 
@@ -164,14 +207,21 @@ impl TokenizerFiles {
         base_type: impl Fn(&str, u64) -> i32,
     ) -> Result<(Vec<String>, Vec<i32>)> {
         let id_to_token = self.id_to_token()?;
-        if let Some(max) = id_to_token.keys().max().filter(|&&m| m as usize >= vocab_size) {
+        if let Some(max) = id_to_token
+            .keys()
+            .max()
+            .filter(|&&m| m as usize >= vocab_size)
+        {
             return Err(Error::Invalid(format!(
                 "{}: token id {max} is beyond the model's vocab_size {vocab_size} (config.json)",
                 self.file
             )));
         }
         let added = self.added_tokens();
-        let (mut tokens, mut types) = (Vec::with_capacity(vocab_size), Vec::with_capacity(vocab_size));
+        let (mut tokens, mut types) = (
+            Vec::with_capacity(vocab_size),
+            Vec::with_capacity(vocab_size),
+        );
         for id in 0..vocab_size as u64 {
             match (id_to_token.get(&id), added.get(&id)) {
                 (None, _) => {
@@ -198,7 +248,10 @@ impl TokenizerFiles {
     /// The merges as `"a b"` strings; pairs (transformers >= 4.45) joined with a space, a
     /// space inside a part written as U+0120 like gguf-py.
     fn merges(&self) -> Result<Vec<String>> {
-        let merges = self.tokenizer["model"]["merges"].as_array().cloned().unwrap_or_default();
+        let merges = self.tokenizer["model"]["merges"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         merges
             .iter()
             .map(|m| match m {
@@ -207,10 +260,16 @@ impl TokenizerFiles {
                     let part = |p: &Json| p.as_str().map(|s| s.replace(' ', "\u{0120}"));
                     match (part(&pair[0]), part(&pair[1])) {
                         (Some(a), Some(b)) => Ok(format!("{a} {b}")),
-                        _ => Err(Error::Invalid(format!("{}: merge {m} is not two strings", self.file))),
+                        _ => Err(Error::Invalid(format!(
+                            "{}: merge {m} is not two strings",
+                            self.file
+                        ))),
                     }
                 }
-                _ => Err(Error::Invalid(format!("{}: unknown merge format {m}", self.file))),
+                _ => Err(Error::Invalid(format!(
+                    "{}: unknown merge format {m}",
+                    self.file
+                ))),
             })
             .collect()
     }
@@ -224,7 +283,11 @@ impl TokenizerFiles {
             let entry = &self.config[format!("{kind}_token")];
             let content = entry.as_str().or_else(|| entry["content"].as_str());
             let from_added = content.and_then(|c| {
-                let mut ids: Vec<u64> = added.iter().filter(|(_, (t, _))| t == c).map(|(id, _)| *id).collect();
+                let mut ids: Vec<u64> = added
+                    .iter()
+                    .filter(|(_, (t, _))| t == c)
+                    .map(|(id, _)| *id)
+                    .collect();
                 ids.sort_unstable();
                 ids.first().copied()
             });
@@ -247,7 +310,10 @@ impl TokenizerFiles {
             Some(list) => list.iter().collect(),
             None => vec![post],
         };
-        for p in processors.iter().filter(|p| p["type"] == "TemplateProcessing") {
+        for p in processors
+            .iter()
+            .filter(|p| p["type"] == "TemplateProcessing")
+        {
             if let Some(single) = p["single"].as_array().filter(|s| s.len() > 1) {
                 bos = single[0].get("SpecialToken").is_some();
                 eos = single[single.len() - 1].get("SpecialToken").is_some();
@@ -268,7 +334,9 @@ impl TokenizerFiles {
         let prepends = steps.iter().any(|n| n["type"] == "Prepend");
         let pre = &self.tokenizer["pre_tokenizer"];
         let metaspace = pre["type"] == "Metaspace"
-            && pre["prepend_scheme"].as_str().map_or(true, |s| s != "never");
+            && pre["prepend_scheme"]
+                .as_str()
+                .is_none_or(|s| s != "never");
         prepends || metaspace
     }
 }

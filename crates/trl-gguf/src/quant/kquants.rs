@@ -95,7 +95,13 @@ fn make_qkx2_quants(
 
 /// Scale and minimum of each 32-value sub-block of a q4_K/q5_K super-block (weights
 /// `av_x + |x|`, as the `_ref` quantizers), with the levels in `l`.
-fn sub_block_scales(x: &[f32], l: &mut [u8], nmax: i32, rmin: f32, nstep: i32) -> ([f32; 8], [f32; 8]) {
+fn sub_block_scales(
+    x: &[f32],
+    l: &mut [u8],
+    nmax: i32,
+    rmin: f32,
+    nstep: i32,
+) -> ([f32; 8], [f32; 8]) {
     let (mut scales, mut mins) = ([0f32; 8], [0f32; 8]);
     let mut weights = [0f32; 32];
     for j in 0..QK_K / 32 {
@@ -105,7 +111,15 @@ fn sub_block_scales(x: &[f32], l: &mut [u8], nmax: i32, rmin: f32, nstep: i32) -
         for (w, v) in weights.iter_mut().zip(xs) {
             *w = av_x + v.abs();
         }
-        let (scale, min) = make_qkx2_quants(nmax, xs, &weights, &mut l[32 * j..32 * j + 32], rmin, 0.1, nstep);
+        let (scale, min) = make_qkx2_quants(
+            nmax,
+            xs,
+            &weights,
+            &mut l[32 * j..32 * j + 32],
+            rmin,
+            0.1,
+            nstep,
+        );
         scales[j] = scale;
         mins[j] = min;
     }
@@ -116,7 +130,11 @@ fn sub_block_scales(x: &[f32], l: &mut [u8], nmax: i32, rmin: f32, nstep: i32) -
 fn pack_scales(scales: &[f32; 8], mins: &[f32; 8]) -> ([u8; 12], f32, f32) {
     let max_scale = scales.iter().fold(0f32, |m, &s| if s > m { s } else { m });
     let max_min = mins.iter().fold(0f32, |m, &s| if s > m { s } else { m });
-    let inv_scale = if max_scale > 0.0 { 63.0 / max_scale } else { 0.0 };
+    let inv_scale = if max_scale > 0.0 {
+        63.0 / max_scale
+    } else {
+        0.0
+    };
     let inv_min = if max_min > 0.0 { 63.0 / max_min } else { 0.0 };
     let mut packed = [0u8; 12];
     for j in 0..8 {
@@ -139,7 +157,10 @@ fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
     if j < 4 {
         (q[j] & 63, q[j + 4] & 63)
     } else {
-        ((q[j + 4] & 0xf) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4))
+        (
+            (q[j + 4] & 0xf) | ((q[j - 4] >> 6) << 4),
+            (q[j + 4] >> 4) | ((q[j] >> 6) << 4),
+        )
     }
 }
 
@@ -238,10 +259,13 @@ fn make_qx_quants(nmax: i32, x: &[f32], l: &mut [i8]) -> f32 {
         }
         (sumlx, suml2)
     };
+    let fill = |l: &mut [i8], iscale: f32| {
+        for (i, li) in l.iter_mut().enumerate() {
+            *li = (levels(iscale, i) + nmax) as i8;
+        }
+    };
     let mut iscale = -(nmax as f32) / max;
-    for i in 0..x.len() {
-        l[i] = (levels(iscale, i) + nmax) as i8;
-    }
+    fill(l, iscale);
     let (sumlx, suml2) = sums(iscale);
     let mut scale = if suml2 != 0.0 { sumlx / suml2 } else { 0.0 };
     let mut best = scale * sumlx;
@@ -252,9 +276,7 @@ fn make_qx_quants(nmax: i32, x: &[f32], l: &mut [i8]) -> f32 {
         iscale = -(nmax as f32 + 0.1 * is as f32) / max;
         let (sumlx, suml2) = sums(iscale);
         if suml2 > 0.0 && sumlx * sumlx > best * suml2 {
-            for i in 0..x.len() {
-                l[i] = (levels(iscale, i) + nmax) as i8;
-            }
+            fill(l, iscale);
             scale = sumlx / suml2;
             best = scale * sumlx;
         }
@@ -271,7 +293,8 @@ pub fn quantize_q6_k(data: &[f32]) -> Vec<u8> {
         let mut scales = [0f32; QK_K / 16];
         let (mut max_scale, mut max_abs_scale) = (0f32, 0f32);
         for ib in 0..QK_K / 16 {
-            let scale = make_qx_quants(32, &x[16 * ib..16 * ib + 16], &mut l[16 * ib..16 * ib + 16]);
+            let scale =
+                make_qx_quants(32, &x[16 * ib..16 * ib + 16], &mut l[16 * ib..16 * ib + 16]);
             scales[ib] = scale;
             if scale.abs() > max_abs_scale {
                 max_abs_scale = scale.abs();
@@ -284,7 +307,10 @@ pub fn quantize_q6_k(data: &[f32]) -> Vec<u8> {
         }
         let iscale = -128.0 / max_scale;
         let d = 1.0 / iscale;
-        let sc: Vec<i8> = scales.iter().map(|&s| nearest_int(iscale * s).min(127) as i8).collect();
+        let sc: Vec<i8> = scales
+            .iter()
+            .map(|&s| nearest_int(iscale * s).min(127) as i8)
+            .collect();
         let df = f16_round(d);
         for j in 0..QK_K / 16 {
             let dj = df * f32::from(sc[j]);
@@ -363,7 +389,12 @@ pub fn dequantize_q6_k(bytes: &[u8]) -> Vec<f32> {
     for (b, y) in bytes.chunks_exact(210).zip(out.chunks_exact_mut(QK_K)) {
         let (ql, qh, sc, d) = (&b[..128], &b[128..192], &b[192..208], read_f16(&b[208..]));
         for half in 0..2 {
-            let (ql, qh, sc, y) = (&ql[64 * half..], &qh[32 * half..], &sc[8 * half..], &mut y[128 * half..]);
+            let (ql, qh, sc, y) = (
+                &ql[64 * half..],
+                &qh[32 * half..],
+                &sc[8 * half..],
+                &mut y[128 * half..],
+            );
             for l in 0..32 {
                 let is = l / 16;
                 let q = [
@@ -407,12 +438,19 @@ mod tests {
         let x = sample(2 * QK_K, 7);
         let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
         for (q, dq, bound) in [
-            (quantize_q4_k as fn(&[f32]) -> Vec<u8>, dequantize_q4_k as fn(&[u8]) -> Vec<f32>, 0.12),
+            (
+                quantize_q4_k as fn(&[f32]) -> Vec<u8>,
+                dequantize_q4_k as fn(&[u8]) -> Vec<f32>,
+                0.12,
+            ),
             (quantize_q5_k, dequantize_q5_k, 0.06),
             (quantize_q6_k, dequantize_q6_k, 0.03),
         ] {
             let back = dq(&q(&x));
-            let err = x.iter().zip(&back).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            let err = x
+                .iter()
+                .zip(&back)
+                .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
             assert!(err < bound * amax, "max error {err} vs amax {amax}");
         }
     }

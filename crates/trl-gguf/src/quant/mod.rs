@@ -13,7 +13,9 @@
 mod kquants;
 mod legacy;
 
-pub use kquants::{dequantize_q4_k, dequantize_q5_k, dequantize_q6_k, quantize_q4_k, quantize_q5_k, quantize_q6_k};
+pub use kquants::{
+    dequantize_q4_k, dequantize_q5_k, dequantize_q6_k, quantize_q4_k, quantize_q5_k, quantize_q6_k,
+};
 pub use legacy::{
     bf16_bits, dequantize_q4_0, dequantize_q5_0, dequantize_q5_1, dequantize_q8_0, quantize_q4_0,
     quantize_q5_0, quantize_q5_1, quantize_q8_0,
@@ -30,7 +32,10 @@ pub fn quantize(ty: GgmlType, data: &[f32]) -> Option<Vec<u8>> {
             .iter()
             .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
             .collect(),
-        GgmlType::BF16 => data.iter().flat_map(|v| bf16_bits(*v).to_le_bytes()).collect(),
+        GgmlType::BF16 => data
+            .iter()
+            .flat_map(|v| bf16_bits(*v).to_le_bytes())
+            .collect(),
         GgmlType::Q8_0 => quantize_q8_0(data),
         GgmlType::Q4_0 => quantize_q4_0(data),
         GgmlType::Q5_0 => quantize_q5_0(data),

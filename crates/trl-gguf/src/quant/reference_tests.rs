@@ -10,7 +10,8 @@ use super::quantize;
 use crate::format::GgmlType;
 
 fn fixture() -> Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/expected/gguf/quantizers.json");
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/expected/gguf/quantizers.json");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap()
 }
@@ -20,7 +21,12 @@ fn inputs(fixture: &Value) -> Vec<f32> {
         .as_array()
         .unwrap()
         .iter()
-        .flat_map(|row| row.as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32))
+        .flat_map(|row| {
+            row.as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap() as f32)
+        })
         .collect()
 }
 
@@ -31,9 +37,22 @@ fn hex(bytes: &[u8]) -> String {
 /// The first differing block, for a readable failure.
 fn first_difference(ours: &str, theirs: &str, block_bytes: usize) -> String {
     let width = 2 * block_bytes;
-    let at = ours.chars().zip(theirs.chars()).position(|(a, b)| a != b).unwrap_or(0) / width;
-    let slice = |s: &str| s.get(at * width..(at + 1) * width).unwrap_or("").to_string();
-    format!("block {at}:\n ours   {}\n theirs {}", slice(ours), slice(theirs))
+    let at = ours
+        .chars()
+        .zip(theirs.chars())
+        .position(|(a, b)| a != b)
+        .unwrap_or(0)
+        / width;
+    let slice = |s: &str| {
+        s.get(at * width..(at + 1) * width)
+            .unwrap_or("")
+            .to_string()
+    };
+    format!(
+        "block {at}:\n ours   {}\n theirs {}",
+        slice(ours),
+        slice(theirs)
+    )
 }
 
 #[test]
@@ -55,7 +74,10 @@ fn quantized_bytes_equal_llama_cpps() {
         let ours = hex(&quantize(ty, &x).unwrap());
         let theirs = fixture[key].as_str().unwrap();
         if ours != theirs {
-            failures.push(format!("{key}: {}", first_difference(&ours, theirs, ty.type_size())));
+            failures.push(format!(
+                "{key}: {}",
+                first_difference(&ours, theirs, ty.type_size())
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
