@@ -24,7 +24,8 @@ pub struct GgufArgs {
     /// The model revision on the hub (branch, tag or commit).
     #[arg(long = "model_revision")]
     model_revision: Option<String>,
-    /// The GGUF file to write (default: <model folder>/<name>-<outtype>.gguf).
+    /// The GGUF file to write (default: <model folder name>-<outtype>.gguf in the current
+    /// folder).
     #[arg(long = "outfile")]
     outfile: Option<PathBuf>,
     /// The file type: f32, f16, bf16, q8_0, q4_0, q4_k_m, q5_k_m or q6_k.
@@ -88,11 +89,12 @@ fn run_gguf(args: &GgufArgs) -> Result<()> {
     Ok(())
 }
 
-/// `<folder>/<folder name>-<outtype>.gguf`, the converter's default naming in spirit.
+/// `<folder name>-<outtype>.gguf` in the current folder (never inside the model folder, which
+/// may be the hub cache).
 fn default_outfile(model_dir: &Path, outtype: OutType) -> PathBuf {
     let name = model_dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "model".into());
-    model_dir.join(format!("{name}-{}.gguf", outtype.name()))
+    PathBuf::from(format!("{name}-{}.gguf", outtype.name()))
 }

@@ -15,7 +15,7 @@ use crate::plan::{ModelShape, tensor_type};
 use crate::quant;
 use crate::source::Source;
 use crate::vocab::TokenizerFiles;
-use crate::writer::{PlannedTensor, write_header, write_tensor_data};
+use crate::writer::{PlannedTensor, write_header, write_padding};
 
 /// What to export, and how.
 #[derive(Debug, Clone)]
@@ -56,6 +56,11 @@ enum Data {
 
 /// Exports `options.model_dir` to `options.outfile`.
 pub fn export(options: &ExportOptions) -> Result<ExportSummary> {
+    export_in_chunks(options, CHUNK_VALUES)
+}
+
+/// [`export`], converting at most about `chunk_values` values of a tensor at a time.
+fn export_in_chunks(options: &ExportOptions, chunk_values: usize) -> Result<ExportSummary> {
     let dir = &options.model_dir;
     if dir.join("adapter_config.json").is_file() {
         return Err(Error::Unsupported(format!(
@@ -76,7 +81,7 @@ pub fn export(options: &ExportOptions) -> Result<ExportSummary> {
     let metadata = metadata(options, &arch, &config)?;
 
     let tmp = temp_path(&options.outfile);
-    let result = write_file(&tmp, &metadata, &planned, &data, &source);
+    let result = write_file(&tmp, &metadata, &planned, &data, &source, chunk_values);
     if let Err(err) = result {
         let _ = std::fs::remove_file(&tmp);
         return Err(err);
@@ -188,6 +193,9 @@ fn temp_path(outfile: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// Values converted and quantized at a time when a tensor is streamed (16 MB of f32).
+const CHUNK_VALUES: usize = 1 << 22;
+
 /// Writes the header, then each tensor: read (memory-mapped), permuted, quantized, written.
 fn write_file(
     path: &Path,
@@ -195,13 +203,14 @@ fn write_file(
     planned: &[PlannedTensor],
     data: &[Data],
     source: &Source,
+    chunk_values: usize,
 ) -> Result<()> {
     let file = File::create(path).map_err(Error::io(path))?;
     let mut out = BufWriter::with_capacity(1 << 20, file);
     write_header(&mut out, metadata, planned).map_err(Error::io(path))?;
     for (tensor, d) in planned.iter().zip(data) {
-        let values = match d {
-            Data::Computed(values) => values.clone(),
+        let written = match d {
+            Data::Computed(values) => write_values(&mut out, tensor, values, path)?,
             Data::Source {
                 hf_name,
                 permute_heads,
@@ -209,24 +218,73 @@ fn write_file(
                 let src = source.get(hf_name).ok_or_else(|| {
                     Error::Invalid(format!("tensor {hf_name} disappeared from the model"))
                 })?;
-                let values = source.read_f32(src)?;
                 match permute_heads {
-                    Some(heads) => permute_rows(&values, tensor.shape[0], *heads),
-                    None => values,
+                    // q/k projections move rows across the whole tensor: converted in one piece.
+                    Some(heads) => {
+                        let values = permute_rows(&source.read_f32(src)?, tensor.shape[0], *heads);
+                        write_values(&mut out, tensor, &values, path)?
+                    }
+                    // Blocks never span rows, so slices of rows quantize as the whole would.
+                    None => {
+                        let step = (chunk_values / src.row_len()).max(1);
+                        let mut written = 0;
+                        for start in (0..src.rows()).step_by(step) {
+                            let rows = start..(start + step).min(src.rows());
+                            let values = source.read_f32_rows(src, rows)?;
+                            written += write_values(&mut out, tensor, &values, path)?;
+                        }
+                        written
+                    }
                 }
             }
         };
-        let bytes = quant::quantize(tensor.ty, &values).ok_or_else(|| {
-            Error::Unsupported(format!(
-                "tensor {}: type {} is not written",
-                tensor.name, tensor.ty
-            ))
-        })?;
-        write_tensor_data(&mut out, &bytes).map_err(Error::io(path))?;
+        write_padding(&mut out, written).map_err(Error::io(path))?;
     }
     out.flush().map_err(Error::io(path))?;
     out.into_inner()
         .map_err(|e| Error::io(path)(e.into_error()))?
         .sync_all()
         .map_err(Error::io(path))
+}
+
+/// Quantizes `values` (whole rows of `tensor`) to its type and writes them; returns the bytes.
+fn write_values(
+    out: &mut impl Write,
+    tensor: &PlannedTensor,
+    values: &[f32],
+    path: &Path,
+) -> Result<u64> {
+    let bytes = quant::quantize(tensor.ty, values).ok_or_else(|| {
+        Error::Unsupported(format!(
+            "tensor {}: type {} is not written",
+            tensor.name, tensor.ty
+        ))
+    })?;
+    out.write_all(&bytes).map_err(Error::io(path))?;
+    Ok(bytes.len() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn streaming_row_slices_writes_the_same_file_as_whole_tensors() {
+        let dir = tempfile::tempdir().unwrap();
+        let model =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/models/tiny-llama");
+        let write = |name: &str, chunk: usize| {
+            let outfile = dir.path().join(name);
+            let options = ExportOptions {
+                model_dir: model.clone(),
+                outfile: outfile.clone(),
+                outtype: OutType::Q8_0,
+                name: None,
+            };
+            export_in_chunks(&options, chunk).unwrap();
+            std::fs::read(outfile).unwrap()
+        };
+        // 64 values: one row of a 64-wide matrix per slice.
+        assert_eq!(write("rows.gguf", 64), write("whole.gguf", CHUNK_VALUES));
+    }
 }

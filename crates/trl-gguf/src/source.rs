@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::fs::File;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
@@ -73,7 +74,15 @@ impl Source {
 
     /// The values of `tensor` as f32 (exact for f32, f16 and bf16 weights).
     pub fn read_f32(&self, tensor: &SourceTensor) -> Result<Vec<f32>> {
-        let bytes = &self.maps[tensor.shard][tensor.range.0..tensor.range.1];
+        self.read_f32_rows(tensor, 0..tensor.rows())
+    }
+
+    /// Rows `rows` of `tensor` (rows of its last dimension) as f32, so a large tensor can be
+    /// converted a slice at a time.
+    pub fn read_f32_rows(&self, tensor: &SourceTensor, rows: Range<usize>) -> Result<Vec<f32>> {
+        let width = tensor.row_len() * tensor.dtype.bitsize() / 8;
+        let start = tensor.range.0 + rows.start * width;
+        let bytes = &self.maps[tensor.shard][start..start + rows.len() * width];
         let values = match tensor.dtype {
             Dtype::F32 => bytes
                 .chunks_exact(4)
@@ -96,6 +105,18 @@ impl Source {
             }
         };
         Ok(values)
+    }
+}
+
+impl SourceTensor {
+    /// Values per row (the last dimension; 1 for a scalar).
+    pub fn row_len(&self) -> usize {
+        self.shape.last().copied().unwrap_or(1).max(1)
+    }
+
+    /// Number of rows (every dimension but the last).
+    pub fn rows(&self) -> usize {
+        self.shape.iter().product::<usize>() / self.row_len()
     }
 }
 

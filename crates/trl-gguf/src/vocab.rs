@@ -334,9 +334,7 @@ impl TokenizerFiles {
         let prepends = steps.iter().any(|n| n["type"] == "Prepend");
         let pre = &self.tokenizer["pre_tokenizer"];
         let metaspace = pre["type"] == "Metaspace"
-            && pre["prepend_scheme"]
-                .as_str()
-                .is_none_or(|s| s != "never");
+            && pre["prepend_scheme"].as_str().is_none_or(|s| s != "never");
         prepends || metaspace
     }
 }

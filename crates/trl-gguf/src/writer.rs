@@ -67,8 +67,13 @@ pub fn write_header(
 }
 
 /// Writes one tensor's bytes and the zeros that align the next one.
+#[cfg(test)]
 pub fn write_tensor_data(out: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
     out.write_all(bytes)?;
-    let pad = padding(bytes.len() as u64) as usize;
-    out.write_all(&vec![0u8; pad])
+    write_padding(out, bytes.len() as u64)
+}
+
+/// Writes the zeros that follow a tensor of `written` bytes so the next one starts aligned.
+pub fn write_padding(out: &mut impl Write, written: u64) -> io::Result<()> {
+    out.write_all(&vec![0u8; padding(written) as usize])
 }

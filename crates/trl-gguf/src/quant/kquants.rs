@@ -1,8 +1,9 @@
 //! The k-quants written by `llama-quantize` without an importance matrix: `ggml-quants.c`'s
 //! `quantize_row_q4_K_ref`, `quantize_row_q5_K_ref` and `quantize_row_q6_K_ref` (256-value
-//! super-blocks of 32- or 16-value sub-blocks with 6- or 8-bit scales), and their dequantizers.
+//! super-blocks of 32- or 16-value sub-blocks with 6- or 8-bit scales). Their dequantizers are
+//! in `kdequant.rs`.
 
-use super::{f16_bytes, f16_round, read_f16};
+use super::{f16_bytes, f16_round};
 use crate::format::QK_K;
 
 /// ggml's `GROUP_MAX_EPS`: below this a sub-block counts as all zero.
@@ -153,7 +154,7 @@ fn pack_scales(scales: &[f32; 8], mins: &[f32; 8]) -> ([u8; 12], f32, f32) {
 }
 
 /// ggml's `get_scale_min_k4`: sub-block `j`'s 6-bit scale and min from the packed 12 bytes.
-fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
+pub(super) fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
     if j < 4 {
         (q[j] & 63, q[j + 4] & 63)
     } else {
@@ -346,75 +347,10 @@ fn push_q6(out: &mut Vec<u8>, l: &[i8; QK_K]) {
     out.extend_from_slice(&qh);
 }
 
-/// q4_K bytes back to f32 (`dequantize_row_q4_K`).
-pub fn dequantize_q4_k(bytes: &[u8]) -> Vec<f32> {
-    let mut out = Vec::with_capacity(bytes.len() / 144 * QK_K);
-    for b in bytes.chunks_exact(144) {
-        let (d, dmin, scales, qs) = (read_f16(b), read_f16(&b[2..]), &b[4..16], &b[16..]);
-        for (k, q) in qs.chunks_exact(32).enumerate() {
-            for (half, shift) in [(0, 0), (1, 4)] {
-                let (sc, m) = scale_min_k4(2 * k + half, scales);
-                let (d1, m1) = (d * f32::from(sc), dmin * f32::from(m));
-                out.extend(q.iter().map(|v| d1 * f32::from((v >> shift) & 0xf) - m1));
-            }
-        }
-    }
-    out
-}
-
-/// q5_K bytes back to f32 (`dequantize_row_q5_K`).
-pub fn dequantize_q5_k(bytes: &[u8]) -> Vec<f32> {
-    let mut out = Vec::with_capacity(bytes.len() / 176 * QK_K);
-    for b in bytes.chunks_exact(176) {
-        let (d, dmin, scales) = (read_f16(b), read_f16(&b[2..]), &b[4..16]);
-        let (qh, qs) = (&b[16..48], &b[48..]);
-        for (k, q) in qs.chunks_exact(32).enumerate() {
-            for (half, shift) in [(0, 0), (1, 4)] {
-                let (sc, m) = scale_min_k4(2 * k + half, scales);
-                let (d1, m1) = (d * f32::from(sc), dmin * f32::from(m));
-                let bit = 2 * k + half;
-                out.extend(q.iter().zip(qh).map(|(v, h)| {
-                    let hi = if h & (1 << bit) != 0 { 16 } else { 0 };
-                    d1 * f32::from(((v >> shift) & 0xf) + hi) - m1
-                }));
-            }
-        }
-    }
-    out
-}
-
-/// q6_K bytes back to f32 (`dequantize_row_q6_K`).
-pub fn dequantize_q6_k(bytes: &[u8]) -> Vec<f32> {
-    let mut out = vec![0f32; bytes.len() / 210 * QK_K];
-    for (b, y) in bytes.chunks_exact(210).zip(out.chunks_exact_mut(QK_K)) {
-        let (ql, qh, sc, d) = (&b[..128], &b[128..192], &b[192..208], read_f16(&b[208..]));
-        for half in 0..2 {
-            let (ql, qh, sc, y) = (
-                &ql[64 * half..],
-                &qh[32 * half..],
-                &sc[8 * half..],
-                &mut y[128 * half..],
-            );
-            for l in 0..32 {
-                let is = l / 16;
-                let q = [
-                    ((ql[l] & 0xf) | ((qh[l] & 3) << 4)) as i8 - 32,
-                    ((ql[l + 32] & 0xf) | (((qh[l] >> 2) & 3) << 4)) as i8 - 32,
-                    ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) as i8 - 32,
-                    ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) as i8 - 32,
-                ];
-                for (k, qk) in q.iter().enumerate() {
-                    y[l + 32 * k] = d * f32::from(sc[is + 2 * k] as i8) * f32::from(*qk);
-                }
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::quant::{dequantize_q4_k, dequantize_q5_k, dequantize_q6_k};
 
     /// A fixed, varied super-block without a random-number crate.
     fn sample(n: usize, seed: u32) -> Vec<f32> {

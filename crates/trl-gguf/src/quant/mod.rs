@@ -10,12 +10,12 @@
 //! Input is a row-major f32 tensor whose length is a multiple of the type's block size; output
 //! is the concatenated blocks, as stored in the file.
 
+mod kdequant;
 mod kquants;
 mod legacy;
 
-pub use kquants::{
-    dequantize_q4_k, dequantize_q5_k, dequantize_q6_k, quantize_q4_k, quantize_q5_k, quantize_q6_k,
-};
+pub use kdequant::{dequantize_q4_k, dequantize_q5_k, dequantize_q6_k};
+pub use kquants::{quantize_q4_k, quantize_q5_k, quantize_q6_k};
 pub use legacy::{
     bf16_bits, dequantize_q4_0, dequantize_q5_0, dequantize_q5_1, dequantize_q8_0, quantize_q4_0,
     quantize_q5_0, quantize_q5_1, quantize_q8_0,
