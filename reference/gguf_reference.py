@@ -19,6 +19,10 @@ for each type the bytes (hex) of the whole ``inputs`` tensor quantized: ``bf16``
 ``q4_K``, ``q5_K``, ``q6_K`` from ggml's C reference (``ggml_quantize_chunk`` with no importance
 matrix, what ``llama-quantize`` runs) in the libggml-base that llama-cpp-python ships.
 
+``fixtures/expected/gguf/spm-tokenizer/``: tokenizer.json and tokenizer_config.json of a
+Llama-2-style tokenizer (BPE with byte fallback, 384 ids) trained on ``reference/corpus.txt``, the
+input of the sentencepiece-style (``llama``) tokenizer export.
+
 ``--check``: for each (model folder, GGUF file): gguf-py's reader must read the file; its
 ``general.architecture`` / block count / token list / eos id / chat template must match the folder;
 every tensor must have llama.cpp's name and the safetensors weight's shape (the q/k rows of Llama
@@ -39,6 +43,7 @@ from pathlib import Path
 from common import EXPECTED_DIR, dump, init_libraries
 
 OUT = EXPECTED_DIR / "gguf" / "quantizers.json"
+SPM_DIR = EXPECTED_DIR / "gguf" / "spm-tokenizer"
 QK_K = 256
 PROMPT = "The quick brown fox, said the model, is 42 years old."
 
@@ -90,6 +95,35 @@ def ggml_quantize(lib, data, qtype):
     return out
 
 
+def write_spm_tokenizer():
+    """A Llama-2-style tokenizer.json (BPE with byte fallback, "\u2581" for spaces, <s> added in
+    front) with 384 ids like the fixture models, trained on reference/corpus.txt: the input of
+    the `llama` (sentencepiece-style) tokenizer export."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, processors, trainers
+
+    specials = ["<unk>", "<s>", "</s>"]
+    byte_tokens = [f"<0x{i:02X}>" for i in range(256)]
+    tok = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True, fuse_unk=True))
+    tok.normalizer = normalizers.Sequence([normalizers.Prepend("\u2581"), normalizers.Replace(" ", "\u2581")])
+    tok.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse(),
+                                     decoders.Strip(" ", 1, 0)])
+    trainer = trainers.BpeTrainer(vocab_size=384, special_tokens=specials + byte_tokens, limit_alphabet=50,
+                                  show_progress=False)
+    lines = (EXPECTED_DIR.parent.parent / "reference" / "corpus.txt").read_text().splitlines()
+    tok.train_from_iterator(lines, trainer)
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B",
+                                                       special_tokens=[("<s>", 1)])
+    data = json.loads(tok.to_str())
+    # Byte tokens belong to the model's vocabulary, not to the added (special) tokens.
+    data["added_tokens"] = [t for t in data["added_tokens"] if t["content"] in specials]
+    out = SPM_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "tokenizer.json").write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n")
+    config = {"backend": "tokenizers", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
+              "model_max_length": 512, "tokenizer_class": "TokenizersBackend"}
+    (out / "tokenizer_config.json").write_text(json.dumps(config, indent=1) + "\n")
+
+
 def write_fixture():
     from importlib.metadata import version
 
@@ -112,7 +146,8 @@ def write_fixture():
         out[name] = ggml_quantize(lib, x, qtype).tobytes().hex()
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(dump(out) + "\n")
-    print(f"wrote {OUT.relative_to(EXPECTED_DIR.parent.parent)}")
+    write_spm_tokenizer()
+    print(f"wrote {OUT.relative_to(EXPECTED_DIR.parent.parent)} and {SPM_DIR.relative_to(EXPECTED_DIR.parent.parent)}/")
 
 
 # ---------------------------------------------------------------- checking exported files

@@ -91,6 +91,69 @@ fn rows_of_256_values_get_the_k_quant_mixes() {
 }
 
 #[test]
+fn a_byte_fallback_tokenizer_exports_as_sentencepiece_style_llama() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("spm-llama");
+    std::fs::create_dir_all(&model).unwrap();
+    let src = root().join("fixtures/models/tiny-llama");
+    for file in ["config.json", "model.safetensors"] {
+        std::fs::copy(src.join(file), model.join(file)).unwrap();
+    }
+    let spm = root().join("fixtures/expected/gguf/spm-tokenizer");
+    for file in ["tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(spm.join(file), model.join(file)).unwrap();
+    }
+    let mut pairs = Vec::new();
+    for outtype in ["f32", "q8_0"] {
+        let outfile = dir.path().join(format!("spm-{outtype}.gguf"));
+        let out = trl(&[
+            "export",
+            "gguf",
+            "--model_name_or_path",
+            model.to_str().unwrap(),
+            "--outfile",
+            outfile.to_str().unwrap(),
+            "--outtype",
+            outtype,
+        ]);
+        assert!(out.status.success(), "{}", text(&out));
+        let file = GgufFile::open(&outfile).unwrap();
+        let s = |key: &str| file.get(key).and_then(|v| v.as_str().map(str::to_owned));
+        let u = |key: &str| file.get(key).and_then(|v| v.as_u64());
+        assert_eq!(s("tokenizer.ggml.model").as_deref(), Some("llama"));
+        assert_eq!(s("tokenizer.ggml.pre").as_deref(), Some("default"));
+        assert_eq!(
+            (
+                u("tokenizer.ggml.unknown_token_id"),
+                u("tokenizer.ggml.bos_token_id")
+            ),
+            (Some(0), Some(1))
+        );
+        assert_eq!(u("tokenizer.ggml.eos_token_id"), Some(2));
+        assert_eq!(
+            file.get("tokenizer.ggml.add_bos_token"),
+            Some(&trl_gguf::Value::Bool(true))
+        );
+        let types = file
+            .get("tokenizer.ggml.token_type")
+            .and_then(|v| v.as_array())
+            .unwrap();
+        let bytes = types
+            .iter()
+            .filter(|t| **t == trl_gguf::Value::I32(6))
+            .count();
+        assert_eq!(bytes, 256, "BYTE tokens");
+        let scores = file
+            .get("tokenizer.ggml.scores")
+            .and_then(|v| v.as_array())
+            .unwrap();
+        assert_eq!(scores.len(), 384);
+        pairs.push((model.clone(), outfile));
+    }
+    run_reference_check(&pairs);
+}
+
+#[test]
 fn a_lora_adapter_folder_is_refused_until_merged() {
     let dir = tempfile::tempdir().unwrap();
     let adapter = dir.path().join("adapter");
