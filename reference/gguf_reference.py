@@ -286,12 +286,14 @@ def check_runtime(path: Path, model_dir: Path, ftype: int, errors: list):
         cpp_new.append(nxt)
         llm.eval([nxt])
     diff = float(np.abs(cpp_logits - hf_logits).max())
-    if ftype in (0, 1):  # f32, f16
-        if cpp_new != hf_new:
-            errors.append(f"llama.cpp greedy {cpp_new} != transformers {hf_new}")
-    elif diff > 0.05 * float(np.abs(hf_logits).max()) + 1e-3:
-        errors.append(f"llama.cpp logits differ from transformers' by {diff:.4f}")
-    print(f"  llama.cpp greedy {cpp_new} (transformers {hf_new}), max logit diff {diff:.2e}")
+    scale = float(np.abs(hf_logits).max())
+    # f32/f16: the same greedy tokens and logits within 0.5% of their range (llama.cpp keeps its
+    # KV cache in f16); q8_0: logits within 5%.
+    if ftype in (0, 1) and cpp_new != hf_new:
+        errors.append(f"llama.cpp greedy {cpp_new} != transformers {hf_new}")
+    if diff > (0.005 if ftype in (0, 1) else 0.05) * scale + 1e-3:
+        errors.append(f"llama.cpp logits differ from transformers' by {diff:.4f} (largest logit {scale:.3f})")
+    print(f"  llama.cpp greedy {cpp_new} (transformers {hf_new}), max logit diff {diff:.2e} of {scale:.2e}")
 
 
 def check(pairs):
