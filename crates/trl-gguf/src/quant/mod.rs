@@ -23,9 +23,42 @@ pub use legacy::{
 
 use crate::format::GgmlType;
 
+/// Values below which a tensor is quantized on the calling thread alone.
+const PARALLEL_MIN_VALUES: usize = 1 << 16;
+
 /// `data` (f32, row-major; length a multiple of `ty`'s block size) stored as `ty`.
-/// Returns `None` for a type we do not write (q4_1).
+/// Returns `None` for a type we do not write (q4_1). Large tensors are split at block
+/// boundaries over the available cores; blocks are independent, so the bytes are the same.
 pub fn quantize(ty: GgmlType, data: &[f32]) -> Option<Vec<u8>> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    quantize_on(ty, data, cores.min(data.len() / PARALLEL_MIN_VALUES).max(1))
+}
+
+/// [`quantize`] on `threads` threads.
+fn quantize_on(ty: GgmlType, data: &[f32], threads: usize) -> Option<Vec<u8>> {
+    if threads <= 1 {
+        return quantize_serial(ty, data);
+    }
+    let block = ty.block_size();
+    let per_thread = (data.len() / block).div_ceil(threads) * block;
+    let parts: Vec<Option<Vec<u8>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = data
+            .chunks(per_thread.max(block))
+            .map(|part| scope.spawn(move || quantize_serial(ty, part)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or(None))
+            .collect()
+    });
+    parts
+        .into_iter()
+        .collect::<Option<Vec<_>>>()
+        .map(|p| p.concat())
+}
+
+/// [`quantize`] on the calling thread.
+fn quantize_serial(ty: GgmlType, data: &[f32]) -> Option<Vec<u8>> {
     let bytes = match ty {
         GgmlType::F32 => data.iter().flat_map(|v| v.to_le_bytes()).collect(),
         GgmlType::F16 => data
@@ -93,3 +126,18 @@ pub(crate) fn read_f16(bytes: &[u8]) -> f32 {
 
 #[cfg(test)]
 mod reference_tests;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn threads_write_the_same_bytes_as_one() {
+        let data: Vec<f32> = (0..3 * 256 * 7)
+            .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
+            .collect();
+        for ty in [GgmlType::Q4K, GgmlType::Q6K, GgmlType::Q8_0, GgmlType::F16] {
+            assert_eq!(quantize_on(ty, &data, 4), quantize_on(ty, &data, 1), "{ty}");
+        }
+    }
+}
