@@ -11,6 +11,7 @@ mod config;
 mod device;
 mod dpo;
 mod env;
+mod export;
 mod generate;
 mod grpo;
 mod hub_training;
@@ -103,6 +104,9 @@ enum Command {
     Plot(plot::PlotArgs),
     /// Push a folder (model, adapter, GGUF files) to the Hugging Face Hub, with a model card.
     Push(push::PushArgs),
+    /// Write a model in another format: `trl export gguf` for llama.cpp.
+    #[command(subcommand)]
+    Export(export::ExportCommand),
     /// Print versions, compiled-in backends, the default device and thread count.
     Env(env::EnvArgs),
 }
@@ -131,6 +135,7 @@ pub fn main() -> ExitCode {
         Command::Validate(args) => validate::run(&args),
         Command::Plot(args) => plot::run(&args),
         Command::Push(args) => push::run(&args),
+        Command::Export(command) => export::run(&command),
         Command::Env(args) => env::run(&args),
     };
     match result {
