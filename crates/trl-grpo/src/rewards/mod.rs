@@ -8,7 +8,8 @@
 //! - `cmd:<command line>`: an external program speaking JSON lines ([`command`]);
 //! - anything else: a reward model folder or hub id ([`model`]).
 //!
-//! Rust users implement [`RewardFunction`] directly.
+//! Rust users implement [`RewardFunction`] directly. [`rewards_per_func`] runs them all over
+//! a batch (TRL's `rewards_per_func`: `[completion][function]`, NaN for "no reward").
 
 pub mod accuracy;
 pub mod builtin;
@@ -19,6 +20,7 @@ pub mod input;
 pub mod length;
 pub mod math;
 pub mod model;
+pub mod table;
 
 #[cfg(test)]
 mod command_tests;
@@ -37,6 +39,7 @@ pub use command::{COMMAND_PREFIX, CommandReward};
 pub use error::{Result, RewardError};
 pub use input::{Content, RewardInput};
 pub use model::RewardModelReward;
+pub use table::{rewards_per_func, rows_without_reward};
 
 /// A reward function: scores a batch of completions, one value per completion.
 ///
