@@ -112,3 +112,33 @@ pub fn parse_reward_func(spec: &str, ctx: &RewardContext) -> Result<Box<dyn Rewa
         ctx.reward_model_batch_size,
     )?))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_dispatch_to_builtins_commands_and_errors() {
+        let ctx = RewardContext::new(Device::default());
+        let builtin = parse_reward_func(" get_soft_overlong_punishment ", &ctx).expect("built-in");
+        assert_eq!(builtin.name(), "soft_overlong_punishment_reward");
+        let script = "import sys; [print('[0.5]', flush=True) for _ in sys.stdin]";
+        let mut command =
+            parse_reward_func(&format!("cmd:python3 -c \"{script}\""), &ctx).expect("command");
+        let input = RewardInput::new(
+            Content::Text("Q".into()),
+            Content::Text("A".into()),
+            vec![1],
+            &Map::new(),
+        );
+        assert_eq!(command.score(&[input]).expect("score"), vec![Some(0.5)]);
+        let error = parse_reward_func("my_lib.rewards.fn", &ctx)
+            .err()
+            .expect("unknown")
+            .to_string();
+        assert!(
+            error.contains("accuracy_reward") && error.contains("cmd:"),
+            "{error}"
+        );
+    }
+}
