@@ -188,8 +188,10 @@ impl CommandReward {
             let why = self.exit_description();
             return Err(self.failure(why));
         }
+        let deadline = Instant::now() + self.timeout;
         loop {
-            match self.from_stdout.recv_timeout(self.timeout) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.from_stdout.recv_timeout(left) {
                 Ok(Ok(line)) if line.trim().is_empty() => continue,
                 Ok(Ok(line)) => return Ok(line),
                 Ok(Err(e)) => return Err(self.failure(format!("reading its stdout failed: {e}"))),
