@@ -18,6 +18,9 @@ Output schema (``fixtures/expected/grpo_rewards.json``)
                               conversational completion ``[{"role": "assistant", "content": completion}]``
                               (what TRL's built-ins read: ``completion[0]["content"]``); ``null`` is TRL's
                               ``None`` ("no reward")
+    grid_cases               [[completion, solution, accuracy_reward]]: a fixed sample of GRID_ANSWERS x
+                              GRID_TEMPLATES x GRID_GOLDS, each answer also with a gold of the same value
+                              (same conversational call)
     length_cases             [{completion_ids, soft_overlong_punishment, repetition_penalty}]:
                               ``soft_overlong_punishment`` holds one value per entry of ``soft_overlong_params``,
                               ``repetition_penalty`` one per entry of ``repetition_params``
@@ -124,6 +127,41 @@ TEXT_CASES = [
     (r"\boxed{\frac{1}{2}} \text{ of } \boxed{8}", "4"),
     (r"\boxed{007}", "7"),
     (r"\boxed{1\,000}", "1000"),
+    (r"Final answer: $3:4$", "3/4"),
+    (r"The answer is \boxed{(1, 2)}", "$1,2$"),
+    (r"The answer is \boxed{\{1,2\}}", "$(1,2)$"),
+    (r"answer: \[\textbf{5}\]", "5"),
+    (r"The final answer is $5^\circ$. I hope it is correct.", "5"),
+    (r"\boxed{[0, 1)}", "[0,1)"),
+    (r"\boxed{(0, 1]}", "[0,1)"),
+]
+
+# A grid of answer forms x completion templates x gold forms (a fixed sample of it): breadth
+# beyond the hand-picked cases above. Bare words (`two` vs `\text{two}`) are left out: sympy
+# compares such symbols, trl-rs compares their strings (see rewards/math/mod.rs).
+GRID_ANSWERS = [  # (answer as written, a gold answer of the same value written differently)
+    ("42", "42"), ("-3", "$-3$"), ("0.5", "1/2"), (r"\frac{1}{2}", "0.5"), (r"\dfrac{3}{4}", "0.75"),
+    ("50\\%", "50%"), ("1,000", "1000"), ("3.14", "3.140"), (r"\sqrt{2}", r"$\sqrt{2}$"),
+    (r"2\sqrt{2}", r"$\sqrt{8}$"), ("x = 7", "7"), ("7", r"\boxed{7}"), (r"\frac{7}{1}", "7"),
+    ("0.75", "3/4"), ("1/2", r"\frac{1}{2}"), (r"10^{2}", "100"), ("(1, 2)", "$1,2$"), ("1, 2", "$2, 1$"),
+    (r"\pi", r"$\pi$"), (r"\infty", r"$\infty$"), ("-0.5", r"-\frac{1}{2}"), ("12.50", "12.5"),
+    (r"\text{(C)}", "C"), ("C", "C"), (r"7\text{ cm}", "7"), (r"\$7", "7"), ("7.0", "7"),
+    (r"\frac{-3}{4}", "-0.75"), (r"-\frac{3}{4}", r"\frac{-3}{4}"), ("3:4", "0.75"), (r"x^2+1", r"$x^2+1$"),
+    ("2+2", "4"), (r"\{1,2\}", "$(1,2)$"), ("[1, 2]", "$[1,2]$"), ("0.333", r"\frac{1}{3}"),
+    (r"\frac{1}{3}", "1/3"), ("5%", "0.05"), ("0.05", "5%"), (r"\frac{5}{100}", "0.05"),
+    (r"3 \times 4", "12"), ("[0, 1)", "$[0,1)$"), (r"\dfrac{10}{4}", "2.5"), (r"\mathbf{5}", "5"),
+    (r"90^{\circ}", "90"), ("-.5", "-0.5"), ("005", "5"),
+]
+GRID_TEMPLATES = [
+    r"The answer is \boxed{%s}", r"So we get $%s$.", r"Final answer: $%s$",
+    r"The final answer is $%s$. I hope it is correct.", r"Thus \(%s\) is the answer", "The answer is %s",
+    r"$$%s$$", r"answer: \[%s\]", r"\boxed{%s} or \boxed{9}", r"<think>hmm</think>\boxed{%s}",
+]
+GRID_GOLDS = [
+    "42", "-3", "0.5", r"\frac{1}{2}", "3/4", "50%", "1000", "3.14", r"$\sqrt{2}$", "7", "$7$",
+    r"\boxed{7}", "0.75", r"$\frac{1}{3}$", "100", "$(1,2)$", "$1,2$", r"$\pi$", "-0.5", "12.5", "C",
+    r"$x^2+1$", "4", "1/3", r"\frac{-3}{4}", "answer: 7", "seven", "", "0.05", "5", "2.5", "12",
+    "[0,1)", "90", ".5",
 ]
 
 LENGTHS = [0, 1, 2, 3, 5, 8, 10, 12, 16, 20]
@@ -212,6 +250,22 @@ def reward_model_cases() -> dict:
     }
 
 
+def grid_cases(accuracy_reward) -> list[list]:
+    """[completion, solution, accuracy_reward] for 4 templates x (its same-value gold + 5 others) of
+    every answer form."""
+    import random
+
+    rng = random.Random(0)
+    rows = []
+    for answer, same in GRID_ANSWERS:
+        for template in rng.sample(GRID_TEMPLATES, 4):
+            for gold in [same, *rng.sample(GRID_GOLDS, 5)]:
+                completion = template % answer
+                reward = accuracy_reward([conversational(completion)], [gold])[0]
+                rows.append([completion, gold, reward])
+    return rows
+
+
 def conversational(completion: str) -> list[dict]:
     return [{"role": "assistant", "content": completion}]
 
@@ -279,6 +333,7 @@ def main() -> None:
             name: version(name) for name in ("trl", "math-verify", "latex2sympy2_extended", "sympy")
         },
         "text_cases": text_cases,
+        "grid_cases": grid_cases(accuracy_reward),
         "soft_overlong_params": SOFT_OVERLONG_PARAMS,
         "repetition_params": REPETITION_PARAMS,
         "length_cases": length_cases,

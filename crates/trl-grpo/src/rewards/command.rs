@@ -55,7 +55,9 @@ pub struct CommandReward {
 }
 
 /// The reward's name in logs (`rewards/<name>/mean`): the file stem of the program, or of the
-/// script an interpreter runs (`python3 -u judge.py` -> `judge`, `./score.sh` -> `score`).
+/// script or module an interpreter runs (`python3 -u judge.py` -> `judge`, `python3 -m
+/// graders.math` -> `graders.math`, `./score.sh` -> `score`); inline code (`python3 -c ...`)
+/// is named after the interpreter.
 pub fn command_name(args: &[String]) -> String {
     let stem = |arg: &str| {
         Path::new(arg)
@@ -70,10 +72,20 @@ pub fn command_name(args: &[String]) -> String {
     let is_interpreter = INTERPRETERS
         .iter()
         .any(|i| program_stem == *i || program_stem.starts_with("python"));
-    match args[1..].iter().find(|a| !a.starts_with('-')) {
-        Some(script) if is_interpreter => stem(script),
-        _ => program_stem,
+    if !is_interpreter {
+        return program_stem;
     }
+    let mut rest = args[1..].iter();
+    while let Some(arg) = rest.next() {
+        match arg.as_str() {
+            // Inline code (`python3 -c "..."`) has no file: the interpreter names it.
+            "-c" | "-e" | "--eval" => return program_stem,
+            "-m" => return rest.next().cloned().unwrap_or(program_stem),
+            option if option.starts_with('-') => continue,
+            script => return stem(script),
+        }
+    }
+    program_stem
 }
 
 impl CommandReward {
@@ -176,8 +188,10 @@ impl CommandReward {
             let why = self.exit_description();
             return Err(self.failure(why));
         }
+        let deadline = Instant::now() + self.timeout;
         loop {
-            match self.from_stdout.recv_timeout(self.timeout) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.from_stdout.recv_timeout(left) {
                 Ok(Ok(line)) if line.trim().is_empty() => continue,
                 Ok(Ok(line)) => return Ok(line),
                 Ok(Err(e)) => return Err(self.failure(format!("reading its stdout failed: {e}"))),

@@ -189,6 +189,11 @@ fn names_and_answers() {
     let args = |line: &str| shlex::split(line).unwrap_or_default();
     assert_eq!(command_name(&args("python3 -u /x/judge.py --k 3")), "judge");
     assert_eq!(command_name(&args("./score.sh")), "score");
+    assert_eq!(command_name(&args("python3 -c 'print(1.5)'")), "python3");
+    assert_eq!(
+        command_name(&args("python3 -m graders.math")),
+        "graders.math"
+    );
     assert_eq!(command_name(&args("/usr/bin/my-grader run")), "my-grader");
     assert_eq!(
         parse_answer("[1, null, 2.5]", 3),

@@ -6,7 +6,8 @@ pub enum RewardError {
     /// A `--reward_funcs` entry that is no built-in name, no model folder and no `cmd:`.
     #[error(
         "unknown reward function '{spec}': expected one of {known}, a reward model folder (from \
-         `trl reward`) or hub id, or `cmd:<command line>`"
+         `trl reward`) or hub id, or `cmd:<command line>` (a reward written in Python, such as \
+         my_lib.rewards.my_reward, runs as a cmd: program reading and writing JSON lines)"
     )]
     Unknown { spec: String, known: String },
     /// A parameter of a built-in that TRL would refuse.
@@ -46,6 +47,17 @@ fn stderr_section(tail: &str) -> String {
 
 /// Results of this module.
 pub type Result<T> = std::result::Result<T, RewardError>;
+
+/// For trainers whose errors are core's: a reward failure stops the run as a config error on
+/// `reward_funcs`, its message (command, stderr tail) intact.
+impl From<RewardError> for trl_core::Error {
+    fn from(error: RewardError) -> Self {
+        trl_core::Error::Config {
+            path: "reward_funcs".into(),
+            message: error.to_string(),
+        }
+    }
+}
 
 impl RewardError {
     pub(crate) fn input(function: &str, row: usize, message: impl Into<String>) -> Self {

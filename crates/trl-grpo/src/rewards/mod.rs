@@ -8,7 +8,8 @@
 //! - `cmd:<command line>`: an external program speaking JSON lines ([`command`]);
 //! - anything else: a reward model folder or hub id ([`model`]).
 //!
-//! Rust users implement [`RewardFunction`] directly.
+//! Rust users implement [`RewardFunction`] directly. [`rewards_per_func`] runs them all over
+//! a batch (TRL's `rewards_per_func`: `[completion][function]`, NaN for "no reward").
 
 pub mod accuracy;
 pub mod builtin;
@@ -19,6 +20,7 @@ pub mod input;
 pub mod length;
 pub mod math;
 pub mod model;
+pub mod table;
 
 #[cfg(test)]
 mod command_tests;
@@ -37,6 +39,7 @@ pub use command::{COMMAND_PREFIX, CommandReward};
 pub use error::{Result, RewardError};
 pub use input::{Content, RewardInput};
 pub use model::RewardModelReward;
+pub use table::{rewards_per_func, rows_without_reward};
 
 /// A reward function: scores a batch of completions, one value per completion.
 ///
@@ -108,4 +111,34 @@ pub fn parse_reward_func(spec: &str, ctx: &RewardContext) -> Result<Box<dyn Rewa
         ctx.chat_template_kwargs.clone(),
         ctx.reward_model_batch_size,
     )?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_dispatch_to_builtins_commands_and_errors() {
+        let ctx = RewardContext::new(Device::default());
+        let builtin = parse_reward_func(" get_soft_overlong_punishment ", &ctx).expect("built-in");
+        assert_eq!(builtin.name(), "soft_overlong_punishment_reward");
+        let script = "import sys; [print('[0.5]', flush=True) for _ in sys.stdin]";
+        let mut command =
+            parse_reward_func(&format!("cmd:python3 -c \"{script}\""), &ctx).expect("command");
+        let input = RewardInput::new(
+            Content::Text("Q".into()),
+            Content::Text("A".into()),
+            vec![1],
+            &Map::new(),
+        );
+        assert_eq!(command.score(&[input]).expect("score"), vec![Some(0.5)]);
+        let error = parse_reward_func("my_lib.rewards.fn", &ctx)
+            .err()
+            .expect("unknown")
+            .to_string();
+        assert!(
+            error.contains("accuracy_reward") && error.contains("cmd:"),
+            "{error}"
+        );
+    }
 }

@@ -76,6 +76,30 @@ fn text_rewards_match_trl() {
 }
 
 #[test]
+fn accuracy_on_the_grid_matches_trl() {
+    let fixture = fixture();
+    let rows = fixture["grid_cases"].as_array().expect("grid_cases");
+    assert!(rows.len() > 1000);
+    let batch: Vec<RewardInput> = rows
+        .iter()
+        .map(|row| input(row[0].as_str().unwrap_or(""), &row[1], vec![]))
+        .collect();
+    let ours = score("accuracy_reward", &BuiltinParams::default(), &batch);
+    let mismatches: Vec<String> = rows
+        .iter()
+        .zip(ours)
+        .filter(|(row, got)| *got != expected(&row[2]))
+        .map(|(row, got)| {
+            format!(
+                "{} vs gold {}: TRL {}, ours {got:?}",
+                row[0], row[1], row[2]
+            )
+        })
+        .collect();
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+}
+
+#[test]
 fn length_rewards_match_trl() {
     let fixture = fixture();
     let ids = |case: &Value| -> Vec<u32> {

@@ -314,7 +314,9 @@ fn extract_latex(
             match value {
                 MathValue::Number(n) => elements.push(n),
                 MathValue::Set(set) => elements.extend(set),
-                MathValue::Equation { .. } => return (None, strings.join(" and ")),
+                MathValue::Equation { .. } | MathValue::Interval { .. } => {
+                    return (None, strings.join(" and "));
+                }
             }
         }
         return (Some(MathValue::Set(elements)), strings.join(" and "));

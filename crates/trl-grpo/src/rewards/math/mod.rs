@@ -3,11 +3,13 @@
 //!
 //! Extraction (which part of the text is the answer) and normalization (`\dfrac` -> `\frac`,
 //! units dropped, `\boxed{}` unwrapped) follow math_verify's regexes exactly. Values are read by
-//! a small exact evaluator (numbers, fractions, percentages, `+ - * / ^`, sets, `x = 5`) instead
-//! of sympy; an answer it cannot evaluate (`\sqrt{2}`, `\pi`, `x+1`) falls back to comparing the
-//! normalized strings, which is what math_verify does when sympy fails. The one difference: two
-//! symbolic answers written differently (`\frac{\sqrt{2}}{2}` vs `\frac{1}{\sqrt{2}}`) count as
-//! different here and equal in math_verify.
+//! a small evaluator instead of sympy: numbers, fractions, percentages, `+ - * / : ^`, `\sqrt`,
+//! `\pi`, sets, intervals and `x = 5`, exactly (rationals) where sympy is exact and as floats
+//! where it keeps a symbolic value. An answer it cannot evaluate (a variable, a function, a
+//! matrix) falls back to comparing the normalized strings, which is what math_verify does when
+//! sympy fails to parse. The difference that remains: two symbolic answers written differently
+//! (`x^2+2x+1` vs `(x+1)^2`, `\text{two}` vs `two`) are different here and may be equal in
+//! math_verify. `reference/rewards_reference.py` pins the agreement on ~1,200 cases.
 
 mod boxed;
 mod extract;
@@ -52,9 +54,59 @@ fn values_equal(gold: &MathValue, answer: &MathValue) -> bool {
         (MathValue::Equation { .. }, _) => return false,
         _ => (gold.clone(), answer.clone()),
     };
+    match (&gold, &answer) {
+        (MathValue::Number(gold), MathValue::Number(answer)) => numbers_equal(*gold, *answer),
+        (MathValue::Interval { .. }, _) | (_, MathValue::Interval { .. }) => {
+            intervals_equal(&gold, &answer)
+        }
+        _ => sets_equal(&elements(gold), &elements(answer)),
+    }
+}
+
+/// `sympy_compare_interval`, and math_verify's rule that an open interval `(a, b)` equals the
+/// pair `a, b` (read as a set), compared in order.
+fn intervals_equal(gold: &MathValue, answer: &MathValue) -> bool {
+    let open_pair = |value: &MathValue| match value {
+        MathValue::Interval {
+            low,
+            high,
+            left_open: true,
+            right_open: true,
+        } => Some([*low, *high]),
+        _ => None,
+    };
     match (gold, answer) {
-        (MathValue::Number(gold), MathValue::Number(answer)) => numbers_equal(gold, answer),
-        (gold, answer) => sets_equal(&elements(gold), &elements(answer)),
+        (
+            MathValue::Interval {
+                low: a,
+                high: b,
+                left_open: l1,
+                right_open: r1,
+            },
+            MathValue::Interval {
+                low: c,
+                high: d,
+                left_open: l2,
+                right_open: r2,
+            },
+        ) => l1 == l2 && r1 == r2 && numbers_equal(*a, *c) && numbers_equal(*b, *d),
+        (MathValue::Set(set), interval) | (interval, MathValue::Set(set)) if set.len() == 2 => {
+            let Some(pair) = open_pair(interval) else {
+                return false;
+            };
+            let mut sorted = set.clone();
+            sorted.sort_by(|a, b| a.evaluated().to_f64().total_cmp(&b.evaluated().to_f64()));
+            let (gold_pair, answer_pair) = if matches!(gold, MathValue::Set(_)) {
+                (sorted, pair.to_vec())
+            } else {
+                (pair.to_vec(), sorted)
+            };
+            gold_pair
+                .into_iter()
+                .zip(answer_pair)
+                .all(|(g, a)| numbers_equal(g, a))
+        }
+        _ => false,
     }
 }
 
@@ -62,6 +114,7 @@ fn elements(value: MathValue) -> Vec<Number> {
     match value {
         MathValue::Number(n) | MathValue::Equation { rhs: n, .. } => vec![n],
         MathValue::Set(set) => set,
+        MathValue::Interval { low, high, .. } => vec![low, high],
     }
 }
 

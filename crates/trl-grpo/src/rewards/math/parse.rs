@@ -20,6 +20,16 @@ pub fn parse_value(text: &str, syntax: Syntax) -> Option<MathValue> {
         if let Some(number) = thousands(text) {
             return Some(MathValue::Number(number));
         }
+        if let Some(interval) = interval(text) {
+            return Some(interval);
+        }
+        if let Some(inner) = text.strip_prefix(r"\{").and_then(|t| t.strip_suffix(r"\}")) {
+            let elements: Option<Vec<Number>> = inner
+                .split(',')
+                .map(|part| parse_number(part, syntax))
+                .collect();
+            return elements.map(MathValue::Set); // `\{1, 2\}`: a set, even of one element
+        }
         if text.contains(',') {
             let parts: Option<Vec<Number>> = text
                 .split(',')
@@ -29,6 +39,37 @@ pub fn parse_value(text: &str, syntax: Syntax) -> Option<MathValue> {
         }
     }
     parse_number(text, syntax).map(MathValue::Number)
+}
+
+/// `(1, 2)` or `[0, 1)`: two numbers in brackets. A reversed one (sympy's empty set) is left
+/// to the string comparison.
+fn interval(text: &str) -> Option<MathValue> {
+    let left_open = match text.chars().next()? {
+        '(' => true,
+        '[' => false,
+        _ => return None,
+    };
+    let right_open = match text.chars().last()? {
+        ')' => true,
+        ']' => false,
+        _ => return None,
+    };
+    let inner = &text[1..text.len() - 1];
+    let (low, high) = inner.split_once(',')?;
+    if inner.contains(['(', ')', '[', ']']) || high.contains(',') {
+        return None;
+    }
+    let (low, high) = (
+        parse_number(low, Syntax::Latex)?,
+        parse_number(high, Syntax::Latex)?,
+    );
+    let ordered = low.evaluated().to_f64() <= high.evaluated().to_f64();
+    ordered.then_some(MathValue::Interval {
+        low,
+        high,
+        left_open,
+        right_open,
+    })
 }
 
 /// `1,000` and `12,345.5` are numbers to latex2sympy, not sets.
@@ -82,6 +123,35 @@ fn parse_number(text: &str, syntax: Syntax) -> Option<Number> {
     let number = parser.sum()?;
     parser.skip_space();
     (parser.pos == parser.text.len()).then_some(number)
+}
+
+/// sympy's `sqrt`: exact for perfect squares (`\sqrt{4}` is the integer 2), otherwise kept
+/// symbolic, which compares here by value as a float. Roots of negatives are refused (complex).
+fn square_root(inner: Number) -> Option<Number> {
+    let exact_root = |n: i128| {
+        let root = (n as f64).sqrt().round() as i128;
+        (root.checked_mul(root) == Some(n)).then_some(root)
+    };
+    match inner.evaluated() {
+        Num::Exact(n, d) if n >= 0 => match (exact_root(n), exact_root(d)) {
+            (Some(a), Some(b)) => Some(Number {
+                value: Num::Exact(a, b),
+                percent: false,
+                atomic: true,
+            }),
+            _ => Some(Number {
+                value: Num::Float((n as f64 / d as f64).sqrt()),
+                percent: false,
+                atomic: false,
+            }),
+        },
+        Num::Float(f) if f >= 0.0 => Some(Number {
+            value: Num::Float(f.sqrt()),
+            percent: false,
+            atomic: false,
+        }),
+        _ => None,
+    }
 }
 
 struct Parser<'a> {
@@ -139,7 +209,7 @@ impl Parser<'_> {
                 return Some(left);
             } else if self.eat("*") || self.eat(r"\cdot") || self.eat(r"\times") {
                 '*'
-            } else if self.eat("/") || self.eat(r"\div") {
+            } else if self.eat("/") || self.eat(r"\div") || (!python && self.eat(":")) {
                 '/'
             } else if !python && self.starts_factor() {
                 '*'
@@ -155,7 +225,9 @@ impl Parser<'_> {
         self.skip_space();
         let rest = self.rest();
         rest.starts_with(|c: char| c.is_ascii_digit() || c == '(' || c == '{')
-            || rest.starts_with(r"\frac")
+            || [r"\frac", r"\sqrt", r"\pi"]
+                .iter()
+                .any(|c| rest.starts_with(c))
     }
 
     fn unary(&mut self) -> Option<Number> {
@@ -178,6 +250,9 @@ impl Parser<'_> {
         };
         if !self.eat(caret) {
             return Some(base);
+        }
+        if self.syntax == Syntax::Latex && (self.eat(r"\circ") || self.eat(r"{\circ}")) {
+            return Some(base); // degrees, read without conversion (`convert_degrees=False`)
         }
         let exponent = if self.syntax == Syntax::Latex && !self.rest().starts_with(['{', '(']) {
             self.digit()? // `2^3`: one character
@@ -202,10 +277,18 @@ impl Parser<'_> {
         self.skip_space();
         let mut number = if self.eat("(") {
             self.closed(")")?
-        } else if self.syntax == Syntax::Latex && self.eat("{") {
-            self.closed("}")?
+        } else if self.syntax == Syntax::Latex && (self.eat("{") || self.eat(r"\text{")) {
+            self.closed("}")? // `\text{5}` (also `\textbf`, `\mathbf` once normalized) is 5
         } else if self.syntax == Syntax::Latex && self.eat(r"\frac") {
             self.fraction()?
+        } else if self.syntax == Syntax::Latex && self.eat(r"\sqrt{") {
+            square_root(self.closed("}")?)?
+        } else if self.syntax == Syntax::Latex && self.eat(r"\pi") {
+            Number {
+                value: Num::Float(std::f64::consts::PI),
+                percent: false,
+                atomic: false,
+            }
         } else {
             self.literal()?
         };
@@ -298,9 +381,26 @@ mod tests {
                 ..
             })
         ));
-        assert_eq!(parse_value(r"\sqrt{2}", Syntax::Latex), None);
+        assert_eq!(parse_value(r"\sqrt{-2}", Syntax::Latex), None);
+        assert_eq!(parse_value(r"\sqrt[3]{2}", Syntax::Latex), None);
         assert_eq!(parse_value("x", Syntax::Latex), None);
         assert_eq!(parse_value(r"\frac{1}{0}", Syntax::Latex), None);
+        assert!(matches!(
+            parse_value("(1, 2]", Syntax::Latex),
+            Some(MathValue::Interval {
+                left_open: true,
+                right_open: false,
+                ..
+            })
+        ));
+        assert_eq!(parse_value("(2, 1)", Syntax::Latex), None);
+        assert!(
+            matches!(parse_value(r"\{3\}", Syntax::Latex), Some(MathValue::Set(s)) if s.len() == 1)
+        );
+        assert!(matches!(
+            parse_value(r"90^{\circ}", Syntax::Latex),
+            Some(MathValue::Number(_))
+        ));
     }
 
     #[test]

@@ -1,7 +1,5 @@
-//! The numeric core of latex2sympy / sympy's `parse_expr` that answer checking needs: numbers,
-//! fractions, percentages, `+ - * / ^`, parentheses and `lhs = rhs`, evaluated exactly (rationals)
-//! or as floats once a decimal is involved. What this cannot read (symbols, roots, functions)
-//! is a parse failure, and math_verify then compares the normalized strings.
+//! The values answer checking compares: numbers as sympy holds them (exact rationals, or floats
+//! once a decimal or an irrational is involved), sets, intervals and `lhs = rhs`.
 
 /// A number as sympy would hold it, with what math_verify's comparison looks at.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -32,6 +30,17 @@ pub enum MathValue {
     /// `1, 2` or boxes joined by "and": a finite set (duplicates kept, as they compare alike).
     Set(Vec<Number>),
     /// `lhs = rhs`, kept as its right side; `assignment` when `lhs` is a lone variable (`x = 5`).
+    /// `(a, b)`, `[a, b]`, `(a, b]`, `[a, b)`: an interval, as latex2sympy reads them.
+    Interval {
+        /// The lower end.
+        low: Number,
+        /// The upper end.
+        high: Number,
+        /// `(` rather than `[`.
+        left_open: bool,
+        /// `)` rather than `]`.
+        right_open: bool,
+    },
     Equation {
         /// The right side of the last `=`.
         rhs: Number,
