@@ -2,11 +2,11 @@
 //! `_calculate_rewards`), then advantages and the reward metrics TRL logs.
 
 use serde_json::Value;
-use trl_core::{Error, Result};
+use trl_core::Result;
 
 use crate::advantages::{Advantages, MultiObjectiveAggregation, ScaleRewards, grpo_advantages};
 use crate::data::PromptExample;
-use crate::rewards::{Content, RewardFunction, RewardInput};
+use crate::rewards::{Content, RewardFunction, RewardInput, rewards_per_func, rows_without_reward};
 
 /// A decoded completion with what the reward functions read.
 pub struct ScoredCompletion<'a> {
@@ -16,7 +16,8 @@ pub struct ScoredCompletion<'a> {
     pub completion_ids: &'a [u32],
 }
 
-/// `[rows][functions]` rewards, NaN where a function gave none.
+/// `[rows][functions]` rewards (float32 values, as TRL's table), NaN where a function gave
+/// none; warns, as TRL does, when every function gave none for a completion.
 pub fn rewards_per_function(
     functions: &mut [Box<dyn RewardFunction>],
     completions: &[ScoredCompletion],
@@ -32,27 +33,18 @@ pub fn rewards_per_function(
             )
         })
         .collect();
-    let mut table = vec![vec![f64::NAN; functions.len()]; completions.len()];
-    for (f, function) in functions.iter_mut().enumerate() {
-        let scores = function.score(&inputs).map_err(|e| Error::Reward {
-            message: e.to_string(),
-        })?;
-        if scores.len() != completions.len() {
-            return Err(Error::Reward {
-                message: format!(
-                    "reward function '{}' returned {} rewards for {} completions; it must \
-                     return one per completion",
-                    function.name(),
-                    scores.len(),
-                    completions.len()
-                ),
-            });
-        }
-        for (row, score) in scores.into_iter().enumerate() {
-            table[row][f] = score.unwrap_or(f64::NAN);
-        }
+    let table = rewards_per_func(functions, &inputs)?;
+    if let Some(&row) = rows_without_reward(&table).first() {
+        eprintln!(
+            "warning: every reward function returned None for completion {row} ({:?}); such a \
+             completion gets advantage 0",
+            completions[row].completion
+        );
     }
-    Ok(table)
+    Ok(table
+        .into_iter()
+        .map(|row| row.into_iter().map(f64::from).collect())
+        .collect())
 }
 
 /// A prompt or completion as the reward functions take it.

@@ -52,8 +52,7 @@ pub type Result<T> = std::result::Result<T, RewardError>;
 /// `reward_funcs`, its message (command, stderr tail) intact.
 impl From<RewardError> for trl_core::Error {
     fn from(error: RewardError) -> Self {
-        trl_core::Error::Config {
-            path: "reward_funcs".into(),
+        trl_core::Error::Reward {
             message: error.to_string(),
         }
     }
