@@ -6,14 +6,28 @@
 //! - [`masked`]: masked mean / variance / whitening.
 //! - [`gae`]: KL-shaped rewards, GAE advantages and returns.
 //! - [`loss`]: the clipped policy and value losses and their statistics.
+//! - [`data`]: prompt-only rows -> prompt ids.
+//! - [`forward`]: the policy / value / reward forwards over `query + response` rows.
+//! - [`rollout`]: generation and scoring of one rollout batch.
+//! - [`stats`]: the per-rollout metrics.
+//! - [`model`]: policy + value as one trained module, saved side by side.
+//! - [`trainer`]: the [`trl_core::train::Method`].
 
 pub mod config;
+pub mod data;
+pub mod forward;
 pub mod gae;
 pub mod loss;
 pub mod masked;
+pub mod model;
 pub mod response;
+pub mod rollout;
+pub mod stats;
+pub mod trainer;
 
-pub use config::{KlEstimator, PpoConfig};
+pub use config::{BatchSizes, KlEstimator, PpoConfig, StopToken};
+pub use model::PolicyAndValue;
+pub use trainer::{PpoBatch, PpoMethod, PpoParts};
 
 #[cfg(test)]
 mod math_parity_tests;

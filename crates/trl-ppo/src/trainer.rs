@@ -1,0 +1,321 @@
+//! PPO as a [`Method`]: each optimizer-schedule step is one rollout batch (TRL 1.12's
+//! `for update in range(1, num_total_batches + 1)`): [`Method::prepare`] generates and scores
+//! it ([`crate::rollout`]) and returns `num_ppo_epochs` passes over seeded permutations of its
+//! rows, cut into mini-batches and micro-batches; every `gradient_accumulation_steps`
+//! micro-batches make one AdamW update, as accelerate's `accumulate` groups them. The LR
+//! scheduler advances once per rollout batch.
+
+use std::cell::RefCell;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::tensor::{Bool, Device, Tensor, TensorData};
+use trl_core::Result;
+use trl_core::model::{CausalLm, SequenceClassifier};
+use trl_core::tokenizer::Tokenizer;
+use trl_core::train::sampler::torch_randperm;
+use trl_core::train::schedule::LrSchedule;
+use trl_core::train::{Method, PreparedStep, RepeatSampler, Sampler, StepContext, StepMetrics, TrainingArguments};
+
+use crate::config::{BatchSizes, PpoConfig};
+use crate::data::PromptExample;
+use crate::forward::{host_matrix, matrix_tensor, response_logprobs, response_values, token_batch};
+use crate::loss::{HostLossInputs, LossInputs, LossSettings, loss_stats, ppo_losses};
+use crate::model::PolicyAndValue;
+use crate::rollout::{ResponseSource, Rollout, RolloutModels, RolloutSettings, score_rollout, step_seed};
+use crate::stats::{rollout_metrics, unbiased_var};
+
+/// The per-micro-batch statistics TRL averages over its stats tensors.
+const STAT_NAMES: [&str; 7] = [
+    "policy/approxkl_avg",
+    "policy/clipfrac_avg",
+    "loss/policy_avg",
+    "loss/value_avg",
+    "val/clipfrac_avg",
+    "policy/entropy_avg",
+    "val/ratio",
+];
+
+/// One micro-batch: rows of a shared rollout.
+#[derive(Debug, Clone)]
+pub struct PpoBatch {
+    pub rollout: Arc<Rollout>,
+    /// Row indices into the rollout.
+    pub rows: Vec<usize>,
+    /// The rollout's metrics, carried by the step's first micro-batch only.
+    pub rollout_metrics: Vec<(String, f64)>,
+    /// The step's last micro-batch reports `val/ratio_var` over the step's micro-batches.
+    pub last_of_step: bool,
+    /// Statistics slots TRL averages over but never fills (its stats tensors are
+    /// `num_ppo_epochs x num_mini_batches x gradient_accumulation_steps`, while a mini-batch
+    /// holds only `gradient_accumulation_steps / num_mini_batches` micro-batches): that many
+    /// zeros are logged with the last micro-batch so the means and the ratio variance match.
+    pub empty_slots: usize,
+}
+
+/// What the method is built from besides the config.
+pub struct PpoParts {
+    pub tokenizer: Tokenizer,
+    /// Frozen reference policy (TRL: the SFT model).
+    pub reference: CausalLm,
+    /// Frozen reward model.
+    pub reward: SequenceClassifier,
+    pub source: Box<dyn ResponseSource>,
+    pub rollout: RolloutSettings,
+    /// The run's LR schedule, for TRL's `lr` metric.
+    pub schedule: LrSchedule,
+}
+
+/// TRL 1.12's PPOTrainer semantics on the training loop.
+pub struct PpoMethod {
+    config: PpoConfig,
+    sizes: BatchSizes,
+    seed: u64,
+    tokenizer: Tokenizer,
+    reference: CausalLm,
+    reward: SequenceClassifier,
+    source: Box<dyn ResponseSource>,
+    rollout: RolloutSettings,
+    schedule: LrSchedule,
+    started: Instant,
+    /// `ratio.mean()` of every micro-batch of the current step (for `val/ratio_var`).
+    ratios: RefCell<Vec<f64>>,
+}
+
+impl PpoMethod {
+    /// A method for `config` under `args`; reference and reward lose their autodiff state here.
+    pub fn new(config: PpoConfig, sizes: BatchSizes, args: &TrainingArguments, parts: PpoParts) -> Result<Self> {
+        config.validate()?;
+        Ok(PpoMethod {
+            config,
+            sizes,
+            seed: args.seed,
+            tokenizer: parts.tokenizer,
+            reference: parts.reference.no_grad().valid(),
+            reward: parts.reward.no_grad().valid(),
+            source: parts.source,
+            rollout: parts.rollout,
+            schedule: parts.schedule,
+            started: Instant::now(),
+            ratios: RefCell::new(Vec::new()),
+        })
+    }
+
+    /// Row indices of every micro-batch of a step, in TRL's order: per PPO epoch a fresh
+    /// permutation (seeded by the run's seed, the step and the epoch), cut into mini-batches,
+    /// each cut into micro-batches.
+    pub fn micro_batch_rows(&self, step: u64) -> Vec<Vec<usize>> {
+        let s = self.sizes;
+        let mut out = Vec::new();
+        for epoch in 0..self.config.num_ppo_epochs {
+            let order = torch_randperm(s.local_batch_size, step_seed(self.seed, step, 1 + epoch as u64));
+            for mini in order.chunks(s.mini_batch_size) {
+                out.extend(mini.chunks(s.micro_batch_size).map(<[usize]>::to_vec));
+            }
+        }
+        out
+    }
+
+    /// `num_ppo_epochs * num_mini_batches * gradient_accumulation_steps - micro_batches`.
+    fn empty_slots(&self, micro_batches: usize) -> usize {
+        let s = self.sizes;
+        let accumulation = s.local_batch_size / s.micro_batch_size.max(1);
+        (self.config.num_ppo_epochs * self.config.num_mini_batches * accumulation).saturating_sub(micro_batches)
+    }
+
+    fn step_metrics(&self, rollout: &Rollout, step: u64) -> Vec<(String, f64)> {
+        let episode = (step + 1) * self.sizes.local_batch_size as u64;
+        let elapsed = self.started.elapsed().as_secs_f64().max(1e-9);
+        let mut metrics = vec![("eps".to_string(), (episode as f64 / elapsed).floor())];
+        metrics.extend(rollout_metrics(rollout, self.rollout.eos_token_id));
+        metrics.push(("lr".into(), self.schedule.lr_at(step)));
+        metrics.push(("episode".into(), episode as f64));
+        metrics
+    }
+
+    /// Prints the first rows of a rollout, `num_sample_generations` times over the run.
+    fn print_samples(&self, rollout: &Rollout, step: u64) -> Result<()> {
+        if self.config.num_sample_generations == 0 {
+            return Ok(());
+        }
+        let freq = (self.sizes.num_total_batches / self.config.num_sample_generations).max(1) as u64;
+        if !step.is_multiple_of(freq) {
+            return Ok(());
+        }
+        for r in 0..rollout.query_responses.len().min(2) {
+            let query = &rollout.query_responses[r][..rollout.context_length];
+            let query: Vec<u32> = query.iter().copied().filter(|&t| t != self.rollout.pad_token_id).collect();
+            eprintln!(
+                "sample (step {}): query {:?} | response {:?} | score {:.4}",
+                step + 1,
+                self.tokenizer.decode(&query, true)?,
+                self.tokenizer.decode(rollout.response(r), false)?,
+                rollout.scores[r]
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Method for PpoMethod {
+    type Model = PolicyAndValue;
+    type Example = PromptExample;
+    type Batch = PpoBatch;
+
+    /// TRL's dataloader: shuffled each pass, incomplete batches dropped.
+    fn sampler(&self, args: &TrainingArguments) -> Sampler {
+        Sampler::Repeat(RepeatSampler {
+            mini_repeat_count: 1,
+            batch_size: self.sizes.local_batch_size,
+            repeat_count: 1,
+            shuffle: true,
+            seed: args.seed,
+        })
+    }
+
+    fn prepare(
+        &mut self,
+        model: &PolicyAndValue,
+        micro_batches: &[Vec<&PromptExample>],
+        ctx: &StepContext,
+    ) -> Result<PreparedStep<PpoBatch>> {
+        let queries: Vec<Vec<u32>> = micro_batches.iter().flatten().map(|e| e.prompt_ids.clone()).collect();
+        let current = model.valid();
+        let responses = self.source.respond(&current.policy, &queries, ctx.step)?;
+        let models = RolloutModels {
+            policy: &current.policy,
+            reference: &self.reference,
+            value: &current.value,
+            reward: &self.reward,
+        };
+        let rollout = Arc::new(score_rollout(&models, &queries, &responses, &self.rollout)?);
+        self.print_samples(&rollout, ctx.step)?;
+        let mut metrics = Some(self.step_metrics(&rollout, ctx.step));
+        self.ratios.borrow_mut().clear();
+        let rows = self.micro_batch_rows(ctx.step);
+        let count = rows.len();
+        let batches: Vec<PpoBatch> = rows
+            .into_iter()
+            .enumerate()
+            .map(|(i, rows)| PpoBatch {
+                rollout: rollout.clone(),
+                rows,
+                rollout_metrics: metrics.take().unwrap_or_default(),
+                last_of_step: i + 1 == count,
+                empty_slots: if i + 1 == count { self.empty_slots(count) } else { 0 },
+            })
+            .collect();
+        let per_update = batches.len().div_ceil(self.config.num_ppo_epochs).max(1);
+        let mut updates = Vec::new();
+        let mut iter = batches.into_iter().peekable();
+        while iter.peek().is_some() {
+            updates.push(iter.by_ref().take(per_update).collect());
+        }
+        Ok(PreparedStep { updates })
+    }
+
+    /// One item per micro-batch: accelerate divides each loss by `gradient_accumulation_steps`.
+    fn items_in(&self, _batch: &PpoBatch) -> f64 {
+        1.0
+    }
+
+    fn loss(&self, model: &PolicyAndValue, batch: &PpoBatch, items: f64) -> Result<(Tensor<1>, StepMetrics)> {
+        let (losses, stats, entropy, tokens) = self.micro_batch_loss(model, batch)?;
+        let mut metrics = StepMetrics::default();
+        for (name, value) in &batch.rollout_metrics {
+            metrics.push(name, *value);
+        }
+        let value = |t: &Tensor<1>| t.clone().without_autodiff().into_scalar::<f64>();
+        metrics.push("policy/approxkl_avg", stats.approxkl);
+        metrics.push("policy/clipfrac_avg", stats.pg_clipfrac);
+        metrics.push("loss/policy_avg", value(&losses.pg_loss));
+        metrics.push("loss/value_avg", value(&losses.vf_loss));
+        metrics.push("val/clipfrac_avg", stats.vf_clipfrac);
+        metrics.push("policy/entropy_avg", entropy);
+        metrics.push("val/ratio", stats.ratio_mean);
+        self.ratios.borrow_mut().push(stats.ratio_mean);
+        for _ in 0..batch.empty_slots {
+            for name in STAT_NAMES {
+                metrics.push(name, 0.0);
+            }
+            self.ratios.borrow_mut().push(0.0);
+        }
+        if batch.last_of_step {
+            metrics.push("val/ratio_var", unbiased_var(&self.ratios.borrow()));
+        }
+        metrics.num_tokens = tokens;
+        Ok((losses.loss / items as f32, metrics))
+    }
+
+    fn save_model(&self, model: &PolicyAndValue, dir: &Path) -> Result<()> {
+        model.save(&self.tokenizer, dir)
+    }
+
+    fn load_model(&self, dir: &Path, device: &Device) -> Result<PolicyAndValue> {
+        PolicyAndValue::load(dir, device)
+    }
+}
+
+impl PpoMethod {
+    /// Forward of policy and value on a micro-batch, the PPO losses, and the statistics.
+    #[allow(clippy::type_complexity)]
+    fn micro_batch_loss(
+        &self,
+        model: &PolicyAndValue,
+        batch: &PpoBatch,
+    ) -> Result<(crate::loss::PpoLosses, crate::loss::LossStats, f64, f64)> {
+        let r = &batch.rollout;
+        let t = &r.targets;
+        let device = model.policy.device();
+        let qr: Vec<&[u32]> = batch.rows.iter().map(|&i| r.query_responses[i].as_slice()).collect();
+        let tokens = token_batch(&qr, self.rollout.pad_token_id);
+        let num_tokens = tokens.attention_mask.iter().flatten().sum::<i64>() as f64;
+        let logps = response_logprobs(&model.policy, &tokens, r.context_length, self.rollout.temperature);
+        let (entropy_sum, entropy_count) = logps.entropy_sum();
+        let vpred = response_values(&model.value, &tokens, r.context_length);
+        let pick = |m: &[Vec<f32>]| -> Vec<Vec<f32>> { batch.rows.iter().map(|&i| m[i].clone()).collect() };
+        let pick_mask = |m: &[Vec<bool>]| -> Vec<Vec<bool>> { batch.rows.iter().map(|&i| m[i].clone()).collect() };
+        let (old_lp, old_v, ret, adv) = (pick(&t.logprobs), pick(&t.values), pick(&t.returns), pick(&t.advantages));
+        let (pm, pm1) = (pick_mask(&t.padding_mask), pick_mask(&t.padding_mask_p1));
+        let host_new = host_matrix(logps.logps.clone().without_autodiff())?;
+        let host_v = host_matrix(vpred.clone().without_autodiff())?;
+        let settings = LossSettings {
+            cliprange: self.config.cliprange,
+            cliprange_value: self.config.cliprange_value,
+            vf_coef: self.config.vf_coef,
+        };
+        let stats = loss_stats(
+            &HostLossInputs {
+                new_logprobs: &host_new,
+                vpred: &host_v,
+                old_logprobs: &old_lp,
+                old_values: &old_v,
+                returns: &ret,
+                advantages: &adv,
+                padding_mask: &pm,
+                padding_mask_p1: &pm1,
+            },
+            &settings,
+        );
+        let tensor = |m: &[Vec<f32>]| matrix_tensor(&m.iter().map(Vec::as_slice).collect::<Vec<_>>(), &device);
+        let inputs = LossInputs {
+            new_logprobs: logps.logps,
+            vpred,
+            old_logprobs: tensor(&old_lp),
+            old_values: tensor(&old_v),
+            returns: tensor(&ret),
+            advantages: tensor(&adv),
+            padding_mask: bool_tensor(&pm, &device),
+            padding_mask_p1: bool_tensor(&pm1, &device),
+        };
+        let entropy = entropy_sum / entropy_count.max(1.0);
+        Ok((ppo_losses(inputs, &settings), stats, entropy, num_tokens))
+    }
+}
+
+fn bool_tensor(rows: &[Vec<bool>], device: &Device) -> Tensor<2, Bool> {
+    let cols = rows.first().map_or(0, Vec::len);
+    Tensor::from_data(TensorData::new(rows.concat(), [rows.len(), cols]), device)
+}
