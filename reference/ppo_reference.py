@@ -255,6 +255,75 @@ def loss_cases(torch, ppo, utils):
     return cases
 
 
+REPLAY_CONFIG = dict(
+    per_device_train_batch_size=4,
+    gradient_accumulation_steps=1,
+    num_ppo_epochs=2,
+    num_mini_batches=1,
+    total_episodes=12,
+    response_length=8,
+    stop_token="eos",
+    missing_eos_penalty=1.0,
+    kl_coef=0.05,
+    learning_rate=3e-4,
+    temperature=2.0,
+    seed=42,
+)
+
+
+def replay_case(torch):
+    """A real ``PPOTrainer.train()`` on the fixture models (policy tiny-qwen2, reward and value
+    tiny-qwen2-rm) with its rollouts recorded: every ``batch_generation`` call's queries and
+    responses, and the ``log_history``. One micro-batch per rollout batch, so the mini-batch
+    permutation only reorders rows of one masked mean."""
+    import tempfile
+
+    import datasets
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+    from trl.experimental.ppo import PPOConfig, PPOTrainer
+    from trl.experimental.ppo import ppo_trainer as ppo
+
+    from common import MODEL_DIR, load_rows
+
+    rm_dir = MODEL_DIR.parent / "tiny-qwen2-rm"
+    prompts = [row["prompt"] for row in load_rows("datasets/prompt_only.jsonl", 4)]
+    tokenizer = AutoTokenizer.from_pretrained(MODEL_DIR, padding_side="left")
+    dataset = datasets.Dataset.from_dict({"input_ids": [tokenizer(p)["input_ids"] for p in prompts]})
+    load = dict(dtype=torch.float32, attn_implementation="eager")
+    policy = AutoModelForCausalLM.from_pretrained(MODEL_DIR, **load)
+    ref = AutoModelForCausalLM.from_pretrained(MODEL_DIR, **load)
+    reward = AutoModelForSequenceClassification.from_pretrained(rm_dir, num_labels=1, **load)
+    value = AutoModelForSequenceClassification.from_pretrained(rm_dir, num_labels=1, **load)
+    recorded = []
+    original = ppo.batch_generation
+
+    def recording(model, queries, *args, **kwargs):
+        query_responses, logits = original(model, queries, *args, **kwargs)
+        context = queries.shape[1]
+        recorded.append(
+            dict(
+                queries=[[t for t in q if t != tokenizer.pad_token_id] for q in queries.tolist()],
+                responses=query_responses[:, context:].tolist(),
+            )
+        )
+        return query_responses, logits
+
+    ppo.batch_generation = recording
+    with tempfile.TemporaryDirectory() as out:
+        args = PPOConfig(
+            output_dir=out, report_to="none", bf16=False, use_cpu=True, logging_steps=1,
+            save_strategy="no", num_sample_generations=0, disable_tqdm=True, **REPLAY_CONFIG,
+        )
+        trainer = PPOTrainer(
+            args=args, processing_class=tokenizer, model=policy, ref_model=ref, reward_model=reward,
+            train_dataset=dataset, value_model=value, eval_dataset=dataset,
+        )
+        trainer.train()
+    ppo.batch_generation = original
+    history = [{k: v for k, v in entry.items() if k != "eps"} for entry in trainer.state.log_history]
+    return dict(config=REPLAY_CONFIG, prompts=prompts, rollouts=recorded, log_history=history)
+
+
 def main() -> None:
     setup_env()
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
@@ -277,10 +346,16 @@ def main() -> None:
         rollout=rollout_cases(torch, ppo, utils),
         loss=loss_cases(torch, ppo, utils),
     )
+    torch.manual_seed(0)
+    replay = replay_case(torch)
     path = EXPECTED_DIR / "ppo" / "math.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
     print(f"wrote {path}")
+    replay_path = EXPECTED_DIR / "ppo" / "replay.json"
+    replay_path.write_text(json.dumps(dict(generated_by=out["generated_by"], versions=out["versions"], **replay),
+                                      indent=1) + "\n", encoding="utf-8")
+    print(f"wrote {replay_path}")
 
 
 if __name__ == "__main__":

@@ -40,11 +40,13 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
         );
         return Ok(());
     }
-    // Where PPOConfig's defaults differ from TrainingArguments' (TRL 1.12); PPOTrainer logs
-    // every rollout batch whatever logging_steps says, so 1 is the default here.
+    // Where PPOConfig's defaults differ from TrainingArguments' (TRL 1.12). PPOTrainer logs
+    // every rollout batch whatever logging_steps says, so 1 is the default here; its loop
+    // never clips gradients (no clip_grad_norm_ call), so max_grad_norm defaults to 0 (off).
     let defaults = [
         ("learning_rate", Value::from(3e-6)),
         ("logging_steps", Value::from(1)),
+        ("max_grad_norm", Value::from(0.0)),
     ];
     let mut run = setup::<PpoConfig>("ppo", raw, &defaults, DataMethod::Grpo)?;
     let ppo = run.config.clone();

@@ -31,3 +31,5 @@ pub use trainer::{PpoBatch, PpoMethod, PpoParts};
 
 #[cfg(test)]
 mod math_parity_tests;
+#[cfg(test)]
+mod replay_tests;

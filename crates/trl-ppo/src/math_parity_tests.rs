@@ -9,6 +9,8 @@ use crate::config::KlEstimator;
 use crate::gae::{RewardSettings, RolloutInputs, rollout_targets};
 use crate::loss::{HostLossInputs, LossInputs, LossSettings, loss_stats, ppo_losses};
 use crate::masked::{masked_mean, masked_var, masked_whiten};
+use crate::rollout::Rollout;
+use crate::stats::rollout_metrics;
 use crate::response::{
     apply_missing_eos_penalty, contains_eos, first_true_indices, sequence_lengths, truncate_response,
 };
@@ -117,6 +119,23 @@ fn rollout_targets_match_trl_train_loop() {
             sequence_lengths: lengths,
         };
         let t = rollout_targets(inputs, &reward_settings(s)).unwrap();
+        let rollout = Rollout {
+            context_length: 0,
+            query_responses: responses.clone(),
+            scores: floats(&out["scores"]),
+            targets: t.clone(),
+        };
+        let metrics: std::collections::BTreeMap<String, f64> = rollout_metrics(&rollout, eos).into_iter().collect();
+        for (ours, theirs) in [
+            ("objective/kl", "objective_kl"),
+            ("objective/entropy", "objective_entropy"),
+            ("objective/non_score_reward", "objective_non_score_reward"),
+            ("objective/rlhf_reward", "objective_rlhf_reward"),
+            ("objective/scores", "objective_scores"),
+            ("val/num_eos_tokens", "num_eos_tokens"),
+        ] {
+            close(ours, metrics[ours], out[theirs].as_f64().unwrap());
+        }
         assert_eq!(t.padding_mask, bools(&out["padding_mask"]));
         assert_eq!(t.padding_mask_p1, bools(&out["padding_mask_p1"]));
         for (name, ours) in [

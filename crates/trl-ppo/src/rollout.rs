@@ -36,24 +36,33 @@ impl ResponseSource for PolicySampler {
     }
 }
 
-/// Recorded responses, one list per rollout batch (replaying another trainer's rollouts).
+/// Recorded `(query, response)` pairs, one list per rollout batch (replaying another
+/// trainer's rollouts): each query gets the response recorded for the same prompt ids, so the
+/// order the prompts arrive in does not matter.
 pub struct Recorded {
-    pub batches: Vec<Vec<Vec<u32>>>,
+    pub batches: Vec<Vec<(Vec<u32>, Vec<u32>)>>,
 }
 
 impl ResponseSource for Recorded {
     fn respond(&mut self, _policy: &CausalLm, queries: &[Vec<u32>], step: u64) -> Result<Vec<Vec<u32>>> {
-        let batch = self.batches.get(step as usize).ok_or_else(|| trl_core::Error::Config {
+        let missing = |message: String| trl_core::Error::Config {
             path: "ppo".into(),
-            message: format!("no recorded responses for rollout batch {step}"),
-        })?;
-        if batch.len() != queries.len() {
-            return Err(trl_core::Error::Config {
-                path: "ppo".into(),
-                message: format!("{} recorded responses for {} queries", batch.len(), queries.len()),
-            });
-        }
-        Ok(batch.clone())
+            message,
+        };
+        let batch = self
+            .batches
+            .get(step as usize)
+            .ok_or_else(|| missing(format!("no recorded responses for rollout batch {step}")))?;
+        queries
+            .iter()
+            .map(|q| {
+                batch
+                    .iter()
+                    .find(|(recorded, _)| recorded == q)
+                    .map(|(_, response)| response.clone())
+                    .ok_or_else(|| missing(format!("rollout batch {step}: no recorded response for query {q:?}")))
+            })
+            .collect()
     }
 }
 
