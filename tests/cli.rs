@@ -34,7 +34,7 @@ fn help_lists_only_working_commands() {
     for command in ["sft", "dpo", "kto", "reward", "score", "validate", "env"] {
         assert!(help.contains(command), "{help}");
     }
-    for missing in ["grpo", "ppo"] {
+    for missing in ["grpo"] {
         assert!(!help.contains(&format!("  {missing} ")), "{help}");
     }
 }
