@@ -69,22 +69,61 @@ fn steps(out: &Path) -> Vec<Value> {
 #[test]
 fn sft_then_reward_then_ppo_saves_a_policy_and_a_value_model() {
     let dir = tempfile::tempdir().unwrap();
-    let (sft, rm, ppo) = (dir.path().join("sft"), dir.path().join("rm"), dir.path().join("ppo"));
-    let (sft_s, rm_s, ppo_s) = (sft.to_str().unwrap(), rm.to_str().unwrap(), ppo.to_str().unwrap());
+    let (sft, rm, ppo) = (
+        dir.path().join("sft"),
+        dir.path().join("rm"),
+        dir.path().join("ppo"),
+    );
+    let (sft_s, rm_s, ppo_s) = (
+        sft.to_str().unwrap(),
+        rm.to_str().unwrap(),
+        ppo.to_str().unwrap(),
+    );
     let out = trl(&[
-        "sft", "--model_name_or_path", MODEL, "--dataset_name", "datasets/messages.jsonl",
-        "--output_dir", sft_s, "--max_steps", "2", "--report_to", "none",
+        "sft",
+        "--model_name_or_path",
+        MODEL,
+        "--dataset_name",
+        "datasets/messages.jsonl",
+        "--output_dir",
+        sft_s,
+        "--max_steps",
+        "2",
+        "--report_to",
+        "none",
     ]);
     assert!(out.status.success(), "{}", text(&out));
     let out = trl(&[
-        "reward", "--model_name_or_path", RM, "--dataset_name", "datasets/preference.jsonl",
-        "--output_dir", rm_s, "--max_steps", "2", "--max_length", "64", "--report_to", "none",
+        "reward",
+        "--model_name_or_path",
+        RM,
+        "--dataset_name",
+        "datasets/preference.jsonl",
+        "--output_dir",
+        rm_s,
+        "--max_steps",
+        "2",
+        "--max_length",
+        "64",
+        "--report_to",
+        "none",
     ]);
     assert!(out.status.success(), "{}", text(&out));
-    let out = trl(&ppo_args(sft_s, rm_s, ppo_s, &[
-        "--total_episodes", "8", "--stop_token", "eos", "--missing_eos_penalty", "1.0",
-        "--num_mini_batches", "2",
-    ]));
+    let out = trl(&ppo_args(
+        sft_s,
+        rm_s,
+        ppo_s,
+        &[
+            "--total_episodes",
+            "8",
+            "--stop_token",
+            "eos",
+            "--missing_eos_penalty",
+            "1.0",
+            "--num_mini_batches",
+            "2",
+        ],
+    ));
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("sample (step 1)"), "{}", text(&out));
     let logged = steps(&ppo);
@@ -92,7 +131,12 @@ fn sft_then_reward_then_ppo_saves_a_policy_and_a_value_model() {
     for (i, entry) in logged.iter().enumerate() {
         for name in METRICS {
             let value = entry[name].as_f64();
-            assert!(value.is_some_and(f64::is_finite), "step {}: {name} = {:?}", i + 1, entry[name]);
+            assert!(
+                value.is_some_and(f64::is_finite),
+                "step {}: {name} = {:?}",
+                i + 1,
+                entry[name]
+            );
         }
         assert_eq!(entry["episode"].as_f64(), Some(4.0 * (i + 1) as f64));
     }
@@ -104,11 +148,22 @@ fn sft_then_reward_then_ppo_saves_a_policy_and_a_value_model() {
     assert_eq!(value["architectures"][0], "Qwen2ForSequenceClassification");
     // the value model trained; the reward model it started from did not change on disk
     let value_weights = std::fs::read(ppo.join("value_model/model.safetensors")).unwrap();
-    assert_ne!(value_weights, std::fs::read(rm.join("model.safetensors")).unwrap());
+    assert_ne!(
+        value_weights,
+        std::fs::read(rm.join("model.safetensors")).unwrap()
+    );
     let out = trl(&[
-        "generate", "--model_name_or_path", ppo_s, "--dataset_name", PROMPTS,
-        "--do_sample", "false", "--max_new_tokens", "4",
-        "--output_file", dir.path().join("gen.jsonl").to_str().unwrap(),
+        "generate",
+        "--model_name_or_path",
+        ppo_s,
+        "--dataset_name",
+        PROMPTS,
+        "--do_sample",
+        "false",
+        "--max_new_tokens",
+        "4",
+        "--output_file",
+        dir.path().join("gen.jsonl").to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", text(&out));
     let generated = std::fs::read_to_string(dir.path().join("gen.jsonl")).unwrap();
@@ -121,7 +176,14 @@ fn sft_then_reward_then_ppo_saves_a_policy_and_a_value_model() {
 fn ppo_resumed_from_a_checkpoint_ends_bitwise_equal() {
     let dir = tempfile::tempdir().unwrap();
     let (full, resumed) = (dir.path().join("full"), dir.path().join("resumed"));
-    let extra = ["--total_episodes", "16", "--save_steps", "2", "--num_sample_generations", "0"];
+    let extra = [
+        "--total_episodes",
+        "16",
+        "--save_steps",
+        "2",
+        "--num_sample_generations",
+        "0",
+    ];
     let out = trl(&ppo_args(MODEL, RM, full.to_str().unwrap(), &extra));
     assert!(out.status.success(), "{}", text(&out));
     copy_dir(&full.join("checkpoint-2"), &resumed.join("checkpoint-2"));
@@ -133,7 +195,10 @@ fn ppo_resumed_from_a_checkpoint_ends_bitwise_equal() {
     for file in ["model.safetensors", "value_model/model.safetensors"] {
         let a = std::fs::read(full.join(file)).unwrap();
         let b = std::fs::read(resumed.join(file)).unwrap();
-        assert!(a == b, "{file}: resumed weights differ from the unbroken run");
+        assert!(
+            a == b,
+            "{file}: resumed weights differ from the unbroken run"
+        );
     }
     let (a, b) = (steps(&full), steps(&resumed));
     assert_eq!(a.len(), 4);
@@ -164,7 +229,10 @@ fn bad_ppo_settings_are_errors_naming_the_option() {
     for (extra, expected) in [
         (vec!["--num_mini_batches", "3"], "num_mini_batches"),
         (vec!["--kl_estimator", "k2"], "k2"),
-        (vec!["--stop_token", "eos", "--stop_token_id", "3"], "stop_token"),
+        (
+            vec!["--stop_token", "eos", "--stop_token_id", "3"],
+            "stop_token",
+        ),
         (vec!["--kl_coeff", "0.1"], "kl_coeff"),
         (vec!["--max_steps", "3"], "total_episodes"),
     ] {
@@ -174,7 +242,15 @@ fn bad_ppo_settings_are_errors_naming_the_option() {
         assert!(message.contains(expected), "{extra:?}: {message}");
         assert!(!message.contains("panicked"), "{message}");
     }
-    let out = trl(&["ppo", "--model_name_or_path", MODEL, "--dataset_name", PROMPTS, "--output_dir", out_s]);
+    let out = trl(&[
+        "ppo",
+        "--model_name_or_path",
+        MODEL,
+        "--dataset_name",
+        PROMPTS,
+        "--output_dir",
+        out_s,
+    ]);
     assert!(text(&out).contains("--reward_model_path"), "{}", text(&out));
 }
 
@@ -188,17 +264,46 @@ fn objective_scores_rise_on_a_tiny_task() {
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().join("out");
     let out = trl(&[
-        "ppo", "--model_name_or_path", MODEL, "--reward_model_path", RM, "--dataset_name", PROMPTS,
-        "--output_dir", out_dir.to_str().unwrap(), "--per_device_train_batch_size", "8",
-        "--total_episodes", "320", "--response_length", "4", "--temperature", "2.0",
-        "--learning_rate", "1e-3", "--max_grad_norm", "1.0", "--kl_coef", "0.0",
-        "--num_sample_generations", "0",
-        "--report_to", "none", "--save_strategy", "no",
+        "ppo",
+        "--model_name_or_path",
+        MODEL,
+        "--reward_model_path",
+        RM,
+        "--dataset_name",
+        PROMPTS,
+        "--output_dir",
+        out_dir.to_str().unwrap(),
+        "--per_device_train_batch_size",
+        "8",
+        "--total_episodes",
+        "320",
+        "--response_length",
+        "4",
+        "--temperature",
+        "2.0",
+        "--learning_rate",
+        "1e-3",
+        "--max_grad_norm",
+        "1.0",
+        "--kl_coef",
+        "0.0",
+        "--num_sample_generations",
+        "0",
+        "--report_to",
+        "none",
+        "--save_strategy",
+        "no",
     ]);
     assert!(out.status.success(), "{}", text(&out));
-    let scores: Vec<f64> = steps(&out_dir).iter().map(|e| e["objective/scores"].as_f64().unwrap()).collect();
+    let scores: Vec<f64> = steps(&out_dir)
+        .iter()
+        .map(|e| e["objective/scores"].as_f64().unwrap())
+        .collect();
     assert_eq!(scores.len(), 40);
     let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len() as f64;
     let (first, last) = (mean(&scores[..10]), mean(&scores[30..]));
-    assert!(last > first + 1.0, "scores did not rise: first 10 {first:.3}, last 10 {last:.3}: {scores:?}");
+    assert!(
+        last > first + 1.0,
+        "scores did not rise: first 10 {first:.3}, last 10 {last:.3}: {scores:?}"
+    );
 }

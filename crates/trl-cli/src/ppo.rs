@@ -50,11 +50,11 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
     ];
     let mut run = setup::<PpoConfig>("ppo", raw, &defaults, DataMethod::Grpo)?;
     let ppo = run.config.clone();
-    let reward_id = ppo
-        .reward_model_path
-        .clone()
-        .context("--reward_model_path is required (a sequence classifier, e.g. from `trl reward`)")?;
-    let tokenizer = training_tokenizer(&run.model_dir, &run.dataset, TokenizerOverrides::default())?;
+    let reward_id = ppo.reward_model_path.clone().context(
+        "--reward_model_path is required (a sequence classifier, e.g. from `trl reward`)",
+    )?;
+    let tokenizer =
+        training_tokenizer(&run.model_dir, &run.dataset, TokenizerOverrides::default())?;
     let examples = run.cached_examples("ppo-prompts-v1", "", || {
         prepare_prompts(run.dataset.rows(), &tokenizer).map_err(PrepareError::from)
     })?;
@@ -66,7 +66,9 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
         examples.len(),
     )?;
     if args.max_steps > 0 {
-        bail!("--max_steps: PPO counts its steps in rollout batches from --total_episodes (TRL 1.12); set that instead");
+        bail!(
+            "--max_steps: PPO counts its steps in rollout batches from --total_episodes (TRL 1.12); set that instead"
+        );
     }
     run.args.max_steps = sizes.num_total_batches as i64;
     let reward_dir = resolve_model(&reward_id, None)?;
@@ -114,17 +116,21 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
 /// `stop_token: eos`, else `stop_token_id` (none by default).
 fn stop_token_id(ppo: &PpoConfig, tokenizer: &Tokenizer) -> Result<Option<u32>> {
     match ppo.stop_token {
-        Some(StopToken::Eos) => Ok(Some(
-            tokenizer
-                .eos_token_id()
-                .context("--stop_token eos: the tokenizer has no EOS token")?,
-        )),
+        Some(StopToken::Eos) => {
+            Ok(Some(tokenizer.eos_token_id().context(
+                "--stop_token eos: the tokenizer has no EOS token",
+            )?))
+        }
         None => Ok(ppo.stop_token_id),
     }
 }
 
 /// TRL's rollout sampling: `response_length` new tokens at `temperature + 1e-7`, no top-k.
-fn generation_options(ppo: &PpoConfig, args: &TrainingArguments, tokenizer: &Tokenizer) -> Result<GenerationOptions> {
+fn generation_options(
+    ppo: &PpoConfig,
+    args: &TrainingArguments,
+    tokenizer: &Tokenizer,
+) -> Result<GenerationOptions> {
     Ok(GenerationOptions {
         max_new_tokens: ppo.response_length,
         do_sample: true,
@@ -160,7 +166,10 @@ fn rollout_settings(ppo: &PpoConfig, tokenizer: &Tokenizer) -> Result<RolloutSet
 fn schedule(args: &TrainingArguments, total: u64) -> LrSchedule {
     let min_lr_rate = match args.lr_scheduler_kwargs.get("min_lr_rate") {
         Some(rate) => *rate,
-        None => args.lr_scheduler_kwargs.get("min_lr").map_or(0.0, |m| m / args.learning_rate),
+        None => args
+            .lr_scheduler_kwargs
+            .get("min_lr")
+            .map_or(0.0, |m| m / args.learning_rate),
     };
     LrSchedule {
         kind: args.lr_scheduler_type,

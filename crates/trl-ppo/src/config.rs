@@ -3,7 +3,9 @@
 //! derives from them and `TrainingArguments` (`ppo_trainer.py` l.454-479, one process).
 
 use serde::{Deserialize, Serialize};
-use trl_core::train::args_check::check::{at_least_one, finite, non_negative, option_error, positive};
+use trl_core::train::args_check::check::{
+    at_least_one, finite, non_negative, option_error, positive,
+};
 
 /// Which KL estimator shapes the per-token reward (<http://joschu.net/blog/kl-approx.html>).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,7 +115,10 @@ impl PpoConfig {
         at_least_one("num_ppo_epochs", Some(self.num_ppo_epochs))?;
         at_least_one("response_length", Some(self.response_length))?;
         at_least_one("total_episodes", self.total_episodes)?;
-        at_least_one("local_rollout_forward_batch_size", Some(self.local_rollout_forward_batch_size))?;
+        at_least_one(
+            "local_rollout_forward_batch_size",
+            Some(self.local_rollout_forward_batch_size),
+        )?;
         at_least_one("dataset_num_proc", self.dataset_num_proc)?;
         positive("temperature", self.temperature)?;
         finite("kl_coef", self.kl_coef)?;
@@ -166,7 +171,9 @@ impl PpoConfig {
         if self.whiten_rewards && mini_batch_size < 8 {
             return Err(option_error(
                 "whiten_rewards",
-                format!("a mini-batch of {mini_batch_size} rows is too small for whitening (TRL needs >= 8)"),
+                format!(
+                    "a mini-batch of {mini_batch_size} rows is too small for whitening (TRL needs >= 8)"
+                ),
             ));
         }
         if rows < local_batch_size {
@@ -198,9 +205,15 @@ mod tests {
     #[test]
     fn defaults_are_trl_1_12s() {
         let c = PpoConfig::default();
-        assert_eq!((c.num_ppo_epochs, c.num_mini_batches, c.response_length), (4, 1, 53));
+        assert_eq!(
+            (c.num_ppo_epochs, c.num_mini_batches, c.response_length),
+            (4, 1, 53)
+        );
         assert_eq!((c.temperature, c.kl_coef, c.vf_coef), (0.7, 0.05, 0.1));
-        assert_eq!((c.cliprange, c.cliprange_value, c.gamma, c.lam), (0.2, 0.2, 1.0, 0.95));
+        assert_eq!(
+            (c.cliprange, c.cliprange_value, c.gamma, c.lam),
+            (0.2, 0.2, 1.0, 0.95)
+        );
         assert_eq!(c.kl_estimator, KlEstimator::K1);
         assert_eq!(c.local_rollout_forward_batch_size, 64);
     }
@@ -213,7 +226,10 @@ mod tests {
             ..PpoConfig::default()
         };
         let b = c.batch_sizes(2, 2, 1.0, 8).unwrap();
-        assert_eq!((b.local_batch_size, b.mini_batch_size, b.num_total_batches), (4, 2, 3));
+        assert_eq!(
+            (b.local_batch_size, b.mini_batch_size, b.num_total_batches),
+            (4, 2, 3)
+        );
         let b = PpoConfig::default().batch_sizes(2, 1, 3.0, 8).unwrap();
         assert_eq!((b.total_episodes, b.num_total_batches), (24, 12));
         let err = c.batch_sizes(3, 1, 1.0, 8).unwrap_err().to_string();
@@ -222,15 +238,22 @@ mod tests {
 
     #[test]
     fn unknown_keys_and_bad_values_are_refused() {
-        let err = serde_json::from_value::<PpoConfig>(serde_json::json!({"kl_coeff": 1})).unwrap_err();
+        let err =
+            serde_json::from_value::<PpoConfig>(serde_json::json!({"kl_coeff": 1})).unwrap_err();
         assert!(err.to_string().contains("kl_coeff"), "{err}");
-        let err = serde_json::from_value::<PpoConfig>(serde_json::json!({"kl_estimator": "k2"})).unwrap_err();
+        let err = serde_json::from_value::<PpoConfig>(serde_json::json!({"kl_estimator": "k2"}))
+            .unwrap_err();
         assert!(err.to_string().contains("k2"), "{err}");
         let both = PpoConfig {
             stop_token: Some(StopToken::Eos),
             stop_token_id: Some(3),
             ..PpoConfig::default()
         };
-        assert!(both.validate().unwrap_err().to_string().contains("stop_token"));
+        assert!(
+            both.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("stop_token")
+        );
     }
 }

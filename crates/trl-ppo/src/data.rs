@@ -25,7 +25,10 @@ pub fn prepare_prompts(
         .collect()
 }
 
-fn prepare_prompt(row: &Map<String, Value>, tokenizer: &Tokenizer) -> Result<PromptExample, String> {
+fn prepare_prompt(
+    row: &Map<String, Value>,
+    tokenizer: &Tokenizer,
+) -> Result<PromptExample, String> {
     let prompt = row
         .get("prompt")
         .ok_or_else(|| "expected a `prompt` column".to_string())?;

@@ -29,7 +29,10 @@ pub fn response_logprobs(
     let [_, seq] = batch.dims();
     let start = context_length - 1;
     // [rows, seq - start, hidden]: position start + j predicts response token j
-    let hidden = policy.decoder().forward(batch).narrow(1, start, seq - start);
+    let hidden = policy
+        .decoder()
+        .forward(batch)
+        .narrow(1, start, seq - start);
     let logits = policy
         .logits_from_hidden(hidden)
         .div_scalar((temperature + 1e-7) as f32);
@@ -47,7 +50,11 @@ pub fn response_logprobs(
 
 /// Per-token scores `[rows, response_length]` read before each response token (TRL's
 /// `full_value[:, context_length - 1 : -1]`).
-pub fn response_values(model: &SequenceClassifier, batch: &TokenBatch, context_length: usize) -> Tensor<2> {
+pub fn response_values(
+    model: &SequenceClassifier,
+    batch: &TokenBatch,
+    context_length: usize,
+) -> Tensor<2> {
     let [rows, seq] = batch.dims();
     let width = seq - context_length;
     model
@@ -84,7 +91,9 @@ pub fn host_matrix(values: Tensor<2>) -> Result<Vec<Vec<f32>>> {
             path: "ppo".into(),
             message: format!("reading a tensor back: {e:?}"),
         })?;
-    Ok((0..rows).map(|r| flat[r * cols..(r + 1) * cols].to_vec()).collect())
+    Ok((0..rows)
+        .map(|r| flat[r * cols..(r + 1) * cols].to_vec())
+        .collect())
 }
 
 /// Host rows as a `[rows, cols]` tensor on `device`.

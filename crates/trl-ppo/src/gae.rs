@@ -56,7 +56,11 @@ pub struct RolloutTargets {
 }
 
 /// The per-token KL estimate from `logr = ref - logprob`: k1 `-logr`, k3 `exp(logr) - 1 - logr`.
-pub fn kl_per_token(logprobs: &[Vec<f32>], ref_logprobs: &[Vec<f32>], estimator: KlEstimator) -> Matrix {
+pub fn kl_per_token(
+    logprobs: &[Vec<f32>],
+    ref_logprobs: &[Vec<f32>],
+    estimator: KlEstimator,
+) -> Matrix {
     logprobs
         .iter()
         .zip(ref_logprobs)
@@ -77,7 +81,11 @@ pub fn kl_per_token(logprobs: &[Vec<f32>], ref_logprobs: &[Vec<f32>], estimator:
 
 /// `-kl_coef * kl` with each row's score added at `sequence_length + 1` (or at
 /// `sequence_length` when that is the last column): TRL's `rewards[actual_start, actual_end]`.
-pub fn rewards_with_scores(non_score_reward: &[Vec<f32>], scores: &[f32], sequence_lengths: &[i64]) -> Matrix {
+pub fn rewards_with_scores(
+    non_score_reward: &[Vec<f32>],
+    scores: &[f32],
+    sequence_lengths: &[i64],
+) -> Matrix {
     let mut rewards = non_score_reward.to_vec();
     for ((row, &score), &len) in rewards.iter_mut().zip(scores).zip(sequence_lengths) {
         let cols = row.len() as i64;
@@ -117,14 +125,19 @@ pub fn rollout_targets(inputs: RolloutInputs, settings: &RewardSettings) -> Resu
     let cols = inputs.logprobs.first().map_or(0, Vec::len);
     let padding = padding_mask(&inputs.sequence_lengths, cols, 0);
     let padding_p1 = padding_mask(&inputs.sequence_lengths, cols, 1);
-    let (mut logprobs, mut ref_logprobs, mut values) = (inputs.logprobs, inputs.ref_logprobs, inputs.values);
+    let (mut logprobs, mut ref_logprobs, mut values) =
+        (inputs.logprobs, inputs.ref_logprobs, inputs.values);
     masked_fill(&mut logprobs, &padding, INVALID_LOGPROB);
     masked_fill(&mut ref_logprobs, &padding, INVALID_LOGPROB);
     masked_fill(&mut values, &padding_p1, 0.0);
     let kl = kl_per_token(&logprobs, &ref_logprobs, settings.kl_estimator);
     let coef = settings.kl_coef as f32;
-    let non_score_reward: Matrix = kl.iter().map(|row| row.iter().map(|&k| -coef * k).collect()).collect();
-    let mut rewards = rewards_with_scores(&non_score_reward, &inputs.scores, &inputs.sequence_lengths);
+    let non_score_reward: Matrix = kl
+        .iter()
+        .map(|row| row.iter().map(|&k| -coef * k).collect())
+        .collect();
+    let mut rewards =
+        rewards_with_scores(&non_score_reward, &inputs.scores, &inputs.sequence_lengths);
     if settings.whiten_rewards {
         rewards = masked_whiten(&rewards, &not(&padding_p1), false)?;
         masked_fill(&mut rewards, &padding_p1, 0.0);

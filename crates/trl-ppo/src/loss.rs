@@ -49,7 +49,9 @@ fn masked_mean(values: Tensor<2>, keep: Tensor<2, Bool>) -> Tensor<1> {
 
 /// The clipped policy and value losses (TRL's torch ops, in order).
 pub fn ppo_losses(inputs: LossInputs, settings: &LossSettings) -> PpoLosses {
-    let new_logprobs = inputs.new_logprobs.mask_fill(inputs.padding_mask.clone(), INVALID_LOGPROB);
+    let new_logprobs = inputs
+        .new_logprobs
+        .mask_fill(inputs.padding_mask.clone(), INVALID_LOGPROB);
     let vpred = inputs.vpred.mask_fill(inputs.padding_mask_p1.clone(), 0.0);
     let c_v = settings.cliprange_value as f32;
     // torch.clamp(v, lo, hi) = min(max(v, lo), hi)
@@ -59,12 +61,18 @@ pub fn ppo_losses(inputs: LossInputs, settings: &LossSettings) -> PpoLosses {
         .min_pair(inputs.old_values + c_v);
     let vf_losses1 = (vpred - inputs.returns.clone()).powi_scalar(2);
     let vf_losses2 = (vpred_clipped - inputs.returns).powi_scalar(2);
-    let vf_loss = masked_mean(vf_losses1.max_pair(vf_losses2), inputs.padding_mask_p1.bool_not()) * 0.5;
+    let vf_loss = masked_mean(
+        vf_losses1.max_pair(vf_losses2),
+        inputs.padding_mask_p1.bool_not(),
+    ) * 0.5;
     let ratio = (new_logprobs - inputs.old_logprobs).exp();
     let c = settings.cliprange as f32;
     let pg_losses = inputs.advantages.clone().neg() * ratio.clone();
     let pg_losses2 = inputs.advantages.neg() * ratio.clamp(1.0 - c, 1.0 + c);
-    let pg_loss = masked_mean(pg_losses.max_pair(pg_losses2), inputs.padding_mask.bool_not());
+    let pg_loss = masked_mean(
+        pg_losses.max_pair(pg_losses2),
+        inputs.padding_mask.bool_not(),
+    );
     let loss = pg_loss.clone() + vf_loss.clone() * settings.vf_coef as f32;
     PpoLosses {
         loss,
@@ -104,8 +112,16 @@ pub fn loss_stats(x: &HostLossInputs, settings: &LossSettings) -> LossStats {
     let (mut kl_sum, mut ratio_sum, mut n) = (0.0f64, 0.0f64, 0.0f64);
     for r in 0..x.new_logprobs.len() {
         for t in 0..x.new_logprobs[r].len() {
-            let new_lp = if x.padding_mask[r][t] { INVALID_LOGPROB } else { x.new_logprobs[r][t] };
-            let v = if x.padding_mask_p1[r][t] { 0.0 } else { x.vpred[r][t] };
+            let new_lp = if x.padding_mask[r][t] {
+                INVALID_LOGPROB
+            } else {
+                x.new_logprobs[r][t]
+            };
+            let v = if x.padding_mask_p1[r][t] {
+                0.0
+            } else {
+                x.vpred[r][t]
+            };
             let old_v = x.old_values[r][t];
             let clipped = v.max(old_v - c_v).min(old_v + c_v);
             let ret = x.returns[r][t];

@@ -9,11 +9,12 @@ use crate::config::KlEstimator;
 use crate::gae::{RewardSettings, RolloutInputs, rollout_targets};
 use crate::loss::{HostLossInputs, LossInputs, LossSettings, loss_stats, ppo_losses};
 use crate::masked::{masked_mean, masked_var, masked_whiten};
+use crate::response::{
+    apply_missing_eos_penalty, contains_eos, first_true_indices, sequence_lengths,
+    truncate_response,
+};
 use crate::rollout::Rollout;
 use crate::stats::rollout_metrics;
-use crate::response::{
-    apply_missing_eos_penalty, contains_eos, first_true_indices, sequence_lengths, truncate_response,
-};
 
 /// Identical inputs: only float32 rounding (and summation order) separates us from torch.
 const RTOL: f64 = 1e-5;
@@ -25,17 +26,33 @@ fn fixture() -> Value {
 }
 
 fn floats(v: &Value) -> Vec<f32> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
 }
 fn matrix(v: &Value) -> Vec<Vec<f32>> {
     v.as_array().unwrap().iter().map(floats).collect()
 }
 fn bools(v: &Value) -> Vec<Vec<bool>> {
-    let row = |r: &Value| r.as_array().unwrap().iter().map(|b| b.as_bool().unwrap()).collect();
+    let row = |r: &Value| {
+        r.as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b.as_bool().unwrap())
+            .collect()
+    };
     v.as_array().unwrap().iter().map(row).collect()
 }
 fn ids(v: &Value) -> Vec<Vec<u32>> {
-    let row = |r: &Value| r.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect();
+    let row = |r: &Value| {
+        r.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u32)
+            .collect()
+    };
     v.as_array().unwrap().iter().map(row).collect()
 }
 
@@ -61,11 +78,31 @@ fn close_matrix(what: &str, ours: &[Vec<f32>], theirs: &Value) {
 fn masked_statistics_match_trl() {
     for case in fixture()["masked"].as_array().unwrap() {
         let (values, mask) = (matrix(&case["values"]), bools(&case["mask"]));
-        close("mean", masked_mean(&values, &mask), case["mean"].as_f64().unwrap());
-        close("var", masked_var(&values, &mask, true).unwrap(), case["var_unbiased"].as_f64().unwrap());
-        close("var biased", masked_var(&values, &mask, false).unwrap(), case["var_biased"].as_f64().unwrap());
-        close_matrix("whiten", &masked_whiten(&values, &mask, true).unwrap(), &case["whiten"]);
-        close_matrix("whiten no shift", &masked_whiten(&values, &mask, false).unwrap(), &case["whiten_no_shift"]);
+        close(
+            "mean",
+            masked_mean(&values, &mask),
+            case["mean"].as_f64().unwrap(),
+        );
+        close(
+            "var",
+            masked_var(&values, &mask, true).unwrap(),
+            case["var_unbiased"].as_f64().unwrap(),
+        );
+        close(
+            "var biased",
+            masked_var(&values, &mask, false).unwrap(),
+            case["var_biased"].as_f64().unwrap(),
+        );
+        close_matrix(
+            "whiten",
+            &masked_whiten(&values, &mask, true).unwrap(),
+            &case["whiten"],
+        );
+        close_matrix(
+            "whiten no shift",
+            &masked_whiten(&values, &mask, false).unwrap(),
+            &case["whiten_no_shift"],
+        );
     }
 }
 
@@ -73,13 +110,21 @@ fn masked_statistics_match_trl() {
 fn first_true_indices_and_truncation_match_trl() {
     let fixture = fixture();
     for case in fixture["first_true"].as_array().unwrap() {
-        let expected: Vec<usize> = case["indices"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as usize).collect();
+        let expected: Vec<usize> = case["indices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as usize)
+            .collect();
         assert_eq!(first_true_indices(&bools(&case["bools"])), expected);
     }
     for case in fixture["truncate"].as_array().unwrap() {
         let stop = case["stop_token_id"].as_u64().unwrap() as u32;
         let pad = case["pad_token_id"].as_u64().unwrap() as u32;
-        assert_eq!(truncate_response(stop, pad, &ids(&case["responses"])), ids(&case["truncated"]));
+        assert_eq!(
+            truncate_response(stop, pad, &ids(&case["responses"])),
+            ids(&case["truncated"])
+        );
     }
 }
 
@@ -106,11 +151,24 @@ fn rollout_targets_match_trl_train_loop() {
         };
         assert_eq!(post, ids(&out["postprocessed_responses"]));
         let lengths = sequence_lengths(&post, pad);
-        let expected: Vec<i64> = out["sequence_lengths"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+        let expected: Vec<i64> = out["sequence_lengths"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_i64().unwrap())
+            .collect();
         assert_eq!(lengths, expected);
         let mut scores = floats(&x["scores"]);
-        apply_missing_eos_penalty(&mut scores, &contains_eos(&post, eos), s["missing_eos_penalty"].as_f64());
-        close_matrix("scores", &[scores.clone()], &Value::Array(vec![out["scores"].clone()]));
+        apply_missing_eos_penalty(
+            &mut scores,
+            &contains_eos(&post, eos),
+            s["missing_eos_penalty"].as_f64(),
+        );
+        close_matrix(
+            "scores",
+            &[scores.clone()],
+            &Value::Array(vec![out["scores"].clone()]),
+        );
         let inputs = RolloutInputs {
             logprobs: matrix(&x["logprobs"]),
             ref_logprobs: matrix(&x["ref_logprobs"]),
@@ -125,7 +183,8 @@ fn rollout_targets_match_trl_train_loop() {
             scores: floats(&out["scores"]),
             targets: t.clone(),
         };
-        let metrics: std::collections::BTreeMap<String, f64> = rollout_metrics(&rollout, eos).into_iter().collect();
+        let metrics: std::collections::BTreeMap<String, f64> =
+            rollout_metrics(&rollout, eos).into_iter().collect();
         for (ours, theirs) in [
             ("objective/kl", "objective_kl"),
             ("objective/entropy", "objective_entropy"),
@@ -139,9 +198,13 @@ fn rollout_targets_match_trl_train_loop() {
         assert_eq!(t.padding_mask, bools(&out["padding_mask"]));
         assert_eq!(t.padding_mask_p1, bools(&out["padding_mask_p1"]));
         for (name, ours) in [
-            ("logprobs", &t.logprobs), ("values", &t.values), ("kl", &t.kl),
-            ("non_score_reward", &t.non_score_reward), ("rewards", &t.rewards),
-            ("advantages", &t.advantages), ("returns", &t.returns),
+            ("logprobs", &t.logprobs),
+            ("values", &t.values),
+            ("kl", &t.kl),
+            ("non_score_reward", &t.non_score_reward),
+            ("rewards", &t.rewards),
+            ("advantages", &t.advantages),
+            ("returns", &t.returns),
         ] {
             close_matrix(name, ours, &out[name]);
         }
@@ -184,19 +247,56 @@ fn clipped_losses_and_their_statistics_match_trl() {
         );
         let scalar = |t: Tensor<1>| t.into_scalar::<f64>();
         close("loss", scalar(losses.loss), out["loss"].as_f64().unwrap());
-        close("pg_loss", scalar(losses.pg_loss), out["pg_loss"].as_f64().unwrap());
-        close("vf_loss", scalar(losses.vf_loss), out["vf_loss"].as_f64().unwrap());
-        let (nl, vp, ol, ov, rt, ad) = (m("new_logprobs"), m("vpred"), m("mb_logprobs"), m("mb_values"), m("mb_return"), m("mb_advantage"));
+        close(
+            "pg_loss",
+            scalar(losses.pg_loss),
+            out["pg_loss"].as_f64().unwrap(),
+        );
+        close(
+            "vf_loss",
+            scalar(losses.vf_loss),
+            out["vf_loss"].as_f64().unwrap(),
+        );
+        let (nl, vp, ol, ov, rt, ad) = (
+            m("new_logprobs"),
+            m("vpred"),
+            m("mb_logprobs"),
+            m("mb_values"),
+            m("mb_return"),
+            m("mb_advantage"),
+        );
         let stats = loss_stats(
             &HostLossInputs {
-                new_logprobs: &nl, vpred: &vp, old_logprobs: &ol, old_values: &ov,
-                returns: &rt, advantages: &ad, padding_mask: &pm, padding_mask_p1: &pm1,
+                new_logprobs: &nl,
+                vpred: &vp,
+                old_logprobs: &ol,
+                old_values: &ov,
+                returns: &rt,
+                advantages: &ad,
+                padding_mask: &pm,
+                padding_mask_p1: &pm1,
             },
             &settings,
         );
-        close("pg_clipfrac", stats.pg_clipfrac, out["pg_clipfrac"].as_f64().unwrap());
-        close("vf_clipfrac", stats.vf_clipfrac, out["vf_clipfrac"].as_f64().unwrap());
-        close("approxkl", stats.approxkl, out["approxkl"].as_f64().unwrap());
-        close("ratio_mean", stats.ratio_mean, out["ratio_mean"].as_f64().unwrap());
+        close(
+            "pg_clipfrac",
+            stats.pg_clipfrac,
+            out["pg_clipfrac"].as_f64().unwrap(),
+        );
+        close(
+            "vf_clipfrac",
+            stats.vf_clipfrac,
+            out["vf_clipfrac"].as_f64().unwrap(),
+        );
+        close(
+            "approxkl",
+            stats.approxkl,
+            out["approxkl"].as_f64().unwrap(),
+        );
+        close(
+            "ratio_mean",
+            stats.ratio_mean,
+            out["ratio_mean"].as_f64().unwrap(),
+        );
     }
 }

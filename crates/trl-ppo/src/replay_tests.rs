@@ -4,7 +4,9 @@
 
 use burn::tensor::Device;
 use serde_json::{Map, Value};
-use trl_core::model::{load_causal_lm, load_frozen_causal_lm, load_sequence_classifier};
+use trl_core::model::{
+    TokenBatch, load_causal_lm, load_frozen_causal_lm, load_sequence_classifier,
+};
 use trl_core::parity::repo_root;
 use trl_core::tokenizer::Tokenizer;
 use trl_core::train::schedule::{LrSchedule, SchedulerType};
@@ -22,7 +24,11 @@ const LOSS_RTOL: f64 = 2e-3;
 const ATOL: f64 = 1e-4;
 
 fn ids(v: &Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
 }
 
 fn recorded(case: &Value, pad: u32) -> Recorded {
@@ -61,6 +67,43 @@ fn config(c: &Value) -> PpoConfig {
     }
 }
 
+/// Training policy and value (the value model started from the reward model's weights) left
+/// the frozen reference and reward model exactly as loaded, while the trained pair moved.
+fn assert_frozen_models_unchanged(
+    method: &PpoMethod,
+    model_dir: &std::path::Path,
+    rm_dir: &std::path::Path,
+    out: &std::path::Path,
+) {
+    let device = Device::default();
+    let tokens = TokenBatch::new(vec![vec![5, 9, 17, 33, 2]], vec![vec![1; 5]]);
+    let fresh_policy = load_causal_lm(model_dir, &device).unwrap();
+    let fresh_rm = load_sequence_classifier(rm_dir, 1, &device).unwrap();
+    let host = |t: burn::tensor::Tensor<3>| t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+    let (reference, reward) = method.frozen_models();
+    assert_eq!(
+        host(reference.forward(&tokens)),
+        host(fresh_policy.forward(&tokens)),
+        "reference changed"
+    );
+    assert_eq!(
+        host(reward.forward_tokens(&tokens)),
+        host(fresh_rm.forward_tokens(&tokens)),
+        "reward model changed"
+    );
+    let trained = PolicyAndValue::load(out, &device).unwrap();
+    assert_ne!(
+        host(trained.policy.forward(&tokens)),
+        host(fresh_policy.forward(&tokens)),
+        "policy did not train"
+    );
+    assert_ne!(
+        host(trained.value.forward_tokens(&tokens)),
+        host(fresh_rm.forward_tokens(&tokens)),
+        "value model did not train"
+    );
+}
+
 fn close(what: &str, ours: f64, theirs: f64, rtol: f64) {
     assert!(
         (ours - theirs).abs() <= ATOL + rtol * theirs.abs(),
@@ -71,8 +114,14 @@ fn close(what: &str, ours: f64, theirs: f64, rtol: f64) {
 #[test]
 fn metrics_match_trl_ppo_trainer_on_its_recorded_rollouts() {
     let root = repo_root();
-    let case: Value = serde_json::from_str(&std::fs::read_to_string(root.join("fixtures/expected/ppo/replay.json")).unwrap()).unwrap();
-    let (model_dir, rm_dir) = (root.join("fixtures/models/tiny-qwen2"), root.join("fixtures/models/tiny-qwen2-rm"));
+    let case: Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("fixtures/expected/ppo/replay.json")).unwrap(),
+    )
+    .unwrap();
+    let (model_dir, rm_dir) = (
+        root.join("fixtures/models/tiny-qwen2"),
+        root.join("fixtures/models/tiny-qwen2-rm"),
+    );
     let tokenizer = Tokenizer::from_dir(&model_dir).unwrap();
     let rows: Vec<Map<String, Value>> = case["prompts"]
         .as_array()
@@ -133,7 +182,16 @@ fn metrics_match_trl_ppo_trainer_on_its_recorded_rollouts() {
         policy: load_causal_lm(&model_dir, &device).unwrap(),
         value: load_sequence_classifier(&rm_dir, 1, &device).unwrap(),
     };
-    let outcome = train(&mut method, model, &examples, &args, &device, &mut RunLogger::silent()).unwrap();
+    let outcome = train(
+        &mut method,
+        model,
+        &examples,
+        &args,
+        &device,
+        &mut RunLogger::silent(),
+    )
+    .unwrap();
+    assert_frozen_models_unchanged(&method, &model_dir, &rm_dir, out.path());
     let want = case["log_history"].as_array().unwrap();
     assert_eq!(want.len(), 3);
     let mut checks = Vec::new();
@@ -158,7 +216,10 @@ fn metrics_match_trl_ppo_trainer_on_its_recorded_rollouts() {
             ("episode", 0.0),
         ] {
             let (a, b) = (ours[name].as_f64(), theirs[name].as_f64());
-            let (a, b) = (a.unwrap_or_else(|| panic!("step {}: we logged no {name}", step + 1)), b.unwrap());
+            let (a, b) = (
+                a.unwrap_or_else(|| panic!("step {}: we logged no {name}", step + 1)),
+                b.unwrap(),
+            );
             eprintln!("step {} {name}: ours {a} TRL {b}", step + 1);
             checks.push((format!("step {} {name}", step + 1), a, b, rtol));
         }

@@ -13,11 +13,18 @@ pub fn first_true_indices(bools: &[Vec<bool>]) -> Vec<usize> {
 
 /// TRL's `truncate_response`: every token after the first `stop_token_id` becomes
 /// `pad_token_id` (the stop token itself is kept).
-pub fn truncate_response(stop_token_id: u32, pad_token_id: u32, responses: &[Vec<u32>]) -> Vec<Vec<u32>> {
+pub fn truncate_response(
+    stop_token_id: u32,
+    pad_token_id: u32,
+    responses: &[Vec<u32>],
+) -> Vec<Vec<u32>> {
     responses
         .iter()
         .map(|row| {
-            let stop = row.iter().position(|&t| t == stop_token_id).unwrap_or(row.len());
+            let stop = row
+                .iter()
+                .position(|&t| t == stop_token_id)
+                .unwrap_or(row.len());
             row.iter()
                 .enumerate()
                 .map(|(i, &t)| if i > stop { pad_token_id } else { t })

@@ -10,12 +10,19 @@ use trl_core::model::{CausalLm, SequenceClassifier};
 
 use crate::forward::{host_matrix, response_logprobs, response_values, scores_at, token_batch};
 use crate::gae::{RewardSettings, RolloutInputs, RolloutTargets, rollout_targets};
-use crate::response::{apply_missing_eos_penalty, contains_eos, sequence_lengths, truncate_response};
+use crate::response::{
+    apply_missing_eos_penalty, contains_eos, sequence_lengths, truncate_response,
+};
 
 /// Where responses come from: the policy's sampling, or (replay tests) recorded ones.
 pub trait ResponseSource {
     /// One response per query (token ids, no padding) for rollout batch `step`.
-    fn respond(&mut self, policy: &CausalLm, queries: &[Vec<u32>], step: u64) -> Result<Vec<Vec<u32>>>;
+    fn respond(
+        &mut self,
+        policy: &CausalLm,
+        queries: &[Vec<u32>],
+        step: u64,
+    ) -> Result<Vec<Vec<u32>>>;
 }
 
 /// The policy samples with `options` (TRL: `max_new_tokens = response_length`, temperature
@@ -26,7 +33,12 @@ pub struct PolicySampler {
 }
 
 impl ResponseSource for PolicySampler {
-    fn respond(&mut self, policy: &CausalLm, queries: &[Vec<u32>], step: u64) -> Result<Vec<Vec<u32>>> {
+    fn respond(
+        &mut self,
+        policy: &CausalLm,
+        queries: &[Vec<u32>],
+        step: u64,
+    ) -> Result<Vec<Vec<u32>>> {
         let options = GenerationOptions {
             seed: step_seed(self.options.seed, step, 0),
             ..self.options.clone()
@@ -44,7 +56,12 @@ pub struct Recorded {
 }
 
 impl ResponseSource for Recorded {
-    fn respond(&mut self, _policy: &CausalLm, queries: &[Vec<u32>], step: u64) -> Result<Vec<Vec<u32>>> {
+    fn respond(
+        &mut self,
+        _policy: &CausalLm,
+        queries: &[Vec<u32>],
+        step: u64,
+    ) -> Result<Vec<Vec<u32>>> {
         let missing = |message: String| trl_core::Error::Config {
             path: "ppo".into(),
             message,
@@ -60,7 +77,11 @@ impl ResponseSource for Recorded {
                     .iter()
                     .find(|(recorded, _)| recorded == q)
                     .map(|(_, response)| response.clone())
-                    .ok_or_else(|| missing(format!("rollout batch {step}: no recorded response for query {q:?}")))
+                    .ok_or_else(|| {
+                        missing(format!(
+                            "rollout batch {step}: no recorded response for query {q:?}"
+                        ))
+                    })
             })
             .collect()
     }
@@ -68,7 +89,9 @@ impl ResponseSource for Recorded {
 
 /// A seed for stream `stream` of rollout batch `step` (SplitMix64 of the run's seed).
 pub fn step_seed(seed: u64, step: u64, stream: u64) -> u64 {
-    let mut z = seed ^ step.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ stream.wrapping_mul(0xD6E8_FEB8_6659_FD93);
+    let mut z = seed
+        ^ step.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ stream.wrapping_mul(0xD6E8_FEB8_6659_FD93);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
@@ -117,7 +140,11 @@ impl Rollout {
 }
 
 /// Left-pads `queries` and appends `responses` right-padded to the longest.
-pub fn query_responses(queries: &[Vec<u32>], responses: &[Vec<u32>], pad: u32) -> (usize, Vec<Vec<u32>>) {
+pub fn query_responses(
+    queries: &[Vec<u32>],
+    responses: &[Vec<u32>],
+    pad: u32,
+) -> (usize, Vec<Vec<u32>>) {
     let context = queries.iter().map(Vec::len).max().unwrap_or(0);
     let width = responses.iter().map(Vec::len).max().unwrap_or(0).max(1);
     let rows = queries
@@ -150,8 +177,12 @@ pub fn score_rollout(
         let rows: Vec<&[u32]> = chunk.iter().map(Vec::as_slice).collect();
         let batch = token_batch(&rows, pad);
         let t = settings.temperature;
-        logprobs.extend(host_matrix(response_logprobs(models.policy, &batch, context, t).logps)?);
-        ref_logprobs.extend(host_matrix(response_logprobs(models.reference, &batch, context, t).logps)?);
+        logprobs.extend(host_matrix(
+            response_logprobs(models.policy, &batch, context, t).logps,
+        )?);
+        ref_logprobs.extend(host_matrix(
+            response_logprobs(models.reference, &batch, context, t).logps,
+        )?);
         let responses: Vec<Vec<u32>> = chunk.iter().map(|r| r[context..].to_vec()).collect();
         let post = match settings.stop_token_id {
             Some(stop) => truncate_response(stop, pad, &responses),
@@ -159,13 +190,26 @@ pub fn score_rollout(
         };
         let chunk_lengths = sequence_lengths(&post, pad);
         values.extend(host_matrix(response_values(models.value, &batch, context))?);
-        let post_rows: Vec<Vec<u32>> = chunk.iter().zip(&post).map(|(qr, p)| [&qr[..context], p].concat()).collect();
+        let post_rows: Vec<Vec<u32>> = chunk
+            .iter()
+            .zip(&post)
+            .map(|(qr, p)| [&qr[..context], p].concat())
+            .collect();
         let post_refs: Vec<&[u32]> = post_rows.iter().map(Vec::as_slice).collect();
-        scores.extend(scores_at(models.reward, &token_batch(&post_refs, pad), context, &chunk_lengths)?);
+        scores.extend(scores_at(
+            models.reward,
+            &token_batch(&post_refs, pad),
+            context,
+            &chunk_lengths,
+        )?);
         lengths.extend(chunk_lengths);
         post_all.extend(post);
     }
-    apply_missing_eos_penalty(&mut scores, &contains_eos(&post_all, settings.eos_token_id), settings.missing_eos_penalty);
+    apply_missing_eos_penalty(
+        &mut scores,
+        &contains_eos(&post_all, settings.eos_token_id),
+        settings.missing_eos_penalty,
+    );
     let inputs = RolloutInputs {
         logprobs,
         ref_logprobs,

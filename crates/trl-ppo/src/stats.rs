@@ -8,20 +8,38 @@ use crate::rollout::Rollout;
 pub fn rollout_metrics(rollout: &Rollout, eos_token_id: Option<u32>) -> Vec<(String, f64)> {
     let t = &rollout.targets;
     let rows = t.kl.len().max(1) as f64;
-    let row_sum_mean = |m: &[Vec<f32>]| m.iter().map(|r| r.iter().map(|&v| v as f64).sum::<f64>()).sum::<f64>() / rows;
+    let row_sum_mean = |m: &[Vec<f32>]| {
+        m.iter()
+            .map(|r| r.iter().map(|&v| v as f64).sum::<f64>())
+            .sum::<f64>()
+            / rows
+    };
     let mean_kl = row_sum_mean(&t.kl);
     // padding slots hold INVALID_LOGPROB; they are left out, as TRL masks them
     let entropy: f64 = t
         .logprobs
         .iter()
         .zip(&t.padding_mask)
-        .map(|(r, m)| r.iter().zip(m).filter(|(_, pad)| !**pad).map(|(&lp, _)| -(lp as f64)).sum::<f64>())
+        .map(|(r, m)| {
+            r.iter()
+                .zip(m)
+                .filter(|(_, pad)| !**pad)
+                .map(|(&lp, _)| -(lp as f64))
+                .sum::<f64>()
+        })
         .sum::<f64>()
         / rows;
     let non_score = row_sum_mean(&t.non_score_reward);
-    let scores = rollout.scores.iter().map(|&s| s as f64).sum::<f64>() / rollout.scores.len().max(1) as f64;
+    let scores =
+        rollout.scores.iter().map(|&s| s as f64).sum::<f64>() / rollout.scores.len().max(1) as f64;
     let eos_tokens = (0..rollout.query_responses.len())
-        .map(|r| rollout.response(r).iter().filter(|&&id| Some(id) == eos_token_id).count())
+        .map(|r| {
+            rollout
+                .response(r)
+                .iter()
+                .filter(|&&id| Some(id) == eos_token_id)
+                .count()
+        })
         .sum::<usize>();
     vec![
         ("objective/kl".into(), mean_kl),

@@ -17,14 +17,18 @@ use trl_core::model::{CausalLm, SequenceClassifier};
 use trl_core::tokenizer::Tokenizer;
 use trl_core::train::sampler::torch_randperm;
 use trl_core::train::schedule::LrSchedule;
-use trl_core::train::{Method, PreparedStep, RepeatSampler, Sampler, StepContext, StepMetrics, TrainingArguments};
+use trl_core::train::{
+    Method, PreparedStep, RepeatSampler, Sampler, StepContext, StepMetrics, TrainingArguments,
+};
 
 use crate::config::{BatchSizes, PpoConfig};
 use crate::data::PromptExample;
 use crate::forward::{host_matrix, matrix_tensor, response_logprobs, response_values, token_batch};
 use crate::loss::{HostLossInputs, LossInputs, LossSettings, loss_stats, ppo_losses};
 use crate::model::PolicyAndValue;
-use crate::rollout::{ResponseSource, Rollout, RolloutModels, RolloutSettings, score_rollout, step_seed};
+use crate::rollout::{
+    ResponseSource, Rollout, RolloutModels, RolloutSettings, score_rollout, step_seed,
+};
 use crate::stats::{rollout_metrics, unbiased_var};
 
 /// The per-micro-batch statistics TRL averages over its stats tensors.
@@ -86,7 +90,12 @@ pub struct PpoMethod {
 
 impl PpoMethod {
     /// A method for `config` under `args`; reference and reward lose their autodiff state here.
-    pub fn new(config: PpoConfig, sizes: BatchSizes, args: &TrainingArguments, parts: PpoParts) -> Result<Self> {
+    pub fn new(
+        config: PpoConfig,
+        sizes: BatchSizes,
+        args: &TrainingArguments,
+        parts: PpoParts,
+    ) -> Result<Self> {
         config.validate()?;
         Ok(PpoMethod {
             config,
@@ -103,6 +112,11 @@ impl PpoMethod {
         })
     }
 
+    /// The frozen reference and reward model (no autodiff state: `valid()` copies).
+    pub fn frozen_models(&self) -> (&CausalLm, &SequenceClassifier) {
+        (&self.reference, &self.reward)
+    }
+
     /// Row indices of every micro-batch of a step, in TRL's order: per PPO epoch a fresh
     /// permutation (seeded by the run's seed, the step and the epoch), cut into mini-batches,
     /// each cut into micro-batches.
@@ -110,7 +124,10 @@ impl PpoMethod {
         let s = self.sizes;
         let mut out = Vec::new();
         for epoch in 0..self.config.num_ppo_epochs {
-            let order = torch_randperm(s.local_batch_size, step_seed(self.seed, step, 1 + epoch as u64));
+            let order = torch_randperm(
+                s.local_batch_size,
+                step_seed(self.seed, step, 1 + epoch as u64),
+            );
             for mini in order.chunks(s.mini_batch_size) {
                 out.extend(mini.chunks(s.micro_batch_size).map(<[usize]>::to_vec));
             }
@@ -122,7 +139,8 @@ impl PpoMethod {
     fn empty_slots(&self, micro_batches: usize) -> usize {
         let s = self.sizes;
         let accumulation = s.local_batch_size / s.micro_batch_size.max(1);
-        (self.config.num_ppo_epochs * self.config.num_mini_batches * accumulation).saturating_sub(micro_batches)
+        (self.config.num_ppo_epochs * self.config.num_mini_batches * accumulation)
+            .saturating_sub(micro_batches)
     }
 
     fn step_metrics(&self, rollout: &Rollout, step: u64) -> Vec<(String, f64)> {
@@ -140,13 +158,18 @@ impl PpoMethod {
         if self.config.num_sample_generations == 0 {
             return Ok(());
         }
-        let freq = (self.sizes.num_total_batches / self.config.num_sample_generations).max(1) as u64;
+        let freq =
+            (self.sizes.num_total_batches / self.config.num_sample_generations).max(1) as u64;
         if !step.is_multiple_of(freq) {
             return Ok(());
         }
         for r in 0..rollout.query_responses.len().min(2) {
             let query = &rollout.query_responses[r][..rollout.context_length];
-            let query: Vec<u32> = query.iter().copied().filter(|&t| t != self.rollout.pad_token_id).collect();
+            let query: Vec<u32> = query
+                .iter()
+                .copied()
+                .filter(|&t| t != self.rollout.pad_token_id)
+                .collect();
             eprintln!(
                 "sample (step {}): query {:?} | response {:?} | score {:.4}",
                 step + 1,
@@ -181,7 +204,11 @@ impl Method for PpoMethod {
         micro_batches: &[Vec<&PromptExample>],
         ctx: &StepContext,
     ) -> Result<PreparedStep<PpoBatch>> {
-        let queries: Vec<Vec<u32>> = micro_batches.iter().flatten().map(|e| e.prompt_ids.clone()).collect();
+        let queries: Vec<Vec<u32>> = micro_batches
+            .iter()
+            .flatten()
+            .map(|e| e.prompt_ids.clone())
+            .collect();
         let current = model.valid();
         let responses = self.source.respond(&current.policy, &queries, ctx.step)?;
         let models = RolloutModels {
@@ -204,7 +231,11 @@ impl Method for PpoMethod {
                 rows,
                 rollout_metrics: metrics.take().unwrap_or_default(),
                 last_of_step: i + 1 == count,
-                empty_slots: if i + 1 == count { self.empty_slots(count) } else { 0 },
+                empty_slots: if i + 1 == count {
+                    self.empty_slots(count)
+                } else {
+                    0
+                },
             })
             .collect();
         let per_update = batches.len().div_ceil(self.config.num_ppo_epochs).max(1);
@@ -221,7 +252,12 @@ impl Method for PpoMethod {
         1.0
     }
 
-    fn loss(&self, model: &PolicyAndValue, batch: &PpoBatch, items: f64) -> Result<(Tensor<1>, StepMetrics)> {
+    fn loss(
+        &self,
+        model: &PolicyAndValue,
+        batch: &PpoBatch,
+        items: f64,
+    ) -> Result<(Tensor<1>, StepMetrics)> {
         let (losses, stats, entropy, tokens) = self.micro_batch_loss(model, batch)?;
         let mut metrics = StepMetrics::default();
         for (name, value) in &batch.rollout_metrics {
@@ -269,15 +305,33 @@ impl PpoMethod {
         let r = &batch.rollout;
         let t = &r.targets;
         let device = model.policy.device();
-        let qr: Vec<&[u32]> = batch.rows.iter().map(|&i| r.query_responses[i].as_slice()).collect();
+        let qr: Vec<&[u32]> = batch
+            .rows
+            .iter()
+            .map(|&i| r.query_responses[i].as_slice())
+            .collect();
         let tokens = token_batch(&qr, self.rollout.pad_token_id);
         let num_tokens = tokens.attention_mask.iter().flatten().sum::<i64>() as f64;
-        let logps = response_logprobs(&model.policy, &tokens, r.context_length, self.rollout.temperature);
+        let logps = response_logprobs(
+            &model.policy,
+            &tokens,
+            r.context_length,
+            self.rollout.temperature,
+        );
         let (entropy_sum, entropy_count) = logps.entropy_sum();
         let vpred = response_values(&model.value, &tokens, r.context_length);
-        let pick = |m: &[Vec<f32>]| -> Vec<Vec<f32>> { batch.rows.iter().map(|&i| m[i].clone()).collect() };
-        let pick_mask = |m: &[Vec<bool>]| -> Vec<Vec<bool>> { batch.rows.iter().map(|&i| m[i].clone()).collect() };
-        let (old_lp, old_v, ret, adv) = (pick(&t.logprobs), pick(&t.values), pick(&t.returns), pick(&t.advantages));
+        let pick = |m: &[Vec<f32>]| -> Vec<Vec<f32>> {
+            batch.rows.iter().map(|&i| m[i].clone()).collect()
+        };
+        let pick_mask = |m: &[Vec<bool>]| -> Vec<Vec<bool>> {
+            batch.rows.iter().map(|&i| m[i].clone()).collect()
+        };
+        let (old_lp, old_v, ret, adv) = (
+            pick(&t.logprobs),
+            pick(&t.values),
+            pick(&t.returns),
+            pick(&t.advantages),
+        );
         let (pm, pm1) = (pick_mask(&t.padding_mask), pick_mask(&t.padding_mask_p1));
         let host_new = host_matrix(logps.logps.clone().without_autodiff())?;
         let host_v = host_matrix(vpred.clone().without_autodiff())?;
@@ -299,7 +353,9 @@ impl PpoMethod {
             },
             &settings,
         );
-        let tensor = |m: &[Vec<f32>]| matrix_tensor(&m.iter().map(Vec::as_slice).collect::<Vec<_>>(), &device);
+        let tensor = |m: &[Vec<f32>]| {
+            matrix_tensor(&m.iter().map(Vec::as_slice).collect::<Vec<_>>(), &device)
+        };
         let inputs = LossInputs {
             new_logprobs: logps.logps,
             vpred,
