@@ -309,6 +309,11 @@ def replay_case(torch):
         return query_responses, logits
 
     ppo.batch_generation = recording
+    # train() shuffles mini-batches with the global numpy RNG, which TRL never seeds: seed it
+    # so that a rerun writes the same file (the order only changes float summation order).
+    import numpy as np
+
+    np.random.seed(42)
     with tempfile.TemporaryDirectory() as out:
         args = PPOConfig(
             output_dir=out, report_to="none", bf16=False, use_cpu=True, logging_steps=1,
