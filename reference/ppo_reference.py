@@ -255,30 +255,42 @@ def loss_cases(torch, ppo, utils):
     return cases
 
 
-REPLAY_CONFIG = dict(
-    per_device_train_batch_size=4,
-    gradient_accumulation_steps=1,
-    num_ppo_epochs=2,
-    num_mini_batches=1,
-    total_episodes=12,
-    response_length=8,
-    stop_token="eos",
-    missing_eos_penalty=1.0,
-    kl_coef=0.05,
-    learning_rate=3e-4,
-    temperature=2.0,
-    seed=42,
-)
+# Two replays: one micro-batch per rollout batch, and mini-batches of micro-batches (where
+# accelerate groups `gradient_accumulation_steps` micro-batches into one update across
+# mini-batch boundaries, and the statistics tensors hold unfilled zero slots).
+REPLAY_CASES = {
+    "one_micro_batch": dict(
+        num_prompts=4,
+        config=dict(
+            per_device_train_batch_size=4, gradient_accumulation_steps=1, num_ppo_epochs=2,
+            num_mini_batches=1, total_episodes=12, response_length=8, stop_token="eos",
+            missing_eos_penalty=1.0, kl_coef=0.05, kl_estimator="k1", gamma=1.0, lam=0.95,
+            learning_rate=3e-4, temperature=2.0, seed=42,
+        ),
+    ),
+    # 24 prompts, 8 per rollout batch: neither replayed batch is a dataloader pass's last, where
+    # accelerate would sync gradients on every micro-batch.
+    "mini_batches": dict(
+        num_prompts=24,
+        config=dict(
+            per_device_train_batch_size=2, gradient_accumulation_steps=4, num_ppo_epochs=2,
+            num_mini_batches=2, total_episodes=16, response_length=6, stop_token="eos",
+            missing_eos_penalty=1.0, kl_coef=0.1, kl_estimator="k3", gamma=0.9, lam=0.9,
+            learning_rate=3e-4, temperature=1.5, seed=7,
+        ),
+    ),
+}
 
 
-def replay_case(torch):
+def replay_case(torch, num_prompts, config):
     """A real ``PPOTrainer.train()`` on the fixture models (policy tiny-qwen2, reward and value
     tiny-qwen2-rm) with its rollouts recorded: every ``batch_generation`` call's queries and
-    responses, and the ``log_history``. One micro-batch per rollout batch, so the mini-batch
-    permutation only reorders rows of one masked mean."""
+    responses, every mini-batch permutation (``np.random.permutation``), and the
+    ``log_history``."""
     import tempfile
 
     import datasets
+    import numpy as np
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
     from trl.experimental.ppo import PPOConfig, PPOTrainer
     from trl.experimental.ppo import ppo_trainer as ppo
@@ -286,7 +298,7 @@ def replay_case(torch):
     from common import MODEL_DIR, load_rows
 
     rm_dir = MODEL_DIR.parent / "tiny-qwen2-rm"
-    prompts = [row["prompt"] for row in load_rows("datasets/prompt_only.jsonl", 4)]
+    prompts = [row["prompt"] for row in load_rows("datasets/prompt_only.jsonl", num_prompts)]
     tokenizer = AutoTokenizer.from_pretrained(MODEL_DIR, padding_side="left")
     dataset = datasets.Dataset.from_dict({"input_ids": [tokenizer(p)["input_ids"] for p in prompts]})
     load = dict(dtype=torch.float32, attn_implementation="eager")
@@ -295,7 +307,7 @@ def replay_case(torch):
     reward = AutoModelForSequenceClassification.from_pretrained(rm_dir, num_labels=1, **load)
     value = AutoModelForSequenceClassification.from_pretrained(rm_dir, num_labels=1, **load)
     recorded = []
-    original = ppo.batch_generation
+    original, permutation = ppo.batch_generation, np.random.permutation
 
     def recording(model, queries, *args, **kwargs):
         query_responses, logits = original(model, queries, *args, **kwargs)
@@ -304,29 +316,33 @@ def replay_case(torch):
             dict(
                 queries=[[t for t in q if t != tokenizer.pad_token_id] for q in queries.tolist()],
                 responses=query_responses[:, context:].tolist(),
+                permutations=[],
             )
         )
         return query_responses, logits
 
-    ppo.batch_generation = recording
-    # train() shuffles mini-batches with the global numpy RNG, which TRL never seeds: seed it
-    # so that a rerun writes the same file (the order only changes float summation order).
-    import numpy as np
+    def recording_permutation(n):
+        perm = permutation(n)
+        recorded[-1]["permutations"].append(perm.tolist())
+        return perm
 
+    ppo.batch_generation, np.random.permutation = recording, recording_permutation
+    # TRL never seeds numpy's global RNG: seeded here so that a rerun writes the same file.
     np.random.seed(42)
+    torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as out:
         args = PPOConfig(
             output_dir=out, report_to="none", bf16=False, use_cpu=True, logging_steps=1,
-            save_strategy="no", num_sample_generations=0, disable_tqdm=True, **REPLAY_CONFIG,
+            save_strategy="no", num_sample_generations=0, disable_tqdm=True, **config,
         )
         trainer = PPOTrainer(
             args=args, processing_class=tokenizer, model=policy, ref_model=ref, reward_model=reward,
             train_dataset=dataset, value_model=value, eval_dataset=dataset,
         )
         trainer.train()
-    ppo.batch_generation = original
+    ppo.batch_generation, np.random.permutation = original, permutation
     history = [{k: v for k, v in entry.items() if k != "eps"} for entry in trainer.state.log_history]
-    return dict(config=REPLAY_CONFIG, prompts=prompts, rollouts=recorded, log_history=history)
+    return dict(config=config, prompts=prompts, rollouts=recorded, log_history=history)
 
 
 def main() -> None:
@@ -351,14 +367,13 @@ def main() -> None:
         rollout=rollout_cases(torch, ppo, utils),
         loss=loss_cases(torch, ppo, utils),
     )
-    torch.manual_seed(0)
-    replay = replay_case(torch)
+    replays = {name: replay_case(torch, **case) for name, case in REPLAY_CASES.items()}
     path = EXPECTED_DIR / "ppo" / "math.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
     print(f"wrote {path}")
     replay_path = EXPECTED_DIR / "ppo" / "replay.json"
-    replay_path.write_text(json.dumps(dict(generated_by=out["generated_by"], versions=out["versions"], **replay),
+    replay_path.write_text(json.dumps(dict(generated_by=out["generated_by"], versions=out["versions"], cases=replays),
                                       indent=1) + "\n", encoding="utf-8")
     print(f"wrote {replay_path}")
 

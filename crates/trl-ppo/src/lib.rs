@@ -11,6 +11,7 @@
 //! - [`rollout`]: generation and scoring of one rollout batch.
 //! - [`stats`]: the per-rollout metrics.
 //! - [`model`]: policy + value as one trained module, saved side by side.
+//! - [`order`]: replaying recorded mini-batch permutations.
 //! - [`trainer`]: the [`trl_core::train::Method`].
 
 pub mod config;
@@ -20,6 +21,7 @@ pub mod gae;
 pub mod loss;
 pub mod masked;
 pub mod model;
+pub mod order;
 pub mod response;
 pub mod rollout;
 pub mod stats;

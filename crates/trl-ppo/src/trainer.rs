@@ -26,6 +26,7 @@ use crate::data::PromptExample;
 use crate::forward::{host_matrix, matrix_tensor, response_logprobs, response_values, token_batch};
 use crate::loss::{HostLossInputs, LossInputs, LossSettings, loss_stats, ppo_losses};
 use crate::model::PolicyAndValue;
+use crate::order::RecordedOrders;
 use crate::rollout::{
     ResponseSource, Rollout, RolloutModels, RolloutSettings, score_rollout, step_seed,
 };
@@ -84,6 +85,8 @@ pub struct PpoMethod {
     rollout: RolloutSettings,
     schedule: LrSchedule,
     started: Instant,
+    /// Mini-batch permutations to replay instead of drawing them (replay tests).
+    recorded_orders: Option<RecordedOrders>,
     /// `ratio.mean()` of every micro-batch of the current step (for `val/ratio_var`).
     ratios: RefCell<Vec<f64>>,
 }
@@ -108,8 +111,15 @@ impl PpoMethod {
             rollout: parts.rollout,
             schedule: parts.schedule,
             started: Instant::now(),
+            recorded_orders: None,
             ratios: RefCell::new(Vec::new()),
         })
+    }
+
+    /// Replays another trainer's mini-batch permutations instead of drawing seeded ones.
+    pub fn with_recorded_orders(mut self, orders: RecordedOrders) -> Self {
+        self.recorded_orders = Some(orders);
+        self
     }
 
     /// The frozen reference and reward model (no autodiff state: `valid()` copies).
@@ -120,19 +130,22 @@ impl PpoMethod {
     /// Row indices of every micro-batch of a step, in TRL's order: per PPO epoch a fresh
     /// permutation (seeded by the run's seed, the step and the epoch), cut into mini-batches,
     /// each cut into micro-batches.
-    pub fn micro_batch_rows(&self, step: u64) -> Vec<Vec<usize>> {
+    pub fn micro_batch_rows(&self, step: u64, queries: &[Vec<u32>]) -> Result<Vec<Vec<usize>>> {
         let s = self.sizes;
         let mut out = Vec::new();
         for epoch in 0..self.config.num_ppo_epochs {
-            let order = torch_randperm(
-                s.local_batch_size,
-                step_seed(self.seed, step, 1 + epoch as u64),
-            );
+            let order = match &self.recorded_orders {
+                Some(recorded) => recorded.order(step, epoch, queries)?,
+                None => torch_randperm(
+                    s.local_batch_size,
+                    step_seed(self.seed, step, 1 + epoch as u64),
+                ),
+            };
             for mini in order.chunks(s.mini_batch_size) {
                 out.extend(mini.chunks(s.micro_batch_size).map(<[usize]>::to_vec));
             }
         }
-        out
+        Ok(out)
     }
 
     /// `num_ppo_epochs * num_mini_batches * gradient_accumulation_steps - micro_batches`.
@@ -221,7 +234,7 @@ impl Method for PpoMethod {
         self.print_samples(&rollout, ctx.step)?;
         let mut metrics = Some(self.step_metrics(&rollout, ctx.step));
         self.ratios.borrow_mut().clear();
-        let rows = self.micro_batch_rows(ctx.step);
+        let rows = self.micro_batch_rows(ctx.step, &queries)?;
         let count = rows.len();
         let batches: Vec<PpoBatch> = rows
             .into_iter()
