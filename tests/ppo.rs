@@ -242,6 +242,9 @@ fn bad_ppo_settings_are_errors_naming_the_option() {
         assert!(message.contains(expected), "{extra:?}: {message}");
         assert!(!message.contains("panicked"), "{message}");
     }
+    let out = trl(&ppo_args(MODEL, MODEL, out_s, &[]));
+    assert!(!out.status.success(), "a causal LM was taken as the reward model");
+    assert!(text(&out).contains("not a sequence classifier"), "{}", text(&out));
     let out = trl(&[
         "ppo",
         "--model_name_or_path",
@@ -305,5 +308,36 @@ fn objective_scores_rise_on_a_tiny_task() {
     assert!(
         last > first + 1.0,
         "scores did not rise: first 10 {first:.3}, last 10 {last:.3}: {scores:?}"
+    );
+}
+
+/// Conversational prompts go through the chat template with the generation prompt.
+#[test]
+fn ppo_trains_on_conversational_prompts() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("prompts.jsonl");
+    let rows: Vec<String> = ["Hi!", "What is 2 + 2?", "Name a colour.", "Say yes."]
+        .iter()
+        .map(|q| serde_json::json!({"prompt": [{"role": "user", "content": q}]}).to_string())
+        .collect();
+    std::fs::write(&data, rows.join("\n") + "\n").unwrap();
+    let out_dir = dir.path().join("out");
+    let mut args = ppo_args(
+        MODEL,
+        RM,
+        out_dir.to_str().unwrap(),
+        &["--total_episodes", "4"],
+    );
+    let position = args.iter().position(|a| *a == PROMPTS).unwrap();
+    args[position] = data.to_str().unwrap();
+    let out = trl(&args);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("conversational"), "{}", text(&out));
+    let logged = steps(&out_dir);
+    assert_eq!(logged.len(), 1);
+    assert!(
+        logged[0]["objective/scores"]
+            .as_f64()
+            .is_some_and(f64::is_finite)
     );
 }

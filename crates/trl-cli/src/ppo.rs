@@ -4,6 +4,7 @@
 //! (`--reward_model_path`) and a frozen reference (`--sft_model_path`, the policy's start by
 //! default), on prompt-only data.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
@@ -12,7 +13,10 @@ use serde_json::Value;
 use trl_core::data::Method as DataMethod;
 use trl_core::generate::GenerationOptions;
 use trl_core::hub::resolve_model;
-use trl_core::model::{load_causal_lm, load_frozen_causal_lm, load_sequence_classifier};
+use trl_core::model::config::HeadKind;
+use trl_core::model::{
+    load_causal_lm, load_frozen_causal_lm, load_sequence_classifier, read_config,
+};
 use trl_core::tokenizer::{Tokenizer, pad_token_id};
 use trl_core::train::TrainingArguments;
 use trl_core::train::schedule::{LrSchedule, warmup_steps};
@@ -71,23 +75,15 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
         );
     }
     run.args.max_steps = sizes.num_total_batches as i64;
-    let reward_dir = resolve_model(&reward_id, None)?;
-    let value_dir = match &ppo.value_model_path {
-        Some(id) => resolve_model(id, None)?,
-        None => reward_dir.clone(),
-    };
-    let reference_dir = match &ppo.sft_model_path {
-        Some(id) => resolve_model(id, None)?,
-        None => run.model_dir.clone(),
-    };
+    let dirs = ModelDirs::resolve(&ppo, &reward_id, &run.model_dir)?;
     let device = run.device()?;
     let model = PolicyAndValue {
         policy: load_causal_lm(&run.model_dir, &device)?,
-        value: load_sequence_classifier(&value_dir, 1, &device)?,
+        value: load_sequence_classifier(&dirs.value, 1, &device)?,
     };
     let parts = PpoParts {
-        reference: load_frozen_causal_lm(&reference_dir, &device)?,
-        reward: load_sequence_classifier(&reward_dir, 1, &device)?,
+        reference: load_frozen_causal_lm(&dirs.reference, &device)?,
+        reward: load_sequence_classifier(&dirs.reward, 1, &device)?,
         source: Box::new(PolicySampler {
             options: generation_options(&ppo, &run.args, &tokenizer)?,
         }),
@@ -96,20 +92,52 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
         tokenizer,
     };
     let mut method = PpoMethod::new(ppo.clone(), sizes, &run.args, parts)?;
-    run.announce(
-        "ppo",
-        examples.len(),
-        "prompts",
-        &format!(
-            ", {} rollout batches of {} prompts, {} PPO epochs x {} mini-batches, reward model {}",
-            sizes.num_total_batches,
-            sizes.local_batch_size,
-            ppo.num_ppo_epochs,
-            ppo.num_mini_batches,
-            reward_dir.display()
-        ),
+    let plan = format!(
+        ", {} rollout batches of {} prompts, {} PPO epochs x {} mini-batches, reward model {}",
+        sizes.num_total_batches,
+        sizes.local_batch_size,
+        ppo.num_ppo_epochs,
+        ppo.num_mini_batches,
+        dirs.reward.display()
     );
+    run.announce("ppo", examples.len(), "prompts", &plan);
     run.train(&mut method, model, &examples, &device, interrupt)
+}
+
+/// The folders of the three models besides the policy.
+struct ModelDirs {
+    /// The frozen reward model: must be a sequence classifier (a causal LM would get a random
+    /// score head and train the policy on noise).
+    reward: PathBuf,
+    /// The value model's start: `value_model_path`, else the reward model (TRL's example).
+    value: PathBuf,
+    /// The frozen reference: `sft_model_path`, else the policy's start.
+    reference: PathBuf,
+}
+
+impl ModelDirs {
+    fn resolve(ppo: &PpoConfig, reward_id: &str, policy_dir: &Path) -> Result<Self> {
+        let reward = resolve_model(reward_id, None)?;
+        if read_config(&reward)?.head != HeadKind::SequenceClassification {
+            bail!(
+                "--reward_model_path {reward_id}: not a sequence classifier (config.json's \
+                 architecture should end in ForSequenceClassification; train one with `trl reward`)"
+            );
+        }
+        let value = match &ppo.value_model_path {
+            Some(id) => resolve_model(id, None)?,
+            None => reward.clone(),
+        };
+        let reference = match &ppo.sft_model_path {
+            Some(id) => resolve_model(id, None)?,
+            None => policy_dir.to_path_buf(),
+        };
+        Ok(ModelDirs {
+            reward,
+            value,
+            reference,
+        })
+    }
 }
 
 /// The stop token TRL truncates at and generation stops on: the tokenizer's EOS for
