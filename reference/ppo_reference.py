@@ -279,6 +279,17 @@ REPLAY_CASES = {
             learning_rate=3e-4, temperature=1.5, seed=7,
         ),
     ),
+    # 8 prompts, 8 per rollout batch: every batch is the last of a dataloader pass, where
+    # accelerate's `end_of_dataloader` syncs (and steps AdamW) on every micro-batch.
+    "end_of_pass": dict(
+        num_prompts=8,
+        config=dict(
+            per_device_train_batch_size=2, gradient_accumulation_steps=4, num_ppo_epochs=2,
+            num_mini_batches=1, total_episodes=16, response_length=6, stop_token="eos",
+            missing_eos_penalty=1.0, kl_coef=0.05, kl_estimator="k1", gamma=1.0, lam=0.95,
+            learning_rate=3e-4, temperature=2.0, seed=3,
+        ),
+    ),
 }
 
 

@@ -106,6 +106,9 @@ pub struct BatchSizes {
     pub total_episodes: usize,
     /// Rollout batches (= optimizer-schedule steps): `ceil(total_episodes / local_batch_size)`.
     pub num_total_batches: usize,
+    /// Rollout batches in one pass over the data (`rows / local_batch_size`, the dataloader
+    /// drops the rest): the last one of each pass trains differently (see `PpoMethod`).
+    pub batches_per_pass: usize,
 }
 
 impl PpoConfig {
@@ -194,6 +197,7 @@ impl PpoConfig {
             micro_batch_size: per_device_train_batch_size,
             total_episodes,
             num_total_batches: total_episodes.div_ceil(local_batch_size).max(1),
+            batches_per_pass: rows / local_batch_size,
         })
     }
 }

@@ -148,6 +148,19 @@ impl PpoMethod {
         Ok(out)
     }
 
+    /// `gradient_accumulation_steps`: micro-batches per rollout batch and PPO epoch.
+    fn accumulation(&self) -> usize {
+        (self.sizes.local_batch_size / self.sizes.micro_batch_size.max(1)).max(1)
+    }
+
+    /// Whether rollout batch `step` is the last of a pass over the data. accelerate then syncs
+    /// on every micro-batch (`GradientState.end_of_dataloader` stays set while the cycled
+    /// dataloader waits after its last batch), so TRL steps AdamW once per micro-batch, each
+    /// loss still divided by `gradient_accumulation_steps`.
+    fn ends_pass(&self, step: u64) -> bool {
+        (step + 1).is_multiple_of(self.sizes.batches_per_pass.max(1) as u64)
+    }
+
     /// `num_ppo_epochs * num_mini_batches * gradient_accumulation_steps - micro_batches`.
     fn empty_slots(&self, micro_batches: usize) -> usize {
         let s = self.sizes;
@@ -251,7 +264,11 @@ impl Method for PpoMethod {
                 },
             })
             .collect();
-        let per_update = batches.len().div_ceil(self.config.num_ppo_epochs).max(1);
+        let per_update = if self.ends_pass(ctx.step) {
+            1
+        } else {
+            self.accumulation()
+        };
         let mut updates = Vec::new();
         let mut iter = batches.into_iter().peekable();
         while iter.peek().is_some() {
@@ -260,7 +277,8 @@ impl Method for PpoMethod {
         Ok(PreparedStep { updates })
     }
 
-    /// One item per micro-batch: accelerate divides each loss by `gradient_accumulation_steps`.
+    /// One item per micro-batch (unused: [`Method::loss`] divides by
+    /// `gradient_accumulation_steps` itself, as accelerate does even when it syncs early).
     fn items_in(&self, _batch: &PpoBatch) -> f64 {
         1.0
     }
@@ -269,7 +287,7 @@ impl Method for PpoMethod {
         &self,
         model: &PolicyAndValue,
         batch: &PpoBatch,
-        items: f64,
+        _items: f64,
     ) -> Result<(Tensor<1>, StepMetrics)> {
         let (losses, stats, entropy, tokens) = self.micro_batch_loss(model, batch)?;
         let mut metrics = StepMetrics::default();
@@ -295,7 +313,7 @@ impl Method for PpoMethod {
             metrics.push("val/ratio_var", unbiased_var(&self.ratios.borrow()));
         }
         metrics.num_tokens = tokens;
-        Ok((losses.loss / items as f32, metrics))
+        Ok((losses.loss / self.accumulation() as f32, metrics))
     }
 
     fn save_model(&self, model: &PolicyAndValue, dir: &Path) -> Result<()> {
