@@ -12,6 +12,7 @@
 //! - [`stats`]: the per-rollout metrics.
 //! - [`model`]: policy + value as one trained module, saved side by side.
 //! - [`order`]: replaying recorded mini-batch permutations.
+//! - [`update`]: one micro-batch's forward, losses and statistics.
 //! - [`trainer`]: the [`trl_core::train::Method`].
 
 pub mod config;
@@ -26,6 +27,7 @@ pub mod response;
 pub mod rollout;
 pub mod stats;
 pub mod trainer;
+pub mod update;
 
 pub use config::{BatchSizes, KlEstimator, PpoConfig, StopToken};
 pub use model::PolicyAndValue;

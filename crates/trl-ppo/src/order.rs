@@ -5,10 +5,17 @@
 
 use trl_core::{Error, Result};
 
-/// Per rollout batch: the other trainer's queries in its row order, and its permutation of
-/// those rows for every PPO epoch.
+/// One rollout batch as another trainer ordered it.
+pub struct RecordedBatch {
+    /// Its queries, in its row order.
+    pub queries: Vec<Vec<u32>>,
+    /// Its permutation of those rows for every PPO epoch.
+    pub permutations: Vec<Vec<usize>>,
+}
+
+/// Recorded mini-batch orders, one entry per rollout batch.
 pub struct RecordedOrders {
-    pub batches: Vec<(Vec<Vec<u32>>, Vec<Vec<usize>>)>,
+    pub batches: Vec<RecordedBatch>,
 }
 
 impl RecordedOrders {
@@ -19,13 +26,12 @@ impl RecordedOrders {
             path: "ppo".into(),
             message,
         };
-        let (theirs, perms) = self
+        let recorded = self
             .batches
             .get(step as usize)
             .ok_or_else(|| error(format!("no recorded order for rollout batch {step}")))?;
-        let perm = perms
-            .get(epoch)
-            .ok_or_else(|| error(format!("no recorded order for PPO epoch {epoch}")))?;
+        let (theirs, perm) = (&recorded.queries, recorded.permutations.get(epoch));
+        let perm = perm.ok_or_else(|| error(format!("no recorded order for PPO epoch {epoch}")))?;
         perm.iter()
             .map(|&i| {
                 let query = theirs

@@ -21,7 +21,7 @@ use trl_core::train::{RunLogger, TrainingArguments, train};
 use crate::config::{PpoConfig, StopToken};
 use crate::data::{PromptExample, prepare_prompts};
 use crate::gae::RewardSettings;
-use crate::order::RecordedOrders;
+use crate::order::{RecordedBatch, RecordedOrders};
 use crate::rollout::{Recorded, RolloutSettings};
 use crate::{PolicyAndValue, PpoMethod, PpoParts};
 
@@ -96,7 +96,10 @@ fn orders(case: &Value) -> RecordedOrders {
                 .iter()
                 .map(|p| ids(p).into_iter().map(|i| i as usize).collect())
                 .collect();
-            (queries, perms)
+            RecordedBatch {
+                queries,
+                permutations: perms,
+            }
         })
         .collect();
     RecordedOrders { batches }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::tensor::{Bool, Device, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
 use trl_core::Result;
 use trl_core::model::{CausalLm, SequenceClassifier};
 use trl_core::tokenizer::Tokenizer;
@@ -23,14 +23,14 @@ use trl_core::train::{
 
 use crate::config::{BatchSizes, PpoConfig};
 use crate::data::PromptExample;
-use crate::forward::{host_matrix, matrix_tensor, response_logprobs, response_values, token_batch};
-use crate::loss::{HostLossInputs, LossInputs, LossSettings, loss_stats, ppo_losses};
+use crate::loss::LossSettings;
 use crate::model::PolicyAndValue;
 use crate::order::RecordedOrders;
 use crate::rollout::{
     ResponseSource, Rollout, RolloutModels, RolloutSettings, score_rollout, step_seed,
 };
 use crate::stats::{rollout_metrics, unbiased_var};
+use crate::update::{MicroBatchOutput, UpdateSettings, micro_batch_loss};
 
 /// The per-micro-batch statistics TRL averages over its stats tensors.
 const STAT_NAMES: [&str; 7] = [
@@ -289,7 +289,21 @@ impl Method for PpoMethod {
         batch: &PpoBatch,
         _items: f64,
     ) -> Result<(Tensor<1>, StepMetrics)> {
-        let (losses, stats, entropy, tokens) = self.micro_batch_loss(model, batch)?;
+        let settings = UpdateSettings {
+            loss: LossSettings {
+                cliprange: self.config.cliprange,
+                cliprange_value: self.config.cliprange_value,
+                vf_coef: self.config.vf_coef,
+            },
+            pad_token_id: self.rollout.pad_token_id,
+            temperature: self.rollout.temperature,
+        };
+        let MicroBatchOutput {
+            losses,
+            stats,
+            entropy,
+            num_tokens: tokens,
+        } = micro_batch_loss(model, batch, &settings)?;
         let mut metrics = StepMetrics::default();
         for (name, value) in &batch.rollout_metrics {
             metrics.push(name, *value);
@@ -323,86 +337,4 @@ impl Method for PpoMethod {
     fn load_model(&self, dir: &Path, device: &Device) -> Result<PolicyAndValue> {
         PolicyAndValue::load(dir, device)
     }
-}
-
-impl PpoMethod {
-    /// Forward of policy and value on a micro-batch, the PPO losses, and the statistics.
-    #[allow(clippy::type_complexity)]
-    fn micro_batch_loss(
-        &self,
-        model: &PolicyAndValue,
-        batch: &PpoBatch,
-    ) -> Result<(crate::loss::PpoLosses, crate::loss::LossStats, f64, f64)> {
-        let r = &batch.rollout;
-        let t = &r.targets;
-        let device = model.policy.device();
-        let qr: Vec<&[u32]> = batch
-            .rows
-            .iter()
-            .map(|&i| r.query_responses[i].as_slice())
-            .collect();
-        let tokens = token_batch(&qr, self.rollout.pad_token_id);
-        let num_tokens = tokens.attention_mask.iter().flatten().sum::<i64>() as f64;
-        let logps = response_logprobs(
-            &model.policy,
-            &tokens,
-            r.context_length,
-            self.rollout.temperature,
-        );
-        let (entropy_sum, entropy_count) = logps.entropy_sum();
-        let vpred = response_values(&model.value, &tokens, r.context_length);
-        let pick = |m: &[Vec<f32>]| -> Vec<Vec<f32>> {
-            batch.rows.iter().map(|&i| m[i].clone()).collect()
-        };
-        let pick_mask = |m: &[Vec<bool>]| -> Vec<Vec<bool>> {
-            batch.rows.iter().map(|&i| m[i].clone()).collect()
-        };
-        let (old_lp, old_v, ret, adv) = (
-            pick(&t.logprobs),
-            pick(&t.values),
-            pick(&t.returns),
-            pick(&t.advantages),
-        );
-        let (pm, pm1) = (pick_mask(&t.padding_mask), pick_mask(&t.padding_mask_p1));
-        let host_new = host_matrix(logps.logps.clone().without_autodiff())?;
-        let host_v = host_matrix(vpred.clone().without_autodiff())?;
-        let settings = LossSettings {
-            cliprange: self.config.cliprange,
-            cliprange_value: self.config.cliprange_value,
-            vf_coef: self.config.vf_coef,
-        };
-        let stats = loss_stats(
-            &HostLossInputs {
-                new_logprobs: &host_new,
-                vpred: &host_v,
-                old_logprobs: &old_lp,
-                old_values: &old_v,
-                returns: &ret,
-                advantages: &adv,
-                padding_mask: &pm,
-                padding_mask_p1: &pm1,
-            },
-            &settings,
-        );
-        let tensor = |m: &[Vec<f32>]| {
-            matrix_tensor(&m.iter().map(Vec::as_slice).collect::<Vec<_>>(), &device)
-        };
-        let inputs = LossInputs {
-            new_logprobs: logps.logps,
-            vpred,
-            old_logprobs: tensor(&old_lp),
-            old_values: tensor(&old_v),
-            returns: tensor(&ret),
-            advantages: tensor(&adv),
-            padding_mask: bool_tensor(&pm, &device),
-            padding_mask_p1: bool_tensor(&pm1, &device),
-        };
-        let entropy = entropy_sum / entropy_count.max(1.0);
-        Ok((ppo_losses(inputs, &settings), stats, entropy, num_tokens))
-    }
-}
-
-fn bool_tensor(rows: &[Vec<bool>], device: &Device) -> Tensor<2, Bool> {
-    let cols = rows.first().map_or(0, Vec::len);
-    Tensor::from_data(TensorData::new(rows.concat(), [rows.len(), cols]), device)
 }
