@@ -28,7 +28,12 @@ const SCRIPTS: &[(&str, &[&str])] = &[
     ("rewards_reference.py", &[]),
     ("grpo_loss_reference.py", &[]),
     ("gguf_reference.py", &[]),
+    ("ppo_reference.py", &[]),
 ];
+
+/// Scripts that need their own environment: TRL removed PPO after 1.12, so
+/// `ppo_reference.py` runs with trl 1.12 from `.venv-ppo` (reference/requirements-ppo.txt).
+const OWN_VENV: &[(&str, &str)] = &[("ppo_reference.py", ".venv-ppo")];
 
 /// The folders the scripts write, compared by `--check`.
 const OUTPUTS: &[&str] = &["fixtures", "datasets"];
@@ -69,8 +74,22 @@ fn regenerate(python: &Path, root: &Path) -> Result<()> {
             eprintln!("reference: {script} is not there, skipped");
             continue;
         }
+        let own = OWN_VENV.iter().find(|(name, _)| name == script);
+        let python = match own {
+            Some((_, venv)) => {
+                let own_python = repo_root().join(venv).join("bin/python");
+                if !own_python.exists() {
+                    eprintln!(
+                        "reference: {script} needs {venv} (see reference/requirements-ppo.txt), skipped"
+                    );
+                    continue;
+                }
+                own_python
+            }
+            None => python.to_path_buf(),
+        };
         eprintln!("reference: {script} {}", args.join(" "));
-        let mut cmd = Command::new(python);
+        let mut cmd = Command::new(&python);
         cmd.arg(&path)
             .args(*args)
             .current_dir(root.join("reference"));

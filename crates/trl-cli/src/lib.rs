@@ -19,6 +19,7 @@ mod kto;
 mod model_args;
 mod plot;
 mod push;
+mod ppo;
 mod reference;
 mod reward;
 mod rloo;
@@ -92,6 +93,14 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
         args: Vec<String>,
     },
+    /// Proximal Policy Optimization with a reward and a value model (TRL 1.12's PPOTrainer):
+    /// `trl ppo --help` lists the keys.
+    #[command(disable_help_flag = true)]
+    Ppo {
+        /// `--config file.yaml` and `--key value` pairs with TRL's names.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        args: Vec<String>,
+    },
     /// Complete every prompt of a dataset (or stdin) with a causal LM; writes JSON lines.
     Generate(generate::GenerateArgs),
     /// Chat with a model through its chat template, the reply streamed as it is generated.
@@ -129,6 +138,7 @@ pub fn main() -> ExitCode {
         Command::Reward { args } => reward::run(&args, interrupt_flag()),
         Command::Grpo { args } => grpo::run(&args, interrupt_flag()),
         Command::Rloo { args } => rloo::run(&args, interrupt_flag()),
+        Command::Ppo { args } => ppo::run(&args, interrupt_flag()),
         Command::Generate(args) => generate::run(&args),
         Command::Chat(args) => chat::run(&args),
         Command::Score(args) => score::run(&args),

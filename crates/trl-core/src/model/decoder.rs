@@ -367,6 +367,12 @@ impl SequenceClassifier {
         Ok(self.score.forward(pooled))
     }
 
+    /// Scores `[batch, seq, num_labels]` at every position, not only the last token: what a
+    /// PPO value model reads, one value per response token (TRL's `get_reward` logits).
+    pub fn forward_tokens(&self, batch: &TokenBatch) -> Tensor<3> {
+        self.score.forward(self.model.forward(batch))
+    }
+
     /// Adds every tensor under its HF name.
     pub fn save_weights(&self, w: &mut WeightWriter) -> Result<()> {
         self.model.save(w)?;
