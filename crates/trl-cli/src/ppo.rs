@@ -52,7 +52,7 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
         ("logging_steps", Value::from(1)),
         ("max_grad_norm", Value::from(0.0)),
     ];
-    let mut run = setup::<PpoConfig>("ppo", raw, &defaults, DataMethod::Grpo)?;
+    let mut run = setup::<PpoConfig>("ppo", raw, &defaults, DataMethod::Ppo)?;
     let ppo = run.config.clone();
     let reward_id = ppo.reward_model_path.clone().context(
         "--reward_model_path is required (a sequence classifier, e.g. from `trl reward`)",

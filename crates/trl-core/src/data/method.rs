@@ -8,8 +8,7 @@
 //! | reward | preference (explicit or implicit prompt) | prompt + chosen / prompt + rejected |
 //! | kto | unpaired preference, preference | `extract_prompt`, then `unpair_preference_dataset` |
 //! | grpo, rloo | prompt-only | other columns go to the reward functions |
-//!
-//! TRL 1.16 has no PPO trainer (it was removed before 1.0), so there is no `ppo` here.
+//! | ppo | prompt-only | TRL 1.12's PPOTrainer (removed from TRL after 1.12) |
 
 use std::fmt;
 use std::str::FromStr;
@@ -25,17 +24,19 @@ pub enum Method {
     Reward,
     Grpo,
     Rloo,
+    Ppo,
 }
 
 impl Method {
     /// Every method, in the order `trl --help` lists them.
-    pub const ALL: [Method; 6] = [
+    pub const ALL: [Method; 7] = [
         Method::Sft,
         Method::Dpo,
         Method::Kto,
         Method::Reward,
         Method::Grpo,
         Method::Rloo,
+        Method::Ppo,
     ];
 
     /// The subcommand name.
@@ -47,6 +48,7 @@ impl Method {
             Method::Reward => "reward",
             Method::Grpo => "grpo",
             Method::Rloo => "rloo",
+            Method::Ppo => "ppo",
         }
     }
 
@@ -57,7 +59,7 @@ impl Method {
             Method::Sft => &[LanguageModeling, PromptCompletion],
             Method::Dpo | Method::Reward => &[Preference, ImplicitPreference],
             Method::Kto => &[UnpairedPreference, Preference, ImplicitPreference],
-            Method::Grpo | Method::Rloo => &[PromptOnly],
+            Method::Grpo | Method::Rloo | Method::Ppo => &[PromptOnly],
         }
     }
 
@@ -71,7 +73,7 @@ impl Method {
     pub fn default_max_length(self) -> Option<usize> {
         match self {
             Method::Sft | Method::Dpo | Method::Kto | Method::Reward => Some(1024),
-            Method::Grpo | Method::Rloo => None,
+            Method::Grpo | Method::Rloo | Method::Ppo => None,
         }
     }
 
@@ -117,9 +119,9 @@ mod tests {
             assert_eq!(method.name().parse::<Method>(), Ok(method));
         }
         assert_eq!("DPO".parse::<Method>(), Ok(Method::Dpo));
-        let error = "ppo".parse::<Method>().unwrap_err();
+        let error = "orpo".parse::<Method>().unwrap_err();
         assert!(
-            error.contains("sft, dpo, kto, reward, grpo, rloo"),
+            error.contains("sft, dpo, kto, reward, grpo, rloo, ppo"),
             "{error}"
         );
     }
