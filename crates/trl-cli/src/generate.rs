@@ -11,7 +11,6 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 use trl_core::data::{DatasetArgs, Method, Row, Style, load_dataset};
 use trl_core::generate::{Completion, generate};
-use trl_core::tokenizer::RenderOptions;
 
 use crate::sampling_args::{Generator, SamplingArgs};
 
@@ -159,16 +158,12 @@ fn read_prompts(args: &GenerateArgs) -> Result<Prompts> {
 /// template with the assistant header appended (as TRL's online trainers prompt).
 fn prompt_ids(generator: &Generator, row: &Row, conversational: bool) -> Result<Vec<u32>> {
     let prompt = row.get("prompt").context("the row has no `prompt`")?;
-    let tokenizer = &generator.tokenizer;
-    if conversational {
-        let options = RenderOptions {
-            add_generation_prompt: true,
-            ..RenderOptions::default()
-        };
-        return Ok(tokenizer.apply_chat_template_ids(prompt, &options)?);
+    if !conversational && !prompt.is_string() {
+        anyhow::bail!("`prompt` is not a string");
     }
-    let text = prompt.as_str().context("`prompt` is not a string")?;
-    Ok(tokenizer.encode(text, false)?)
+    Ok(generator
+        .tokenizer
+        .prompt_ids(prompt, &serde_json::Map::new(), false)?)
 }
 
 /// The row with `completion` (text, or one assistant message) and `completion_ids`.

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use trl_core::data::is_conversation;
-use trl_core::tokenizer::{RenderOptions, Tokenizer};
+use trl_core::tokenizer::Tokenizer;
 
 /// One prompt of the training set.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -49,24 +49,9 @@ fn prepare_prompt(
         .get("prompt")
         .cloned()
         .ok_or_else(|| "expected a `prompt` column".to_string())?;
-    let prompt_ids = if is_conversation(Some(&prompt)) {
-        let options = RenderOptions {
-            add_generation_prompt: true,
-            extra: chat_template_kwargs.clone(),
-            ..RenderOptions::default()
-        };
-        tokenizer
-            .apply_chat_template_ids(&prompt, &options)
-            .map_err(|e| e.to_string())?
-    } else {
-        let text = prompt
-            .as_str()
-            .ok_or_else(|| "`prompt` must be a string or a list of messages".to_string())?;
-        tokenizer.encode(text, true).map_err(|e| e.to_string())?
-    };
-    if prompt_ids.is_empty() {
-        return Err("the prompt tokenizes to no tokens".into());
-    }
+    let prompt_ids = tokenizer
+        .prompt_ids(&prompt, chat_template_kwargs, true)
+        .map_err(|e| e.to_string())?;
     let columns = row
         .iter()
         .filter(|(key, _)| key.as_str() != "prompt")

@@ -4,8 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use trl_core::data::is_conversation;
-use trl_core::tokenizer::{RenderOptions, Tokenizer};
+use trl_core::tokenizer::Tokenizer;
 
 /// One prompt of the training set.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -32,22 +31,8 @@ fn prepare_prompt(
     let prompt = row
         .get("prompt")
         .ok_or_else(|| "expected a `prompt` column".to_string())?;
-    let prompt_ids = if is_conversation(Some(prompt)) {
-        let options = RenderOptions {
-            add_generation_prompt: true,
-            ..RenderOptions::default()
-        };
-        tokenizer
-            .apply_chat_template_ids(prompt, &options)
-            .map_err(|e| e.to_string())?
-    } else {
-        let text = prompt
-            .as_str()
-            .ok_or_else(|| "`prompt` must be a string or a list of messages".to_string())?;
-        tokenizer.encode(text, true).map_err(|e| e.to_string())?
-    };
-    if prompt_ids.is_empty() {
-        return Err("the prompt tokenizes to no tokens".into());
-    }
+    let prompt_ids = tokenizer
+        .prompt_ids(prompt, &Map::new(), true)
+        .map_err(|e| e.to_string())?;
     Ok(PromptExample { prompt_ids })
 }

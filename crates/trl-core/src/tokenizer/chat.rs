@@ -87,6 +87,41 @@ impl Tokenizer {
         self.encode(&text, false)
     }
 
+    /// The tokens a model continues for a prompt-only row's `prompt`, as TRL's online trainers
+    /// and `trl generate` build them: a conversation through the chat template with the
+    /// assistant header appended (`extra`: `chat_template_kwargs`), a string through the
+    /// tokenizer (`add_special_tokens` as the caller's TRL counterpart passes it). Errors say
+    /// what is wrong with the prompt; an empty result is an error.
+    pub fn prompt_ids(
+        &self,
+        prompt: &Json,
+        extra: &Map<String, Json>,
+        add_special_tokens: bool,
+    ) -> Result<Vec<u32>> {
+        let ids = match prompt {
+            Json::Array(_) => {
+                let options = RenderOptions {
+                    add_generation_prompt: true,
+                    extra: extra.clone(),
+                    ..RenderOptions::default()
+                };
+                self.apply_chat_template_ids(prompt, &options)?
+            }
+            Json::String(text) => self.encode(text, add_special_tokens)?,
+            _ => {
+                return Err(Error::Tokenizer {
+                    message: "`prompt` must be a string or a list of messages".into(),
+                });
+            }
+        };
+        if ids.is_empty() {
+            return Err(Error::Tokenizer {
+                message: "the prompt tokenizes to no tokens".into(),
+            });
+        }
+        Ok(ids)
+    }
+
     /// `apply_chat_template(..., return_dict=True, return_assistant_tokens_mask=True)`: ids plus a mask of
     /// the tokens inside `{% generation %}` blocks, computed as transformers does (tokens from the one
     /// holding a block's first character to the one holding its last).
