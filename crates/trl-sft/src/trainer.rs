@@ -7,7 +7,7 @@ use trl_core::Result;
 use trl_core::logprobs::label_log_probs;
 use trl_core::model::{CausalLm, load_causal_lm, save_causal_lm};
 use trl_core::tokenizer::Tokenizer;
-use trl_core::train::{Method, PreparedStep, StepContext, StepMetrics};
+use trl_core::train::{EvalContext, Method, PreparedStep, StepContext, StepMetrics};
 
 use crate::config::SftConfig;
 use crate::data::{SftBatch, SftExample, collate};
@@ -101,6 +101,31 @@ impl Method for SftMethod {
             if total > 0.0 { correct / total } else { 0.0 },
         );
         Ok((loss, metrics))
+    }
+
+    fn supports_eval(&self) -> bool {
+        true
+    }
+
+    /// TRL's eval `compute_loss`: the same forward and metrics, the loss normalised by the
+    /// batch's own label tokens (no `num_items_in_batch`), and `num_tokens` = the tokens
+    /// trained on so far.
+    fn eval_batch(
+        &mut self,
+        model: &CausalLm,
+        examples: &[&SftExample],
+        ctx: &EvalContext,
+    ) -> Result<(f64, StepMetrics)> {
+        let batch = collate(
+            examples,
+            self.pad_token_id,
+            self.padding_free,
+            self.config.pad_to_multiple_of,
+        );
+        let items = self.items_in(&batch).max(1.0);
+        let (loss, mut metrics) = self.loss(model, &batch, items)?;
+        metrics.push("num_tokens", ctx.num_tokens);
+        Ok((loss.without_autodiff().into_scalar::<f64>(), metrics))
     }
 
     fn save_model(&self, model: &CausalLm, dir: &Path) -> Result<()> {
