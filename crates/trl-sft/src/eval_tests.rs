@@ -3,10 +3,11 @@
 //! and evaluating does not change the training trajectory by one bit.
 
 use burn::tensor::Device;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use trl_core::model::load_causal_lm;
 use trl_core::parity::{
-    assert_eval_history_matches, assert_log_history_matches, load_case, read_jsonl, repo_root,
+    assert_eval_history_matches, assert_log_history_matches, load_case, read_case_row_range,
+    repo_root,
 };
 use trl_core::tokenizer::Tokenizer;
 use trl_core::train::state::LogEntry;
@@ -17,13 +18,6 @@ use crate::{SftConfig, SftMethod};
 
 const LOSS_RTOL: f64 = 2e-3;
 const METRIC_RTOL: f64 = 1e-2;
-
-/// Rows `[start, end)` of the case's dataset, as `key` (`train_rows` / `eval_rows`) names them.
-fn rows(case: &Value, key: &str) -> Vec<Map<String, Value>> {
-    let all = read_jsonl(case["dataset"].as_str().unwrap());
-    let range: Vec<usize> = serde_json::from_value(case[key].clone()).unwrap();
-    all[range[0]..range[1]].to_vec()
-}
 
 /// Trains the case (with its eval set when `with_eval`), returning its log history.
 fn run(with_eval: bool) -> (Value, Vec<LogEntry>) {
@@ -38,8 +32,10 @@ fn run(with_eval: bool) -> (Value, Vec<LogEntry>) {
     }
     let model_dir = repo_root().join("fixtures/models/tiny-qwen2");
     let tokenizer = Tokenizer::from_dir(&model_dir).unwrap();
-    let train_set = prepare_examples(&rows(&case, "train_rows"), &tokenizer, &sft).unwrap();
-    let eval_set = prepare_examples(&rows(&case, "eval_rows"), &tokenizer, &sft).unwrap();
+    let train_set =
+        prepare_examples(&read_case_row_range(&case, "train_rows"), &tokenizer, &sft).unwrap();
+    let eval_set =
+        prepare_examples(&read_case_row_range(&case, "eval_rows"), &tokenizer, &sft).unwrap();
     let mut method = SftMethod::new(sft, tokenizer).unwrap();
     let device = Device::default().autodiff();
     let model = load_causal_lm(&model_dir, &device).unwrap();

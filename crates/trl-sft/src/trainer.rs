@@ -7,6 +7,7 @@ use trl_core::Result;
 use trl_core::logprobs::label_log_probs;
 use trl_core::model::{CausalLm, load_causal_lm, save_causal_lm};
 use trl_core::tokenizer::Tokenizer;
+use trl_core::train::eval::offline_eval_batch;
 use trl_core::train::{EvalContext, Method, PreparedStep, StepContext, StepMetrics};
 
 use crate::config::SftConfig;
@@ -107,25 +108,15 @@ impl Method for SftMethod {
         true
     }
 
-    /// TRL's eval `compute_loss`: the same forward and metrics, the loss normalised by the
-    /// batch's own label tokens (no `num_items_in_batch`), and `num_tokens` = the tokens
-    /// trained on so far.
+    /// TRL's eval `compute_loss`: the training forward and metrics, the loss normalised by
+    /// the batch's own label tokens.
     fn eval_batch(
         &mut self,
         model: &CausalLm,
         examples: &[&SftExample],
         ctx: &EvalContext,
     ) -> Result<(f64, StepMetrics)> {
-        let batch = collate(
-            examples,
-            self.pad_token_id,
-            self.padding_free,
-            self.config.pad_to_multiple_of,
-        );
-        let items = self.items_in(&batch).max(1.0);
-        let (loss, mut metrics) = self.loss(model, &batch, items)?;
-        metrics.push("num_tokens", ctx.num_tokens);
-        Ok((loss.without_autodiff().into_scalar::<f64>(), metrics))
+        offline_eval_batch(self, model, examples, ctx)
     }
 
     fn save_model(&self, model: &CausalLm, dir: &Path) -> Result<()> {

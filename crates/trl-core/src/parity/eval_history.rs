@@ -9,6 +9,18 @@ use serde_json::Value;
 use super::compare::check_lengths;
 use crate::train::state::LogEntry;
 
+/// Rows `[start, end)` of an eval case's dataset, the range named by `key` (`train_rows` or
+/// `eval_rows`, as reference/eval_reference.py slices them).
+pub fn read_case_row_range(case: &Value, key: &str) -> Vec<serde_json::Map<String, Value>> {
+    let file = case["dataset"]
+        .as_str()
+        .unwrap_or_else(|| panic!("case {}: no `dataset`", case["case"]));
+    let all = super::read_jsonl(file);
+    let range: Vec<usize> = serde_json::from_value(case[key].clone())
+        .unwrap_or_else(|e| panic!("case {}: `{key}`: {e}", case["case"]));
+    all[range[0]..range[1]].to_vec()
+}
+
 const WALL_CLOCK: [&str; 3] = [
     "eval_runtime",
     "eval_samples_per_second",
@@ -127,7 +139,7 @@ mod tests {
         assert!(
             check_eval_history(
                 "t",
-                &[good.clone()],
+                std::slice::from_ref(&good),
                 &want,
                 1e-3,
                 1e-2,

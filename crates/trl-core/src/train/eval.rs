@@ -11,8 +11,8 @@ use std::time::Instant;
 use serde_json::Value;
 
 use super::args::{SaveStrategy, TrainingArguments};
-use super::method::{EvalContext, Method};
-use super::metrics::MetricWindow;
+use super::method::{EvalContext, Method, StepContext};
+use super::metrics::{MetricWindow, StepMetrics};
 use super::state::{LogEntry, TrainerState};
 use crate::{Error, Result};
 
@@ -52,6 +52,34 @@ pub fn evaluate<M: Method>(
         entry.insert(name.into(), Value::from(value));
     }
     Ok(EvalSummary { metrics: entry })
+}
+
+/// [`Method::eval_batch`] for an offline method: its own `prepare` of one micro-batch, the
+/// loss normalised by the batch's own items (TRL's eval `compute_loss` gets no
+/// `num_items_in_batch`: SFT's token mean, the preference methods' row mean), read back to
+/// the host, and `num_tokens` = the tokens trained on so far (TRL logs it in eval too).
+pub fn offline_eval_batch<M: Method>(
+    method: &mut M,
+    model: &M::Model,
+    examples: &[&M::Example],
+    ctx: &EvalContext,
+) -> Result<(f64, StepMetrics)> {
+    let step = StepContext {
+        step: ctx.step,
+        total_steps: ctx.step,
+        device: ctx.device,
+    };
+    let prepared = method.prepare(model, &[examples.to_vec()], &step)?;
+    let mut total = 0.0;
+    let mut metrics = StepMetrics::default();
+    for batch in prepared.updates.iter().flatten() {
+        let items = method.items_in(batch).max(1.0);
+        let (loss, batch_metrics) = method.loss(model, batch, items)?;
+        total += loss.without_autodiff().into_scalar::<f64>();
+        metrics.values.extend(batch_metrics.values);
+    }
+    metrics.push("num_tokens", ctx.num_tokens);
+    Ok((total, metrics))
 }
 
 /// transformers' `eval_loss`: every batch loss repeated once per row, non-finite values
