@@ -14,10 +14,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use trl_core::data::token_cache::{CacheKey, cached};
-use trl_core::data::{Dataset, DatasetArgs, Method as DataMethod, load_dataset};
+use trl_core::data::{Dataset, DatasetArgs, Method as DataMethod, Row, load_dataset};
 use trl_core::train::args::{ReportTo, known_keys};
 use trl_core::train::output_dir::{check_output_dir, prepare_output_dir};
-use trl_core::train::{Method, RunLogger, TrainOutcome, TrainingArguments, train};
+use trl_core::train::{Method, RunLogger, TrainOutcome, TrainingArguments, train, train_with_eval};
 
 use crate::config::{parse_args, reject_unknown_keys, take_keys as take_known_keys};
 use crate::device::{default_device_spec, parse_device};
@@ -93,6 +93,8 @@ pub struct Setup<C> {
     pub args: TrainingArguments,
     pub config: C,
     pub dataset: Dataset,
+    /// The eval rows, validated like the train rows; `None` when nothing is evaluated.
+    pub eval_dataset: Option<Dataset>,
     pub model_dir: PathBuf,
     pub device_spec: String,
 }
@@ -142,6 +144,7 @@ pub fn setup<C: CommandConfig>(
         dataset_text_field: config.text_field(),
     };
     let dataset = load_dataset(&data_args, method)?;
+    let eval_dataset = eval_dataset(&args, &inputs, &data_args, method)?;
     let model_dir = trl_core::hub::resolve_model(&model_id, inputs.model_revision.as_deref())?;
     let device_spec = inputs
         .device
@@ -151,9 +154,53 @@ pub fn setup<C: CommandConfig>(
         args,
         config,
         dataset,
+        eval_dataset,
         model_dir,
         device_spec,
     })
+}
+
+/// The eval data when `eval_strategy` / `eval_on_start` ask for evaluation: the
+/// `dataset_test_split` of `dataset_name` (as TRL's scripts take `dataset[dataset_test_split]`),
+/// or `eval_dataset_name` (a single file is evaluated whole). Validated for `method` like the
+/// train rows, before any model loads.
+fn eval_dataset(
+    args: &TrainingArguments,
+    inputs: &ModelAndDataArgs,
+    train: &DatasetArgs,
+    method: DataMethod,
+) -> Result<Option<Dataset>> {
+    if !args.evaluates() {
+        return Ok(None);
+    }
+    if matches!(method, DataMethod::Grpo | DataMethod::Rloo) {
+        return Err(trl_core::train::method::eval_unsupported().into());
+    }
+    if inputs.eval_dataset_name.is_none() && std::path::Path::new(&train.dataset_name).is_file() {
+        anyhow::bail!(
+            "eval_strategy/eval_on_start need eval rows, and `{}` is a single file (the train \
+             split): pass --eval_dataset_name FILE, or a folder with train and {} files",
+            train.dataset_name,
+            inputs.dataset_test_split
+        );
+    }
+    let name = inputs
+        .eval_dataset_name
+        .clone()
+        .unwrap_or_else(|| train.dataset_name.clone());
+    let split = if inputs.eval_dataset_name.is_some() && std::path::Path::new(&name).is_file() {
+        "train".to_string()
+    } else {
+        inputs.dataset_test_split.clone()
+    };
+    let eval_args = DatasetArgs {
+        dataset_name: name,
+        dataset_train_split: split,
+        ..train.clone()
+    };
+    let dataset = load_dataset(&eval_args, method)
+        .with_context(|| "the eval dataset (eval_strategy is not `no`; see --dataset_test_split and --eval_dataset_name)")?;
+    Ok(Some(dataset))
 }
 
 impl<C> Setup<C> {
@@ -169,15 +216,44 @@ impl<C> Setup<C> {
         options: &str,
         prepare: impl FnOnce() -> std::result::Result<Vec<T>, PrepareError>,
     ) -> Result<Vec<T>> {
+        self.cached_examples_of(&self.dataset, recipe, options, prepare)
+    }
+
+    /// [`Setup::cached_examples`] for the eval rows (`prepare` gets them); `None` when
+    /// nothing is evaluated.
+    pub fn cached_eval_examples<T: Serialize + DeserializeOwned>(
+        &self,
+        recipe: &str,
+        options: &str,
+        prepare: impl FnOnce(&[Row]) -> std::result::Result<Vec<T>, PrepareError>,
+    ) -> Result<Option<Vec<T>>> {
+        let Some(dataset) = &self.eval_dataset else {
+            return Ok(None);
+        };
+        let examples =
+            self.cached_examples_of(dataset, recipe, options, || prepare(dataset.rows()))?;
+        if examples.is_empty() {
+            anyhow::bail!("no eval row is left after preparation (truncation to max_length)");
+        }
+        Ok(Some(examples))
+    }
+
+    fn cached_examples_of<T: Serialize + DeserializeOwned>(
+        &self,
+        dataset: &Dataset,
+        recipe: &str,
+        options: &str,
+        prepare: impl FnOnce() -> std::result::Result<Vec<T>, PrepareError>,
+    ) -> Result<Vec<T>> {
         let key = CacheKey::new(recipe)
-            .data_files(self.dataset.files())?
+            .data_files(dataset.files())?
             .tokenizer_dir(&self.model_dir)?
             .options(options);
         let hit = key.path::<T>().is_file();
         let examples = cached(&key, || {
             prepare().map_err(|e| match e {
                 PrepareError::Row(row, message) => trl_core::Error::Data {
-                    message: format!("{}: {message}", self.dataset.origin(row)),
+                    message: format!("{}: {message}", dataset.origin(row)),
                 },
                 PrepareError::Other(e) => e,
             })
@@ -245,6 +321,30 @@ impl<C> Setup<C> {
     ) -> Result<()> {
         let mut logger = self.logger(interrupt)?;
         let outcome = train(method, model, examples, &self.args, device, &mut logger)?;
+        report(&outcome);
+        Ok(())
+    }
+
+    /// [`Setup::train`], evaluating on `eval_examples` as the eval keys ask.
+    pub fn train_with_eval<M: Method>(
+        &self,
+        method: &mut M,
+        model: M::Model,
+        examples: &[M::Example],
+        eval_examples: Option<&[M::Example]>,
+        device: &Device,
+        interrupt: Arc<AtomicBool>,
+    ) -> Result<()> {
+        let mut logger = self.logger(interrupt)?;
+        let outcome = train_with_eval(
+            method,
+            model,
+            examples,
+            eval_examples,
+            &self.args,
+            device,
+            &mut logger,
+        )?;
         report(&outcome);
         Ok(())
     }

@@ -41,15 +41,13 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
         reference_dir(dpo.ref_model.as_deref(), &run.model_dir, dpo.sync_ref_model)?;
     // Tokenized pairs are cached on disk (see `Setup::cached_examples`).
     let options = serde_json::to_string(&(dpo.max_length, dpo.truncation_mode))?;
-    let mut examples = run.cached_examples("dpo-prepare-v2", &options, || {
-        prepare_examples(
-            run.dataset.rows(),
-            &tokenizer,
-            dpo.max_length,
-            dpo.truncation_mode,
-        )
-        .map_err(PrepareError::from)
-    })?;
+    let prepare = |rows: &[trl_core::data::Row]| {
+        prepare_examples(rows, &tokenizer, dpo.max_length, dpo.truncation_mode)
+            .map_err(PrepareError::from)
+    };
+    let mut examples =
+        run.cached_examples("dpo-prepare-v2", &options, || prepare(run.dataset.rows()))?;
+    let mut eval_examples = run.cached_eval_examples("dpo-prepare-v2", &options, prepare)?;
     if examples.is_empty() {
         bail!(
             "every row's prompt fills max_length {:?}; nothing to train on",
@@ -86,6 +84,13 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
             &slots,
             |examples| method.precompute_reference(examples, batch, &device),
         )?;
+        if let Some(eval) = eval_examples.as_mut() {
+            // TRL precomputes the eval set's too (precompute_ref_batch_size or the eval batch).
+            let size = dpo
+                .precompute_ref_batch_size
+                .unwrap_or(run.args.per_device_eval_batch_size);
+            method.precompute_reference(eval, size, &device)?;
+        }
         method.drop_reference();
     }
     run.announce(
@@ -94,5 +99,6 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
         "pairs",
         &format!(", losses {:?}", dpo.loss_type.to_vec()),
     );
-    run.train(&mut method, model, &examples, &device, interrupt)
+    let eval = eval_examples.as_deref();
+    run.train_with_eval(&mut method, model, &examples, eval, &device, interrupt)
 }

@@ -54,10 +54,12 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
     let kl_block = kto.loss_type.uses_kl().then_some(batch);
     // Tokenized examples are cached on disk (see `Setup::cached_examples`).
     let options = serde_json::to_string(&(kto.max_length, kl_block))?;
-    let mut examples = run.cached_examples("kto-prepare-v2", &options, || {
-        prepare_examples(run.dataset.rows(), &tokenizer, kto.max_length, kl_block)
-            .map_err(PrepareError::from)
-    })?;
+    let prepare = |rows: &[trl_core::data::Row]| {
+        prepare_examples(rows, &tokenizer, kto.max_length, kl_block).map_err(PrepareError::from)
+    };
+    let mut examples =
+        run.cached_examples("kto-prepare-v2", &options, || prepare(run.dataset.rows()))?;
+    let mut eval_examples = run.cached_eval_examples("kto-prepare-v2", &options, prepare)?;
     if examples.is_empty() {
         bail!(
             "every row's prompt fills max_length {:?}; nothing to train on",
@@ -88,6 +90,13 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
             &slots,
             |examples| method.precompute_reference(examples, size, &plain),
         )?;
+        if let Some(eval) = eval_examples.as_mut() {
+            // TRL precomputes the eval set's too (precompute_ref_batch_size or the eval batch).
+            let size = kto
+                .precompute_ref_batch_size
+                .unwrap_or(run.args.per_device_eval_batch_size);
+            method.precompute_reference(eval, size, &plain)?;
+        }
         method.drop_reference();
     }
     run.announce(
@@ -96,5 +105,6 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
         "examples",
         &format!(", loss {:?}", kto.loss_type),
     );
-    run.train(&mut method, model, &examples, &device, interrupt)
+    let eval = eval_examples.as_deref();
+    run.train_with_eval(&mut method, model, &examples, eval, &device, interrupt)
 }

@@ -41,13 +41,17 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
     // setting that changes them: the chat template's text included.
     let template = chat_template_text(config.chat_template_path.as_deref())?;
     let options = serde_json::to_string(&(config.max_length, &config.eos_token, template))?;
-    let examples = run.cached_examples("reward-prepare-v1", &options, || {
-        prepare_examples(run.dataset.rows(), &tokenizer, config.max_length).map_err(|e| match e {
+    let prepare = |rows: &[trl_core::data::Row]| {
+        prepare_examples(rows, &tokenizer, config.max_length).map_err(|e| match e {
             RewardError::Row { row, message } => PrepareError::Row(row, message),
             RewardError::Model(e) => PrepareError::Other(e),
             RewardError::Config(message) => PrepareError::Other(trl_core::Error::Data { message }),
         })
+    };
+    let examples = run.cached_examples("reward-prepare-v1", &options, || {
+        prepare(run.dataset.rows())
     })?;
+    let eval_examples = run.cached_eval_examples("reward-prepare-v1", &options, prepare)?;
     let dropped = run.dataset.len() - examples.len();
     let max_length = config
         .max_length
@@ -93,5 +97,6 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
     }
     let mut method = RewardMethod::new(config, tokenizer)?;
     run.announce("reward", examples.len(), "pairs", "");
-    run.train(&mut method, model, &examples, &device, interrupt)
+    let eval = eval_examples.as_deref();
+    run.train_with_eval(&mut method, model, &examples, eval, &device, interrupt)
 }

@@ -42,10 +42,12 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
     // every option that changes them (the chat template's text included).
     let template = chat_template_text(sft.chat_template_path.as_deref())?;
     let options = format!("{}|{template}", serde_json::to_string(sft)?);
-    let examples: Vec<SftExample> = run.cached_examples("sft-prepare-v1", &options, || {
-        prepare_examples(run.dataset.rows(), &tokenizer, sft)
-            .map_err(|e| PrepareError::Row(e.row, e.message))
-    })?;
+    let prepare = |rows: &[trl_core::data::Row]| {
+        prepare_examples(rows, &tokenizer, sft).map_err(|e| PrepareError::Row(e.row, e.message))
+    };
+    let examples: Vec<SftExample> =
+        run.cached_examples("sft-prepare-v1", &options, || prepare(run.dataset.rows()))?;
+    let eval_examples = run.cached_eval_examples("sft-prepare-v1", &options, prepare)?;
     if examples.is_empty() {
         bail!(
             "no row has a token to train on after truncation to max_length {:?}",
@@ -56,5 +58,12 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
     let model = load_causal_lm(&run.model_dir, &device)?;
     let mut method = SftMethod::new(sft.clone(), tokenizer).map_err(anyhow::Error::msg)?;
     run.announce("sft", examples.len(), "examples", "");
-    run.train(&mut method, model, &examples, &device, interrupt)
+    run.train_with_eval(
+        &mut method,
+        model,
+        &examples,
+        eval_examples.as_deref(),
+        &device,
+        interrupt,
+    )
 }

@@ -1,0 +1,219 @@
+//! End-to-end tests of evaluation during training (issue 20): the eval split beside the train
+//! files, TRL's `eval_*` entries, an unchanged training trajectory, the best checkpoint kept
+//! and loaded at the end, eval rows validated before the model loads, and a clear refusal for
+//! the methods without evaluation.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{MODEL, logged_losses, read_json, root, text, trl};
+use serde_json::Value;
+
+/// A data folder holding `train.jsonl` (rows 0..40 of the SFT sample) and `test.jsonl`
+/// (rows 40..50, with `bad_test_row` appended when given), as TRL's scripts find splits.
+fn data_folder(dir: &Path, bad_test_row: Option<&str>) -> PathBuf {
+    let text = std::fs::read_to_string(root().join("datasets/text.jsonl")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let folder = dir.join("data");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("train.jsonl"), lines[..40].join("\n") + "\n").unwrap();
+    let mut test = lines[40..50].join("\n") + "\n";
+    if let Some(row) = bad_test_row {
+        test.push_str(row);
+        test.push('\n');
+    }
+    std::fs::write(folder.join("test.jsonl"), test).unwrap();
+    folder
+}
+
+fn sft(data: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "sft",
+        "--model_name_or_path",
+        MODEL,
+        "--dataset_name",
+        data.to_str().unwrap(),
+        "--output_dir",
+        out.to_str().unwrap(),
+        "--per_device_train_batch_size",
+        "4",
+        "--learning_rate",
+        "1e-3",
+        "--logging_steps",
+        "1",
+        "--max_steps",
+        "6",
+        "--max_length",
+        "48",
+    ];
+    args.extend_from_slice(extra);
+    trl(&args)
+}
+
+fn eval_entries(out: &Path) -> Vec<Value> {
+    let state = read_json(&out.join("trainer_state.json"));
+    state["log_history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e.get("eval_loss").is_some())
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn a_test_split_is_evaluated_with_trl_names_and_leaves_training_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data_folder(dir.path(), None);
+    let (with, without) = (dir.path().join("with"), dir.path().join("without"));
+    let eval_args = [
+        "--dataset_test_split",
+        "test",
+        "--eval_strategy",
+        "steps",
+        "--eval_steps",
+        "4",
+        "--per_device_eval_batch_size",
+        "3",
+    ];
+    let run = sft(&data, &with, &eval_args);
+    assert!(run.status.success(), "{}", text(&run));
+    let run = sft(&data, &without, &[]);
+    assert!(run.status.success(), "{}", text(&run));
+
+    let evals = eval_entries(&with);
+    let steps: Vec<u64> = evals.iter().map(|e| e["step"].as_u64().unwrap()).collect();
+    assert_eq!(steps, [4, 6], "every eval_steps and at the last step");
+    for entry in &evals {
+        for key in [
+            "eval_loss",
+            "eval_entropy",
+            "eval_mean_token_accuracy",
+            "eval_num_tokens",
+            "eval_runtime",
+            "eval_samples_per_second",
+            "eval_steps_per_second",
+            "epoch",
+        ] {
+            assert!(entry[key].as_f64().is_some(), "{key} missing in {entry}");
+        }
+    }
+    assert!(eval_entries(&without).is_empty());
+    // Bit for bit: the JSON numbers of every logged training loss are equal.
+    assert_eq!(logged_losses(&with), logged_losses(&without));
+}
+
+#[test]
+fn load_best_model_at_end_restores_the_best_checkpoint_and_keeps_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data_folder(dir.path(), None);
+    let out = dir.path().join("run");
+    // The highest eval loss is "best", so the best is an early checkpoint, not the last.
+    let run = sft(
+        &data,
+        &out,
+        &[
+            "--eval_strategy",
+            "steps",
+            "--eval_steps",
+            "2",
+            "--save_steps",
+            "2",
+            "--save_total_limit",
+            "1",
+            "--load_best_model_at_end",
+            "true",
+            "--metric_for_best_model",
+            "loss",
+            "--greater_is_better",
+            "true",
+        ],
+    );
+    assert!(run.status.success(), "{}", text(&run));
+    let evals = eval_entries(&out);
+    let best = evals
+        .iter()
+        .max_by(|a, b| {
+            a["eval_loss"]
+                .as_f64()
+                .partial_cmp(&b["eval_loss"].as_f64())
+                .unwrap()
+        })
+        .unwrap();
+    let best_step = best["step"].as_u64().unwrap();
+    assert_ne!(
+        best_step, 6,
+        "the test needs a best that is not the last step: {evals:?}"
+    );
+    let state = read_json(&out.join("trainer_state.json"));
+    assert_eq!(state["best_global_step"].as_u64(), Some(best_step));
+    assert_eq!(state["best_metric"].as_f64(), best["eval_loss"].as_f64());
+    let best_dir = out.join(format!("checkpoint-{best_step}"));
+    assert_eq!(
+        state["best_model_checkpoint"].as_str().map(PathBuf::from),
+        Some(best_dir.clone())
+    );
+    // save_total_limit=1 with a best model: only the best checkpoint is left.
+    let left: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("checkpoint-"))
+        .collect();
+    assert_eq!(left, [format!("checkpoint-{best_step}")]);
+    let weights = |dir: &Path| std::fs::read(dir.join("model.safetensors")).unwrap();
+    assert!(
+        weights(&out) == weights(&best_dir),
+        "the saved model is not the best checkpoint's"
+    );
+}
+
+#[test]
+fn a_bad_eval_row_stops_the_run_before_the_model_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data_folder(dir.path(), Some(r#"{"text": 7}"#));
+    let out = dir.path().join("run");
+    let run = sft(
+        &data,
+        &out,
+        &[
+            "--eval_strategy",
+            "steps",
+            "--model_name_or_path",
+            "no/such-model",
+        ],
+    );
+    assert!(!run.status.success());
+    let message = text(&run);
+    assert!(message.contains("test.jsonl"), "{message}");
+    assert!(
+        !message.contains("no/such-model"),
+        "the model was reached: {message}"
+    );
+}
+
+#[test]
+fn methods_without_evaluation_refuse_eval_strategy_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let run = trl(&[
+        "grpo",
+        "--model_name_or_path",
+        MODEL,
+        "--dataset_name",
+        "datasets/prompt_only.jsonl",
+        "--output_dir",
+        out.to_str().unwrap(),
+        "--reward_funcs",
+        "accuracy",
+        "--eval_strategy",
+        "steps",
+    ]);
+    assert!(!run.status.success());
+    let message = text(&run);
+    assert!(
+        message.contains("eval_strategy") && message.contains("does not support evaluation"),
+        "{message}"
+    );
+}
