@@ -217,3 +217,74 @@ fn methods_without_evaluation_refuse_eval_strategy_clearly() {
         "{message}"
     );
 }
+
+#[test]
+fn trl_eval_gives_the_metrics_the_run_logged_for_its_final_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data_folder(dir.path(), None);
+    let out = dir.path().join("run");
+    let eval_args = [
+        "--eval_strategy",
+        "steps",
+        "--eval_steps",
+        "6",
+        "--per_device_eval_batch_size",
+        "3",
+    ];
+    let run = sft(&data, &out, &eval_args);
+    assert!(run.status.success(), "{}", text(&run));
+    let logged = eval_entries(&out).pop().unwrap();
+    let results = dir.path().join("results");
+    let run = trl(&[
+        "eval",
+        "--method",
+        "sft",
+        "--model_name_or_path",
+        out.to_str().unwrap(),
+        "--dataset_name",
+        data.to_str().unwrap(),
+        "--max_length",
+        "48",
+        "--per_device_eval_batch_size",
+        "3",
+        "--output_dir",
+        results.to_str().unwrap(),
+    ]);
+    assert!(run.status.success(), "{}", text(&run));
+    let printed: Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(printed, read_json(&results.join("eval_results.json")));
+    for key in ["eval_loss", "eval_entropy", "eval_mean_token_accuracy"] {
+        let (got, want) = (
+            printed[key].as_f64().unwrap(),
+            logged[key].as_f64().unwrap(),
+        );
+        assert!(
+            (got - want).abs() <= 1e-6 * want.abs(),
+            "{key}: {got} vs {want} logged"
+        );
+    }
+    // A model evaluated on its own has trained on no token yet (TRL's eval_num_tokens).
+    assert_eq!(printed["eval_num_tokens"].as_f64(), Some(0.0));
+}
+
+#[test]
+fn trl_eval_of_dpo_with_the_policy_as_reference_has_zero_rewards() {
+    let run = trl(&[
+        "eval",
+        "--method",
+        "dpo",
+        "--model_name_or_path",
+        MODEL,
+        "--dataset_name",
+        "datasets/preference.jsonl",
+        "--max_length",
+        "64",
+    ]);
+    assert!(run.status.success(), "{}", text(&run));
+    let printed: Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(printed["eval_rewards/chosen"].as_f64(), Some(0.0));
+    assert!((printed["eval_loss"].as_f64().unwrap() - 2f64.ln()).abs() < 1e-6);
+    let run = trl(&["eval", "--method", "grpo", "--model_name_or_path", MODEL]);
+    assert!(!run.status.success());
+    assert!(text(&run).contains("cannot be evaluated"), "{}", text(&run));
+}

@@ -10,12 +10,17 @@ use trl_core::model::{load_causal_lm, load_frozen_causal_lm};
 use trl_dpo::data::{DpoExample, prepare_examples};
 use trl_dpo::{DpoConfig, DpoMethod};
 
-use crate::common::{PrepareError, print_help, setup, wants_help};
+use crate::common::{Mode, PrepareError, print_help, setup_mode, wants_help};
 use crate::reference::{RefSlots, cached_reference_logps, reference_dir};
 use crate::tokenizer_setup::{TokenizerOverrides, training_tokenizer};
 
 /// Runs `trl dpo` with raw arguments (everything after `dpo`).
 pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
+    run_mode(raw, interrupt, Mode::Train)
+}
+
+/// [`run`] in `mode` (`trl eval --method dpo` evaluates instead of training).
+pub fn run_mode(raw: &[String], interrupt: Arc<AtomicBool>, mode: Mode) -> Result<()> {
     if wants_help(raw) {
         print_help::<DpoConfig>(
             "dpo",
@@ -28,7 +33,7 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
         ("learning_rate", Value::from(1e-6)),
         ("logging_steps", Value::from(10)),
     ];
-    let run = setup::<DpoConfig>("dpo", raw, &defaults, DataMethod::Dpo)?;
+    let run = setup_mode::<DpoConfig>("dpo", raw, &defaults, DataMethod::Dpo, mode)?;
     let dpo = run.config.clone();
     let overrides = TokenizerOverrides {
         pad_token: dpo.pad_token.as_deref(),
@@ -100,5 +105,5 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
         &format!(", losses {:?}", dpo.loss_type.to_vec()),
     );
     let eval = eval_examples.as_deref();
-    run.train_with_eval(&mut method, model, &examples, eval, &device, interrupt)
+    run.finish(&mut method, model, &examples, eval, &device, interrupt)
 }

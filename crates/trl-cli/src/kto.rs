@@ -11,12 +11,17 @@ use trl_core::train::args::SamplingStrategy;
 use trl_kto::data::{KtoExample, prepare_examples};
 use trl_kto::{KtoConfig, KtoMethod};
 
-use crate::common::{PrepareError, print_help, setup, wants_help};
+use crate::common::{Mode, PrepareError, print_help, setup_mode, wants_help};
 use crate::reference::{RefSlots, cached_reference_logps, reference_dir};
 use crate::tokenizer_setup::{TokenizerOverrides, training_tokenizer};
 
 /// Runs `trl kto` with raw arguments (everything after `kto`).
 pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
+    run_mode(raw, interrupt, Mode::Train)
+}
+
+/// [`run`] in `mode` (`trl eval --method kto` evaluates instead of training).
+pub fn run_mode(raw: &[String], interrupt: Arc<AtomicBool>, mode: Mode) -> Result<()> {
     if wants_help(raw) {
         print_help::<KtoConfig>(
             "kto",
@@ -30,7 +35,7 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
         ("logging_steps", Value::from(10)),
         ("train_sampling_strategy", Value::from("sequential")),
     ];
-    let run = setup::<KtoConfig>("kto", raw, &defaults, DataMethod::Kto)?;
+    let run = setup_mode::<KtoConfig>("kto", raw, &defaults, DataMethod::Kto, mode)?;
     let kto = run.config.clone();
     let batch = run.args.per_device_train_batch_size;
     if kto.loss_type.uses_kl() {
@@ -106,5 +111,5 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
         &format!(", loss {:?}", kto.loss_type),
     );
     let eval = eval_examples.as_deref();
-    run.train_with_eval(&mut method, model, &examples, eval, &device, interrupt)
+    run.finish(&mut method, model, &examples, eval, &device, interrupt)
 }

@@ -10,11 +10,16 @@ use trl_core::model::load_causal_lm;
 use trl_sft::data::{SftExample, prepare_examples};
 use trl_sft::{SftConfig, SftMethod};
 
-use crate::common::{PrepareError, print_help, setup, wants_help};
+use crate::common::{Mode, PrepareError, print_help, setup_mode, wants_help};
 use crate::tokenizer_setup::{TokenizerOverrides, chat_template_text, training_tokenizer};
 
 /// Runs `trl sft` with raw arguments (everything after `sft`).
 pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
+    run_mode(raw, interrupt, Mode::Train)
+}
+
+/// [`run`] in `mode` (`trl eval --method sft` evaluates instead of training).
+pub fn run_mode(raw: &[String], interrupt: Arc<AtomicBool>, mode: Mode) -> Result<()> {
     if wants_help(raw) {
         print_help::<SftConfig>("sft", "supervised fine-tuning with TRL's SFTConfig keys.");
         return Ok(());
@@ -24,7 +29,7 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
         ("learning_rate", Value::from(2e-5)),
         ("logging_steps", Value::from(10)),
     ];
-    let run = setup::<SftConfig>("sft", raw, &defaults, DataMethod::Sft)?;
+    let run = setup_mode::<SftConfig>("sft", raw, &defaults, DataMethod::Sft, mode)?;
     let sft = &run.config;
     if sft.packing && sft.packing_strategy != "bfd" {
         bail!(
@@ -58,7 +63,7 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
     let model = load_causal_lm(&run.model_dir, &device)?;
     let mut method = SftMethod::new(sft.clone(), tokenizer).map_err(anyhow::Error::msg)?;
     run.announce("sft", examples.len(), "examples", "");
-    run.train_with_eval(
+    run.finish(
         &mut method,
         model,
         &examples,
