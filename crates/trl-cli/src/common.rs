@@ -14,13 +14,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use trl_core::data::token_cache::{CacheKey, cached};
-use trl_core::data::{Dataset, DatasetArgs, Method as DataMethod, Row, load_dataset};
+use trl_core::data::{Dataset, DatasetArgs, Method as DataMethod, load_dataset};
 use trl_core::train::args::{ReportTo, known_keys};
 use trl_core::train::output_dir::{check_output_dir, prepare_output_dir};
-use trl_core::train::{
-    EvalContext, Method, RunLogger, TrainOutcome, TrainingArguments, evaluate, train,
-    train_with_eval,
-};
+use trl_core::train::{Method, RunLogger, TrainOutcome, TrainingArguments, train, train_with_eval};
 
 use crate::config::{parse_args, reject_unknown_keys, take_keys as take_known_keys};
 use crate::device::{default_device_spec, parse_device};
@@ -174,7 +171,7 @@ pub fn setup_mode<C: CommandConfig>(
     };
     let dataset = load_dataset(&data_args, method)?;
     let eval_dataset = match mode {
-        Mode::Train => eval_dataset(&args, &inputs, &data_args, method)?,
+        Mode::Train => crate::eval_setup::eval_dataset(&args, &inputs, &data_args, method)?,
         Mode::Evaluate => None,
     };
     let model_dir = trl_core::hub::resolve_model(&model_id, inputs.model_revision.as_deref())?;
@@ -193,49 +190,6 @@ pub fn setup_mode<C: CommandConfig>(
     })
 }
 
-/// The eval data when `eval_strategy` / `eval_on_start` ask for evaluation: the
-/// `dataset_test_split` of `dataset_name` (as TRL's scripts take `dataset[dataset_test_split]`),
-/// or `eval_dataset_name` (a single file is evaluated whole). Validated for `method` like the
-/// train rows, before any model loads.
-fn eval_dataset(
-    args: &TrainingArguments,
-    inputs: &ModelAndDataArgs,
-    train: &DatasetArgs,
-    method: DataMethod,
-) -> Result<Option<Dataset>> {
-    if !args.evaluates() {
-        return Ok(None);
-    }
-    if matches!(method, DataMethod::Grpo | DataMethod::Rloo) {
-        return Err(trl_core::train::method::eval_unsupported().into());
-    }
-    if inputs.eval_dataset_name.is_none() && std::path::Path::new(&train.dataset_name).is_file() {
-        anyhow::bail!(
-            "eval_strategy/eval_on_start need eval rows, and `{}` is a single file (the train \
-             split): pass --eval_dataset_name FILE, or a folder with train and {} files",
-            train.dataset_name,
-            inputs.dataset_test_split
-        );
-    }
-    let name = inputs
-        .eval_dataset_name
-        .clone()
-        .unwrap_or_else(|| train.dataset_name.clone());
-    let split = if inputs.eval_dataset_name.is_some() && std::path::Path::new(&name).is_file() {
-        "train".to_string()
-    } else {
-        inputs.dataset_test_split.clone()
-    };
-    let eval_args = DatasetArgs {
-        dataset_name: name,
-        dataset_train_split: split,
-        ..train.clone()
-    };
-    let dataset = load_dataset(&eval_args, method)
-        .with_context(|| "the eval dataset (eval_strategy is not `no`; see --dataset_test_split and --eval_dataset_name)")?;
-    Ok(Some(dataset))
-}
-
 impl<C> Setup<C> {
     /// The examples `prepare` tokenizes from this run's dataset, through the on-disk cache of
     /// `trl_core::data::token_cache`: keyed by the data files' bytes, the tokenizer folder,
@@ -252,26 +206,7 @@ impl<C> Setup<C> {
         self.cached_examples_of(&self.dataset, recipe, options, prepare)
     }
 
-    /// [`Setup::cached_examples`] for the eval rows (`prepare` gets them); `None` when
-    /// nothing is evaluated.
-    pub fn cached_eval_examples<T: Serialize + DeserializeOwned>(
-        &self,
-        recipe: &str,
-        options: &str,
-        prepare: impl FnOnce(&[Row]) -> std::result::Result<Vec<T>, PrepareError>,
-    ) -> Result<Option<Vec<T>>> {
-        let Some(dataset) = &self.eval_dataset else {
-            return Ok(None);
-        };
-        let examples =
-            self.cached_examples_of(dataset, recipe, options, || prepare(dataset.rows()))?;
-        if examples.is_empty() {
-            anyhow::bail!("no eval row is left after preparation (truncation to max_length)");
-        }
-        Ok(Some(examples))
-    }
-
-    fn cached_examples_of<T: Serialize + DeserializeOwned>(
+    pub(crate) fn cached_examples_of<T: Serialize + DeserializeOwned>(
         &self,
         dataset: &Dataset,
         recipe: &str,
@@ -375,38 +310,6 @@ impl<C> Setup<C> {
             }
             Mode::Evaluate => self.evaluate_only(method, &model, examples, device),
         }
-    }
-
-    /// `trainer.evaluate()` on a finished model: the `eval_*` metrics as one JSON line on
-    /// stdout, and `eval_results.json` in `output_dir` when one was given (transformers'
-    /// `save_metrics("eval", ...)`).
-    fn evaluate_only<M: Method>(
-        &self,
-        method: &mut M,
-        model: &M::Model,
-        examples: &[M::Example],
-        device: &Device,
-    ) -> Result<()> {
-        let ctx = EvalContext {
-            step: 0,
-            num_tokens: 0.0,
-            device,
-        };
-        let batch = self.args.per_device_eval_batch_size;
-        let summary = evaluate(method, model, examples, batch, &ctx)?;
-        println!("{}", serde_json::to_string(&summary.metrics)?);
-        if self.args.output_dir != TrainingArguments::default().output_dir {
-            let dir = PathBuf::from(&self.args.output_dir);
-            std::fs::create_dir_all(&dir).with_context(|| dir.display().to_string())?;
-            let path = dir.join("eval_results.json");
-            std::fs::write(
-                &path,
-                serde_json::to_string_pretty(&summary.metrics)? + "\n",
-            )
-            .with_context(|| path.display().to_string())?;
-            eprintln!("saved {}", path.display());
-        }
-        Ok(())
     }
 
     /// [`Setup::train`], evaluating on `eval_examples` as the eval keys ask.

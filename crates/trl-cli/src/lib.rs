@@ -12,6 +12,7 @@ mod device;
 mod dpo;
 mod env;
 mod eval;
+mod eval_setup;
 mod generate;
 mod grpo;
 mod kto;
