@@ -288,3 +288,70 @@ fn trl_eval_of_dpo_with_the_policy_as_reference_has_zero_rewards() {
     assert!(!run.status.success());
     assert!(text(&run).contains("cannot be evaluated"), "{}", text(&run));
 }
+
+#[test]
+fn save_strategy_best_saves_exactly_at_each_new_best() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data_folder(dir.path(), None);
+    let out = dir.path().join("run");
+    let args = [
+        "--eval_strategy",
+        "steps",
+        "--eval_steps",
+        "1",
+        "--save_strategy",
+        "best",
+        "--metric_for_best_model",
+        "mean_token_accuracy",
+    ];
+    let run = sft(&data, &out, &args);
+    assert!(run.status.success(), "{}", text(&run));
+    // greater_is_better defaults to true for a metric that is not a loss.
+    let mut best = f64::NEG_INFINITY;
+    let mut expected = Vec::new();
+    for entry in eval_entries(&out) {
+        let value = entry["eval_mean_token_accuracy"].as_f64().unwrap();
+        if value > best {
+            best = value;
+            expected.push(entry["step"].as_u64().unwrap());
+        }
+    }
+    let mut saved: Vec<u64> = std::fs::read_dir(&out)
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()?
+                .strip_prefix("checkpoint-")?
+                .parse()
+                .ok()
+        })
+        .collect();
+    saved.sort();
+    assert_eq!(saved, expected);
+    let state = read_json(&out.join("trainer_state.json"));
+    assert_eq!(state["best_metric"].as_f64(), Some(best));
+}
+
+#[test]
+fn epoch_strategy_evaluates_at_each_epoch_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data_folder(dir.path(), None);
+    let out = dir.path().join("run");
+    // 40 rows, batch 4: 10 steps an epoch; max_steps -1 and 2 epochs.
+    let args = [
+        "--eval_strategy",
+        "epoch",
+        "--max_steps",
+        "-1",
+        "--num_train_epochs",
+        "2",
+    ];
+    let run = sft(&data, &out, &args);
+    assert!(run.status.success(), "{}", text(&run));
+    let steps: Vec<(u64, f64)> = eval_entries(&out)
+        .iter()
+        .map(|e| (e["step"].as_u64().unwrap(), e["epoch"].as_f64().unwrap()))
+        .collect();
+    assert_eq!(steps, [(10, 1.0), (20, 2.0)]);
+}
