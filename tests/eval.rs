@@ -355,3 +355,48 @@ fn epoch_strategy_evaluates_at_each_epoch_end() {
         .collect();
     assert_eq!(steps, [(10, 1.0), (20, 2.0)]);
 }
+
+#[test]
+fn dpo_eval_with_precomputed_reference_log_probs_matches_the_live_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = std::fs::read_to_string(root().join("datasets/preference.jsonl")).unwrap();
+    let lines: Vec<&str> = rows.lines().collect();
+    let data = dir.path().join("prefs");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("train.jsonl"), lines[..36].join("\n") + "\n").unwrap();
+    std::fs::write(data.join("test.jsonl"), lines[36..].join("\n") + "\n").unwrap();
+    let run_dpo = |out: &Path, precompute: &str| {
+        let run = trl(&[
+            "dpo",
+            "--model_name_or_path",
+            MODEL,
+            "--dataset_name",
+            data.to_str().unwrap(),
+            "--output_dir",
+            out.to_str().unwrap(),
+            "--per_device_train_batch_size",
+            "4",
+            "--max_steps",
+            "3",
+            "--max_length",
+            "64",
+            "--eval_strategy",
+            "steps",
+            "--eval_steps",
+            "3",
+            "--precompute_ref_log_probs",
+            precompute,
+        ]);
+        assert!(run.status.success(), "{}", text(&run));
+        eval_entries(out).pop().unwrap()
+    };
+    let live = run_dpo(&dir.path().join("live"), "false");
+    let cached = run_dpo(&dir.path().join("cached"), "true");
+    for key in ["eval_loss", "eval_rewards/chosen", "eval_rewards/margins"] {
+        let (a, b) = (live[key].as_f64().unwrap(), cached[key].as_f64().unwrap());
+        assert!(
+            (a - b).abs() <= 1e-4 * a.abs().max(1.0),
+            "{key}: {a} vs {b}"
+        );
+    }
+}
