@@ -69,13 +69,7 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
             run.config.loss_type, run.config.num_generations
         ),
     );
-    run.train(
-        &mut method,
-        model,
-        &online.examples,
-        &online.device,
-        interrupt,
-    )
+    run.train(&mut method, model, &online.examples, &online.device, interrupt)
 }
 
 /// Refuses, with a reason, TRL keys trl-rs does not take (vLLM's and a few others), before
@@ -102,8 +96,7 @@ pub struct OnlineSetup {
 impl OnlineSetup {
     /// Tokenizes the prompts (through the on-disk cache) and picks the device.
     pub fn new<C>(run: &Setup<C>, config: &GrpoConfig) -> Result<Self> {
-        let tokenizer =
-            training_tokenizer(&run.model_dir, &run.dataset, TokenizerOverrides::default())?;
+        let tokenizer = training_tokenizer(&run.model_dir, &run.dataset, TokenizerOverrides::default())?;
         let kwargs: Map<String, Value> = config.chat_template_kwargs.clone().unwrap_or_default();
         let options = serde_json::to_string(&kwargs)?;
         let mut examples = run.cached_examples("grpo-prompts-v1", &options, || {
@@ -116,10 +109,7 @@ impl OnlineSetup {
         }
         let pad_token_id = pad_token_id(&tokenizer, None)?;
         let mut eos_token_ids: Vec<u32> = tokenizer.eos_token_id().into_iter().collect();
-        merge_ids(
-            &mut eos_token_ids,
-            generation_config_eos_ids(&run.model_dir)?,
-        );
+        merge_ids(&mut eos_token_ids, generation_config_eos_ids(&run.model_dir)?);
         Ok(OnlineSetup {
             tokenizer,
             pad_token_id,

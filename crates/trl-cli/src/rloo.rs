@@ -55,16 +55,7 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
         "rloo",
         online.examples.len(),
         "prompts",
-        &format!(
-            ", {} generations per prompt, beta {}",
-            config.num_generations, config.beta
-        ),
+        &format!(", {} generations per prompt, beta {}", config.num_generations, config.beta),
     );
-    run.train(
-        &mut method,
-        model,
-        &online.examples,
-        &online.device,
-        interrupt,
-    )
+    run.train(&mut method, model, &online.examples, &online.device, interrupt)
 }
