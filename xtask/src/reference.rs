@@ -29,6 +29,7 @@ const SCRIPTS: &[(&str, &[&str])] = &[
     ("grpo_loss_reference.py", &[]),
     ("gguf_reference.py", &[]),
     ("ppo_reference.py", &[]),
+    ("eval_reference.py", &[]),
 ];
 
 /// Scripts that need their own environment: TRL removed PPO after 1.12, so

@@ -17,7 +17,7 @@ use trl_core::data::token_cache::{CacheKey, cached};
 use trl_core::data::{Dataset, DatasetArgs, Method as DataMethod, load_dataset};
 use trl_core::train::args::{ReportTo, known_keys};
 use trl_core::train::output_dir::{check_output_dir, prepare_output_dir};
-use trl_core::train::{Method, RunLogger, TrainOutcome, TrainingArguments, train};
+use trl_core::train::{Method, RunLogger, TrainOutcome, TrainingArguments, train, train_with_eval};
 
 use crate::config::{parse_args, reject_unknown_keys, take_keys as take_known_keys};
 use crate::device::{default_device_spec, parse_device};
@@ -89,15 +89,25 @@ impl From<(usize, String)> for PrepareError {
     }
 }
 
+/// Whether a training command trains, or only evaluates its data with the model (`trl eval`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Train,
+    Evaluate,
+}
+
 /// A parsed training command: shared keys, the method's config, and the validated data.
 pub struct Setup<C> {
     pub args: TrainingArguments,
     pub config: C,
     pub dataset: Dataset,
+    /// The eval rows, validated like the train rows; `None` when nothing is evaluated.
+    pub eval_dataset: Option<Dataset>,
     pub model_dir: PathBuf,
     pub device_spec: String,
     /// `--push_to_hub`: the repo is ready (token read, repo created) before training.
     pub hub: Option<Arc<TrainingPush>>,
+    pub mode: Mode,
 }
 
 /// Parses `raw` for `command` with the method's default overrides, rejects unknown keys and
@@ -109,11 +119,24 @@ pub fn setup<C: CommandConfig>(
     defaults: &[(&str, Value)],
     method: DataMethod,
 ) -> Result<Setup<C>> {
+    setup_mode(command, raw, defaults, method, Mode::Train)
+}
+
+/// [`setup`] for `mode`: evaluating (`trl eval`) reads the `dataset_test_split` of a folder or
+/// hub dataset (a single file whole) as the command's data, evaluates nothing during a run
+/// and leaves the output folder's check out (it only receives `eval_results.json`).
+pub fn setup_mode<C: CommandConfig>(
+    command: &str,
+    raw: &[String],
+    defaults: &[(&str, Value)],
+    method: DataMethod,
+    mode: Mode,
+) -> Result<Setup<C>> {
     let mut map: BTreeMap<String, Value> = parse_args(raw)?;
     for (key, value) in defaults {
         map.entry(key.to_string()).or_insert(value.clone());
     }
-    let inputs: ModelAndDataArgs = take_known_keys(&mut map, command)?;
+    let mut inputs: ModelAndDataArgs = take_known_keys(&mut map, command)?;
     let args: TrainingArguments = take_known_keys(&mut map, command)?;
     let config: C = take_known_keys(&mut map, command)?;
     reject_unknown_keys(&map, command)?;
@@ -123,7 +146,9 @@ pub fn setup<C: CommandConfig>(
     args.validate()?;
     config.validate()?;
     args.report_sinks()?;
-    check_output_dir(&args)?;
+    if mode == Mode::Train {
+        check_output_dir(&args)?;
+    }
     if args.bf16 {
         eprintln!(
             "note: bf16=true: trl-rs keeps fp32 weights and computes in fp32 on this backend"
@@ -137,6 +162,9 @@ pub fn setup<C: CommandConfig>(
         .dataset_name
         .clone()
         .context("--dataset_name is required")?;
+    if mode == Mode::Evaluate && !std::path::Path::new(&dataset_name).is_file() {
+        inputs.dataset_train_split = inputs.dataset_test_split.clone();
+    }
     // Data first: bad rows stop the run before any model loads or any output is written.
     let data_args = DatasetArgs {
         dataset_name,
@@ -145,6 +173,10 @@ pub fn setup<C: CommandConfig>(
         dataset_text_field: config.text_field(),
     };
     let dataset = load_dataset(&data_args, method)?;
+    let eval_dataset = match mode {
+        Mode::Train => crate::eval_setup::eval_dataset(&args, &inputs, &data_args, method)?,
+        Mode::Evaluate => None,
+    };
     let model_dir = trl_core::hub::resolve_model(&model_id, inputs.model_revision.as_deref())?;
     let device_spec = inputs
         .device
@@ -167,9 +199,11 @@ pub fn setup<C: CommandConfig>(
         args,
         config,
         dataset,
+        eval_dataset,
         model_dir,
         device_spec,
         hub,
+        mode,
     })
 }
 
@@ -186,15 +220,25 @@ impl<C> Setup<C> {
         options: &str,
         prepare: impl FnOnce() -> std::result::Result<Vec<T>, PrepareError>,
     ) -> Result<Vec<T>> {
+        self.cached_examples_of(&self.dataset, recipe, options, prepare)
+    }
+
+    pub(crate) fn cached_examples_of<T: Serialize + DeserializeOwned>(
+        &self,
+        dataset: &Dataset,
+        recipe: &str,
+        options: &str,
+        prepare: impl FnOnce() -> std::result::Result<Vec<T>, PrepareError>,
+    ) -> Result<Vec<T>> {
         let key = CacheKey::new(recipe)
-            .data_files(self.dataset.files())?
+            .data_files(dataset.files())?
             .tokenizer_dir(&self.model_dir)?
             .options(options);
         let hit = key.path::<T>().is_file();
         let examples = cached(&key, || {
             prepare().map_err(|e| match e {
                 PrepareError::Row(row, message) => trl_core::Error::Data {
-                    message: format!("{}: {message}", self.dataset.origin(row)),
+                    message: format!("{}: {message}", dataset.origin(row)),
                 },
                 PrepareError::Other(e) => e,
             })
@@ -270,6 +314,49 @@ impl<C> Setup<C> {
             Some(hub) => hub.push_final(&outcome.output_dir),
             None => Ok(()),
         }
+    }
+
+    /// The tail of every offline command: trains (evaluating on `eval_examples` as the eval
+    /// keys ask), or in [`Mode::Evaluate`] evaluates `model` on `examples` and reports it.
+    pub fn finish<M: Method>(
+        &self,
+        method: &mut M,
+        model: M::Model,
+        examples: &[M::Example],
+        eval_examples: Option<&[M::Example]>,
+        device: &Device,
+        interrupt: Arc<AtomicBool>,
+    ) -> Result<()> {
+        match self.mode {
+            Mode::Train => {
+                self.train_with_eval(method, model, examples, eval_examples, device, interrupt)
+            }
+            Mode::Evaluate => self.evaluate_only(method, &model, examples, device),
+        }
+    }
+
+    /// [`Setup::train`], evaluating on `eval_examples` as the eval keys ask.
+    pub fn train_with_eval<M: Method>(
+        &self,
+        method: &mut M,
+        model: M::Model,
+        examples: &[M::Example],
+        eval_examples: Option<&[M::Example]>,
+        device: &Device,
+        interrupt: Arc<AtomicBool>,
+    ) -> Result<()> {
+        let mut logger = self.logger(interrupt)?;
+        let outcome = train_with_eval(
+            method,
+            model,
+            examples,
+            eval_examples,
+            &self.args,
+            device,
+            &mut logger,
+        )?;
+        report(&outcome);
+        Ok(())
     }
 }
 

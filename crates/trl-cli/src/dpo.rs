@@ -10,12 +10,17 @@ use trl_core::model::{load_causal_lm, load_frozen_causal_lm};
 use trl_dpo::data::{DpoExample, prepare_examples};
 use trl_dpo::{DpoConfig, DpoMethod};
 
-use crate::common::{PrepareError, print_help, setup, wants_help};
+use crate::common::{Mode, PrepareError, print_help, setup_mode, wants_help};
 use crate::reference::{RefSlots, cached_reference_logps, reference_dir};
 use crate::tokenizer_setup::{TokenizerOverrides, training_tokenizer};
 
 /// Runs `trl dpo` with raw arguments (everything after `dpo`).
 pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
+    run_mode(raw, interrupt, Mode::Train)
+}
+
+/// [`run`] in `mode` (`trl eval --method dpo` evaluates instead of training).
+pub fn run_mode(raw: &[String], interrupt: Arc<AtomicBool>, mode: Mode) -> Result<()> {
     if wants_help(raw) {
         print_help::<DpoConfig>(
             "dpo",
@@ -28,7 +33,7 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
         ("learning_rate", Value::from(1e-6)),
         ("logging_steps", Value::from(10)),
     ];
-    let run = setup::<DpoConfig>("dpo", raw, &defaults, DataMethod::Dpo)?;
+    let run = setup_mode::<DpoConfig>("dpo", raw, &defaults, DataMethod::Dpo, mode)?;
     let dpo = run.config.clone();
     let overrides = TokenizerOverrides {
         pad_token: dpo.pad_token.as_deref(),
@@ -41,15 +46,13 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
         reference_dir(dpo.ref_model.as_deref(), &run.model_dir, dpo.sync_ref_model)?;
     // Tokenized pairs are cached on disk (see `Setup::cached_examples`).
     let options = serde_json::to_string(&(dpo.max_length, dpo.truncation_mode))?;
-    let mut examples = run.cached_examples("dpo-prepare-v2", &options, || {
-        prepare_examples(
-            run.dataset.rows(),
-            &tokenizer,
-            dpo.max_length,
-            dpo.truncation_mode,
-        )
-        .map_err(PrepareError::from)
-    })?;
+    let prepare = |rows: &[trl_core::data::Row]| {
+        prepare_examples(rows, &tokenizer, dpo.max_length, dpo.truncation_mode)
+            .map_err(PrepareError::from)
+    };
+    let mut examples =
+        run.cached_examples("dpo-prepare-v2", &options, || prepare(run.dataset.rows()))?;
+    let mut eval_examples = run.cached_eval_examples("dpo-prepare-v2", &options, prepare)?;
     if examples.is_empty() {
         bail!(
             "every row's prompt fills max_length {:?}; nothing to train on",
@@ -86,6 +89,13 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
             &slots,
             |examples| method.precompute_reference(examples, batch, &device),
         )?;
+        if let Some(eval) = eval_examples.as_mut() {
+            // TRL precomputes the eval set's too (precompute_ref_batch_size or the eval batch).
+            let size = dpo
+                .precompute_ref_batch_size
+                .unwrap_or(run.args.per_device_eval_batch_size);
+            method.precompute_reference(eval, size, &device)?;
+        }
         method.drop_reference();
     }
     run.announce(
@@ -94,5 +104,6 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
         "pairs",
         &format!(", losses {:?}", dpo.loss_type.to_vec()),
     );
-    run.train(&mut method, model, &examples, &device, interrupt)
+    let eval = eval_examples.as_deref();
+    run.finish(&mut method, model, &examples, eval, &device, interrupt)
 }

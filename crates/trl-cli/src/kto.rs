@@ -11,12 +11,17 @@ use trl_core::train::args::SamplingStrategy;
 use trl_kto::data::{KtoExample, prepare_examples};
 use trl_kto::{KtoConfig, KtoMethod};
 
-use crate::common::{PrepareError, print_help, setup, wants_help};
+use crate::common::{Mode, PrepareError, print_help, setup_mode, wants_help};
 use crate::reference::{RefSlots, cached_reference_logps, reference_dir};
 use crate::tokenizer_setup::{TokenizerOverrides, training_tokenizer};
 
 /// Runs `trl kto` with raw arguments (everything after `kto`).
 pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
+    run_mode(raw, interrupt, Mode::Train)
+}
+
+/// [`run`] in `mode` (`trl eval --method kto` evaluates instead of training).
+pub fn run_mode(raw: &[String], interrupt: Arc<AtomicBool>, mode: Mode) -> Result<()> {
     if wants_help(raw) {
         print_help::<KtoConfig>(
             "kto",
@@ -30,7 +35,7 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
         ("logging_steps", Value::from(10)),
         ("train_sampling_strategy", Value::from("sequential")),
     ];
-    let run = setup::<KtoConfig>("kto", raw, &defaults, DataMethod::Kto)?;
+    let run = setup_mode::<KtoConfig>("kto", raw, &defaults, DataMethod::Kto, mode)?;
     let kto = run.config.clone();
     let batch = run.args.per_device_train_batch_size;
     if kto.loss_type.uses_kl() {
@@ -54,10 +59,12 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
     let kl_block = kto.loss_type.uses_kl().then_some(batch);
     // Tokenized examples are cached on disk (see `Setup::cached_examples`).
     let options = serde_json::to_string(&(kto.max_length, kl_block))?;
-    let mut examples = run.cached_examples("kto-prepare-v2", &options, || {
-        prepare_examples(run.dataset.rows(), &tokenizer, kto.max_length, kl_block)
-            .map_err(PrepareError::from)
-    })?;
+    let prepare = |rows: &[trl_core::data::Row]| {
+        prepare_examples(rows, &tokenizer, kto.max_length, kl_block).map_err(PrepareError::from)
+    };
+    let mut examples =
+        run.cached_examples("kto-prepare-v2", &options, || prepare(run.dataset.rows()))?;
+    let mut eval_examples = run.cached_eval_examples("kto-prepare-v2", &options, prepare)?;
     if examples.is_empty() {
         bail!(
             "every row's prompt fills max_length {:?}; nothing to train on",
@@ -88,6 +95,13 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
             &slots,
             |examples| method.precompute_reference(examples, size, &plain),
         )?;
+        if let Some(eval) = eval_examples.as_mut() {
+            // TRL precomputes the eval set's too (precompute_ref_batch_size or the eval batch).
+            let size = kto
+                .precompute_ref_batch_size
+                .unwrap_or(run.args.per_device_eval_batch_size);
+            method.precompute_reference(eval, size, &plain)?;
+        }
         method.drop_reference();
     }
     run.announce(
@@ -96,5 +110,6 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
         "examples",
         &format!(", loss {:?}", kto.loss_type),
     );
-    run.train(&mut method, model, &examples, &device, interrupt)
+    let eval = eval_examples.as_deref();
+    run.finish(&mut method, model, &examples, eval, &device, interrupt)
 }

@@ -12,6 +12,8 @@ mod device;
 mod dpo;
 mod env;
 mod export;
+mod eval;
+mod eval_setup;
 mod generate;
 mod grpo;
 mod hub_training;
@@ -101,6 +103,13 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
         args: Vec<String>,
     },
+    /// Evaluate a model with a method's eval metrics (`trl eval --method sft|dpo|kto|reward`).
+    #[command(disable_help_flag = true)]
+    Eval {
+        /// `--method M` and the method's `--key value` pairs.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        args: Vec<String>,
+    },
     /// Complete every prompt of a dataset (or stdin) with a causal LM; writes JSON lines.
     Generate(generate::GenerateArgs),
     /// Chat with a model through its chat template, the reply streamed as it is generated.
@@ -139,6 +148,7 @@ pub fn main() -> ExitCode {
         Command::Grpo { args } => grpo::run(&args, interrupt_flag()),
         Command::Rloo { args } => rloo::run(&args, interrupt_flag()),
         Command::Ppo { args } => ppo::run(&args, interrupt_flag()),
+        Command::Eval { args } => eval::run(&args, interrupt_flag()),
         Command::Generate(args) => generate::run(&args),
         Command::Chat(args) => chat::run(&args),
         Command::Score(args) => score::run(&args),

@@ -13,6 +13,11 @@ pub struct ModelAndDataArgs {
     pub dataset_name: Option<String>,
     pub dataset_config: Option<String>,
     pub dataset_train_split: String,
+    /// The split evaluated when `eval_strategy` is not `no` (TRL's `ScriptArguments`).
+    pub dataset_test_split: String,
+    /// trl-rs: evaluate on this file, folder or hub dataset instead of a split of
+    /// `dataset_name` (a folder or hub dataset gives its `dataset_test_split`).
+    pub eval_dataset_name: Option<String>,
     /// trl-rs: `cpu`, `cuda`, `cuda:N`, `wgpu`.
     pub device: Option<String>,
     /// Accepted for TRL configs: our attention is exact for every value; other than eager/sdpa a
@@ -34,6 +39,8 @@ impl Default for ModelAndDataArgs {
             dataset_name: None,
             dataset_config: None,
             dataset_train_split: "train".into(),
+            dataset_test_split: "test".into(),
+            eval_dataset_name: None,
             device: None,
             attn_implementation: None,
             dtype: None,

@@ -11,11 +11,16 @@ use trl_reward::data::prepare_examples;
 use trl_reward::trainer::resolve_pad_token;
 use trl_reward::{Error as RewardError, RewardConfig, RewardMethod};
 
-use crate::common::{PrepareError, print_help, setup, wants_help};
+use crate::common::{Mode, PrepareError, print_help, setup_mode, wants_help};
 use crate::tokenizer_setup::{TokenizerOverrides, chat_template_text, training_tokenizer};
 
 /// Runs `trl reward` with raw arguments (everything after `reward`).
 pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
+    run_mode(raw, interrupt, Mode::Train)
+}
+
+/// [`run`] in `mode` (`trl eval --method reward` evaluates instead of training).
+pub fn run_mode(raw: &[String], interrupt: Arc<AtomicBool>, mode: Mode) -> Result<()> {
     if wants_help(raw) {
         print_help::<RewardConfig>(
             "reward",
@@ -28,7 +33,7 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
         ("learning_rate", Value::from(1e-4)),
         ("logging_steps", Value::from(10)),
     ];
-    let run = setup::<RewardConfig>("reward", raw, &defaults, DataMethod::Reward)?;
+    let run = setup_mode::<RewardConfig>("reward", raw, &defaults, DataMethod::Reward, mode)?;
     let config = run.config.clone();
     let overrides = TokenizerOverrides {
         chat_template_path: config.chat_template_path.as_deref(),
@@ -41,13 +46,17 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
     // setting that changes them: the chat template's text included.
     let template = chat_template_text(config.chat_template_path.as_deref())?;
     let options = serde_json::to_string(&(config.max_length, &config.eos_token, template))?;
-    let examples = run.cached_examples("reward-prepare-v1", &options, || {
-        prepare_examples(run.dataset.rows(), &tokenizer, config.max_length).map_err(|e| match e {
+    let prepare = |rows: &[trl_core::data::Row]| {
+        prepare_examples(rows, &tokenizer, config.max_length).map_err(|e| match e {
             RewardError::Row { row, message } => PrepareError::Row(row, message),
             RewardError::Model(e) => PrepareError::Other(e),
             RewardError::Config(message) => PrepareError::Other(trl_core::Error::Data { message }),
         })
+    };
+    let examples = run.cached_examples("reward-prepare-v1", &options, || {
+        prepare(run.dataset.rows())
     })?;
+    let eval_examples = run.cached_eval_examples("reward-prepare-v1", &options, prepare)?;
     let dropped = run.dataset.len() - examples.len();
     let max_length = config
         .max_length
@@ -93,5 +102,6 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
     }
     let mut method = RewardMethod::new(config, tokenizer)?;
     run.announce("reward", examples.len(), "pairs", "");
-    run.train(&mut method, model, &examples, &device, interrupt)
+    let eval = eval_examples.as_deref();
+    run.finish(&mut method, model, &examples, eval, &device, interrupt)
 }

@@ -10,11 +10,16 @@ use trl_core::model::load_causal_lm;
 use trl_sft::data::{SftExample, prepare_examples};
 use trl_sft::{SftConfig, SftMethod};
 
-use crate::common::{PrepareError, print_help, setup, wants_help};
+use crate::common::{Mode, PrepareError, print_help, setup_mode, wants_help};
 use crate::tokenizer_setup::{TokenizerOverrides, chat_template_text, training_tokenizer};
 
 /// Runs `trl sft` with raw arguments (everything after `sft`).
 pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
+    run_mode(raw, interrupt, Mode::Train)
+}
+
+/// [`run`] in `mode` (`trl eval --method sft` evaluates instead of training).
+pub fn run_mode(raw: &[String], interrupt: Arc<AtomicBool>, mode: Mode) -> Result<()> {
     if wants_help(raw) {
         print_help::<SftConfig>("sft", "supervised fine-tuning with TRL's SFTConfig keys.");
         return Ok(());
@@ -24,7 +29,7 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
         ("learning_rate", Value::from(2e-5)),
         ("logging_steps", Value::from(10)),
     ];
-    let run = setup::<SftConfig>("sft", raw, &defaults, DataMethod::Sft)?;
+    let run = setup_mode::<SftConfig>("sft", raw, &defaults, DataMethod::Sft, mode)?;
     let sft = &run.config;
     if sft.packing && sft.packing_strategy != "bfd" {
         bail!(
@@ -42,10 +47,12 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
     // every option that changes them (the chat template's text included).
     let template = chat_template_text(sft.chat_template_path.as_deref())?;
     let options = format!("{}|{template}", serde_json::to_string(sft)?);
-    let examples: Vec<SftExample> = run.cached_examples("sft-prepare-v1", &options, || {
-        prepare_examples(run.dataset.rows(), &tokenizer, sft)
-            .map_err(|e| PrepareError::Row(e.row, e.message))
-    })?;
+    let prepare = |rows: &[trl_core::data::Row]| {
+        prepare_examples(rows, &tokenizer, sft).map_err(|e| PrepareError::Row(e.row, e.message))
+    };
+    let examples: Vec<SftExample> =
+        run.cached_examples("sft-prepare-v1", &options, || prepare(run.dataset.rows()))?;
+    let eval_examples = run.cached_eval_examples("sft-prepare-v1", &options, prepare)?;
     if examples.is_empty() {
         bail!(
             "no row has a token to train on after truncation to max_length {:?}",
@@ -56,5 +63,12 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
     let model = load_causal_lm(&run.model_dir, &device)?;
     let mut method = SftMethod::new(sft.clone(), tokenizer).map_err(anyhow::Error::msg)?;
     run.announce("sft", examples.len(), "examples", "");
-    run.train(&mut method, model, &examples, &device, interrupt)
+    run.finish(
+        &mut method,
+        model,
+        &examples,
+        eval_examples.as_deref(),
+        &device,
+        interrupt,
+    )
 }

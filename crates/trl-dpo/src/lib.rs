@@ -15,6 +15,8 @@ pub use config::DpoConfig;
 pub use trainer::DpoMethod;
 
 #[cfg(test)]
+mod eval_tests;
+#[cfg(test)]
 mod loss_parity_tests;
 #[cfg(test)]
 mod parity_forward_tests;

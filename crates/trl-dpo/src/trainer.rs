@@ -377,6 +377,20 @@ impl Method for DpoMethod {
         Ok((loss.reshape([1]), metrics))
     }
 
+    fn supports_eval(&self) -> bool {
+        true
+    }
+
+    /// TRL's eval `compute_loss`: the training forward and metrics, the loss the batch's mean.
+    fn eval_batch(
+        &mut self,
+        model: &CausalLm,
+        examples: &[&DpoExample],
+        ctx: &trl_core::train::EvalContext,
+    ) -> Result<(f64, StepMetrics)> {
+        trl_core::train::eval::offline_eval_batch(self, model, examples, ctx)
+    }
+
     fn save_model(&self, model: &CausalLm, dir: &Path) -> Result<()> {
         save_causal_lm(model, &self.tokenizer, dir)
     }

@@ -15,6 +15,8 @@ pub use config::KtoConfig;
 pub use trainer::KtoMethod;
 
 #[cfg(test)]
+mod eval_tests;
+#[cfg(test)]
 mod loss_parity_tests;
 #[cfg(test)]
 mod parity_tests;

@@ -23,4 +23,6 @@ pub use error::Error;
 pub use trainer::RewardMethod;
 
 #[cfg(test)]
+mod eval_tests;
+#[cfg(test)]
 mod parity_tests;

@@ -117,6 +117,20 @@ impl Method for RewardMethod {
         Ok((loss, metrics))
     }
 
+    fn supports_eval(&self) -> bool {
+        true
+    }
+
+    /// TRL's eval `compute_loss`: the training forward and metrics, the loss the batch's mean.
+    fn eval_batch(
+        &mut self,
+        model: &SequenceClassifier,
+        examples: &[&RewardExample],
+        ctx: &trl_core::train::EvalContext,
+    ) -> Result<(f64, StepMetrics)> {
+        trl_core::train::eval::offline_eval_batch(self, model, examples, ctx)
+    }
+
     fn save_model(&self, model: &SequenceClassifier, dir: &Path) -> Result<()> {
         let mut writer = WeightWriter::default();
         model.save_weights(&mut writer)?;

@@ -16,4 +16,6 @@ pub use config::SftConfig;
 pub use trainer::SftMethod;
 
 #[cfg(test)]
+mod eval_tests;
+#[cfg(test)]
 mod parity_tests;

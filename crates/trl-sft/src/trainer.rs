@@ -7,7 +7,8 @@ use trl_core::Result;
 use trl_core::logprobs::label_log_probs;
 use trl_core::model::{CausalLm, load_causal_lm, save_causal_lm};
 use trl_core::tokenizer::Tokenizer;
-use trl_core::train::{Method, PreparedStep, StepContext, StepMetrics};
+use trl_core::train::eval::offline_eval_batch;
+use trl_core::train::{EvalContext, Method, PreparedStep, StepContext, StepMetrics};
 
 use crate::config::SftConfig;
 use crate::data::{SftBatch, SftExample, collate};
@@ -101,6 +102,21 @@ impl Method for SftMethod {
             if total > 0.0 { correct / total } else { 0.0 },
         );
         Ok((loss, metrics))
+    }
+
+    fn supports_eval(&self) -> bool {
+        true
+    }
+
+    /// TRL's eval `compute_loss`: the training forward and metrics, the loss normalised by
+    /// the batch's own label tokens.
+    fn eval_batch(
+        &mut self,
+        model: &CausalLm,
+        examples: &[&SftExample],
+        ctx: &EvalContext,
+    ) -> Result<(f64, StepMetrics)> {
+        offline_eval_batch(self, model, examples, ctx)
     }
 
     fn save_model(&self, model: &CausalLm, dir: &Path) -> Result<()> {

@@ -31,6 +31,15 @@ pub enum SaveStrategy {
     Best,
 }
 
+/// When the model is evaluated (`eval_strategy`), as transformers' `IntervalStrategy`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EvalStrategy {
+    No,
+    Steps,
+    Epoch,
+}
+
 /// Where metrics go besides `trainer_state.json` (`report_to`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -126,6 +135,22 @@ pub struct TrainingArguments {
     pub hub_private_repo: Option<bool>,
     /// Else `HF_TOKEN`, else the token file of `hf auth login`.
     pub hub_token: Option<Secret>,
+    /// Evaluation keys (see [`super::eval_args`] for how they resolve and are checked).
+    pub eval_strategy: EvalStrategy,
+    /// Defaults to `logging_steps` (a count, or a ratio of the total steps when < 1).
+    pub eval_steps: Option<f64>,
+    pub per_device_eval_batch_size: usize,
+    /// Accepted as transformers does; our evaluation keeps only per-batch scalars, so it
+    /// changes no result.
+    pub eval_accumulation_steps: Option<usize>,
+    pub eval_on_start: bool,
+    pub load_best_model_at_end: bool,
+    /// Defaults to `"loss"` when `load_best_model_at_end` or `save_strategy=best`.
+    pub metric_for_best_model: Option<String>,
+    /// Defaults to "not a loss" (`metric_for_best_model` not ending in `loss`).
+    pub greater_is_better: Option<bool>,
+    /// Checkpoints hold the model only (no optimizer moments): they cannot be resumed from.
+    pub save_only_model: bool,
 }
 
 impl Default for TrainingArguments {
@@ -166,6 +191,15 @@ impl Default for TrainingArguments {
             hub_strategy: HubStrategy::EverySave,
             hub_private_repo: None,
             hub_token: None,
+            eval_strategy: EvalStrategy::No,
+            eval_steps: None,
+            per_device_eval_batch_size: 8,
+            eval_accumulation_steps: None,
+            eval_on_start: false,
+            load_best_model_at_end: false,
+            metric_for_best_model: None,
+            greater_is_better: None,
+            save_only_model: false,
         }
     }
 }

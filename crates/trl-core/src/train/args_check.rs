@@ -122,6 +122,7 @@ impl TrainingArguments {
         non_negative("warmup_steps", self.warmup_steps)?;
         within("warmup_ratio", self.warmup_ratio, 0.0, 1.0)?;
         self.validate_intervals()?;
+        self.validate_eval()?;
         self.validate_scheduler_kwargs()
     }
 

@@ -45,11 +45,12 @@ pub fn list_checkpoints(output_dir: &Path) -> Vec<(u64, PathBuf)> {
 }
 
 /// Writes a checkpoint: `write_model` fills the folder with the model (and tokenizer), then the
-/// optimizer and state are added, and the folder is renamed into place.
+/// optimizer (unless `None`: `save_only_model`) and state are added, and the folder is renamed
+/// into place.
 pub fn save_checkpoint(
     output_dir: &Path,
     state: &TrainerState,
-    optimizer: &AdamWState,
+    optimizer: Option<&AdamWState>,
     write_model: &dyn Fn(&Path) -> Result<()>,
 ) -> Result<PathBuf> {
     let final_dir = checkpoint_dir(output_dir, state.global_step);
@@ -59,7 +60,9 @@ pub fn save_checkpoint(
     }
     std::fs::create_dir_all(&tmp_dir).map_err(|e| Error::io(&tmp_dir, e))?;
     write_model(&tmp_dir)?;
-    save_optimizer(&tmp_dir.join(OPTIMIZER_FILE), optimizer)?;
+    if let Some(optimizer) = optimizer {
+        save_optimizer(&tmp_dir.join(OPTIMIZER_FILE), optimizer)?;
+    }
     state.save(&tmp_dir.join(STATE_FILE))?;
     if final_dir.exists() {
         std::fs::remove_dir_all(&final_dir).map_err(|e| Error::io(&final_dir, e))?;
@@ -68,16 +71,31 @@ pub fn save_checkpoint(
     Ok(final_dir)
 }
 
-/// Deletes the oldest checkpoints beyond `limit`; as transformers' `rotate_checkpoints`, no
-/// limit or a limit of 0 keeps every checkpoint.
-pub fn prune_checkpoints(output_dir: &Path, limit: Option<usize>) -> Result<()> {
+/// Deletes the oldest checkpoints beyond `limit`, as transformers' `rotate_checkpoints`: no
+/// limit or a limit of 0 keeps every checkpoint; the newest and the best (`best_step`) are
+/// never deleted, so `max(limit, protected)` remain.
+pub fn prune_checkpoints(
+    output_dir: &Path,
+    limit: Option<usize>,
+    best_step: Option<u64>,
+) -> Result<()> {
     let Some(limit) = limit.filter(|&l| l > 0) else {
         return Ok(());
     };
     let checkpoints = list_checkpoints(output_dir);
-    let excess = checkpoints.len().saturating_sub(limit);
-    for (_, dir) in checkpoints.into_iter().take(excess) {
-        std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    let newest = checkpoints.last().map(|(step, _)| *step);
+    let protected = |step: u64| Some(step) == newest || Some(step) == best_step;
+    let protected_count = checkpoints.iter().filter(|(s, _)| protected(*s)).count();
+    let keep = limit.max(protected_count);
+    let mut remaining = checkpoints.len();
+    for (step, dir) in checkpoints {
+        if remaining <= keep {
+            break;
+        }
+        if !protected(step) {
+            std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+            remaining -= 1;
+        }
     }
     Ok(())
 }
@@ -130,13 +148,17 @@ mod prune_tests {
     use super::*;
 
     fn checkpoints_after_pruning(limit: Option<usize>) -> Vec<u64> {
+        checkpoints_after_pruning_with_best(limit, None)
+    }
+
+    fn checkpoints_after_pruning_with_best(limit: Option<usize>, best: Option<u64>) -> Vec<u64> {
         let dir = tempfile::tempdir().unwrap();
         for step in [2, 4, 6] {
             let checkpoint = checkpoint_dir(dir.path(), step);
             std::fs::create_dir_all(&checkpoint).unwrap();
             std::fs::write(checkpoint.join(STATE_FILE), "{}").unwrap();
         }
-        prune_checkpoints(dir.path(), limit).unwrap();
+        prune_checkpoints(dir.path(), limit, best).unwrap();
         list_checkpoints(dir.path())
             .into_iter()
             .map(|(s, _)| s)
@@ -148,5 +170,21 @@ mod prune_tests {
         assert_eq!(checkpoints_after_pruning(Some(2)), [4, 6]);
         assert_eq!(checkpoints_after_pruning(Some(0)), [2, 4, 6]);
         assert_eq!(checkpoints_after_pruning(None), [2, 4, 6]);
+    }
+
+    #[test]
+    fn the_best_checkpoint_survives_the_limit_as_transformers() {
+        assert_eq!(
+            checkpoints_after_pruning_with_best(Some(1), Some(2)),
+            [2, 6]
+        );
+        assert_eq!(
+            checkpoints_after_pruning_with_best(Some(2), Some(2)),
+            [2, 6]
+        );
+        assert_eq!(
+            checkpoints_after_pruning_with_best(Some(2), Some(6)),
+            [4, 6]
+        );
     }
 }

@@ -21,7 +21,7 @@ use burn::tensor::{Device, Tensor};
 use super::args::TrainingArguments;
 use super::data_order::Sampler;
 use super::metrics::StepMetrics;
-use crate::Result;
+use crate::{Error, Result};
 
 /// Where the loop is when it asks a method to prepare a step.
 #[derive(Debug, Clone, Copy)]
@@ -31,6 +31,17 @@ pub struct StepContext<'a> {
     /// Optimizer steps of the whole run.
     pub total_steps: u64,
     /// The device the trained model lives on.
+    pub device: &'a Device,
+}
+
+/// What a method's evaluation sees besides the batch: where the run is.
+#[derive(Debug, Clone, Copy)]
+pub struct EvalContext<'a> {
+    /// Optimizer steps done when the evaluation runs.
+    pub step: u64,
+    /// Tokens trained on so far (TRL's `num_tokens`, which SFT logs in eval too).
+    pub num_tokens: f64,
+    /// The device the model lives on.
     pub device: &'a Device,
 }
 
@@ -115,5 +126,40 @@ pub trait Method {
     /// Restores what [`Method::save_state`] wrote, when resuming from `dir`.
     fn load_state(&mut self, _dir: &Path, _device: &Device) -> Result<()> {
         Ok(())
+    }
+
+    /// Whether [`Method::eval_batch`] is implemented; the loop refuses `eval_strategy` and
+    /// `eval_on_start` up front for a method that says no.
+    fn supports_eval(&self) -> bool {
+        false
+    }
+
+    /// The model evaluation runs: the trained model with its parameters marked `no_grad`,
+    /// so its forward records no autodiff graph (as reference models run).
+    fn eval_model(&self, model: &Self::Model) -> Self::Model {
+        model.clone().no_grad()
+    }
+
+    /// One evaluation batch (`per_device_eval_batch_size` examples, in dataset order) through
+    /// `model` (from [`Method::eval_model`]): the batch's loss as TRL computes it in eval
+    /// mode (normalised by the batch's own items, `num_items_in_batch=None`) and the method's
+    /// metrics with TRL's names (the loop averages them over batches and adds `eval_`).
+    fn eval_batch(
+        &mut self,
+        _model: &Self::Model,
+        _examples: &[&Self::Example],
+        _ctx: &EvalContext,
+    ) -> Result<(f64, StepMetrics)> {
+        Err(eval_unsupported())
+    }
+}
+
+/// The error a method without evaluation gives when asked to evaluate.
+pub fn eval_unsupported() -> Error {
+    Error::Config {
+        path: "--eval_strategy".into(),
+        message: "this method does not support evaluation yet: leave eval_strategy at `no` \
+                  and eval_on_start at false"
+            .into(),
     }
 }

@@ -8,7 +8,7 @@ use burn::tensor::Device;
 use serde_json::Value;
 
 use super::args::TrainingArguments;
-use super::checkpoint::{STATE_FILE, list_checkpoints, load_optimizer};
+use super::checkpoint::{OPTIMIZER_FILE, STATE_FILE, list_checkpoints, load_optimizer};
 use super::method::Method;
 use super::optim::AdamWState;
 use super::state::TrainerState;
@@ -55,7 +55,7 @@ fn latest_checkpoint(output_dir: &Path) -> Result<PathBuf> {
     }
 }
 
-/// Loads the model, method state and optimizer of checkpoint `dir` and continues `state`
+/// Loads the model, method state and optimizer (when saved) of checkpoint `dir` and continues `state`
 /// (step, epoch, log history, token counts) from it.
 pub fn restore<M: Method>(
     method: &mut M,
@@ -66,11 +66,18 @@ pub fn restore<M: Method>(
 ) -> Result<M::Model> {
     let model = method.load_model(dir, device)?;
     method.load_state(dir, device)?;
-    *optimizer = load_optimizer(dir, device)?;
+    // A `save_only_model` checkpoint has no optimizer file: AdamW starts afresh, as the HF
+    // Trainer loads the optimizer only when its file is there.
+    if dir.join(OPTIMIZER_FILE).is_file() {
+        *optimizer = load_optimizer(dir, device)?;
+    }
     let saved = TrainerState::load(&dir.join(STATE_FILE))?;
     state.global_step = saved.global_step;
     state.epoch = saved.epoch;
     state.log_history = saved.log_history;
     state.num_input_tokens_seen = saved.num_input_tokens_seen;
+    state.best_metric = saved.best_metric;
+    state.best_global_step = saved.best_global_step;
+    state.best_model_checkpoint = saved.best_model_checkpoint;
     Ok(model)
 }

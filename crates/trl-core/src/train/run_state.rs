@@ -30,6 +30,7 @@ impl RunState {
             state: TrainerState {
                 max_steps: plan.total_steps,
                 logging_steps,
+                eval_steps: args.resolved_eval_steps(plan.total_steps),
                 save_steps,
                 num_train_epochs: plan.epochs,
                 train_batch_size: args.per_device_train_batch_size,

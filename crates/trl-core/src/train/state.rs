@@ -18,6 +18,10 @@ pub struct TrainerState {
     pub global_step: u64,
     pub max_steps: u64,
     pub logging_steps: u64,
+    /// `eval_steps` resolved against the run (written even when nothing is evaluated, as
+    /// transformers does).
+    #[serde(default)]
+    pub eval_steps: u64,
     pub save_steps: u64,
     pub num_train_epochs: u64,
     pub train_batch_size: usize,
@@ -27,6 +31,9 @@ pub struct TrainerState {
     pub is_world_process_zero: bool,
     pub is_hyper_param_search: bool,
     pub best_metric: Option<f64>,
+    /// The step of the best evaluation (transformers 5's `best_global_step`).
+    #[serde(default)]
+    pub best_global_step: Option<u64>,
     pub best_model_checkpoint: Option<String>,
     pub log_history: Vec<LogEntry>,
 }

@@ -1,7 +1,8 @@
 //! The training loop every method runs. Read top to bottom: set up, resume, then per
 //! optimizer step: draw the micro-batches, let the method prepare them, step the optimizer,
-//! let the method react, log, save, and stop cleanly on Ctrl-C/SIGTERM. A method plugs in
-//! through [`Method`]; the step itself lives in [`super::step`].
+//! let the method react, log, evaluate, save, and stop cleanly on Ctrl-C/SIGTERM. A method
+//! plugs in through [`Method`]; the step itself lives in [`super::step`], evaluation in
+//! [`super::eval`] and [`super::eval_loop`].
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -10,6 +11,7 @@ use serde_json::Value;
 
 use super::args::{SaveStrategy, TrainingArguments};
 use super::checkpoint::{prune_checkpoints, save_checkpoint};
+use super::eval_loop::{eval_due, eval_set, finish_best, note_best_checkpoint, run_eval};
 use super::logging::RunLogger;
 use super::method::{Method, StepContext};
 use super::optim::AdamWConfig;
@@ -31,7 +33,7 @@ pub struct TrainOutcome {
 }
 
 /// Trains `model` on `examples` with `method` until the plan's last step, writing
-/// checkpoints, logs and the final model into `args.output_dir`.
+/// checkpoints, logs and the final model into `args.output_dir`; no evaluation.
 pub fn train<M: Method>(
     method: &mut M,
     model: M::Model,
@@ -40,6 +42,21 @@ pub fn train<M: Method>(
     device: &Device,
     logger: &mut RunLogger,
 ) -> Result<TrainOutcome> {
+    train_with_eval(method, model, examples, None, args, device, logger)
+}
+
+/// [`train`], evaluating on `eval_examples` as `eval_strategy` / `eval_on_start` ask (and
+/// tracking the best checkpoint by `metric_for_best_model`).
+pub fn train_with_eval<M: Method>(
+    method: &mut M,
+    model: M::Model,
+    examples: &[M::Example],
+    eval_examples: Option<&[M::Example]>,
+    args: &TrainingArguments,
+    device: &Device,
+    logger: &mut RunLogger,
+) -> Result<TrainOutcome> {
+    let eval_examples = eval_set(method, args, eval_examples)?;
     if examples.is_empty() {
         return Err(Error::Config {
             path: "dataset".into(),
@@ -69,6 +86,10 @@ pub fn train<M: Method>(
     let start = Instant::now();
     let first_step = run.state.global_step;
     logger.start(plan.total_steps, first_step);
+    if let (true, Some(set)) = (args.eval_on_start, eval_examples) {
+        // As `eval_on_start`: evaluated, never a candidate for the best checkpoint.
+        run_eval(method, &model, set, &mut run, args, device, logger, false)?;
+    }
     while run.state.global_step < plan.total_steps {
         let step_start = Instant::now();
         let (next, report, lr) = train_step(
@@ -78,16 +99,22 @@ pub fn train<M: Method>(
         logger.progress(run.state.global_step, report.tokens, report.loss);
         let step_time = step_start.elapsed().as_secs_f64();
         log_if_due(&mut run, args, &report, lr, step_time, logger)?;
-        if save_due(args, &plan, &run.state) {
-            let dir = write_checkpoint(method, &model, &output_dir, &run, args.save_total_limit)?;
+        let mut new_best = false;
+        if let Some(set) = eval_examples.filter(|_| eval_due(args, &plan, &run)) {
+            new_best = run_eval(method, &model, set, &mut run, args, device, logger, true)?;
+        }
+        if save_due(args, &plan, &run.state, new_best) {
+            note_best_checkpoint(&mut run, args, &output_dir);
+            let dir = write_checkpoint(method, &model, &output_dir, &run, args, true)?;
             logger.checkpoint_saved(&dir)?;
         }
-        stop_if_interrupted(method, &model, &output_dir, &run, logger)?;
+        stop_if_interrupted(method, &model, &output_dir, &run, args, logger)?;
     }
     logger.finish();
     let steps_run = run.state.global_step - first_step;
     let summary = summary_entry(&mut run, args, examples.len(), &plan, steps_run, start);
     run.state.log_history.push(summary);
+    let model = finish_best(method, model, &run, args, device, logger)?;
     method.save_model(&model, &output_dir)?;
     run.state
         .save(&output_dir.join(super::checkpoint::STATE_FILE))?;
@@ -150,12 +177,13 @@ fn stop_if_interrupted<M: Method>(
     model: &M::Model,
     output_dir: &Path,
     run: &RunState,
+    args: &TrainingArguments,
     logger: &RunLogger,
 ) -> Result<()> {
     if !logger.interrupted() {
         return Ok(());
     }
-    let checkpoint = write_checkpoint(method, model, output_dir, run, None)?;
+    let checkpoint = write_checkpoint(method, model, output_dir, run, args, false)?;
     Err(Error::Interrupted {
         step: run.state.global_step,
         checkpoint,
@@ -228,30 +256,42 @@ fn log_if_due(
     Ok(())
 }
 
-/// As the HF Trainer: every `save_steps` (or epoch), and once more at the last step.
-fn save_due(args: &TrainingArguments, plan: &Plan, state: &TrainerState) -> bool {
+/// As the HF Trainer: every `save_steps` (or epoch), and once more at the last step; with
+/// `save_strategy=best`, when the evaluation just made found a new best.
+fn save_due(args: &TrainingArguments, plan: &Plan, state: &TrainerState, new_best: bool) -> bool {
     let step = state.global_step;
     let last_step = step == plan.total_steps;
     match args.save_strategy {
         SaveStrategy::Steps => step.is_multiple_of(state.save_steps) || last_step,
         SaveStrategy::Epoch => plan.ends_epoch(step) || last_step,
-        SaveStrategy::No | SaveStrategy::Best => false,
+        SaveStrategy::Best => new_best,
+        SaveStrategy::No => false,
     }
 }
 
-/// Writes `checkpoint-N` (model, method state, optimizer, trainer state) and prunes old ones.
+/// Writes `checkpoint-N` (model, method state, optimizer unless `save_only_model`, trainer
+/// state) and, when `prune`, deletes old ones beyond `save_total_limit`, keeping the best.
 fn write_checkpoint<M: Method>(
     method: &M,
     model: &M::Model,
     output_dir: &Path,
     run: &RunState,
-    save_total_limit: Option<usize>,
+    args: &TrainingArguments,
+    prune: bool,
 ) -> Result<PathBuf> {
     let write = |dir: &Path| {
         method.save_model(model, dir)?;
         method.save_state(dir)
     };
-    let dir = save_checkpoint(output_dir, &run.state, &run.optimizer, &write)?;
-    prune_checkpoints(output_dir, save_total_limit)?;
+    let optimizer = (!args.save_only_model).then_some(&run.optimizer);
+    let dir = save_checkpoint(output_dir, &run.state, optimizer, &write)?;
+    let best = run
+        .state
+        .best_model_checkpoint
+        .as_ref()
+        .and(run.state.best_global_step);
+    if prune {
+        prune_checkpoints(output_dir, args.save_total_limit, best)?;
+    }
     Ok(dir)
 }
