@@ -17,7 +17,7 @@ use trl_core::data::token_cache::{CacheKey, cached};
 use trl_core::data::{Dataset, DatasetArgs, Method as DataMethod, load_dataset};
 use trl_core::train::args::{ReportTo, known_keys};
 use trl_core::train::output_dir::{check_output_dir, prepare_output_dir};
-use trl_core::train::{Method, RunLogger, TrainOutcome, TrainingArguments, train, train_with_eval};
+use trl_core::train::{Method, RunLogger, TrainOutcome, TrainingArguments, train_with_eval};
 
 use crate::config::{parse_args, reject_unknown_keys, take_keys as take_known_keys};
 use crate::device::{default_device_spec, parse_device};
@@ -304,16 +304,7 @@ impl<C> Setup<C> {
         device: &Device,
         interrupt: Arc<AtomicBool>,
     ) -> Result<()> {
-        let mut logger = self.logger(interrupt)?;
-        if let Some(hook) = self.hub.as_ref().and_then(TrainingPush::checkpoint_hook) {
-            logger = logger.with_checkpoint_hook(hook);
-        }
-        let outcome = train(method, model, examples, &self.args, device, &mut logger)?;
-        report(&outcome);
-        match &self.hub {
-            Some(hub) => hub.push_final(&outcome.output_dir),
-            None => Ok(()),
-        }
+        self.train_with_eval(method, model, examples, None, device, interrupt)
     }
 
     /// The tail of every offline command: trains (evaluating on `eval_examples` as the eval
@@ -346,6 +337,9 @@ impl<C> Setup<C> {
         interrupt: Arc<AtomicBool>,
     ) -> Result<()> {
         let mut logger = self.logger(interrupt)?;
+        if let Some(hook) = self.hub.as_ref().and_then(TrainingPush::checkpoint_hook) {
+            logger = logger.with_checkpoint_hook(hook);
+        }
         let outcome = train_with_eval(
             method,
             model,
@@ -356,7 +350,10 @@ impl<C> Setup<C> {
             &mut logger,
         )?;
         report(&outcome);
-        Ok(())
+        match &self.hub {
+            Some(hub) => hub.push_final(&outcome.output_dir),
+            None => Ok(()),
+        }
     }
 }
 
