@@ -27,6 +27,7 @@ const SCRIPTS: &[(&str, &[&str])] = &[
     ("grpo_reference.py", &[]),
     ("rewards_reference.py", &[]),
     ("grpo_loss_reference.py", &[]),
+    ("peft_reference.py", &[]),
 ];
 
 /// The folders the scripts write, compared by `--check`.

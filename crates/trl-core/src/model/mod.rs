@@ -9,6 +9,7 @@ pub mod decoder;
 pub mod kv_cache;
 pub mod layers;
 pub mod mask;
+pub mod projection;
 pub mod rope;
 pub mod weights;
 
@@ -19,6 +20,7 @@ use burn::tensor::Device;
 pub use config::{DecoderConfig, Family, HeadKind, RopeScaling};
 pub use decoder::{CausalLm, Decoder, SequenceClassifier, TokenBatch};
 pub use kv_cache::KvCache;
+pub use projection::Projection;
 pub use weights::{WeightReader, WeightWriter};
 
 use crate::{Error, Result};
@@ -139,4 +141,4 @@ fn generation_config(config: &DecoderConfig) -> serde_json::Value {
 }
 
 #[cfg(test)]
-mod parity_tests;
+pub(crate) mod parity_tests;
