@@ -93,7 +93,13 @@ pub struct Setup<C> {
     pub args: TrainingArguments,
     pub config: C,
     pub dataset: Dataset,
+    /// The (base) model's folder: its config and weights.
     pub model_dir: PathBuf,
+    /// Where the tokenizer is read from: the adapter folder when `--model_name_or_path` is a
+    /// peft folder holding one (a previous trl-rs or TRL run saves it there), else `model_dir`.
+    pub tokenizer_dir: PathBuf,
+    /// The LoRA adapter this run trains (`--use_peft`, or a peft folder as the model).
+    pub adapter: Option<crate::lora::AdapterPlan>,
     pub device_spec: String,
 }
 
@@ -142,7 +148,13 @@ pub fn setup<C: CommandConfig>(
         dataset_text_field: config.text_field(),
     };
     let dataset = load_dataset(&data_args, method)?;
-    let model_dir = trl_core::hub::resolve_model(&model_id, inputs.model_revision.as_deref())?;
+    let named_dir = trl_core::hub::resolve_model(&model_id, inputs.model_revision.as_deref())?;
+    let (model_dir, adapter) = crate::lora::resolve(&inputs, &model_id, named_dir.clone())?;
+    let tokenizer_dir = if named_dir.join("tokenizer.json").is_file() {
+        named_dir
+    } else {
+        model_dir.clone()
+    };
     let device_spec = inputs
         .device
         .clone()
@@ -152,6 +164,8 @@ pub fn setup<C: CommandConfig>(
         config,
         dataset,
         model_dir,
+        tokenizer_dir,
+        adapter,
         device_spec,
     })
 }
@@ -171,7 +185,7 @@ impl<C> Setup<C> {
     ) -> Result<Vec<T>> {
         let key = CacheKey::new(recipe)
             .data_files(self.dataset.files())?
-            .tokenizer_dir(&self.model_dir)?
+            .tokenizer_dir(&self.tokenizer_dir)?
             .options(options);
         let hit = key.path::<T>().is_file();
         let examples = cached(&key, || {
@@ -247,6 +261,36 @@ impl<C> Setup<C> {
         let outcome = train(method, model, examples, &self.args, device, &mut logger)?;
         report(&outcome);
         Ok(())
+    }
+
+    /// [`Setup::train`] through this run's LoRA adapter when it has one: `model` is then the
+    /// base with the adapter applied ([`crate::lora::AdapterPlan::apply`]), and the run saves
+    /// and resumes peft folders (with `tokenizer`); `load_base` reloads the base to resume.
+    #[allow(clippy::too_many_arguments)]
+    pub fn train_adapted<M: Method>(
+        &self,
+        method: &mut M,
+        model: M::Model,
+        examples: &[M::Example],
+        device: &Device,
+        interrupt: Arc<AtomicBool>,
+        tokenizer: &trl_core::tokenizer::Tokenizer,
+        load_base: crate::lora::LoadBase<M::Model>,
+    ) -> Result<()>
+    where
+        M::Model: trl_core::lora::Adaptable,
+    {
+        let Some(plan) = &self.adapter else {
+            return self.train(method, model, examples, device, interrupt);
+        };
+        let mut wrapped = crate::lora::AdapterMethod {
+            inner: method,
+            config: plan.config.clone(),
+            base_dir: self.model_dir.clone(),
+            tokenizer: tokenizer.clone(),
+            load_base,
+        };
+        self.train(&mut wrapped, model, examples, device, interrupt)
     }
 }
 

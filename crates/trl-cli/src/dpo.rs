@@ -34,7 +34,7 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
         pad_token: dpo.pad_token.as_deref(),
         ..TokenizerOverrides::default()
     };
-    let tokenizer = training_tokenizer(&run.model_dir, &run.dataset, overrides)?;
+    let tokenizer = training_tokenizer(&run.tokenizer_dir, &run.dataset, overrides)?;
     let needs_reference = DpoMethod::needs_reference(&dpo);
     // Checked before the data is tokenized: a mismatched ref_model stops the run at once.
     let reference_dir =

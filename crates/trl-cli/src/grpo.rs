@@ -96,7 +96,7 @@ pub struct OnlineSetup {
 impl OnlineSetup {
     /// Tokenizes the prompts (through the on-disk cache) and picks the device.
     pub fn new<C>(run: &Setup<C>, config: &GrpoConfig) -> Result<Self> {
-        let tokenizer = training_tokenizer(&run.model_dir, &run.dataset, TokenizerOverrides::default())?;
+        let tokenizer = training_tokenizer(&run.tokenizer_dir, &run.dataset, TokenizerOverrides::default())?;
         let kwargs: Map<String, Value> = config.chat_template_kwargs.clone().unwrap_or_default();
         let options = serde_json::to_string(&kwargs)?;
         let mut examples = run.cached_examples("grpo-prompts-v1", &options, || {

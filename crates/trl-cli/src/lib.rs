@@ -14,6 +14,7 @@ mod env;
 mod generate;
 mod grpo;
 mod kto;
+mod lora;
 mod model_args;
 mod plot;
 mod reference;

@@ -35,7 +35,7 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
         eos_token: config.eos_token.as_deref(),
         pad_token: config.pad_token.as_deref(),
     };
-    let mut tokenizer = training_tokenizer(&run.model_dir, &run.dataset, overrides)?;
+    let mut tokenizer = training_tokenizer(&run.tokenizer_dir, &run.dataset, overrides)?;
     let pad_token_id = resolve_pad_token(&mut tokenizer, config.pad_token.as_deref())?;
     // Tokenized pairs are cached on disk (see `Setup::cached_examples`), keyed by every
     // setting that changes them: the chat template's text included.

@@ -37,7 +37,7 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
         eos_token: sft.eos_token.as_deref(),
         pad_token: sft.pad_token.as_deref(),
     };
-    let tokenizer = training_tokenizer(&run.model_dir, &run.dataset, overrides)?;
+    let tokenizer = training_tokenizer(&run.tokenizer_dir, &run.dataset, overrides)?;
     // Tokenized rows are cached on disk, keyed by the data's bytes, the tokenizer files and
     // every option that changes them (the chat template's text included).
     let template = chat_template_text(sft.chat_template_path.as_deref())?;
@@ -53,8 +53,11 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
         );
     }
     let device = run.device()?;
-    let model = load_causal_lm(&run.model_dir, &device)?;
-    let mut method = SftMethod::new(sft.clone(), tokenizer).map_err(anyhow::Error::msg)?;
+    let mut model = load_causal_lm(&run.model_dir, &device)?;
+    if let Some(plan) = &run.adapter {
+        model = plan.apply(model, &device)?;
+    }
+    let mut method = SftMethod::new(sft.clone(), tokenizer.clone()).map_err(anyhow::Error::msg)?;
     run.announce("sft", examples.len(), "examples", "");
-    run.train(&mut method, model, &examples, &device, interrupt)
+    run.train_adapted(&mut method, model, &examples, &device, interrupt, &tokenizer, load_causal_lm)
 }
