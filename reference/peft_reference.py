@@ -20,6 +20,12 @@ batches as ``fixtures/expected/logits`` (``make_fixtures.logits_batches``), and 
 Cases: ``llama-qv`` (tiny-llama, peft's default targets q_proj/v_proj, r 4, alpha 8),
 ``qwen3-all-linear-rslora`` (tiny-qwen3, ``all-linear``, r 4, alpha 16, rsLoRA),
 ``mistral-mlp-lm-head`` (tiny-mistral, MLP projections + ``lm_head`` in ``modules_to_save``).
+
+``fixtures/adapters/sft-init/`` + ``fixtures/expected/lora/sft.json``: a fresh peft adapter
+(default init: ``lora_B`` zeros; ``all-linear``, r 8, alpha 16, dropout 0) over tiny-qwen2, and the
+per-step ``log_history`` of TRL's ``SFTTrainer`` training it (``PeftModel.from_pretrained(...,
+is_trainable=True)``) on ``datasets/text.jsonl`` with ``SFT_ARGS`` (``common.base_args``). trl-rs
+runs ``trl sft --model_name_or_path fixtures/adapters/sft-init`` with the same keys.
 """
 
 from __future__ import annotations
@@ -90,6 +96,50 @@ def make_adapter(case: str, spec: dict) -> None:
     cfg_path.write_text(text)
 
 
+SFT_MODEL = "tiny-qwen2"
+
+
+def sft_run() -> None:
+    """TRL SFT of a fresh LoRA adapter: per-step losses for trl-rs to match."""
+    import tempfile
+
+    import common
+    from trl import SFTConfig, SFTTrainer
+
+    torch.manual_seed(0)
+    config = LoraConfig(
+        r=8, lora_alpha=16, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM"
+    )
+    out = ADAPTERS / "sft-init"
+    shutil.rmtree(out, ignore_errors=True)
+    get_peft_model(load_base(SFT_MODEL), config).save_pretrained(out)
+    cfg_path = out / "adapter_config.json"
+    cfg_path.write_text(cfg_path.read_text().replace(str(MODELS / SFT_MODEL), f"fixtures/models/{SFT_MODEL}"))
+    args = common.base_args()
+    args.pop("model_init_kwargs")
+    model = PeftModel.from_pretrained(load_base(SFT_MODEL), out, is_trainable=True)
+    tok = AutoTokenizer.from_pretrained(MODELS / SFT_MODEL)
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = SFTTrainer(
+            model=model,
+            args=SFTConfig(output_dir=tmp, **args),
+            train_dataset=common.load_dataset("datasets/text.jsonl"),
+            processing_class=tok,
+        )
+        trainer.train()
+    cli_args = {k: v for k, v in args.items() if k not in ("use_cpu", "bf16", "disable_tqdm", "dataloader_num_workers", "report_to", "save_strategy")}
+    record = {
+        "model": SFT_MODEL,
+        "adapter_dir": "fixtures/adapters/sft-init",
+        "dataset": "datasets/text.jsonl",
+        "args": cli_args,
+        "versions": {**versions(), "peft": peft.__version__},
+        "log_history": common.log_history(trainer),
+    }
+    (OUT / "sft.json").write_text(dump(record))
+    print(f"wrote {OUT / 'sft.json'}")
+
+
 def logits_of(model, tok) -> dict:
     cases = {}
     for case, (input_ids, attention_mask, position_ids) in logits_batches(tok).items():
@@ -128,6 +178,7 @@ def main() -> None:
         }
         (OUT / f"{case}.json").write_text(dump(out))
         print(f"wrote {OUT / case}.json")
+    sft_run()
 
 
 if __name__ == "__main__":

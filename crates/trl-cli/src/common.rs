@@ -4,7 +4,7 @@
 //! are set up in `tokenizer_setup.rs` and `reference.rs`.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
@@ -148,7 +148,12 @@ pub fn setup<C: CommandConfig>(
         dataset_text_field: config.text_field(),
     };
     let dataset = load_dataset(&data_args, method)?;
-    let named_dir = trl_core::hub::resolve_model(&model_id, inputs.model_revision.as_deref())?;
+    // A local peft adapter folder has no config.json: it names its base instead.
+    let named_dir = if trl_core::lora::is_adapter_dir(Path::new(&model_id)) {
+        PathBuf::from(&model_id)
+    } else {
+        trl_core::hub::resolve_model(&model_id, inputs.model_revision.as_deref())?
+    };
     let (model_dir, adapter) = crate::lora::resolve(&inputs, &model_id, named_dir.clone())?;
     let tokenizer_dir = if named_dir.join("tokenizer.json").is_file() {
         named_dir
