@@ -83,3 +83,74 @@ fn sft_of_a_peft_adapter_matches_trl_step_by_step_and_resumes() {
     let resumed = losses(&logged_steps(&out_dir));
     assert_eq!(resumed, full, "resumed run's losses");
 }
+
+/// Max |ours - expected| over the unmasked positions of both cases of an expected-logits file.
+fn worst_logit_error(model: &trl::core::model::CausalLm, expected: &Value) -> f32 {
+    use trl::core::model::TokenBatch;
+    let rows = |v: &Value| -> Vec<Vec<i64>> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect())
+            .collect()
+    };
+    let mut worst = 0f32;
+    for case in expected["cases"].as_object().unwrap().values() {
+        let ids: Vec<Vec<u32>> = rows(&case["input_ids"])
+            .into_iter()
+            .map(|r| r.into_iter().map(|x| x as u32).collect())
+            .collect();
+        let mask = rows(&case["attention_mask"]);
+        let batch = TokenBatch::with_position_ids(ids, mask.clone(), rows(&case["position_ids"]));
+        let logits = model.forward(&batch).into_data().try_to_vec::<f32>().unwrap();
+        let want = &case["logits"];
+        let vocab = want[0][0].as_array().unwrap().len();
+        let seq = mask[0].len();
+        for (b, row) in mask.iter().enumerate() {
+            for (s, _) in row.iter().enumerate().filter(|(_, m)| **m == 1) {
+                for v in 0..vocab {
+                    let w = want[b][s][v].as_f64().unwrap() as f32;
+                    worst = worst.max((logits[(b * seq + s) * vocab + v] - w).abs());
+                }
+            }
+        }
+    }
+    worst
+}
+
+#[test]
+fn merge_writes_a_checkpoint_with_the_adapted_logits() {
+    let dir = tempfile::tempdir().unwrap();
+    for case in ["llama-qv", "mistral-mlp-lm-head"] {
+        let out_dir = dir.path().join(case);
+        let adapter = format!("fixtures/adapters/{case}");
+        let out = trl(&[
+            "merge",
+            "--model_name_or_path",
+            &adapter,
+            "--output_dir",
+            out_dir.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let expected = read_json(&root().join(format!("fixtures/expected/lora/{case}.json")));
+        let device = burn::tensor::Device::default();
+        let merged = trl::core::model::load_causal_lm(&out_dir, &device).unwrap();
+        let err = worst_logit_error(&merged, &expected);
+        assert!(err < 1e-4, "{case}: merged logits vs peft: {err}");
+        assert!(out_dir.join("tokenizer.json").is_file());
+    }
+}
+
+#[test]
+fn merge_refuses_a_folder_without_an_adapter() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = trl(&[
+        "merge",
+        "--model_name_or_path",
+        common::MODEL,
+        "--output_dir",
+        dir.path().join("out").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("adapter_config.json"), "{}", stderr(&out));
+}

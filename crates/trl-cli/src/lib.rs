@@ -15,6 +15,7 @@ mod generate;
 mod grpo;
 mod kto;
 mod lora;
+mod merge;
 mod model_args;
 mod plot;
 mod reference;
@@ -100,6 +101,8 @@ enum Command {
     Validate(validate::ValidateArgs),
     /// Draw a run's logged curves (trainer_state.json's log_history) into a PNG.
     Plot(plot::PlotArgs),
+    /// Fold a peft LoRA adapter into its base model and write a plain checkpoint.
+    Merge(merge::MergeArgs),
     /// Print versions, compiled-in backends, the default device and thread count.
     Env(env::EnvArgs),
 }
@@ -127,6 +130,7 @@ pub fn main() -> ExitCode {
         Command::Score(args) => score::run(&args),
         Command::Validate(args) => validate::run(&args),
         Command::Plot(args) => plot::run(&args),
+        Command::Merge(args) => merge::run(&args),
         Command::Env(args) => env::run(&args),
     };
     match result {

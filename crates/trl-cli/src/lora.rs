@@ -85,6 +85,22 @@ pub fn resolve(
     Ok((model_dir, Some(AdapterPlan { config, source: AdapterSource::Fresh })))
 }
 
+/// The folder holding the `config.json` that describes `dir`'s model: `dir` itself, or for a
+/// peft adapter folder its base model's folder.
+pub fn model_config_dir(dir: &Path) -> Result<PathBuf> {
+    if !is_adapter_dir(dir) || dir.join("config.json").is_file() {
+        return Ok(dir.to_path_buf());
+    }
+    let config = LoraConfig::read(dir)?;
+    trl_core::hub::resolve_model(&config.base_model_name_or_path, None).with_context(|| {
+        format!(
+            "{}: base_model_name_or_path {:?} (from adapter_config.json)",
+            dir.display(),
+            config.base_model_name_or_path
+        )
+    })
+}
+
 /// TRL's `get_peft_config`: the LoRA settings of `--use_peft` and the `--lora_*` flags.
 fn config_from_flags(inputs: &ModelAndDataArgs, model_id: &str) -> Result<LoraConfig> {
     if inputs.use_dora {
