@@ -154,3 +154,74 @@ fn merge_refuses_a_folder_without_an_adapter() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("adapter_config.json"), "{}", stderr(&out));
 }
+
+/// `trl sft --use_peft` -> `trl dpo` on its adapter -> `trl merge`: each stage saves a peft
+/// folder the next one loads; DPO's reference is the SFT policy (its first loss is ln 2);
+/// the merged checkpoint gives the logits of base + DPO adapter.
+#[test]
+fn sft_then_dpo_then_merge_on_the_bundled_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sft_dir, dpo_dir, merged_dir) = (
+        dir.path().join("sft"),
+        dir.path().join("dpo"),
+        dir.path().join("merged"),
+    );
+    let common_args = |out: &Path| -> Vec<String> {
+        [
+            "--output_dir", out.to_str().unwrap(), "--max_steps", "3", "--logging_steps", "1",
+            "--per_device_train_batch_size", "2", "--learning_rate", "1e-3", "--save_steps", "3",
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let mut sft: Vec<String> = [
+        "sft", "--model_name_or_path", common::MODEL, "--dataset_name", "datasets/text.jsonl",
+        "--use_peft", "--lora_r", "4", "--lora_dropout", "0", "--lora_target_modules", "all-linear",
+    ]
+    .map(String::from)
+    .to_vec();
+    sft.extend(common_args(&sft_dir));
+    let out = trl(&sft);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let config = read_json(&sft_dir.join("adapter_config.json"));
+    assert_eq!(config["r"], 4);
+    assert_eq!(config["target_modules"].as_array().unwrap().len(), 7 * 2, "all-linear, resolved");
+    // Only the adapters have optimizer state: A and B of 14 projections, two moments each.
+    let optimizer = std::fs::read(sft_dir.join("checkpoint-3/optimizer.safetensors")).unwrap();
+    let header_len = u64::from_le_bytes(optimizer[..8].try_into().unwrap()) as usize;
+    let header: Value = serde_json::from_slice(&optimizer[8..8 + header_len]).unwrap();
+    let moments = header.as_object().unwrap().keys().filter(|k| k.contains("exp_avg")).count();
+    assert_eq!(moments, 14 * 2 * 2);
+
+    let mut dpo: Vec<String> = [
+        "dpo", "--model_name_or_path", sft_dir.to_str().unwrap(), "--dataset_name",
+        "datasets/preference.jsonl", "--use_peft",
+    ]
+    .map(String::from)
+    .to_vec();
+    dpo.extend(common_args(&dpo_dir));
+    let out = trl(&dpo);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let first = &logged_steps(&dpo_dir)[0];
+    let loss = first["loss"].as_f64().unwrap();
+    assert!((loss - std::f64::consts::LN_2).abs() < 1e-5, "first DPO loss {loss}");
+    assert_eq!(read_json(&dpo_dir.join("adapter_config.json"))["base_model_name_or_path"], common::MODEL);
+
+    let out = trl(&[
+        "merge", "--model_name_or_path", dpo_dir.to_str().unwrap(), "--output_dir",
+        merged_dir.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    use trl::core::lora;
+    use trl::core::model::{TokenBatch, load_causal_lm};
+    let device = burn::tensor::Device::default();
+    let merged = load_causal_lm(&merged_dir, &device).unwrap();
+    let base = load_causal_lm(&root().join(common::MODEL), &device).unwrap();
+    let config = lora::LoraConfig::read(&dpo_dir).unwrap();
+    let adapted = lora::load_adapter(base, &config, &dpo_dir, &device).unwrap();
+    let batch = TokenBatch::new(vec![vec![5, 6, 7, 8, 9, 10]], vec![vec![1; 6]]);
+    let a = merged.forward(&batch).into_data().try_to_vec::<f32>().unwrap();
+    let b = adapted.forward(&batch).into_data().try_to_vec::<f32>().unwrap();
+    let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+    assert!(worst < 1e-4, "merged vs base + adapter: {worst}");
+}

@@ -57,14 +57,25 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
         );
     }
     let device = run.device()?;
-    let model = load_causal_lm(&run.model_dir, &device)?;
-    // The reference runs without autodiff: a frozen copy of the start, or `ref_model`.
-    let reference = if needs_reference {
-        Some(load_frozen_causal_lm(&reference_dir, &device.clone())?)
-    } else {
-        None
+    let mut model = load_causal_lm(&run.model_dir, &device)?;
+    if let Some(plan) = &run.adapter {
+        if dpo.sync_ref_model {
+            bail!("sync_ref_model=true is not supported with a LoRA adapter (the reference is the base with the adapter off)");
+        }
+        model = plan.apply(model, &device)?;
+    }
+    // The reference runs without autodiff: a frozen copy of the start, or `ref_model`; under
+    // LoRA (without `ref_model`) the base with the adapter off, sharing the policy's weights.
+    let reference = match (&run.adapter, needs_reference, &dpo.ref_model) {
+        (_, false, _) => None,
+        (Some(plan), true, None) => Some(plan.reference(&model)?),
+        _ => Some(load_frozen_causal_lm(&reference_dir, &device.clone())?),
     };
-    let mut method = DpoMethod::new(dpo.clone(), tokenizer, reference)?;
+    let reference_options = match (&run.adapter, &dpo.ref_model) {
+        (Some(plan), None) => format!("{}{}", dpo.reference_options(), plan.reference_key()?),
+        _ => dpo.reference_options().to_string(),
+    };
+    let mut method = DpoMethod::new(dpo.clone(), tokenizer.clone(), reference)?;
     if dpo.precompute_ref_log_probs && needs_reference {
         let batch = dpo
             .precompute_ref_batch_size
@@ -81,7 +92,7 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
         cached_reference_logps(
             "dpo-ref-logps-v2",
             &reference_dir,
-            &dpo.reference_options().to_string(),
+            &reference_options,
             &mut examples,
             &slots,
             |examples| method.precompute_reference(examples, batch, &device),
@@ -94,5 +105,5 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
         "pairs",
         &format!(", losses {:?}", dpo.loss_type.to_vec()),
     );
-    run.train(&mut method, model, &examples, &device, interrupt)
+    run.train_adapted(&mut method, model, &examples, &device, interrupt, &tokenizer, Box::new(load_causal_lm))
 }

@@ -46,10 +46,24 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
         run.args.gradient_accumulation_steps,
     )?;
     let online = OnlineSetup::new(&run, &run.config)?;
-    let reference = (run.config.beta != 0.0)
-        .then(|| load_frozen_causal_lm(&run.model_dir, &online.device))
-        .transpose()?;
-    let model = load_causal_lm(&run.model_dir, &online.device)?;
+    let mut model = load_causal_lm(&run.model_dir, &online.device)?;
+    // With beta != 0 the reference is a frozen copy of the start; under LoRA the base with the
+    // adapter off, sharing the policy's weights.
+    let reference = match (&run.adapter, run.config.beta != 0.0) {
+        (Some(plan), true) => {
+            if run.config.sync_ref_model {
+                bail!("sync_ref_model=true is not supported with a LoRA adapter");
+            }
+            model = plan.apply(model, &online.device)?;
+            Some(plan.reference(&model)?)
+        }
+        (Some(plan), false) => {
+            model = plan.apply(model, &online.device)?;
+            None
+        }
+        (None, true) => Some(load_frozen_causal_lm(&run.model_dir, &online.device)?),
+        (None, false) => None,
+    };
     let parts = GrpoParts {
         tokenizer: online.tokenizer.clone(),
         pad_token_id: online.pad_token_id,
@@ -69,7 +83,15 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
             run.config.loss_type, run.config.num_generations
         ),
     );
-    run.train(&mut method, model, &online.examples, &online.device, interrupt)
+    run.train_adapted(
+        &mut method,
+        model,
+        &online.examples,
+        &online.device,
+        interrupt,
+        &online.tokenizer,
+        Box::new(load_causal_lm),
+    )
 }
 
 /// Refuses, with a reason, TRL keys trl-rs does not take (vLLM's and a few others), before

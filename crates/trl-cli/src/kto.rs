@@ -65,10 +65,25 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
         );
     }
     let device = run.device()?;
-    let model = load_causal_lm(&run.model_dir, &device)?;
+    let mut model = load_causal_lm(&run.model_dir, &device)?;
     let plain = device.clone();
-    let reference = load_frozen_causal_lm(&reference_dir, &plain)?;
-    let mut method = KtoMethod::new(kto.clone(), tokenizer, Some(reference))?;
+    // Under LoRA (without `ref_model`) the reference is the base with the adapter off,
+    // sharing the policy's weights.
+    let (reference, reference_options) = match (&run.adapter, &kto.ref_model) {
+        (Some(plan), None) => {
+            model = plan.apply(model, &device)?;
+            let options = format!("{}{}", kto.reference_options(), plan.reference_key()?);
+            (plan.reference(&model)?, options)
+        }
+        (plan, _) => {
+            if let Some(plan) = plan {
+                model = plan.apply(model, &device)?;
+            }
+            let reference = load_frozen_causal_lm(&reference_dir, &plain)?;
+            (reference, kto.reference_options().to_string())
+        }
+    };
+    let mut method = KtoMethod::new(kto.clone(), tokenizer.clone(), Some(reference))?;
     if kto.precompute_ref_log_probs {
         let size = kto.precompute_ref_batch_size.unwrap_or(batch);
         let slots = RefSlots::<KtoExample> {
@@ -83,7 +98,7 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
         cached_reference_logps(
             "kto-ref-logps-v2",
             &reference_dir,
-            &kto.reference_options().to_string(),
+            &reference_options,
             &mut examples,
             &slots,
             |examples| method.precompute_reference(examples, size, &plain),
@@ -96,5 +111,5 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
         "examples",
         &format!(", loss {:?}", kto.loss_type),
     );
-    run.train(&mut method, model, &examples, &device, interrupt)
+    run.train_adapted(&mut method, model, &examples, &device, interrupt, &tokenizer, Box::new(load_causal_lm))
 }
