@@ -26,6 +26,10 @@ Cases: ``llama-qv`` (tiny-llama, peft's default targets q_proj/v_proj, r 4, alph
 per-step ``log_history`` of TRL's ``SFTTrainer`` training it (``PeftModel.from_pretrained(...,
 is_trainable=True)``) on ``datasets/text.jsonl`` with ``SFT_ARGS`` (``common.base_args``). trl-rs
 runs ``trl sft --model_name_or_path fixtures/adapters/sft-init`` with the same keys.
+
+``fixtures/expected/lora/dpo.json``: the same for TRL's ``DPOTrainer`` on
+``datasets/preference.jsonl``, starting from ``sft-init``: the policy is the adapter, the
+reference TRL's frozen "ref" copy of it (here equal to the base, as ``lora_B`` starts at zero).
 """
 
 from __future__ import annotations
@@ -140,6 +144,38 @@ def sft_run() -> None:
     print(f"wrote {OUT / 'sft.json'}")
 
 
+def dpo_run() -> None:
+    """TRL DPO of the ``sft-init`` adapter: per-step losses for trl-rs to match."""
+    import tempfile
+
+    import common
+    from trl import DPOConfig, DPOTrainer
+
+    args = common.base_args()
+    args.pop("model_init_kwargs")
+    model = PeftModel.from_pretrained(load_base(SFT_MODEL), ADAPTERS / "sft-init", is_trainable=True)
+    tok = AutoTokenizer.from_pretrained(MODELS / SFT_MODEL)
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = DPOTrainer(
+            model=model,
+            args=DPOConfig(output_dir=tmp, **args),
+            train_dataset=common.load_dataset("datasets/preference.jsonl"),
+            processing_class=tok,
+        )
+        trainer.train()
+    cli_args = {k: v for k, v in args.items() if k not in ("use_cpu", "bf16", "disable_tqdm", "dataloader_num_workers", "report_to", "save_strategy")}
+    record = {
+        "model": SFT_MODEL,
+        "adapter_dir": "fixtures/adapters/sft-init",
+        "dataset": "datasets/preference.jsonl",
+        "args": cli_args,
+        "versions": {**versions(), "peft": peft.__version__},
+        "log_history": common.log_history(trainer),
+    }
+    (OUT / "dpo.json").write_text(dump(record))
+    print(f"wrote {OUT / 'dpo.json'}")
+
+
 def logits_of(model, tok) -> dict:
     cases = {}
     for case, (input_ids, attention_mask, position_ids) in logits_batches(tok).items():
@@ -179,6 +215,7 @@ def main() -> None:
         (OUT / f"{case}.json").write_text(dump(out))
         print(f"wrote {OUT / case}.json")
     sft_run()
+    dpo_run()
 
 
 if __name__ == "__main__":

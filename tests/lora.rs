@@ -12,10 +12,10 @@ use serde_json::Value;
 /// Relative tolerance on per-step losses against TRL (fp32, different kernels).
 const LOSS_RTOL: f64 = 2e-3;
 
-/// `trl sft` arguments of the reference run in `expected/lora/sft.json`.
-fn sft_reference_args(expected: &Value, out_dir: &Path) -> Vec<String> {
+/// `trl <command>` arguments of the reference run in `expected/lora/<command>.json`.
+fn reference_run_args(command: &str, expected: &Value, out_dir: &Path) -> Vec<String> {
     let mut args = vec![
-        "sft".to_string(),
+        command.to_string(),
         "--model_name_or_path".into(),
         expected["adapter_dir"].as_str().unwrap().into(),
         "--dataset_name".into(),
@@ -31,6 +31,17 @@ fn sft_reference_args(expected: &Value, out_dir: &Path) -> Vec<String> {
         });
     }
     args
+}
+
+/// The logged steps (entries with a loss) of a reference run.
+fn reference_steps(expected: &Value) -> Vec<Value> {
+    expected["log_history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e.get("loss").is_some())
+        .cloned()
+        .collect()
 }
 
 fn losses(steps: &[Value]) -> Vec<f64> {
@@ -51,16 +62,10 @@ fn assert_close(ours: &[f64], theirs: &[f64], what: &str) {
 #[test]
 fn sft_of_a_peft_adapter_matches_trl_step_by_step_and_resumes() {
     let expected = read_json(&root().join("fixtures/expected/lora/sft.json"));
-    let theirs: Vec<Value> = expected["log_history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e.get("loss").is_some())
-        .cloned()
-        .collect();
+    let theirs = reference_steps(&expected);
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().join("run");
-    let mut args = sft_reference_args(&expected, &out_dir);
+    let mut args = reference_run_args("sft", &expected, &out_dir);
     args.extend(["--save_steps".into(), "4".into()]);
     let out = trl(&args);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -82,6 +87,24 @@ fn sft_of_a_peft_adapter_matches_trl_step_by_step_and_resumes() {
     assert!(out.status.success(), "{}", stderr(&out));
     let resumed = losses(&logged_steps(&out_dir));
     assert_eq!(resumed, full, "resumed run's losses");
+}
+
+#[test]
+fn dpo_of_a_peft_adapter_matches_trl_step_by_step() {
+    let expected = read_json(&root().join("fixtures/expected/lora/dpo.json"));
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("run");
+    let out = trl(&reference_run_args("dpo", &expected, &out_dir));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let ours = logged_steps(&out_dir);
+    let theirs = reference_steps(&expected);
+    assert_close(&losses(&ours), &losses(&theirs), "dpo losses");
+    let margins = |steps: &[Value]| -> Vec<f64> {
+        steps.iter().map(|e| e["rewards/margins"].as_f64().unwrap()).collect()
+    };
+    for (a, b) in margins(&ours).iter().zip(margins(&theirs)) {
+        assert!((a - b).abs() <= 2e-3 * b.abs().max(1.0) , "margins {a} vs {b}");
+    }
 }
 
 /// Max |ours - expected| over the unmasked positions of both cases of an expected-logits file.
