@@ -49,7 +49,11 @@ fn losses(steps: &[Value]) -> Vec<f64> {
 }
 
 fn assert_close(ours: &[f64], theirs: &[f64], what: &str) {
-    assert_eq!(ours.len(), theirs.len(), "{what}: steps {ours:?} vs {theirs:?}");
+    assert_eq!(
+        ours.len(),
+        theirs.len(),
+        "{what}: steps {ours:?} vs {theirs:?}"
+    );
     for (step, (a, b)) in ours.iter().zip(theirs).enumerate() {
         assert!(
             (a - b).abs() <= LOSS_RTOL * b.abs(),
@@ -72,12 +76,19 @@ fn sft_of_a_peft_adapter_matches_trl_step_by_step_and_resumes() {
     let ours = logged_steps(&out_dir);
     assert_close(&losses(&ours), &losses(&theirs), "sft losses");
     // Saved as a peft adapter (no full model), with the tokenizer.
-    for file in ["adapter_model.safetensors", "adapter_config.json", "tokenizer.json"] {
+    for file in [
+        "adapter_model.safetensors",
+        "adapter_config.json",
+        "tokenizer.json",
+    ] {
         assert!(out_dir.join(file).is_file(), "{file} missing");
     }
     assert!(!out_dir.join("model.safetensors").exists());
     let config = read_json(&out_dir.join("adapter_config.json"));
-    assert_eq!(config["base_model_name_or_path"], "fixtures/models/tiny-qwen2");
+    assert_eq!(
+        config["base_model_name_or_path"],
+        "fixtures/models/tiny-qwen2"
+    );
     assert_eq!(config["peft_type"], "LORA");
     // Resuming from step 4 gives the unbroken run's last four steps exactly.
     let full = losses(&ours);
@@ -100,10 +111,16 @@ fn dpo_of_a_peft_adapter_matches_trl_step_by_step() {
     let theirs = reference_steps(&expected);
     assert_close(&losses(&ours), &losses(&theirs), "dpo losses");
     let margins = |steps: &[Value]| -> Vec<f64> {
-        steps.iter().map(|e| e["rewards/margins"].as_f64().unwrap()).collect()
+        steps
+            .iter()
+            .map(|e| e["rewards/margins"].as_f64().unwrap())
+            .collect()
     };
     for (a, b) in margins(&ours).iter().zip(margins(&theirs)) {
-        assert!((a - b).abs() <= 2e-3 * b.abs().max(1.0) , "margins {a} vs {b}");
+        assert!(
+            (a - b).abs() <= 2e-3 * b.abs().max(1.0),
+            "margins {a} vs {b}"
+        );
     }
 }
 
@@ -114,7 +131,13 @@ fn worst_logit_error(model: &trl::core::model::CausalLm, expected: &Value) -> f3
         v.as_array()
             .unwrap()
             .iter()
-            .map(|r| r.as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect())
+            .map(|r| {
+                r.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_i64().unwrap())
+                    .collect()
+            })
             .collect()
     };
     let mut worst = 0f32;
@@ -125,7 +148,11 @@ fn worst_logit_error(model: &trl::core::model::CausalLm, expected: &Value) -> f3
             .collect();
         let mask = rows(&case["attention_mask"]);
         let batch = TokenBatch::with_position_ids(ids, mask.clone(), rows(&case["position_ids"]));
-        let logits = model.forward(&batch).into_data().try_to_vec::<f32>().unwrap();
+        let logits = model
+            .forward(&batch)
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
         let want = &case["logits"];
         let vocab = want[0][0].as_array().unwrap().len();
         let seq = mask[0].len();
@@ -175,7 +202,11 @@ fn merge_refuses_a_folder_without_an_adapter() {
         dir.path().join("out").to_str().unwrap(),
     ]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("adapter_config.json"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("adapter_config.json"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// `trl sft --use_peft` -> `trl dpo` on its adapter -> `trl merge`: each stage saves a peft
@@ -191,15 +222,35 @@ fn sft_then_dpo_then_merge_on_the_bundled_data() {
     );
     let common_args = |out: &Path| -> Vec<String> {
         [
-            "--output_dir", out.to_str().unwrap(), "--max_steps", "3", "--logging_steps", "1",
-            "--per_device_train_batch_size", "2", "--learning_rate", "1e-3", "--save_steps", "3",
+            "--output_dir",
+            out.to_str().unwrap(),
+            "--max_steps",
+            "3",
+            "--logging_steps",
+            "1",
+            "--per_device_train_batch_size",
+            "2",
+            "--learning_rate",
+            "1e-3",
+            "--save_steps",
+            "3",
         ]
         .map(String::from)
         .to_vec()
     };
     let mut sft: Vec<String> = [
-        "sft", "--model_name_or_path", common::MODEL, "--dataset_name", "datasets/text.jsonl",
-        "--use_peft", "--lora_r", "4", "--lora_dropout", "0", "--lora_target_modules", "all-linear",
+        "sft",
+        "--model_name_or_path",
+        common::MODEL,
+        "--dataset_name",
+        "datasets/text.jsonl",
+        "--use_peft",
+        "--lora_r",
+        "4",
+        "--lora_dropout",
+        "0",
+        "--lora_target_modules",
+        "all-linear",
     ]
     .map(String::from)
     .to_vec();
@@ -208,17 +259,30 @@ fn sft_then_dpo_then_merge_on_the_bundled_data() {
     assert!(out.status.success(), "{}", stderr(&out));
     let config = read_json(&sft_dir.join("adapter_config.json"));
     assert_eq!(config["r"], 4);
-    assert_eq!(config["target_modules"].as_array().unwrap().len(), 7 * 2, "all-linear, resolved");
+    assert_eq!(
+        config["target_modules"].as_array().unwrap().len(),
+        7 * 2,
+        "all-linear, resolved"
+    );
     // Only the adapters have optimizer state: A and B of 14 projections, two moments each.
     let optimizer = std::fs::read(sft_dir.join("checkpoint-3/optimizer.safetensors")).unwrap();
     let header_len = u64::from_le_bytes(optimizer[..8].try_into().unwrap()) as usize;
     let header: Value = serde_json::from_slice(&optimizer[8..8 + header_len]).unwrap();
-    let moments = header.as_object().unwrap().keys().filter(|k| k.contains("exp_avg")).count();
+    let moments = header
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|k| k.contains("exp_avg"))
+        .count();
     assert_eq!(moments, 14 * 2 * 2);
 
     let mut dpo: Vec<String> = [
-        "dpo", "--model_name_or_path", sft_dir.to_str().unwrap(), "--dataset_name",
-        "datasets/preference.jsonl", "--use_peft",
+        "dpo",
+        "--model_name_or_path",
+        sft_dir.to_str().unwrap(),
+        "--dataset_name",
+        "datasets/preference.jsonl",
+        "--use_peft",
     ]
     .map(String::from)
     .to_vec();
@@ -227,11 +291,20 @@ fn sft_then_dpo_then_merge_on_the_bundled_data() {
     assert!(out.status.success(), "{}", stderr(&out));
     let first = &logged_steps(&dpo_dir)[0];
     let loss = first["loss"].as_f64().unwrap();
-    assert!((loss - std::f64::consts::LN_2).abs() < 1e-5, "first DPO loss {loss}");
-    assert_eq!(read_json(&dpo_dir.join("adapter_config.json"))["base_model_name_or_path"], common::MODEL);
+    assert!(
+        (loss - std::f64::consts::LN_2).abs() < 1e-5,
+        "first DPO loss {loss}"
+    );
+    assert_eq!(
+        read_json(&dpo_dir.join("adapter_config.json"))["base_model_name_or_path"],
+        common::MODEL
+    );
 
     let out = trl(&[
-        "merge", "--model_name_or_path", dpo_dir.to_str().unwrap(), "--output_dir",
+        "merge",
+        "--model_name_or_path",
+        dpo_dir.to_str().unwrap(),
+        "--output_dir",
         merged_dir.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -243,8 +316,92 @@ fn sft_then_dpo_then_merge_on_the_bundled_data() {
     let config = lora::LoraConfig::read(&dpo_dir).unwrap();
     let adapted = lora::load_adapter(base, &config, &dpo_dir, &device).unwrap();
     let batch = TokenBatch::new(vec![vec![5, 6, 7, 8, 9, 10]], vec![vec![1; 6]]);
-    let a = merged.forward(&batch).into_data().try_to_vec::<f32>().unwrap();
-    let b = adapted.forward(&batch).into_data().try_to_vec::<f32>().unwrap();
-    let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+    let a = merged
+        .forward(&batch)
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
+    let b = adapted
+        .forward(&batch)
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
+    let worst = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max);
     assert!(worst < 1e-4, "merged vs base + adapter: {worst}");
+}
+
+/// KTO, reward modeling and GRPO with `--use_peft` save peft folders; the reward adapter is
+/// peft's SEQ_CLS with the `score` head saved in full, and merges into a reward model.
+#[test]
+fn kto_reward_and_grpo_train_adapters() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = |command: &str, data: &str, out: &Path| -> Vec<String> {
+        [
+            command,
+            "--model_name_or_path",
+            common::MODEL,
+            "--dataset_name",
+            data,
+            "--use_peft",
+            "--output_dir",
+            out.to_str().unwrap(),
+            "--max_steps",
+            "2",
+            "--logging_steps",
+            "1",
+            "--per_device_train_batch_size",
+            "4",
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let kto = dir.path().join("kto");
+    let out = trl(&base("kto", "datasets/unpaired_preference.jsonl", &kto));
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The reference is the base with the adapter off: equal to the policy at step 1.
+    assert_eq!(logged_steps(&kto)[0]["kl"].as_f64().unwrap(), 0.0);
+    let reward = dir.path().join("reward");
+    let out = trl(&base("reward", "datasets/preference.jsonl", &reward));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let config = read_json(&reward.join("adapter_config.json"));
+    assert_eq!(config["task_type"], "SEQ_CLS");
+    assert_eq!(config["modules_to_save"], serde_json::json!(["score"]));
+    let merged = dir.path().join("reward-merged");
+    let out = trl(&[
+        "merge",
+        "--model_name_or_path",
+        reward.to_str().unwrap(),
+        "--output_dir",
+        merged.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let merged_config = read_json(&merged.join("config.json"));
+    assert!(
+        merged_config["architectures"][0]
+            .as_str()
+            .unwrap()
+            .ends_with("ForSequenceClassification")
+    );
+    let grpo = dir.path().join("grpo");
+    let mut args = base("grpo", "datasets/prompt_only.jsonl", &grpo);
+    args.extend(
+        [
+            "--num_generations",
+            "4",
+            "--max_completion_length",
+            "8",
+            "--beta",
+            "0.1",
+            "--reward_funcs",
+            "think_format_reward",
+        ]
+        .map(String::from),
+    );
+    let out = trl(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(grpo.join("adapter_model.safetensors").is_file());
 }

@@ -60,7 +60,9 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
     let mut model = load_causal_lm(&run.model_dir, &device)?;
     if let Some(plan) = &run.adapter {
         if dpo.sync_ref_model {
-            bail!("sync_ref_model=true is not supported with a LoRA adapter (the reference is the base with the adapter off)");
+            bail!(
+                "sync_ref_model=true is not supported with a LoRA adapter (the reference is the base with the adapter off)"
+            );
         }
         model = plan.apply(model, &device)?;
     }
@@ -105,5 +107,13 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
         "pairs",
         &format!(", losses {:?}", dpo.loss_type.to_vec()),
     );
-    run.train_adapted(&mut method, model, &examples, &device, interrupt, &tokenizer, Box::new(load_causal_lm))
+    run.train_adapted(
+        &mut method,
+        model,
+        &examples,
+        &device,
+        interrupt,
+        &tokenizer,
+        Box::new(load_causal_lm),
+    )
 }

@@ -118,7 +118,11 @@ pub struct OnlineSetup {
 impl OnlineSetup {
     /// Tokenizes the prompts (through the on-disk cache) and picks the device.
     pub fn new<C>(run: &Setup<C>, config: &GrpoConfig) -> Result<Self> {
-        let tokenizer = training_tokenizer(&run.tokenizer_dir, &run.dataset, TokenizerOverrides::default())?;
+        let tokenizer = training_tokenizer(
+            &run.tokenizer_dir,
+            &run.dataset,
+            TokenizerOverrides::default(),
+        )?;
         let kwargs: Map<String, Value> = config.chat_template_kwargs.clone().unwrap_or_default();
         let options = serde_json::to_string(&kwargs)?;
         let mut examples = run.cached_examples("grpo-prompts-v1", &options, || {
@@ -131,7 +135,10 @@ impl OnlineSetup {
         }
         let pad_token_id = pad_token_id(&tokenizer, None)?;
         let mut eos_token_ids: Vec<u32> = tokenizer.eos_token_id().into_iter().collect();
-        merge_ids(&mut eos_token_ids, generation_config_eos_ids(&run.model_dir)?);
+        merge_ids(
+            &mut eos_token_ids,
+            generation_config_eos_ids(&run.model_dir)?,
+        );
         Ok(OnlineSetup {
             tokenizer,
             pad_token_id,

@@ -47,8 +47,11 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
             );
         }
     }
-    let tokenizer =
-        training_tokenizer(&run.tokenizer_dir, &run.dataset, TokenizerOverrides::default())?;
+    let tokenizer = training_tokenizer(
+        &run.tokenizer_dir,
+        &run.dataset,
+        TokenizerOverrides::default(),
+    )?;
     // Checked before the data is tokenized: a mismatched ref_model stops the run at once.
     let reference_dir = reference_dir(kto.ref_model.as_deref(), &run.model_dir, false)?;
     let kl_block = kto.loss_type.uses_kl().then_some(batch);
@@ -111,5 +114,13 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
         "examples",
         &format!(", loss {:?}", kto.loss_type),
     );
-    run.train_adapted(&mut method, model, &examples, &device, interrupt, &tokenizer, Box::new(load_causal_lm))
+    run.train_adapted(
+        &mut method,
+        model,
+        &examples,
+        &device,
+        interrupt,
+        &tokenizer,
+        Box::new(load_causal_lm),
+    )
 }

@@ -15,14 +15,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use burn::tensor::{Device, Tensor};
 use serde_json::Value;
-use trl_core::lora::{
-    self, Adaptable, LoraConfig, TargetModules, TaskType, is_adapter_dir,
-};
+use trl_core::lora::{self, Adaptable, LoraConfig, TargetModules, TaskType, is_adapter_dir};
 use trl_core::model::read_config;
 use trl_core::tokenizer::Tokenizer;
-use trl_core::train::{
-    Method, PreparedStep, Sampler, StepContext, StepMetrics, TrainingArguments,
-};
+use trl_core::train::{Method, PreparedStep, Sampler, StepContext, StepMetrics, TrainingArguments};
 
 use crate::model_args::ModelAndDataArgs;
 
@@ -82,7 +78,13 @@ pub fn resolve(
         },
         ..config
     };
-    Ok((model_dir, Some(AdapterPlan { config, source: AdapterSource::Fresh })))
+    Ok((
+        model_dir,
+        Some(AdapterPlan {
+            config,
+            source: AdapterSource::Fresh,
+        }),
+    ))
 }
 
 /// The folder holding the `config.json` that describes `dir`'s model: `dir` itself, or for a
@@ -104,21 +106,34 @@ pub fn model_config_dir(dir: &Path) -> Result<PathBuf> {
 /// TRL's `get_peft_config`: the LoRA settings of `--use_peft` and the `--lora_*` flags.
 fn config_from_flags(inputs: &ModelAndDataArgs, model_id: &str) -> Result<LoraConfig> {
     if inputs.use_dora {
-        bail!("--use_dora true: DoRA is not supported by trl-rs (use plain LoRA, --use_dora false)");
+        bail!(
+            "--use_dora true: DoRA is not supported by trl-rs (use plain LoRA, --use_dora false)"
+        );
     }
     if inputs.lora_r == 0 {
         bail!("--lora_r must be a positive integer (got 0)");
     }
     if !(0.0..1.0).contains(&inputs.lora_dropout) {
-        bail!("--lora_dropout must be in [0, 1) (got {})", inputs.lora_dropout);
+        bail!(
+            "--lora_dropout must be in [0, 1) (got {})",
+            inputs.lora_dropout
+        );
     }
     let names = |key: &str, value: &Option<Value>| -> Result<Vec<String>> {
         match value {
             None => Ok(Vec::new()),
-            Some(Value::String(s)) => Ok(s.split(',').map(|n| n.trim().to_string()).filter(|n| !n.is_empty()).collect()),
+            Some(Value::String(s)) => Ok(s
+                .split(',')
+                .map(|n| n.trim().to_string())
+                .filter(|n| !n.is_empty())
+                .collect()),
             Some(Value::Array(items)) => items
                 .iter()
-                .map(|v| v.as_str().map(str::to_string).with_context(|| format!("--{key}: {v} is not a module name")))
+                .map(|v| {
+                    v.as_str()
+                        .map(str::to_string)
+                        .with_context(|| format!("--{key}: {v} is not a module name"))
+                })
                 .collect(),
             Some(other) => bail!("--{key}: {other} is not a module name or a list of them"),
         }
@@ -258,5 +273,70 @@ where
 
     fn load_state(&mut self, dir: &Path, device: &Device) -> trl_core::Result<()> {
         self.inner.load_state(dir, device)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inputs(targets: Option<Value>) -> ModelAndDataArgs {
+        ModelAndDataArgs {
+            use_peft: true,
+            lora_target_modules: targets,
+            ..ModelAndDataArgs::default()
+        }
+    }
+
+    #[test]
+    fn flags_give_trl_defaults_and_parse_target_lists() {
+        let config = config_from_flags(&inputs(None), "m").unwrap();
+        assert_eq!(
+            (config.r, config.lora_alpha, config.lora_dropout),
+            (16, 32.0, 0.05)
+        );
+        assert_eq!(config.scaling(), 2.0);
+        let all = config_from_flags(&inputs(Some("all-linear".into())), "m").unwrap();
+        assert_eq!(all.target_modules, TargetModules::AllLinear);
+        let list = Value::from(vec!["q_proj", "o_proj"]);
+        let named = config_from_flags(&inputs(Some(list)), "m").unwrap();
+        assert_eq!(
+            named.target_modules,
+            TargetModules::Names(vec!["q_proj".into(), "o_proj".into()])
+        );
+    }
+
+    #[test]
+    fn dora_and_bad_values_are_clear_errors() {
+        let dora = ModelAndDataArgs {
+            use_dora: true,
+            ..inputs(None)
+        };
+        assert!(
+            config_from_flags(&dora, "m")
+                .unwrap_err()
+                .to_string()
+                .contains("DoRA")
+        );
+        let task = ModelAndDataArgs {
+            lora_task_type: "SEQ_2_SEQ_LM".into(),
+            ..inputs(None)
+        };
+        assert!(
+            config_from_flags(&task, "m")
+                .unwrap_err()
+                .to_string()
+                .contains("SEQ_2_SEQ_LM")
+        );
+        let rank = ModelAndDataArgs {
+            lora_r: 0,
+            ..inputs(None)
+        };
+        assert!(
+            config_from_flags(&rank, "m")
+                .unwrap_err()
+                .to_string()
+                .contains("lora_r")
+        );
     }
 }

@@ -11,8 +11,8 @@ use trl_reward::data::prepare_examples;
 use trl_reward::trainer::resolve_pad_token;
 use trl_reward::{Error as RewardError, RewardConfig, RewardMethod};
 
-use crate::lora::AdapterPlan;
 use crate::common::{PrepareError, print_help, setup, wants_help};
+use crate::lora::AdapterPlan;
 use crate::tokenizer_setup::{TokenizerOverrides, chat_template_text, training_tokenizer};
 
 /// Runs `trl reward` with raw arguments (everything after `reward`).
@@ -31,7 +31,10 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
     ];
     let mut run = setup::<RewardConfig>("reward", raw, &defaults, DataMethod::Reward)?;
     // A reward model's adapter is peft's SEQ_CLS: the `score` head trains in full with it.
-    run.adapter = run.adapter.take().map(AdapterPlan::for_sequence_classification);
+    run.adapter = run
+        .adapter
+        .take()
+        .map(AdapterPlan::for_sequence_classification);
     let config = run.config.clone();
     let overrides = TokenizerOverrides {
         chat_template_path: config.chat_template_path.as_deref(),
@@ -100,14 +103,28 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
     let mut method = RewardMethod::new(config.clone(), tokenizer.clone())?;
     run.announce("reward", examples.len(), "pairs", "");
     // Resuming an adapter run rebuilds the base exactly as above (pad and eos ids included).
-    let eos = config.eos_token.is_some().then(|| tokenizer.eos_token_id()).flatten();
-    let load_base = Box::new(move |dir: &std::path::Path, device: &burn::tensor::Device| {
-        let mut model = load_sequence_classifier(dir, 1, device)?;
-        model.set_pad_token_id(pad_token_id);
-        if let Some(eos) = eos {
-            model.set_eos_token_id(eos);
-        }
-        Ok(model)
-    });
-    run.train_adapted(&mut method, model, &examples, &device, interrupt, &tokenizer, load_base)
+    let eos = config
+        .eos_token
+        .is_some()
+        .then(|| tokenizer.eos_token_id())
+        .flatten();
+    let load_base = Box::new(
+        move |dir: &std::path::Path, device: &burn::tensor::Device| {
+            let mut model = load_sequence_classifier(dir, 1, device)?;
+            model.set_pad_token_id(pad_token_id);
+            if let Some(eos) = eos {
+                model.set_eos_token_id(eos);
+            }
+            Ok(model)
+        },
+    );
+    run.train_adapted(
+        &mut method,
+        model,
+        &examples,
+        &device,
+        interrupt,
+        &tokenizer,
+        load_base,
+    )
 }

@@ -69,7 +69,10 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
         "rloo",
         online.examples.len(),
         "prompts",
-        &format!(", {} generations per prompt, beta {}", config.num_generations, config.beta),
+        &format!(
+            ", {} generations per prompt, beta {}",
+            config.num_generations, config.beta
+        ),
     );
     run.train_adapted(
         &mut method,

@@ -59,5 +59,13 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
     }
     let mut method = SftMethod::new(sft.clone(), tokenizer.clone()).map_err(anyhow::Error::msg)?;
     run.announce("sft", examples.len(), "examples", "");
-    run.train_adapted(&mut method, model, &examples, &device, interrupt, &tokenizer, Box::new(load_causal_lm))
+    run.train_adapted(
+        &mut method,
+        model,
+        &examples,
+        &device,
+        interrupt,
+        &tokenizer,
+        Box::new(load_causal_lm),
+    )
 }

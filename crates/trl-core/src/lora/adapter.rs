@@ -24,7 +24,14 @@ pub struct LoraAdapter {
 impl LoraAdapter {
     /// A fresh adapter as peft initialises it (`init_lora_weights=True`), from the device's
     /// random stream (seed it for reproducible runs).
-    pub fn init(d_in: usize, d_out: usize, r: usize, scaling: f64, dropout: f64, device: &Device) -> Self {
+    pub fn init(
+        d_in: usize,
+        d_out: usize,
+        r: usize,
+        scaling: f64,
+        dropout: f64,
+        device: &Device,
+    ) -> Self {
         let bound = 1.0 / (d_in as f64).sqrt();
         let a = Tensor::<2>::random([d_in, r], Distribution::Uniform(-bound, bound), device);
         let b = Tensor::<2>::zeros([r, d_out], device);

@@ -37,7 +37,9 @@ impl TaskType {
             "SEQ_CLS" => Ok(TaskType::SeqCls),
             other => Err(Error::Config {
                 path: CONFIG_FILE.into(),
-                message: format!("task_type {other:?} is not supported (supported: CAUSAL_LM, SEQ_CLS)"),
+                message: format!(
+                    "task_type {other:?} is not supported (supported: CAUSAL_LM, SEQ_CLS)"
+                ),
             }),
         }
     }
@@ -117,7 +119,9 @@ impl LoraConfig {
         if let Some(kind) = field("peft_type").and_then(Value::as_str)
             && kind != "LORA"
         {
-            return Err(format!("peft_type {kind:?} is not supported (supported: LORA)"));
+            return Err(format!(
+                "peft_type {kind:?} is not supported (supported: LORA)"
+            ));
         }
         if field("use_dora").and_then(Value::as_bool) == Some(true) {
             return Err("use_dora=true: DoRA adapters are not supported".into());
@@ -125,27 +129,48 @@ impl LoraConfig {
         if let Some(bias) = field("bias").and_then(Value::as_str)
             && bias != "none"
         {
-            return Err(format!("bias {bias:?} is not supported (supported: \"none\")"));
+            return Err(format!(
+                "bias {bias:?} is not supported (supported: \"none\")"
+            ));
         }
         for unsupported in ["rank_pattern", "alpha_pattern"] {
-            if field(unsupported).and_then(Value::as_object).is_some_and(|m| !m.is_empty()) {
+            if field(unsupported)
+                .and_then(Value::as_object)
+                .is_some_and(|m| !m.is_empty())
+            {
                 return Err(format!("{unsupported} is not supported"));
             }
         }
-        let r = field("r").and_then(Value::as_u64).ok_or("r must be a positive integer")? as usize;
+        let r = field("r")
+            .and_then(Value::as_u64)
+            .ok_or("r must be a positive integer")? as usize;
         if r == 0 {
             return Err("r must be a positive integer".into());
         }
         let target_modules = match field("target_modules") {
             Some(Value::Array(names)) => TargetModules::Names(
-                names.iter().map(|n| n.as_str().map(str::to_string).ok_or("target_modules must hold strings")).collect::<std::result::Result<_, _>>()?,
+                names
+                    .iter()
+                    .map(|n| {
+                        n.as_str()
+                            .map(str::to_string)
+                            .ok_or("target_modules must hold strings")
+                    })
+                    .collect::<std::result::Result<_, _>>()?,
             ),
             Some(Value::String(s)) if s == "all-linear" => TargetModules::AllLinear,
-            Some(Value::String(s)) => return Err(format!("target_modules {s:?}: a regular expression is not supported; give a list of module names")),
+            Some(Value::String(s)) => {
+                return Err(format!(
+                    "target_modules {s:?}: a regular expression is not supported; give a list of module names"
+                ));
+            }
             _ => return Err("target_modules is missing".into()),
         };
         let modules_to_save = match field("modules_to_save") {
-            Some(Value::Array(names)) => names.iter().filter_map(|n| n.as_str().map(str::to_string)).collect(),
+            Some(Value::Array(names)) => names
+                .iter()
+                .filter_map(|n| n.as_str().map(str::to_string))
+                .collect(),
             _ => Vec::new(),
         };
         Ok(LoraConfig {
@@ -154,9 +179,22 @@ impl LoraConfig {
             lora_dropout: field("lora_dropout").and_then(Value::as_f64).unwrap_or(0.0),
             target_modules,
             modules_to_save,
-            use_rslora: field("use_rslora").and_then(Value::as_bool).unwrap_or(false),
-            task_type: TaskType::parse(field("task_type").and_then(Value::as_str).unwrap_or("CAUSAL_LM")).map_err(|e| match e { Error::Config { message, .. } => message, other => other.to_string() })?,
-            base_model_name_or_path: field("base_model_name_or_path").and_then(Value::as_str).unwrap_or_default().to_string(),
+            use_rslora: field("use_rslora")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            task_type: TaskType::parse(
+                field("task_type")
+                    .and_then(Value::as_str)
+                    .unwrap_or("CAUSAL_LM"),
+            )
+            .map_err(|e| match e {
+                Error::Config { message, .. } => message,
+                other => other.to_string(),
+            })?,
+            base_model_name_or_path: field("base_model_name_or_path")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
         })
     }
 
@@ -168,7 +206,8 @@ impl LoraConfig {
             TargetModules::Names(names) => names.clone(),
             TargetModules::AllLinear => targeted.to_vec(),
         };
-        let modules_to_save = (!self.modules_to_save.is_empty()).then(|| self.modules_to_save.clone());
+        let modules_to_save =
+            (!self.modules_to_save.is_empty()).then(|| self.modules_to_save.clone());
         let mut map: Map<String, Value> = serde_json::from_value(json!({
             "base_model_name_or_path": self.base_model_name_or_path,
             "bias": "none",

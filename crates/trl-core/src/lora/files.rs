@@ -75,7 +75,13 @@ pub fn load_adapter<M: Adaptable>(
                 });
             }
             let a = r.linear(&format!("{PREFIX}{path}.lora_A"), d_in, rank, false, device)?;
-            let b = r.linear(&format!("{PREFIX}{path}.lora_B"), rank, d_out, false, device)?;
+            let b = r.linear(
+                &format!("{PREFIX}{path}.lora_B"),
+                rank,
+                d_out,
+                false,
+                device,
+            )?;
             p.lora = Some(LoraAdapter::from_factors(
                 a.weight.val(),
                 b.weight.val(),

@@ -70,7 +70,9 @@ pub fn attach_new<M: Adaptable>(model: M, config: &LoraConfig, device: &Device) 
         }
         if config.targets(path) {
             let [d_in, d_out] = p.base.weight.dims();
-            p.lora = Some(LoraAdapter::init(d_in, d_out, config.r, scaling, dropout, device));
+            p.lora = Some(LoraAdapter::init(
+                d_in, d_out, config.r, scaling, dropout, device,
+            ));
             matched += 1;
         }
         Ok(p)
@@ -103,7 +105,10 @@ fn check_attached<M: Adaptable>(model: &M, config: &LoraConfig, matched: usize) 
         )));
     }
     for name in &config.modules_to_save {
-        if !paths.iter().any(|p| p == name || p.ends_with(&format!(".{name}"))) {
+        if !paths
+            .iter()
+            .any(|p| p == name || p.ends_with(&format!(".{name}")))
+        {
             return Err(error(format!(
                 "modules_to_save {name:?} is not a linear layer of the model (tied embeddings \
                  have no separate lm_head)"

@@ -16,14 +16,21 @@ fn adapted(case: &str, device: &Device) -> (CausalLm, LoraConfig, Value) {
     let dir = fixtures().join("adapters").join(case);
     let config = LoraConfig::read(&dir).unwrap();
     let base_name = expected["model"].as_str().unwrap();
-    assert_eq!(config.base_model_name_or_path, format!("fixtures/models/{base_name}"));
+    assert_eq!(
+        config.base_model_name_or_path,
+        format!("fixtures/models/{base_name}")
+    );
     let base = load_causal_lm(&fixtures().join("models").join(base_name), device).unwrap();
     let model = load_adapter(base, &config, &dir, device).unwrap();
     (model, config, expected)
 }
 
 fn logits(model: &CausalLm, batch: &TokenBatch) -> Vec<f32> {
-    model.forward(batch).into_data().try_to_vec::<f32>().unwrap()
+    model
+        .forward(batch)
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap()
 }
 
 /// Max error of `model` over both padded cases of `expected`.
@@ -34,7 +41,11 @@ fn worst_error(model: &CausalLm, expected: &Value) -> f32 {
         .values()
         .map(|case| {
             let batch = case_batch(case);
-            max_logit_error(&logits(model, &batch), &case["logits"], &batch.attention_mask)
+            max_logit_error(
+                &logits(model, &batch),
+                &case["logits"],
+                &batch.attention_mask,
+            )
         })
         .fold(0.0, f32::max)
 }
@@ -51,10 +62,16 @@ fn check_case(case: &str) {
     let base_name = expected["model"].as_str().unwrap();
     let base = load_causal_lm(&fixtures().join("models").join(base_name), &device).unwrap();
     let again = load_adapter(base, &reread, dir.path(), &device).unwrap();
-    assert!(worst_error(&again, &expected) < TOLERANCE, "{case}: saved adapter");
+    assert!(
+        worst_error(&again, &expected) < TOLERANCE,
+        "{case}: saved adapter"
+    );
     let merged = merge(model).unwrap();
     assert!(!has_adapters(&merged));
-    assert!(worst_error(&merged, &expected) < TOLERANCE, "{case}: merged");
+    assert!(
+        worst_error(&merged, &expected) < TOLERANCE,
+        "{case}: merged"
+    );
 }
 
 #[test]
@@ -79,7 +96,10 @@ fn without_adapters_is_the_base_model() {
     let base_logits = read_json(&fixtures().join("expected/logits/tiny-llama.json"));
     let base = without_adapters(&model).unwrap();
     assert!(worst_error(&base, &base_logits) < TOLERANCE);
-    assert!(worst_error(&base, &expected) > 1e-2, "the adapter changes the logits");
+    assert!(
+        worst_error(&base, &expected) > 1e-2,
+        "the adapter changes the logits"
+    );
 }
 
 #[test]

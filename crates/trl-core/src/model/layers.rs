@@ -50,10 +50,34 @@ impl Attention {
             }
         };
         Ok(Attention {
-            q_proj: Projection::new(r.linear(&format!("{prefix}.q_proj"), h, q_out, c.qkv_bias, device)?),
-            k_proj: Projection::new(r.linear(&format!("{prefix}.k_proj"), h, kv_out, c.qkv_bias, device)?),
-            v_proj: Projection::new(r.linear(&format!("{prefix}.v_proj"), h, kv_out, c.qkv_bias, device)?),
-            o_proj: Projection::new(r.linear(&format!("{prefix}.o_proj"), q_out, h, c.o_bias, device)?),
+            q_proj: Projection::new(r.linear(
+                &format!("{prefix}.q_proj"),
+                h,
+                q_out,
+                c.qkv_bias,
+                device,
+            )?),
+            k_proj: Projection::new(r.linear(
+                &format!("{prefix}.k_proj"),
+                h,
+                kv_out,
+                c.qkv_bias,
+                device,
+            )?),
+            v_proj: Projection::new(r.linear(
+                &format!("{prefix}.v_proj"),
+                h,
+                kv_out,
+                c.qkv_bias,
+                device,
+            )?),
+            o_proj: Projection::new(r.linear(
+                &format!("{prefix}.o_proj"),
+                q_out,
+                h,
+                c.o_bias,
+                device,
+            )?),
             q_norm: norm(r, "q_norm")?,
             k_norm: norm(r, "k_norm")?,
             num_heads: c.num_attention_heads,
@@ -188,9 +212,21 @@ impl Mlp {
     ) -> Result<Self> {
         let (h, i, b) = (c.hidden_size, c.intermediate_size, c.mlp_bias);
         Ok(Mlp {
-            gate_proj: Projection::new(r.linear(&format!("{prefix}.gate_proj"), h, i, b, device)?),
+            gate_proj: Projection::new(r.linear(
+                &format!("{prefix}.gate_proj"),
+                h,
+                i,
+                b,
+                device,
+            )?),
             up_proj: Projection::new(r.linear(&format!("{prefix}.up_proj"), h, i, b, device)?),
-            down_proj: Projection::new(r.linear(&format!("{prefix}.down_proj"), i, h, b, device)?),
+            down_proj: Projection::new(r.linear(
+                &format!("{prefix}.down_proj"),
+                i,
+                h,
+                b,
+                device,
+            )?),
         })
     }
 
@@ -276,7 +312,9 @@ impl DecoderLayer {
     /// Replaces every projection by `f(hf_path, projection)` (attaching or removing adapters).
     pub fn map_projections(self, prefix: &str, f: &mut ProjectionFn) -> Result<Self> {
         Ok(DecoderLayer {
-            self_attn: self.self_attn.map_projections(&format!("{prefix}.self_attn"), f)?,
+            self_attn: self
+                .self_attn
+                .map_projections(&format!("{prefix}.self_attn"), f)?,
             mlp: self.mlp.map_projections(&format!("{prefix}.mlp"), f)?,
             ..self
         })
@@ -284,7 +322,8 @@ impl DecoderLayer {
 
     /// Every projection with its HF path, in module order.
     pub fn projections<'a>(&'a self, prefix: &str, out: &mut Vec<(String, &'a Projection)>) {
-        self.self_attn.projections(&format!("{prefix}.self_attn"), out);
+        self.self_attn
+            .projections(&format!("{prefix}.self_attn"), out);
         self.mlp.projections(&format!("{prefix}.mlp"), out);
     }
 

@@ -342,12 +342,22 @@ impl WeightWriter {
     pub fn write_as(&self, path: &Path, dtype: Dtype) -> Result<()> {
         let encode = |data: &[f32]| -> Vec<u8> {
             match dtype {
-                Dtype::BF16 => data.iter().flat_map(|v| half::bf16::from_f32(*v).to_le_bytes()).collect(),
-                Dtype::F16 => data.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect(),
+                Dtype::BF16 => data
+                    .iter()
+                    .flat_map(|v| half::bf16::from_f32(*v).to_le_bytes())
+                    .collect(),
+                Dtype::F16 => data
+                    .iter()
+                    .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+                    .collect(),
                 _ => bytemuck::cast_slice::<f32, u8>(data).to_vec(),
             }
         };
-        let dtype = if matches!(dtype, Dtype::BF16 | Dtype::F16) { dtype } else { Dtype::F32 };
+        let dtype = if matches!(dtype, Dtype::BF16 | Dtype::F16) {
+            dtype
+        } else {
+            Dtype::F32
+        };
         let bytes: Vec<(&String, Vec<u8>)> = self
             .tensors
             .iter()
@@ -355,10 +365,9 @@ impl WeightWriter {
             .collect();
         let mut views = Vec::with_capacity(bytes.len());
         for ((name, (shape, _)), (_, raw)) in self.tensors.iter().zip(&bytes) {
-            let view =
-                TensorView::new(dtype, shape.clone(), raw).map_err(|e| Error::Weights {
-                    message: format!("tensor {name:?}: {e}"),
-                })?;
+            let view = TensorView::new(dtype, shape.clone(), raw).map_err(|e| Error::Weights {
+                message: format!("tensor {name:?}: {e}"),
+            })?;
             views.push((name.clone(), view));
         }
         let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
@@ -418,7 +427,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut writer = WeightWriter::default();
         writer.add_values("w", vec![3], vec![1.0, 1.00390625 + 1e-4, -2.5]);
-        writer.write_as(&dir.path().join(SINGLE_FILE), Dtype::BF16).unwrap();
+        writer
+            .write_as(&dir.path().join(SINGLE_FILE), Dtype::BF16)
+            .unwrap();
         let mut reader = WeightReader::open(dir.path()).unwrap();
         // 1.0039... + 1e-4 rounds to the bf16 neighbour 1.0078125.
         assert_eq!(reader.read("w", &[3]).unwrap(), vec![1.0, 1.0078125, -2.5]);
