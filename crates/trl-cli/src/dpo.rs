@@ -64,7 +64,7 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
                 "sync_ref_model=true is not supported with a LoRA adapter (the reference is the base with the adapter off)"
             );
         }
-        model = plan.apply(model, &device)?;
+        model = plan.apply(model, &device, run.args.seed)?;
     }
     // The reference runs without autodiff: a frozen copy of the start, or `ref_model`; under
     // LoRA (without `ref_model`) the base with the adapter off, sharing the policy's weights.

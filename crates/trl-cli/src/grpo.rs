@@ -54,11 +54,11 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
             if run.config.sync_ref_model {
                 bail!("sync_ref_model=true is not supported with a LoRA adapter");
             }
-            model = plan.apply(model, &online.device)?;
+            model = plan.apply(model, &online.device, run.args.seed)?;
             Some(plan.reference(&model)?)
         }
         (Some(plan), false) => {
-            model = plan.apply(model, &online.device)?;
+            model = plan.apply(model, &online.device, run.args.seed)?;
             None
         }
         (None, true) => Some(load_frozen_causal_lm(&run.model_dir, &online.device)?),

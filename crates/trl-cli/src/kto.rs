@@ -74,13 +74,13 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
     // sharing the policy's weights.
     let (reference, reference_options) = match (&run.adapter, &kto.ref_model) {
         (Some(plan), None) => {
-            model = plan.apply(model, &device)?;
+            model = plan.apply(model, &device, run.args.seed)?;
             let options = format!("{}{}", kto.reference_options(), plan.reference_key()?);
             (plan.reference(&model)?, options)
         }
         (plan, _) => {
             if let Some(plan) = plan {
-                model = plan.apply(model, &device)?;
+                model = plan.apply(model, &device, run.args.seed)?;
             }
             let reference = load_frozen_causal_lm(&reference_dir, &plain)?;
             (reference, kto.reference_options().to_string())

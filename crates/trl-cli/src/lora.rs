@@ -167,10 +167,15 @@ impl AdapterPlan {
         self
     }
 
-    /// `base` with this plan's adapter: fresh, or loaded from its folder.
-    pub fn apply<M: Adaptable>(&self, base: M, device: &Device) -> Result<M> {
+    /// `base` with this plan's adapter: fresh, or loaded from its folder. A fresh adapter's
+    /// `lora_A` is drawn after seeding the device with `seed` (the run's `--seed`), so a run
+    /// is reproducible; the dropout masks then continue that stream.
+    pub fn apply<M: Adaptable>(&self, base: M, device: &Device, seed: u64) -> Result<M> {
         Ok(match &self.source {
-            AdapterSource::Fresh => lora::attach_new(base, &self.config, device)?,
+            AdapterSource::Fresh => {
+                device.seed(seed);
+                lora::attach_new(base, &self.config, device)?
+            }
             AdapterSource::Saved(dir) => lora::load_adapter(base, &self.config, dir, device)?,
         })
     }

@@ -98,7 +98,7 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
         model.set_eos_token_id(eos);
     }
     if let Some(plan) = &run.adapter {
-        model = plan.apply(model, &device)?;
+        model = plan.apply(model, &device, run.args.seed)?;
     }
     let mut method = RewardMethod::new(config.clone(), tokenizer.clone())?;
     run.announce("reward", examples.len(), "pairs", "");

@@ -55,7 +55,7 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
     let device = run.device()?;
     let mut model = load_causal_lm(&run.model_dir, &device)?;
     if let Some(plan) = &run.adapter {
-        model = plan.apply(model, &device)?;
+        model = plan.apply(model, &device, run.args.seed)?;
     }
     let mut method = SftMethod::new(sft.clone(), tokenizer.clone()).map_err(anyhow::Error::msg)?;
     run.announce("sft", examples.len(), "examples", "");

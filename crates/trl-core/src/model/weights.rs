@@ -426,7 +426,7 @@ mod tests {
     fn bf16_writing_rounds_and_reads_back() {
         let dir = tempfile::tempdir().unwrap();
         let mut writer = WeightWriter::default();
-        writer.add_values("w", vec![3], vec![1.0, 1.00390625 + 1e-4, -2.5]);
+        writer.add_values("w", vec![3], vec![1.0, 1.0 + 1.0 / 256.0 + 1e-4, -2.5]);
         writer
             .write_as(&dir.path().join(SINGLE_FILE), Dtype::BF16)
             .unwrap();
