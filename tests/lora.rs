@@ -425,3 +425,27 @@ fn a_seeded_use_peft_run_is_reproducible() {
     assert_eq!(first.0, second.0);
     assert!(first.1 == second.1, "adapter files differ");
 }
+
+/// With dropout on, a resumed adapter run draws the unbroken run's masks (the device is
+/// seeded per step) and logs the same losses.
+#[test]
+fn a_use_peft_run_with_dropout_resumes_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("run");
+    let mut args: Vec<String> = [
+        "sft", "--model_name_or_path", common::MODEL, "--dataset_name", "datasets/text.jsonl",
+        "--use_peft", "--lora_dropout", "0.3", "--output_dir", out_dir.to_str().unwrap(),
+        "--max_steps", "4", "--save_steps", "2", "--logging_steps", "1",
+        "--per_device_train_batch_size", "2", "--learning_rate", "1e-2",
+    ]
+    .map(String::from)
+    .to_vec();
+    let out = trl(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let full = losses(&logged_steps(&out_dir));
+    std::fs::remove_dir_all(out_dir.join("checkpoint-4")).unwrap();
+    args.extend(["--resume_from_checkpoint".into(), "true".into()]);
+    let out = trl(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(losses(&logged_steps(&out_dir)), full);
+}

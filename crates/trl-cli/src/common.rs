@@ -294,6 +294,7 @@ impl<C> Setup<C> {
             base_dir: self.model_dir.clone(),
             tokenizer: tokenizer.clone(),
             load_base,
+            seed: self.args.seed,
         };
         self.train(&mut wrapped, model, examples, device, interrupt)
     }

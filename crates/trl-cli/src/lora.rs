@@ -217,6 +217,17 @@ pub struct AdapterMethod<'a, M: Method> {
     pub base_dir: PathBuf,
     pub tokenizer: Tokenizer,
     pub load_base: LoadBase<M::Model>,
+    /// The run's `--seed`: with the step number it seeds the device before each step, so the
+    /// adapters' dropout masks depend on the step alone and a resumed run draws the same ones.
+    pub seed: u64,
+}
+
+/// The device seed of optimizer step `step` (a splitmix64 mix of the run seed and the step).
+fn step_seed(seed: u64, step: u64) -> u64 {
+    let mut z = seed ^ step.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 impl<M: Method> Method for AdapterMethod<'_, M>
@@ -241,6 +252,7 @@ where
         micro_batches: &[Vec<&Self::Example>],
         ctx: &StepContext,
     ) -> trl_core::Result<PreparedStep<Self::Batch>> {
+        ctx.device.seed(step_seed(self.seed, ctx.step));
         self.inner.prepare(model, micro_batches, ctx)
     }
 
