@@ -94,10 +94,10 @@ fn unknown_key_is_an_error_naming_it() {
     let out_dir = dir.path().join("run");
     let out = trl(&sft_args(
         out_dir.to_str().unwrap(),
-        &["--lora_alpha", "16"],
+        &["--no_such_key", "16"],
     ));
     assert!(!out.status.success());
-    assert!(text(&out).contains("lora_alpha"), "{}", text(&out));
+    assert!(text(&out).contains("no_such_key"), "{}", text(&out));
     assert!(!out_dir.exists());
 }
 

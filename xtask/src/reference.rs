@@ -30,6 +30,7 @@ const SCRIPTS: &[(&str, &[&str])] = &[
     ("gguf_reference.py", &[]),
     ("ppo_reference.py", &[]),
     ("eval_reference.py", &[]),
+    ("peft_reference.py", &[]),
 ];
 
 /// Scripts that need their own environment: TRL removed PPO after 1.12, so

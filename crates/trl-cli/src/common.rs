@@ -4,7 +4,7 @@
 //! are set up in `tokenizer_setup.rs` and `reference.rs`.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
@@ -103,7 +103,13 @@ pub struct Setup<C> {
     pub dataset: Dataset,
     /// The eval rows, validated like the train rows; `None` when nothing is evaluated.
     pub eval_dataset: Option<Dataset>,
+    /// The (base) model's folder: its config and weights.
     pub model_dir: PathBuf,
+    /// Where the tokenizer is read from: the adapter folder when `--model_name_or_path` is a
+    /// peft folder holding one (a previous trl-rs or TRL run saves it there), else `model_dir`.
+    pub tokenizer_dir: PathBuf,
+    /// The LoRA adapter this run trains (`--use_peft`, or a peft folder as the model).
+    pub adapter: Option<crate::lora::AdapterPlan>,
     pub device_spec: String,
     /// `--push_to_hub`: the repo is ready (token read, repo created) before training.
     pub hub: Option<Arc<TrainingPush>>,
@@ -177,7 +183,18 @@ pub fn setup_mode<C: CommandConfig>(
         Mode::Train => crate::eval_setup::eval_dataset(&args, &inputs, &data_args, method)?,
         Mode::Evaluate => None,
     };
-    let model_dir = trl_core::hub::resolve_model(&model_id, inputs.model_revision.as_deref())?;
+    // A local peft adapter folder has no config.json: it names its base instead.
+    let named_dir = if trl_core::lora::is_adapter_dir(Path::new(&model_id)) {
+        PathBuf::from(&model_id)
+    } else {
+        trl_core::hub::resolve_model(&model_id, inputs.model_revision.as_deref())?
+    };
+    let (model_dir, adapter) = crate::lora::resolve(&inputs, &model_id, named_dir.clone())?;
+    let tokenizer_dir = if named_dir.join("tokenizer.json").is_file() {
+        named_dir
+    } else {
+        model_dir.clone()
+    };
     let device_spec = inputs
         .device
         .clone()
@@ -201,6 +218,8 @@ pub fn setup_mode<C: CommandConfig>(
         dataset,
         eval_dataset,
         model_dir,
+        tokenizer_dir,
+        adapter,
         device_spec,
         hub,
         mode,
@@ -232,7 +251,7 @@ impl<C> Setup<C> {
     ) -> Result<Vec<T>> {
         let key = CacheKey::new(recipe)
             .data_files(dataset.files())?
-            .tokenizer_dir(&self.model_dir)?
+            .tokenizer_dir(&self.tokenizer_dir)?
             .options(options);
         let hit = key.path::<T>().is_file();
         let examples = cached(&key, || {
@@ -354,6 +373,38 @@ impl<C> Setup<C> {
             Some(hub) => hub.push_final(&outcome.output_dir),
             None => Ok(()),
         }
+    }
+
+    /// [`Setup::train`] through this run's LoRA adapter when it has one: `model` is then the
+    /// base with the adapter applied ([`crate::lora::AdapterPlan::apply`]), and the run saves
+    /// and resumes peft folders (with `tokenizer`); `load_base` reloads the base to resume.
+    #[allow(clippy::too_many_arguments)]
+    pub fn finish_adapted<M: Method>(
+        &self,
+        method: &mut M,
+        model: M::Model,
+        examples: &[M::Example],
+        eval_examples: Option<&[M::Example]>,
+        device: &Device,
+        interrupt: Arc<AtomicBool>,
+        tokenizer: &trl_core::tokenizer::Tokenizer,
+        load_base: crate::lora::LoadBase<M::Model>,
+    ) -> Result<()>
+    where
+        M::Model: trl_core::lora::Adaptable,
+    {
+        let Some(plan) = &self.adapter else {
+            return self.finish(method, model, examples, eval_examples, device, interrupt);
+        };
+        let mut wrapped = crate::lora::AdapterMethod {
+            inner: method,
+            config: plan.config.clone(),
+            base_dir: self.model_dir.clone(),
+            tokenizer: tokenizer.clone(),
+            load_base,
+            seed: self.args.seed,
+        };
+        self.finish(&mut wrapped, model, examples, eval_examples, device, interrupt)
     }
 }
 

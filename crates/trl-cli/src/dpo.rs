@@ -39,7 +39,7 @@ pub fn run_mode(raw: &[String], interrupt: Arc<AtomicBool>, mode: Mode) -> Resul
         pad_token: dpo.pad_token.as_deref(),
         ..TokenizerOverrides::default()
     };
-    let tokenizer = training_tokenizer(&run.model_dir, &run.dataset, overrides)?;
+    let tokenizer = training_tokenizer(&run.tokenizer_dir, &run.dataset, overrides)?;
     let needs_reference = DpoMethod::needs_reference(&dpo);
     // Checked before the data is tokenized: a mismatched ref_model stops the run at once.
     let reference_dir =
@@ -60,14 +60,27 @@ pub fn run_mode(raw: &[String], interrupt: Arc<AtomicBool>, mode: Mode) -> Resul
         );
     }
     let device = run.device()?;
-    let model = load_causal_lm(&run.model_dir, &device)?;
-    // The reference runs without autodiff: a frozen copy of the start, or `ref_model`.
-    let reference = if needs_reference {
-        Some(load_frozen_causal_lm(&reference_dir, &device.clone())?)
-    } else {
-        None
+    let mut model = load_causal_lm(&run.model_dir, &device)?;
+    if let Some(plan) = &run.adapter {
+        if dpo.sync_ref_model {
+            bail!(
+                "sync_ref_model=true is not supported with a LoRA adapter (the reference is the base with the adapter off)"
+            );
+        }
+        model = plan.apply(model, &device, run.args.seed)?;
+    }
+    // The reference runs without autodiff: a frozen copy of the start, or `ref_model`; under
+    // LoRA (without `ref_model`) the base with the adapter off, sharing the policy's weights.
+    let reference = match (&run.adapter, needs_reference, &dpo.ref_model) {
+        (_, false, _) => None,
+        (Some(plan), true, None) => Some(plan.reference(&model)?),
+        _ => Some(load_frozen_causal_lm(&reference_dir, &device.clone())?),
     };
-    let mut method = DpoMethod::new(dpo.clone(), tokenizer, reference)?;
+    let reference_options = match (&run.adapter, &dpo.ref_model) {
+        (Some(plan), None) => format!("{}{}", dpo.reference_options(), plan.reference_key()?),
+        _ => dpo.reference_options().to_string(),
+    };
+    let mut method = DpoMethod::new(dpo.clone(), tokenizer.clone(), reference)?;
     if dpo.precompute_ref_log_probs && needs_reference {
         let batch = dpo
             .precompute_ref_batch_size
@@ -84,7 +97,7 @@ pub fn run_mode(raw: &[String], interrupt: Arc<AtomicBool>, mode: Mode) -> Resul
         cached_reference_logps(
             "dpo-ref-logps-v2",
             &reference_dir,
-            &dpo.reference_options().to_string(),
+            &reference_options,
             &mut examples,
             &slots,
             |examples| method.precompute_reference(examples, batch, &device),
@@ -104,6 +117,14 @@ pub fn run_mode(raw: &[String], interrupt: Arc<AtomicBool>, mode: Mode) -> Resul
         "pairs",
         &format!(", losses {:?}", dpo.loss_type.to_vec()),
     );
-    let eval = eval_examples.as_deref();
-    run.finish(&mut method, model, &examples, eval, &device, interrupt)
+    run.finish_adapted(
+        &mut method,
+        model,
+        &examples,
+        eval_examples.as_deref(),
+        &device,
+        interrupt,
+        &tokenizer,
+        Box::new(load_causal_lm),
+    )
 }

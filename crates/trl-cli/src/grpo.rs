@@ -46,10 +46,24 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
         run.args.gradient_accumulation_steps,
     )?;
     let online = OnlineSetup::new(&run, &run.config)?;
-    let reference = (run.config.beta != 0.0)
-        .then(|| load_frozen_causal_lm(&run.model_dir, &online.device))
-        .transpose()?;
-    let model = load_causal_lm(&run.model_dir, &online.device)?;
+    let mut model = load_causal_lm(&run.model_dir, &online.device)?;
+    // With beta != 0 the reference is a frozen copy of the start; under LoRA the base with the
+    // adapter off, sharing the policy's weights.
+    let reference = match (&run.adapter, run.config.beta != 0.0) {
+        (Some(plan), true) => {
+            if run.config.sync_ref_model {
+                bail!("sync_ref_model=true is not supported with a LoRA adapter");
+            }
+            model = plan.apply(model, &online.device, run.args.seed)?;
+            Some(plan.reference(&model)?)
+        }
+        (Some(plan), false) => {
+            model = plan.apply(model, &online.device, run.args.seed)?;
+            None
+        }
+        (None, true) => Some(load_frozen_causal_lm(&run.model_dir, &online.device)?),
+        (None, false) => None,
+    };
     let parts = GrpoParts {
         tokenizer: online.tokenizer.clone(),
         pad_token_id: online.pad_token_id,
@@ -69,7 +83,16 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
             run.config.loss_type, run.config.num_generations
         ),
     );
-    run.train(&mut method, model, &online.examples, &online.device, interrupt)
+    run.finish_adapted(
+        &mut method,
+        model,
+        &online.examples,
+        None,
+        &online.device,
+        interrupt,
+        &online.tokenizer,
+        Box::new(load_causal_lm),
+    )
 }
 
 /// Refuses, with a reason, TRL keys trl-rs does not take (vLLM's and a few others), before
@@ -96,7 +119,11 @@ pub struct OnlineSetup {
 impl OnlineSetup {
     /// Tokenizes the prompts (through the on-disk cache) and picks the device.
     pub fn new<C>(run: &Setup<C>, config: &GrpoConfig) -> Result<Self> {
-        let tokenizer = training_tokenizer(&run.model_dir, &run.dataset, TokenizerOverrides::default())?;
+        let tokenizer = training_tokenizer(
+            &run.tokenizer_dir,
+            &run.dataset,
+            TokenizerOverrides::default(),
+        )?;
         let kwargs: Map<String, Value> = config.chat_template_kwargs.clone().unwrap_or_default();
         let options = serde_json::to_string(&kwargs)?;
         let mut examples = run.cached_examples("grpo-prompts-v1", &options, || {
@@ -109,7 +136,10 @@ impl OnlineSetup {
         }
         let pad_token_id = pad_token_id(&tokenizer, None)?;
         let mut eos_token_ids: Vec<u32> = tokenizer.eos_token_id().into_iter().collect();
-        merge_ids(&mut eos_token_ids, generation_config_eos_ids(&run.model_dir)?);
+        merge_ids(
+            &mut eos_token_ids,
+            generation_config_eos_ids(&run.model_dir)?,
+        );
         Ok(OnlineSetup {
             tokenizer,
             pad_token_id,

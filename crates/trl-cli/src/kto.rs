@@ -52,8 +52,11 @@ pub fn run_mode(raw: &[String], interrupt: Arc<AtomicBool>, mode: Mode) -> Resul
             );
         }
     }
-    let tokenizer =
-        training_tokenizer(&run.model_dir, &run.dataset, TokenizerOverrides::default())?;
+    let tokenizer = training_tokenizer(
+        &run.tokenizer_dir,
+        &run.dataset,
+        TokenizerOverrides::default(),
+    )?;
     // Checked before the data is tokenized: a mismatched ref_model stops the run at once.
     let reference_dir = reference_dir(kto.ref_model.as_deref(), &run.model_dir, false)?;
     let kl_block = kto.loss_type.uses_kl().then_some(batch);
@@ -72,10 +75,25 @@ pub fn run_mode(raw: &[String], interrupt: Arc<AtomicBool>, mode: Mode) -> Resul
         );
     }
     let device = run.device()?;
-    let model = load_causal_lm(&run.model_dir, &device)?;
+    let mut model = load_causal_lm(&run.model_dir, &device)?;
     let plain = device.clone();
-    let reference = load_frozen_causal_lm(&reference_dir, &plain)?;
-    let mut method = KtoMethod::new(kto.clone(), tokenizer, Some(reference))?;
+    // Under LoRA (without `ref_model`) the reference is the base with the adapter off,
+    // sharing the policy's weights.
+    let (reference, reference_options) = match (&run.adapter, &kto.ref_model) {
+        (Some(plan), None) => {
+            model = plan.apply(model, &device, run.args.seed)?;
+            let options = format!("{}{}", kto.reference_options(), plan.reference_key()?);
+            (plan.reference(&model)?, options)
+        }
+        (plan, _) => {
+            if let Some(plan) = plan {
+                model = plan.apply(model, &device, run.args.seed)?;
+            }
+            let reference = load_frozen_causal_lm(&reference_dir, &plain)?;
+            (reference, kto.reference_options().to_string())
+        }
+    };
+    let mut method = KtoMethod::new(kto.clone(), tokenizer.clone(), Some(reference))?;
     if kto.precompute_ref_log_probs {
         let size = kto.precompute_ref_batch_size.unwrap_or(batch);
         let slots = RefSlots::<KtoExample> {
@@ -90,7 +108,7 @@ pub fn run_mode(raw: &[String], interrupt: Arc<AtomicBool>, mode: Mode) -> Resul
         cached_reference_logps(
             "kto-ref-logps-v2",
             &reference_dir,
-            &kto.reference_options().to_string(),
+            &reference_options,
             &mut examples,
             &slots,
             |examples| method.precompute_reference(examples, size, &plain),
@@ -110,6 +128,14 @@ pub fn run_mode(raw: &[String], interrupt: Arc<AtomicBool>, mode: Mode) -> Resul
         "examples",
         &format!(", loss {:?}", kto.loss_type),
     );
-    let eval = eval_examples.as_deref();
-    run.finish(&mut method, model, &examples, eval, &device, interrupt)
+    run.finish_adapted(
+        &mut method,
+        model,
+        &examples,
+        eval_examples.as_deref(),
+        &device,
+        interrupt,
+        &tokenizer,
+        Box::new(load_causal_lm),
+    )
 }

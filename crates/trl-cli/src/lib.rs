@@ -18,6 +18,8 @@ mod generate;
 mod grpo;
 mod hub_training;
 mod kto;
+mod lora;
+mod merge;
 mod model_args;
 mod plot;
 mod push;
@@ -125,6 +127,8 @@ enum Command {
     /// Write a model in another format: `trl export gguf` for llama.cpp.
     #[command(subcommand)]
     Export(export::ExportCommand),
+    /// Fold a peft LoRA adapter into its base model and write a plain checkpoint.
+    Merge(merge::MergeArgs),
     /// Print versions, compiled-in backends, the default device and thread count.
     Env(env::EnvArgs),
 }
@@ -156,6 +160,7 @@ pub fn main() -> ExitCode {
         Command::Plot(args) => plot::run(&args),
         Command::Push(args) => push::run(&args),
         Command::Export(command) => export::run(&command),
+        Command::Merge(args) => merge::run(&args),
         Command::Env(args) => env::run(&args),
     };
     match result {

@@ -29,6 +29,21 @@ pub struct ModelAndDataArgs {
     pub trust_remote_code: bool,
     /// TRL's `model_init_kwargs` (only `dtype` and `attn_implementation`, as above).
     pub model_init_kwargs: Option<Value>,
+    /// Train a LoRA adapter (peft) instead of every weight; the base model stays frozen.
+    pub use_peft: bool,
+    pub lora_r: usize,
+    pub lora_alpha: f64,
+    pub lora_dropout: f64,
+    /// Module names (`q_proj v_proj`) or `all-linear`; unset: peft's default per family
+    /// (`q_proj`, `v_proj` for Llama, Mistral, Qwen2, Qwen3).
+    pub lora_target_modules: Option<Value>,
+    /// Modules trained in full and saved with the adapter (`lm_head`, `score`).
+    pub lora_modules_to_save: Option<Value>,
+    /// `CAUSAL_LM` or `SEQ_CLS` (reward models use `SEQ_CLS` whatever is given).
+    pub lora_task_type: String,
+    pub use_rslora: bool,
+    /// DoRA: not supported (an error says so).
+    pub use_dora: bool,
 }
 
 impl Default for ModelAndDataArgs {
@@ -46,6 +61,15 @@ impl Default for ModelAndDataArgs {
             dtype: None,
             trust_remote_code: false,
             model_init_kwargs: None,
+            use_peft: false,
+            lora_r: 16,
+            lora_alpha: 32.0,
+            lora_dropout: 0.05,
+            lora_target_modules: None,
+            lora_modules_to_save: None,
+            lora_task_type: "CAUSAL_LM".into(),
+            use_rslora: false,
+            use_dora: false,
         }
     }
 }

@@ -12,6 +12,7 @@ use trl_reward::trainer::resolve_pad_token;
 use trl_reward::{Error as RewardError, RewardConfig, RewardMethod};
 
 use crate::common::{Mode, PrepareError, print_help, setup_mode, wants_help};
+use crate::lora::AdapterPlan;
 use crate::tokenizer_setup::{TokenizerOverrides, chat_template_text, training_tokenizer};
 
 /// Runs `trl reward` with raw arguments (everything after `reward`).
@@ -33,14 +34,19 @@ pub fn run_mode(raw: &[String], interrupt: Arc<AtomicBool>, mode: Mode) -> Resul
         ("learning_rate", Value::from(1e-4)),
         ("logging_steps", Value::from(10)),
     ];
-    let run = setup_mode::<RewardConfig>("reward", raw, &defaults, DataMethod::Reward, mode)?;
+    let mut run = setup_mode::<RewardConfig>("reward", raw, &defaults, DataMethod::Reward, mode)?;
+    // A reward model's adapter is peft's SEQ_CLS: the `score` head trains in full with it.
+    run.adapter = run
+        .adapter
+        .take()
+        .map(AdapterPlan::for_sequence_classification);
     let config = run.config.clone();
     let overrides = TokenizerOverrides {
         chat_template_path: config.chat_template_path.as_deref(),
         eos_token: config.eos_token.as_deref(),
         pad_token: config.pad_token.as_deref(),
     };
-    let mut tokenizer = training_tokenizer(&run.model_dir, &run.dataset, overrides)?;
+    let mut tokenizer = training_tokenizer(&run.tokenizer_dir, &run.dataset, overrides)?;
     let pad_token_id = resolve_pad_token(&mut tokenizer, config.pad_token.as_deref())?;
     // Tokenized pairs are cached on disk (see `Setup::cached_examples`), keyed by every
     // setting that changes them: the chat template's text included.
@@ -100,8 +106,35 @@ pub fn run_mode(raw: &[String], interrupt: Arc<AtomicBool>, mode: Mode) -> Resul
     {
         model.set_eos_token_id(eos);
     }
-    let mut method = RewardMethod::new(config, tokenizer)?;
+    if let Some(plan) = &run.adapter {
+        model = plan.apply(model, &device, run.args.seed)?;
+    }
+    let mut method = RewardMethod::new(config.clone(), tokenizer.clone())?;
     run.announce("reward", examples.len(), "pairs", "");
-    let eval = eval_examples.as_deref();
-    run.finish(&mut method, model, &examples, eval, &device, interrupt)
+    // Resuming an adapter run rebuilds the base exactly as above (pad and eos ids included).
+    let eos = config
+        .eos_token
+        .is_some()
+        .then(|| tokenizer.eos_token_id())
+        .flatten();
+    let load_base = Box::new(
+        move |dir: &std::path::Path, device: &burn::tensor::Device| {
+            let mut model = load_sequence_classifier(dir, 1, device)?;
+            model.set_pad_token_id(pad_token_id);
+            if let Some(eos) = eos {
+                model.set_eos_token_id(eos);
+            }
+            Ok(model)
+        },
+    );
+    run.finish_adapted(
+        &mut method,
+        model,
+        &examples,
+        eval_examples.as_deref(),
+        &device,
+        interrupt,
+        &tokenizer,
+        load_base,
+    )
 }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use serde_json::Value;
 use trl_core::data::Method as DataMethod;
 use trl_core::model::{load_causal_lm, load_frozen_causal_lm};
@@ -37,10 +37,24 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
         run.args.gradient_accumulation_steps,
     )?;
     let online = OnlineSetup::new(&run, &config)?;
-    let reference = (config.beta != 0.0)
-        .then(|| load_frozen_causal_lm(&run.model_dir, &online.device))
-        .transpose()?;
-    let model = load_causal_lm(&run.model_dir, &online.device)?;
+    let mut model = load_causal_lm(&run.model_dir, &online.device)?;
+    // With beta != 0 the reference is a frozen copy of the start; under LoRA the base with the
+    // adapter off, sharing the policy's weights.
+    let reference = match (&run.adapter, config.beta != 0.0) {
+        (Some(plan), true) => {
+            if config.sync_ref_model {
+                bail!("sync_ref_model=true is not supported with a LoRA adapter");
+            }
+            model = plan.apply(model, &online.device, run.args.seed)?;
+            Some(plan.reference(&model)?)
+        }
+        (Some(plan), false) => {
+            model = plan.apply(model, &online.device, run.args.seed)?;
+            None
+        }
+        (None, true) => Some(load_frozen_causal_lm(&run.model_dir, &online.device)?),
+        (None, false) => None,
+    };
     let parts = GrpoParts {
         tokenizer: online.tokenizer.clone(),
         pad_token_id: online.pad_token_id,
@@ -55,7 +69,19 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
         "rloo",
         online.examples.len(),
         "prompts",
-        &format!(", {} generations per prompt, beta {}", config.num_generations, config.beta),
+        &format!(
+            ", {} generations per prompt, beta {}",
+            config.num_generations, config.beta
+        ),
     );
-    run.train(&mut method, model, &online.examples, &online.device, interrupt)
+    run.finish_adapted(
+        &mut method,
+        model,
+        &online.examples,
+        None,
+        &online.device,
+        interrupt,
+        &online.tokenizer,
+        Box::new(load_causal_lm),
+    )
 }

@@ -42,7 +42,7 @@ pub fn run_mode(raw: &[String], interrupt: Arc<AtomicBool>, mode: Mode) -> Resul
         eos_token: sft.eos_token.as_deref(),
         pad_token: sft.pad_token.as_deref(),
     };
-    let tokenizer = training_tokenizer(&run.model_dir, &run.dataset, overrides)?;
+    let tokenizer = training_tokenizer(&run.tokenizer_dir, &run.dataset, overrides)?;
     // Tokenized rows are cached on disk, keyed by the data's bytes, the tokenizer files and
     // every option that changes them (the chat template's text included).
     let template = chat_template_text(sft.chat_template_path.as_deref())?;
@@ -60,15 +60,20 @@ pub fn run_mode(raw: &[String], interrupt: Arc<AtomicBool>, mode: Mode) -> Resul
         );
     }
     let device = run.device()?;
-    let model = load_causal_lm(&run.model_dir, &device)?;
-    let mut method = SftMethod::new(sft.clone(), tokenizer).map_err(anyhow::Error::msg)?;
+    let mut model = load_causal_lm(&run.model_dir, &device)?;
+    if let Some(plan) = &run.adapter {
+        model = plan.apply(model, &device, run.args.seed)?;
+    }
+    let mut method = SftMethod::new(sft.clone(), tokenizer.clone()).map_err(anyhow::Error::msg)?;
     run.announce("sft", examples.len(), "examples", "");
-    run.finish(
+    run.finish_adapted(
         &mut method,
         model,
         &examples,
         eval_examples.as_deref(),
         &device,
         interrupt,
+        &tokenizer,
+        Box::new(load_causal_lm),
     )
 }

@@ -20,7 +20,8 @@ pub struct TokenizerOverrides<'a> {
 /// The tokenizer of the model folder `dir`, refused (instead of a crash at the first batch)
 /// when it can produce ids the model's embeddings do not cover.
 pub fn load_tokenizer(dir: &Path) -> Result<Tokenizer> {
-    let vocab_size = read_config(dir)?.vocab_size;
+    // A peft adapter folder carries the tokenizer but no config.json: its base has it.
+    let vocab_size = read_config(&crate::lora::model_config_dir(dir)?)?.vocab_size;
     let tokenizer = Tokenizer::from_dir(dir)?;
     if let Some(max_id) = tokenizer.max_token_id()
         && max_id as usize >= vocab_size

@@ -15,6 +15,7 @@ pub mod host;
 pub mod hub;
 pub mod kernels;
 pub mod logprobs;
+pub mod lora;
 pub mod model;
 pub mod parity;
 pub mod tokenizer;

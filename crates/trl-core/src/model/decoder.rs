@@ -10,6 +10,7 @@ use super::config::DecoderConfig;
 use super::kv_cache::KvCache;
 use super::layers::DecoderLayer;
 use super::mask::{attention_block_mask, position_ids_from_mask};
+use super::projection::{Projection, ProjectionFn};
 use super::rope::{RotaryTables, inverse_frequencies};
 use super::weights::{WeightReader, WeightWriter};
 use crate::{Error, Result};
@@ -108,6 +109,26 @@ impl Decoder {
         w.rms_norm("model.norm", &self.norm)
     }
 
+    /// Replaces every projection of every layer by `f(hf_path, projection)`.
+    pub fn map_projections(self, f: &mut ProjectionFn) -> Result<Self> {
+        let layers = self
+            .layers
+            .into_iter()
+            .enumerate()
+            .map(|(i, layer)| layer.map_projections(&format!("model.layers.{i}"), f))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Decoder { layers, ..self })
+    }
+
+    /// Every projection of every layer with its HF path, in module order.
+    pub fn projections(&self) -> Vec<(String, &Projection)> {
+        let mut out = Vec::new();
+        for (i, layer) in self.layers.iter().enumerate() {
+            layer.projections(&format!("model.layers.{i}"), &mut out);
+        }
+        out
+    }
+
     /// Final hidden states `[batch, seq, hidden]`.
     pub fn forward(&self, batch: &TokenBatch) -> Tensor<3> {
         let device = self.embed_tokens.weight.device();
@@ -176,7 +197,7 @@ impl Decoder {
 pub struct CausalLm {
     model: Decoder,
     /// `None` when `tie_word_embeddings` (or the checkpoint has no `lm_head.weight`).
-    lm_head: Option<Linear>,
+    lm_head: Option<Projection>,
     #[module(skip)]
     config: DecoderConfig,
 }
@@ -192,13 +213,13 @@ impl CausalLm {
         let lm_head = if tied {
             None
         } else {
-            Some(r.linear(
+            Some(Projection::new(r.linear(
                 "lm_head",
                 config.hidden_size,
                 config.vocab_size,
                 false,
                 device,
-            )?)
+            )?))
         };
         Ok(CausalLm {
             model,
@@ -263,11 +284,35 @@ impl CausalLm {
         logits.reshape([batch, vocab])
     }
 
-    /// Adds every tensor under its HF name.
+    /// Replaces every projection (`lm_head` included, when untied) by `f(hf_path,
+    /// projection)`: how LoRA adapters are attached, merged and switched off.
+    pub fn map_projections(self, f: &mut ProjectionFn) -> Result<Self> {
+        let model = self.model.map_projections(f)?;
+        let lm_head = match self.lm_head {
+            Some(head) => Some(f("lm_head", head)?),
+            None => None,
+        };
+        Ok(CausalLm {
+            model,
+            lm_head,
+            config: self.config,
+        })
+    }
+
+    /// Every projection with its HF path, in module order (`lm_head` last).
+    pub fn projections(&self) -> Vec<(String, &Projection)> {
+        let mut out = self.model.projections();
+        if let Some(head) = &self.lm_head {
+            out.push(("lm_head".to_string(), head));
+        }
+        out
+    }
+
+    /// Adds every tensor under its HF name (the base weights; adapters are saved apart).
     pub fn save_weights(&self, w: &mut WeightWriter) -> Result<()> {
         self.model.save(w)?;
         if let Some(head) = &self.lm_head {
-            w.linear("lm_head", head)?;
+            w.linear("lm_head", &head.base)?;
         }
         Ok(())
     }
@@ -278,7 +323,7 @@ impl CausalLm {
 #[derive(Module, Debug)]
 pub struct SequenceClassifier {
     model: Decoder,
-    score: Linear,
+    score: Projection,
     #[module(skip)]
     config: DecoderConfig,
 }
@@ -287,13 +332,13 @@ impl SequenceClassifier {
     /// Builds the model from a checkpoint; the `score` head must be in it.
     pub fn load(r: &mut WeightReader, config: &DecoderConfig, device: &Device) -> Result<Self> {
         let model = Decoder::load(r, config, device)?;
-        let score = r.linear(
+        let score = Projection::new(r.linear(
             "score",
             config.hidden_size,
             config.num_labels,
             false,
             device,
-        )?;
+        )?);
         Ok(SequenceClassifier {
             model,
             score,
@@ -321,10 +366,10 @@ impl SequenceClassifier {
         config.num_labels = num_labels;
         Ok(SequenceClassifier {
             model,
-            score: Linear {
+            score: Projection::new(Linear {
                 weight: Param::from_tensor(weight),
                 bias: None,
-            },
+            }),
             config,
         })
     }
@@ -373,10 +418,26 @@ impl SequenceClassifier {
         self.score.forward(self.model.forward(batch))
     }
 
-    /// Adds every tensor under its HF name.
+    /// Replaces every projection (`score` included) by `f(hf_path, projection)`.
+    pub fn map_projections(self, f: &mut ProjectionFn) -> Result<Self> {
+        Ok(SequenceClassifier {
+            model: self.model.map_projections(f)?,
+            score: f("score", self.score)?,
+            config: self.config,
+        })
+    }
+
+    /// Every projection with its HF path, in module order (`score` last).
+    pub fn projections(&self) -> Vec<(String, &Projection)> {
+        let mut out = self.model.projections();
+        out.push(("score".to_string(), &self.score));
+        out
+    }
+
+    /// Adds every tensor under its HF name (the base weights; adapters are saved apart).
     pub fn save_weights(&self, w: &mut WeightWriter) -> Result<()> {
         self.model.save(w)?;
-        w.linear("score", &self.score)
+        w.linear("score", &self.score.base)
     }
 }
 

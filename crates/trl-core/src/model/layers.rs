@@ -2,11 +2,12 @@
 //! and the SwiGLU MLP, each behind an RMSNorm with a residual connection.
 
 use burn::module::Module;
-use burn::nn::{Linear, RmsNorm};
+use burn::nn::RmsNorm;
 use burn::tensor::{Bool, Device, Tensor};
 
 use super::config::DecoderConfig;
 use super::kv_cache::LayerKv;
+use super::projection::{Projection, ProjectionFn};
 use super::rope::RotaryTables;
 use super::weights::{WeightReader, WeightWriter};
 use crate::{Result, kernels};
@@ -14,10 +15,10 @@ use crate::{Result, kernels};
 /// Multi-head attention with grouped key/value heads, as in `LlamaAttention` / `Qwen3Attention`.
 #[derive(Module, Debug)]
 pub struct Attention {
-    q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
-    o_proj: Linear,
+    q_proj: Projection,
+    k_proj: Projection,
+    v_proj: Projection,
+    o_proj: Projection,
     /// Qwen3: RMSNorm over each query head.
     q_norm: Option<RmsNorm>,
     /// Qwen3: RMSNorm over each key head.
@@ -49,10 +50,34 @@ impl Attention {
             }
         };
         Ok(Attention {
-            q_proj: r.linear(&format!("{prefix}.q_proj"), h, q_out, c.qkv_bias, device)?,
-            k_proj: r.linear(&format!("{prefix}.k_proj"), h, kv_out, c.qkv_bias, device)?,
-            v_proj: r.linear(&format!("{prefix}.v_proj"), h, kv_out, c.qkv_bias, device)?,
-            o_proj: r.linear(&format!("{prefix}.o_proj"), q_out, h, c.o_bias, device)?,
+            q_proj: Projection::new(r.linear(
+                &format!("{prefix}.q_proj"),
+                h,
+                q_out,
+                c.qkv_bias,
+                device,
+            )?),
+            k_proj: Projection::new(r.linear(
+                &format!("{prefix}.k_proj"),
+                h,
+                kv_out,
+                c.qkv_bias,
+                device,
+            )?),
+            v_proj: Projection::new(r.linear(
+                &format!("{prefix}.v_proj"),
+                h,
+                kv_out,
+                c.qkv_bias,
+                device,
+            )?),
+            o_proj: Projection::new(r.linear(
+                &format!("{prefix}.o_proj"),
+                q_out,
+                h,
+                c.o_bias,
+                device,
+            )?),
             q_norm: norm(r, "q_norm")?,
             k_norm: norm(r, "k_norm")?,
             num_heads: c.num_attention_heads,
@@ -62,10 +87,10 @@ impl Attention {
     }
 
     fn save(&self, w: &mut WeightWriter, prefix: &str) -> Result<()> {
-        w.linear(&format!("{prefix}.q_proj"), &self.q_proj)?;
-        w.linear(&format!("{prefix}.k_proj"), &self.k_proj)?;
-        w.linear(&format!("{prefix}.v_proj"), &self.v_proj)?;
-        w.linear(&format!("{prefix}.o_proj"), &self.o_proj)?;
+        w.linear(&format!("{prefix}.q_proj"), &self.q_proj.base)?;
+        w.linear(&format!("{prefix}.k_proj"), &self.k_proj.base)?;
+        w.linear(&format!("{prefix}.v_proj"), &self.v_proj.base)?;
+        w.linear(&format!("{prefix}.o_proj"), &self.o_proj.base)?;
         if let Some(norm) = &self.q_norm {
             w.rms_norm(&format!("{prefix}.q_norm"), norm)?;
         }
@@ -73,6 +98,27 @@ impl Attention {
             w.rms_norm(&format!("{prefix}.k_norm"), norm)?;
         }
         Ok(())
+    }
+
+    fn map_projections(self, prefix: &str, f: &mut ProjectionFn) -> Result<Self> {
+        Ok(Attention {
+            q_proj: f(&format!("{prefix}.q_proj"), self.q_proj)?,
+            k_proj: f(&format!("{prefix}.k_proj"), self.k_proj)?,
+            v_proj: f(&format!("{prefix}.v_proj"), self.v_proj)?,
+            o_proj: f(&format!("{prefix}.o_proj"), self.o_proj)?,
+            ..self
+        })
+    }
+
+    fn projections<'a>(&'a self, prefix: &str, out: &mut Vec<(String, &'a Projection)>) {
+        for (name, p) in [
+            ("q_proj", &self.q_proj),
+            ("k_proj", &self.k_proj),
+            ("v_proj", &self.v_proj),
+            ("o_proj", &self.o_proj),
+        ] {
+            out.push((format!("{prefix}.{name}"), p));
+        }
     }
 
     /// `x` `[batch, seq, hidden]`, `blocked` `[batch, 1, seq, seq]` -> `[batch, seq, hidden]`.
@@ -152,9 +198,9 @@ impl Attention {
 /// SwiGLU feed-forward: `down(silu(gate(x)) * up(x))`.
 #[derive(Module, Debug)]
 pub struct Mlp {
-    gate_proj: Linear,
-    up_proj: Linear,
-    down_proj: Linear,
+    gate_proj: Projection,
+    up_proj: Projection,
+    down_proj: Projection,
 }
 
 impl Mlp {
@@ -166,26 +212,58 @@ impl Mlp {
     ) -> Result<Self> {
         let (h, i, b) = (c.hidden_size, c.intermediate_size, c.mlp_bias);
         Ok(Mlp {
-            gate_proj: r.linear(&format!("{prefix}.gate_proj"), h, i, b, device)?,
-            up_proj: r.linear(&format!("{prefix}.up_proj"), h, i, b, device)?,
-            down_proj: r.linear(&format!("{prefix}.down_proj"), i, h, b, device)?,
+            gate_proj: Projection::new(r.linear(
+                &format!("{prefix}.gate_proj"),
+                h,
+                i,
+                b,
+                device,
+            )?),
+            up_proj: Projection::new(r.linear(&format!("{prefix}.up_proj"), h, i, b, device)?),
+            down_proj: Projection::new(r.linear(
+                &format!("{prefix}.down_proj"),
+                i,
+                h,
+                b,
+                device,
+            )?),
         })
     }
 
     fn save(&self, w: &mut WeightWriter, prefix: &str) -> Result<()> {
-        w.linear(&format!("{prefix}.gate_proj"), &self.gate_proj)?;
-        w.linear(&format!("{prefix}.up_proj"), &self.up_proj)?;
-        w.linear(&format!("{prefix}.down_proj"), &self.down_proj)
+        w.linear(&format!("{prefix}.gate_proj"), &self.gate_proj.base)?;
+        w.linear(&format!("{prefix}.up_proj"), &self.up_proj.base)?;
+        w.linear(&format!("{prefix}.down_proj"), &self.down_proj.base)
     }
 
     /// `[batch, seq, hidden]` -> `[batch, seq, hidden]`
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let (gate, up, down) = (&self.gate_proj, &self.up_proj, &self.down_proj);
-        if gate.bias.is_none() && up.bias.is_none() && down.bias.is_none() {
-            return kernels::swiglu_mlp(x, gate.weight.val(), up.weight.val(), down.weight.val());
+        // Adapters without dropout fold into the weights, so the fused kernel keeps running.
+        if gate.folds_exactly(&x) && up.folds_exactly(&x) && down.folds_exactly(&x) {
+            return kernels::swiglu_mlp(
+                x,
+                gate.effective_weight(),
+                up.effective_weight(),
+                down.effective_weight(),
+            );
         }
         let activated = kernels::composed::swiglu(gate.forward(x.clone()), up.forward(x));
         down.forward(activated)
+    }
+
+    fn map_projections(self, prefix: &str, f: &mut ProjectionFn) -> Result<Self> {
+        Ok(Mlp {
+            gate_proj: f(&format!("{prefix}.gate_proj"), self.gate_proj)?,
+            up_proj: f(&format!("{prefix}.up_proj"), self.up_proj)?,
+            down_proj: f(&format!("{prefix}.down_proj"), self.down_proj)?,
+        })
+    }
+
+    fn projections<'a>(&'a self, prefix: &str, out: &mut Vec<(String, &'a Projection)>) {
+        out.push((format!("{prefix}.gate_proj"), &self.gate_proj));
+        out.push((format!("{prefix}.up_proj"), &self.up_proj));
+        out.push((format!("{prefix}.down_proj"), &self.down_proj));
     }
 }
 
@@ -229,6 +307,24 @@ impl DecoderLayer {
             &self.post_attention_layernorm,
         )?;
         self.mlp.save(w, &format!("{prefix}.mlp"))
+    }
+
+    /// Replaces every projection by `f(hf_path, projection)` (attaching or removing adapters).
+    pub fn map_projections(self, prefix: &str, f: &mut ProjectionFn) -> Result<Self> {
+        Ok(DecoderLayer {
+            self_attn: self
+                .self_attn
+                .map_projections(&format!("{prefix}.self_attn"), f)?,
+            mlp: self.mlp.map_projections(&format!("{prefix}.mlp"), f)?,
+            ..self
+        })
+    }
+
+    /// Every projection with its HF path, in module order.
+    pub fn projections<'a>(&'a self, prefix: &str, out: &mut Vec<(String, &'a Projection)>) {
+        self.self_attn
+            .projections(&format!("{prefix}.self_attn"), out);
+        self.mlp.projections(&format!("{prefix}.mlp"), out);
     }
 
     /// `[batch, seq, hidden]` -> `[batch, seq, hidden]`

@@ -9,6 +9,7 @@ pub mod decoder;
 pub mod kv_cache;
 pub mod layers;
 pub mod mask;
+pub mod projection;
 pub mod rope;
 pub mod weights;
 
@@ -19,6 +20,7 @@ use burn::tensor::Device;
 pub use config::{DecoderConfig, Family, HeadKind, RopeScaling};
 pub use decoder::{CausalLm, Decoder, SequenceClassifier, TokenBatch};
 pub use kv_cache::KvCache;
+pub use projection::Projection;
 pub use weights::{WeightReader, WeightWriter};
 
 use crate::{Error, Result};
@@ -87,6 +89,21 @@ pub fn save_causal_lm(
     tokenizer.save(dir)
 }
 
+/// The dtype a checkpoint with `config` stores its weights in (what `config.json`'s `dtype` or
+/// `torch_dtype` says; float32 when it says nothing else).
+pub fn stored_dtype(config: &DecoderConfig) -> weights::Dtype {
+    let named = config
+        .raw
+        .get("dtype")
+        .or_else(|| config.raw.get("torch_dtype"))
+        .and_then(|v| v.as_str());
+    match named {
+        Some("bfloat16") => weights::Dtype::BF16,
+        Some("float16") => weights::Dtype::F16,
+        _ => weights::Dtype::F32,
+    }
+}
+
 /// Writes `contents` to `path` through a temporary file and a rename, so a crash never
 /// leaves a half-written file where a good one was.
 pub fn write_atomically(path: &Path, contents: &[u8]) -> Result<()> {
@@ -98,16 +115,31 @@ pub fn write_atomically(path: &Path, contents: &[u8]) -> Result<()> {
 /// Writes `config.json`, `generation_config.json` and `model.safetensors` for `config` and the
 /// tensors in `weights` into `dir` (created if missing). The tokenizer is saved separately.
 pub fn save_pretrained(dir: &Path, config: &DecoderConfig, weights: &WeightWriter) -> Result<()> {
+    save_pretrained_as(dir, config, weights, weights::Dtype::F32)
+}
+
+/// [`save_pretrained`] with the tensors stored as `dtype` (F32, BF16 or F16) and
+/// `config.json` saying so: `trl merge` keeps the base checkpoint's dtype.
+pub fn save_pretrained_as(
+    dir: &Path,
+    config: &DecoderConfig,
+    weights: &WeightWriter,
+    dtype: weights::Dtype,
+) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let weights_tmp = dir.join("model.safetensors.tmp-write");
-    weights.write(&weights_tmp)?;
+    weights.write_as(&weights_tmp, dtype)?;
     std::fs::rename(&weights_tmp, dir.join(weights::SINGLE_FILE)).map_err(|e| Error::io(dir, e))?;
     // A sharded index left from an earlier save would shadow nothing but confuse readers.
     let _ = std::fs::remove_file(dir.join(weights::INDEX_FILE));
     let pretty = |value: &serde_json::Value| serde_json::to_vec_pretty(value).unwrap_or_default();
     write_atomically(
         &dir.join("config.json"),
-        &pretty(&config.to_json("float32")),
+        &pretty(&config.to_json(match dtype {
+            weights::Dtype::BF16 => "bfloat16",
+            weights::Dtype::F16 => "float16",
+            _ => "float32",
+        })),
     )?;
     if config.head == HeadKind::CausalLm {
         write_atomically(
@@ -139,4 +171,4 @@ fn generation_config(config: &DecoderConfig) -> serde_json::Value {
 }
 
 #[cfg(test)]
-mod parity_tests;
+pub(crate) mod parity_tests;

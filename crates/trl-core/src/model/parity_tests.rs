@@ -11,11 +11,11 @@ use super::*;
 /// Largest absolute difference allowed between our fp32 logits and transformers' (eager, fp32).
 const LOGITS_TOLERANCE: f32 = 1e-4;
 
-fn fixtures() -> PathBuf {
+pub(crate) fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
 }
 
-fn read_json(path: &Path) -> Value {
+pub(crate) fn read_json(path: &Path) -> Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap()
 }
@@ -30,7 +30,7 @@ fn matrix<T>(value: &Value, f: impl Fn(&Value) -> T) -> Vec<Vec<T>> {
 }
 
 /// The padded batch of one expected-logits case.
-fn case_batch(case: &Value) -> TokenBatch {
+pub(crate) fn case_batch(case: &Value) -> TokenBatch {
     TokenBatch::with_position_ids(
         matrix(&case["input_ids"], |v| v.as_u64().unwrap() as u32),
         matrix(&case["attention_mask"], |v| v.as_i64().unwrap()),
@@ -40,7 +40,7 @@ fn case_batch(case: &Value) -> TokenBatch {
 
 /// Max |ours - expected| over non-padding positions of `[batch, seq, vocab]` logits. Panics
 /// when the shapes differ or no position is compared.
-fn max_logit_error(ours: &[f32], expected: &Value, mask: &[Vec<i64>]) -> f32 {
+pub(crate) fn max_logit_error(ours: &[f32], expected: &Value, mask: &[Vec<i64>]) -> f32 {
     let vocab = expected[0][0].as_array().unwrap().len();
     let seq = mask[0].len();
     let rows = expected.as_array().unwrap().len();

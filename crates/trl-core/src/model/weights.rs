@@ -12,7 +12,8 @@ use burn::module::Param;
 use burn::nn::{Embedding, Linear, RmsNorm};
 use burn::tensor::{Device, Tensor, TensorData};
 use memmap2::Mmap;
-use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+pub use safetensors::Dtype;
+use safetensors::{SafeTensors, tensor::TensorView};
 
 use crate::{Error, Result};
 
@@ -333,17 +334,40 @@ impl WeightWriter {
 
     /// Writes `path` (f32, `{"format": "pt"}` metadata as transformers expects).
     pub fn write(&self, path: &Path) -> Result<()> {
+        self.write_as(path, Dtype::F32)
+    }
+
+    /// Writes `path` with every tensor stored as `dtype` (F32, BF16 or F16, rounded to
+    /// nearest even as torch's `.to()` does): a merged checkpoint keeps its base's dtype.
+    pub fn write_as(&self, path: &Path, dtype: Dtype) -> Result<()> {
+        let encode = |data: &[f32]| -> Vec<u8> {
+            match dtype {
+                Dtype::BF16 => data
+                    .iter()
+                    .flat_map(|v| half::bf16::from_f32(*v).to_le_bytes())
+                    .collect(),
+                Dtype::F16 => data
+                    .iter()
+                    .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+                    .collect(),
+                _ => bytemuck::cast_slice::<f32, u8>(data).to_vec(),
+            }
+        };
+        let dtype = if matches!(dtype, Dtype::BF16 | Dtype::F16) {
+            dtype
+        } else {
+            Dtype::F32
+        };
         let bytes: Vec<(&String, Vec<u8>)> = self
             .tensors
             .iter()
-            .map(|(name, (_, data))| (name, bytemuck::cast_slice::<f32, u8>(data).to_vec()))
+            .map(|(name, (_, data))| (name, encode(data)))
             .collect();
         let mut views = Vec::with_capacity(bytes.len());
         for ((name, (shape, _)), (_, raw)) in self.tensors.iter().zip(&bytes) {
-            let view =
-                TensorView::new(Dtype::F32, shape.clone(), raw).map_err(|e| Error::Weights {
-                    message: format!("tensor {name:?}: {e}"),
-                })?;
+            let view = TensorView::new(dtype, shape.clone(), raw).map_err(|e| Error::Weights {
+                message: format!("tensor {name:?}: {e}"),
+            })?;
             views.push((name.clone(), view));
         }
         let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
@@ -396,5 +420,18 @@ mod tests {
         assert!(err.contains("a.weight") && err.contains("[5]"), "{err}");
         let err = reader.read("b.weight", &[5]).unwrap_err().to_string();
         assert!(err.contains("b.weight") && err.contains("missing"), "{err}");
+    }
+
+    #[test]
+    fn bf16_writing_rounds_and_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer = WeightWriter::default();
+        writer.add_values("w", vec![3], vec![1.0, 1.0 + 1.0 / 256.0 + 1e-4, -2.5]);
+        writer
+            .write_as(&dir.path().join(SINGLE_FILE), Dtype::BF16)
+            .unwrap();
+        let mut reader = WeightReader::open(dir.path()).unwrap();
+        // 1.0039... + 1e-4 rounds to the bf16 neighbour 1.0078125.
+        assert_eq!(reader.read("w", &[3]).unwrap(), vec![1.0, 1.0078125, -2.5]);
     }
 }
