@@ -94,8 +94,15 @@ fn parse_options() -> BoxResult<Option<Options>> {
     let Some(model) = model else {
         return Ok(None);
     };
-    let [prompts, num_generations, prompt_len, max_completion_length, accumulation, warmup, steps] =
-        o;
+    let [
+        prompts,
+        num_generations,
+        prompt_len,
+        max_completion_length,
+        accumulation,
+        warmup,
+        steps,
+    ] = o;
     if (prompts * num_generations) % accumulation.max(1) != 0 || steps == 0 {
         return Err(format!(
             "--prompts {prompts} x --num_generations {num_generations} must split into \
@@ -304,9 +311,20 @@ fn run_steps(o: &Options, examples: &[PromptExample]) -> BoxResult<(Vec<f64>, Ge
         inner: GrpoMethod::new(config, &args, parts)?,
         marks: vec![Instant::now()],
     };
-    train(&mut timed, model, examples, &args, &device, &mut RunLogger::silent())?;
+    train(
+        &mut timed,
+        model,
+        examples,
+        &args,
+        &device,
+        &mut RunLogger::silent(),
+    )?;
     let _ = std::fs::remove_dir_all(&output_dir);
-    let steps = timed.marks.windows(2).map(|w| (w[1] - w[0]).as_secs_f64()).collect();
+    let steps = timed
+        .marks
+        .windows(2)
+        .map(|w| (w[1] - w[0]).as_secs_f64())
+        .collect();
     drop(timed);
     let log = Rc::try_unwrap(log)
         .map_err(|_| "the generation log is still shared")?
@@ -332,7 +350,11 @@ fn main() -> BoxResult<()> {
         .into());
     }
     if let Some(short) = log.lengths.iter().find(|&&l| l != o.max_completion_length) {
-        return Err(format!("a completion has {short} tokens, not {}", o.max_completion_length).into());
+        return Err(format!(
+            "a completion has {short} tokens, not {}",
+            o.max_completion_length
+        )
+        .into());
     }
     let result = summary(&o, &step_times, &log.seconds)?;
     std::fs::write(&o.out, serde_json::to_vec_pretty(&result)?)?;
