@@ -136,11 +136,34 @@ fn verdict(results: &Value) -> String {
     }
 }
 
+/// When and where it was measured: date, commit, `--quick`, the load average at the start.
+fn provenance_line(results: &Value) -> String {
+    let g = &results["generated"];
+    format!(
+        "Measured on {} UTC at commit {}{}{}; load average when the run started: {}.",
+        g["date_utc"].as_str().unwrap_or("?"),
+        g["commit"].as_str().unwrap_or("?"),
+        if g["work_tree_modified"] == true {
+            " (with uncommitted changes)"
+        } else {
+            ""
+        },
+        if results["quick"] == true {
+            " with `--quick`"
+        } else {
+            ""
+        },
+        results["machine"]["load_average_at_start"]
+            .as_str()
+            .unwrap_or("?"),
+    )
+}
+
 /// The section of BENCHMARKS.md: setup, table, verdict.
 pub(super) fn grpo_section(results: &Value) -> String {
     let first = &results["grpo"][0];
     format!(
-        "{HEADING}: one step (generation + scoring + update)\n\n\
+        "{HEADING}: one step (generation + scoring + update)\n\n{}\n\n\
 The benchmark model above; {PROMPTS} prompts of {PROMPT_LEN} tokens (the generation benchmark's, \
 handed to both sides as token ids), `num_generations` {NUM_GENERATIONS}: one generation batch of {} \
 completions of {MAX_COMPLETION_LENGTH} tokens per optimizer step (`min_new_tokens = \
@@ -157,6 +180,7 @@ generation time: trl-rs's `CompletionSource::complete` around `PolicySampler`, T
 decoding, scoring, advantages and the {GRADIENT_ACCUMULATION_STEPS} forward/backward passes with the \
 AdamW update. {} warm-up step(s), then the median of {}; each side in its own process. Target: at \
 least {TARGET_SPEEDUP}x faster than TRL.\n\n{}\n{}",
+        provenance_line(results),
         PROMPTS * NUM_GENERATIONS,
         PROMPTS * NUM_GENERATIONS / GRADIENT_ACCUMULATION_STEPS,
         PROMPTS * NUM_GENERATIONS / GRADIENT_ACCUMULATION_STEPS,
@@ -186,7 +210,12 @@ mod tests {
 
     #[test]
     fn the_table_shows_the_ratio_and_generation_shares() {
-        let results = json!({ "grpo": [row("trl-rs", 2.0, 0.5), row("trl", 8.0, 4.0)] });
+        let results = json!({
+            "grpo": [row("trl-rs", 2.0, 0.5), row("trl", 8.0, 4.0)],
+            "generated": { "date_utc": "2026-01-02 03:04", "commit": "abc1234" },
+            "quick": true,
+            "machine": { "load_average_at_start": "0.10 0.20 0.30" },
+        });
         let table = grpo_table(&results);
         assert!(
             table.contains("| trl-rs | 2.00 | 0.50 | 25% | 1.50 | 1.00 GB | 4.00x | 1% |"),
@@ -200,6 +229,10 @@ mod tests {
         assert!(section.starts_with("## GRPO"), "{section}");
         assert!(section.contains("4.00x faster than TRL's (target: at least 3x faster, met)"));
         assert!(section.contains("then the median of 5"), "{section}");
+        assert!(section.contains(
+            "Measured on 2026-01-02 03:04 UTC at commit abc1234 with `--quick`; load average when \
+             the run started: 0.10 0.20 0.30."
+        ));
     }
 
     #[test]

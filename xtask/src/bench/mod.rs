@@ -131,7 +131,7 @@ pub fn bench(args: &[String]) -> Result<()> {
         threads: machine.logical_cpus,
     };
     if let Some(only) = options.only {
-        return run_only(only, &options, &generation_bench, &grpo_bench);
+        return run_only(only, &options, &machine, &generation_bench, &grpo_bench);
     }
     let (warmup, steps) = if options.quick { (1, 3) } else { (3, 10) };
 
@@ -227,6 +227,7 @@ pub fn bench(args: &[String]) -> Result<()> {
 fn run_only(
     only: Only,
     options: &Options,
+    machine: &Machine,
     generation_bench: &GenerationBench,
     grpo_bench: &GrpoBench,
 ) -> Result<()> {
@@ -238,7 +239,12 @@ fn run_only(
         ),
         Only::Grpo => ("grpo", grpo_bench.run(options.compare_trl, options.quick)?),
     };
-    let results = json!({ "generated": provenance(&root), "quick": options.quick, key: rows });
+    let results = json!({
+        "generated": provenance(root),
+        "quick": options.quick,
+        "machine": machine.to_json(),
+        key: rows,
+    });
     std::fs::write(
         out.join(format!("{key}.json")),
         serde_json::to_vec_pretty(&results)?,
