@@ -21,7 +21,9 @@
 //!
 //! A step's time is the interval between consecutive `Method::after_step` calls (TRL's:
 //! between `on_step_end` callbacks); the generation time is the `CompletionSource::complete`
-//! call around the policy sampler (TRL's: `_generate_single_turn`).
+//! call around the policy sampler (TRL's: `_generate_single_turn`); the rollout time is the
+//! `Method::prepare` call (generation, decoding, scoring, advantages; TRL's:
+//! `_generate_and_score_completions`), the rest of the step is the update.
 
 use std::cell::RefCell;
 use std::error::Error;
@@ -202,10 +204,13 @@ impl CompletionSource for TimedSampler {
     }
 }
 
-/// GRPO with the time of each optimizer step's end recorded; everything else forwarded.
+/// GRPO with the time of each optimizer step's end and of each `prepare` (generation,
+/// decoding, scoring, advantages: TRL's `_generate_and_score_completions`) recorded;
+/// everything else forwarded.
 struct Timed {
     inner: GrpoMethod,
     marks: Vec<Instant>,
+    prepare_s: Vec<f64>,
 }
 
 impl Method for Timed {
@@ -227,7 +232,10 @@ impl Method for Timed {
         micro_batches: &[Vec<&PromptExample>],
         ctx: &StepContext,
     ) -> trl_core::Result<PreparedStep<RolloutBatch>> {
-        self.inner.prepare(model, micro_batches, ctx)
+        let started = Instant::now();
+        let prepared = self.inner.prepare(model, micro_batches, ctx);
+        self.prepare_s.push(started.elapsed().as_secs_f64());
+        prepared
     }
 
     fn items_in(&self, batch: &RolloutBatch) -> f64 {
@@ -258,8 +266,15 @@ impl Method for Timed {
     }
 }
 
-/// Runs `warmup + steps` GRPO steps; returns each step's seconds and the generation log.
-fn run_steps(o: &Options, examples: &[PromptExample]) -> BoxResult<(Vec<f64>, GenerationLog)> {
+/// Seconds of each step, of its rollout (`prepare`) and of its generation.
+struct Timings {
+    steps: Vec<f64>,
+    rollouts: Vec<f64>,
+    generations: Vec<f64>,
+}
+
+/// Runs `warmup + steps` GRPO steps; returns their timings and every completion's length.
+fn run_steps(o: &Options, examples: &[PromptExample]) -> BoxResult<(Timings, Vec<usize>)> {
     let tokenizer = Tokenizer::from_dir(&o.model)?;
     let device = Device::default().autodiff();
     let model = load_causal_lm(&o.model, &device)?;
@@ -310,6 +325,7 @@ fn run_steps(o: &Options, examples: &[PromptExample]) -> BoxResult<(Vec<f64>, Ge
     let mut timed = Timed {
         inner: GrpoMethod::new(config, &args, parts)?,
         marks: vec![Instant::now()],
+        prepare_s: Vec::new(),
     };
     train(
         &mut timed,
@@ -325,11 +341,17 @@ fn run_steps(o: &Options, examples: &[PromptExample]) -> BoxResult<(Vec<f64>, Ge
         .windows(2)
         .map(|w| (w[1] - w[0]).as_secs_f64())
         .collect();
+    let rollouts = std::mem::take(&mut timed.prepare_s);
     drop(timed);
     let log = Rc::try_unwrap(log)
         .map_err(|_| "the generation log is still shared")?
         .into_inner();
-    Ok((steps, log))
+    let timings = Timings {
+        steps,
+        rollouts,
+        generations: log.seconds,
+    };
+    Ok((timings, log.lengths))
 }
 
 fn main() -> BoxResult<()> {
@@ -339,24 +361,27 @@ fn main() -> BoxResult<()> {
     };
     let data: Value = serde_json::from_slice(&std::fs::read(o.model.join("bench_data.json"))?)?;
     let examples = prompts(&data, o.prompts, o.prompt_len)?;
-    let (step_times, log) = run_steps(&o, &examples)?;
+    let (timings, lengths) = run_steps(&o, &examples)?;
     let total = o.warmup + o.steps;
-    if step_times.len() != total || log.seconds.len() != total {
+    let counts = [
+        timings.steps.len(),
+        timings.rollouts.len(),
+        timings.generations.len(),
+    ];
+    if counts != [total; 3] {
         return Err(format!(
-            "expected {total} steps with one generation each, got {} steps and {} generations",
-            step_times.len(),
-            log.seconds.len()
+            "expected {total} steps with one rollout and generation each, got {counts:?}"
         )
         .into());
     }
-    if let Some(short) = log.lengths.iter().find(|&&l| l != o.max_completion_length) {
+    if let Some(short) = lengths.iter().find(|&&l| l != o.max_completion_length) {
         return Err(format!(
             "a completion has {short} tokens, not {}",
             o.max_completion_length
         )
         .into());
     }
-    let result = summary(&o, &step_times, &log.seconds)?;
+    let result = summary(&o, &timings)?;
     std::fs::write(&o.out, serde_json::to_vec_pretty(&result)?)?;
     println!(
         "trl-rs GRPO {}x{}: {:.3} s/step, generation {:.0}% of the step, peak RSS {:.2} GB",
@@ -369,10 +394,12 @@ fn main() -> BoxResult<()> {
     Ok(())
 }
 
-/// The result JSON: every step's and generation's seconds, medians of the measured steps, the
-/// generation share (generation seconds / step seconds summed over the measured steps).
-fn summary(o: &Options, steps: &[f64], generations: &[f64]) -> BoxResult<Value> {
-    let (measured, measured_gen) = (&steps[o.warmup..], &generations[o.warmup..]);
+/// The result JSON: every step's, rollout's and generation's seconds, medians of the measured
+/// steps, the generation share (generation seconds / step seconds summed over the measured
+/// steps).
+fn summary(o: &Options, t: &Timings) -> BoxResult<Value> {
+    let measured = &t.steps[o.warmup..];
+    let (measured_rollout, measured_gen) = (&t.rollouts[o.warmup..], &t.generations[o.warmup..]);
     let share = measured_gen.iter().sum::<f64>() / measured.iter().sum::<f64>();
     Ok(json!({
         "side": "trl-rs",
@@ -385,9 +412,11 @@ fn summary(o: &Options, steps: &[f64], generations: &[f64]) -> BoxResult<Value> 
         "gradient_accumulation_steps": o.gradient_accumulation_steps,
         "threads": std::thread::available_parallelism().map_or(1, |n| n.get()),
         "warmup_steps": o.warmup,
-        "step_times_s": steps,
-        "generation_times_s": generations,
+        "step_times_s": t.steps,
+        "rollout_times_s": t.rollouts,
+        "generation_times_s": t.generations,
         "median_step_s": median(measured),
+        "median_rollout_s": median(measured_rollout),
         "median_generation_s": median(measured_gen),
         "generation_share": share,
         "peak_rss_bytes": peak_rss_bytes()?,

@@ -15,7 +15,8 @@ rate 1e-6), plus ``generation_kwargs={"min_new_tokens": max_completion_length}``
 length. fp32, sdpa, ``torch.set_num_threads(threads)``.
 
 Times: a step is the interval between consecutive ``on_step_end`` callbacks; the generation time is the
-``_generate_single_turn`` call (padding, ``model.generate`` with its KV cache, cutting at EOS).
+``_generate_single_turn`` call (padding, ``model.generate`` with its KV cache, cutting at EOS); the rollout time is
+the ``_generate_and_score_completions`` call (generation, decoding, scoring, advantages); the rest is the update.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def even_share(completion_ids, **kwargs) -> list[float]:
     return [sum(1 for t in ids if t % 2 == 0) / max(len(ids), 1) for ids in completion_ids]
 
 
-def _trainer(args, model_dir: Path, prompt_ids: dict[str, list[int]], generation_s: list, lengths: list):
+def _trainer(args, model_dir: Path, prompt_ids: dict[str, list[int]], timings: dict[str, list]):
     import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -58,9 +59,15 @@ def _trainer(args, model_dir: Path, prompt_ids: dict[str, list[int]], generation
         def _generate_single_turn(self, *a, **kw):
             started = time.perf_counter()
             completion_ids, logprobs = super()._generate_single_turn(*a, **kw)
-            generation_s.append(time.perf_counter() - started)
-            lengths.extend(len(c) for c in completion_ids)
+            timings["generation_s"].append(time.perf_counter() - started)
+            timings["lengths"].extend(len(c) for c in completion_ids)
             return completion_ids, logprobs
+
+        def _generate_and_score_completions(self, *a, **kw):
+            started = time.perf_counter()
+            out = super()._generate_and_score_completions(*a, **kw)
+            timings["rollout_s"].append(time.perf_counter() - started)
+            return out
 
     total = args.prompts * args.num_generations
     if total % args.gradient_accumulation_steps:
@@ -104,8 +111,7 @@ def run_grpo(args, peak_rss_bytes, cpu_time_s) -> None:
     prompt_ids = {
         f"p{i}": rows[i % len(rows)][(i // len(rows)) * 128 :][: args.prompt_len] for i in range(args.prompts)
     }
-    generation_s: list[float] = []
-    lengths: list[int] = []
+    timings: dict[str, list] = {"generation_s": [], "rollout_s": [], "lengths": []}
 
     class StepTimer(TrainerCallback):
         marks: list[float] = []
@@ -117,14 +123,16 @@ def run_grpo(args, peak_rss_bytes, cpu_time_s) -> None:
             self.marks.append(time.perf_counter())
 
     timer = StepTimer()
-    trainer = _trainer(args, model_dir, prompt_ids, generation_s, lengths)
+    trainer = _trainer(args, model_dir, prompt_ids, timings)
     trainer.add_callback(timer)
     trainer.train()
     steps = [b - a for a, b in zip(timer.marks, timer.marks[1:])]
     total = args.warmup + args.steps
-    if len(steps) != total or len(generation_s) != total:
-        raise SystemExit(f"expected {total} steps with one generation each, got {len(steps)} and {len(generation_s)}")
-    if any(n != args.max_completion_length for n in lengths):
+    generation_s, rollout_s = timings["generation_s"], timings["rollout_s"]
+    counts = [len(steps), len(rollout_s), len(generation_s)]
+    if counts != [total] * 3:
+        raise SystemExit(f"expected {total} steps with one rollout and generation each, got {counts}")
+    if any(n != args.max_completion_length for n in timings["lengths"]):
         raise SystemExit(f"a completion is not {args.max_completion_length} tokens long")
     measured, measured_gen = steps[args.warmup :], generation_s[args.warmup :]
     result = {
@@ -140,8 +148,10 @@ def run_grpo(args, peak_rss_bytes, cpu_time_s) -> None:
         "threads": torch.get_num_threads(),
         "warmup_steps": args.warmup,
         "step_times_s": steps,
+        "rollout_times_s": rollout_s,
         "generation_times_s": generation_s,
         "median_step_s": statistics.median(measured),
+        "median_rollout_s": statistics.median(rollout_s[args.warmup :]),
         "median_generation_s": statistics.median(measured_gen),
         "generation_share": sum(measured_gen) / sum(measured),
         "peak_rss_bytes": peak_rss_bytes(),

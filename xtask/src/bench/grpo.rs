@@ -96,18 +96,22 @@ pub(super) fn grpo_table(results: &Value) -> String {
         return "Not run.\n".into();
     }
     let mut table = String::from(
-        "| implementation | s/step (median) | generation s/step (median) | generation share | rest of the step s | peak RSS | TRL s/step ÷ this | others' CPU |\n\
-         |---|---|---|---|---|---|---|---|\n",
+        "| implementation | s/step (median) | generation s | generation share | rest of the rollout s | update s | peak RSS | TRL s/step ÷ this | others' CPU |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
     );
     let ratio = speedup(&rows);
     for row in &rows {
         let step = number(row, "median_step_s");
-        let generation = number(row, "median_generation_s");
+        let (rollout, generation) = (
+            number(row, "median_rollout_s"),
+            number(row, "median_generation_s"),
+        );
         table += &format!(
-            "| {} | {step:.2} | {generation:.2} | {:.0}% | {:.2} | {:.2} GB | {} | {:.0}% |\n",
+            "| {} | {step:.2} | {generation:.2} | {:.0}% | {:.2} | {:.2} | {:.2} GB | {} | {:.0}% |\n",
             row["implementation"].as_str().unwrap_or("?"),
             100.0 * number(row, "generation_share"),
-            step - generation,
+            rollout - generation,
+            step - rollout,
             number(row, "peak_rss_bytes") / 1e9,
             match ratio {
                 Some(r) if row["side"] == "trl-rs" => format!("{r:.2}x"),
@@ -176,9 +180,11 @@ model), learning rate 1e-6, grad-norm clipping at 1.0; fp32, {} threads. trl-rs:
 `trl_core::train::train` (benches/grpo.rs); TRL: `GRPOTrainer` (`reference/bench_trl.py grpo`). \
 Step time: between consecutive optimizer-step ends (`Method::after_step` / `on_step_end`); \
 generation time: trl-rs's `CompletionSource::complete` around `PolicySampler`, TRL's \
-`_generate_single_turn` (transformers' `generate` with its KV cache); the rest of the step is \
-decoding, scoring, advantages and the {GRADIENT_ACCUMULATION_STEPS} forward/backward passes with the \
-AdamW update. {} warm-up step(s), then the median of {}; each side in its own process. Target: at \
+`_generate_single_turn` (transformers' `generate` with its KV cache); the rest of the rollout \
+(decoding, scoring, advantages): `Method::prepare` / `_generate_and_score_completions` less the \
+generation; the update: the step less the rollout ({GRADIENT_ACCUMULATION_STEPS} forward/backward \
+passes, clipping, AdamW). Times are medians over the measured steps, the generation share is the \
+measured steps' generation time over their step time. {} warm-up step(s), then the median of {}; each side in its own process. Target: at \
 least {TARGET_SPEEDUP}x faster than TRL.\n\n{}\n{}",
         provenance_line(results),
         PROMPTS * NUM_GENERATIONS,
@@ -203,6 +209,7 @@ mod tests {
         json!({
             "side": side, "implementation": side, "median_step_s": step,
             "median_generation_s": generation, "generation_share": generation / step,
+            "median_rollout_s": generation + 0.25,
             "peak_rss_bytes": 1e9, "others_cpu_share": 0.01, "threads": 2, "warmup_steps": 2,
             "step_times_s": [1, 1, 1, 1, 1, 1, 1],
         })
@@ -218,11 +225,11 @@ mod tests {
         });
         let table = grpo_table(&results);
         assert!(
-            table.contains("| trl-rs | 2.00 | 0.50 | 25% | 1.50 | 1.00 GB | 4.00x | 1% |"),
+            table.contains("| trl-rs | 2.00 | 0.50 | 25% | 0.25 | 1.25 | 1.00 GB | 4.00x | 1% |"),
             "{table}"
         );
         assert!(
-            table.contains("| trl | 8.00 | 4.00 | 50% | 4.00 | 1.00 GB | - | 1% |"),
+            table.contains("| trl | 8.00 | 4.00 | 50% | 0.25 | 3.75 | 1.00 GB | - | 1% |"),
             "{table}"
         );
         let section = grpo_section(&results);
