@@ -5,6 +5,7 @@
     python reference/bench_trl.py run --method sft --impl trl   --model target/bench/model --out sft-trl.json
     python reference/bench_trl.py run --method dpo --impl torch --model target/bench/model --out dpo-torch.json
     python reference/bench_trl.py generate --model target/bench/model --batch 16 --num_return_sequences 4 --out gen.json
+    python reference/bench_trl.py grpo --model target/bench/model --out grpo-trl.json   (``bench_grpo.py``)
 
 Pinned environment: torch 2.15 (CPU), transformers 5.23.0, trl 1.16.0 (``requirements.txt``); the xtask
 runs this with the reference venv it creates from that file.
@@ -371,12 +372,17 @@ def main() -> None:
     gen.add_argument("--warmup", type=int, default=1)
     gen.add_argument("--runs", type=int, default=3)
     gen.add_argument("--threads", type=int, default=2)
+    import bench_grpo  # this folder is on sys.path when the script runs
+
+    bench_grpo.add_arguments(sub.add_parser("grpo", help="time TRL GRPOTrainer steps (bench_grpo.py)"))
     args = parser.parse_args()
     _setup_env(getattr(args, "threads", 2))
     if args.command == "make-model":
         make_model(Path(args.out))
     elif args.command == "generate":
         generate(args)
+    elif args.command == "grpo":
+        bench_grpo.run_grpo(args, peak_rss_bytes, cpu_time_s)
     else:
         run(args)
 

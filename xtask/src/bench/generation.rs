@@ -133,38 +133,3 @@ tokens/s; at 1 x 1 not slower.\n\n{}\n",
         generation_table(results)
     )
 }
-
-/// `markdown` with its generation section (from its heading to the next `## `) replaced by
-/// `section`, or `section` inserted before "How the numbers are computed" (else at the end).
-pub(super) fn replace_section(markdown: &str, section: &str) -> String {
-    const HEADING: &str = "## Generation";
-    if let Some(start) = markdown.find(HEADING) {
-        let rest = &markdown[start + HEADING.len()..];
-        let end = rest
-            .find("\n## ")
-            .map_or(markdown.len(), |i| start + HEADING.len() + i + 1);
-        return format!("{}{section}\n{}", &markdown[..start], &markdown[end..]);
-    }
-    match markdown.find("## How the numbers are computed") {
-        Some(at) => format!("{}{section}\n{}", &markdown[..at], &markdown[at..]),
-        None => format!("{markdown}\n{section}"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::replace_section;
-
-    #[test]
-    fn the_generation_section_is_replaced_or_inserted() {
-        let doc = "# B\n\n## Kernels\nk\n\n## How the numbers are computed\nh\n";
-        let once = replace_section(doc, "## Generation: x\n\nrow 1\n");
-        assert!(once.contains("## Kernels\nk\n\n## Generation: x\n\nrow 1\n\n## How"));
-        let twice = replace_section(&once, "## Generation: x\n\nrow 2\n");
-        assert!(
-            twice.contains("row 2") && !twice.contains("row 1"),
-            "{twice}"
-        );
-        assert!(twice.contains("## How the numbers are computed\nh\n"));
-    }
-}

@@ -7,13 +7,12 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-/// Builds the bench targets and returns their executables by name.
-pub(super) fn build_benches(root: &Path) -> Result<BTreeMap<String, PathBuf>> {
+/// Builds the bench targets `names` (release profile) and returns their executables by name.
+pub(super) fn build_benches(root: &Path, names: &[&str]) -> Result<BTreeMap<String, PathBuf>> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let output = Command::new(cargo)
-        .args([
-            "bench", "--no-run", "--bench", "kernels", "--bench", "e2e", "--bench", "generate",
-        ])
+        .args(["bench", "--no-run"])
+        .args(names.iter().flat_map(|name| ["--bench", name]))
         .args(["--message-format", "json-render-diagnostics"])
         .current_dir(root)
         .stderr(Stdio::inherit())
@@ -37,7 +36,7 @@ pub(super) fn build_benches(root: &Path) -> Result<BTreeMap<String, PathBuf>> {
             executables.insert(name.to_string(), PathBuf::from(exe));
         }
     }
-    for name in ["kernels", "e2e", "generate"] {
+    for &name in names {
         if !executables.contains_key(name) {
             bail!("cargo bench --no-run did not report the `{name}` executable");
         }

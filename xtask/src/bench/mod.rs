@@ -2,6 +2,9 @@
 //! optionally TRL's steps on the same model in the same invocation; writes
 //! `target/bench/results.json` and `BENCHMARKS.md`.
 //!
+//! `--only generation` / `--only grpo` run that benchmark alone and replace only its section of
+//! BENCHMARKS.md.
+//!
 //! 1. `reference/bench_trl.py make-model` writes the benchmark model, tokenizer and data once
 //!    (`target/bench/model`), with the reference venv: both sides train identical weights.
 //! 2. `cargo bench --no-run` builds `benches/kernels.rs` and `benches/e2e.rs` (release profile).
@@ -10,15 +13,19 @@
 //!    TRL's trainer and a hand-written PyTorch loop), so each peak RSS is that run's own.
 //! 5. The generation benchmark (`benches/generate.rs`, and transformers' `generate` with
 //!    `--compare trl`) runs at 1 x 1 and 16 prompts x 4 sequences, each in its own process.
-//! 6. The machine is read from `/proc/cpuinfo`; MFU is computed as BENCHMARKS.md states.
+//! 6. The GRPO benchmark (`benches/grpo.rs`, and TRL's `GRPOTrainer` with `--compare trl`):
+//!    one step of generation + scoring + update, each side in its own process.
+//! 7. The machine is read from `/proc/cpuinfo`; MFU is computed as BENCHMARKS.md states.
 
 mod criterion;
 mod flops;
 mod generation;
+mod grpo;
 mod machine;
 mod measure;
 mod provenance;
 mod report;
+mod section;
 
 use std::process::Command;
 use std::time::SystemTime;
@@ -30,6 +37,7 @@ use crate::{reference_python, repo_root, run};
 use criterion::read_criterion;
 use flops::{add_derived, flop_model};
 use generation::GenerationBench;
+use grpo::GrpoBench;
 use machine::Machine;
 use measure::{build_benches, measure, run_watching_others, wait_for_idle};
 use provenance::provenance;
@@ -38,24 +46,34 @@ use report::{NOTES_HEADING, end_to_end_table, render_markdown};
 struct Options {
     compare_trl: bool,
     quick: bool,
-    /// `--only generation`: run the generation benchmark alone and replace its section of
-    /// BENCHMARKS.md, leaving the other sections as they are.
-    only_generation: bool,
+    /// `--only generation` / `--only grpo`: run that benchmark alone and replace its section
+    /// of BENCHMARKS.md, leaving the other sections as they are.
+    only: Option<Only>,
+}
+
+/// The benchmarks that run alone.
+#[derive(Clone, Copy, PartialEq)]
+enum Only {
+    Generation,
+    Grpo,
 }
 
 fn parse(args: &[String]) -> Result<Options> {
     let mut options = Options {
         compare_trl: false,
         quick: false,
-        only_generation: false,
+        only: None,
     };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--quick" => options.quick = true,
             "--only" => match args.next().map(String::as_str) {
-                Some("generation") => options.only_generation = true,
-                other => bail!("--only {other:?}: the only part that runs alone is `generation`"),
+                Some("generation") => options.only = Some(Only::Generation),
+                Some("grpo") => options.only = Some(Only::Grpo),
+                other => {
+                    bail!("--only {other:?}: the parts that run alone are `generation` and `grpo`")
+                }
             },
             "--compare" => match args.next().map(String::as_str) {
                 Some("trl") => options.compare_trl = true,
@@ -63,7 +81,7 @@ fn parse(args: &[String]) -> Result<Options> {
             },
             other => {
                 bail!(
-                    "cargo xtask bench: unknown flag {other:?} (flags: --compare trl, --quick, --only generation)"
+                    "cargo xtask bench: unknown flag {other:?} (flags: --compare trl, --quick, --only generation|grpo)"
                 )
             }
         }
@@ -86,7 +104,14 @@ pub fn bench(args: &[String]) -> Result<()> {
             .arg(&model))?;
     }
     let machine = Machine::read()?;
-    let executables = build_benches(&root)?;
+    let executables = build_benches(
+        &root,
+        match options.only {
+            Some(Only::Generation) => &["generate"],
+            Some(Only::Grpo) => &["grpo"],
+            None => &["kernels", "e2e", "generate", "grpo"],
+        },
+    )?;
     let generation_bench = GenerationBench {
         root: &root,
         out: &out,
@@ -96,19 +121,17 @@ pub fn bench(args: &[String]) -> Result<()> {
         script: &script,
         threads: machine.logical_cpus,
     };
-    if options.only_generation {
-        let rows = generation_bench.run(options.compare_trl, options.quick)?;
-        let results = json!({ "generated": provenance(&root), "generation": rows });
-        std::fs::write(
-            out.join("generation.json"),
-            serde_json::to_vec_pretty(&results)?,
-        )?;
-        let path = root.join("BENCHMARKS.md");
-        let previous = std::fs::read_to_string(&path).unwrap_or_default();
-        let section = generation::generation_section(&results);
-        std::fs::write(&path, generation::replace_section(&previous, &section))?;
-        println!("{}", generation::generation_table(&results));
-        return Ok(());
+    let grpo_bench = GrpoBench {
+        root: &root,
+        out: &out,
+        model: &model,
+        executables: &executables,
+        python: &python,
+        script: &script,
+        threads: machine.logical_cpus,
+    };
+    if let Some(only) = options.only {
+        return run_only(only, &options, &machine, &generation_bench, &grpo_bench);
     }
     let (warmup, steps) = if options.quick { (1, 3) } else { (3, 10) };
 
@@ -152,6 +175,7 @@ pub fn bench(args: &[String]) -> Result<()> {
     }
 
     let generation = generation_bench.run(options.compare_trl, options.quick)?;
+    let grpo = grpo_bench.run(options.compare_trl, options.quick)?;
 
     let criterion_home = out.join("criterion");
     let started = SystemTime::now();
@@ -177,12 +201,14 @@ pub fn bench(args: &[String]) -> Result<()> {
         "machine": machine.to_json(),
         "end_to_end": e2e,
         "generation": generation,
+        "grpo": grpo,
         "kernels": kernels,
         "kernels_others_cpu_share": kernels_others,
     });
     let json_path = out.join("results.json");
     std::fs::write(&json_path, serde_json::to_vec_pretty(&results)?)?;
     let mut markdown = render_markdown(&results, &machine);
+    markdown = section::replace_section(&markdown, grpo::HEADING, &grpo::grpo_section(&results));
     // Hand-written notes below the generated part survive a rerun.
     let previous = std::fs::read_to_string(root.join("BENCHMARKS.md")).unwrap_or_default();
     if let Some(at) = previous.find(NOTES_HEADING) {
@@ -191,6 +217,56 @@ pub fn bench(args: &[String]) -> Result<()> {
     std::fs::write(root.join("BENCHMARKS.md"), &markdown)?;
     println!("{}", end_to_end_table(&results));
     println!("{}", generation::generation_table(&results));
+    println!("{}", grpo::grpo_table(&results));
     println!("wrote {} and BENCHMARKS.md", json_path.display());
+    Ok(())
+}
+
+/// `--only generation|grpo`: that benchmark alone; its results go to
+/// `target/bench/<name>.json` and its section of BENCHMARKS.md is replaced.
+fn run_only(
+    only: Only,
+    options: &Options,
+    machine: &Machine,
+    generation_bench: &GenerationBench,
+    grpo_bench: &GrpoBench,
+) -> Result<()> {
+    let (root, out) = (grpo_bench.root, grpo_bench.out);
+    let (key, rows) = match only {
+        Only::Generation => (
+            "generation",
+            generation_bench.run(options.compare_trl, options.quick)?,
+        ),
+        Only::Grpo => ("grpo", grpo_bench.run(options.compare_trl, options.quick)?),
+    };
+    let results = json!({
+        "generated": provenance(root),
+        "quick": options.quick,
+        "machine": machine.to_json(),
+        key: rows,
+    });
+    std::fs::write(
+        out.join(format!("{key}.json")),
+        serde_json::to_vec_pretty(&results)?,
+    )?;
+    let path = root.join("BENCHMARKS.md");
+    let previous = std::fs::read_to_string(&path).unwrap_or_default();
+    let (heading, section, table) = match only {
+        Only::Generation => (
+            "## Generation",
+            generation::generation_section(&results),
+            generation::generation_table(&results),
+        ),
+        Only::Grpo => (
+            grpo::HEADING,
+            grpo::grpo_section(&results),
+            grpo::grpo_table(&results),
+        ),
+    };
+    std::fs::write(
+        &path,
+        section::replace_section(&previous, heading, &section),
+    )?;
+    println!("{table}");
     Ok(())
 }
