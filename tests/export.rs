@@ -153,32 +153,25 @@ fn a_byte_fallback_tokenizer_exports_as_sentencepiece_style_llama() {
     run_reference_check(&pairs);
 }
 
+/// A peft adapter folder is merged into its base first: the file equals the export of
+/// `trl merge`'s output, byte for byte, and no scratch folder is left behind.
 #[test]
-fn a_lora_adapter_folder_is_refused_until_merged() {
+fn a_lora_adapter_folder_exports_as_its_merged_model() {
     let dir = tempfile::tempdir().unwrap();
-    let adapter = dir.path().join("adapter");
-    std::fs::create_dir_all(&adapter).unwrap();
-    std::fs::write(
-        adapter.join("adapter_config.json"),
-        r#"{"peft_type": "LORA"}"#,
-    )
-    .unwrap();
-    let outfile = dir.path().join("out.gguf");
-    let out = trl(&[
-        "export",
-        "gguf",
-        "--model_name_or_path",
-        adapter.to_str().unwrap(),
-        "--outfile",
-        outfile.to_str().unwrap(),
-    ]);
-    assert!(!out.status.success());
-    assert!(
-        text(&out).contains("LoRA adapter") && text(&out).contains("Merge it"),
-        "{}",
-        text(&out)
-    );
-    assert!(!outfile.exists());
+    let adapter = "fixtures/adapters/llama-qv";
+    let merged = dir.path().join("merged");
+    let out = trl(&["merge", "--model_name_or_path", adapter, "--output_dir", merged.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let export = |model: &str, file: &str| {
+        let outfile = dir.path().join(file);
+        let args = ["export", "gguf", "--model_name_or_path", model, "--outtype", "f32"];
+        let out = trl(&[&args[..], &["--model_name", "m", "--outfile", outfile.to_str().unwrap()]].concat());
+        assert!(out.status.success(), "{}", text(&out));
+        std::fs::read(outfile).unwrap()
+    };
+    let from_adapter = export(adapter, "adapter.gguf");
+    let from_merged = export(merged.to_str().unwrap(), "merged.gguf");
+    assert!(from_adapter == from_merged, "the adapter's export differs from the merged model's");
 }
 
 #[test]

@@ -49,21 +49,35 @@ pub fn run(command: &ExportCommand) -> Result<()> {
 
 fn run_gguf(args: &GgufArgs) -> Result<()> {
     let local = Path::new(&args.model_name_or_path);
-    // An adapter folder gets the exporter's own "merge first" message, not the resolver's.
-    let model_dir = if local.join("adapter_config.json").is_file() {
-        local.to_path_buf()
-    } else {
-        trl_core::hub::resolve_model(&args.model_name_or_path, args.model_revision.as_deref())?
+    // A peft adapter folder is merged into its base first (into a scratch folder removed
+    // afterwards), as `trl merge` would; the file is named after the adapter folder.
+    let merged = local
+        .join("adapter_config.json")
+        .is_file()
+        .then(|| MergedAdapter::new(local))
+        .transpose()?;
+    let model_dir = match &merged {
+        Some(merged) => merged.dir.clone(),
+        None => {
+            trl_core::hub::resolve_model(&args.model_name_or_path, args.model_revision.as_deref())?
+        }
     };
+    let named_dir = if merged.is_some() { local.to_path_buf() } else { model_dir.clone() };
     let outfile = args
         .outfile
         .clone()
-        .unwrap_or_else(|| default_outfile(&model_dir, args.outtype));
+        .unwrap_or_else(|| default_outfile(&named_dir, args.outtype));
+    let name = args.model_name.clone().or_else(|| {
+        merged
+            .is_some()
+            .then(|| named_dir.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .flatten()
+    });
     let options = ExportOptions {
         model_dir,
         outfile: outfile.clone(),
         outtype: args.outtype,
-        name: args.model_name.clone(),
+        name,
     };
     let summary = export(&options).with_context(|| {
         format!(
@@ -87,6 +101,26 @@ fn run_gguf(args: &GgufArgs) -> Result<()> {
         summary.bytes as f64 / 1e6
     );
     Ok(())
+}
+
+/// An adapter merged into its base in a scratch folder, removed when dropped.
+struct MergedAdapter {
+    dir: PathBuf,
+}
+
+impl MergedAdapter {
+    fn new(adapter_dir: &Path) -> Result<Self> {
+        let dir = std::env::temp_dir().join(format!("trl-rs-merge-{}", std::process::id()));
+        let merged = MergedAdapter { dir };
+        crate::merge::merge_adapter(adapter_dir, &merged.dir)?;
+        Ok(merged)
+    }
+}
+
+impl Drop for MergedAdapter {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 /// `<folder name>-<outtype>.gguf` in the current folder (never inside the model folder, which

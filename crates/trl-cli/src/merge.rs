@@ -28,7 +28,13 @@ pub struct MergeArgs {
 
 /// Loads base + adapter, merges, and saves.
 pub fn run(args: &MergeArgs) -> Result<()> {
-    let adapter_dir = &args.model_name_or_path;
+    merge_adapter(&args.model_name_or_path, &args.output_dir)
+}
+
+/// Folds the peft adapter in `adapter_dir` into its base and writes the merged checkpoint
+/// (base dtype, with the tokenizer) into `output_dir`: `trl merge`, and what `trl export
+/// gguf` does first with an adapter folder.
+pub fn merge_adapter(adapter_dir: &std::path::Path, output_dir: &std::path::Path) -> Result<()> {
     if !is_adapter_dir(adapter_dir) {
         bail!(
             "{}: no adapter_config.json; --model_name_or_path must be a peft adapter folder",
@@ -45,7 +51,7 @@ pub fn run(args: &MergeArgs) -> Result<()> {
             )
         })?;
     let tokenizer_dir = if adapter_dir.join("tokenizer.json").is_file() {
-        adapter_dir.as_path()
+        adapter_dir
     } else {
         base_dir.as_path()
     };
@@ -67,13 +73,13 @@ pub fn run(args: &MergeArgs) -> Result<()> {
             merged.config().clone()
         }
     };
-    save_pretrained_as(&args.output_dir, &model_config, &writer, dtype)?;
-    tokenizer.save(&args.output_dir)?;
+    save_pretrained_as(output_dir, &model_config, &writer, dtype)?;
+    tokenizer.save(output_dir)?;
     eprintln!(
         "merged {} into {} -> {} ({dtype:?})",
         adapter_dir.display(),
         base_dir.display(),
-        args.output_dir.display()
+        output_dir.display()
     );
     Ok(())
 }

@@ -64,8 +64,8 @@ fn export_in_chunks(options: &ExportOptions, chunk_values: usize) -> Result<Expo
     let dir = &options.model_dir;
     if dir.join("adapter_config.json").is_file() {
         return Err(Error::Unsupported(format!(
-            "{}: this is a LoRA adapter; GGUF export of adapters is not supported yet. Merge it into \
-             its base model first and export the merged folder",
+            "{}: this is a LoRA adapter; merge it into its base first (`trl merge`; `trl export \
+             gguf` merges an adapter folder itself) and export the merged folder",
             dir.display()
         )));
     }
