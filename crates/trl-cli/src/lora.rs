@@ -223,12 +223,9 @@ pub struct AdapterMethod<'a, M: Method> {
     pub seed: u64,
 }
 
-/// The device seed of optimizer step `step` (a splitmix64 mix of the run seed and the step).
+/// The device seed of optimizer step `step`.
 fn step_seed(seed: u64, step: u64) -> u64 {
-    let mut z = seed ^ step.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+    trl_core::train::sampler::derived_seed(seed, step, 0)
 }
 
 impl<M: Method> Method for AdapterMethod<'_, M>

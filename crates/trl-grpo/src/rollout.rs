@@ -94,12 +94,9 @@ impl CompletionSource for PolicySampler {
     }
 }
 
-/// A seed per generation batch (SplitMix64 of the run seed and the batch number).
+/// A seed per generation batch, from the run's seed and the batch number.
 pub fn generation_seed(seed: u64, generation: u64) -> u64 {
-    let mut z = seed ^ generation.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+    trl_core::train::sampler::derived_seed(seed, generation, 0)
 }
 
 /// Whether a completion ran out of room: its last token is neither an end-of-sequence id

@@ -87,14 +87,9 @@ impl ResponseSource for Recorded {
     }
 }
 
-/// A seed for stream `stream` of rollout batch `step` (SplitMix64 of the run's seed).
+/// A seed for stream `stream` of rollout batch `step` (see `derived_seed`).
 pub fn step_seed(seed: u64, step: u64, stream: u64) -> u64 {
-    let mut z = seed
-        ^ step.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        ^ stream.wrapping_mul(0xD6E8_FEB8_6659_FD93);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+    trl_core::train::sampler::derived_seed(seed, step, stream)
 }
 
 /// The frozen and current models a rollout reads, all without autodiff.

@@ -79,6 +79,19 @@ impl Mt19937 {
     }
 }
 
+/// A seed derived from a run's `seed` for item `index` (a step, a generation batch) of random
+/// stream `stream` (SplitMix64's finaliser over the mixed inputs): what online methods and
+/// LoRA dropout seed each step with, so a resumed run draws the same numbers without saving
+/// any RNG state.
+pub fn derived_seed(seed: u64, index: u64, stream: u64) -> u64 {
+    let mut z = seed
+        ^ index.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ stream.wrapping_mul(0xD6E8_FEB8_6659_FD93);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 /// `torch.randperm(n, generator=torch.Generator().manual_seed(seed))` on CPU, element for element.
 ///
 /// Only the low 32 bits of `seed` matter (torch seeds MT19937 with `seed & 0xffffffff`).
