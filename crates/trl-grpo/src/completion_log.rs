@@ -135,7 +135,7 @@ mod tests {
             reward: 1.0,
             advantage: 0.5,
         };
-        log.append(&[record.clone()]).unwrap();
+        log.append(std::slice::from_ref(&record)).unwrap();
         log.append(&[record]).unwrap();
         let text = std::fs::read_to_string(dir.path().join("completions.jsonl")).unwrap();
         let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();

@@ -18,6 +18,7 @@ pub mod data;
 mod generation_batch;
 pub mod logps;
 pub mod loss;
+mod loss_options;
 pub mod rewards;
 pub mod rloo;
 pub mod rloo_config;
