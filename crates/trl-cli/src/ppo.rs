@@ -53,6 +53,12 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
         ("max_grad_norm", Value::from(0.0)),
     ];
     let mut run = setup::<PpoConfig>("ppo", raw, &defaults, DataMethod::Ppo)?;
+    if run.adapter.is_some() {
+        bail!(
+            "`trl ppo` does not train LoRA adapters yet: drop --use_peft (or merge the adapter \
+             folder with `trl merge` and pass the merged model)"
+        );
+    }
     let ppo = run.config.clone();
     let reward_id = ppo.reward_model_path.clone().context(
         "--reward_model_path is required (a sequence classifier, e.g. from `trl reward`)",
