@@ -31,7 +31,9 @@ fn help_lists_only_working_commands() {
     let out = trl(&["--help"]);
     assert!(out.status.success());
     let help = text(&out);
-    for command in ["sft", "dpo", "kto", "reward", "grpo", "rloo", "ppo", "score", "validate", "env"] {
+    for command in [
+        "sft", "dpo", "kto", "reward", "grpo", "rloo", "ppo", "score", "validate", "env",
+    ] {
         assert!(help.contains(command), "{help}");
     }
 }

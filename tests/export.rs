@@ -160,18 +160,38 @@ fn a_lora_adapter_folder_exports_as_its_merged_model() {
     let dir = tempfile::tempdir().unwrap();
     let adapter = "fixtures/adapters/llama-qv";
     let merged = dir.path().join("merged");
-    let out = trl(&["merge", "--model_name_or_path", adapter, "--output_dir", merged.to_str().unwrap()]);
+    let out = trl(&[
+        "merge",
+        "--model_name_or_path",
+        adapter,
+        "--output_dir",
+        merged.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", text(&out));
     let export = |model: &str, file: &str| {
         let outfile = dir.path().join(file);
-        let args = ["export", "gguf", "--model_name_or_path", model, "--outtype", "f32"];
-        let out = trl(&[&args[..], &["--model_name", "m", "--outfile", outfile.to_str().unwrap()]].concat());
+        let args = [
+            "export",
+            "gguf",
+            "--model_name_or_path",
+            model,
+            "--outtype",
+            "f32",
+        ];
+        let out = trl(&[
+            &args[..],
+            &["--model_name", "m", "--outfile", outfile.to_str().unwrap()],
+        ]
+        .concat());
         assert!(out.status.success(), "{}", text(&out));
         std::fs::read(outfile).unwrap()
     };
     let from_adapter = export(adapter, "adapter.gguf");
     let from_merged = export(merged.to_str().unwrap(), "merged.gguf");
-    assert!(from_adapter == from_merged, "the adapter's export differs from the merged model's");
+    assert!(
+        from_adapter == from_merged,
+        "the adapter's export differs from the merged model's"
+    );
 }
 
 #[test]

@@ -84,7 +84,14 @@ fn grpo_logs_trl_metrics_completions_and_saves_the_policy() {
         "grpo",
         &reward,
         &out,
-        &["--max_steps", "2", "--log_completions", "true", "--beta", "0.04"],
+        &[
+            "--max_steps",
+            "2",
+            "--log_completions",
+            "true",
+            "--beta",
+            "0.04",
+        ],
     );
     let run = trl(&args);
     assert!(run.status.success(), "{}", text(&run));
@@ -115,17 +122,32 @@ fn grpo_logs_trl_metrics_completions_and_saves_the_policy() {
     let lines = json_lines(&std::fs::read_to_string(out.join("completions.jsonl")).unwrap());
     assert_eq!(lines.len(), 2 * 4, "two steps of four completions");
     for line in &lines {
-        for key in ["step", "prompt", "completion", "completion_ids", "rewards", "reward", "advantage"] {
+        for key in [
+            "step",
+            "prompt",
+            "completion",
+            "completion_ids",
+            "rewards",
+            "reward",
+            "advantage",
+        ] {
             assert!(line.get(key).is_some(), "{key} missing in {line}");
         }
         let share = line["rewards"]["share"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&share), "{line}");
     }
     // A group's advantages sum to ~0 (group-normalised).
-    let group: f64 = lines[..4].iter().map(|l| l["advantage"].as_f64().unwrap()).sum();
+    let group: f64 = lines[..4]
+        .iter()
+        .map(|l| l["advantage"].as_f64().unwrap())
+        .sum();
     assert!(group.abs() < 1e-3, "{group}");
     assert!(out.join("model.safetensors").is_file());
-    assert!(out.join("checkpoint-2").join("rollout_state.json").is_file());
+    assert!(
+        out.join("checkpoint-2")
+            .join("rollout_state.json")
+            .is_file()
+    );
 }
 
 #[test]
@@ -150,15 +172,24 @@ fn resuming_mid_generation_batch_repeats_the_unbroken_run() {
     assert!(run.status.success(), "{}", text(&run));
     let resumed = dir.path().join("resumed");
     std::fs::create_dir_all(&resumed).unwrap();
-    copy_dir(&unbroken.join("checkpoint-1"), &resumed.join("checkpoint-1"));
+    copy_dir(
+        &unbroken.join("checkpoint-1"),
+        &resumed.join("checkpoint-1"),
+    );
     let mut args = online_args("grpo", &reward, &resumed, &extra);
     args.extend(["--resume_from_checkpoint".into(), "true".into()]);
     let run = trl(&args);
     assert!(run.status.success(), "{}", text(&run));
     let weights = |dir: &Path| std::fs::read(dir.join("model.safetensors")).unwrap();
-    assert!(weights(&unbroken) == weights(&resumed), "final weights differ after resume");
+    assert!(
+        weights(&unbroken) == weights(&resumed),
+        "final weights differ after resume"
+    );
     let losses = |dir: &Path| -> Vec<f64> {
-        logged_steps(dir).iter().map(|s| s["loss"].as_f64().unwrap()).collect()
+        logged_steps(dir)
+            .iter()
+            .map(|s| s["loss"].as_f64().unwrap())
+            .collect()
     };
     // The resumed run's history starts with the checkpoint's step, then its own steps.
     assert_eq!(losses(&unbroken), losses(&resumed), "logged losses");
@@ -192,7 +223,10 @@ fn a_crashing_reward_program_stops_the_run_and_keeps_the_checkpoint() {
     assert!(!run.status.success());
     let message = text(&run);
     assert!(message.contains("crash.py"), "{message}");
-    assert!(message.contains("lost its database connection"), "{message}");
+    assert!(
+        message.contains("lost its database connection"),
+        "{message}"
+    );
     // Step 1 finished and was checkpointed before the second batch's scoring failed.
     let state = read_json(&out.join("checkpoint-1").join("trainer_state.json"));
     assert_eq!(state["global_step"], 1);
@@ -208,7 +242,11 @@ fn rloo_folds_the_kl_into_the_reward_and_logs_it() {
     assert!(run.status.success(), "{}", text(&run));
     let steps = logged_steps(&out);
     for name in ["loss", "kl", "reward", "entropy", "clip_ratio/region_mean"] {
-        assert!(steps[1][name].as_f64().is_some_and(f64::is_finite), "{name}: {:?}", steps[1]);
+        assert!(
+            steps[1][name].as_f64().is_some_and(f64::is_finite),
+            "{name}: {:?}",
+            steps[1]
+        );
     }
 }
 
@@ -219,7 +257,11 @@ fn vllm_keys_are_refused_with_a_reason() {
     let out = dir.path().join("run");
     let run = trl(&online_args("grpo", &reward, &out, &["--use_vllm", "true"]));
     assert!(!run.status.success());
-    assert!(text(&run).contains("--use_vllm") && text(&run).contains("vLLM"), "{}", text(&run));
+    assert!(
+        text(&run).contains("--use_vllm") && text(&run).contains("vLLM"),
+        "{}",
+        text(&run)
+    );
     assert!(!out.exists());
 }
 
@@ -228,7 +270,12 @@ fn generation_batch_must_hold_whole_groups() {
     let dir = tempfile::tempdir().unwrap();
     let reward = script(dir.path(), "share.py", SHARE_REWARD);
     let out = dir.path().join("run");
-    let run = trl(&online_args("grpo", &reward, &out, &["--num_generations", "3"]));
+    let run = trl(&online_args(
+        "grpo",
+        &reward,
+        &out,
+        &["--num_generations", "3"],
+    ));
     assert!(!run.status.success());
     assert!(text(&run).contains("num_generations"), "{}", text(&run));
 }

@@ -414,12 +414,28 @@ fn a_seeded_use_peft_run_is_reproducible() {
     let run = |name: &str| {
         let out_dir = dir.path().join(name);
         let out = trl(&[
-            "sft", "--model_name_or_path", common::MODEL, "--dataset_name", "datasets/text.jsonl",
-            "--use_peft", "--output_dir", out_dir.to_str().unwrap(), "--max_steps", "3",
-            "--logging_steps", "1", "--per_device_train_batch_size", "2", "--learning_rate", "1e-2",
+            "sft",
+            "--model_name_or_path",
+            common::MODEL,
+            "--dataset_name",
+            "datasets/text.jsonl",
+            "--use_peft",
+            "--output_dir",
+            out_dir.to_str().unwrap(),
+            "--max_steps",
+            "3",
+            "--logging_steps",
+            "1",
+            "--per_device_train_batch_size",
+            "2",
+            "--learning_rate",
+            "1e-2",
         ]);
         assert!(out.status.success(), "{}", stderr(&out));
-        (losses(&logged_steps(&out_dir)), std::fs::read(out_dir.join("adapter_model.safetensors")).unwrap())
+        (
+            losses(&logged_steps(&out_dir)),
+            std::fs::read(out_dir.join("adapter_model.safetensors")).unwrap(),
+        )
     };
     let (first, second) = (run("a"), run("b"));
     assert_eq!(first.0, second.0);
@@ -433,10 +449,26 @@ fn a_use_peft_run_with_dropout_resumes_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().join("run");
     let mut args: Vec<String> = [
-        "sft", "--model_name_or_path", common::MODEL, "--dataset_name", "datasets/text.jsonl",
-        "--use_peft", "--lora_dropout", "0.3", "--output_dir", out_dir.to_str().unwrap(),
-        "--max_steps", "4", "--save_steps", "2", "--logging_steps", "1",
-        "--per_device_train_batch_size", "2", "--learning_rate", "1e-2",
+        "sft",
+        "--model_name_or_path",
+        common::MODEL,
+        "--dataset_name",
+        "datasets/text.jsonl",
+        "--use_peft",
+        "--lora_dropout",
+        "0.3",
+        "--output_dir",
+        out_dir.to_str().unwrap(),
+        "--max_steps",
+        "4",
+        "--save_steps",
+        "2",
+        "--logging_steps",
+        "1",
+        "--per_device_train_batch_size",
+        "2",
+        "--learning_rate",
+        "1e-2",
     ]
     .map(String::from)
     .to_vec();

@@ -244,8 +244,15 @@ fn bad_ppo_settings_are_errors_naming_the_option() {
         assert!(!message.contains("panicked"), "{message}");
     }
     let out = trl(&ppo_args(MODEL, MODEL, out_s, &[]));
-    assert!(!out.status.success(), "a causal LM was taken as the reward model");
-    assert!(text(&out).contains("not a sequence classifier"), "{}", text(&out));
+    assert!(
+        !out.status.success(),
+        "a causal LM was taken as the reward model"
+    );
+    assert!(
+        text(&out).contains("not a sequence classifier"),
+        "{}",
+        text(&out)
+    );
     let out = trl(&[
         "ppo",
         "--model_name_or_path",

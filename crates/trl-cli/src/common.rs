@@ -404,7 +404,14 @@ impl<C> Setup<C> {
             load_base,
             seed: self.args.seed,
         };
-        self.finish(&mut wrapped, model, examples, eval_examples, device, interrupt)
+        self.finish(
+            &mut wrapped,
+            model,
+            examples,
+            eval_examples,
+            device,
+            interrupt,
+        )
     }
 }
 

@@ -27,7 +27,10 @@ pub(crate) fn eval_dataset(
     if !args.evaluates() {
         return Ok(None);
     }
-    if matches!(method, DataMethod::Grpo | DataMethod::Rloo | DataMethod::Ppo) {
+    if matches!(
+        method,
+        DataMethod::Grpo | DataMethod::Rloo | DataMethod::Ppo
+    ) {
         return Err(trl_core::train::method::eval_unsupported().into());
     }
     if inputs.eval_dataset_name.is_none() && std::path::Path::new(&train.dataset_name).is_file() {

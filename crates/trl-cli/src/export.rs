@@ -62,7 +62,11 @@ fn run_gguf(args: &GgufArgs) -> Result<()> {
             trl_core::hub::resolve_model(&args.model_name_or_path, args.model_revision.as_deref())?
         }
     };
-    let named_dir = if merged.is_some() { local.to_path_buf() } else { model_dir.clone() };
+    let named_dir = if merged.is_some() {
+        local.to_path_buf()
+    } else {
+        model_dir.clone()
+    };
     let outfile = args
         .outfile
         .clone()
@@ -70,7 +74,11 @@ fn run_gguf(args: &GgufArgs) -> Result<()> {
     let name = args.model_name.clone().or_else(|| {
         merged
             .is_some()
-            .then(|| named_dir.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .then(|| {
+                named_dir
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+            })
             .flatten()
     });
     let options = ExportOptions {

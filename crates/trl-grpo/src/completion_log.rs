@@ -80,7 +80,10 @@ impl CompletionLog {
         }
         let step = records[0].step;
         eprintln!("── completions at step {step} ──");
-        eprintln!("{:<32} │ {:<40} │ {:>7} │ {:>9}", "prompt", "completion", "reward", "advantage");
+        eprintln!(
+            "{:<32} │ {:<40} │ {:>7} │ {:>9}",
+            "prompt", "completion", "reward", "advantage"
+        );
         for record in rows {
             eprintln!(
                 "{:<32} │ {:<40} │ {:>7.3} │ {:>9.3}",
@@ -138,7 +141,10 @@ mod tests {
         log.append(std::slice::from_ref(&record)).unwrap();
         log.append(&[record]).unwrap();
         let text = std::fs::read_to_string(dir.path().join("completions.jsonl")).unwrap();
-        let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0]["completion_ids"], serde_json::json!([7, 2]));
         assert_eq!(lines[1]["rewards"]["acc"], 1.0);

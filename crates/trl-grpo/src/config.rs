@@ -198,7 +198,12 @@ impl GrpoConfig {
             return Err(option_error("num_iterations", "must be at least 1".into()));
         }
         non_negative("epsilon", self.epsilon)?;
-        within("ref_model_mixup_alpha", self.ref_model_mixup_alpha, 0.0, 1.0)?;
+        within(
+            "ref_model_mixup_alpha",
+            self.ref_model_mixup_alpha,
+            0.0,
+            1.0,
+        )?;
         within("top_entropy_quantile", self.top_entropy_quantile, 0.0, 1.0)?;
         non_negative("entropy_coef", self.entropy_coef)?;
         if self.sync_ref_model && self.ref_model_sync_steps == 0 {
@@ -233,7 +238,9 @@ impl GrpoConfig {
         };
         match &self.pad_to_multiple_of {
             None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) if matches!(s.to_lowercase().as_str(), "auto" | "none" | "null") => {
+            Some(Value::String(s))
+                if matches!(s.to_lowercase().as_str(), "auto" | "none" | "null") =>
+            {
                 Ok(None)
             }
             Some(Value::Number(n)) => match n.as_u64() {
@@ -262,9 +269,7 @@ impl GrpoConfig {
                     if size == 0 || size % global != 0 {
                         return Err(option_error(
                             "generation_batch_size",
-                            format!(
-                                "{size} must be divisible by the global batch size ({global})"
-                            ),
+                            format!("{size} must be divisible by the global batch size ({global})"),
                         ));
                     }
                     (size, size / global)
@@ -343,11 +348,14 @@ pub fn refused_key_reason(key: &str) -> Option<&'static str> {
         );
     }
     match key {
-        "use_transformers_continuous_batching" | "use_transformers_paged" => Some(
-            "trl-rs's generation engine already batches and drops finished sequences",
-        ),
-        "use_adaptive_entropy" | "entropy_coef_min" | "entropy_coef_max"
-        | "entropy_coef_delta" | "entropy_target" => {
+        "use_transformers_continuous_batching" | "use_transformers_paged" => {
+            Some("trl-rs's generation engine already batches and drops finished sequences")
+        }
+        "use_adaptive_entropy"
+        | "entropy_coef_min"
+        | "entropy_coef_max"
+        | "entropy_coef_delta"
+        | "entropy_target" => {
             Some("adaptive entropy control is not supported; use a static entropy_coef")
         }
         "off_policy_mask_threshold" => Some("the off-policy sequence mask is not supported"),
@@ -371,7 +379,10 @@ mod tests {
     fn defaults_follow_trl_1_16() {
         let c = GrpoConfig::default();
         assert_eq!((c.num_generations, c.max_completion_length), (8, 512));
-        assert_eq!((c.beta, c.epsilon, c.loss_type.as_str()), (0.0, 0.2, "dapo"));
+        assert_eq!(
+            (c.beta, c.epsilon, c.loss_type.as_str()),
+            (0.0, 0.2, "dapo")
+        );
         assert_eq!((c.temperature, c.top_p, c.top_k), (1.0, 1.0, 0));
         assert!(c.use_bias_correction_kl && c.shuffle_dataset);
     }
@@ -388,22 +399,39 @@ mod tests {
         let s = schedule(&c, 4, 1).unwrap();
         assert_eq!((s.generation_batch_size, s.steps_per_generation), (12, 3));
         c.generation_batch_size = Some(10);
-        assert!(schedule(&c, 4, 1).unwrap_err().to_string().contains("divisible"));
+        assert!(
+            schedule(&c, 4, 1)
+                .unwrap_err()
+                .to_string()
+                .contains("divisible")
+        );
         c.steps_per_generation = Some(2);
         assert!(schedule(&c, 4, 1).unwrap_err().to_string().contains("both"));
         let c = GrpoConfig {
             num_generations: 3,
             ..GrpoConfig::default()
         };
-        assert!(schedule(&c, 4, 1).unwrap_err().to_string().contains("num_generations"));
+        assert!(
+            schedule(&c, 4, 1)
+                .unwrap_err()
+                .to_string()
+                .contains("num_generations")
+        );
     }
 
     #[test]
     fn scale_rewards_takes_names_and_booleans() {
-        let c: GrpoConfig = serde_json::from_value(serde_json::json!({"scale_rewards": false})).unwrap();
+        let c: GrpoConfig =
+            serde_json::from_value(serde_json::json!({"scale_rewards": false})).unwrap();
         assert_eq!(c.scale_rewards.name(), "none");
-        let c: GrpoConfig = serde_json::from_value(serde_json::json!({"scale_rewards": "sideways"})).unwrap();
-        assert!(c.validate().unwrap_err().to_string().contains("scale_rewards"));
+        let c: GrpoConfig =
+            serde_json::from_value(serde_json::json!({"scale_rewards": "sideways"})).unwrap();
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("scale_rewards")
+        );
     }
 
     #[test]
@@ -414,8 +442,16 @@ mod tests {
             "reward_weights": [1.0, 0.5],
         }))
         .unwrap();
-        assert_eq!(c.reward_specs(), ["rm", "accuracy_reward", "cmd:python3 r.py"]);
-        assert!(c.reward_weights(3).unwrap_err().to_string().contains("reward_weights"));
+        assert_eq!(
+            c.reward_specs(),
+            ["rm", "accuracy_reward", "cmd:python3 r.py"]
+        );
+        assert!(
+            c.reward_weights(3)
+                .unwrap_err()
+                .to_string()
+                .contains("reward_weights")
+        );
     }
 
     #[test]

@@ -10,7 +10,9 @@ use trl_core::model::CausalLm;
 use crate::completion_log::CompletionRecord;
 use crate::data::PromptExample;
 use crate::rollout::{RolloutRow, completion_length_metrics, is_truncated};
-use crate::scoring::{AdvantageConfig, ScoredCompletion, advantages_and_metrics, rewards_per_function};
+use crate::scoring::{
+    AdvantageConfig, ScoredCompletion, advantages_and_metrics, rewards_per_function,
+};
 use crate::trainer::{GrpoMethod, Variant};
 
 /// A scored generation batch before it is shuffled and split.
@@ -68,11 +70,15 @@ impl GrpoMethod {
             // and RLOO's KL to an identical reference exactly 0, as in TRL.
             let frozen = model.clone().no_grad();
             let old = self.frozen_logps(&frozen, &rows);
-            rows.iter_mut().zip(old).for_each(|(r, l)| r.old_logps = Some(l));
+            rows.iter_mut()
+                .zip(old)
+                .for_each(|(r, l)| r.old_logps = Some(l));
         }
         if let Some(reference) = &self.reference {
             let logps = self.frozen_logps(reference, &rows);
-            rows.iter_mut().zip(logps).for_each(|(r, l)| r.ref_logps = Some(l));
+            rows.iter_mut()
+                .zip(logps)
+                .for_each(|(r, l)| r.ref_logps = Some(l));
         }
         let (advantages, reward_metrics) = match self.variant {
             Variant::Grpo => {
@@ -147,7 +153,12 @@ impl GrpoMethod {
                     .reward_names
                     .iter()
                     .zip(&table[i])
-                    .map(|(name, &r)| (name.clone(), if r.is_nan() { Value::Null } else { json!(r) }))
+                    .map(|(name, &r)| {
+                        (
+                            name.clone(),
+                            if r.is_nan() { Value::Null } else { json!(r) },
+                        )
+                    })
                     .collect::<Map<String, Value>>(),
                 reward: weighted[i],
                 advantage: rows[i].advantage,

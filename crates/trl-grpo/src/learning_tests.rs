@@ -45,7 +45,9 @@ fn repo() -> PathBuf {
 
 fn prompt_rows() -> Vec<Map<String, Value>> {
     let text = std::fs::read_to_string(repo().join("datasets/prompt_only.jsonl")).unwrap();
-    text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 fn mean(values: &[f64]) -> f64 {
@@ -95,8 +97,15 @@ fn mean_reward_rises_on_a_token_share_task() {
         variant: Variant::Grpo,
     };
     let mut method = GrpoMethod::new(config, &args, parts).unwrap();
-    let outcome = train(&mut method, model, &examples, &args, &device, &mut RunLogger::silent())
-        .unwrap();
+    let outcome = train(
+        &mut method,
+        model,
+        &examples,
+        &args,
+        &device,
+        &mut RunLogger::silent(),
+    )
+    .unwrap();
     let rewards: Vec<f64> = outcome
         .state
         .log_history

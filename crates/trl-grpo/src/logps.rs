@@ -22,10 +22,20 @@ pub struct CompletionBatch {
 }
 
 /// Pads `rows` into one batch (`pad_to_multiple_of` rounds each block up, as TRL pads).
-pub fn collate(rows: &[&RolloutRow], pad_id: u32, pad_to_multiple_of: Option<usize>) -> CompletionBatch {
+pub fn collate(
+    rows: &[&RolloutRow],
+    pad_id: u32,
+    pad_to_multiple_of: Option<usize>,
+) -> CompletionBatch {
     let round = |n: usize| pad_to_multiple_of.map_or(n, |m| n.div_ceil(m.max(1)) * m.max(1));
     let prompt_width = round(rows.iter().map(|r| r.prompt_ids.len()).max().unwrap_or(0));
-    let completion_width = round(rows.iter().map(|r| r.completion_ids.len()).max().unwrap_or(0).max(1));
+    let completion_width = round(
+        rows.iter()
+            .map(|r| r.completion_ids.len())
+            .max()
+            .unwrap_or(0)
+            .max(1),
+    );
     let width = prompt_width + completion_width;
     let mut input_ids = Vec::with_capacity(rows.len());
     let mut attention = Vec::with_capacity(rows.len());
@@ -110,7 +120,11 @@ pub fn completion_logps(
 /// `rows` of a `[rows, width]` tensor as host vectors, each cut to `lengths[i]` values.
 pub fn host_rows(values: Tensor<2>, lengths: &[usize]) -> Vec<Vec<f32>> {
     let [_, width] = values.dims();
-    let flat: Vec<f32> = values.into_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default();
+    let flat: Vec<f32> = values
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .unwrap_or_default();
     lengths
         .iter()
         .enumerate()

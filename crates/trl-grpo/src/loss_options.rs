@@ -10,8 +10,14 @@ impl GrpoConfig {
     /// `scale_rewards` and `multi_objective_aggregation`, parsed (errors name the option).
     pub fn advantage_kinds(
         &self,
-    ) -> trl_core::Result<(crate::advantages::ScaleRewards, crate::advantages::MultiObjectiveAggregation)> {
-        fn parse<T: serde::de::DeserializeOwned>(option: &str, value: String) -> trl_core::Result<T> {
+    ) -> trl_core::Result<(
+        crate::advantages::ScaleRewards,
+        crate::advantages::MultiObjectiveAggregation,
+    )> {
+        fn parse<T: serde::de::DeserializeOwned>(
+            option: &str,
+            value: String,
+        ) -> trl_core::Result<T> {
             serde_json::from_value(Value::String(value.clone()))
                 .map_err(|_| option_error(option, format!("unknown value {value:?}")))
         }

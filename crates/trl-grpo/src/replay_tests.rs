@@ -92,7 +92,11 @@ impl CompletionSource for Replay {
     ) -> trl_core::Result<Vec<Vec<u32>>> {
         let recorded = &self.generations[generation as usize];
         let want: Vec<Vec<u32>> = serde_json::from_value(recorded["prompt_ids"].clone()).unwrap();
-        assert_eq!(prompts, want.as_slice(), "generation {generation}: prompts differ from TRL's");
+        assert_eq!(
+            prompts,
+            want.as_slice(),
+            "generation {generation}: prompts differ from TRL's"
+        );
         Ok(serde_json::from_value(recorded["completion_ids"].clone()).unwrap())
     }
 
@@ -113,7 +117,10 @@ fn configs(case: &Value, out: &TempDir) -> (TrainingArguments, BTreeMap<String, 
         .into_iter()
         .filter(|(k, _)| !["disable_tqdm", "dataloader_num_workers", "fp16"].contains(&k.as_str()))
         .collect();
-    map.insert("output_dir".into(), Value::from(out.path().to_string_lossy().to_string()));
+    map.insert(
+        "output_dir".into(),
+        Value::from(out.path().to_string_lossy().to_string()),
+    );
     let args: TrainingArguments = take_known_keys(&mut map, "replay").unwrap();
     (args, map)
 }
@@ -130,7 +137,10 @@ fn replay(name: &str) {
         let (config, options) = rloo.split().unwrap();
         (config, Variant::Rloo(options))
     } else {
-        (serde_json::from_value::<GrpoConfig>(rest).unwrap(), Variant::Grpo)
+        (
+            serde_json::from_value::<GrpoConfig>(rest).unwrap(),
+            Variant::Grpo,
+        )
     };
     let model_dir = repo_root().join(fixture["model"].as_str().unwrap());
     let tokenizer = Tokenizer::from_dir(&model_dir).unwrap();
@@ -138,7 +148,8 @@ fn replay(name: &str) {
     let examples = prepare_prompts(&read_case_rows(case), &tokenizer, &kwargs).unwrap();
     let device = Device::default().autodiff();
     let model = load_causal_lm(&model_dir, &device).unwrap();
-    let reference = (config.beta != 0.0).then(|| load_frozen_causal_lm(&model_dir, &device).unwrap());
+    let reference =
+        (config.beta != 0.0).then(|| load_frozen_causal_lm(&model_dir, &device).unwrap());
     let rewards: Vec<Box<dyn RewardFunction>> = case["reward_funcs"]
         .as_array()
         .unwrap()
@@ -160,8 +171,15 @@ fn replay(name: &str) {
         variant,
     };
     let mut method = GrpoMethod::new(config, &args, parts).unwrap();
-    let outcome = train(&mut method, model, &examples, &args, &device, &mut RunLogger::silent())
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let outcome = train(
+        &mut method,
+        model,
+        &examples,
+        &args,
+        &device,
+        &mut RunLogger::silent(),
+    )
+    .unwrap_or_else(|e| panic!("{name}: {e}"));
     let want = without_nulls(&case["log_history"]);
     assert_log_history_matches(
         name,
@@ -172,7 +190,13 @@ fn replay(name: &str) {
         &METRIC_KEYS,
         &["num_tokens", "epoch", "learning_rate"],
     );
-    assert_run_updates_match(name, &model_dir, out.path(), &case["param_update_norms"], 1e-2);
+    assert_run_updates_match(
+        name,
+        &model_dir,
+        out.path(),
+        &case["param_update_norms"],
+        1e-2,
+    );
 }
 
 /// Every metric compared within `METRIC_RTOL`.
@@ -256,4 +280,3 @@ replay_cases!(
     rloo,
     rloo_normalized,
 );
-

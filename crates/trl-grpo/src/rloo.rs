@@ -5,8 +5,8 @@
 
 use trl_core::Result;
 
-use crate::advantages::{RlooAdvantageConfig, SequenceKl, rloo_advantages};
 use crate::advantages::Advantages;
+use crate::advantages::{RlooAdvantageConfig, SequenceKl, rloo_advantages};
 use crate::rloo_config::RlooOptions;
 use crate::rollout::RolloutRow;
 use crate::trainer::GrpoMethod;
@@ -47,7 +47,10 @@ fn sequence_kl(rows: &[RolloutRow]) -> SequenceKl {
         .iter()
         .map(|row| match (&row.old_logps, &row.ref_logps, row.trained) {
             (Some(old), Some(reference), true) => (
-                old.iter().zip(reference).map(|(o, r)| f64::from(*o - *r)).sum(),
+                old.iter()
+                    .zip(reference)
+                    .map(|(o, r)| f64::from(*o - *r))
+                    .sum(),
                 old.len() as f64,
             ),
             _ => (0.0, 0.0),

@@ -174,7 +174,12 @@ mod tests {
             reward_clip_range: Some(vec![1.0, -1.0]),
             ..RlooConfig::default()
         };
-        assert!(c.split().unwrap_err().to_string().contains("reward_clip_range"));
+        assert!(
+            c.split()
+                .unwrap_err()
+                .to_string()
+                .contains("reward_clip_range")
+        );
         let c = RlooConfig {
             reward_clip_range: Some(vec![-1.0, 1.0]),
             ..RlooConfig::default()

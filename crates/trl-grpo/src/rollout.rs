@@ -102,7 +102,9 @@ pub fn generation_seed(seed: u64, generation: u64) -> u64 {
 /// Whether a completion ran out of room: its last token is neither an end-of-sequence id
 /// nor the pad id (TRL's `is_truncated`).
 pub fn is_truncated(completion: &[u32], eos_and_pad: &[u32]) -> bool {
-    completion.last().is_none_or(|last| !eos_and_pad.contains(last))
+    completion
+        .last()
+        .is_none_or(|last| !eos_and_pad.contains(last))
 }
 
 /// TRL's completion-length metrics of one generation batch.

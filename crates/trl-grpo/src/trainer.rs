@@ -165,7 +165,11 @@ impl GrpoMethod {
         let mut out = Vec::with_capacity(rows.len());
         for chunk in rows.chunks(self.per_device_batch) {
             let refs: Vec<&RolloutRow> = chunk.iter().collect();
-            let batch = collate(&refs, self.pad_token_id, self.config.pad_to_multiple_of().ok().flatten());
+            let batch = collate(
+                &refs,
+                self.pad_token_id,
+                self.config.pad_to_multiple_of().ok().flatten(),
+            );
             let (logps, _) = completion_logps(model, &batch, self.config.temperature);
             let lengths: Vec<usize> = chunk.iter().map(|r| r.completion_ids.len()).collect();
             out.extend(host_rows(logps, &lengths));
@@ -177,7 +181,11 @@ impl GrpoMethod {
 impl GrpoMethod {
     /// The loss with its metrics plus, on the first micro-batch of a fresh generation, the
     /// generation's metrics and token count.
-    fn with_generation_metrics(&self, out: PolicyLoss, batch: &RolloutBatch) -> (Tensor<1>, StepMetrics) {
+    fn with_generation_metrics(
+        &self,
+        out: PolicyLoss,
+        batch: &RolloutBatch,
+    ) -> (Tensor<1>, StepMetrics) {
         let mut metrics = StepMetrics::default();
         out.metrics.push_into(&mut metrics);
         for (name, value) in &batch.generation_metrics {
@@ -231,7 +239,9 @@ impl Method for GrpoMethod {
         let mut batches = Vec::with_capacity(micro_batches.len());
         for examples in micro_batches {
             let micro_step = self.state.micro_steps as usize;
-            if micro_step.is_multiple_of(self.schedule.generate_every()) || self.state.buffer.is_empty() {
+            if micro_step.is_multiple_of(self.schedule.generate_every())
+                || self.state.buffer.is_empty()
+            {
                 self.refill(model, examples, ctx.step)?;
             }
             let slot = micro_step % self.state.buffer.len();
@@ -307,11 +317,17 @@ impl Method for GrpoMethod {
     }
 
     fn after_step(&mut self, model: &CausalLm, step: u64) -> Result<()> {
-        if !self.config.sync_ref_model || !step.is_multiple_of(self.config.ref_model_sync_steps.max(1)) {
+        if !self.config.sync_ref_model
+            || !step.is_multiple_of(self.config.ref_model_sync_steps.max(1))
+        {
             return Ok(());
         }
         if let Some(reference) = self.reference.take() {
-            self.reference = Some(mix_parameters(reference, model, self.config.ref_model_mixup_alpha)?);
+            self.reference = Some(mix_parameters(
+                reference,
+                model,
+                self.config.ref_model_mixup_alpha,
+            )?);
         }
         Ok(())
     }

@@ -283,6 +283,10 @@ mod tests {
     #[test]
     fn statuses_retried_are_rate_limits_and_server_failures() {
         assert!([429, 500, 502, 503, 504].into_iter().all(retried_status));
-        assert!(![400, 401, 403, 404, 409, 501].into_iter().any(retried_status));
+        assert!(
+            ![400, 401, 403, 404, 409, 501]
+                .into_iter()
+                .any(retried_status)
+        );
     }
 }

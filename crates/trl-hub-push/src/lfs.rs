@@ -92,7 +92,11 @@ fn upload_object(client: &Client, file: &UploadFile, object: &Value) -> Result<(
     };
     if file.size >= LARGE {
         // A line before minutes of silence; small files go by unannounced.
-        eprintln!("uploading {} ({:.1} MB)", file.path_in_repo, file.size as f64 / 1e6);
+        eprintln!(
+            "uploading {} ({:.1} MB)",
+            file.path_in_repo,
+            file.size as f64 / 1e6
+        );
     }
     match upload["header"].get("chunk_size") {
         Some(chunk_size) => upload_parts(client, file, href, &upload["header"], chunk_size, &what)?,

@@ -44,7 +44,11 @@ impl MetricWindow {
         std::mem::take(&mut self.sums)
             .into_iter()
             .map(|(name, (sum, count))| {
-                let mean = if count == 0 { f64::NAN } else { sum / count as f64 };
+                let mean = if count == 0 {
+                    f64::NAN
+                } else {
+                    sum / count as f64
+                };
                 (name, mean)
             })
             .collect()

@@ -35,7 +35,12 @@ impl Plan {
     /// The schedule for `num_examples` examples under `args`, drawn in `sampler`'s order, in
     /// micro-batches of `per_device_train_batch_size`.
     pub fn new(args: &TrainingArguments, num_examples: usize, sampler: Sampler) -> Self {
-        Self::with_batch_size(args, num_examples, sampler, args.per_device_train_batch_size)
+        Self::with_batch_size(
+            args,
+            num_examples,
+            sampler,
+            args.per_device_train_batch_size,
+        )
     }
 
     /// [`Plan::new`] with micro-batches of `batch_size` examples (the method's dataloader
