@@ -279,3 +279,30 @@ fn generation_batch_must_hold_whole_groups() {
     assert!(!run.status.success());
     assert!(text(&run).contains("num_generations"), "{}", text(&run));
 }
+
+#[test]
+fn sync_ref_model_blends_the_reference_and_checkpoints_keep_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let reward = script(dir.path(), "share.py", SHARE_REWARD);
+    let out = dir.path().join("run");
+    let extra = [
+        "--max_steps",
+        "2",
+        "--beta",
+        "0.04",
+        "--sync_ref_model",
+        "true",
+        "--ref_model_sync_steps",
+        "1",
+        "--ref_model_mixup_alpha",
+        "0.5",
+    ];
+    let run = trl(&online_args("grpo", &reward, &out, &extra));
+    assert!(run.status.success(), "{}", text(&run));
+    let synced = std::fs::read(out.join("checkpoint-2/ref_model/model.safetensors")).unwrap();
+    let original = std::fs::read(Path::new(MODEL).join("model.safetensors")).unwrap();
+    assert!(
+        synced != original,
+        "the reference was not blended with the policy"
+    );
+}

@@ -6,9 +6,9 @@ use std::path::Path;
 use burn::tensor::activation::log_sigmoid;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use trl_core::logprobs::{LabelLogProbs, label_log_probs};
-use trl_core::model::{CausalLm, load_causal_lm, load_frozen_causal_lm, save_causal_lm};
+use trl_core::model::{CausalLm, load_causal_lm, save_causal_lm};
 use trl_core::tokenizer::Tokenizer;
-use trl_core::train::mix::mix_parameters;
+use trl_core::train::ref_sync::RefSync;
 use trl_core::train::{Method, PreparedStep, StepContext, StepMetrics};
 use trl_core::{Error, Result};
 
@@ -29,10 +29,9 @@ pub struct DpoMethod {
     /// The frozen (`no_grad`) reference; `None` when every variant is
     /// reference-free or the log-probs were precomputed. TR-DPO blends the policy into it.
     reference: Option<CausalLm>,
+    /// TR-DPO (`sync_ref_model`): how the reference follows the policy.
+    ref_sync: Option<RefSync>,
 }
-
-/// Where a TR-DPO checkpoint keeps the synced reference model (an HF folder).
-const SYNCED_REFERENCE_DIR: &str = "ref_model";
 
 /// A collated DPO micro-batch with its reference log-probs.
 pub struct DpoBatch {
@@ -55,12 +54,18 @@ impl DpoMethod {
         })?;
         let pad_token_id =
             trl_core::tokenizer::pad_token_id(&tokenizer, config.pad_token.as_deref())?;
+        let ref_sync = RefSync::from_config(
+            config.sync_ref_model,
+            config.ref_model_mixup_alpha,
+            config.ref_model_sync_steps,
+        );
         Ok(DpoMethod {
             config,
             tokenizer,
             pad_token_id,
             losses,
             reference,
+            ref_sync,
         })
     }
 
@@ -400,44 +405,24 @@ impl Method for DpoMethod {
     }
 
     fn after_step(&mut self, model: &CausalLm, step: u64) -> Result<()> {
-        if !self.config.sync_ref_model
-            || !step.is_multiple_of(self.config.ref_model_sync_steps.max(1))
-        {
-            return Ok(());
+        match &self.ref_sync {
+            Some(sync) => sync.after_step(&mut self.reference, model, step),
+            None => Ok(()),
         }
-        if let Some(reference) = self.reference.take() {
-            self.reference = Some(mix_parameters(
-                reference,
-                model,
-                self.config.ref_model_mixup_alpha,
-            )?);
-        }
-        Ok(())
     }
 
     /// TR-DPO's reference changes during training: each checkpoint keeps it.
     fn save_state(&self, dir: &Path) -> Result<()> {
-        match &self.reference {
-            Some(reference) if self.config.sync_ref_model => {
-                save_causal_lm(reference, &self.tokenizer, &dir.join(SYNCED_REFERENCE_DIR))
-            }
-            _ => Ok(()),
+        match &self.ref_sync {
+            Some(sync) => sync.save(self.reference.as_ref(), &self.tokenizer, dir),
+            None => Ok(()),
         }
     }
 
     fn load_state(&mut self, dir: &Path, device: &Device) -> Result<()> {
-        let saved = dir.join(SYNCED_REFERENCE_DIR);
-        if self.config.sync_ref_model && self.reference.is_some() {
-            if !saved.is_dir() {
-                return Err(Error::Config {
-                    path: dir.to_path_buf(),
-                    message: "sync_ref_model is set but this checkpoint holds no synced reference \
-                              (ref_model/); it was written by a run without sync_ref_model"
-                        .into(),
-                });
-            }
-            self.reference = Some(load_frozen_causal_lm(&saved, device)?);
+        match &self.ref_sync {
+            Some(sync) => sync.load(&mut self.reference, dir, device),
+            None => Ok(()),
         }
-        Ok(())
     }
 }

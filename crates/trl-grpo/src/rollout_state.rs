@@ -9,9 +9,6 @@ use trl_core::{Error, Result};
 
 use crate::rollout::RolloutBatch;
 
-/// Where a checkpoint keeps a synced reference model (an HF folder).
-pub const SYNCED_REFERENCE_DIR: &str = "ref_model";
-
 /// The file in a checkpoint folder.
 const STATE_FILE: &str = "rollout_state.json";
 

@@ -11,9 +11,9 @@
 use std::path::Path;
 
 use burn::tensor::{Device, Tensor, TensorData};
-use trl_core::model::{CausalLm, load_causal_lm, load_frozen_causal_lm, save_causal_lm};
+use trl_core::model::{CausalLm, load_causal_lm, save_causal_lm};
 use trl_core::tokenizer::Tokenizer;
-use trl_core::train::mix::mix_parameters;
+use trl_core::train::ref_sync::RefSync;
 use trl_core::train::{
     Method, PreparedStep, RepeatSampler, Sampler, StepContext, StepMetrics, TrainingArguments,
 };
@@ -29,7 +29,7 @@ use crate::loss::{
 };
 use crate::rewards::RewardFunction;
 use crate::rollout::{CompletionSource, RolloutBatch, RolloutRow};
-use crate::rollout_state::{RolloutState, SYNCED_REFERENCE_DIR};
+use crate::rollout_state::RolloutState;
 
 /// Which of TRL's two online trainers runs: they share rollouts, rewards and logging, and
 /// differ in advantages and loss.
@@ -57,6 +57,8 @@ pub struct GrpoMethod {
     pub(crate) seed: u64,
     /// The frozen reference (`beta != 0`), without autodiff.
     pub(crate) reference: Option<CausalLm>,
+    /// `sync_ref_model`: how the reference follows the policy.
+    pub(crate) ref_sync: Option<RefSync>,
     pub(crate) rewards: Vec<Box<dyn RewardFunction>>,
     pub(crate) reward_names: Vec<String>,
     pub(crate) reward_weights: Vec<f64>,
@@ -120,6 +122,11 @@ impl GrpoMethod {
             accumulation: args.gradient_accumulation_steps.max(1),
             seed: args.seed,
             reference: parts.reference,
+            ref_sync: RefSync::from_config(
+                config.sync_ref_model,
+                config.ref_model_mixup_alpha,
+                config.ref_model_sync_steps,
+            ),
             rewards: parts.rewards,
             reward_names,
             reward_weights,
@@ -317,19 +324,10 @@ impl Method for GrpoMethod {
     }
 
     fn after_step(&mut self, model: &CausalLm, step: u64) -> Result<()> {
-        if !self.config.sync_ref_model
-            || !step.is_multiple_of(self.config.ref_model_sync_steps.max(1))
-        {
-            return Ok(());
+        match &self.ref_sync {
+            Some(sync) => sync.after_step(&mut self.reference, model, step),
+            None => Ok(()),
         }
-        if let Some(reference) = self.reference.take() {
-            self.reference = Some(mix_parameters(
-                reference,
-                model,
-                self.config.ref_model_mixup_alpha,
-            )?);
-        }
-        Ok(())
     }
 
     fn save_model(&self, model: &CausalLm, dir: &Path) -> Result<()> {
@@ -343,20 +341,17 @@ impl Method for GrpoMethod {
     /// The rollout buffer and counters, and a synced reference, go into every checkpoint.
     fn save_state(&self, dir: &Path) -> Result<()> {
         self.state.save(dir)?;
-        match &self.reference {
-            Some(reference) if self.config.sync_ref_model => {
-                save_causal_lm(reference, &self.tokenizer, &dir.join(SYNCED_REFERENCE_DIR))
-            }
-            _ => Ok(()),
+        match &self.ref_sync {
+            Some(sync) => sync.save(self.reference.as_ref(), &self.tokenizer, dir),
+            None => Ok(()),
         }
     }
 
     fn load_state(&mut self, dir: &Path, device: &Device) -> Result<()> {
         self.state = RolloutState::load(dir)?;
-        let saved = dir.join(SYNCED_REFERENCE_DIR);
-        if self.config.sync_ref_model && self.reference.is_some() && saved.is_dir() {
-            self.reference = Some(load_frozen_causal_lm(&saved, device)?);
+        match &self.ref_sync {
+            Some(sync) => sync.load(&mut self.reference, dir, device),
+            None => Ok(()),
         }
-        Ok(())
     }
 }

@@ -17,6 +17,7 @@ pub mod optim;
 pub mod output_dir;
 pub mod plan;
 pub mod ref_cache;
+pub mod ref_sync;
 mod resume;
 mod run_state;
 pub mod sampler;
