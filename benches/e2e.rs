@@ -15,7 +15,6 @@
 //! tokens/s, the parameter counts the FLOP estimate needs, and `peak_rss_bytes` (`VmHWM` of
 //! `/proc/self/status`, read at the end).
 
-use std::error::Error;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -33,11 +32,9 @@ use trl_dpo::{DpoConfig, DpoMethod};
 use trl_sft::data::SftExample;
 use trl_sft::{SftConfig, SftMethod};
 
-/// The `trl` binary's allocator (src/main.rs), so peak RSS is what a user sees.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+mod common;
 
-type BoxResult<T> = Result<T, Box<dyn Error>>;
+use common::{BoxResult, median, peak_rss_bytes};
 
 /// Rows per SFT batch and pairs per DPO batch (one micro-batch per step).
 const BATCH: usize = 8;
@@ -185,21 +182,6 @@ fn cpu_time_s() -> BoxResult<f64> {
     Ok((ticks(11)? + ticks(12)?) / 100.0)
 }
 
-/// Peak resident set size of this process (`VmHWM`), in bytes.
-fn peak_rss_bytes() -> BoxResult<u64> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .ok_or("no VmHWM in /proc/self/status")?;
-    let kib: u64 = line
-        .split_whitespace()
-        .nth(1)
-        .ok_or("malformed VmHWM line")?
-        .parse()?;
-    Ok(kib * 1024)
-}
-
 fn main() -> BoxResult<()> {
     let Some(options) = parse_options()? else {
         eprintln!(
@@ -302,15 +284,4 @@ fn main() -> BoxResult<()> {
         result["peak_rss_bytes"].as_f64().unwrap_or(0.0) / 1e9
     );
     Ok(())
-}
-
-fn median(values: &[f64]) -> Option<f64> {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let n = sorted.len();
-    match n {
-        0 => None,
-        _ if n % 2 == 1 => Some(sorted[n / 2]),
-        _ => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2.0),
-    }
 }

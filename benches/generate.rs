@@ -14,7 +14,6 @@
 //! CPU). Time: the whole `generate` call (prefill + decoding); tokens/s = generated tokens /
 //! median time.
 
-use std::error::Error;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -23,11 +22,9 @@ use serde_json::{Value, json};
 use trl_core::generate::{GenerationOptions, generate};
 use trl_core::model::load_causal_lm;
 
-/// The `trl` binary's allocator (src/main.rs), so peak RSS is what a user sees.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+mod common;
 
-type BoxResult<T> = Result<T, Box<dyn Error>>;
+use common::{BoxResult, peak_rss_bytes};
 
 struct Options {
     model: PathBuf,
@@ -42,31 +39,16 @@ struct Options {
 
 /// `None` when run without `--model` (a plain `cargo bench`): there is nothing to measure.
 fn parse_options() -> BoxResult<Option<Options>> {
-    let (mut model, mut out) = (None, None);
+    let names = [
+        "batch",
+        "num_return_sequences",
+        "prompt_len",
+        "max_new_tokens",
+        "warmup",
+        "runs",
+    ];
     let mut o = [1usize, 1, 64, 128, 1, 3];
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
-        let slot = match arg.as_str() {
-            "--model" => {
-                model = Some(PathBuf::from(value()?));
-                continue;
-            }
-            "--out" => {
-                out = Some(PathBuf::from(value()?));
-                continue;
-            }
-            "--batch" => 0,
-            "--num_return_sequences" => 1,
-            "--prompt_len" => 2,
-            "--max_new_tokens" => 3,
-            "--warmup" => 4,
-            "--runs" => 5,
-            _ => continue, // cargo bench's own flags (--bench)
-        };
-        o[slot] = value()?.parse()?;
-    }
-    let Some(model) = model else {
+    let Some((model, out)) = common::parse_args(&names, &mut o)? else {
         return Ok(None);
     };
     let [
@@ -89,47 +71,13 @@ fn parse_options() -> BoxResult<Option<Options>> {
     }))
 }
 
-/// The benchmark prompts (see the module doc).
-fn prompts(data: &Value, batch: usize, prompt_len: usize) -> BoxResult<Vec<Vec<u32>>> {
-    let rows = data["sft"]
-        .as_array()
-        .ok_or("bench_data.json: no sft rows")?;
-    (0..batch)
-        .map(|i| {
-            let row = rows[i % rows.len()]
-                .as_array()
-                .ok_or("bench_data.json: bad row")?;
-            let start = (i / rows.len()) * 128;
-            row.get(start..start + prompt_len)
-                .ok_or("bench_data.json: rows too short for the prompts")?
-                .iter()
-                .map(|id| Ok(id.as_u64().ok_or("bench_data.json: bad id")? as u32))
-                .collect()
-        })
-        .collect()
-}
-
-fn peak_rss_bytes() -> BoxResult<u64> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .ok_or("no VmHWM in /proc/self/status")?;
-    let kib: u64 = line
-        .split_whitespace()
-        .nth(1)
-        .ok_or("malformed VmHWM")?
-        .parse()?;
-    Ok(kib * 1024)
-}
-
 fn main() -> BoxResult<()> {
     let Some(o) = parse_options()? else {
         eprintln!("generate: nothing to do without --model; run `cargo xtask bench`");
         return Ok(());
     };
     let data: Value = serde_json::from_slice(&std::fs::read(o.model.join("bench_data.json"))?)?;
-    let prompts = prompts(&data, o.batch, o.prompt_len)?;
+    let prompts = common::prompt_ids(&data, o.batch, o.prompt_len)?;
     let device = Device::default();
     let model = load_causal_lm(&o.model, &device)?;
     let options = GenerationOptions {

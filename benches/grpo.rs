@@ -26,7 +26,6 @@
 //! `_generate_and_score_completions`), the rest of the step is the update.
 
 use std::cell::RefCell;
-use std::error::Error;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Instant;
@@ -45,11 +44,9 @@ use trl_grpo::rewards::{RewardFunction, RewardInput};
 use trl_grpo::rollout::{CompletionSource, PolicySampler, RolloutBatch};
 use trl_grpo::{GrpoConfig, GrpoMethod, GrpoParts, Variant};
 
-/// The `trl` binary's allocator (src/main.rs), so peak RSS is what a user sees.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+mod common;
 
-type BoxResult<T> = Result<T, Box<dyn Error>>;
+use common::{BoxResult, median, peak_rss_bytes};
 
 /// GRPOConfig's default learning rate.
 const LEARNING_RATE: f64 = 1e-6;
@@ -68,32 +65,17 @@ struct Options {
 
 /// `None` when run without `--model` (a plain `cargo bench`): there is nothing to measure.
 fn parse_options() -> BoxResult<Option<Options>> {
-    let (mut model, mut out) = (None, None);
+    let names = [
+        "prompts",
+        "num_generations",
+        "prompt_len",
+        "max_completion_length",
+        "gradient_accumulation_steps",
+        "warmup",
+        "steps",
+    ];
     let mut o = [16usize, 4, 64, 128, 4, 2, 5];
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
-        let slot = match arg.as_str() {
-            "--model" => {
-                model = Some(PathBuf::from(value()?));
-                continue;
-            }
-            "--out" => {
-                out = Some(PathBuf::from(value()?));
-                continue;
-            }
-            "--prompts" => 0,
-            "--num_generations" => 1,
-            "--prompt_len" => 2,
-            "--max_completion_length" => 3,
-            "--gradient_accumulation_steps" => 4,
-            "--warmup" => 5,
-            "--steps" => 6,
-            _ => continue, // cargo bench's own flags (--bench)
-        };
-        o[slot] = value()?.parse()?;
-    }
-    let Some(model) = model else {
+    let Some((model, out)) = common::parse_args(&names, &mut o)? else {
         return Ok(None);
     };
     let [
@@ -127,28 +109,15 @@ fn parse_options() -> BoxResult<Option<Options>> {
 
 /// The benchmark prompts (see the module doc), named `p0`, `p1`, ... as TRL's side names them.
 fn prompts(data: &Value, count: usize, prompt_len: usize) -> BoxResult<Vec<PromptExample>> {
-    let rows = data["sft"]
-        .as_array()
-        .ok_or("bench_data.json: no sft rows")?;
-    (0..count)
-        .map(|i| {
-            let row = rows[i % rows.len()]
-                .as_array()
-                .ok_or("bench_data.json: an sft row is not a list")?;
-            let start = (i / rows.len()) * 128;
-            let prompt_ids = row
-                .get(start..start + prompt_len)
-                .ok_or("bench_data.json: rows too short for the prompts")?
-                .iter()
-                .map(|id| Ok(id.as_u64().ok_or("bench_data.json: bad id")? as u32))
-                .collect::<BoxResult<Vec<u32>>>()?;
-            Ok(PromptExample {
-                prompt: Value::String(format!("p{i}")),
-                prompt_ids,
-                columns: Map::new(),
-            })
+    Ok(common::prompt_ids(data, count, prompt_len)?
+        .into_iter()
+        .enumerate()
+        .map(|(i, prompt_ids)| PromptExample {
+            prompt: Value::String(format!("p{i}")),
+            prompt_ids,
+            columns: Map::new(),
         })
-        .collect()
+        .collect())
 }
 
 /// The reward both sides compute in-process: the share of even token ids in a completion.
@@ -415,36 +384,10 @@ fn summary(o: &Options, t: &Timings) -> BoxResult<Value> {
         "step_times_s": t.steps,
         "rollout_times_s": t.rollouts,
         "generation_times_s": t.generations,
-        "median_step_s": median(measured),
-        "median_rollout_s": median(measured_rollout),
-        "median_generation_s": median(measured_gen),
+        "median_step_s": median(measured).ok_or("no measured steps")?,
+        "median_rollout_s": median(measured_rollout).ok_or("no measured steps")?,
+        "median_generation_s": median(measured_gen).ok_or("no measured steps")?,
         "generation_share": share,
         "peak_rss_bytes": peak_rss_bytes()?,
     }))
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let n = sorted.len();
-    if n % 2 == 1 {
-        sorted[n / 2]
-    } else {
-        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
-    }
-}
-
-/// Peak resident set size of this process (`VmHWM`), in bytes.
-fn peak_rss_bytes() -> BoxResult<u64> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .ok_or("no VmHWM in /proc/self/status")?;
-    let kib: u64 = line
-        .split_whitespace()
-        .nth(1)
-        .ok_or("malformed VmHWM line")?
-        .parse()?;
-    Ok(kib * 1024)
 }
