@@ -18,7 +18,7 @@ pub enum ExportCommand {
 #[derive(Args, Debug)]
 pub struct GgufArgs {
     /// A causal LM (llama, mistral, qwen2, qwen3): a folder (e.g. a training run's output_dir)
-    /// or a hub id.
+    /// or a hub id, or a peft LoRA adapter folder (merged into its base first).
     #[arg(long = "model_name_or_path")]
     model_name_or_path: String,
     /// The model revision on the hub (branch, tag or commit).
