@@ -4,7 +4,11 @@
 //!
 //! ```text
 //! cargo bench --bench e2e -- --method sft|dpo --model DIR --out FILE.json [--warmup 3] [--steps 10]
+//!     [--data FILE] [--lora]
 //! ```
+//!
+//! `--data` takes a `bench_trl.py make-data` file (other shapes: the real-shape case and the
+//! sequence-length sweep); the batch is then its rows (SFT) or pairs (DPO).
 //!
 //! It runs `warmup + steps` optimizer steps through `trl_core::train::train` with
 //! `trl_sft::SftMethod` (8 rows of 256 tokens, every token a label) or `trl_dpo::DpoMethod`
@@ -14,6 +18,10 @@
 //! `on_step_end` callbacks. The JSON holds every step's time, the median of the measured ones,
 //! tokens/s, the parameter counts the FLOP estimate needs, and `peak_rss_bytes` (`VmHWM` of
 //! `/proc/self/status`, read at the end).
+//!
+//! `--lora`: the model is frozen and trains fresh LoRA adapters with TRL's `--use_peft`
+//! defaults (r 16, alpha 32, dropout 0.05, peft's default targets `q_proj`, `v_proj`), as
+//! `trl sft --use_peft` does; the method is reported as `sft-lora` / `dpo-lora`.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -21,6 +29,7 @@ use std::time::Instant;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use serde_json::{Value, json};
+use trl_core::lora::{LoraConfig, TargetModules, TaskType, attach_new};
 use trl_core::model::{CausalLm, load_causal_lm, load_frozen_causal_lm, read_config};
 use trl_core::tokenizer::Tokenizer;
 use trl_core::train::args::SaveStrategy;
@@ -36,23 +45,25 @@ mod common;
 
 use common::{BoxResult, median, peak_rss_bytes};
 
-/// Rows per SFT batch and pairs per DPO batch (one micro-batch per step).
-const BATCH: usize = 8;
 const LEARNING_RATE: f64 = 1e-5;
 
 struct Options {
     method: String,
     model: PathBuf,
+    /// The token ids: `--data`, else the model's `bench_data.json`.
+    data: PathBuf,
     out: PathBuf,
     warmup: usize,
     steps: usize,
+    lora: bool,
 }
 
 /// `None` when run without `--model` (a plain `cargo bench`): there is nothing to measure.
 fn parse_options() -> BoxResult<Option<Options>> {
     let mut method = "sft".to_string();
-    let (mut model, mut out) = (None, None);
+    let (mut model, mut out, mut data) = (None, None, None);
     let (mut warmup, mut steps) = (3, 10);
+    let mut lora = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
@@ -60,8 +71,10 @@ fn parse_options() -> BoxResult<Option<Options>> {
             "--method" => method = value()?,
             "--model" => model = Some(PathBuf::from(value()?)),
             "--out" => out = Some(PathBuf::from(value()?)),
+            "--data" => data = Some(PathBuf::from(value()?)),
             "--warmup" => warmup = value()?.parse()?,
             "--steps" => steps = value()?.parse()?,
+            "--lora" => lora = true,
             _ => {} // cargo bench's own flags (--bench)
         }
     }
@@ -70,10 +83,12 @@ fn parse_options() -> BoxResult<Option<Options>> {
     };
     Ok(Some(Options {
         method,
+        data: data.unwrap_or_else(|| model.join("bench_data.json")),
         model,
         out: out.unwrap_or_else(|| PathBuf::from("e2e.json")),
         warmup,
         steps,
+        lora,
     }))
 }
 
@@ -182,6 +197,21 @@ fn cpu_time_s() -> BoxResult<f64> {
     Ok((ticks(11)? + ticks(12)?) / 100.0)
 }
 
+/// TRL's `--use_peft` defaults (`ModelConfig`: r 16, alpha 32, dropout 0.05; no
+/// `lora_target_modules`, so peft's default targets for Qwen2, `q_proj` and `v_proj`).
+fn bench_lora_config(model: &Path) -> LoraConfig {
+    LoraConfig {
+        r: 16,
+        lora_alpha: 32.0,
+        lora_dropout: 0.05,
+        target_modules: TargetModules::Names(vec!["q_proj".into(), "v_proj".into()]),
+        modules_to_save: Vec::new(),
+        use_rslora: false,
+        task_type: TaskType::CausalLm,
+        base_model_name_or_path: model.display().to_string(),
+    }
+}
+
 fn main() -> BoxResult<()> {
     let Some(options) = parse_options()? else {
         eprintln!(
@@ -190,18 +220,25 @@ fn main() -> BoxResult<()> {
         );
         return Ok(());
     };
-    let data: Value =
-        serde_json::from_slice(&std::fs::read(options.model.join("bench_data.json"))?)?;
+    let data: Value = serde_json::from_slice(&std::fs::read(&options.data)?)?;
     let config = read_config(&options.model)?;
     let tokenizer = Tokenizer::from_dir(&options.model)?;
     let device = Device::default().autodiff();
-    let model: CausalLm = load_causal_lm(&options.model, &device)?;
+    let mut model: CausalLm = load_causal_lm(&options.model, &device)?;
     let params = model.num_params();
+    if options.lora {
+        model = attach_new(model, &bench_lora_config(&options.model), &device)?;
+    }
     let output_dir = std::env::temp_dir().join(format!("trl-rs-bench-{}", std::process::id()));
+    // One micro-batch per step: every SFT row, or every DPO pair.
+    let batch = data[options.method.as_str()]
+        .as_array()
+        .map_or(0, Vec::len)
+        .max(1);
     let args = TrainingArguments {
         output_dir: output_dir.display().to_string(),
         max_steps: (options.warmup + options.steps) as i64,
-        per_device_train_batch_size: BATCH,
+        per_device_train_batch_size: batch,
         learning_rate: LEARNING_RATE,
         logging_steps: 1.0,
         save_strategy: SaveStrategy::No,
@@ -243,8 +280,13 @@ fn main() -> BoxResult<()> {
                 })
                 .collect::<BoxResult<Vec<_>>>()?;
             let seq_len = examples[0].prompt_ids.len() + examples[0].chosen_ids.len();
-            // TRL's default reference: a frozen copy of the starting policy, as `trl dpo` loads it.
-            let reference = load_frozen_causal_lm(&options.model, &device)?;
+            // TRL's default reference: a frozen copy of the starting policy, as `trl dpo` loads
+            // it; under LoRA the base with the adapters off (no copy), as `trl dpo --use_peft`.
+            let reference = if options.lora {
+                trl_core::lora::without_adapters(&model)?
+            } else {
+                load_frozen_causal_lm(&options.model, &device)?
+            };
             let method = DpoMethod::new(DpoConfig::default(), tokenizer, Some(reference))?;
             let times = time_steps(method, model, &examples, &args, &device)?;
             (times, 2 * examples.len(), seq_len)
@@ -256,10 +298,15 @@ fn main() -> BoxResult<()> {
     let measured = &step_times[options.warmup.min(step_times.len())..];
     let median = median(measured).ok_or("no measured steps")?;
     let tokens = (sequences * seq_len) as f64;
+    let method = if options.lora {
+        format!("{}-lora", options.method)
+    } else {
+        options.method.clone()
+    };
     let result = json!({
         "side": "trl-rs",
         "implementation": "trl-rs (burn 0.22 flex, simd + rayon)",
-        "method": options.method,
+        "method": method,
         "threads": std::thread::available_parallelism().map_or(1, |n| n.get()),
         "tokens_per_step": tokens,
         "sequences_per_step": sequences,
@@ -271,7 +318,12 @@ fn main() -> BoxResult<()> {
         "peak_rss_bytes": peak_rss_bytes()?,
         "cpu_time_s": cpu_time_s()?,
         "params": params,
-        "embedding_params": config.vocab_size * config.hidden_size,
+        // The input table takes no matmul, unless it is also the (tied) output projection.
+        "embedding_params": if config.tie_word_embeddings {
+            0
+        } else {
+            config.vocab_size * config.hidden_size
+        },
         "num_layers": config.num_hidden_layers,
         "attention_width": config.num_attention_heads * config.head_dim,
     });
@@ -279,7 +331,7 @@ fn main() -> BoxResult<()> {
     println!(
         "{:<45} {}: {median:.3} s/step, {:.0} tokens/s, peak RSS {:.2} GB",
         "trl-rs (burn flex)",
-        options.method,
+        method,
         tokens / median,
         result["peak_rss_bytes"].as_f64().unwrap_or(0.0) / 1e9
     );

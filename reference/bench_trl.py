@@ -4,6 +4,7 @@
     python reference/bench_trl.py make-model --out target/bench/model
     python reference/bench_trl.py run --method sft --impl trl   --model target/bench/model --out sft-trl.json
     python reference/bench_trl.py run --method dpo --impl torch --model target/bench/model --out dpo-torch.json
+    python reference/bench_trl.py run --method sft --impl trl --peft --model target/bench/model --out sft-lora-trl.json
     python reference/bench_trl.py generate --model target/bench/model --batch 16 --num_return_sequences 4 --out gen.json
     python reference/bench_trl.py grpo --model target/bench/model --out grpo-trl.json   (``bench_grpo.py``)
 
@@ -19,6 +20,13 @@ special ids 381..383 fit the vocabulary), and ``bench_data.json``: the token ids
   ``dpo``: 8 pairs of ``prompt_ids`` (128) + ``chosen_ids`` / ``rejected_ids`` (128 each): 16 sequences of
   256 tokens in one concatenated forward.
 
+``make-model --preset qwen2.5-0.5b [--layers N]`` writes instead a random model with Qwen2.5-0.5B's exact
+config (24 layers, hidden 896, 14 / 2 heads, intermediate 4864, vocab 151,936, tied embeddings; ``--layers``
+keeps fewer layers when the full depth is too slow), never committed: the real-shape benchmark.
+``make-data --model DIR --rows R --seq S`` writes ``DIR/bench_data_RxS.json``: ``R`` SFT rows of ``S`` tokens
+and ``R`` DPO pairs of ``S / 2`` prompt + ``S / 2`` completion tokens (the shapes of the real-shape case and
+of the sequence-length sweep); ``run --data FILE`` trains on such a file (batch = its rows / pairs).
+
 ``run`` does ``warmup + steps`` optimizer steps of one method with one implementation, in its own process
 (so its peak RSS is its own), and writes JSON: every step's wall time, the median of the measured steps,
 tokens/s, and ``peak_rss_bytes`` (``VmHWM`` of ``/proc/self/status`` at the end, the whole process:
@@ -27,6 +35,9 @@ interpreter, torch and TRL included, as the Rust side counts its whole process t
   of the policy, TRL's default), timed between consecutive ``on_step_end`` callbacks.
   ``--impl torch``: a hand-written loop with the same work per step (forward, loss, backward, grad-norm
   clip, AdamW), the lower bound of what PyTorch needs without a trainer around it.
+  ``--peft`` (``--impl trl`` only): the trainer gets ``peft_config``, TRL's ``--use_peft`` defaults (``LoraConfig``
+  r 16, alpha 32, dropout 0.05, peft's default targets ``q_proj``/``v_proj``); the method is reported as
+  ``sft-lora`` / ``dpo-lora``.
 Both: fp32, sdpa attention (transformers' default), ``torch.set_num_threads(threads)`` (2 by default: the
 machine's cores), AdamW lr 1e-5, no weight decay, ``max_grad_norm`` 1.0, batch size 8 (SFT rows / DPO
 pairs), no checkpoints, no evaluation, no logging sinks.
@@ -54,6 +65,23 @@ PROMPT = 128  # DPO prompt length; the completion is the rest
 TOKEN_RANGE = 381  # ids below the tokenizer's special tokens (381 pad, 382/383 chat markers)
 LEARNING_RATE = 1e-5
 SEED = 0
+
+# Qwen2.5-0.5B's config.json (architecture fields), randomly initialised.
+QWEN_05B_CONFIG = dict(
+    hidden_size=896,
+    num_hidden_layers=24,
+    num_attention_heads=14,
+    num_key_value_heads=2,
+    intermediate_size=4864,
+    vocab_size=151936,
+    max_position_embeddings=32768,
+    rope_theta=1000000.0,
+    rms_norm_eps=1e-6,
+    tie_word_embeddings=True,
+    pad_token_id=381,
+    eos_token_id=383,
+    bos_token_id=None,
+)
 
 MODEL_CONFIG = dict(
     hidden_size=256,
@@ -97,12 +125,15 @@ def cpu_time_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def make_model(out: Path) -> None:
+def make_model(out: Path, preset: str = "bench", layers: int | None = None) -> None:
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     torch.manual_seed(SEED)
-    config = Qwen2Config(**MODEL_CONFIG)
+    fields = dict(MODEL_CONFIG if preset == "bench" else QWEN_05B_CONFIG)
+    if layers is not None:
+        fields["num_hidden_layers"] = layers
+    config = Qwen2Config(**fields)
     model = Qwen2ForCausalLM(config).to(torch.float32)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
@@ -127,6 +158,39 @@ def make_model(out: Path) -> None:
     print(f"bench model: {params} parameters -> {out}")
 
 
+def make_data(model_dir: Path, rows: int, seq: int) -> Path:
+    """``R`` SFT rows of ``S`` random tokens and ``R`` DPO pairs of ``S / 2`` + ``S / 2``."""
+    import torch
+
+    generator = torch.Generator().manual_seed(SEED + seq * 1000 + rows)
+
+    def ids(n: int) -> list[int]:
+        return torch.randint(0, TOKEN_RANGE, (n,), generator=generator).tolist()
+
+    half = seq // 2
+    data = {
+        "description": f"bench_trl.py make-data: {rows} x {seq} random token ids, identical for trl-rs and TRL",
+        "sft": [ids(seq) for _ in range(rows)],
+        "dpo": [
+            {"prompt_ids": ids(half), "chosen_ids": ids(seq - half), "rejected_ids": ids(seq - half)}
+            for _ in range(rows)
+        ],
+    }
+    path = model_dir / f"bench_data_{rows}x{seq}.json"
+    path.write_text(json.dumps(data))
+    print(f"bench data {rows} x {seq} -> {path}")
+    return path
+
+
+def data_shape(data: dict, method: str) -> tuple[int, int, int]:
+    """``(batch, seq, prompt)`` of a data file: rows (SFT) or pairs (DPO), sequence length, prompt."""
+    if method == "sft":
+        return len(data["sft"]), len(data["sft"][0]), 0
+    pair = data["dpo"][0]
+    prompt = len(pair["prompt_ids"])
+    return len(data["dpo"]), prompt + len(pair["chosen_ids"]), prompt
+
+
 def _load(model_dir: Path):
     import torch
     from transformers import AutoModelForCausalLM
@@ -134,7 +198,14 @@ def _load(model_dir: Path):
     return AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
 
 
-def run_trl(method: str, model_dir: Path, data: dict, total_steps: int) -> list[float]:
+def _peft_config():
+    """TRL's ``--use_peft`` defaults (``ModelConfig`` -> ``get_peft_config``)."""
+    from peft import LoraConfig
+
+    return LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, task_type="CAUSAL_LM")
+
+
+def run_trl(method: str, model_dir: Path, data: dict, total_steps: int, peft: bool = False) -> list[float]:
     from datasets import Dataset
     from transformers import AutoTokenizer, TrainerCallback
 
@@ -149,11 +220,12 @@ def run_trl(method: str, model_dir: Path, data: dict, total_steps: int) -> list[
             self.marks.append(time.perf_counter())
 
     timer = StepTimer()
+    batch, seq, _ = data_shape(data, method)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = _load(model_dir)
     common = dict(
         output_dir=tempfile.mkdtemp(prefix="bench-trl-"),
-        per_device_train_batch_size=BATCH,
+        per_device_train_batch_size=batch,
         max_steps=total_steps,
         learning_rate=LEARNING_RATE,
         bf16=False,
@@ -172,23 +244,25 @@ def run_trl(method: str, model_dir: Path, data: dict, total_steps: int) -> list[
         dataset = Dataset.from_dict({"input_ids": data["sft"]})
         trainer = SFTTrainer(
             model=model,
-            args=SFTConfig(max_length=SEQ, **common),
+            args=SFTConfig(max_length=seq, **common),
             train_dataset=dataset,
             processing_class=tokenizer,
             callbacks=[timer],
+            peft_config=_peft_config() if peft else None,
         )
     else:
         from trl import DPOConfig, DPOTrainer
 
         # DPOTrainer always tokenizes its text columns: build it on placeholder text, then hand it
         # the pre-tokenized pairs (the columns its collator reads).
-        placeholder = Dataset.from_dict({"prompt": ["a"] * BATCH, "chosen": ["b"] * BATCH, "rejected": ["c"] * BATCH})
+        placeholder = Dataset.from_dict({"prompt": ["a"] * batch, "chosen": ["b"] * batch, "rejected": ["c"] * batch})
         trainer = DPOTrainer(
             model=model,
-            args=DPOConfig(max_length=SEQ, **common),
+            args=DPOConfig(max_length=seq, **common),
             train_dataset=placeholder,
             processing_class=tokenizer,
             callbacks=[timer],
+            peft_config=_peft_config() if peft else None,
         )
         trainer.train_dataset = Dataset.from_list([dict(pair) for pair in data["dpo"]])
     trainer.train()
@@ -202,6 +276,7 @@ def run_torch(method: str, model_dir: Path, data: dict, total_steps: int) -> lis
 
     model = _load(model_dir)
     model.train()
+    batch, _, prompt = data_shape(data, method)
     optimizer = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE, weight_decay=0.0)
     if method == "sft":
         input_ids = torch.tensor(data["sft"])  # [8, 256]
@@ -217,7 +292,7 @@ def run_torch(method: str, model_dir: Path, data: dict, total_steps: int) -> lis
         rows = [p["prompt_ids"] + p["chosen_ids"] for p in pairs] + [p["prompt_ids"] + p["rejected_ids"] for p in pairs]
         input_ids = torch.tensor(rows)  # [16, 256]: chosen rows, then rejected rows
         completion = torch.zeros_like(input_ids, dtype=torch.bool)
-        completion[:, PROMPT:] = True
+        completion[:, prompt:] = True
         labels = input_ids[:, 1:]
         mask = completion[:, 1:]
         beta = 0.1
@@ -231,7 +306,7 @@ def run_torch(method: str, model_dir: Path, data: dict, total_steps: int) -> lis
             policy = sequence_logps(model(input_ids=input_ids).logits)
             with torch.no_grad():
                 ref = sequence_logps(reference(input_ids=input_ids).logits)
-            ratios = (policy - ref).view(2, BATCH)
+            ratios = (policy - ref).view(2, batch)
             return -F.logsigmoid(beta * (ratios[0] - ratios[1])).mean()
 
     times = []
@@ -252,31 +327,38 @@ def run(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     model_dir = Path(args.model)
-    data = json.loads((model_dir / "bench_data.json").read_text())
+    data = json.loads(Path(args.data or model_dir / "bench_data.json").read_text())
     total = args.warmup + args.steps
-    runner = run_trl if args.impl == "trl" else run_torch
-    times = runner(args.method, model_dir, data, total)
+    if args.peft and args.impl != "trl":
+        raise SystemExit("--peft runs TRL's trainer with peft_config: use it with --impl trl")
+    if args.impl == "trl":
+        times = run_trl(args.method, model_dir, data, total, peft=args.peft)
+    else:
+        times = run_torch(args.method, model_dir, data, total)
     if len(times) < total:
         raise SystemExit(f"expected {total} step times, got {len(times)}")
     measured = times[args.warmup : total]
     median = statistics.median(measured)
-    sequences = BATCH if args.method == "sft" else 2 * BATCH
-    tokens = sequences * SEQ
+    batch, seq, _ = data_shape(data, args.method)
+    sequences = batch if args.method == "sft" else 2 * batch
+    tokens = sequences * seq
     import transformers
     import trl
 
     result = {
         "side": f"{args.impl}",
         "implementation": {
-            "trl": f"TRL {trl.__version__} {'SFTTrainer' if args.method == 'sft' else 'DPOTrainer'} (sdpa)",
+            "trl": f"TRL {trl.__version__} {'SFTTrainer' if args.method == 'sft' else 'DPOTrainer'}"
+            + (" + peft" if args.peft else "")
+            + " (sdpa)",
             "torch": "hand-written PyTorch loop (sdpa)",
         }[args.impl],
-        "method": args.method,
+        "method": f"{args.method}-lora" if args.peft else args.method,
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "trl": trl.__version__},
         "threads": torch.get_num_threads(),
         "tokens_per_step": tokens,
         "sequences_per_step": sequences,
-        "seq_len": SEQ,
+        "seq_len": seq,
         "warmup_steps": args.warmup,
         "step_times_s": times,
         "median_step_s": median,
@@ -287,7 +369,7 @@ def run(args: argparse.Namespace) -> None:
     }
     Path(args.out).write_text(json.dumps(result, indent=1))
     print(
-        f"{result['implementation']:<45} {args.method}: {median:.3f} s/step, {tokens / median:.0f} tokens/s, "
+        f"{result['implementation']:<45} {result['method']}: {median:.3f} s/step, {tokens / median:.0f} tokens/s, "
         f"peak RSS {result['peak_rss_bytes'] / 1e9:.2f} GB"
     )
 
@@ -354,14 +436,22 @@ def main() -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     make = sub.add_parser("make-model", help="write the benchmark model, tokenizer and data")
     make.add_argument("--out", required=True)
+    make.add_argument("--preset", choices=["bench", "qwen2.5-0.5b"], default="bench")
+    make.add_argument("--layers", type=int, default=None, help="decoder layers (default: the preset's)")
+    shape = sub.add_parser("make-data", help="write bench_data_RxS.json next to a benchmark model")
+    shape.add_argument("--model", required=True)
+    shape.add_argument("--rows", type=int, required=True)
+    shape.add_argument("--seq", type=int, required=True)
     bench = sub.add_parser("run", help="time training steps of one method with one implementation")
     bench.add_argument("--method", choices=["sft", "dpo"], required=True)
     bench.add_argument("--impl", choices=["trl", "torch"], default="trl")
     bench.add_argument("--model", required=True)
     bench.add_argument("--out", required=True)
+    bench.add_argument("--data", default=None, help="a make-data file (default: the model's bench_data.json)")
     bench.add_argument("--warmup", type=int, default=3)
     bench.add_argument("--steps", type=int, default=10)
     bench.add_argument("--threads", type=int, default=2)
+    bench.add_argument("--peft", action="store_true", help="train LoRA adapters (TRL's --use_peft defaults)")
     gen = sub.add_parser("generate", help="time transformers' generate on the benchmark model")
     gen.add_argument("--model", required=True)
     gen.add_argument("--out", required=True)
@@ -378,7 +468,9 @@ def main() -> None:
     args = parser.parse_args()
     _setup_env(getattr(args, "threads", 2))
     if args.command == "make-model":
-        make_model(Path(args.out))
+        make_model(Path(args.out), args.preset, args.layers)
+    elif args.command == "make-data":
+        make_data(Path(args.model), args.rows, args.seq)
     elif args.command == "generate":
         generate(args)
     elif args.command == "grpo":

@@ -197,16 +197,17 @@ fn a_bad_eval_row_stops_the_run_before_the_model_loads() {
 fn methods_without_evaluation_refuse_eval_strategy_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
+    // PPO (TRL 1.12's PPOTrainer has no evaluate either); GRPO/RLOO: tests/grpo_eval.rs.
     let run = trl(&[
-        "grpo",
+        "ppo",
         "--model_name_or_path",
         MODEL,
         "--dataset_name",
         "datasets/prompt_only.jsonl",
         "--output_dir",
         out.to_str().unwrap(),
-        "--reward_funcs",
-        "accuracy",
+        "--reward_model_path",
+        "fixtures/models/tiny-qwen2-rm",
         "--eval_strategy",
         "steps",
     ]);

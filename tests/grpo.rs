@@ -11,7 +11,7 @@ use common::{json_lines, logged_steps, read_json, text, trl};
 
 /// tiny-llama: its samples are diverse at temperature 1 (tiny-qwen2 repeats one token, so every
 /// reward group would have zero spread).
-const MODEL: &str = "fixtures/models/tiny-llama";
+const MODEL: &str = common::ONLINE_MODEL;
 
 /// A reward program: for each batch line, the share of completion tokens below id 192.
 const SHARE_REWARD: &str = r#"
@@ -42,35 +42,9 @@ fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
     path
 }
 
-/// `trl <command>` on the prompt-only data with the tiny model, four prompts × four
-/// completions of up to six tokens per step, a checkpoint every step.
+/// [`common::online_args`] with a checkpoint every step.
 fn online_args(command: &str, reward: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
-    let mut args: Vec<String> = [
-        command,
-        "--model_name_or_path",
-        MODEL,
-        "--dataset_name",
-        "datasets/prompt_only.jsonl",
-        "--reward_funcs",
-        &format!("cmd:python3 {}", reward.display()),
-        "--num_generations",
-        "4",
-        "--per_device_train_batch_size",
-        "4",
-        "--max_completion_length",
-        "6",
-        "--learning_rate",
-        "1e-3",
-        "--logging_steps",
-        "1",
-        "--save_steps",
-        "1",
-        "--output_dir",
-        &out.to_string_lossy(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let mut args = common::online_args(command, reward, out, &["--save_steps", "1"]);
     args.extend(extra.iter().map(|s| s.to_string()));
     args
 }

@@ -235,7 +235,6 @@ fn bad_ppo_settings_are_errors_naming_the_option() {
         ),
         (vec!["--kl_coeff", "0.1"], "kl_coeff"),
         (vec!["--max_steps", "3"], "total_episodes"),
-        (vec!["--use_peft"], "LoRA"),
     ] {
         let out = trl(&ppo_args(MODEL, RM, out_s, &extra));
         let message = text(&out);

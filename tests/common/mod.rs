@@ -138,3 +138,40 @@ pub fn json_lines(text: &str) -> Vec<Value> {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
 }
+
+/// The tiny Llama the online-method tests (GRPO, RLOO) train.
+pub const ONLINE_MODEL: &str = "fixtures/models/tiny-llama";
+
+/// `trl <command>` (grpo, rloo) on the prompt-only data with [`ONLINE_MODEL`] and the `cmd:`
+/// reward program `reward`: four prompts x four completions of up to six tokens per step,
+/// learning rate 1e-3, every step logged to `out`; `extra` flags follow.
+pub fn online_args(command: &str, reward: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
+    let reward = format!("cmd:python3 {}", reward.display());
+    let out = out.to_string_lossy();
+    let mut args: Vec<String> = [
+        command,
+        "--model_name_or_path",
+        ONLINE_MODEL,
+        "--dataset_name",
+        "datasets/prompt_only.jsonl",
+        "--reward_funcs",
+        &reward,
+        "--num_generations",
+        "4",
+        "--per_device_train_batch_size",
+        "4",
+        "--max_completion_length",
+        "6",
+        "--learning_rate",
+        "1e-3",
+        "--logging_steps",
+        "1",
+        "--output_dir",
+        &out,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}

@@ -5,7 +5,7 @@
 //!   under `fixtures/` with every script of `reference/` (the list is in `reference.rs`).
 //!   Expected numbers are never edited by hand: change the scripts and run this. `--check`
 //!   regenerates into a temporary copy and fails if any committed fixture differs.
-//! - `bench [--compare trl] [--quick] [--only generation|grpo]`: criterion kernels, end-to-end
+//! - `bench [--compare trl] [--quick] [--only generation|grpo|lora]`: criterion kernels, end-to-end
 //!   SFT/DPO steps, generation and a GRPO step of trl-rs (and, with `--compare trl`, TRL's on
 //!   the same model); writes `target/bench/results.json` and `BENCHMARKS.md` (`--only`: that
 //!   benchmark and its section alone). See `bench/`.
@@ -26,7 +26,7 @@ fn main() -> Result<()> {
         "bench" => bench::bench(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <task>\n\ntasks:\n  reference   regenerate fixtures/ with TRL/transformers from PyPI; --check compares a fresh run with them\n  bench       kernels, training steps, generation, GRPO; --compare trl runs TRL's side by side, --quick is short, --only generation|grpo runs one part"
+                "usage: cargo xtask <task>\n\ntasks:\n  reference   regenerate fixtures/ with TRL/transformers from PyPI; --check compares a fresh run with them\n  bench       kernels, training steps, generation, GRPO, LoRA SFT; --compare trl runs TRL's side by side, --quick is short, --only generation|grpo|lora runs one part"
             );
             bail!("unknown task {task:?}")
         }

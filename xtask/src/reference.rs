@@ -22,6 +22,7 @@ const SCRIPTS: &[(&str, &[&str])] = &[
     ("reward_reference.py", &[]),
     ("reference_free_reference.py", &[]),
     ("sampler_reference.py", &[]),
+    ("shard_reference.py", &[]),
     ("data_reference.py", &[]),
     ("generate_reference.py", &[]),
     ("grpo_reference.py", &[]),
@@ -30,6 +31,7 @@ const SCRIPTS: &[(&str, &[&str])] = &[
     ("gguf_reference.py", &[]),
     ("ppo_reference.py", &[]),
     ("eval_reference.py", &[]),
+    ("grpo_eval_reference.py", &[]),
     ("peft_reference.py", &[]),
 ];
 

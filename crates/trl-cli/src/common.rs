@@ -16,6 +16,7 @@ use serde_json::Value;
 use trl_core::data::token_cache::{CacheKey, cached};
 use trl_core::data::{Dataset, DatasetArgs, Method as DataMethod, load_dataset};
 use trl_core::train::args::{ReportTo, known_keys};
+use trl_core::train::collective::{describe, world};
 use trl_core::train::output_dir::{check_output_dir, prepare_output_dir};
 use trl_core::train::{Method, RunLogger, TrainOutcome, TrainingArguments, train_with_eval};
 
@@ -195,10 +196,13 @@ pub fn setup_mode<C: CommandConfig>(
     } else {
         model_dir.clone()
     };
-    let device_spec = inputs
-        .device
-        .clone()
-        .unwrap_or_else(|| default_device_spec().to_string());
+    // With several processes, each rank takes the GPU of its local rank (`cuda:<local_rank>`).
+    let device_spec = crate::launch::rank_device(
+        inputs.device.as_deref().unwrap_or(default_device_spec()),
+        inputs.device.is_some(),
+        world().size(),
+        crate::launch::local_rank(),
+    );
     let method_keys = (
         serde_json::to_value(&config)?,
         serde_json::to_value(C::default())?,
@@ -211,7 +215,11 @@ pub fn setup_mode<C: CommandConfig>(
         &args,
         method_keys,
     );
-    let hub = TrainingPush::start(&args, run)?;
+    // Only rank 0 writes outputs, so only it pushes them.
+    let hub = match world().is_main() {
+        true => TrainingPush::start(&args, run)?,
+        false => None,
+    };
     Ok(Setup {
         args,
         config,
@@ -271,15 +279,27 @@ impl<C> Setup<C> {
         Ok(examples)
     }
 
-    /// The training device (with autodiff).
+    /// The training device (with autodiff; with burn's gradient-checkpointing strategy when
+    /// `activation_checkpointing` / `gradient_checkpointing` is on).
     pub fn device(&self) -> Result<Device> {
-        Ok(parse_device(&self.device_spec)?.autodiff())
+        let device = parse_device(&self.device_spec)?.autodiff();
+        Ok(if self.args.activation_checkpointing()? {
+            device.gradient_checkpointing()
+        } else {
+            device
+        })
     }
 
     /// The line every training command prints before it starts: what is trained, on what.
+    /// With several processes each rank prints it, naming itself (`rank R of N`).
     pub fn announce(&self, command: &str, count: usize, unit: &str, extra: &str) {
+        let world = world();
+        let ranks = match world.size() {
+            1 => String::new(),
+            _ => format!(", {} (data-parallel)", describe(world)),
+        };
         eprintln!(
-            "trl {command}: {count} {unit} ({} rows, format {}){extra}, model {}, device {}",
+            "trl {command}: {count} {unit} ({} rows, format {}){extra}, model {}, device {}{ranks}",
             self.dataset.len(),
             self.dataset.format,
             self.model_dir.display(),
@@ -289,9 +309,17 @@ impl<C> Setup<C> {
 
     /// Prepares the output folder (clearing a previous run with `--overwrite_output_dir
     /// true`, see `trl_core::train::output_dir`), then the progress, JSONL and TensorBoard
-    /// sinks as `report_to` asks. Call it right before training starts.
+    /// sinks as `report_to` asks. Call it right before training starts. Only rank 0 of a
+    /// data-parallel job touches the folder and logs; the other ranks wait until it is ready.
     fn logger(&self, interrupt: Arc<AtomicBool>) -> Result<RunLogger> {
-        prepare_output_dir(&self.args)?;
+        let world = world();
+        if !world.is_main() {
+            world.barrier();
+            return Ok(RunLogger::new(None, interrupt, true));
+        }
+        let prepared = prepare_output_dir(&self.args);
+        world.barrier();
+        prepared?;
         let sinks = self.args.report_sinks()?;
         let output_dir = PathBuf::from(&self.args.output_dir);
         let jsonl = sinks
@@ -368,7 +396,9 @@ impl<C> Setup<C> {
             device,
             &mut logger,
         )?;
-        report(&outcome);
+        if world().is_main() {
+            report(&outcome);
+        }
         match &self.hub {
             Some(hub) => hub.push_final(&outcome.output_dir),
             None => Ok(()),

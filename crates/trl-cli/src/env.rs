@@ -28,6 +28,18 @@ pub fn run(args: &EnvArgs) -> Result<()> {
     println!("backends compiled in: {}", compiled_backends().join(", "));
     println!("device: {spec} ({device:?})");
     println!("threads: {threads}");
+    let world = trl_core::train::collective::world();
+    let mpi = if cfg!(feature = "mpi") {
+        "compiled in"
+    } else {
+        "not compiled in"
+    };
+    println!("mpi: {mpi}");
+    println!(
+        "processes: {} (local rank {})",
+        trl_core::train::collective::describe(world),
+        crate::launch::local_rank()
+    );
     println!("os: {} {}", std::env::consts::OS, std::env::consts::ARCH);
     if let Some(cpu) = cpu_model() {
         println!("cpu: {cpu}");

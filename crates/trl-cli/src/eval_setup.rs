@@ -27,10 +27,7 @@ pub(crate) fn eval_dataset(
     if !args.evaluates() {
         return Ok(None);
     }
-    if matches!(
-        method,
-        DataMethod::Grpo | DataMethod::Rloo | DataMethod::Ppo
-    ) {
+    if method == DataMethod::Ppo {
         return Err(trl_core::train::method::eval_unsupported().into());
     }
     if inputs.eval_dataset_name.is_none() && std::path::Path::new(&train.dataset_name).is_file() {
@@ -94,6 +91,7 @@ impl<C> Setup<C> {
             step: 0,
             num_tokens: 0.0,
             device,
+            batch: 0,
         };
         let batch = self.args.per_device_eval_batch_size;
         let summary = evaluate(method, model, examples, batch, &ctx)?;

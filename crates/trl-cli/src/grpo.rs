@@ -45,6 +45,7 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
         run.args.per_device_train_batch_size,
         run.args.gradient_accumulation_steps,
     )?;
+    run.config.eval_generations(&run.args)?;
     let online = OnlineSetup::new(&run, &run.config)?;
     let mut model = load_causal_lm(&run.model_dir, &online.device)?;
     // With beta != 0 the reference is a frozen copy of the start; under LoRA the base with the
@@ -87,7 +88,7 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
         &mut method,
         model,
         &online.examples,
-        None,
+        online.eval_examples.as_deref(),
         &online.device,
         interrupt,
         &online.tokenizer,
@@ -113,11 +114,13 @@ pub struct OnlineSetup {
     pub pad_token_id: u32,
     pub eos_token_ids: Vec<u32>,
     pub examples: Vec<trl_grpo::data::PromptExample>,
+    /// The eval prompts when the run evaluates (`--dataset_test_split` / `--eval_dataset_name`).
+    pub eval_examples: Option<Vec<trl_grpo::data::PromptExample>>,
     pub device: Device,
 }
 
 impl OnlineSetup {
-    /// Tokenizes the prompts (through the on-disk cache) and picks the device.
+    /// Tokenizes the train and eval prompts (through the on-disk cache) and picks the device.
     pub fn new<C>(run: &Setup<C>, config: &GrpoConfig) -> Result<Self> {
         let tokenizer = training_tokenizer(
             &run.tokenizer_dir,
@@ -129,10 +132,17 @@ impl OnlineSetup {
         let mut examples = run.cached_examples("grpo-prompts-v1", &options, || {
             prepare_prompts(run.dataset.rows(), &tokenizer, &kwargs).map_err(PrepareError::from)
         })?;
+        let mut eval_examples = run.cached_eval_examples("grpo-prompts-v1", &options, |rows| {
+            prepare_prompts(rows, &tokenizer, &kwargs).map_err(PrepareError::from)
+        })?;
         // TRL keeps only the `prompt` column then (its signature columns), so reward
         // functions see no other column.
         if config.remove_unused_columns {
-            examples.iter_mut().for_each(|e| e.columns.clear());
+            let eval = eval_examples.iter_mut().flatten();
+            examples
+                .iter_mut()
+                .chain(eval)
+                .for_each(|e| e.columns.clear());
         }
         let pad_token_id = pad_token_id(&tokenizer, None)?;
         let mut eos_token_ids: Vec<u32> = tokenizer.eos_token_id().into_iter().collect();
@@ -145,6 +155,7 @@ impl OnlineSetup {
             pad_token_id,
             eos_token_ids,
             examples,
+            eval_examples,
             device: run.device()?,
         })
     }

@@ -18,9 +18,12 @@ mod generate;
 mod grpo;
 mod hub_training;
 mod kto;
+mod launch;
 mod lora;
 mod merge;
 mod model_args;
+#[cfg(feature = "mpi")]
+mod mpi_world;
 mod plot;
 mod ppo;
 mod push;
@@ -133,8 +136,9 @@ enum Command {
     Env(env::EnvArgs),
 }
 
-/// Parses the command line, runs the subcommand, and turns errors into a message and a
-/// non-zero exit code (never a panic for a user mistake).
+/// Parses the command line, joins the MPI job when a launcher started this process (see
+/// `launch.rs`), runs the subcommand, and turns errors into a message and a non-zero exit
+/// code (never a panic for a user mistake); a failing rank of a job ends the whole job.
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -144,7 +148,59 @@ pub fn main() -> ExitCode {
         }
         Err(err) => err.exit(),
     };
-    let result = match cli.command {
+    // Kept to the end of `main`: with MPI, dropping it finalizes MPI after every rank is done
+    // (without the feature it is `()`).
+    #[allow(clippy::let_unit_value)]
+    let _membership = match launch::join() {
+        Ok(membership) => membership,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match launch::check_command(cli.command.name()).and_then(|()| run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            let code = exit_code(&err);
+            if code == 130 {
+                // Every rank stopped after the same step; rank 0 saved the checkpoint.
+                eprintln!("error: {err:#}");
+            } else {
+                launch::fail(&err, code);
+            }
+            ExitCode::from(code)
+        }
+    }
+}
+
+impl Command {
+    /// The subcommand's name, as typed.
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Sft { .. } => "sft",
+            Command::Dpo { .. } => "dpo",
+            Command::Kto { .. } => "kto",
+            Command::Reward { .. } => "reward",
+            Command::Grpo { .. } => "grpo",
+            Command::Rloo { .. } => "rloo",
+            Command::Ppo { .. } => "ppo",
+            Command::Eval { .. } => "eval",
+            Command::Generate(_) => "generate",
+            Command::Chat(_) => "chat",
+            Command::Score(_) => "score",
+            Command::Validate(_) => "validate",
+            Command::Plot(_) => "plot",
+            Command::Push(_) => "push",
+            Command::Export(_) => "export",
+            Command::Merge(_) => "merge",
+            Command::Env(_) => "env",
+        }
+    }
+}
+
+/// Runs one subcommand.
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Sft { args } => sft::run(&args, interrupt_flag()),
         Command::Dpo { args } => dpo::run(&args, interrupt_flag()),
         Command::Kto { args } => kto::run(&args, interrupt_flag()),
@@ -162,22 +218,15 @@ pub fn main() -> ExitCode {
         Command::Export(command) => export::run(&command),
         Command::Merge(args) => merge::run(&args),
         Command::Env(args) => env::run(&args),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            exit_code(&err)
-        }
     }
 }
 
 /// 130 (the shell's code for SIGINT) when a run stopped on Ctrl-C or SIGTERM after saving a
 /// checkpoint, so scripts can tell "interrupted, resumable" from a failure (1).
-fn exit_code(err: &anyhow::Error) -> ExitCode {
+fn exit_code(err: &anyhow::Error) -> u8 {
     match err.downcast_ref::<trl_core::Error>() {
-        Some(trl_core::Error::Interrupted { .. }) => ExitCode::from(130),
-        _ => ExitCode::FAILURE,
+        Some(trl_core::Error::Interrupted { .. }) => 130,
+        _ => 1,
     }
 }
 

@@ -298,6 +298,10 @@ where
         self.inner.eval_model(model)
     }
 
+    fn eval_sampler(&self) -> Sampler {
+        self.inner.eval_sampler()
+    }
+
     fn eval_batch(
         &mut self,
         model: &Self::Model,

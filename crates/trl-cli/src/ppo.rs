@@ -2,20 +2,22 @@
 //! after 1.12): the policy (`--model_name_or_path`) and a value model (`--value_model_path`,
 //! the reward model by default) are trained together against a frozen reward model
 //! (`--reward_model_path`) and a frozen reference (`--sft_model_path`, the policy's start by
-//! default), on prompt-only data.
+//! default), on prompt-only data; with `--use_peft` the policy trains a LoRA adapter (the
+//! reference is then the policy with its adapters off).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, Result, bail};
+use burn::tensor::Device;
 use serde_json::Value;
 use trl_core::data::Method as DataMethod;
 use trl_core::generate::GenerationOptions;
 use trl_core::hub::resolve_model;
 use trl_core::model::config::HeadKind;
 use trl_core::model::{
-    load_causal_lm, load_frozen_causal_lm, load_sequence_classifier, read_config,
+    CausalLm, load_causal_lm, load_frozen_causal_lm, load_sequence_classifier, read_config,
 };
 use trl_core::tokenizer::{Tokenizer, pad_token_id};
 use trl_core::train::TrainingArguments;
@@ -23,9 +25,10 @@ use trl_core::train::schedule::{LrSchedule, warmup_steps};
 use trl_ppo::data::prepare_prompts;
 use trl_ppo::gae::RewardSettings;
 use trl_ppo::rollout::{PolicySampler, RolloutSettings};
-use trl_ppo::{PolicyAndValue, PpoConfig, PpoMethod, PpoParts, StopToken};
+use trl_ppo::{PolicyAdapter, PolicyAndValue, PpoConfig, PpoMethod, PpoParts, StopToken};
 
-use crate::common::{CommandConfig, PrepareError, print_help, setup, wants_help};
+use crate::common::{CommandConfig, PrepareError, Setup, print_help, setup, wants_help};
+use crate::lora::AdapterPlan;
 use crate::tokenizer_setup::{TokenizerOverrides, training_tokenizer};
 
 impl CommandConfig for PpoConfig {
@@ -53,18 +56,15 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
         ("max_grad_norm", Value::from(0.0)),
     ];
     let mut run = setup::<PpoConfig>("ppo", raw, &defaults, DataMethod::Ppo)?;
-    if run.adapter.is_some() {
-        bail!(
-            "`trl ppo` does not train LoRA adapters yet: drop --use_peft (or merge the adapter \
-             folder with `trl merge` and pass the merged model)"
-        );
-    }
     let ppo = run.config.clone();
     let reward_id = ppo.reward_model_path.clone().context(
         "--reward_model_path is required (a sequence classifier, e.g. from `trl reward`)",
     )?;
-    let tokenizer =
-        training_tokenizer(&run.model_dir, &run.dataset, TokenizerOverrides::default())?;
+    let tokenizer = training_tokenizer(
+        &run.tokenizer_dir,
+        &run.dataset,
+        TokenizerOverrides::default(),
+    )?;
     let examples = run.cached_examples("ppo-prompts-v1", "", || {
         prepare_prompts(run.dataset.rows(), &tokenizer).map_err(PrepareError::from)
     })?;
@@ -83,12 +83,14 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
     run.args.max_steps = sizes.num_total_batches as i64;
     let dirs = ModelDirs::resolve(&ppo, &reward_id, &run.model_dir)?;
     let device = run.device()?;
+    let (policy, reference, adapter) = policy_and_reference(&run, &dirs, &device)?;
     let model = PolicyAndValue {
-        policy: load_causal_lm(&run.model_dir, &device)?,
+        policy,
         value: load_sequence_classifier(&dirs.value, 1, &device)?,
     };
     let parts = PpoParts {
-        reference: load_frozen_causal_lm(&dirs.reference, &device)?,
+        reference,
+        adapter,
         reward: load_sequence_classifier(&dirs.reward, 1, &device)?,
         source: Box::new(PolicySampler {
             options: generation_options(&ppo, &run.args, &tokenizer)?,
@@ -108,6 +110,37 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
     );
     run.announce("ppo", examples.len(), "prompts", &plan);
     run.train(&mut method, model, &examples, &device, interrupt)
+}
+
+/// The policy, its reference and, under `--use_peft` (or an adapter folder as the model), its
+/// LoRA adapter, as TRL 1.12 does with `peft_config`: the adapter wraps the policy only (the
+/// value model trains in full), PPOTrainer's `disable_dropout_in_model` zeroes `lora_dropout`
+/// too, and without `--sft_model_path` the reference is the policy with its adapters off (a
+/// loaded adapter: the policy as loaded, frozen), sharing the base weights.
+fn policy_and_reference(
+    run: &Setup<PpoConfig>,
+    dirs: &ModelDirs,
+    device: &Device,
+) -> Result<(CausalLm, CausalLm, Option<PolicyAdapter>)> {
+    let policy = load_causal_lm(&run.model_dir, device)?;
+    let Some(plan) = &run.adapter else {
+        let reference = load_frozen_causal_lm(&dirs.reference, device)?;
+        return Ok((policy, reference, None));
+    };
+    let adapter = PolicyAdapter {
+        config: plan.config.clone(),
+        base_dir: run.model_dir.clone(),
+    };
+    let training = AdapterPlan {
+        config: adapter.training_config(),
+        source: plan.source.clone(),
+    };
+    let policy = training.apply(policy, device, run.args.seed)?;
+    let reference = match &run.config.sft_model_path {
+        Some(_) => load_frozen_causal_lm(&dirs.reference, device)?,
+        None => training.reference(&policy)?,
+    };
+    Ok((policy, reference, Some(adapter)))
 }
 
 /// The folders of the three models besides the policy.

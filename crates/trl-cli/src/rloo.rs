@@ -36,6 +36,7 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
         run.args.per_device_train_batch_size,
         run.args.gradient_accumulation_steps,
     )?;
+    config.eval_generations(&run.args)?;
     let online = OnlineSetup::new(&run, &config)?;
     let mut model = load_causal_lm(&run.model_dir, &online.device)?;
     // With beta != 0 the reference is a frozen copy of the start; under LoRA the base with the
@@ -78,7 +79,7 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
         &mut method,
         model,
         &online.examples,
-        None,
+        online.eval_examples.as_deref(),
         &online.device,
         interrupt,
         &online.tokenizer,

@@ -4,6 +4,7 @@
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::kernels::{self, TokenStats};
+use crate::model::{CausalLm, TokenBatch};
 
 /// Label value that marks a position as not trained on (PyTorch's `ignore_index`).
 pub const IGNORE_INDEX: i64 = -100;
@@ -34,6 +35,46 @@ pub fn label_log_probs(logits: Tensor<3>, labels: &[Vec<i64>]) -> LabelLogProbs 
         stats,
         safe_labels: safe,
     }
+}
+
+/// [`label_log_probs`] of `model`'s logits `hidden @ lm_head / temperature` (`hidden`
+/// `[batch, seq, hidden]` from [`CausalLm::decoder`]) through the fused, chunked head of
+/// [`kernels::head_label_log_probs`], so that the `[batch, seq, vocab]` logits are never held;
+/// through the logits when the head cannot be folded into one weight (see
+/// [`CausalLm::fused_head`]).
+pub fn head_label_log_probs(
+    model: &CausalLm,
+    hidden: Tensor<3>,
+    labels: &[Vec<i64>],
+    temperature: f64,
+) -> LabelLogProbs {
+    let Some(head) = model.fused_head(&hidden) else {
+        let mut logits = model.logits_from_hidden(hidden);
+        if temperature != 1.0 {
+            logits = logits.div_scalar(temperature as f32);
+        }
+        return label_log_probs(logits, labels);
+    };
+    let device = hidden.device();
+    let (safe, mask) = shifted_labels(labels, &device);
+    // [batch, seq - 1]
+    let (gathered, stats) = kernels::head_label_log_probs(hidden, &head, safe.clone(), temperature);
+    LabelLogProbs {
+        logps: gathered * mask.clone(),
+        mask,
+        stats,
+        safe_labels: safe,
+    }
+}
+
+/// [`head_label_log_probs`] of `batch` through the whole model at temperature 1: what
+/// `label_log_probs(model.forward(batch), labels)` computes, without the logits.
+pub fn model_label_log_probs(
+    model: &CausalLm,
+    batch: &TokenBatch,
+    labels: &[Vec<i64>],
+) -> LabelLogProbs {
+    head_label_log_probs(model, model.decoder().forward(batch), labels, 1.0)
 }
 
 /// `(labels with ignored set to 0, mask)`, both `[batch, seq - 1]`, shifted left by one.
@@ -170,5 +211,43 @@ mod tests {
         assert_eq!(lp.num_label_tokens(), 1.0);
         let (entropy, n) = lp.entropy_sum();
         assert!((entropy - 2f64.ln()).abs() < 1e-6 && n == 1.0);
+    }
+
+    /// The fused head equals the logits path on a tied (tiny-qwen2) and an untied (tiny-llama)
+    /// model, with ignored labels and a temperature.
+    #[test]
+    fn the_fused_head_equals_the_logits_path() {
+        let device = Device::default();
+        let ids: Vec<Vec<u32>> = vec![vec![5, 9, 2, 7, 3], vec![1, 4, 4, 8, 6]];
+        let batch = TokenBatch::new(ids.clone(), vec![vec![1; 5]; 2]);
+        let labels: Vec<Vec<i64>> = vec![vec![5, 9, IGNORE_INDEX, 7, 3], vec![1, 4, 4, 8, 6]];
+        for name in ["tiny-qwen2", "tiny-llama"] {
+            let dir = format!(
+                "{}/../../fixtures/models/{name}",
+                env!("CARGO_MANIFEST_DIR")
+            );
+            let model = crate::model::load_causal_lm(std::path::Path::new(&dir), &device).unwrap();
+            let hidden = model.decoder().forward(&batch);
+            let fused = head_label_log_probs(&model, hidden, &labels, 0.7);
+            let reference = label_log_probs(model.forward(&batch) / 0.7, &labels);
+            let host = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().unwrap();
+            let pairs = [
+                (host(fused.logps.clone()), host(reference.logps.clone())),
+                (host(fused.entropies()), host(reference.entropies())),
+            ];
+            for (ours, theirs) in pairs {
+                let scale = theirs.iter().fold(0f32, |m, v| m.max(v.abs()));
+                let worst = ours
+                    .iter()
+                    .zip(&theirs)
+                    .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+                assert!(worst <= 1e-5 * scale, "{name}: {worst} of {scale}");
+            }
+            assert_eq!(
+                fused.accuracy_counts(),
+                reference.accuracy_counts(),
+                "{name}"
+            );
+        }
     }
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use burn::tensor::activation::log_sigmoid;
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use trl_core::logprobs::{LabelLogProbs, label_log_probs};
+use trl_core::logprobs::{LabelLogProbs, head_label_log_probs};
 use trl_core::model::{CausalLm, load_causal_lm, save_causal_lm};
 use trl_core::tokenizer::Tokenizer;
 use trl_core::train::ref_sync::RefSync;
@@ -117,25 +117,26 @@ impl DpoMethod {
             .reshape([rows])
     }
 
-    /// Logits `[rows, seq, vocab]` of the padded batch; with `padding_free` the model runs on
-    /// the real tokens only (one row, positions restarting per sequence) and the logits are
-    /// gathered back into the padded layout.
-    fn logits(&self, model: &CausalLm, batch: &PairBatch) -> Tensor<3> {
+    /// Final hidden states `[rows, seq, hidden]` of the padded batch (the LM head runs fused
+    /// with the log-probs); with `padding_free` the model runs on the real tokens only (one
+    /// row, positions restarting per sequence) and the states are gathered back into the
+    /// padded layout.
+    fn hidden(&self, model: &CausalLm, batch: &PairBatch) -> Tensor<3> {
         let tokens = &batch.batch.tokens;
         if !self.config.padding_free {
-            return model.forward(tokens);
+            return model.decoder().forward(tokens);
         }
         let [rows, width] = tokens.dims();
         let (flat, index) = flatten_padding(tokens);
-        // [1, total, vocab] -> [total, vocab]
-        let logits = model.forward(&flat);
-        let [_, total, vocab] = logits.dims();
-        let device = logits.device();
+        // [1, total, hidden] -> [total, hidden]
+        let hidden = model.decoder().forward(&flat);
+        let [_, total, size] = hidden.dims();
+        let device = hidden.device();
         let index = Tensor::<1, Int>::from_data(TensorData::new(index, [rows * width]), &device);
-        logits
-            .reshape([total, vocab])
+        hidden
+            .reshape([total, size])
             .select(0, index)
-            .reshape([rows, width, vocab])
+            .reshape([rows, width, size])
     }
 
     /// Reference sequence log-probs `[2 * pairs]` (zeros when no variant needs them).
@@ -159,8 +160,8 @@ impl DpoMethod {
         }
         match self.reference.as_ref() {
             Some(reference) => {
-                let logits = self.logits(reference, batch);
-                let label_logps = label_log_probs(logits, &batch.batch.labels);
+                let hidden = self.hidden(reference, batch);
+                let label_logps = head_label_log_probs(reference, hidden, &batch.batch.labels, 1.0);
                 Ok(self.sequence_logps(&label_logps, batch).to_device(device))
             }
             None => Ok(Tensor::zeros([rows], device)),
@@ -233,10 +234,10 @@ impl Method for DpoMethod {
         let batch = &dpo_batch.pairs;
         let pairs = batch.pairs;
         let device = model.decoder().embedding_weight().device();
-        // [2 * pairs, seq, vocab]: chosen rows first, then rejected
-        let logits = self.logits(model, batch);
-        let logits_for_orpo = logits.clone();
-        let label_logps = label_log_probs(logits, &batch.batch.labels);
+        // [2 * pairs, seq, hidden]: chosen rows first, then rejected
+        let hidden = self.hidden(model, batch);
+        let hidden_for_orpo = hidden.clone();
+        let label_logps = head_label_log_probs(model, hidden, &batch.batch.labels, 1.0);
         let logps = self.sequence_logps(&label_logps, batch);
         let reference = dpo_batch.reference.clone();
         let tokens = batch
@@ -265,7 +266,8 @@ impl Method for DpoMethod {
                         .collect()
                 })
                 .collect();
-            let full = label_log_probs(logits_for_orpo.clone().narrow(0, 0, pairs), &full_labels);
+            let chosen_hidden = hidden_for_orpo.clone().narrow(0, 0, pairs);
+            let full = head_label_log_probs(model, chosen_hidden, &full_labels, 1.0);
             full.nll_sum().reshape([1]) / full.num_label_tokens().max(1.0)
         } else {
             Tensor::zeros([1], &device)

@@ -29,6 +29,7 @@ pub struct CompletionRecord {
 }
 
 /// Appends records to `completions.jsonl` in the output folder.
+#[derive(Debug, Clone)]
 pub struct CompletionLog {
     path: PathBuf,
     /// Rows printed per logged generation (`num_completions_to_print`; `None`: all).
@@ -45,6 +46,15 @@ impl CompletionLog {
             path: output_dir.join("completions.jsonl"),
             to_print,
             unique_prompts,
+        }
+    }
+
+    /// The same settings writing `eval_completions.jsonl` in `output_dir` (what evaluation
+    /// generated; `step` is then the optimizer steps done before it).
+    pub fn for_eval(&self, output_dir: &Path) -> Self {
+        CompletionLog {
+            path: output_dir.join("eval_completions.jsonl"),
+            ..self.clone()
         }
     }
 

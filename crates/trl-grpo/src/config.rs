@@ -57,6 +57,8 @@ pub struct GrpoConfig {
     /// Seconds an external reward command may take to answer one batch (trl-rs).
     pub reward_timeout: f64,
     pub num_generations: usize,
+    /// Completions per prompt during evaluation (`None`: `num_generations`).
+    pub num_generations_eval: Option<usize>,
     pub max_completion_length: usize,
     pub shuffle_dataset: bool,
     pub pad_to_multiple_of: Option<Value>,
@@ -105,6 +107,7 @@ impl Default for GrpoConfig {
             reward_funcs: None,
             reward_timeout: 60.0,
             num_generations: 8,
+            num_generations_eval: None,
             max_completion_length: 512,
             shuffle_dataset: true,
             pad_to_multiple_of: None,

@@ -1,6 +1,7 @@
 //! One generation batch of GRPO, as TRL's `_generate_and_score_completions` builds it:
 //! generate, decode, mask truncated completions if asked, keep old/reference log-probs when
-//! the loss needs them, score, compute advantages, log completions.
+//! the loss needs them, score, compute advantages, log completions. Training and evaluation
+//! (see `eval.rs`) run the same code; a [`RolloutPass`] says which.
 
 use burn::module::Module;
 use serde_json::{Map, Value, json};
@@ -15,6 +16,16 @@ use crate::scoring::{
 };
 use crate::trainer::{GrpoMethod, Variant};
 
+/// Which rollout runs: a training generation batch, or one eval batch (TRL's eval mode:
+/// `num_generations_eval` completions per prompt, its own seeds, nothing buffered).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum RolloutPass {
+    /// The generation batch prepared for optimizer step `step` (0-based).
+    Train { step: u64 },
+    /// Eval batch `batch` of the evaluation after `step` optimizer steps.
+    Eval { step: u64, batch: usize },
+}
+
 /// A scored generation batch before it is shuffled and split.
 pub(crate) struct GenerationBatch {
     pub rows: Vec<RolloutRow>,
@@ -26,18 +37,25 @@ pub(crate) struct GenerationBatch {
 
 impl GrpoMethod {
     /// One generation batch for `examples` (prompts repeated `num_generations` times in a
-    /// row); the caller shuffles and splits it (see `GrpoMethod::refill`).
+    /// row, `num_generations_eval` in evaluation); in training the caller shuffles and splits
+    /// it (see `GrpoMethod::refill`).
     pub(crate) fn rollout(
         &mut self,
         model: &CausalLm,
         examples: &[&PromptExample],
-        step: u64,
+        pass: RolloutPass,
     ) -> Result<GenerationBatch> {
         let policy = model.valid();
         let prompts: Vec<Vec<u32>> = examples.iter().map(|e| e.prompt_ids.clone()).collect();
-        let completions = self
-            .source
-            .complete(&policy, &prompts, self.state.generations)?;
+        let completions = match pass {
+            RolloutPass::Train { .. } => {
+                self.source
+                    .complete(&policy, &prompts, self.state.generations)?
+            }
+            RolloutPass::Eval { step, batch } => {
+                self.source.complete_eval(&policy, &prompts, step, batch)?
+            }
+        };
         let mut metrics = completion_length_metrics(&completions, &self.eos_and_pad).values;
         let decoded = self.decode(examples, &completions)?;
         let scored: Vec<ScoredCompletion> = examples
@@ -80,17 +98,20 @@ impl GrpoMethod {
                 .zip(logps)
                 .for_each(|(r, l)| r.ref_logps = Some(l));
         }
+        let groups = self.generations_of(pass);
         let (advantages, reward_metrics) = match self.variant {
             Variant::Grpo => {
-                advantages_and_metrics(&table, &self.reward_names, &self.advantage_config())?
+                let mut config = self.advantage_config();
+                config.num_generations = groups;
+                advantages_and_metrics(&table, &self.reward_names, &config)?
             }
-            Variant::Rloo(options) => self.rloo_advantages(&table, &mut rows, options)?,
+            Variant::Rloo(options) => self.rloo_advantages(&table, &mut rows, options, groups)?,
         };
         metrics.extend(reward_metrics);
         for (row, advantage) in rows.iter_mut().zip(&advantages.advantages) {
             row.advantage = *advantage;
         }
-        self.log_completions(step, &scored, &table, &advantages.rewards, &rows)?;
+        self.log_completions(pass, &scored, &table, &advantages.rewards, &rows)?;
         let input_tokens: usize = rows
             .iter()
             .map(|r| r.prompt_ids.len() + r.completion_ids.len())
@@ -100,6 +121,14 @@ impl GrpoMethod {
             metrics,
             input_tokens: input_tokens as f64,
         })
+    }
+
+    /// Completions per prompt in `pass`: `num_generations`, or `num_generations_eval`.
+    fn generations_of(&self, pass: RolloutPass) -> usize {
+        match pass {
+            RolloutPass::Train { .. } => self.config.num_generations,
+            RolloutPass::Eval { .. } => self.eval_generations,
+        }
     }
 
     /// TRL's advantage settings from the config.
@@ -129,23 +158,28 @@ impl GrpoMethod {
             .collect()
     }
 
-    /// Appends the batch to `completions.jsonl` and prints a few on logged steps.
+    /// Appends the batch to `completions.jsonl` (training, printing a few on logged steps) or
+    /// `eval_completions.jsonl` (evaluation, stamped with the steps done).
     fn log_completions(
         &self,
-        step: u64,
+        pass: RolloutPass,
         scored: &[ScoredCompletion],
         table: &[Vec<f64>],
         weighted: &[f64],
         rows: &[RolloutRow],
     ) -> Result<()> {
-        let Some(log) = &self.completion_log else {
+        let (log, step) = match pass {
+            RolloutPass::Train { step } => (self.completion_log.as_ref(), step + 1),
+            RolloutPass::Eval { step, .. } => (self.eval_completion_log.as_ref(), step),
+        };
+        let Some(log) = log else {
             return Ok(());
         };
         let records: Vec<CompletionRecord> = scored
             .iter()
             .enumerate()
             .map(|(i, s)| CompletionRecord {
-                step: step + 1,
+                step,
                 prompt: s.example.prompt.clone(),
                 completion: s.completion.clone(),
                 completion_ids: s.completion_ids.to_vec(),
@@ -165,7 +199,7 @@ impl GrpoMethod {
             })
             .collect();
         log.append(&records)?;
-        if (step + 1).is_multiple_of(self.logging_steps) {
+        if matches!(pass, RolloutPass::Train { .. }) && step.is_multiple_of(self.logging_steps) {
             log.print(&records);
         }
         Ok(())

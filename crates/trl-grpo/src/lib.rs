@@ -9,12 +9,14 @@
 //! - [`advantages`]: rewards -> advantages (group/batch scaling, multi-objective
 //!   aggregation, RLOO's leave-one-out baseline).
 //! - [`rewards`]: reward functions (built-in, reward model, external command).
-//! - [`trainer`]: the [`trl_core::train::Method`] with the rollout buffer.
+//! - [`trainer`]: the [`trl_core::train::Method`] with the rollout buffer; `eval` its
+//!   evaluation (TRL's eval mode, `num_generations_eval`).
 
 pub mod advantages;
 pub mod completion_log;
 pub mod config;
 pub mod data;
+mod eval;
 mod generation_batch;
 pub mod logps;
 pub mod loss;
@@ -31,6 +33,8 @@ pub use config::GrpoConfig;
 pub use rloo_config::{RlooConfig, RlooOptions};
 pub use trainer::{GrpoMethod, GrpoParts, Variant};
 
+#[cfg(test)]
+mod eval_replay_tests;
 #[cfg(test)]
 mod learning_tests;
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! through the LM head.
 
 use burn::tensor::{Tensor, TensorData};
-use trl_core::logprobs::{IGNORE_INDEX, label_log_probs};
+use trl_core::logprobs::{IGNORE_INDEX, head_label_log_probs};
 use trl_core::model::{CausalLm, TokenBatch};
 
 use crate::rollout::RolloutRow;
@@ -88,10 +88,6 @@ pub fn completion_logps(
     let hidden = model.decoder().forward(&batch.tokens);
     let start = p.saturating_sub(1);
     let hidden = hidden.narrow(1, start, p + c - start);
-    let mut logits = model.logits_from_hidden(hidden);
-    if temperature != 1.0 {
-        logits = logits.div_scalar(temperature as f32);
-    }
     let labels: Vec<Vec<i64>> = batch
         .tokens
         .input_ids
@@ -109,7 +105,7 @@ pub fn completion_logps(
             labels
         })
         .collect();
-    let label_logps = label_log_probs(logits, &labels);
+    let label_logps = head_label_log_probs(model, hidden, &labels, temperature);
     // [rows, c]
     let width = label_logps.logps.dims()[1];
     let logps = label_logps.logps.clone().narrow(1, width - c, c);

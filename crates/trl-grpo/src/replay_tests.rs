@@ -125,23 +125,48 @@ fn configs(case: &Value, out: &TempDir) -> (TrainingArguments, BTreeMap<String, 
     (args, map)
 }
 
+/// The case's training arguments, its GRPO config and the variant (`RLOOTrainer` cases split
+/// an RLOO config into both).
+pub(crate) fn case_configs(
+    case: &Value,
+    out: &TempDir,
+) -> (TrainingArguments, GrpoConfig, Variant) {
+    let (args, rest) = configs(case, out);
+    let rest = Value::Object(rest.into_iter().collect::<Map<_, _>>());
+    if case["trainer"] == "RLOOTrainer" {
+        let rloo: RlooConfig = serde_json::from_value(rest).unwrap();
+        let (config, options) = rloo.split().unwrap();
+        (args, config, Variant::Rloo(options))
+    } else {
+        let config: GrpoConfig = serde_json::from_value(rest).unwrap();
+        (args, config, Variant::Grpo)
+    }
+}
+
+/// One [`RecordedReward`] per reward function the case names.
+pub(crate) fn recorded_rewards(
+    case: &Value,
+    max_completion_length: usize,
+) -> Vec<Box<dyn RewardFunction>> {
+    case["reward_funcs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            Box::new(RecordedReward {
+                name: n.as_str().unwrap().to_string(),
+                max_completion_length,
+            }) as Box<dyn RewardFunction>
+        })
+        .collect()
+}
+
 fn replay(name: &str) {
     let fixture = read_fixture(FIXTURE);
     let case = &fixture["cases"][name];
     assert!(case.is_object(), "{FIXTURE}: no case {name}");
     let out = tempfile::tempdir().unwrap();
-    let (args, rest) = configs(case, &out);
-    let rest = Value::Object(rest.into_iter().collect::<Map<_, _>>());
-    let (config, variant) = if case["trainer"] == "RLOOTrainer" {
-        let rloo: RlooConfig = serde_json::from_value(rest).unwrap();
-        let (config, options) = rloo.split().unwrap();
-        (config, Variant::Rloo(options))
-    } else {
-        (
-            serde_json::from_value::<GrpoConfig>(rest).unwrap(),
-            Variant::Grpo,
-        )
-    };
+    let (args, config, variant) = case_configs(case, &out);
     let model_dir = repo_root().join(fixture["model"].as_str().unwrap());
     let tokenizer = Tokenizer::from_dir(&model_dir).unwrap();
     let kwargs = config.chat_template_kwargs.clone().unwrap_or_default();
@@ -150,17 +175,7 @@ fn replay(name: &str) {
     let model = load_causal_lm(&model_dir, &device).unwrap();
     let reference =
         (config.beta != 0.0).then(|| load_frozen_causal_lm(&model_dir, &device).unwrap());
-    let rewards: Vec<Box<dyn RewardFunction>> = case["reward_funcs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| {
-            Box::new(RecordedReward {
-                name: n.as_str().unwrap().to_string(),
-                max_completion_length: config.max_completion_length,
-            }) as Box<dyn RewardFunction>
-        })
-        .collect();
+    let rewards = recorded_rewards(case, config.max_completion_length);
     let parts = GrpoParts {
         tokenizer,
         pad_token_id: case["pad_token_id"].as_u64().unwrap() as u32,

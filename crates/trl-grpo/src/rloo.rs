@@ -12,13 +12,15 @@ use crate::rollout::RolloutRow;
 use crate::trainer::GrpoMethod;
 
 impl GrpoMethod {
-    /// RLOO's advantages of a generation batch (rows carry old and reference log-probs) and
+    /// RLOO's advantages of a generation batch of `num_generations` completions per prompt
+    /// (rows carry old and reference log-probs) and
     /// its generation metrics (`kl` when `beta != 0`, and the reward metrics).
     pub(crate) fn rloo_advantages(
         &self,
         table: &[Vec<f64>],
         rows: &mut [RolloutRow],
         options: RlooOptions,
+        num_generations: usize,
     ) -> Result<(Advantages, Vec<(String, f64)>)> {
         let kl = (self.config.beta != 0.0).then(|| sequence_kl(rows));
         // The reference log-probs served the KL only: the loss does not read them.
@@ -31,7 +33,7 @@ impl GrpoMethod {
         let advantages = rloo_advantages(
             table,
             &self.reward_weights,
-            self.config.num_generations,
+            num_generations,
             &config,
             kl.as_ref(),
         )?;

@@ -63,6 +63,21 @@ pub trait CompletionSource {
         generation: u64,
     ) -> Result<Vec<Vec<u32>>>;
 
+    /// Completions for eval batch `batch` of the evaluation after `step` optimizer steps
+    /// (TRL's eval mode). By default [`CompletionSource::complete`] with a generation number
+    /// of its own (high bit set, never a training batch's), so evaluation draws from seeds
+    /// training never uses and leaves the training trajectory unchanged.
+    fn complete_eval(
+        &mut self,
+        model: &CausalLm,
+        prompts: &[Vec<u32>],
+        step: u64,
+        batch: usize,
+    ) -> Result<Vec<Vec<u32>>> {
+        let generation = EVAL_GENERATIONS | (step << 24) | batch as u64;
+        self.complete(model, prompts, generation)
+    }
+
     /// The order the `rows` of generation batch `generation` are trained in (TRL shuffles
     /// each generation batch before cutting it into micro-batches): by default a permutation
     /// seeded by the run's `seed` and the batch number, so a resumed run repeats it.
@@ -70,6 +85,10 @@ pub trait CompletionSource {
         torch_randperm(rows, generation_seed(seed ^ 0x5EED, generation))
     }
 }
+
+/// The high bit marks an eval batch's generation number (see
+/// [`CompletionSource::complete_eval`]).
+const EVAL_GENERATIONS: u64 = 1 << 63;
 
 /// The policy samples with `options`; each generation batch gets its own seed, derived from
 /// the run's seed and the batch's number, so a resumed run draws the same completions.

@@ -15,13 +15,15 @@ use trl_core::model::{CausalLm, load_causal_lm, save_causal_lm};
 use trl_core::tokenizer::Tokenizer;
 use trl_core::train::ref_sync::RefSync;
 use trl_core::train::{
-    Method, PreparedStep, RepeatSampler, Sampler, StepContext, StepMetrics, TrainingArguments,
+    EvalContext, Method, PreparedStep, RepeatSampler, Sampler, StepContext, StepMetrics,
+    TrainingArguments,
 };
 use trl_core::{Error, Result};
 
 use crate::advantages::{MultiObjectiveAggregation, ScaleRewards};
 use crate::config::{GenerationSchedule, GrpoConfig};
 use crate::data::PromptExample;
+use crate::generation_batch::RolloutPass;
 use crate::logps::{collate, completion_logps, host_rows, rows_tensor};
 use crate::loss::{
     LossNormalizer, PolicyLoss, PolicyLossConfig, PolicyLossInputs, RlooLossInputs, policy_loss,
@@ -66,6 +68,10 @@ pub struct GrpoMethod {
     /// Micro-batches of the current generation, counters: what a checkpoint keeps.
     pub(crate) state: RolloutState,
     pub(crate) completion_log: Option<crate::completion_log::CompletionLog>,
+    /// `eval_completions.jsonl`: evaluation's completions under `log_completions`.
+    pub(crate) eval_completion_log: Option<crate::completion_log::CompletionLog>,
+    /// Completions per prompt in evaluation (`num_generations_eval`, else `num_generations`).
+    pub(crate) eval_generations: usize,
     pub(crate) logging_steps: u64,
     pub(crate) scale_rewards: ScaleRewards,
     pub(crate) aggregation: MultiObjectiveAggregation,
@@ -100,6 +106,7 @@ impl GrpoMethod {
         let reward_names: Vec<String> =
             parts.rewards.iter().map(|r| r.name().to_string()).collect();
         let reward_weights = config.reward_weights(parts.rewards.len())?;
+        let eval_generations = config.eval_generations(args)?;
         let loss_config = config.policy_loss_config()?;
         let (scale_rewards, aggregation) = config.advantage_kinds()?;
         let mut eos_and_pad = parts.eos_token_ids.clone();
@@ -112,6 +119,7 @@ impl GrpoMethod {
                 config.log_unique_prompts,
             )
         });
+        let eval_completion_log = completion_log.as_ref().map(|log| log.for_eval(&output_dir));
         Ok(GrpoMethod {
             variant: parts.variant,
             schedule,
@@ -133,6 +141,8 @@ impl GrpoMethod {
             source: parts.source,
             state: RolloutState::default(),
             completion_log,
+            eval_completion_log,
+            eval_generations,
             logging_steps: args.logging_steps.max(1.0) as u64,
             scale_rewards,
             aggregation,
@@ -153,7 +163,7 @@ impl GrpoMethod {
     /// Generates, scores and buffers one generation batch (the examples of a micro-batch).
     fn refill(&mut self, model: &CausalLm, examples: &[&PromptExample], step: u64) -> Result<()> {
         let generation = self.state.generations;
-        let batch = self.rollout(model, examples, step)?;
+        let batch = self.rollout(model, examples, RolloutPass::Train { step })?;
         self.state.generations += 1;
         // TRL's `shuffle_sequence_dict`, with a permutation seeded per generation batch.
         let rows = &batch.rows;
@@ -186,6 +196,60 @@ impl GrpoMethod {
 }
 
 impl GrpoMethod {
+    /// One batch's loss and metrics under `normalizer` (training: the accumulation window;
+    /// evaluation: [`LossNormalizer::evaluation`]); RLOO divides by its accumulation steps.
+    pub(crate) fn batch_loss(
+        &self,
+        model: &CausalLm,
+        batch: &RolloutBatch,
+        normalizer: &LossNormalizer,
+    ) -> Result<(Tensor<1>, StepMetrics)> {
+        let rows: Vec<&RolloutRow> = batch.rows.iter().collect();
+        let collated = collate(&rows, self.pad_token_id, self.config.pad_to_multiple_of()?);
+        let (logps, entropies) = completion_logps(model, &collated, self.config.temperature);
+        let device = logps.device();
+        let width = collated.completion_width;
+        let frozen = |pick: fn(&RolloutRow) -> Option<&Vec<f32>>| -> Option<Tensor<2>> {
+            let values: Option<Vec<&[f32]>> =
+                rows.iter().map(|r| pick(r).map(Vec::as_slice)).collect();
+            values.map(|v| rows_tensor(&v, width, &device))
+        };
+        let advantages: Vec<f32> = rows.iter().map(|r| r.advantage as f32).collect();
+        if let Variant::Rloo(_) = self.variant {
+            let old: Vec<f32> = rows
+                .iter()
+                .map(|r| match (&r.old_logps, r.trained) {
+                    (Some(old), true) => old.iter().sum(),
+                    _ => 0.0,
+                })
+                .collect();
+            let inputs = RlooLossInputs {
+                per_token_logps: logps,
+                entropies,
+                old_logps: Tensor::from_data(TensorData::new(old, [rows.len()]), &device),
+                advantages: Tensor::from_data(TensorData::new(advantages, [rows.len()]), &device),
+                mask: collated.mask_tensor(&device),
+            };
+            let out = rloo_policy_loss(
+                self.loss_config.epsilon_low(),
+                self.loss_config.epsilon_high(),
+                inputs,
+                normalizer.current_gradient_accumulation_steps,
+            )?;
+            return Ok(self.with_generation_metrics(out, batch));
+        }
+        let inputs = PolicyLossInputs {
+            per_token_logps: logps,
+            entropies,
+            old_per_token_logps: frozen(|r| r.old_logps.as_ref()),
+            ref_per_token_logps: frozen(|r| r.ref_logps.as_ref()),
+            advantages: Tensor::from_data(TensorData::new(advantages, [rows.len()]), &device),
+            mask: collated.mask_tensor(&device),
+        };
+        let out = policy_loss(&self.loss_config, inputs, normalizer)?;
+        Ok(self.with_generation_metrics(out, batch))
+    }
+
     /// The loss with its metrics plus, on the first micro-batch of a fresh generation, the
     /// generation's metrics and token count.
     fn with_generation_metrics(
@@ -272,55 +336,29 @@ impl Method for GrpoMethod {
         batch: &RolloutBatch,
         items_in_update: f64,
     ) -> Result<(Tensor<1>, StepMetrics)> {
-        let rows: Vec<&RolloutRow> = batch.rows.iter().collect();
-        let collated = collate(&rows, self.pad_token_id, self.config.pad_to_multiple_of()?);
-        let (logps, entropies) = completion_logps(model, &collated, self.config.temperature);
-        let device = logps.device();
-        let width = collated.completion_width;
-        let frozen = |pick: fn(&RolloutRow) -> Option<&Vec<f32>>| -> Option<Tensor<2>> {
-            let values: Option<Vec<&[f32]>> =
-                rows.iter().map(|r| pick(r).map(Vec::as_slice)).collect();
-            values.map(|v| rows_tensor(&v, width, &device))
-        };
-        let advantages: Vec<f32> = rows.iter().map(|r| r.advantage as f32).collect();
-        if let Variant::Rloo(_) = self.variant {
-            let old: Vec<f32> = rows
-                .iter()
-                .map(|r| match (&r.old_logps, r.trained) {
-                    (Some(old), true) => old.iter().sum(),
-                    _ => 0.0,
-                })
-                .collect();
-            let inputs = RlooLossInputs {
-                per_token_logps: logps,
-                entropies,
-                old_logps: Tensor::from_data(TensorData::new(old, [rows.len()]), &device),
-                advantages: Tensor::from_data(TensorData::new(advantages, [rows.len()]), &device),
-                mask: collated.mask_tensor(&device),
-            };
-            let out = rloo_policy_loss(
-                self.loss_config.epsilon_low(),
-                self.loss_config.epsilon_high(),
-                inputs,
-                items_in_update as usize,
-            )?;
-            return Ok(self.with_generation_metrics(out, batch));
-        }
-        let inputs = PolicyLossInputs {
-            per_token_logps: logps,
-            entropies,
-            old_per_token_logps: frozen(|r| r.old_logps.as_ref()),
-            ref_per_token_logps: frozen(|r| r.ref_logps.as_ref()),
-            advantages: Tensor::from_data(TensorData::new(advantages, [rows.len()]), &device),
-            mask: collated.mask_tensor(&device),
-        };
         let normalizer = LossNormalizer {
             current_gradient_accumulation_steps: items_in_update as usize,
             steps_per_generation: self.schedule.steps_per_generation,
             num_items_in_batch: batch.generation_tokens,
         };
-        let out = policy_loss(&self.loss_config, inputs, &normalizer)?;
-        Ok(self.with_generation_metrics(out, batch))
+        self.batch_loss(model, batch, &normalizer)
+    }
+
+    fn supports_eval(&self) -> bool {
+        true
+    }
+
+    fn eval_sampler(&self) -> Sampler {
+        self.eval_order()
+    }
+
+    fn eval_batch(
+        &mut self,
+        model: &CausalLm,
+        examples: &[&PromptExample],
+        ctx: &EvalContext,
+    ) -> Result<(f64, StepMetrics)> {
+        self.evaluate_batch(model, examples, ctx)
     }
 
     fn after_step(&mut self, model: &CausalLm, step: u64) -> Result<()> {

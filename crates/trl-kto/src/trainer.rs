@@ -6,7 +6,7 @@ use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use trl_core::Result;
 use trl_core::completions::{CompletionBatch, PaddingOptions, TruncationMode, collate_completions};
-use trl_core::logprobs::label_log_probs;
+use trl_core::logprobs::model_label_log_probs;
 use trl_core::model::{CausalLm, load_causal_lm, save_causal_lm};
 use trl_core::tokenizer::Tokenizer;
 use trl_core::train::{Method, PreparedStep, StepContext, StepMetrics};
@@ -88,7 +88,7 @@ impl KtoMethod {
 
     /// Summed completion log-probs `[rows]` of `batch` under `model`.
     fn sequence_logps(model: &CausalLm, batch: &CompletionBatch) -> Tensor<1> {
-        label_log_probs(model.forward(&batch.tokens), &batch.labels).sequence_sums()
+        model_label_log_probs(model, &batch.tokens, &batch.labels).sequence_sums()
     }
 
     /// Reference `(completion logps [rows], KL logps [rows])`.
@@ -216,7 +216,7 @@ impl Method for KtoMethod {
         // The KL completions are scored without autodiff, as TRL does under no_grad.
         let kl_logps =
             kl_batch.map(|kl| Self::sequence_logps(&model.valid(), kl).to_device(&device));
-        let label_logps = label_log_probs(model.forward(&batch.tokens), &batch.labels);
+        let label_logps = model_label_log_probs(model, &batch.tokens, &batch.labels);
         let logps = label_logps.sequence_sums();
         let (ref_logps, ref_kl_logps) =
             (kto_batch.ref_logps.clone(), kto_batch.ref_kl_logps.clone());

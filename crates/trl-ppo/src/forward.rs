@@ -4,7 +4,7 @@
 //! `temperature + 1e-7`, and one value per response token from the score head.
 
 use burn::tensor::{Tensor, TensorData};
-use trl_core::logprobs::{IGNORE_INDEX, LabelLogProbs, label_log_probs};
+use trl_core::logprobs::{IGNORE_INDEX, LabelLogProbs, head_label_log_probs};
 use trl_core::model::{CausalLm, SequenceClassifier, TokenBatch};
 use trl_core::{Error, Result};
 
@@ -33,9 +33,6 @@ pub fn response_logprobs(
         .decoder()
         .forward(batch)
         .narrow(1, start, seq - start);
-    let logits = policy
-        .logits_from_hidden(hidden)
-        .div_scalar((temperature + 1e-7) as f32);
     let labels: Vec<Vec<i64>> = batch
         .input_ids
         .iter()
@@ -45,7 +42,7 @@ pub fn response_logprobs(
                 .collect()
         })
         .collect();
-    label_log_probs(logits, &labels)
+    head_label_log_probs(policy, hidden, &labels, temperature + 1e-7)
 }
 
 /// Per-token scores `[rows, response_length]` read before each response token (TRL's

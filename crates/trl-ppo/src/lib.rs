@@ -30,7 +30,7 @@ pub mod trainer;
 pub mod update;
 
 pub use config::{BatchSizes, KlEstimator, PpoConfig, StopToken};
-pub use model::PolicyAndValue;
+pub use model::{PolicyAdapter, PolicyAndValue};
 pub use trainer::{PpoBatch, PpoMethod, PpoParts};
 
 #[cfg(test)]

@@ -233,6 +233,7 @@ fn replay(case: &Value, out: &Path) -> (Vec<Value>, PpoMethod) {
             total_steps: sizes.num_total_batches as u64,
             min_lr_rate: 0.0,
         },
+        adapter: None,
         tokenizer,
     };
     let mut method = PpoMethod::new(ppo, sizes, &args, parts)

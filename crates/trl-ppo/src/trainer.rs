@@ -24,7 +24,7 @@ use trl_core::train::{
 use crate::config::{BatchSizes, PpoConfig};
 use crate::data::PromptExample;
 use crate::loss::LossSettings;
-use crate::model::PolicyAndValue;
+use crate::model::{PolicyAdapter, PolicyAndValue};
 use crate::order::RecordedOrders;
 use crate::rollout::{
     ResponseSource, Rollout, RolloutModels, RolloutSettings, score_rollout, step_seed,
@@ -71,6 +71,8 @@ pub struct PpoParts {
     pub rollout: RolloutSettings,
     /// The run's LR schedule, for TRL's `lr` metric.
     pub schedule: LrSchedule,
+    /// The policy's LoRA adapter (`--use_peft`): saved and resumed as a peft folder.
+    pub adapter: Option<PolicyAdapter>,
 }
 
 /// TRL 1.12's PPOTrainer semantics on the training loop.
@@ -84,6 +86,7 @@ pub struct PpoMethod {
     source: Box<dyn ResponseSource>,
     rollout: RolloutSettings,
     schedule: LrSchedule,
+    adapter: Option<PolicyAdapter>,
     started: Instant,
     /// Mini-batch permutations to replay instead of drawing them (replay tests).
     recorded_orders: Option<RecordedOrders>,
@@ -110,6 +113,7 @@ impl PpoMethod {
             source: parts.source,
             rollout: parts.rollout,
             schedule: parts.schedule,
+            adapter: parts.adapter,
             started: Instant::now(),
             recorded_orders: None,
             ratios: RefCell::new(Vec::new()),
@@ -331,10 +335,10 @@ impl Method for PpoMethod {
     }
 
     fn save_model(&self, model: &PolicyAndValue, dir: &Path) -> Result<()> {
-        model.save(&self.tokenizer, dir)
+        model.save_as(&self.tokenizer, self.adapter.as_ref(), dir)
     }
 
     fn load_model(&self, dir: &Path, device: &Device) -> Result<PolicyAndValue> {
-        PolicyAndValue::load(dir, device)
+        PolicyAndValue::load_as(self.adapter.as_ref(), dir, device)
     }
 }

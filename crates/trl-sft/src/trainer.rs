@@ -4,7 +4,7 @@ use std::path::Path;
 
 use burn::tensor::{Device, Tensor};
 use trl_core::Result;
-use trl_core::logprobs::label_log_probs;
+use trl_core::logprobs::model_label_log_probs;
 use trl_core::model::{CausalLm, load_causal_lm, save_causal_lm};
 use trl_core::tokenizer::Tokenizer;
 use trl_core::train::eval::offline_eval_batch;
@@ -79,9 +79,7 @@ impl Method for SftMethod {
         batch: &SftBatch,
         items_in_step: f64,
     ) -> Result<(Tensor<1>, StepMetrics)> {
-        // [batch, seq, vocab]
-        let logits = model.forward(&batch.tokens);
-        let label_logps = label_log_probs(logits, &batch.labels);
+        let label_logps = model_label_log_probs(model, &batch.tokens, &batch.labels);
         let loss = sft_loss(&label_logps, self.config.loss_type, items_in_step);
         let mut metrics = StepMetrics {
             num_tokens: batch.num_tokens,

@@ -2,14 +2,12 @@
 //! `--compare trl`, of transformers' `generate` (reference/bench_trl.py generate) on the same
 //! model, prompts, lengths and sampling, each configuration in its own process.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::Result;
 use serde_json::Value;
 
-use super::measure::measure;
+use super::measure::{BenchInputs, measure};
 
 /// (prompts, sequences per prompt): one sequence at a time, and GRPO's shape of 16 prompts
 /// with 4 completions each.
@@ -17,61 +15,48 @@ const CONFIGURATIONS: [(usize, usize); 2] = [(1, 1), (16, 4)];
 const PROMPT_LEN: usize = 64;
 const MAX_NEW_TOKENS: usize = 128;
 
-/// Where the inputs of the benchmark are.
-pub(super) struct GenerationBench<'a> {
-    pub root: &'a Path,
-    pub out: &'a Path,
-    pub model: &'a Path,
-    pub executables: &'a BTreeMap<String, PathBuf>,
-    pub python: &'a Path,
-    pub script: &'a Path,
-    pub threads: usize,
-}
-
-impl GenerationBench<'_> {
-    /// Every configuration, trl-rs first, then transformers when `compare`.
-    pub fn run(&self, compare: bool, quick: bool) -> Result<Vec<Value>> {
-        let mut results = Vec::new();
-        for (batch, sequences) in CONFIGURATIONS {
-            let args: Vec<String> = [
-                ("--batch", batch),
-                ("--num_return_sequences", sequences),
-                ("--prompt_len", PROMPT_LEN),
-                ("--max_new_tokens", MAX_NEW_TOKENS),
-                ("--warmup", 1),
-                ("--runs", if quick { 1 } else { 3 }),
-            ]
-            .iter()
-            .flat_map(|(flag, value)| [flag.to_string(), value.to_string()])
-            .collect();
-            let file = self
+/// Every configuration, trl-rs first, then transformers when `compare`.
+pub(super) fn run(bench: &BenchInputs, compare: bool, quick: bool) -> Result<Vec<Value>> {
+    let mut results = Vec::new();
+    for (batch, sequences) in CONFIGURATIONS {
+        let args: Vec<String> = [
+            ("--batch", batch),
+            ("--num_return_sequences", sequences),
+            ("--prompt_len", PROMPT_LEN),
+            ("--max_new_tokens", MAX_NEW_TOKENS),
+            ("--warmup", 1),
+            ("--runs", if quick { 1 } else { 3 }),
+        ]
+        .iter()
+        .flat_map(|(flag, value)| [flag.to_string(), value.to_string()])
+        .collect();
+        let file = bench
+            .out
+            .join(format!("generate-{batch}x{sequences}-trl-rs.json"));
+        results.push(measure(&file, || {
+            let mut cmd = Command::new(&bench.executables["generate"]);
+            cmd.arg("--model").arg(bench.model).arg("--out").arg(&file);
+            cmd.args(&args).current_dir(bench.root);
+            cmd
+        })?);
+        if compare {
+            let file = bench
                 .out
-                .join(format!("generate-{batch}x{sequences}-trl-rs.json"));
+                .join(format!("generate-{batch}x{sequences}-transformers.json"));
             results.push(measure(&file, || {
-                let mut cmd = Command::new(&self.executables["generate"]);
-                cmd.arg("--model").arg(self.model).arg("--out").arg(&file);
-                cmd.args(&args).current_dir(self.root);
+                let mut cmd = Command::new(bench.python);
+                cmd.arg(bench.script)
+                    .arg("generate")
+                    .arg("--model")
+                    .arg(bench.model);
+                cmd.arg("--out").arg(&file).args(&args);
+                cmd.args(["--threads", &bench.threads.to_string()])
+                    .current_dir(bench.root);
                 cmd
             })?);
-            if compare {
-                let file = self
-                    .out
-                    .join(format!("generate-{batch}x{sequences}-transformers.json"));
-                results.push(measure(&file, || {
-                    let mut cmd = Command::new(self.python);
-                    cmd.arg(self.script)
-                        .arg("generate")
-                        .arg("--model")
-                        .arg(self.model);
-                    cmd.arg("--out").arg(&file).args(&args);
-                    cmd.args(["--threads", &self.threads.to_string()])
-                        .current_dir(self.root);
-                    cmd
-                })?);
-            }
         }
-        Ok(results)
     }
+    Ok(results)
 }
 
 /// The generation table: one row per (configuration, implementation), the ratio of trl-rs's

@@ -3,14 +3,12 @@
 //! (reference/bench_trl.py grpo) on the same model, prompts, lengths and threads, each side in
 //! its own process; the generation share of the step is reported for both.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::Result;
 use serde_json::Value;
 
-use super::measure::measure;
+use super::measure::{BenchInputs, measure, number};
 
 /// 16 prompts x 4 completions = one generation batch of 64 per optimizer step, trained in 4
 /// micro-batches of 16 (TRL: `per_device_train_batch_size` 16, `gradient_accumulation_steps`
@@ -25,61 +23,44 @@ const TARGET_SPEEDUP: f64 = 3.0;
 /// The heading `--only grpo` replaces (up to the next `## `).
 pub(super) const HEADING: &str = "## GRPO";
 
-/// Where the inputs of the benchmark are.
-pub(super) struct GrpoBench<'a> {
-    pub root: &'a Path,
-    pub out: &'a Path,
-    pub model: &'a Path,
-    pub executables: &'a BTreeMap<String, PathBuf>,
-    pub python: &'a Path,
-    pub script: &'a Path,
-    pub threads: usize,
-}
-
-impl GrpoBench<'_> {
-    /// trl-rs's steps, then TRL's when `compare`.
-    pub fn run(&self, compare: bool, quick: bool) -> Result<Vec<Value>> {
-        let (warmup, steps) = if quick { (1, 2) } else { (2, 5) };
-        let args: Vec<String> = [
-            ("--prompts", PROMPTS),
-            ("--num_generations", NUM_GENERATIONS),
-            ("--prompt_len", PROMPT_LEN),
-            ("--max_completion_length", MAX_COMPLETION_LENGTH),
-            ("--gradient_accumulation_steps", GRADIENT_ACCUMULATION_STEPS),
-            ("--warmup", warmup),
-            ("--steps", steps),
-        ]
-        .iter()
-        .flat_map(|(flag, value)| [flag.to_string(), value.to_string()])
-        .collect();
-        let mut results = Vec::new();
-        let file = self.out.join("grpo-trl-rs.json");
+/// trl-rs's steps, then TRL's when `compare`.
+pub(super) fn run(bench: &BenchInputs, compare: bool, quick: bool) -> Result<Vec<Value>> {
+    let (warmup, steps) = if quick { (1, 2) } else { (2, 5) };
+    let args: Vec<String> = [
+        ("--prompts", PROMPTS),
+        ("--num_generations", NUM_GENERATIONS),
+        ("--prompt_len", PROMPT_LEN),
+        ("--max_completion_length", MAX_COMPLETION_LENGTH),
+        ("--gradient_accumulation_steps", GRADIENT_ACCUMULATION_STEPS),
+        ("--warmup", warmup),
+        ("--steps", steps),
+    ]
+    .iter()
+    .flat_map(|(flag, value)| [flag.to_string(), value.to_string()])
+    .collect();
+    let mut results = Vec::new();
+    let file = bench.out.join("grpo-trl-rs.json");
+    results.push(measure(&file, || {
+        let mut cmd = Command::new(&bench.executables["grpo"]);
+        cmd.arg("--model").arg(bench.model).arg("--out").arg(&file);
+        cmd.args(&args).current_dir(bench.root);
+        cmd
+    })?);
+    if compare {
+        let file = bench.out.join("grpo-trl.json");
         results.push(measure(&file, || {
-            let mut cmd = Command::new(&self.executables["grpo"]);
-            cmd.arg("--model").arg(self.model).arg("--out").arg(&file);
-            cmd.args(&args).current_dir(self.root);
+            let mut cmd = Command::new(bench.python);
+            cmd.arg(bench.script)
+                .arg("grpo")
+                .arg("--model")
+                .arg(bench.model);
+            cmd.arg("--out").arg(&file).args(&args);
+            cmd.args(["--threads", &bench.threads.to_string()])
+                .current_dir(bench.root);
             cmd
         })?);
-        if compare {
-            let file = self.out.join("grpo-trl.json");
-            results.push(measure(&file, || {
-                let mut cmd = Command::new(self.python);
-                cmd.arg(self.script)
-                    .arg("grpo")
-                    .arg("--model")
-                    .arg(self.model);
-                cmd.arg("--out").arg(&file).args(&args);
-                cmd.args(["--threads", &self.threads.to_string()])
-                    .current_dir(self.root);
-                cmd
-            })?);
-        }
-        Ok(results)
     }
-}
-
-fn number(row: &Value, key: &str) -> f64 {
-    row[key].as_f64().unwrap_or(f64::NAN)
+    Ok(results)
 }
 
 /// TRL's median step time over trl-rs's, when both ran.
@@ -141,7 +122,7 @@ fn verdict(results: &Value) -> String {
 }
 
 /// When and where it was measured: date, commit, `--quick`, the load average at the start.
-fn provenance_line(results: &Value) -> String {
+pub(super) fn provenance_line(results: &Value) -> String {
     let g = &results["generated"];
     format!(
         "Measured on {} UTC at commit {}{}{}; load average when the run started: {}.",

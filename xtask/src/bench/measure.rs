@@ -170,3 +170,20 @@ pub(super) fn read_json(path: &Path) -> Result<Value> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))
 }
+
+/// Where the inputs of the side-by-side benchmarks (generation, GRPO, LoRA SFT) are: the
+/// benchmark model, the built bench executables and the reference script TRL's side runs.
+pub(super) struct BenchInputs<'a> {
+    pub root: &'a Path,
+    pub out: &'a Path,
+    pub model: &'a Path,
+    pub executables: &'a BTreeMap<String, PathBuf>,
+    pub python: &'a Path,
+    pub script: &'a Path,
+    pub threads: usize,
+}
+
+/// A number of a result row, NaN when the row lacks it (a table cell then reads NaN).
+pub(super) fn number(row: &Value, key: &str) -> f64 {
+    row[key].as_f64().unwrap_or(f64::NAN)
+}

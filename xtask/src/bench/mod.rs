@@ -2,8 +2,10 @@
 //! optionally TRL's steps on the same model in the same invocation; writes
 //! `target/bench/results.json` and `BENCHMARKS.md`.
 //!
-//! `--only generation` / `--only grpo` run that benchmark alone and replace only its section of
-//! BENCHMARKS.md.
+//! `--only generation` / `--only grpo` / `--only lora` run that benchmark alone and replace only
+//! its section of BENCHMARKS.md. `--only real-shape [--layers N]` (Qwen2.5-0.5B's config) and
+//! `--only seq-sweep` (2048 tokens per step at four sequence lengths) run the other shapes of
+//! [`shapes`]; `--warmup N --steps N` set their step counts (default 1 and 3).
 //!
 //! 1. `reference/bench_trl.py make-model` writes the benchmark model, tokenizer and data once
 //!    (`target/bench/model`), with the reference venv: both sides train identical weights.
@@ -15,17 +17,21 @@
 //!    `--compare trl`) runs at 1 x 1 and 16 prompts x 4 sequences, each in its own process.
 //! 6. The GRPO benchmark (`benches/grpo.rs`, and TRL's `GRPOTrainer` with `--compare trl`):
 //!    one step of generation + scoring + update, each side in its own process.
-//! 7. The machine is read from `/proc/cpuinfo`; MFU is computed as BENCHMARKS.md states.
+//! 7. The LoRA benchmark (`benches/e2e.rs --lora`, and TRL's `SFTTrainer` with peft with
+//!    `--compare trl`): SFT steps training fresh adapters, each side in its own process.
+//! 8. The machine is read from `/proc/cpuinfo`; MFU is computed as BENCHMARKS.md states.
 
 mod criterion;
 mod flops;
 mod generation;
 mod grpo;
+mod lora;
 mod machine;
 mod measure;
 mod provenance;
 mod report;
 mod section;
+mod shapes;
 
 use std::process::Command;
 use std::time::SystemTime;
@@ -36,19 +42,22 @@ use serde_json::json;
 use crate::{reference_python, repo_root, run};
 use criterion::read_criterion;
 use flops::{add_derived, flop_model};
-use generation::GenerationBench;
-use grpo::GrpoBench;
 use machine::Machine;
-use measure::{build_benches, measure, run_watching_others, wait_for_idle};
+use measure::{BenchInputs, build_benches, measure, run_watching_others, wait_for_idle};
 use provenance::provenance;
 use report::{NOTES_HEADING, end_to_end_table, render_markdown};
 
 struct Options {
     compare_trl: bool,
     quick: bool,
-    /// `--only generation` / `--only grpo`: run that benchmark alone and replace its section
+    /// `--only generation|grpo|lora`: run that benchmark alone and replace its section
     /// of BENCHMARKS.md, leaving the other sections as they are.
     only: Option<Only>,
+    /// `--layers N`: decoder layers of the real-shape model (default 24, Qwen2.5-0.5B's).
+    layers: usize,
+    /// `--warmup N --steps N` of the shape benchmarks.
+    warmup: usize,
+    steps: usize,
 }
 
 /// The benchmarks that run alone.
@@ -56,6 +65,9 @@ struct Options {
 enum Only {
     Generation,
     Grpo,
+    Lora,
+    RealShape,
+    SeqSweep,
 }
 
 fn parse(args: &[String]) -> Result<Options> {
@@ -63,6 +75,9 @@ fn parse(args: &[String]) -> Result<Options> {
         compare_trl: false,
         quick: false,
         only: None,
+        layers: 24,
+        warmup: 1,
+        steps: 3,
     };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -71,17 +86,33 @@ fn parse(args: &[String]) -> Result<Options> {
             "--only" => match args.next().map(String::as_str) {
                 Some("generation") => options.only = Some(Only::Generation),
                 Some("grpo") => options.only = Some(Only::Grpo),
-                other => {
-                    bail!("--only {other:?}: the parts that run alone are `generation` and `grpo`")
-                }
+                Some("lora") => options.only = Some(Only::Lora),
+                Some("real-shape") => options.only = Some(Only::RealShape),
+                Some("seq-sweep") => options.only = Some(Only::SeqSweep),
+                other => bail!(
+                    "--only {other:?}: the parts that run alone are `generation`, `grpo`, `lora`, \
+                     `real-shape` and `seq-sweep`"
+                ),
             },
+            "--layers" | "--warmup" | "--steps" => {
+                let value: usize = match args.next().map(|v| v.parse()) {
+                    Some(Ok(v)) => v,
+                    _ => bail!("{arg} needs a whole number"),
+                };
+                match arg.as_str() {
+                    "--layers" => options.layers = value.max(1),
+                    "--warmup" => options.warmup = value,
+                    _ => options.steps = value.max(1),
+                }
+            }
             "--compare" => match args.next().map(String::as_str) {
                 Some("trl") => options.compare_trl = true,
                 other => bail!("--compare {other:?}: the only comparison is `--compare trl`"),
             },
             other => {
                 bail!(
-                    "cargo xtask bench: unknown flag {other:?} (flags: --compare trl, --quick, --only generation|grpo)"
+                    "cargo xtask bench: unknown flag {other:?} (flags: --compare trl, --quick, \
+                     --only generation|grpo|lora|real-shape|seq-sweep, --layers N, --warmup N, --steps N)"
                 )
             }
         }
@@ -109,10 +140,11 @@ pub fn bench(args: &[String]) -> Result<()> {
         match options.only {
             Some(Only::Generation) => &["generate"],
             Some(Only::Grpo) => &["grpo"],
+            Some(Only::Lora | Only::RealShape | Only::SeqSweep) => &["e2e"],
             None => &["kernels", "e2e", "generate", "grpo"],
         },
     )?;
-    let generation_bench = GenerationBench {
+    let benches = BenchInputs {
         root: &root,
         out: &out,
         model: &model,
@@ -121,17 +153,21 @@ pub fn bench(args: &[String]) -> Result<()> {
         script: &script,
         threads: machine.logical_cpus,
     };
-    let grpo_bench = GrpoBench {
-        root: &root,
-        out: &out,
-        model: &model,
-        executables: &executables,
-        python: &python,
-        script: &script,
-        threads: machine.logical_cpus,
-    };
+    if let Some(only @ (Only::RealShape | Only::SeqSweep)) = options.only {
+        let bench = shapes::ShapeBench {
+            root: &root,
+            out: &out,
+            e2e: &executables["e2e"],
+            python: &python,
+            script: &script,
+            threads: machine.logical_cpus,
+            warmup: options.warmup,
+            steps: options.steps,
+        };
+        return run_shapes(only, &options, &machine, &bench, &model);
+    }
     if let Some(only) = options.only {
-        return run_only(only, &options, &machine, &generation_bench, &grpo_bench);
+        return run_only(only, &options, &machine, &benches);
     }
     let (warmup, steps) = if options.quick { (1, 3) } else { (3, 10) };
 
@@ -174,8 +210,9 @@ pub fn bench(args: &[String]) -> Result<()> {
         }
     }
 
-    let generation = generation_bench.run(options.compare_trl, options.quick)?;
-    let grpo = grpo_bench.run(options.compare_trl, options.quick)?;
+    let generation = generation::run(&benches, options.compare_trl, options.quick)?;
+    let grpo = grpo::run(&benches, options.compare_trl, options.quick)?;
+    let lora = lora::run(&benches, options.compare_trl, options.quick)?;
 
     let criterion_home = out.join("criterion");
     let started = SystemTime::now();
@@ -202,6 +239,7 @@ pub fn bench(args: &[String]) -> Result<()> {
         "end_to_end": e2e,
         "generation": generation,
         "grpo": grpo,
+        "lora": lora,
         "kernels": kernels,
         "kernels_others_cpu_share": kernels_others,
     });
@@ -209,6 +247,7 @@ pub fn bench(args: &[String]) -> Result<()> {
     std::fs::write(&json_path, serde_json::to_vec_pretty(&results)?)?;
     let mut markdown = render_markdown(&results, &machine);
     markdown = section::replace_section(&markdown, grpo::HEADING, &grpo::grpo_section(&results));
+    markdown = section::replace_section(&markdown, lora::HEADING, &lora::lora_section(&results));
     // Hand-written notes below the generated part survive a rerun.
     let previous = std::fs::read_to_string(root.join("BENCHMARKS.md")).unwrap_or_default();
     if let Some(at) = previous.find(NOTES_HEADING) {
@@ -218,26 +257,88 @@ pub fn bench(args: &[String]) -> Result<()> {
     println!("{}", end_to_end_table(&results));
     println!("{}", generation::generation_table(&results));
     println!("{}", grpo::grpo_table(&results));
+    println!("{}", lora::lora_table(&results));
     println!("wrote {} and BENCHMARKS.md", json_path.display());
     Ok(())
 }
 
-/// `--only generation|grpo`: that benchmark alone; its results go to
-/// `target/bench/<name>.json` and its section of BENCHMARKS.md is replaced.
-fn run_only(
+/// `--only real-shape|seq-sweep`: the cases of [`shapes`]; results go to
+/// `target/bench/<name>.json` and their section of BENCHMARKS.md is replaced.
+fn run_shapes(
     only: Only,
     options: &Options,
     machine: &Machine,
-    generation_bench: &GenerationBench,
-    grpo_bench: &GrpoBench,
+    bench: &shapes::ShapeBench,
+    bench_model: &std::path::Path,
 ) -> Result<()> {
-    let (root, out) = (grpo_bench.root, grpo_bench.out);
+    let (key, heading, rows, what) = if only == Only::RealShape {
+        let model = bench.real_model(options.layers)?;
+        let rows = bench.run(&model, &shapes::REAL_SHAPE, options.compare_trl)?;
+        let what = format!(
+            "A random model with Qwen2.5-0.5B's config (hidden 896, 14 / 2 heads, intermediate \
+             4864, vocab 151,936, tied embeddings) and {} decoder layers{}",
+            options.layers,
+            if options.layers == 24 {
+                ""
+            } else {
+                " (Qwen2.5-0.5B has 24)"
+            }
+        );
+        ("real_shape", "## Real-shape model", rows, what)
+    } else {
+        let rows = bench.run(bench_model, &shapes::SEQ_SWEEP, options.compare_trl)?;
+        let what = "The benchmark model at 2048 tokens per step".to_string();
+        ("seq_sweep", "## Sequence-length sweep", rows, what)
+    };
+    let results = json!({
+        "generated": provenance(bench.root),
+        "machine": machine.to_json(),
+        key: rows,
+    });
+    std::fs::write(
+        bench.out.join(format!("{key}.json")),
+        serde_json::to_vec_pretty(&results)?,
+    )?;
+    let g = &results["generated"];
+    let table = shapes::shapes_table(&rows);
+    let section = format!(
+        "{heading}\n\n{what}; {} warm-up step(s), then the median of {}; fp32, {} threads, each \
+         side in its own process (`cargo xtask bench --only {} --compare trl`). Measured on {} UTC \
+         at commit {}, load average at the start {}.\n\n{table}",
+        options.warmup,
+        options.steps,
+        machine.logical_cpus,
+        if only == Only::RealShape {
+            "real-shape"
+        } else {
+            "seq-sweep"
+        },
+        g["date_utc"].as_str().unwrap_or("?"),
+        g["commit"].as_str().unwrap_or("?"),
+        results["machine"]["load_average_at_start"]
+            .as_str()
+            .unwrap_or("?"),
+    );
+    let path = bench.root.join("BENCHMARKS.md");
+    let previous = std::fs::read_to_string(&path).unwrap_or_default();
+    std::fs::write(
+        &path,
+        section::replace_section(&previous, heading, &section),
+    )?;
+    println!("{table}");
+    Ok(())
+}
+
+/// `--only generation|grpo|lora`: that benchmark alone; its results go to
+/// `target/bench/<name>.json` and its section of BENCHMARKS.md is replaced.
+fn run_only(only: Only, options: &Options, machine: &Machine, benches: &BenchInputs) -> Result<()> {
+    let (root, out) = (benches.root, benches.out);
+    let (compare, quick) = (options.compare_trl, options.quick);
     let (key, rows) = match only {
-        Only::Generation => (
-            "generation",
-            generation_bench.run(options.compare_trl, options.quick)?,
-        ),
-        Only::Grpo => ("grpo", grpo_bench.run(options.compare_trl, options.quick)?),
+        Only::Generation => ("generation", generation::run(benches, compare, quick)?),
+        Only::Grpo => ("grpo", grpo::run(benches, compare, quick)?),
+        Only::Lora => ("lora", lora::run(benches, compare, quick)?),
+        Only::RealShape | Only::SeqSweep => bail!("the shape benchmarks run through run_shapes"),
     };
     let results = json!({
         "generated": provenance(root),
@@ -262,6 +363,12 @@ fn run_only(
             grpo::grpo_section(&results),
             grpo::grpo_table(&results),
         ),
+        Only::Lora => (
+            lora::HEADING,
+            lora::lora_section(&results),
+            lora::lora_table(&results),
+        ),
+        Only::RealShape | Only::SeqSweep => bail!("the shape benchmarks run through run_shapes"),
     };
     std::fs::write(
         &path,

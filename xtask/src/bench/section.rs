@@ -1,4 +1,4 @@
-//! Replacing one `## ` section of BENCHMARKS.md, so that `--only generation` / `--only grpo`
+//! Replacing one `## ` section of BENCHMARKS.md, so that `--only generation|grpo|lora`
 //! refresh their part and leave the others as they are.
 
 /// `markdown` with the section starting at `heading` (up to the next `## `) replaced by

@@ -2,7 +2,7 @@
 //! (GRPO, RLOO, PPO) use to produce completions.
 //!
 //! Prompts of different lengths are left-padded into one batch; the prefill runs them through
-//! [`CausalLm::forward_cached`] once, then every step feeds one token per unfinished sequence.
+//! [`CausalLm::forward_cached`] once (each distinct row once: see [`prefill`]), then every step feeds one token per unfinished sequence.
 //! A sequence that ends (an end-of-sequence id, a stop string, or `max_new_tokens`) leaves the
 //! batch and its cache rows, so it stops costing compute. The next token is chosen on the host
 //! from a row of logits: transformers' logits processors ([`processors`]), then the argmax or
@@ -10,6 +10,7 @@
 //! token (tests against `reference/generate_reference.py`).
 
 pub mod options;
+mod prefill;
 pub mod processors;
 pub mod sampling;
 #[cfg(test)]
@@ -19,9 +20,10 @@ use burn::tensor::Tensor;
 use rayon::prelude::*;
 
 pub use options::{GenerationOptions, generation_config_eos_ids, merge_ids};
+use prefill::prefill;
 use sampling::Rng;
 
-use crate::model::{CausalLm, KvCache};
+use crate::model::CausalLm;
 use crate::tokenizer::Tokenizer;
 use crate::{Error, Result};
 
@@ -134,14 +136,13 @@ pub fn generate(
     let width = prompts.iter().map(Vec::len).max().unwrap_or(0);
     let mut active = expand(prompts, width, options);
     let (input_ids, attention_mask) = left_padded(prompts, width, options);
-    let mut cache = KvCache::new(
-        model.config(),
-        active.len(),
-        width + options.max_new_tokens,
-        &model.device(),
-    );
     let mut finished = Vec::with_capacity(active.len());
-    let mut logits = model.last_logits_cached(&input_ids, &attention_mask, &mut cache);
+    let (mut logits, mut cache) = prefill(
+        model,
+        &input_ids,
+        &attention_mask,
+        width + options.max_new_tokens,
+    );
     loop {
         // [rows * vocab] on the host: one transfer per step
         let mut rows = host_rows(logits)?;

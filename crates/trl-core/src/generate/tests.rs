@@ -7,7 +7,7 @@ use burn::tensor::Device;
 use serde_json::Value;
 
 use super::*;
-use crate::model::{TokenBatch, load_causal_lm};
+use crate::model::{KvCache, TokenBatch, load_causal_lm};
 
 /// Every causal-LM family the fixtures cover (the sharded and bf16 copies share tiny-llama's
 /// architecture; they are in the greedy test).
@@ -301,4 +301,36 @@ fn logits_processors_equal_transformers() {
         let want = rows(&expected["outputs"][name]);
         assert_rows_equal(name, &apply(processor.as_ref()), &want);
     }
+}
+
+/// Identical prompt rows are prefilled once and copied into every row's cache: each sequence
+/// draws exactly what it draws when no other row repeats its prompt.
+#[test]
+fn repeated_prompts_draw_what_they_draw_without_repeats() {
+    let lm = model("tiny-qwen2");
+    let options = GenerationOptions {
+        max_new_tokens: 10,
+        min_new_tokens: 10,
+        seed: 3,
+        top_k: 0,
+        eos_token_ids: vec![383],
+        pad_token_id: 381,
+        ..GenerationOptions::default()
+    };
+    let run = |prompts: &[&[u32]]| -> Vec<Vec<u32>> {
+        let prompts: Vec<Vec<u32>> = prompts.iter().map(|p| p.to_vec()).collect();
+        let out = generate(&lm, &prompts, &options, None, &mut |_, _| {}).unwrap();
+        out.into_iter().map(|c| c.token_ids).collect()
+    };
+    let (p, q, r): (&[u32], &[u32], &[u32]) = (&[5, 17, 200], &[40, 2], &[9, 300, 31]);
+    let repeated = run(&[p, p, q]);
+    let p_first = run(&[p, r, q]);
+    let p_second = run(&[r, p, q]);
+    assert_eq!(repeated[0], p_first[0]);
+    assert_eq!(repeated[1], p_second[1]);
+    assert_eq!(repeated[2], p_first[2]);
+    assert_ne!(
+        repeated[0], repeated[1],
+        "each sequence keeps its own stream"
+    );
 }

@@ -3,7 +3,8 @@
 //! Composed burn ops would repeat the cached keys and values per query head (GQA), store a
 //! score row per head, mask it, softmax it and multiply again, each a pass over memory for a
 //! row of a few hundred keys. Here one task per sequence walks its heads and keys once,
-//! skipping blocked keys (unwritten cache columns, padding) without reading them. Inference
+//! skipping blocked keys (unwritten cache columns, padding) without reading them; the query
+//! heads of one kv head share each key and value read. Inference
 //! only: there is no backward.
 //!
 //! Semantics equal [`super::composed::cached_attention`]:
@@ -11,6 +12,8 @@
 //! `heads / kv_heads` consecutive query heads.
 
 use rayon::prelude::*;
+
+use super::fast_math::simd_targets;
 
 /// Sizes of one call: q `[batch, heads, new, head_dim]`, k/v `[batch, kv_heads, capacity,
 /// head_dim]`, blocked `[batch, new, capacity]` (1 = blocked), out `[batch, new, heads,
@@ -25,7 +28,9 @@ pub struct CachedAttentionShape {
     pub head_dim: usize,
 }
 
-/// Fills `out` with the attention of every query row over its visible cached keys.
+/// Fills `out` with the attention of every query row over its visible cached keys. One task
+/// per sequence; the query heads that share a kv head are walked together, so each visible
+/// key and value row is read once per group instead of once per head.
 pub fn cached_attention_forward(
     shape: CachedAttentionShape,
     q: &[f32],
@@ -36,76 +41,133 @@ pub fn cached_attention_forward(
 ) {
     let CachedAttentionShape {
         heads,
+        kv_heads,
         new,
+        capacity,
         head_dim: d,
         ..
     } = shape;
+    let group = heads / kv_heads;
     out.par_chunks_mut(new * heads * d)
         .enumerate()
         .for_each(|(b, out_row)| {
-            let mut scores = vec![0.0f32; shape.capacity];
+            let mut scratch = Scratch {
+                visible: Vec::with_capacity(capacity),
+                scores: vec![0.0f32; group * capacity],
+                max: vec![0.0f32; group],
+                sum: vec![0.0f32; group],
+            };
             for qi in 0..new {
-                let mask = &blocked[(b * new + qi) * shape.capacity..][..shape.capacity];
-                for h in 0..heads {
-                    let query = &q[((b * heads + h) * new + qi) * d..][..d];
-                    let out = &mut out_row[(qi * heads + h) * d..][..d];
-                    attend_one(shape, b, h, query, k, v, mask, &mut scores, out);
+                let mask = &blocked[(b * new + qi) * capacity..][..capacity];
+                scratch.visible.clear();
+                scratch
+                    .visible
+                    .extend((0..capacity).filter(|&j| mask[j] == 0));
+                for g in 0..kv_heads {
+                    let query = |h: usize| &q[((b * heads + h) * new + qi) * d..][..d];
+                    let queries: Vec<&[f32]> = (g * group..(g + 1) * group).map(query).collect();
+                    let base = (b * kv_heads + g) * capacity * d;
+                    let outs = &mut out_row[(qi * heads + g * group) * d..][..group * d];
+                    attend_group(shape, &queries, &k[base..], &v[base..], &mut scratch, outs);
                 }
             }
         });
 }
 
-/// One query row of head `h` in sequence `b` against the cached keys its mask lets through.
-#[allow(clippy::too_many_arguments)]
-fn attend_one(
+/// Per-task buffers: the visible key columns of the current query row, `[group, visible]`
+/// scores, and each head's maximum and normaliser.
+struct Scratch {
+    visible: Vec<usize>,
+    scores: Vec<f32>,
+    max: Vec<f32>,
+    sum: Vec<f32>,
+}
+
+simd_targets! {
+/// The query rows of one kv head's group (`queries[i]`, `head_dim` values each) against that
+/// head's keys/values `k`/`v` (`[capacity, head_dim]` from the slices' starts), written to
+/// `outs` (`[group, head_dim]`). Each head's arithmetic is done in the same order as one
+/// head at a time would: the scores in key order, the maximum, `exp(s - max)` summed in key
+/// order, then `Σ_j (e_j / sum) v_j` accumulated in key order.
+fn attend_group(
     shape: CachedAttentionShape,
-    b: usize,
-    h: usize,
-    query: &[f32],
+    queries: &[&[f32]],
     k: &[f32],
     v: &[f32],
-    mask: &[u8],
-    scores: &mut [f32],
-    out: &mut [f32],
+    scratch: &mut Scratch,
+    outs: &mut [f32],
 ) {
     let d = shape.head_dim;
-    let kv_head = h / (shape.heads / shape.kv_heads);
-    let base = (b * shape.kv_heads + kv_head) * shape.capacity * d;
     let scale = (1.0 / (d as f64).sqrt()) as f32;
-    let mut max = f32::NEG_INFINITY;
-    let mut visible = 0usize;
-    for (j, score) in scores.iter_mut().enumerate() {
-        if mask[j] != 0 {
-            continue;
-        }
-        let key = &k[base + j * d..][..d];
-        *score = dot(query, key) * scale;
-        max = max.max(*score);
-        visible += 1;
-    }
-    out.fill(0.0);
-    if visible == 0 {
+    let Scratch { visible, scores, max, sum } = scratch;
+    outs.fill(0.0);
+    if visible.is_empty() {
         // A fully masked row attends uniformly to every key, as the masked softmax does.
-        for j in 0..shape.capacity {
-            axpy(1.0 / shape.capacity as f32, &v[base + j * d..][..d], out);
+        for out in outs.chunks_exact_mut(d) {
+            for j in 0..shape.capacity {
+                axpy(1.0 / shape.capacity as f32, &v[j * d..][..d], out);
+            }
         }
         return;
     }
-    let mut sum = 0.0f32;
-    for (j, score) in scores.iter_mut().enumerate() {
-        if mask[j] == 0 {
-            *score = (*score - max).exp();
-            sum += *score;
+    let n = visible.len();
+    max.fill(f32::NEG_INFINITY);
+    for (i, &j) in visible.iter().enumerate() {
+        let key = &k[j * d..][..d];
+        for (h, query) in queries.iter().enumerate() {
+            let score = dot(query, key) * scale;
+            scores[h * n + i] = score;
+            max[h] = max[h].max(score);
         }
     }
-    for (j, &score) in scores.iter().enumerate() {
-        if mask[j] == 0 {
-            axpy(score / sum, &v[base + j * d..][..d], out);
+    for h in 0..queries.len() {
+        let mut total = 0.0f32;
+        for score in &mut scores[h * n..][..n] {
+            *score = (*score - max[h]).exp();
+            total += *score;
+        }
+        sum[h] = total;
+    }
+    for (h, out) in outs.chunks_exact_mut(d).enumerate() {
+        weighted_values(&scores[h * n..][..n], sum[h], visible, v, d, out);
+    }
+}
+}
+
+/// `out += Σ_i (e_i / sum) v[visible[i]]`, accumulated in `visible` order for every output
+/// element (what one `axpy` per key computes), 16 output elements at a time held in registers
+/// across the keys instead of stored and reloaded after each key.
+#[inline(always)]
+fn weighted_values(
+    exps: &[f32],
+    sum: f32,
+    visible: &[usize],
+    v: &[f32],
+    d: usize,
+    out: &mut [f32],
+) {
+    const LANES: usize = 16;
+    let full = d / LANES * LANES;
+    for start in (0..full).step_by(LANES) {
+        let mut acc: [f32; LANES] = out[start..start + LANES].try_into().expect("16 lanes");
+        for (&e, &j) in exps.iter().zip(visible) {
+            let alpha = e / sum;
+            let value = &v[j * d + start..][..LANES];
+            for l in 0..LANES {
+                acc[l] += alpha * value[l];
+            }
+        }
+        out[start..start + LANES].copy_from_slice(&acc);
+    }
+    if full < d {
+        for (&e, &j) in exps.iter().zip(visible) {
+            axpy(e / sum, &v[j * d + full..][..d - full], &mut out[full..]);
         }
     }
 }
 
 /// Dot product in 8 independent lanes, so the compiler can vectorise it.
+#[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut lanes = [0.0f32; 8];
     let (a_chunks, b_chunks) = (a.chunks_exact(8), b.chunks_exact(8));
@@ -124,6 +186,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// `out += alpha * x`.
+#[inline(always)]
 fn axpy(alpha: f32, x: &[f32], out: &mut [f32]) {
     for (o, &xi) in out.iter_mut().zip(x) {
         *o += alpha * xi;

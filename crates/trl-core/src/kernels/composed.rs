@@ -4,7 +4,7 @@
 use burn::tensor::activation::{log_softmax, silu, softmax};
 use burn::tensor::{Bool, DType, Int, Tensor};
 
-use super::TokenStats;
+use super::{LmHead, TokenStats};
 
 /// Masked softmax attention with grouped key/value heads, after RoPE:
 /// `q` `[batch, heads, seq, head_dim]`, `k`/`v` `[batch, kv_heads, seq, head_dim]`, `blocked`
@@ -67,37 +67,93 @@ pub fn rope(x: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4> {
 }
 
 /// Log-softmax over the vocabulary, the labels' entries gathered; the statistics from the
-/// detached log-softmax.
+/// detached log-softmax. `logits` `[batch, seq, vocab]` shifted by one against `labels`
+/// `[batch, seq - 1]`.
 pub fn label_log_probs(logits: Tensor<3>, labels: Tensor<2, Int>) -> (Tensor<2>, TokenStats) {
-    let [batch, seq, _] = logits.dims();
-    // [batch, seq - 1, vocab]
-    let shifted = logits.narrow(1, 0, seq - 1);
-    let mean_logits = shifted
+    let seq = logits.dims()[1];
+    position_log_probs(logits.narrow(1, 0, seq - 1), labels)
+}
+
+/// [`label_log_probs`] without the shift: `logits` `[batch, n, vocab]`, `labels` `[batch, n]`.
+fn position_log_probs(logits: Tensor<3>, labels: Tensor<2, Int>) -> (Tensor<2>, TokenStats) {
+    let [batch, n, _] = logits.dims();
+    let mean_logits = logits
         .clone()
         .without_autodiff()
         .mean_dim(2)
-        .reshape([batch, seq - 1]);
-    let log_probs = log_softmax(shifted, 2);
+        .reshape([batch, n]);
+    let log_probs = log_softmax(logits, 2);
     let logps = log_probs
         .clone()
-        .gather(2, labels.reshape([batch, seq - 1, 1]))
-        .reshape([batch, seq - 1]);
+        .gather(2, labels.reshape([batch, n, 1]))
+        .reshape([batch, n]);
     let log_probs = log_probs.without_autodiff();
     let entropy = (log_probs.clone().exp() * log_probs.clone())
         .sum_dim(2)
-        .reshape([batch, seq - 1])
+        .reshape([batch, n])
         .neg();
     // log Σ p² = log-sum-exp of 2 log p, stabilised by the row maximum
     let doubled = log_probs.clone() * 2.0;
     let max = doubled.clone().max_dim(2);
     let log_sum_sq_probs =
-        ((doubled - max.clone()).exp().sum_dim(2).log() + max).reshape([batch, seq - 1]);
-    let argmax = log_probs.argmax(2).reshape([batch, seq - 1]);
+        ((doubled - max.clone()).exp().sum_dim(2).log() + max).reshape([batch, n]);
+    let argmax = log_probs.argmax(2).reshape([batch, n]);
     let stats = TokenStats {
         entropy,
         argmax,
         log_sum_sq_probs,
         mean_logits,
+    };
+    (logps, stats)
+}
+
+/// The LM head and [`label_log_probs`] a chunk of `chunk` tokens at a time: `hidden`
+/// `[batch, seq, hidden]`, labels `[batch, seq - 1]` -> what [`label_log_probs`] returns for
+/// the logits `hidden @ W / temperature`, without the concatenated `[tokens, vocab]` logits.
+///
+/// Without autodiff (reference and rollout log-probs) at most one chunk of logits is alive;
+/// under autodiff each chunk's log-softmax stays in the graph until the backward (burn has no
+/// per-op recomputation off flex), so a training step still holds them all.
+pub fn head_label_log_probs(
+    hidden: Tensor<3>,
+    head: &LmHead,
+    labels: Tensor<2, Int>,
+    temperature: f64,
+    chunk: usize,
+) -> (Tensor<2>, TokenStats) {
+    let [batch, seq, width] = hidden.dims();
+    let n = batch * (seq - 1);
+    // [1, n, hidden], [1, n]
+    let hidden = hidden.narrow(1, 0, seq - 1).reshape([1, n, width]);
+    let labels = labels.reshape([1, n]);
+    // [1, hidden, vocab]
+    let weight = match head.vocab_major {
+        true => head.weight.clone().transpose(),
+        false => head.weight.clone(),
+    }
+    .unsqueeze::<3>();
+    let chunk = chunk.max(1);
+    let parts: Vec<(Tensor<2>, TokenStats)> = (0..n.max(1))
+        .step_by(chunk)
+        .map(|start| {
+            let rows = chunk.min(n - start);
+            let mut logits = hidden.clone().narrow(1, start, rows).matmul(weight.clone());
+            if temperature != 1.0 {
+                logits = logits.div_scalar(temperature as f32);
+            }
+            position_log_probs(logits, labels.clone().narrow(1, start, rows))
+        })
+        .collect();
+    let cat = |f: &dyn Fn(&(Tensor<2>, TokenStats)) -> Tensor<2>| {
+        Tensor::cat(parts.iter().map(f).collect(), 1).reshape([batch, seq - 1])
+    };
+    let logps = cat(&|p| p.0.clone());
+    let stats = TokenStats {
+        entropy: cat(&|p| p.1.entropy.clone()),
+        argmax: Tensor::cat(parts.iter().map(|p| p.1.argmax.clone()).collect(), 1)
+            .reshape([batch, seq - 1]),
+        log_sum_sq_probs: cat(&|p| p.1.log_sum_sq_probs.clone()),
+        mean_logits: cat(&|p| p.1.mean_logits.clone()),
     };
     (logps, stats)
 }

@@ -17,6 +17,7 @@ use super::attention_cpu::{
     AttentionGradInputs, AttentionShape, attention_backward, attention_forward,
 };
 use super::cached_attention_cpu::{CachedAttentionShape, cached_attention_forward};
+use super::flex_head::{HeadOptions, head_logprobs_autodiff, head_logprobs_flex};
 use super::logprobs_cpu::{
     LogitsShape, STATS, label_logprobs_backward, label_logprobs_forward, token_stats,
 };
@@ -53,6 +54,19 @@ pub trait TrainingKernels: Backend {
     fn fused_label_logprobs(
         logits: FloatTensor<Self>,
         labels: IntTensor<Self>,
+    ) -> FloatTensor<Self>;
+
+    /// The LM head and label log-probs in one chunked pass: `hidden` `[tokens, hidden]`,
+    /// `weight` `[vocab, hidden]` when `vocab_major` (an embedding table) else `[hidden, vocab]`,
+    /// `labels` `[tokens]` (in the vocabulary) -> `[tokens, 1 + STATS]`: column 0 is the label's
+    /// log-prob under `softmax(hidden @ W / temperature)` (the only column with a gradient),
+    /// the others the statistics of [`super::label_log_probs`].
+    fn fused_head_logprobs(
+        hidden: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        labels: IntTensor<Self>,
+        vocab_major: bool,
+        temperature: f64,
     ) -> FloatTensor<Self>;
 
     /// Per predicting position of `logits` `[batch, seq, vocab]`: entropy, argmax, `log Σ p²`
@@ -137,6 +151,23 @@ pub fn label_logprobs(logits: Tensor<3>, labels: Tensor<2, Int>) -> Tensor<2> {
     ))
 }
 
+/// [`TrainingKernels::fused_head_logprobs`] on high-level tensors.
+pub fn head_logprobs(
+    hidden: Tensor<2>,
+    weight: Tensor<2>,
+    labels: Tensor<1, Int>,
+    vocab_major: bool,
+    temperature: f64,
+) -> Tensor<2> {
+    Tensor::from_dispatch(<Dispatch as TrainingKernels>::fused_head_logprobs(
+        hidden.into_dispatch(),
+        weight.into_dispatch(),
+        labels.into_dispatch(),
+        vocab_major,
+        temperature,
+    ))
+}
+
 /// [`TrainingKernels::fused_token_stats`] on high-level tensors.
 pub fn token_stats_of(logits: Tensor<3>) -> Tensor<3> {
     Tensor::from_dispatch(<Dispatch as TrainingKernels>::fused_token_stats(
@@ -164,18 +195,18 @@ pub fn rope(x: Tensor<4>, cos: Tensor<4>, sin: Tensor<4>) -> Tensor<4> {
 
 /// A contiguous copy (or the tensor itself when it already is one) whose storage is exactly
 /// its elements.
-fn contiguous(t: &FlexTensor) -> FlexTensor {
+pub(super) fn contiguous(t: &FlexTensor) -> FlexTensor {
     t.to_contiguous()
 }
 
 /// Cannot fail on user data: `kernels/mod.rs` dispatches to the fused kernels only after
 /// `all_f32` (other dtypes run composed), and every caller passes a `contiguous` copy.
-fn f32s(t: &FlexTensor) -> &[f32] {
+pub(super) fn f32s(t: &FlexTensor) -> &[f32] {
     t.as_slice::<f32>()
         .expect("fused kernels take contiguous f32 tensors")
 }
 
-fn new_f32(values: Vec<f32>, dims: &[usize]) -> FlexTensor {
+pub(super) fn new_f32(values: Vec<f32>, dims: &[usize]) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, dims.to_vec()))
 }
 
@@ -299,7 +330,7 @@ fn logits_shape(logits: &FlexTensor) -> LogitsShape {
 }
 
 /// Integer labels of any integer dtype as i64.
-fn labels_i64(labels: &FlexTensor) -> Vec<i64> {
+pub(super) fn labels_i64(labels: &FlexTensor) -> Vec<i64> {
     let labels = contiguous(labels);
     match labels.dtype() {
         DType::I64 => labels.storage::<i64>().to_vec(),
@@ -380,6 +411,20 @@ impl TrainingKernels for Flex {
 
     fn fused_label_logprobs(logits: FlexTensor, labels: FlexTensor) -> FlexTensor {
         label_logprobs_flex(&logits, &labels_i64(&labels)).0
+    }
+
+    fn fused_head_logprobs(
+        hidden: FlexTensor,
+        weight: FlexTensor,
+        labels: FlexTensor,
+        vocab_major: bool,
+        temperature: f64,
+    ) -> FlexTensor {
+        let options = HeadOptions {
+            vocab_major,
+            temperature,
+        };
+        head_logprobs_flex(hidden, weight, labels, options)
     }
 
     fn fused_token_stats(logits: FlexTensor) -> FlexTensor {
@@ -604,6 +649,20 @@ impl<C: CheckpointStrategy> TrainingKernels for Autodiff<Flex, C> {
                 prep.finish(label_logprobs_flex(logits.primitive(), &labels).0)
             }
         }
+    }
+
+    fn fused_head_logprobs(
+        hidden: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        labels: FlexTensor,
+        vocab_major: bool,
+        temperature: f64,
+    ) -> FloatTensor<Self> {
+        let options = HeadOptions {
+            vocab_major,
+            temperature,
+        };
+        head_logprobs_autodiff::<C>(hidden, weight, labels, options)
     }
 
     fn fused_token_stats(logits: FloatTensor<Self>) -> FloatTensor<Self> {

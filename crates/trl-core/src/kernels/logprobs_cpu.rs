@@ -40,7 +40,7 @@ impl LogitsShape {
 
 simd_targets! {
     /// `(max, Σ exp(x - max))` of one row.
-    fn max_and_sum(x: &[f32]) -> (f32, f32) {
+    pub(super) fn max_and_sum(x: &[f32]) -> (f32, f32) {
         let body = x.len() / LANES * LANES;
         let mut lanes = [f32::NEG_INFINITY; LANES];
         for chunk in x[..body].chunks_exact(LANES) {
@@ -61,7 +61,7 @@ simd_targets! {
 }
 
 /// Log-prob of the label at one position, NaN for a label outside the vocabulary.
-fn label_logp(row: &[f32], label: i64, lse: f32) -> f32 {
+pub(super) fn label_logp(row: &[f32], label: i64, lse: f32) -> f32 {
     usize::try_from(label)
         .ok()
         .and_then(|l| row.get(l))
@@ -156,7 +156,7 @@ pub fn token_stats(logits: &[f32], shape: LogitsShape, out: &mut [f32]) {
 
 simd_targets! {
     /// [entropy, argmax, log Σ p², mean] of one row of logits.
-    fn row_stats(row: &[f32]) -> [f32; STATS] {
+    pub(super) fn row_stats(row: &[f32]) -> [f32; STATS] {
         let (max, sum) = max_and_sum(row);
         let (mut weighted, mut squares, mut total) = ([0.0f32; LANES], [0.0f32; LANES], [0.0f32; LANES]);
         let body = row.len() / LANES * LANES;

@@ -17,7 +17,13 @@ mod fast_math;
 #[cfg(feature = "flex")]
 mod flex;
 #[cfg(feature = "flex")]
+mod flex_head;
+#[cfg(feature = "flex")]
 mod gemm;
+#[cfg(feature = "flex")]
+mod head_logprobs_cpu;
+#[cfg(all(test, feature = "flex"))]
+mod head_tests;
 #[cfg(feature = "flex")]
 mod logprobs_cpu;
 #[cfg(feature = "flex")]
@@ -156,4 +162,62 @@ pub fn label_log_probs(logits: Tensor<3>, labels: Tensor<2, Int>) -> (Tensor<2>,
         return (flex::label_logprobs(logits, labels), stats_of);
     }
     composed::label_log_probs(logits, labels)
+}
+
+/// The output projection as [`head_label_log_probs`] takes it: a tied embedding table or the
+/// `lm_head` weight (adapter folded in), in whichever layout the model stores it, so that no
+/// transposed copy of a `[vocab, hidden]` matrix is made.
+#[derive(Debug, Clone)]
+pub struct LmHead {
+    /// `[vocab, hidden]` when `vocab_major`, else `[hidden, vocab]` (burn's `Linear` layout).
+    pub weight: Tensor<2>,
+    /// Whether `weight` is `[vocab, hidden]` (an embedding table).
+    pub vocab_major: bool,
+}
+
+/// Tokens per chunk of the composed [`head_label_log_probs`]: about 16M logits.
+const COMPOSED_CHUNK_ELEMENTS: usize = 1 << 24;
+
+/// [`label_log_probs`] of the logits `hidden @ W / temperature` (`hidden` `[batch, seq,
+/// hidden]`, `labels` `[batch, seq - 1]`) without the `[batch, seq, vocab]` logits: on flex one
+/// fused op that computes and differentiates the head a chunk of tokens at a time, keeping
+/// only the hidden states and one log-sum-exp per token for the backward; elsewhere burn ops
+/// over token chunks ([`composed::head_label_log_probs`]).
+pub fn head_label_log_probs(
+    hidden: Tensor<3>,
+    head: &LmHead,
+    labels: Tensor<2, Int>,
+    temperature: f64,
+) -> (Tensor<2>, TokenStats) {
+    #[cfg(feature = "flex")]
+    let integer_labels = {
+        use burn::tensor::DType;
+        matches!(labels.dtype(), DType::I64 | DType::I32 | DType::U32)
+    };
+    #[cfg(feature = "flex")]
+    if flex::runs_on_flex(&hidden) && all_f32(&[&head.weight]) && integer_labels {
+        let [batch, seq, width] = hidden.dims();
+        let n = batch * (seq - 1);
+        // [n, hidden] -> [n, 1 + STATS]
+        let flat = hidden.narrow(1, 0, seq - 1).reshape([n, width]);
+        let out = flex::head_logprobs(
+            flat,
+            head.weight.clone(),
+            labels.reshape([n]),
+            head.vocab_major,
+            temperature,
+        );
+        let stats = out.clone().inner();
+        let column = |i: usize| stats.clone().narrow(1, i + 1, 1).reshape([batch, seq - 1]);
+        let stats_of = TokenStats {
+            entropy: column(0),
+            argmax: column(1).int(),
+            log_sum_sq_probs: column(2),
+            mean_logits: column(3),
+        };
+        return (out.narrow(1, 0, 1).reshape([batch, seq - 1]), stats_of);
+    }
+    let vocab = head.weight.dims()[if head.vocab_major { 0 } else { 1 }];
+    let chunk = (COMPOSED_CHUNK_ELEMENTS / vocab.max(1)).max(16);
+    composed::head_label_log_probs(hidden, head, labels, temperature, chunk)
 }

@@ -13,6 +13,7 @@ use super::mask::{attention_block_mask, position_ids_from_mask};
 use super::projection::{Projection, ProjectionFn};
 use super::rope::{RotaryTables, inverse_frequencies};
 use super::weights::{WeightReader, WeightWriter};
+use crate::kernels::LmHead;
 use crate::{Error, Result};
 
 /// A padded batch of token ids as the model consumes it.
@@ -248,6 +249,25 @@ impl CausalLm {
         match &self.lm_head {
             Some(head) => head.forward(hidden),
             None => linear(hidden, self.model.embedding_weight().transpose(), None),
+        }
+    }
+
+    /// The output projection as one weight for the fused head of
+    /// [`crate::logprobs::head_label_log_probs`]: the embedding table when tied, else
+    /// `lm_head`'s weight with its LoRA adapter or `modules_to_save` copy folded in; `None` when
+    /// folding would change what [`Self::logits_from_hidden`] computes for `hidden` (a bias, or
+    /// adapter dropout drawn while training), where callers use the logits instead.
+    pub fn fused_head(&self, hidden: &Tensor<3>) -> Option<LmHead> {
+        match &self.lm_head {
+            None => Some(LmHead {
+                weight: self.model.embedding_weight(),
+                vocab_major: true,
+            }),
+            Some(head) if head.folds_exactly(hidden) => Some(LmHead {
+                weight: head.effective_weight(),
+                vocab_major: false,
+            }),
+            Some(_) => None,
         }
     }
 

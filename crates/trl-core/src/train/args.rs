@@ -121,6 +121,13 @@ pub struct TrainingArguments {
     pub resume_from_checkpoint: Option<Value>,
     pub train_sampling_strategy: SamplingStrategy,
     pub bf16: bool,
+    /// transformers 5's name for gradient checkpointing; resolved with its deprecated alias
+    /// `gradient_checkpointing` (the one TRL's configs set) by `checkpointing.rs`.
+    pub activation_checkpointing: Option<bool>,
+    pub gradient_checkpointing: Option<bool>,
+    /// `{"use_reentrant": ..}` etc., checked by `checkpointing.rs` (alias: `gradient_checkpointing_kwargs`).
+    pub activation_checkpointing_kwargs: Option<Value>,
+    pub gradient_checkpointing_kwargs: Option<Value>,
     pub report_to: Value,
     /// Accepted for config compatibility; the device is chosen with `--device`.
     pub use_cpu: bool,
@@ -182,6 +189,10 @@ impl Default for TrainingArguments {
             resume_from_checkpoint: None,
             train_sampling_strategy: SamplingStrategy::Random,
             bf16: false,
+            activation_checkpointing: None,
+            gradient_checkpointing: None,
+            activation_checkpointing_kwargs: None,
+            gradient_checkpointing_kwargs: None,
             report_to: Value::from("none"),
             use_cpu: false,
             run_name: None,

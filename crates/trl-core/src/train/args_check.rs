@@ -123,6 +123,7 @@ impl TrainingArguments {
         within("warmup_ratio", self.warmup_ratio, 0.0, 1.0)?;
         self.validate_intervals()?;
         self.validate_eval()?;
+        self.activation_checkpointing()?;
         self.validate_scheduler_kwargs()
     }
 

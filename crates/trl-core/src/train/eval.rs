@@ -22,7 +22,9 @@ pub struct EvalSummary {
     pub metrics: LogEntry,
 }
 
-/// Evaluates `model` on `examples` with `method`, returning the `eval_*` metrics.
+/// Evaluates `model` on `examples` with `method`, returning the `eval_*` metrics. The batches
+/// follow [`Method::eval_sampler`]'s order; the samples and steps of the throughput metrics
+/// count the eval set's examples, as transformers does (`len(eval_dataset)`).
 pub fn evaluate<M: Method>(
     method: &mut M,
     model: &M::Model,
@@ -31,14 +33,22 @@ pub fn evaluate<M: Method>(
     ctx: &EvalContext,
 ) -> Result<EvalSummary> {
     let start = Instant::now();
+    let batch_size = batch_size.max(1);
     let frozen = method.eval_model(model);
+    let order = method.eval_sampler().epoch_order(examples.len(), 0);
+    let batches: Vec<&[usize]> = order.chunks(batch_size).collect();
+    let weights = batch_loss_weights(examples.len(), batches.len(), batch_size);
     let mut window = MetricWindow::default();
-    // (loss, rows) per batch, for transformers' per-row mean.
+    // (loss, weight) per batch, for transformers' per-row mean.
     let mut losses = Vec::new();
-    for chunk in examples.chunks(batch_size.max(1)) {
-        let refs: Vec<&M::Example> = chunk.iter().collect();
-        let (loss, metrics) = method.eval_batch(&frozen, &refs, ctx)?;
-        losses.push((loss, chunk.len()));
+    for (index, (indices, weight)) in batches.iter().zip(weights).enumerate() {
+        let refs: Vec<&M::Example> = indices.iter().map(|&i| &examples[i]).collect();
+        let batch_ctx = EvalContext {
+            batch: index,
+            ..*ctx
+        };
+        let (loss, metrics) = method.eval_batch(&frozen, &refs, &batch_ctx)?;
+        losses.push((loss, weight));
         window.record(&metrics);
     }
     let mut entry = LogEntry::new();
@@ -47,11 +57,29 @@ pub fn evaluate<M: Method>(
         entry.insert(format!("eval_{name}"), Value::from(value));
     }
     let runtime = start.elapsed().as_secs_f64();
-    let steps = examples.len().div_ceil(batch_size.max(1));
+    let steps = examples.len().div_ceil(batch_size);
     for (name, value) in speed_metrics(runtime, examples.len(), steps) {
         entry.insert(name.into(), Value::from(value));
     }
     Ok(EvalSummary { metrics: entry })
+}
+
+/// How many times each batch's loss enters `eval_loss`'s mean: transformers repeats a batch's
+/// loss `per_device_eval_batch_size` times and accelerate's `gather_for_metrics` cuts the last
+/// batch's copies to `len(eval_dataset) % batch_size` (when not 0). For a sampler that visits
+/// each example once this is the rows of each batch; under GRPO's `RepeatSampler` the
+/// remainder counts prompts, not completions, as in TRL.
+pub fn batch_loss_weights(dataset_len: usize, batches: usize, batch_size: usize) -> Vec<usize> {
+    let remainder = dataset_len % batch_size.max(1);
+    (0..batches)
+        .map(|i| {
+            if i + 1 == batches && remainder > 0 {
+                remainder
+            } else {
+                batch_size
+            }
+        })
+        .collect()
 }
 
 /// [`Method::eval_batch`] for an offline method: its own `prepare` of one micro-batch, the
@@ -153,6 +181,16 @@ pub fn update_best_metric(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batch_weights_cut_the_last_batch_to_the_dataset_remainder() {
+        // 9 rows in batches of 4: 4, 4, 1 (the rows of each batch).
+        assert_eq!(batch_loss_weights(9, 3, 4), vec![4, 4, 1]);
+        assert_eq!(batch_loss_weights(8, 2, 4), vec![4, 4]);
+        // 5 prompts x 2 generations in batches of 4: batches of 4, 4, 2 completions; the
+        // remainder counts prompts (5 % 4), as accelerate's does.
+        assert_eq!(batch_loss_weights(5, 3, 4), vec![4, 4, 1]);
+    }
 
     #[test]
     fn eval_loss_weighs_each_batch_by_its_rows_and_drops_non_finite() {

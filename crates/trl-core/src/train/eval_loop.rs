@@ -70,6 +70,7 @@ pub(super) fn run_eval<M: Method>(
         step: run.state.global_step,
         num_tokens: run.total_tokens,
         device,
+        batch: 0,
     };
     let summary = evaluate(method, model, set, args.per_device_eval_batch_size, &ctx)?;
     let mut entry = summary.metrics.clone();

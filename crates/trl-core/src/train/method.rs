@@ -43,6 +43,9 @@ pub struct EvalContext<'a> {
     pub num_tokens: f64,
     /// The device the model lives on.
     pub device: &'a Device,
+    /// The eval batch's index within this evaluation (0-based; an online method seeds its
+    /// eval generation with it and `step`).
+    pub batch: usize,
 }
 
 /// The batches of one optimizer step: usually one update made of its micro-batches; an
@@ -132,6 +135,14 @@ pub trait Method {
     /// `eval_on_start` up front for a method that says no.
     fn supports_eval(&self) -> bool {
         false
+    }
+
+    /// The order the eval dataloader visits the eval examples in, cut into
+    /// `per_device_eval_batch_size` batches: the file order by default (the HF Trainer's
+    /// sequential eval sampler); GRPO/RLOO: TRL's `RepeatSampler` (shuffled with `seed`, each
+    /// prompt `num_generations_eval` times in a row). Evaluated as its first epoch.
+    fn eval_sampler(&self) -> Sampler {
+        Sampler::Sequential
     }
 
     /// The model evaluation runs: the trained model with its parameters marked `no_grad`,

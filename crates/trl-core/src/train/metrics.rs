@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use super::collective::Collective;
+
 /// Values a method reports for one micro-batch.
 #[derive(Debug, Clone, Default)]
 pub struct StepMetrics {
@@ -35,6 +37,24 @@ impl MetricWindow {
                 entry.0 += value;
                 entry.1 += 1;
             }
+        }
+    }
+
+    /// Sums every metric's (sum, count) over the ranks, so that [`MetricWindow::drain`] gives
+    /// the mean over every rank's micro-batches (TRL gathers its metrics before logging).
+    /// Every rank records the same metric names, so the windows line up name by name.
+    pub fn all_reduce(&mut self, world: &dyn Collective) {
+        if world.size() == 1 {
+            return;
+        }
+        let mut buffer: Vec<f64> = self
+            .sums
+            .values()
+            .flat_map(|&(sum, count)| [sum, count as f64])
+            .collect();
+        world.all_reduce_sum_f64(&mut buffer);
+        for (entry, pair) in self.sums.values_mut().zip(buffer.chunks(2)) {
+            *entry = (pair[0], pair[1].round() as usize);
         }
     }
 

@@ -5,7 +5,10 @@
 pub mod args;
 pub mod args_check;
 pub mod checkpoint;
+mod checkpointing;
+pub mod collective;
 pub mod data_order;
+pub mod data_parallel;
 pub mod eval;
 mod eval_args;
 mod eval_loop;

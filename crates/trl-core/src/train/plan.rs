@@ -8,6 +8,13 @@
 //! - `max_steps` (when > 0) wins, else `ceil(num_train_epochs * steps_per_epoch)`, crossing
 //!   epochs as needed;
 //! - after each step `state.epoch = epoch + micro_batches_done_in_epoch / steps_in_epoch`.
+//!
+//! With several processes ([`Plan::for_rank`]) every rank draws the same epoch order and takes
+//! its share as accelerate's `BatchSamplerShard` does (`split_batches=False`,
+//! `even_batches=True`): the order is cut into batches of `per_device_train_batch_size`, global
+//! batch `g` is batches `g * N .. (g + 1) * N` and rank `r` takes batch `g * N + r`; the last
+//! global batch is completed with examples from the start of the epoch, so every rank gets
+//! `ceil(epoch_len / (batch * N))` full batches.
 
 use super::args::TrainingArguments;
 use super::data_order::Sampler;
@@ -17,6 +24,9 @@ use super::data_order::Sampler;
 pub struct Plan {
     num_examples: usize,
     batch_size: usize,
+    /// This process's rank and the number of processes sharing every global batch.
+    rank: usize,
+    world_size: usize,
     accumulation: usize,
     /// Micro-batches per epoch (transformers' `steps_in_epoch`).
     batches_per_epoch: usize,
@@ -51,9 +61,25 @@ impl Plan {
         sampler: Sampler,
         batch_size: usize,
     ) -> Self {
+        Self::for_rank(args, num_examples, sampler, batch_size, 0, 1)
+    }
+
+    /// [`Plan::with_batch_size`] for rank `rank` of `world_size` processes: each rank's
+    /// micro-batches are its share of the global batches (see the module's doc).
+    pub fn for_rank(
+        args: &TrainingArguments,
+        num_examples: usize,
+        sampler: Sampler,
+        batch_size: usize,
+        rank: usize,
+        world_size: usize,
+    ) -> Self {
         let batch_size = batch_size.max(1);
+        let world_size = world_size.max(1);
         let accumulation = args.gradient_accumulation_steps.max(1);
-        let batches_per_epoch = sampler.epoch_len(num_examples).div_ceil(batch_size);
+        let batches_per_epoch = sampler
+            .epoch_len(num_examples)
+            .div_ceil(batch_size * world_size);
         let steps_per_epoch = batches_per_epoch.div_ceil(accumulation).max(1) as u64;
         let total_steps = if args.max_steps > 0 {
             args.max_steps as u64
@@ -63,6 +89,8 @@ impl Plan {
         Plan {
             num_examples,
             batch_size,
+            rank: rank.min(world_size - 1),
+            world_size,
             accumulation,
             batches_per_epoch,
             steps_per_epoch,
@@ -77,10 +105,15 @@ impl Plan {
     pub fn micro_batches(&mut self, step: u64) -> Vec<Vec<usize>> {
         let epoch = step / self.steps_per_epoch;
         let (first, last) = self.batch_range(step);
-        let batch_size = self.batch_size;
+        let (batch_size, rank, world_size) = (self.batch_size, self.rank, self.world_size);
         let order = self.epoch_order(epoch);
+        if world_size == 1 {
+            return (first..last)
+                .map(|b| order[b * batch_size..((b + 1) * batch_size).min(order.len())].to_vec())
+                .collect();
+        }
         (first..last)
-            .map(|b| order[b * batch_size..((b + 1) * batch_size).min(order.len())].to_vec())
+            .map(|b| rank_batch(order, batch_size, world_size, b * world_size + rank))
             .collect()
     }
 
@@ -118,6 +151,20 @@ impl Plan {
             .as_ref()
             .map_or(&[], |(_, order)| order.as_slice())
     }
+}
+
+/// Batch `index` of the epoch `order` cut into batches of `batch_size`, the order extended
+/// (as accelerate's `even_batches`) by its first `world_size * batch_size` examples, cycled,
+/// until every rank has a full batch.
+fn rank_batch(order: &[usize], batch_size: usize, world_size: usize, index: usize) -> Vec<usize> {
+    let start = index * batch_size;
+    let initial = &order[..order.len().min(batch_size * world_size)];
+    (start..start + batch_size)
+        .map(|i| match order.get(i) {
+            Some(&example) => example,
+            None => initial[(i - order.len()) % initial.len()],
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -191,5 +238,61 @@ mod tests {
         let mut plan = Plan::new(&args(2, 1, 1.0, 3), 4, Sampler::Sequential);
         assert_eq!(plan.micro_batches(0), vec![vec![0, 1]]);
         assert_eq!(plan.micro_batches(2), vec![vec![0, 1]]);
+    }
+
+    #[derive(serde::Deserialize)]
+    struct ShardCase {
+        num_examples: usize,
+        batch_size: usize,
+        num_processes: usize,
+        ranks: Vec<Vec<Vec<usize>>>,
+    }
+
+    #[test]
+    fn ranks_take_accelerates_shards() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../fixtures/expected/shards.json"
+        );
+        let text = std::fs::read_to_string(path)
+            .unwrap_or_else(|e| panic!("{path}: {e}; run reference/shard_reference.py"));
+        let fixture: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let cases: Vec<ShardCase> = serde_json::from_value(fixture["cases"].clone()).unwrap();
+        for case in cases {
+            for (rank, expected) in case.ranks.iter().enumerate() {
+                let args = args(case.batch_size, 1, 1.0, -1);
+                let (n, size) = (case.num_examples, case.num_processes);
+                let mut plan =
+                    Plan::for_rank(&args, n, Sampler::Sequential, case.batch_size, rank, size);
+                let got: Vec<Vec<usize>> = (0..plan.total_steps)
+                    .flat_map(|s| plan.micro_batches(s))
+                    .collect();
+                assert_eq!(
+                    &got, expected,
+                    "{n} examples, batch {}, rank {rank} of {size}",
+                    case.batch_size
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn two_ranks_split_the_global_batch_of_one_process() {
+        // 1 process x batch 4 x GA 2 versus 2 ranks x batch 2 x GA 2, random order, 16 rows.
+        let random = Sampler::Random { seed: 7 };
+        let mut whole = Plan::new(&args(4, 2, 2.0, -1), 16, random.clone());
+        let mut ranks: Vec<Plan> = (0..2)
+            .map(|r| Plan::for_rank(&args(2, 2, 2.0, -1), 16, random.clone(), 2, r, 2))
+            .collect();
+        assert_eq!(ranks[0].total_steps, whole.total_steps);
+        for step in 0..whole.total_steps {
+            let shares: Vec<Vec<Vec<usize>>> =
+                ranks.iter_mut().map(|p| p.micro_batches(step)).collect();
+            for (micro, batch) in whole.micro_batches(step).iter().enumerate() {
+                assert_eq!(batch[..2], shares[0][micro][..], "step {step}");
+                assert_eq!(batch[2..], shares[1][micro][..], "step {step}");
+            }
+            assert_eq!(ranks[1].epoch_after(step + 1), whole.epoch_after(step + 1));
+        }
     }
 }

@@ -1,9 +1,13 @@
 //! One optimizer step: forward and backward of every micro-batch of each update, gradient
 //! accumulation, clipping and AdamW. Pure with respect to the loop's bookkeeping (logging,
-//! saving), which [`super::trainer`] does with what this returns.
+//! saving), which [`super::trainer`] does with what this returns. With several processes the
+//! loss normaliser is summed over the ranks and the gradients all-reduced before clipping
+//! ([`super::data_parallel`]); with one both are no-ops.
 
 use burn::optim::{GradientsAccumulator, GradientsParams};
 
+use super::collective::Collective;
+use super::data_parallel::all_reduce_gradients;
 use super::method::{Method, PreparedStep};
 use super::metrics::MetricWindow;
 use super::optim::{AdamWConfig, AdamWState, adamw_step, clip_grad_norm};
@@ -20,7 +24,7 @@ pub struct StepSettings {
     pub step_number: u64,
 }
 
-/// What a step reports to the loop.
+/// What a step reports to the loop (this rank's share: the loop sums it over the ranks).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct StepReport {
     /// Sum of the micro-batch losses of an update (averaged over updates).
@@ -29,9 +33,12 @@ pub struct StepReport {
     pub tokens: f64,
     /// Total gradient norm before clipping, of the last update.
     pub grad_norm: f64,
+    /// Seconds spent summing gradients over the ranks (0 in one process).
+    pub allreduce_seconds: f64,
 }
 
-/// Runs every update of `prepared` on `model` and returns the updated model.
+/// Runs every update of `prepared` on `model` and returns the updated model; `world` holds
+/// the other ranks' shares of the same global batch.
 pub fn optimizer_step<M: Method>(
     method: &M,
     mut model: M::Model,
@@ -39,16 +46,16 @@ pub fn optimizer_step<M: Method>(
     settings: &StepSettings,
     optimizer: &mut AdamWState,
     window: &mut MetricWindow,
+    world: &dyn Collective,
 ) -> Result<(M::Model, StepReport)> {
     let mut report = StepReport::default();
     let updates = prepared.updates.len().max(1) as f64;
     for batches in &prepared.updates {
-        // transformers' num_items_in_batch: the items of every micro-batch of the update.
-        let items: f64 = batches
-            .iter()
-            .map(|b| method.items_in(b))
-            .sum::<f64>()
-            .max(1.0);
+        // transformers' num_items_in_batch: the items of every micro-batch of the update, on
+        // every rank (`average_tokens_across_devices`, true by default).
+        let mut items = [batches.iter().map(|b| method.items_in(b)).sum::<f64>()];
+        world.all_reduce_sum_f64(&mut items);
+        let items = items[0].max(1.0);
         let mut accumulator = GradientsAccumulator::<M::Model>::new();
         for batch in batches {
             let (loss, metrics) = method.loss(&model, batch, items)?;
@@ -67,6 +74,9 @@ pub fn optimizer_step<M: Method>(
             accumulator.accumulate(&model, grads);
         }
         let mut grads = accumulator.grads();
+        let started = std::time::Instant::now();
+        all_reduce_gradients(&model, &mut grads, world)?;
+        report.allreduce_seconds += started.elapsed().as_secs_f64();
         report.grad_norm = clip_grad_norm(&model, &mut grads, settings.max_grad_norm);
         model = adamw_step(model, &mut grads, settings.lr, &settings.adamw, optimizer);
     }

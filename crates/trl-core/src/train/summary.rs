@@ -27,9 +27,13 @@ pub(super) fn summary_entry(
         "train_steps_per_second".into(),
         Value::from(steps / runtime.max(1e-9)),
     );
-    // As the HF Trainer: samples = max_steps * batch * accumulation, else rows * epochs.
+    // As the HF Trainer: samples = max_steps * batch * accumulation * processes (its
+    // total_train_batch_size), else rows * epochs.
+    let processes = super::collective::world().size();
     let samples = if args.max_steps > 0 {
-        steps * (args.per_device_train_batch_size * args.gradient_accumulation_steps) as f64
+        steps
+            * (args.per_device_train_batch_size * args.gradient_accumulation_steps * processes)
+                as f64
     } else {
         num_examples as f64 * args.num_train_epochs * steps / plan.total_steps.max(1) as f64
     };

@@ -3,6 +3,12 @@
 //! let the method react, log, evaluate, save, and stop cleanly on Ctrl-C/SIGTERM. A method
 //! plugs in through [`Method`]; the step itself lives in [`super::step`], evaluation in
 //! [`super::eval`] and [`super::eval_loop`].
+//!
+//! With several processes ([`super::collective::world`]) every rank runs this same loop on its
+//! share of each global batch: parameters start from rank 0's, the step sums gradients and
+//! the loss normaliser over the ranks, the logged loss, tokens and metrics are summed or
+//! averaged over them, and only rank 0 writes checkpoints, logs and the final model. With one
+//! process every collective call returns at once.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -10,7 +16,9 @@ use std::time::Instant;
 use serde_json::Value;
 
 use super::args::{SaveStrategy, TrainingArguments};
-use super::checkpoint::{prune_checkpoints, save_checkpoint};
+use super::checkpoint::{checkpoint_dir, prune_checkpoints, save_checkpoint};
+use super::collective::{Collective, world};
+use super::data_parallel::{broadcast_parameters, check_same_parameters};
 use super::eval_loop::{eval_due, eval_set, finish_best, note_best_checkpoint, run_eval};
 use super::logging::RunLogger;
 use super::method::{Method, StepContext};
@@ -65,11 +73,14 @@ pub fn train_with_eval<M: Method>(
     }
     let output_dir = PathBuf::from(&args.output_dir);
     std::fs::create_dir_all(&output_dir).map_err(|e| Error::io(&output_dir, e))?;
-    let mut plan = Plan::with_batch_size(
+    let world = world();
+    let mut plan = Plan::for_rank(
         args,
         examples.len(),
         method.sampler(args),
         method.loader_batch_size(args),
+        world.rank(),
+        world.size(),
     );
     let mut run = RunState::new(args, &plan);
     let mut model = model;
@@ -82,6 +93,7 @@ pub fn train_with_eval<M: Method>(
             run.state.global_step
         ));
     }
+    let mut model = broadcast_parameters(model, world);
     let schedule = schedule(args, &plan);
     let start = Instant::now();
     let first_step = run.state.global_step;
@@ -93,31 +105,40 @@ pub fn train_with_eval<M: Method>(
     while run.state.global_step < plan.total_steps {
         let step_start = Instant::now();
         let (next, report, lr) = train_step(
-            method, model, examples, &mut plan, &mut run, &schedule, args, device,
+            method, model, examples, &mut plan, &mut run, &schedule, args, device, world,
         )?;
         model = next;
         logger.progress(run.state.global_step, report.tokens, report.loss);
         let step_time = step_start.elapsed().as_secs_f64();
-        log_if_due(&mut run, args, &report, lr, step_time, logger)?;
+        log_if_due(&mut run, args, &report, lr, step_time, logger, world)?;
         let mut new_best = false;
         if let Some(set) = eval_examples.filter(|_| eval_due(args, &plan, &run)) {
             new_best = run_eval(method, &model, set, &mut run, args, device, logger, true)?;
         }
         if save_due(args, &plan, &run.state, new_best) {
             note_best_checkpoint(&mut run, args, &output_dir);
-            let dir = write_checkpoint(method, &model, &output_dir, &run, args, true)?;
+            let dir = write_checkpoint(method, &model, &output_dir, &run, args, true, world)?;
             logger.checkpoint_saved(&dir)?;
         }
-        stop_if_interrupted(method, &model, &output_dir, &run, args, logger)?;
+        stop_if_interrupted(method, &model, &output_dir, &run, args, logger, world)?;
     }
     logger.finish();
     let steps_run = run.state.global_step - first_step;
     let summary = summary_entry(&mut run, args, examples.len(), &plan, steps_run, start);
     run.state.log_history.push(summary);
     let model = finish_best(method, model, &run, args, device, logger)?;
-    method.save_model(&model, &output_dir)?;
-    run.state
-        .save(&output_dir.join(super::checkpoint::STATE_FILE))?;
+    check_same_parameters(&model, world)?;
+    if world.size() > 1 {
+        logger.note(&format!(
+            "parameters identical on all {} ranks",
+            world.size()
+        ));
+    }
+    if world.is_main() {
+        method.save_model(&model, &output_dir)?;
+        run.state
+            .save(&output_dir.join(super::checkpoint::STATE_FILE))?;
+    }
     Ok(TrainOutcome {
         state: run.state,
         output_dir,
@@ -137,6 +158,7 @@ fn train_step<M: Method>(
     schedule: &LrSchedule,
     args: &TrainingArguments,
     device: &Device,
+    world: &dyn Collective,
 ) -> Result<(M::Model, StepReport, f64)> {
     let step = run.state.global_step;
     let groups: Vec<Vec<&M::Example>> = plan
@@ -156,14 +178,19 @@ fn train_step<M: Method>(
         max_grad_norm: (args.max_grad_norm > 0.0).then_some(args.max_grad_norm),
         step_number: step + 1,
     };
-    let (model, report) = optimizer_step(
+    let (model, mut report) = optimizer_step(
         method,
         model,
         prepared,
         &settings,
         &mut run.optimizer,
         &mut run.window,
+        world,
     )?;
+    // Each rank's loss is its share of the global batch's (divided by every rank's items).
+    let mut sums = [report.loss, report.tokens];
+    world.all_reduce_sum_f64(&mut sums);
+    (report.loss, report.tokens) = (sums[0], sums[1]);
     run.state.global_step += 1;
     run.state.epoch = plan.epoch_after(run.state.global_step);
     method.after_step(&model, run.state.global_step)?;
@@ -179,11 +206,15 @@ fn stop_if_interrupted<M: Method>(
     run: &RunState,
     args: &TrainingArguments,
     logger: &RunLogger,
+    world: &dyn Collective,
 ) -> Result<()> {
-    if !logger.interrupted() {
+    // Every rank stops after the same step when any of them was signalled.
+    let mut interrupted = [f64::from(u8::from(logger.interrupted()))];
+    world.all_reduce_sum_f64(&mut interrupted);
+    if interrupted[0] == 0.0 {
         return Ok(());
     }
-    let checkpoint = write_checkpoint(method, model, output_dir, run, args, false)?;
+    let checkpoint = write_checkpoint(method, model, output_dir, run, args, false, world)?;
     Err(Error::Interrupted {
         step: run.state.global_step,
         checkpoint,
@@ -229,6 +260,7 @@ fn log_if_due(
     lr: f64,
     step_time: f64,
     logger: &mut RunLogger,
+    world: &dyn Collective,
 ) -> Result<()> {
     let step = run.state.global_step;
     let due =
@@ -236,6 +268,7 @@ fn log_if_due(
     if !due {
         return Ok(());
     }
+    run.window.all_reduce(world);
     let mut entry = LogEntry::new();
     let loss = run.loss_since_log / run.steps_since_log as f64;
     entry.insert("loss".into(), Value::from(loss));
@@ -247,6 +280,13 @@ fn log_if_due(
     }
     entry.insert("num_tokens".into(), Value::from(run.total_tokens));
     entry.insert("step_time".into(), Value::from(step_time));
+    if world.size() > 1 {
+        // Not a TRL key: the share of the step the gradient all-reduce took, for scaling.
+        entry.insert(
+            "allreduce_time".into(),
+            Value::from(report.allreduce_seconds),
+        );
+    }
     entry.insert("epoch".into(), Value::from(run.state.epoch));
     entry.insert("step".into(), Value::from(step));
     logger.log(&entry)?;
@@ -271,7 +311,28 @@ fn save_due(args: &TrainingArguments, plan: &Plan, state: &TrainerState, new_bes
 
 /// Writes `checkpoint-N` (model, method state, optimizer unless `save_only_model`, trainer
 /// state) and, when `prune`, deletes old ones beyond `save_total_limit`, keeping the best.
+/// Only rank 0 writes; every rank waits until it has (a later load sees whole files).
+#[allow(clippy::too_many_arguments)]
 fn write_checkpoint<M: Method>(
+    method: &M,
+    model: &M::Model,
+    output_dir: &Path,
+    run: &RunState,
+    args: &TrainingArguments,
+    prune: bool,
+    world: &dyn Collective,
+) -> Result<PathBuf> {
+    if !world.is_main() {
+        world.barrier();
+        return Ok(checkpoint_dir(output_dir, run.state.global_step));
+    }
+    let dir = write_main_checkpoint(method, model, output_dir, run, args, prune);
+    // Rank 0 reaches the barrier whatever happened, so a failed write is its error alone.
+    world.barrier();
+    dir
+}
+
+fn write_main_checkpoint<M: Method>(
     method: &M,
     model: &M::Model,
     output_dir: &Path,
