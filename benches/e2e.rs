@@ -19,6 +19,11 @@
 //! tokens/s, the parameter counts the FLOP estimate needs, and `peak_rss_bytes` (`VmHWM` of
 //! `/proc/self/status`, read at the end).
 //!
+//! `--device SPEC` (default `cpu`): a `trl --device` value (`cuda`, `cuda:1`, `wgpu`) of a backend
+//! this bench was built with (`cargo bench --features cuda|wgpu`); on a GPU each step ends with
+//! a device sync, so a step's time includes its queued kernels. `--matmul_peak` also measures
+//! the device's fp32 matmul rate (`device_matmul_flops`), the peak the GPU benchmark's MFU uses.
+//!
 //! `--lora`: the model is frozen and trains fresh LoRA adapters with TRL's `--use_peft`
 //! defaults (r 16, alpha 32, dropout 0.05, peft's default targets `q_proj`, `v_proj`), as
 //! `trl sft --use_peft` does; the method is reported as `sft-lora` / `dpo-lora`.
@@ -27,7 +32,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Distribution, Tensor};
 use serde_json::{Value, json};
 use trl_core::lora::{LoraConfig, TargetModules, TaskType, attach_new};
 use trl_core::model::{CausalLm, load_causal_lm, load_frozen_causal_lm, read_config};
@@ -56,6 +61,10 @@ struct Options {
     warmup: usize,
     steps: usize,
     lora: bool,
+    /// `--device`: where the model trains.
+    device: String,
+    /// `--matmul_peak`: measure the device's fp32 matmul rate too.
+    matmul_peak: bool,
 }
 
 /// `None` when run without `--model` (a plain `cargo bench`): there is nothing to measure.
@@ -63,7 +72,8 @@ fn parse_options() -> BoxResult<Option<Options>> {
     let mut method = "sft".to_string();
     let (mut model, mut out, mut data) = (None, None, None);
     let (mut warmup, mut steps) = (3, 10);
-    let mut lora = false;
+    let (mut lora, mut matmul_peak) = (false, false);
+    let mut device = "cpu".to_string();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
@@ -75,6 +85,8 @@ fn parse_options() -> BoxResult<Option<Options>> {
             "--warmup" => warmup = value()?.parse()?,
             "--steps" => steps = value()?.parse()?,
             "--lora" => lora = true,
+            "--device" => device = value()?,
+            "--matmul_peak" => matmul_peak = true,
             _ => {} // cargo bench's own flags (--bench)
         }
     }
@@ -89,6 +101,8 @@ fn parse_options() -> BoxResult<Option<Options>> {
         warmup,
         steps,
         lora,
+        device,
+        matmul_peak,
     }))
 }
 
@@ -96,6 +110,8 @@ fn parse_options() -> BoxResult<Option<Options>> {
 struct Timed<M> {
     inner: M,
     marks: Vec<Instant>,
+    /// A GPU device to wait for at each step's end (kernels run asynchronously there).
+    sync: Option<Device>,
 }
 
 impl<M: Method> Method for Timed<M> {
@@ -135,6 +151,11 @@ impl<M: Method> Method for Timed<M> {
 
     fn after_step(&mut self, model: &Self::Model, step: u64) -> trl_core::Result<()> {
         self.inner.after_step(model, step)?;
+        if let Some(device) = &self.sync {
+            device.sync().map_err(|e| trl_core::Error::Device {
+                message: format!("waiting for the device: {e:?}"),
+            })?;
+        }
         self.marks.push(Instant::now());
         Ok(())
     }
@@ -147,10 +168,12 @@ fn time_steps<M: Method>(
     examples: &[M::Example],
     args: &TrainingArguments,
     device: &Device,
+    on_gpu: bool,
 ) -> BoxResult<Vec<f64>> {
     let mut timed = Timed {
         inner: method,
         marks: vec![Instant::now()],
+        sync: on_gpu.then(|| device.clone()),
     };
     train(
         &mut timed,
@@ -165,6 +188,50 @@ fn time_steps<M: Method>(
         .windows(2)
         .map(|w| (w[1] - w[0]).as_secs_f64())
         .collect())
+}
+
+/// The backend of a `--device` value: `cpu`, `cuda` or `wgpu`.
+fn device_kind(spec: &str) -> &'static str {
+    let spec = spec.trim().to_ascii_lowercase();
+    if spec.starts_with("cuda") {
+        "cuda"
+    } else if spec.starts_with("wgpu") || spec.starts_with("gpu") {
+        "wgpu"
+    } else {
+        "cpu"
+    }
+}
+
+/// The implementation column of the tables.
+fn implementation(spec: &str) -> String {
+    match device_kind(spec) {
+        "cpu" => "trl-rs (burn 0.22 flex, simd + rayon)".to_string(),
+        gpu => format!("trl-rs (burn 0.22 {gpu})"),
+    }
+}
+
+/// The device's fp32 matmul rate in FLOP/s: ten products of two 4096 x 4096 matrices after
+/// two warm-up products, timed from a synced device to a synced device.
+fn matmul_flops(device: &Device) -> BoxResult<f64> {
+    const N: usize = 4096;
+    const REPEATS: usize = 10;
+    let sync = || {
+        device
+            .sync()
+            .map_err(|e| format!("waiting for the device: {e:?}"))
+    };
+    let a = Tensor::<2>::random([N, N], Distribution::Default, device);
+    let b = Tensor::<2>::random([N, N], Distribution::Default, device);
+    for _ in 0..2 {
+        let _ = a.clone().matmul(b.clone());
+    }
+    sync()?;
+    let started = Instant::now();
+    let products: Vec<Tensor<2>> = (0..REPEATS).map(|_| a.clone().matmul(b.clone())).collect();
+    sync()?;
+    let seconds = started.elapsed().as_secs_f64();
+    drop(products);
+    Ok(2.0 * (N * N * N * REPEATS) as f64 / seconds)
 }
 
 fn ids(value: &Value) -> BoxResult<Vec<u32>> {
@@ -223,7 +290,9 @@ fn main() -> BoxResult<()> {
     let data: Value = serde_json::from_slice(&std::fs::read(&options.data)?)?;
     let config = read_config(&options.model)?;
     let tokenizer = Tokenizer::from_dir(&options.model)?;
-    let device = Device::default().autodiff();
+    let plain_device = trl::cli::device::parse_device(&options.device)?;
+    let device = plain_device.clone().autodiff();
+    let on_gpu = device_kind(&options.device) != "cpu";
     let mut model: CausalLm = load_causal_lm(&options.model, &device)?;
     let params = model.num_params();
     if options.lora {
@@ -262,7 +331,7 @@ fn main() -> BoxResult<()> {
                 .collect::<BoxResult<Vec<_>>>()?;
             let seq_len = examples[0].input_ids.len();
             let method = SftMethod::new(SftConfig::default(), tokenizer)?;
-            let times = time_steps(method, model, &examples, &args, &device)?;
+            let times = time_steps(method, model, &examples, &args, &device, on_gpu)?;
             (times, examples.len(), seq_len)
         }
         "dpo" => {
@@ -288,7 +357,7 @@ fn main() -> BoxResult<()> {
                 load_frozen_causal_lm(&options.model, &device)?
             };
             let method = DpoMethod::new(DpoConfig::default(), tokenizer, Some(reference))?;
-            let times = time_steps(method, model, &examples, &args, &device)?;
+            let times = time_steps(method, model, &examples, &args, &device, on_gpu)?;
             (times, 2 * examples.len(), seq_len)
         }
         other => return Err(format!("--method {other:?}: expected sft or dpo").into()),
@@ -305,7 +374,13 @@ fn main() -> BoxResult<()> {
     };
     let result = json!({
         "side": "trl-rs",
-        "implementation": "trl-rs (burn 0.22 flex, simd + rayon)",
+        "implementation": implementation(&options.device),
+        "device": options.device,
+        "device_matmul_flops": if options.matmul_peak {
+            Some(matmul_flops(&plain_device)?)
+        } else {
+            None
+        },
         "method": method,
         "threads": std::thread::available_parallelism().map_or(1, |n| n.get()),
         "tokens_per_step": tokens,
@@ -330,7 +405,7 @@ fn main() -> BoxResult<()> {
     std::fs::write(&options.out, serde_json::to_vec_pretty(&result)?)?;
     println!(
         "{:<45} {}: {median:.3} s/step, {:.0} tokens/s, peak RSS {:.2} GB",
-        "trl-rs (burn flex)",
+        implementation(&options.device),
         method,
         tokens / median,
         result["peak_rss_bytes"].as_f64().unwrap_or(0.0) / 1e9

@@ -205,7 +205,10 @@ def _peft_config():
     return LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, task_type="CAUSAL_LM")
 
 
-def run_trl(method: str, model_dir: Path, data: dict, total_steps: int, peft: bool = False) -> list[float]:
+def run_trl(
+    method: str, model_dir: Path, data: dict, total_steps: int, peft: bool = False, device: str = "cpu"
+) -> list[float]:
+    import torch
     from datasets import Dataset
     from transformers import AutoTokenizer, TrainerCallback
 
@@ -217,6 +220,8 @@ def run_trl(method: str, model_dir: Path, data: dict, total_steps: int, peft: bo
             self.marks = [time.perf_counter()]
 
         def on_step_end(self, args, state, control, **kwargs):
+            if device != "cpu":
+                torch.cuda.synchronize()  # a step's time includes its queued kernels
             self.marks.append(time.perf_counter())
 
     timer = StepTimer()
@@ -229,7 +234,7 @@ def run_trl(method: str, model_dir: Path, data: dict, total_steps: int, peft: bo
         max_steps=total_steps,
         learning_rate=LEARNING_RATE,
         bf16=False,
-        use_cpu=True,
+        use_cpu=device == "cpu",
         report_to="none",
         save_strategy="no",
         logging_steps=1,
@@ -331,8 +336,12 @@ def run(args: argparse.Namespace) -> None:
     total = args.warmup + args.steps
     if args.peft and args.impl != "trl":
         raise SystemExit("--peft runs TRL's trainer with peft_config: use it with --impl trl")
+    if args.device != "cpu" and args.impl != "trl":
+        raise SystemExit("--device cuda runs TRL's trainer: use it with --impl trl")
+    if args.device != "cpu":
+        torch.cuda.reset_peak_memory_stats()
     if args.impl == "trl":
-        times = run_trl(args.method, model_dir, data, total, peft=args.peft)
+        times = run_trl(args.method, model_dir, data, total, peft=args.peft, device=args.device)
     else:
         times = run_torch(args.method, model_dir, data, total)
     if len(times) < total:
@@ -366,6 +375,9 @@ def run(args: argparse.Namespace) -> None:
         "peak_rss_bytes": peak_rss_bytes(),
         # user + system CPU of every thread so far: against the wall time, how many cores it used
         "cpu_time_s": cpu_time_s(),
+        "device": args.device,
+        # what torch's caching allocator held at most (the GPU benchmark also samples nvidia-smi)
+        "torch_peak_reserved_bytes": torch.cuda.max_memory_reserved() if args.device != "cpu" else None,
     }
     Path(args.out).write_text(json.dumps(result, indent=1))
     print(
@@ -452,6 +464,7 @@ def main() -> None:
     bench.add_argument("--steps", type=int, default=10)
     bench.add_argument("--threads", type=int, default=2)
     bench.add_argument("--peft", action="store_true", help="train LoRA adapters (TRL's --use_peft defaults)")
+    bench.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where TRL trains (fp32 either way)")
     gen = sub.add_parser("generate", help="time transformers' generate on the benchmark model")
     gen.add_argument("--model", required=True)
     gen.add_argument("--out", required=True)

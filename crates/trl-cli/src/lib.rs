@@ -8,7 +8,7 @@
 mod chat;
 mod common;
 mod config;
-mod device;
+pub mod device;
 mod dpo;
 mod env;
 mod eval;

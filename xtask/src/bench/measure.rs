@@ -7,12 +7,22 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-/// Builds the bench targets `names` (release profile) and returns their executables by name.
-pub(super) fn build_benches(root: &Path, names: &[&str]) -> Result<BTreeMap<String, PathBuf>> {
+/// Builds the bench targets `names` (release profile) with the root package's `features`
+/// (a GPU backend, besides the default CPU one) and returns their executables by name.
+pub(super) fn build_benches(
+    root: &Path,
+    names: &[&str],
+    features: &[&str],
+) -> Result<BTreeMap<String, PathBuf>> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let output = Command::new(cargo)
+    let mut command = Command::new(cargo);
+    command
         .args(["bench", "--no-run"])
-        .args(names.iter().flat_map(|name| ["--bench", name]))
+        .args(names.iter().flat_map(|name| ["--bench", name]));
+    if !features.is_empty() {
+        command.args(["--features", &features.join(",")]);
+    }
+    let output = command
         .args(["--message-format", "json-render-diagnostics"])
         .current_dir(root)
         .stderr(Stdio::inherit())

@@ -3,7 +3,8 @@
 //! `target/bench/results.json` and `BENCHMARKS.md`.
 //!
 //! `--only generation` / `--only grpo` / `--only lora` run that benchmark alone and replace only
-//! its section of BENCHMARKS.md. `--only real-shape [--layers N]` (Qwen2.5-0.5B's config) and
+//! its section of BENCHMARKS.md. `--device cuda|wgpu` runs the GPU benchmark of [`gpu`] (SFT
+//! and DPO on the real-shape model; a smoke run on wgpu). `--only real-shape [--layers N]` (Qwen2.5-0.5B's config) and
 //! `--only seq-sweep` (2048 tokens per step at four sequence lengths) run the other shapes of
 //! [`shapes`]; `--warmup N --steps N` set their step counts (default 1 and 3).
 //!
@@ -24,6 +25,7 @@
 mod criterion;
 mod flops;
 mod generation;
+mod gpu;
 mod grpo;
 mod lora;
 mod machine;
@@ -58,6 +60,8 @@ struct Options {
     /// `--warmup N --steps N` of the shape benchmarks.
     warmup: usize,
     steps: usize,
+    /// `--device cuda|wgpu`: the GPU benchmark of [`gpu`] instead of the CPU ones.
+    gpu: Option<gpu::Gpu>,
 }
 
 /// The benchmarks that run alone.
@@ -78,6 +82,7 @@ fn parse(args: &[String]) -> Result<Options> {
         layers: 24,
         warmup: 1,
         steps: 3,
+        gpu: None,
     };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -105,6 +110,7 @@ fn parse(args: &[String]) -> Result<Options> {
                     _ => options.steps = value.max(1),
                 }
             }
+            "--device" => options.gpu = gpu::Gpu::parse(args.next().map(String::as_str))?,
             "--compare" => match args.next().map(String::as_str) {
                 Some("trl") => options.compare_trl = true,
                 other => bail!("--compare {other:?}: the only comparison is `--compare trl`"),
@@ -112,7 +118,8 @@ fn parse(args: &[String]) -> Result<Options> {
             other => {
                 bail!(
                     "cargo xtask bench: unknown flag {other:?} (flags: --compare trl, --quick, \
-                     --only generation|grpo|lora|real-shape|seq-sweep, --layers N, --warmup N, --steps N)"
+                     --only generation|grpo|lora|real-shape|seq-sweep, --layers N, --warmup N, --steps N, \
+                     --device cpu|cuda|wgpu)"
                 )
             }
         }
@@ -127,6 +134,19 @@ pub fn bench(args: &[String]) -> Result<()> {
     std::fs::create_dir_all(&out)?;
     let python = reference_python(&root)?;
     let script = root.join("reference/bench_trl.py");
+    if let Some(device) = options.gpu {
+        let run = gpu::GpuRun {
+            root: &root,
+            out: &out,
+            python: &python,
+            script: &script,
+            layers: options.layers,
+            warmup: options.warmup,
+            steps: options.steps,
+            compare: options.compare_trl,
+        };
+        return gpu::run(device, &run);
+    }
     let model = out.join("model");
     if !model.join("bench_data.json").is_file() {
         run(Command::new(&python)
@@ -143,6 +163,7 @@ pub fn bench(args: &[String]) -> Result<()> {
             Some(Only::Lora | Only::RealShape | Only::SeqSweep) => &["e2e"],
             None => &["kernels", "e2e", "generate", "grpo"],
         },
+        &[],
     )?;
     let benches = BenchInputs {
         root: &root,
@@ -163,6 +184,7 @@ pub fn bench(args: &[String]) -> Result<()> {
             threads: machine.logical_cpus,
             warmup: options.warmup,
             steps: options.steps,
+            device: "cpu",
         };
         return run_shapes(only, &options, &machine, &bench, &model);
     }

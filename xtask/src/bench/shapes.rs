@@ -15,8 +15,9 @@ use anyhow::Result;
 use serde_json::{Value, json};
 
 use super::flops::{add_derived, flop_model};
+use super::gpu::measure_on;
 use super::machine::Machine;
-use super::measure::{measure, number};
+use super::measure::number;
 use crate::run;
 
 /// One measured shape: method, rows (SFT) or pairs (DPO), tokens per sequence.
@@ -80,6 +81,8 @@ pub(super) struct ShapeBench<'a> {
     pub threads: usize,
     pub warmup: usize,
     pub steps: usize,
+    /// `cpu`, or the GPU (`cuda`, `wgpu`) of `cargo xtask bench --device` (see `gpu.rs`).
+    pub device: &'a str,
 }
 
 impl ShapeBench<'_> {
@@ -117,8 +120,13 @@ impl ShapeBench<'_> {
             }
             let mut pair = self.measure_case(model, &data, case, compare)?;
             let shape = flop_model(&pair)?;
+            // On a GPU, MFU is against the fp32 matmul rate trl-rs measured on it.
+            let peak = match self.device {
+                "cpu" => machine.peak_fp32_flops(),
+                _ => number(&pair[0], "device_matmul_flops"),
+            };
             for result in &mut pair {
-                add_derived(result, &shape, machine.peak_fp32_flops());
+                add_derived(result, &shape, peak);
                 result["case"] = json!(format!("{} {} x {}", case.method, case.rows, case.seq));
             }
             rows.extend(pair);
@@ -141,17 +149,24 @@ impl ShapeBench<'_> {
             self.steps.to_string(),
         ];
         let mut out = Vec::new();
+        let gpu = self.device != "cpu";
         let file = self.out.join(format!("shape-{tag}-trl-rs.json"));
-        out.push(measure(&file, || {
+        out.push(measure_on(self.device, &file, || {
             let mut cmd = Command::new(self.e2e);
             cmd.args(["--method", case.method, "--model"]).arg(model);
             cmd.arg("--data").arg(data).arg("--out").arg(&file);
+            if gpu {
+                cmd.args(["--device", self.device]);
+            }
+            if self.device == "cuda" {
+                cmd.arg("--matmul_peak");
+            }
             cmd.args(&steps).current_dir(self.root);
             cmd
         })?);
         if compare {
             let file = self.out.join(format!("shape-{tag}-trl.json"));
-            out.push(measure(&file, || {
+            out.push(measure_on(self.device, &file, || {
                 let mut cmd = Command::new(self.python);
                 cmd.arg(self.script)
                     .args(["run", "--method", case.method, "--impl", "trl", "--model"])
@@ -160,6 +175,9 @@ impl ShapeBench<'_> {
                 cmd.args(&steps)
                     .args(["--threads", &self.threads.to_string()])
                     .current_dir(self.root);
+                if gpu {
+                    cmd.args(["--device", self.device]);
+                }
                 cmd
             })?);
         }
@@ -167,14 +185,32 @@ impl ShapeBench<'_> {
     }
 }
 
+/// Which memory a table shows: the JSON key of the runs and the column's name.
+pub(super) struct MemoryColumn {
+    pub key: &'static str,
+    pub name: &'static str,
+}
+
+/// Peak resident set size, the CPU benchmarks' memory.
+pub(super) const PEAK_RSS: MemoryColumn = MemoryColumn {
+    key: "peak_rss_bytes",
+    name: "peak RSS",
+};
+
 /// One row per case and implementation, with TRL's time and peak RSS over trl-rs's.
 pub(super) fn shapes_table(rows: &[Value]) -> String {
+    case_table(rows, &PEAK_RSS)
+}
+
+/// One row per case and implementation, with TRL's time and `memory` over trl-rs's.
+pub(super) fn case_table(rows: &[Value], memory: &MemoryColumn) -> String {
     if rows.is_empty() {
         return "Not run.\n".into();
     }
-    let mut table = String::from(
-        "| case | implementation | s/step (median) | tokens/s | MFU | peak RSS | TRL s/step ÷ this | this RSS ÷ TRL's | others' CPU |\n\
+    let mut table = format!(
+        "| case | implementation | s/step (median) | tokens/s | MFU | {} | TRL s/step ÷ this | this {} ÷ TRL's | others' CPU |\n\
          |---|---|---|---|---|---|---|---|---|\n",
+        memory.name, memory.name
     );
     for row in rows {
         let theirs = rows
@@ -191,9 +227,9 @@ pub(super) fn shapes_table(rows: &[Value]) -> String {
             number(row, "median_step_s"),
             number(row, "tokens_per_s"),
             100.0 * number(row, "mfu"),
-            number(row, "peak_rss_bytes") / 1e9,
+            number(row, memory.key) / 1e9,
             ratio(&|t| number(t, "median_step_s") / number(row, "median_step_s")),
-            ratio(&|t| number(row, "peak_rss_bytes") / number(t, "peak_rss_bytes")),
+            ratio(&|t| number(row, memory.key) / number(t, memory.key)),
             100.0 * number(row, "others_cpu_share"),
         );
     }
