@@ -14,6 +14,15 @@ pub fn f32_values<const D: usize>(tensor: Tensor<D>, what: &str) -> Result<Vec<f
     })
 }
 
+/// The value of a one-element tensor as `f64`, or an error naming `what`. A device that failed
+/// (out of GPU memory, a buffer larger than the driver allocates) reports it at the first read
+/// back to the host, which must be an error naming the cause, not a panic.
+pub fn scalar<const D: usize>(tensor: Tensor<D>, what: &str) -> Result<f64> {
+    tensor.try_into_scalar::<f64>().map_err(|e| Error::Device {
+        message: format!("{what} could not be read back from the device: {e:?}"),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,6 +3,8 @@
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
+use crate::Result;
+use crate::host::scalar;
 use crate::kernels::{self, TokenStats};
 use crate::model::{CausalLm, TokenBatch};
 
@@ -100,12 +102,11 @@ fn shifted_labels(labels: &[Vec<i64>], device: &Device) -> (Tensor<2, Int>, Tens
 
 impl LabelLogProbs {
     /// Number of counted label tokens.
-    pub fn num_label_tokens(&self) -> f64 {
-        self.mask
-            .clone()
-            .without_autodiff()
-            .sum()
-            .into_scalar::<f64>()
+    pub fn num_label_tokens(&self) -> Result<f64> {
+        scalar(
+            self.mask.clone().without_autodiff().sum(),
+            "the label token count",
+        )
     }
 
     /// Sum over counted tokens of `-log p` (the numerator of the token-mean NLL).
@@ -141,22 +142,22 @@ impl LabelLogProbs {
     }
 
     /// `(sum of per-token entropy, number of tokens)` over counted positions, without autodiff.
-    pub fn entropy_sum(&self) -> (f64, f64) {
+    pub fn entropy_sum(&self) -> Result<(f64, f64)> {
         self.entropy_sum_rows(&self.all_rows())
     }
 
     /// [`Self::entropy_sum`] over the rows in `rows` only.
-    pub fn entropy_sum_rows(&self, rows: &[usize]) -> (f64, f64) {
+    pub fn entropy_sum_rows(&self, rows: &[usize]) -> Result<(f64, f64)> {
         self.masked_sum_rows(self.stats.entropy.clone(), rows)
     }
 
     /// `(correct argmax predictions, counted tokens)` over counted positions.
-    pub fn accuracy_counts(&self) -> (f64, f64) {
+    pub fn accuracy_counts(&self) -> Result<(f64, f64)> {
         self.accuracy_counts_rows(&self.all_rows())
     }
 
     /// [`Self::accuracy_counts`] over the rows in `rows` only.
-    pub fn accuracy_counts_rows(&self, rows: &[usize]) -> (f64, f64) {
+    pub fn accuracy_counts_rows(&self, rows: &[usize]) -> Result<(f64, f64)> {
         let correct = self
             .stats
             .argmax
@@ -167,7 +168,7 @@ impl LabelLogProbs {
     }
 
     /// `(sum of the vocabulary-mean logit, counted tokens)` over the rows in `rows`.
-    pub fn mean_logits_sum_rows(&self, rows: &[usize]) -> (f64, f64) {
+    pub fn mean_logits_sum_rows(&self, rows: &[usize]) -> Result<(f64, f64)> {
         self.masked_sum_rows(self.stats.mean_logits.clone(), rows)
     }
 
@@ -176,9 +177,9 @@ impl LabelLogProbs {
     }
 
     /// `(sum of values at counted positions, number of counted positions)` over `rows`.
-    fn masked_sum_rows(&self, values: Tensor<2>, rows: &[usize]) -> (f64, f64) {
+    fn masked_sum_rows(&self, values: Tensor<2>, rows: &[usize]) -> Result<(f64, f64)> {
         if rows.is_empty() {
-            return (0.0, 0.0);
+            return Ok((0.0, 0.0));
         }
         let device = values.device();
         let index: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
@@ -189,10 +190,10 @@ impl LabelLogProbs {
             .without_autodiff()
             .select(0, index.clone());
         let values = values.select(0, index);
-        (
-            (values * mask.clone()).sum().into_scalar::<f64>(),
-            mask.sum().into_scalar::<f64>(),
-        )
+        Ok((
+            scalar((values * mask.clone()).sum(), "a masked token sum")?,
+            scalar(mask.sum(), "a masked token count")?,
+        ))
     }
 }
 
@@ -208,8 +209,8 @@ mod tests {
         let lp = label_log_probs(logits, &[vec![IGNORE_INDEX, 1, IGNORE_INDEX]]);
         let values = lp.logps.clone().into_data().try_to_vec::<f32>().unwrap();
         assert!((values[0] - 0.5f32.ln()).abs() < 1e-6 && values[1] == 0.0);
-        assert_eq!(lp.num_label_tokens(), 1.0);
-        let (entropy, n) = lp.entropy_sum();
+        assert_eq!(lp.num_label_tokens().unwrap(), 1.0);
+        let (entropy, n) = lp.entropy_sum().unwrap();
         assert!((entropy - 2f64.ln()).abs() < 1e-6 && n == 1.0);
     }
 
@@ -244,8 +245,8 @@ mod tests {
                 assert!(worst <= 1e-5 * scale, "{name}: {worst} of {scale}");
             }
             assert_eq!(
-                fused.accuracy_counts(),
-                reference.accuracy_counts(),
+                fused.accuracy_counts().unwrap(),
+                reference.accuracy_counts().unwrap(),
                 "{name}"
             );
         }

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use burn::tensor::activation::log_sigmoid;
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use trl_core::host::{f32_values, scalar};
 use trl_core::logprobs::{LabelLogProbs, head_label_log_probs};
 use trl_core::model::{CausalLm, load_causal_lm, save_causal_lm};
 use trl_core::tokenizer::Tokenizer;
@@ -248,12 +249,11 @@ impl Method for DpoMethod {
             .collect::<Vec<f32>>();
         let tokens = Tensor::<1>::from_data(TensorData::new(tokens, [2 * pairs]), &device);
         let chosen_token_logps = label_logps.logps.clone().narrow(0, 0, pairs);
-        let chosen_token_count = label_logps
-            .token_counts()
-            .narrow(0, 0, pairs)
-            .sum()
-            .into_scalar::<f64>()
-            .max(1.0);
+        let chosen_token_count = scalar(
+            label_logps.token_counts().narrow(0, 0, pairs).sum(),
+            "the chosen rows' token count",
+        )?
+        .max(1.0);
         // ORPO's NLL covers the prompt too: score every attended token of the chosen rows.
         let chosen_full_nll = if self.losses.iter().any(|(k, _)| *k == DpoLossType::Orpo) {
             let full_labels: Vec<Vec<i64>> = batch.batch.tokens.input_ids[..pairs]
@@ -268,7 +268,7 @@ impl Method for DpoMethod {
                 .collect();
             let chosen_hidden = hidden_for_orpo.clone().narrow(0, 0, pairs);
             let full = head_label_log_probs(model, chosen_hidden, &full_labels, 1.0);
-            full.nll_sum().reshape([1]) / full.num_label_tokens().max(1.0)
+            full.nll_sum().reshape([1]) / full.num_label_tokens()?.max(1.0)
         } else {
             Tensor::zeros([1], &device)
         };
@@ -301,7 +301,7 @@ impl Method for DpoMethod {
             num_tokens: batch.batch.num_tokens,
             ..StepMetrics::default()
         };
-        let (entropy, counted) = label_logps.entropy_sum();
+        let (entropy, counted) = label_logps.entropy_sum()?;
         metrics.push(
             "entropy",
             if counted > 0.0 {
@@ -310,24 +310,19 @@ impl Method for DpoMethod {
                 0.0
             },
         );
-        let host = |t: Tensor<1>| {
-            t.without_autodiff()
-                .into_data()
-                .try_to_vec::<f32>()
-                .unwrap_or_default()
-        };
+        let host = |t: Tensor<1>| f32_values(t.without_autodiff(), "the logged rewards");
         // SimPO/ORPO runs (optionally with `sft`, CPOTrainer's cpo_alpha term) log like TRL's
         // CPOTrainer/ORPOTrainer; anything with a DPO loss logs like DPOTrainer.
         let kinds = || self.losses.iter().map(|(kind, _)| *kind);
         let reference_free = kinds().any(DpoLossType::is_reference_free_objective)
             && kinds().all(|k| k.is_reference_free_objective() || k == DpoLossType::Sft);
         let logged = logged_rewards(&inputs, self.config.beta, reference_free);
-        let chosen_rewards: Vec<f32> = host(logged.chosen);
-        let rejected_rewards: Vec<f32> = host(logged.rejected);
+        let chosen_rewards: Vec<f32> = host(logged.chosen)?;
+        let rejected_rewards: Vec<f32> = host(logged.rejected)?;
         let (chosen_rows, rejected_rows): (Vec<usize>, Vec<usize>) =
             ((0..pairs).collect(), (pairs..2 * pairs).collect());
-        let (chosen_logits, chosen_n) = label_logps.mean_logits_sum_rows(&chosen_rows);
-        let (rejected_logits, rejected_n) = label_logps.mean_logits_sum_rows(&rejected_rows);
+        let (chosen_logits, chosen_n) = label_logps.mean_logits_sum_rows(&chosen_rows)?;
+        let (rejected_logits, rejected_n) = label_logps.mean_logits_sum_rows(&rejected_rows)?;
         metrics.push(
             "logits/chosen",
             if chosen_n > 0.0 {
@@ -344,7 +339,7 @@ impl Method for DpoMethod {
                 0.0
             },
         );
-        let (correct, total) = label_logps.accuracy_counts_rows(&chosen_rows);
+        let (correct, total) = label_logps.accuracy_counts_rows(&chosen_rows)?;
         metrics.push(
             "mean_token_accuracy",
             if total > 0.0 { correct / total } else { 0.0 },
@@ -363,8 +358,8 @@ impl Method for DpoMethod {
             .map(|(c, r)| c - r)
             .collect();
         metrics.push("rewards/margins", mean(&margins));
-        metrics.push("logps/chosen", mean(&host(logged.chosen_logps)));
-        metrics.push("logps/rejected", mean(&host(logged.rejected_logps)));
+        metrics.push("logps/chosen", mean(&host(logged.chosen_logps)?));
+        metrics.push("logps/rejected", mean(&host(logged.rejected_logps)?));
         if reference_free {
             // CPOTrainer's `nll_loss` is the chosen completions' NLL, ORPOTrainer's covers the
             // prompt too; ORPOTrainer adds its odds-ratio terms.
@@ -374,11 +369,14 @@ impl Method for DpoMethod {
             } else {
                 &inputs.sft_nll
             };
-            metrics.push("nll_loss", mean(&host(nll.clone())));
+            metrics.push("nll_loss", mean(&host(nll.clone())?));
             if orpo {
                 let log_odds = orpo_log_odds(&inputs);
-                metrics.push("log_odds_ratio", mean(&host(log_sigmoid(log_odds.clone()))));
-                metrics.push("log_odds_chosen", mean(&host(log_odds)));
+                metrics.push(
+                    "log_odds_ratio",
+                    mean(&host(log_sigmoid(log_odds.clone()))?),
+                );
+                metrics.push("log_odds_chosen", mean(&host(log_odds)?));
             }
         }
         Ok((loss.reshape([1]), metrics))

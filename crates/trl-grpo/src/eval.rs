@@ -104,7 +104,7 @@ impl GrpoMethod {
         };
         let normalizer = LossNormalizer::evaluation(batch.generation_tokens);
         let (loss, mut metrics) = self.batch_loss(model, &batch, &normalizer)?;
-        let loss = loss.without_autodiff().into_scalar::<f64>();
+        let loss = trl_core::host::scalar(loss.without_autodiff(), "the eval loss")?;
         metrics.push("num_tokens", ctx.num_tokens);
         Ok((loss, metrics))
     }

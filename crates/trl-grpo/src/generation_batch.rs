@@ -87,13 +87,13 @@ impl GrpoMethod {
             // backend, whose kernels round differently): on-policy ratios are then exactly 1
             // and RLOO's KL to an identical reference exactly 0, as in TRL.
             let frozen = model.clone().no_grad();
-            let old = self.frozen_logps(&frozen, &rows);
+            let old = self.frozen_logps(&frozen, &rows)?;
             rows.iter_mut()
                 .zip(old)
                 .for_each(|(r, l)| r.old_logps = Some(l));
         }
         if let Some(reference) = &self.reference {
-            let logps = self.frozen_logps(reference, &rows);
+            let logps = self.frozen_logps(reference, &rows)?;
             rows.iter_mut()
                 .zip(logps)
                 .for_each(|(r, l)| r.ref_logps = Some(l));

@@ -5,6 +5,7 @@
 //! through the LM head.
 
 use burn::tensor::{Tensor, TensorData};
+use trl_core::Result;
 use trl_core::logprobs::{IGNORE_INDEX, head_label_log_probs};
 use trl_core::model::{CausalLm, TokenBatch};
 
@@ -114,18 +115,14 @@ pub fn completion_logps(
 }
 
 /// `rows` of a `[rows, width]` tensor as host vectors, each cut to `lengths[i]` values.
-pub fn host_rows(values: Tensor<2>, lengths: &[usize]) -> Vec<Vec<f32>> {
+pub fn host_rows(values: Tensor<2>, lengths: &[usize]) -> Result<Vec<Vec<f32>>> {
     let [_, width] = values.dims();
-    let flat: Vec<f32> = values
-        .into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .unwrap_or_default();
-    lengths
+    let flat = trl_core::host::f32_values(values, "the completion log-probs")?;
+    Ok(lengths
         .iter()
         .enumerate()
         .map(|(i, &len)| flat[i * width..i * width + len.min(width)].to_vec())
-        .collect()
+        .collect())
 }
 
 /// Host rows padded back into a `[rows, width]` tensor (zeros past each row's end).

@@ -178,7 +178,11 @@ impl GrpoMethod {
 
     /// Per-token log-probs of `rows` under `model` without autodiff, in chunks of the
     /// per-device batch size (TRL's `batch_size` argument).
-    pub(crate) fn frozen_logps(&self, model: &CausalLm, rows: &[RolloutRow]) -> Vec<Vec<f32>> {
+    pub(crate) fn frozen_logps(
+        &self,
+        model: &CausalLm,
+        rows: &[RolloutRow],
+    ) -> Result<Vec<Vec<f32>>> {
         let mut out = Vec::with_capacity(rows.len());
         for chunk in rows.chunks(self.per_device_batch) {
             let refs: Vec<&RolloutRow> = chunk.iter().collect();
@@ -189,9 +193,9 @@ impl GrpoMethod {
             );
             let (logps, _) = completion_logps(model, &batch, self.config.temperature);
             let lengths: Vec<usize> = chunk.iter().map(|r| r.completion_ids.len()).collect();
-            out.extend(host_rows(logps, &lengths));
+            out.extend(host_rows(logps, &lengths)?);
         }
-        out
+        Ok(out)
     }
 }
 

@@ -6,6 +6,7 @@ use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use trl_core::Result;
 use trl_core::completions::{CompletionBatch, PaddingOptions, TruncationMode, collate_completions};
+use trl_core::host::scalar;
 use trl_core::logprobs::model_label_log_probs;
 use trl_core::model::{CausalLm, load_causal_lm, save_causal_lm};
 use trl_core::tokenizer::Tokenizer;
@@ -163,9 +164,9 @@ fn select(values: &Tensor<1>, rows: &[usize]) -> Option<Tensor<1>> {
     Some(values.clone().select(0, index))
 }
 
-fn host_sum(t: &Option<Tensor<1>>) -> f64 {
-    t.as_ref().map_or(0.0, |t| {
-        t.clone().without_autodiff().sum().into_scalar::<f64>()
+fn host_sum(t: &Option<Tensor<1>>) -> Result<f64> {
+    t.as_ref().map_or(Ok(0.0), |t| {
+        scalar(t.clone().without_autodiff().sum(), "a logged KTO sum")
     })
 }
 
@@ -222,7 +223,7 @@ impl Method for KtoMethod {
             (kto_batch.ref_logps.clone(), kto_batch.ref_kl_logps.clone());
         let kl_value = match (kl_logps, ref_kl_logps) {
             (Some(policy), Some(reference)) => {
-                (policy - reference).mean().into_scalar::<f64>().max(0.0)
+                scalar((policy - reference).mean(), "the KTO KL estimate")?.max(0.0)
             }
             _ => 0.0,
         };
@@ -257,7 +258,7 @@ impl Method for KtoMethod {
             ..StepMetrics::default()
         };
         metrics.push("kl", kl_value);
-        let (entropy, counted) = label_logps.entropy_sum();
+        let (entropy, counted) = label_logps.entropy_sum()?;
         metrics.push(
             "entropy",
             if counted > 0.0 {
@@ -266,29 +267,29 @@ impl Method for KtoMethod {
                 0.0
             },
         );
-        let (chosen_logits, chosen_n) = label_logps.mean_logits_sum_rows(&chosen_rows);
+        let (chosen_logits, chosen_n) = label_logps.mean_logits_sum_rows(&chosen_rows)?;
         if chosen_n > 0.0 {
             metrics.push("logits/chosen", chosen_logits / chosen_n);
         }
-        let (rejected_logits, rejected_n) = label_logps.mean_logits_sum_rows(&rejected_rows);
+        let (rejected_logits, rejected_n) = label_logps.mean_logits_sum_rows(&rejected_rows)?;
         if rejected_n > 0.0 {
             metrics.push("logits/rejected", rejected_logits / rejected_n);
         }
         let (n_chosen, n_rejected) = (chosen_rows.len() as f64, rejected_rows.len() as f64);
-        let chosen_reward = c.beta * host_sum(&chosen_logratios) / n_chosen.max(1.0);
-        let rejected_reward = c.beta * host_sum(&rejected_logratios) / n_rejected.max(1.0);
+        let chosen_reward = c.beta * host_sum(&chosen_logratios)? / n_chosen.max(1.0);
+        let rejected_reward = c.beta * host_sum(&rejected_logratios)? / n_rejected.max(1.0);
         if n_chosen > 0.0 {
             metrics.push("rewards/chosen", chosen_reward);
             metrics.push(
                 "logps/chosen",
-                host_sum(&select(&logps, &chosen_rows)) / n_chosen,
+                host_sum(&select(&logps, &chosen_rows))? / n_chosen,
             );
         }
         if n_rejected > 0.0 {
             metrics.push("rewards/rejected", rejected_reward);
             metrics.push(
                 "logps/rejected",
-                host_sum(&select(&logps, &rejected_rows)) / n_rejected,
+                host_sum(&select(&logps, &rejected_rows))? / n_rejected,
             );
         }
         if n_chosen > 0.0 && n_rejected > 0.0 {

@@ -4,9 +4,9 @@
 //! `temperature + 1e-7`, and one value per response token from the score head.
 
 use burn::tensor::{Tensor, TensorData};
+use trl_core::Result;
 use trl_core::logprobs::{IGNORE_INDEX, LabelLogProbs, head_label_log_probs};
 use trl_core::model::{CausalLm, SequenceClassifier, TokenBatch};
-use trl_core::{Error, Result};
 
 /// `[rows][seq]` token ids as a batch whose attention mask is `id != pad_token_id`.
 pub fn token_batch(rows: &[&[u32]], pad_token_id: u32) -> TokenBatch {
@@ -80,14 +80,7 @@ pub fn scores_at(
 /// A `[rows, cols]` tensor as host rows.
 pub fn host_matrix(values: Tensor<2>) -> Result<Vec<Vec<f32>>> {
     let [rows, cols] = values.dims();
-    let flat = values
-        .into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .map_err(|e| Error::Config {
-            path: "ppo".into(),
-            message: format!("reading a tensor back: {e:?}"),
-        })?;
+    let flat = trl_core::host::f32_values(values, "a PPO rollout tensor")?;
     Ok((0..rows)
         .map(|r| flat[r * cols..(r + 1) * cols].to_vec())
         .collect())

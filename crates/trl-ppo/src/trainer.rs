@@ -312,11 +312,12 @@ impl Method for PpoMethod {
         for (name, value) in &batch.rollout_metrics {
             metrics.push(name, *value);
         }
-        let value = |t: &Tensor<1>| t.clone().without_autodiff().into_scalar::<f64>();
+        let value =
+            |t: &Tensor<1>| trl_core::host::scalar(t.clone().without_autodiff(), "a PPO loss");
         metrics.push("policy/approxkl_avg", stats.approxkl);
         metrics.push("policy/clipfrac_avg", stats.pg_clipfrac);
-        metrics.push("loss/policy_avg", value(&losses.pg_loss));
-        metrics.push("loss/value_avg", value(&losses.vf_loss));
+        metrics.push("loss/policy_avg", value(&losses.pg_loss)?);
+        metrics.push("loss/value_avg", value(&losses.vf_loss)?);
         metrics.push("val/clipfrac_avg", stats.vf_clipfrac);
         metrics.push("policy/entropy_avg", entropy);
         metrics.push("val/ratio", stats.ratio_mean);

@@ -51,7 +51,7 @@ pub fn micro_batch_loss(
         r.context_length,
         settings.temperature,
     );
-    let (entropy_sum, entropy_count) = logps.entropy_sum();
+    let (entropy_sum, entropy_count) = logps.entropy_sum()?;
     let vpred = response_values(&model.value, &tokens, r.context_length);
     let pick =
         |m: &[Vec<f32>]| -> Vec<Vec<f32>> { batch.rows.iter().map(|&i| m[i].clone()).collect() };

@@ -83,14 +83,7 @@ pub fn score_sequences(
         let tokens = pad_right(&batch, pad_token_id, None);
         // [batch, 1] -> [batch]
         let rewards: Tensor<1> = model.forward(&tokens)?.reshape([chunk.len()]);
-        let values =
-            rewards
-                .into_data()
-                .try_to_vec::<f32>()
-                .map_err(|e| trl_core::Error::Config {
-                    path: "score".into(),
-                    message: format!("reading scores back from the device: {e:?}"),
-                })?;
+        let values = trl_core::host::f32_values(rewards, "the reward scores")?;
         for (&i, value) in chunk.iter().zip(values) {
             scores[i] = value;
         }

@@ -85,7 +85,7 @@ impl Method for SftMethod {
             num_tokens: batch.num_tokens,
             ..StepMetrics::default()
         };
-        let (entropy, counted) = label_logps.entropy_sum();
+        let (entropy, counted) = label_logps.entropy_sum()?;
         metrics.push(
             "entropy",
             if counted > 0.0 {
@@ -94,7 +94,7 @@ impl Method for SftMethod {
                 0.0
             },
         );
-        let (correct, total) = label_logps.accuracy_counts();
+        let (correct, total) = label_logps.accuracy_counts()?;
         metrics.push(
             "mean_token_accuracy",
             if total > 0.0 { correct / total } else { 0.0 },

@@ -253,11 +253,5 @@ fn left_padded(
 
 /// Logits `[rows, vocab]` as f32 on the host.
 fn host_rows(logits: Tensor<2>) -> Result<Vec<f32>> {
-    logits
-        .into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .map_err(|e| Error::Generation {
-            message: format!("reading logits: {e:?}"),
-        })
+    crate::host::f32_values(logits, "the logits")
 }

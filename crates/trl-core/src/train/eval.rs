@@ -14,6 +14,7 @@ use super::args::{SaveStrategy, TrainingArguments};
 use super::method::{EvalContext, Method, StepContext};
 use super::metrics::{MetricWindow, StepMetrics};
 use super::state::{LogEntry, TrainerState};
+use crate::host::scalar;
 use crate::{Error, Result};
 
 /// One evaluation's `eval_*` values (no `epoch`/`step`: the loop adds them).
@@ -103,7 +104,7 @@ pub fn offline_eval_batch<M: Method>(
     for batch in prepared.updates.iter().flatten() {
         let items = method.items_in(batch).max(1.0);
         let (loss, batch_metrics) = method.loss(model, batch, items)?;
-        total += loss.without_autodiff().into_scalar::<f64>();
+        total += scalar(loss.without_autodiff(), "the eval loss")?;
         metrics.values.extend(batch_metrics.values);
     }
     metrics.push("num_tokens", ctx.num_tokens);

@@ -9,6 +9,9 @@ use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::Tensor;
 
+use crate::Result;
+use crate::host::scalar;
+
 /// Hyper-parameters with transformers' `TrainingArguments` names and defaults.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AdamWConfig {
@@ -115,19 +118,18 @@ pub fn clip_grad_norm<M: Module>(
     module: &M,
     grads: &mut GradientsParams,
     max_norm: Option<f64>,
-) -> f64 {
+) -> Result<f64> {
     let mut squares = SquaredNorms { grads, sum: None };
     module.visit(&mut squares);
-    let total = squares
-        .sum
-        .map(|s| s.into_scalar::<f64>())
-        .unwrap_or(0.0)
-        .sqrt();
+    let total = match squares.sum {
+        Some(sum) => scalar(sum, "the gradient norm")?.sqrt(),
+        None => 0.0,
+    };
     if let Some(max_norm) = max_norm.filter(|m| *m > 0.0) {
         let coef = (max_norm / (total + 1e-6)).min(1.0);
         module.visit(&mut ScaleGrads { grads, coef });
     }
-    total
+    Ok(total)
 }
 
 struct SquaredNorms<'a> {
@@ -228,7 +230,7 @@ mod tests {
         .sum()
             + toy.bias.val().sum() * 0.0;
         let mut grads = GradientsParams::from_grads(loss.backward(), &toy);
-        let norm = clip_grad_norm(&toy, &mut grads, Some(1.0));
+        let norm = clip_grad_norm(&toy, &mut grads, Some(1.0)).unwrap();
         assert!((norm - 5.0).abs() < 1e-6);
         let g = grads
             .get::<2>(toy.weight.id)

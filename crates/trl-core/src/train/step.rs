@@ -11,6 +11,7 @@ use super::data_parallel::all_reduce_gradients;
 use super::method::{Method, PreparedStep};
 use super::metrics::MetricWindow;
 use super::optim::{AdamWConfig, AdamWState, adamw_step, clip_grad_norm};
+use crate::host::scalar;
 use crate::{Error, Result};
 
 /// The optimizer settings a step applies.
@@ -60,7 +61,7 @@ pub fn optimizer_step<M: Method>(
         for batch in batches {
             let (loss, metrics) = method.loss(&model, batch, items)?;
             // A host sync point: the loss value is needed for the NaN check and the log.
-            let value = loss.clone().without_autodiff().into_scalar::<f64>();
+            let value = scalar(loss.clone().without_autodiff(), "the loss")?;
             if !value.is_finite() {
                 return Err(Error::NonFiniteLoss {
                     step: settings.step_number,
@@ -77,7 +78,7 @@ pub fn optimizer_step<M: Method>(
         let started = std::time::Instant::now();
         all_reduce_gradients(&model, &mut grads, world)?;
         report.allreduce_seconds += started.elapsed().as_secs_f64();
-        report.grad_norm = clip_grad_norm(&model, &mut grads, settings.max_grad_norm);
+        report.grad_norm = clip_grad_norm(&model, &mut grads, settings.max_grad_norm)?;
         model = adamw_step(model, &mut grads, settings.lr, &settings.adamw, optimizer);
     }
     Ok((model, report))

@@ -192,13 +192,7 @@ fn shape_error(message: String) -> Error {
 
 /// Host copy of a tensor's values (row-major, f32).
 pub(crate) fn host<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>> {
-    tensor
-        .without_autodiff()
-        .into_data()
-        .try_into_vec_as::<f32>()
-        .map_err(|e| Error::Data {
-            message: format!("GRPO loss: reading a tensor back from the device failed: {e:?}"),
-        })
+    trl_core::host::f32_values(tensor.without_autodiff(), "a GRPO loss tensor")
 }
 
 /// A constant float tensor from host 0/1 flags.
