@@ -1,6 +1,7 @@
 //! Criterion benchmarks of the kernels a training step spends its time in, forward and
 //! backward, at the benchmark model's shapes (hidden 256, 8 query / 4 key-value heads of 32,
-//! intermediate 1024, vocab 512; batch 8 x 256 tokens), on the compiled-in CPU backend.
+//! intermediate 1024, vocab 512; batch 8 x 256 tokens), on the compiled-in CPU backend, and
+//! attention at a long row (`attention_long`: 4096 tokens at Qwen2.5-0.5B's head shape).
 //!
 //! Run through `cargo xtask bench` (which also collects the estimates into
 //! `target/bench/results.json`), or alone: `cargo bench --bench kernels [-- --quick]`.
@@ -19,7 +20,7 @@ use burn::module::{Module, Param};
 use burn::nn::RmsNormConfig;
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
-use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use trl_core::kernels::{self, composed};
 use trl_core::logprobs::label_log_probs;
 use trl_core::model::RopeScaling;
@@ -121,6 +122,42 @@ fn attention_masked(c: &mut Criterion) {
     group.throughput(Throughput::Elements((BATCH * SEQ * SEQ) as u64));
     group.bench_function("mask_build_host_8x256x256", |b| {
         b.iter(|| black_box(attention_block_mask(&mask, &positions, None, &device)))
+    });
+    group.finish();
+}
+
+/// Attention over one causal row of 4096 tokens at Qwen2.5-0.5B's head shape: one of its two
+/// kv groups (7 query heads sharing a kv head, head_dim 64), fused kernel only (composed ops
+/// would hold the [7, 4096, 4096] scores several times over). Flat sampling: ten runs of about
+/// a second each, so the case takes seconds.
+fn attention_long(c: &mut Criterion) {
+    const LONG_SEQ: usize = 4096;
+    const GROUP_HEADS: usize = 7;
+    const LONG_HEAD_DIM: usize = 64;
+    let device = device();
+    let mask = vec![vec![1i64; LONG_SEQ]];
+    let positions = position_ids_from_mask(&mask);
+    // [1, 1, seq, seq]
+    let blocked = attention_block_mask(&mask, &positions, None, &device);
+    // [1, heads | 1, seq, head_dim]
+    let q = normal([1, GROUP_HEADS, LONG_SEQ, LONG_HEAD_DIM], 1.0, &device);
+    let k = normal([1, 1, LONG_SEQ, LONG_HEAD_DIM], 1.0, &device);
+    let v = normal([1, 1, LONG_SEQ, LONG_HEAD_DIM], 1.0, &device);
+    let mut group = c.benchmark_group("attention_long");
+    group
+        .sampling_mode(SamplingMode::Flat)
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(5));
+    // the causal half of the 12 seq^2 head_dim FLOPs per head counted above
+    group.throughput(Throughput::Elements(
+        (6 * GROUP_HEADS * LONG_SEQ * LONG_SEQ * LONG_HEAD_DIM) as u64,
+    ));
+    group.bench_function("causal_gqa_1x7x4096x64/fused", |b| {
+        b.iter(|| {
+            let out = kernels::attention(q.clone(), k.clone(), v.clone(), &blocked);
+            black_box(out.sum().backward())
+        })
     });
     group.finish();
 }
@@ -319,6 +356,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = kernels;
     config = config();
-    targets = matmul, attention_masked, mlp, elementwise, optimizer
+    targets = matmul, attention_masked, attention_long, mlp, elementwise, optimizer
 }
 criterion_main!(kernels);

@@ -1,14 +1,17 @@
-//! Masked attention with grouped key/value heads on f32 slices: forward and backward for the
-//! CPU, fused so that no `[batch, heads, seq, seq]` tensor is ever stored.
+//! Masked attention with grouped key/value heads on f32 slices for the CPU, fused so that no
+//! `[batch, heads, seq, seq]` tensor, nor a `[seq]`-wide row of scores, is ever stored: the
+//! forward here, the backward in `attention_backward_cpu`, the row math in `attention_rows`.
 //!
 //! Hand-written (not composed from burn ops) because attention built from separate matmul,
-//! mask, softmax and GQA-copy ops was 44% of a training step on flex: each op walks the full
-//! score matrix in memory and autodiff keeps four of them per layer. Here one task per
-//! (sequence, key/value head) walks its query heads in tiles of [`TILE_ROWS`] rows, keeps one
-//! tile of scores in cache, multiplies through the `gemm` crate and skips key columns that no
-//! row of the tile can see (the upper triangle of a causal mask, other packed samples). The
-//! backward recomputes the probabilities from the saved log-sum-exp of every row, like
-//! FlashAttention.
+//! mask, softmax and GQA-copy ops was 44% of a training step on flex. FlashAttention's scheme:
+//! the work is split into query tiles (a sequence, a key/value head, [`tile_positions`]
+//! consecutive positions) so that every core stays busy even at batch 1 with two kv heads. A
+//! tile stacks the rows of all query heads its kv head serves into one `[rows, head_dim]`
+//! matrix (so the key and value blocks are packed once for the whole group), walks the keys
+//! its rows may see in blocks of [`KEY_BLOCK`] columns with an online softmax (a running max
+//! and sum per row), and skips key blocks no row of the tile sees (the upper triangle of a
+//! causal mask, other packed samples, left padding). The backward recomputes the
+//! probabilities block by block from the saved log-sum-exp of every row.
 //!
 //! Semantics equal `softmax(mask_fill(q kᵀ / sqrt(d), blocked, f32::MIN)) v` with every kv head
 //! serving `heads / kv_heads` consecutive query heads (transformers' `repeat_kv`); a row with
@@ -16,15 +19,18 @@
 
 use rayon::prelude::*;
 
-use super::fast_math::{exp, simd_targets};
+use super::attention_rows::{Block, OnlineRows, RowVisibility, online_softmax_block};
 use super::gemm::small_gemm;
 
-/// Query rows per tile: small enough that a causal mask skips most of the upper triangle,
-/// large enough for the tile's matmuls to run near the GEMM's speed.
-const TILE_ROWS: usize = 32;
+pub use super::attention_backward_cpu::{AttentionGradInputs, attention_backward};
 
-/// Lanes of the manual reductions (max and sum), so that they vectorise.
-const LANES: usize = 16;
+/// Rows a query tile stacks over its query heads (positions times group size): enough for the
+/// tile's products to run near the GEMM's speed with the key block packed once.
+const STACKED_ROWS: usize = 256;
+
+/// Key columns per block: the score tile `[STACKED_ROWS, KEY_BLOCK]` and its gradient stay in
+/// a core's L2 cache at any sequence length.
+pub(super) const KEY_BLOCK: usize = 128;
 
 /// Sizes of one attention call: q is `[batch, heads, seq, head_dim]`, k and v
 /// `[batch, kv_heads, seq, head_dim]`, the mask `[batch, seq, seq]` (1 = blocked), the output
@@ -39,324 +45,328 @@ pub struct AttentionShape {
 }
 
 impl AttentionShape {
-    fn group(&self) -> usize {
+    pub(super) fn group(&self) -> usize {
         self.heads / self.kv_heads
     }
 
-    fn scale(&self) -> f32 {
+    pub(super) fn scale(&self) -> f32 {
         (1.0 / (self.head_dim as f64).sqrt()) as f32
     }
 
-    fn head_len(&self) -> usize {
+    pub(super) fn head_len(&self) -> usize {
         self.seq * self.head_dim
+    }
+
+    /// Checks the slice lengths of q, k, v and the mask against the shape.
+    pub(super) fn check(&self, q: &[f32], k: &[f32], v: &[f32], blocked: &[u8]) {
+        assert!(
+            self.kv_heads > 0 && self.heads.is_multiple_of(self.kv_heads),
+            "query heads must be a multiple of kv heads"
+        );
+        assert_eq!(q.len(), self.batch * self.heads * self.head_len());
+        assert!(k.len() == self.batch * self.kv_heads * self.head_len() && v.len() == k.len());
+        assert_eq!(blocked.len(), self.batch * self.seq * self.seq);
     }
 }
 
-/// The keys a query row may see lie in `[start, end)`; `end == 0` when it sees none.
-#[derive(Clone, Copy, Debug)]
-struct VisibleRange {
-    start: usize,
-    end: usize,
+/// Query positions per tile for a group of `group` query heads per kv head.
+fn tile_positions(group: usize) -> usize {
+    (STACKED_ROWS / group).clamp(16, 64)
 }
 
-/// One range per query row of every sequence: `[batch * seq]`.
-fn visible_ranges(shape: &AttentionShape, blocked: &[u8]) -> Vec<VisibleRange> {
+/// The visibility of every query row of every sequence: `[batch * seq]`.
+pub(super) fn visibilities(seq: usize, blocked: &[u8]) -> Vec<RowVisibility> {
     blocked
-        .chunks_exact(shape.seq)
-        .map(|row| VisibleRange {
-            start: row.iter().position(|&b| b == 0).unwrap_or(0),
-            end: row.iter().rposition(|&b| b == 0).map_or(0, |j| j + 1),
-        })
+        .par_chunks_exact(seq)
+        .map(RowVisibility::of_mask_row)
         .collect()
 }
 
-/// Key columns `[start, end)` a tile of rows needs: the union of its rows' ranges, all keys
-/// when one row sees none (it attends uniformly).
-fn tile_columns(rows: &[VisibleRange], seq: usize) -> (usize, usize) {
-    if rows.iter().any(|r| r.end == 0) {
-        return (0, seq);
-    }
-    let start = rows.iter().map(|r| r.start).min().unwrap_or(0);
-    let end = rows.iter().map(|r| r.end).max().unwrap_or(seq);
-    (start, end)
+/// One unit of work: query positions `[i0, i0 + positions)` of sequence `b` for every query
+/// head kv head `kv_head` serves, and the key columns `[c0, c1)` those rows may see (empty when
+/// they see none).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct QueryTile {
+    pub b: usize,
+    pub kv_head: usize,
+    pub i0: usize,
+    pub positions: usize,
+    pub c0: usize,
+    pub c1: usize,
 }
 
-/// The output buffer shared by the forward's tasks, each writing only its own heads' columns.
-#[derive(Clone, Copy)]
-struct SharedOut(*mut f32);
+impl QueryTile {
+    /// Key blocks `(c, width)` covering `[c0, c1)`.
+    pub fn key_blocks(&self) -> impl Iterator<Item = (usize, usize)> {
+        let c1 = self.c1;
+        (self.c0..c1)
+            .step_by(KEY_BLOCK)
+            .map(move |c| (c, KEY_BLOCK.min(c1 - c)))
+    }
 
-// SAFETY: tasks write disjoint elements (their own heads' columns of each row) and the buffer
-// outlives the parallel loop that uses it.
+    /// Key block `(c, width)` of the tile's `rows` stacked score rows, over the sequence's
+    /// `[seq]` visibilities and `[seq, seq]` mask.
+    pub fn block<'a>(
+        &self,
+        (c, width): (usize, usize),
+        rows: usize,
+        seq: usize,
+        (visibility, mask): (&'a [RowVisibility], &'a [u8]),
+    ) -> Block<'a> {
+        Block {
+            c,
+            width,
+            stride: KEY_BLOCK,
+            i0: self.i0,
+            positions: self.positions,
+            rows,
+            seq,
+            visibility,
+            mask,
+        }
+    }
+}
+
+/// Every query tile, ordered by sequence, kv head and position.
+pub(super) fn query_tiles(shape: &AttentionShape, visibility: &[RowVisibility]) -> Vec<QueryTile> {
+    let (seq, positions) = (shape.seq, tile_positions(shape.group()));
+    let mut tiles = Vec::new();
+    for b in 0..shape.batch {
+        for kv_head in 0..shape.kv_heads {
+            for i0 in (0..seq).step_by(positions) {
+                let n = positions.min(seq - i0);
+                let rows = &visibility[b * seq + i0..][..n];
+                let seeing = rows.iter().filter(|r| !r.sees_nothing());
+                let c0 = seeing.clone().map(|r| r.start).min().unwrap_or(0);
+                let c1 = seeing.map(|r| r.end).max().unwrap_or(0);
+                let c1 = c1.max(c0);
+                tiles.push(QueryTile {
+                    b,
+                    kv_head,
+                    i0,
+                    positions: n,
+                    c0,
+                    c1,
+                });
+            }
+        }
+    }
+    tiles
+}
+
+/// A buffer the parallel tasks share, each writing only its own elements.
+#[derive(Clone, Copy)]
+pub(super) struct SharedOut(pub *mut f32);
+
+// SAFETY: tasks write disjoint elements and the buffer outlives the parallel loop using it.
 unsafe impl Send for SharedOut {}
 unsafe impl Sync for SharedOut {}
 
 impl SharedOut {
-    /// Pointer to element `offset`.
-    fn at(self, offset: usize) -> *mut f32 {
-        // SAFETY: callers pass offsets inside the buffer (checked by the length asserts).
-        unsafe { self.0.add(offset) }
+    /// The `len` elements from `offset`.
+    ///
+    /// # Safety
+    /// They must lie inside the buffer, and no other thread may touch them meanwhile.
+    pub unsafe fn slice<'a>(self, offset: usize, len: usize) -> &'a mut [f32] {
+        // SAFETY: forwarded to the caller.
+        unsafe { std::slice::from_raw_parts_mut(self.0.add(offset), len) }
     }
 }
 
-/// The tiles of one head: query rows `[i0, i0 + rows)` and the key columns they need.
-fn tiles(ranges: &[VisibleRange], seq: usize) -> impl Iterator<Item = Tile> + '_ {
-    (0..seq).step_by(TILE_ROWS).map(move |i0| {
-        let rows = TILE_ROWS.min(seq - i0);
-        let (c0, c1) = tile_columns(&ranges[i0..i0 + rows], seq);
-        Tile {
-            i0,
-            rows,
-            c0,
-            width: c1 - c0,
-            seq,
-        }
-    })
-}
+/// A matrix operand of [`product`]: its slice from element (0, 0) and (row, column) strides.
+pub(super) type Operand<'a> = (&'a [f32], (usize, usize));
 
-/// Rows `a[i0 + r]` of a head (`d` values each, `stride` apart) times the tile's keys:
-/// `dst[r, c] = beta * a[i0 + r] . keys[c0 + c]`, `[rows, width]` with row stride `seq`, for
-/// `keys` `[seq, d]`. The scores `q kᵀ` and the backward's `dO vᵀ`.
-fn rows_times_keys(
-    t: Tile,
-    (a, stride): (&[f32], usize),
-    keys: &[f32],
-    d: usize,
+/// `dst[m, n] (+)= beta * a[m, k] @ b[k, n]`, `dst` with row stride `dst_stride`; one thread.
+pub(super) fn product(
+    (m, n, k): (usize, usize, usize),
+    (dst, dst_stride): (&mut [f32], usize),
+    accumulate: bool,
+    (a, b): (Operand<'_>, Operand<'_>),
     beta: f32,
-    dst: &mut [f32],
 ) {
-    assert!((t.i0 + t.rows - 1) * stride + d <= a.len() && (t.c0 + t.width) * d <= keys.len());
-    assert!((t.rows - 1) * t.seq + t.width <= dst.len());
-    // SAFETY: the asserts above bound every element the strides reach.
-    unsafe {
-        small_gemm(
-            (t.rows, t.width, d),
-            dst.as_mut_ptr(),
-            (t.seq, 1),
-            false,
-            a[t.i0 * stride..].as_ptr(),
-            (stride, 1),
-            keys[t.c0 * d..].as_ptr(),
-            (1, d),
-            beta,
-        );
-    }
-}
-
-/// The tile `[rows, width]` (row stride `seq`) times the rows `values[c0..c0 + width]` of a
-/// `[seq, d]` head: `dst[i0 + r] = tile[r] @ values[c0..]`, `dst` rows `stride` apart. The
-/// forward's `p v` and the backward's `ds k`.
-///
-/// # Safety
-/// `dst` must point at row 0 of a buffer holding `(i0 + rows - 1) * stride + d` elements that
-/// no other thread writes meanwhile.
-unsafe fn tile_times_values(
-    t: Tile,
-    tile: &[f32],
-    values: &[f32],
-    d: usize,
-    (dst, stride): (*mut f32, usize),
-) {
-    assert!((t.rows - 1) * t.seq + t.width <= tile.len() && (t.c0 + t.width) * d <= values.len());
-    // SAFETY: the assert bounds the operands; the caller vouches for `dst`.
-    unsafe {
-        small_gemm(
-            (t.rows, d, t.width),
-            dst.add(t.i0 * stride),
-            (stride, 1),
-            false,
-            tile.as_ptr(),
-            (t.seq, 1),
-            values[t.c0 * d..].as_ptr(),
-            (d, 1),
-            1.0,
-        );
-    }
-}
-
-/// Adds the transposed tile times rows of a head: `dst[c0 + c] += Σ_r tile[r, c] a[i0 + r]`,
-/// `dst` a `[seq, d]` head, `a` rows `stride` apart. The backward's `pᵀ dO` and `dsᵀ q`.
-fn add_tile_t_times_rows(
-    t: Tile,
-    tile: &[f32],
-    (a, stride): (&[f32], usize),
-    d: usize,
-    dst: &mut [f32],
-) {
-    assert!((t.rows - 1) * t.seq + t.width <= tile.len() && (t.c0 + t.width) * d <= dst.len());
-    assert!((t.i0 + t.rows - 1) * stride + d <= a.len());
-    // SAFETY: the asserts above bound every element the strides reach.
-    unsafe {
-        small_gemm(
-            (t.width, d, t.rows),
-            dst[t.c0 * d..].as_mut_ptr(),
-            (d, 1),
-            true,
-            tile.as_ptr(),
-            (1, t.seq),
-            a[t.i0 * stride..].as_ptr(),
-            (stride, 1),
-            1.0,
-        );
-    }
-}
-
-/// Turns one row of scaled scores into probabilities in place and returns its log-sum-exp.
-/// `blocked` covers the same columns as `scores`.
-#[inline(always)]
-fn softmax_row(scores: &mut [f32], blocked: &[u8], range: VisibleRange, seq: usize) -> f32 {
-    if range.end == 0 {
-        scores.fill(1.0 / seq as f32);
-        return f32::NAN;
-    }
-    let mut lane_max = [f32::NEG_INFINITY; LANES];
-    let (body, tail) = (scores.len() / LANES * LANES, scores.len());
-    for (chunk, mask) in scores[..body]
-        .chunks_exact(LANES)
-        .zip(blocked[..body].chunks_exact(LANES))
-    {
-        for l in 0..LANES {
-            let s = if mask[l] == 0 {
-                chunk[l]
-            } else {
-                f32::NEG_INFINITY
-            };
-            lane_max[l] = lane_max[l].max(s);
-        }
-    }
-    let mut max = lane_max.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    for j in body..tail {
-        if blocked[j] == 0 {
-            max = max.max(scores[j]);
-        }
-    }
-    let mut lane_sum = [0.0f32; LANES];
-    for (chunk, mask) in scores[..body]
-        .chunks_exact_mut(LANES)
-        .zip(blocked[..body].chunks_exact(LANES))
-    {
-        for l in 0..LANES {
-            let e = exp(chunk[l] - max);
-            let e = if mask[l] == 0 { e } else { 0.0 };
-            chunk[l] = e;
-            lane_sum[l] += e;
-        }
-    }
-    let mut sum: f32 = lane_sum.iter().sum();
-    for j in body..tail {
-        let e = if blocked[j] == 0 {
-            exp(scores[j] - max)
-        } else {
-            0.0
-        };
-        scores[j] = e;
-        sum += e;
-    }
-    let inv = 1.0 / sum;
-    scores.iter_mut().for_each(|p| *p *= inv);
-    max + sum.ln()
-}
-
-/// Recomputes one row's probabilities from its scaled scores and saved log-sum-exp.
-#[inline(always)]
-fn probabilities_row(
-    scores: &mut [f32],
-    blocked: &[u8],
-    lse: f32,
-    range: VisibleRange,
-    seq: usize,
-) {
-    if range.end == 0 {
-        scores.fill(1.0 / seq as f32);
+    if m == 0 || n == 0 || k == 0 {
         return;
     }
-    for (s, &b) in scores.iter_mut().zip(blocked) {
-        let p = exp(*s - lse);
-        *s = if b == 0 { p } else { 0.0 };
+    let last =
+        |(rows, cols): (usize, usize), (rs, cs): (usize, usize)| (rows - 1) * rs + (cols - 1) * cs;
+    assert!(last((m, n), (dst_stride, 1)) < dst.len());
+    assert!(last((m, k), a.1) < a.0.len() && last((k, n), b.1) < b.0.len());
+    // SAFETY: the asserts above bound every element the strides reach.
+    unsafe {
+        small_gemm(
+            (m, n, k),
+            dst.as_mut_ptr(),
+            (dst_stride, 1),
+            accumulate,
+            a.0.as_ptr(),
+            a.1,
+            b.0.as_ptr(),
+            b.1,
+            beta,
+        )
     }
 }
 
-/// A tile of query rows `[i0, i0 + rows)` and the key columns `[c0, c0 + width)` it needs;
-/// tile buffers hold `rows` rows of stride `seq`.
-#[derive(Clone, Copy)]
-struct Tile {
-    i0: usize,
-    rows: usize,
-    c0: usize,
-    width: usize,
-    seq: usize,
+/// Copies rows `[i0, i0 + positions)` of every query head of a tile's group into `dst`
+/// `[group * positions, d]`, from `src` laid out `[batch, heads, seq, d]`.
+pub(super) fn gather_head_major(
+    shape: &AttentionShape,
+    t: &QueryTile,
+    src: &[f32],
+    dst: &mut [f32],
+) {
+    let (d, group) = (shape.head_dim, shape.group());
+    let block = t.positions * d;
+    for member in 0..group {
+        let h = t.kv_head * group + member;
+        let from = ((t.b * shape.heads + h) * shape.seq + t.i0) * d;
+        dst[member * block..][..block].copy_from_slice(&src[from..][..block]);
+    }
 }
 
-simd_targets! {
-    /// Scores of a tile to probabilities, in place, and each row's log-sum-exp into `lse`
-    /// (indexed by query row). `mask` and `ranges` are the sequence's `[seq, seq]` / `[seq]`.
-    fn softmax_tile(
-        t: Tile,
-        scores: &mut [f32],
-        mask: &[u8],
-        ranges: &[VisibleRange],
-        lse: &mut [f32],
-    ) {
-        for r in 0..t.rows {
-            let i = t.i0 + r;
-            lse[i] = softmax_row(
-                &mut scores[r * t.seq..][..t.width],
-                &mask[i * t.seq + t.c0..][..t.width],
-                ranges[i],
-                t.seq,
-            );
+/// Offset of `(b, i, h)` in a `[batch, seq, heads, d]` tensor (the output's layout).
+pub(super) fn token_major(shape: &AttentionShape, b: usize, i: usize, h: usize) -> usize {
+    ((b * shape.seq + i) * shape.heads + h) * shape.head_dim
+}
+
+/// The mean of every kv head's values `[batch * kv_heads, d]`: the output of a row that sees
+/// no key. Empty when no row is such.
+fn uniform_outputs(shape: &AttentionShape, v: &[f32], visibility: &[RowVisibility]) -> Vec<f32> {
+    if !visibility.iter().any(RowVisibility::sees_nothing) {
+        return Vec::new();
+    }
+    let d = shape.head_dim;
+    let mut means = vec![0.0f32; shape.batch * shape.kv_heads * d];
+    for (mean, head) in means.chunks_mut(d).zip(v.chunks(shape.head_len())) {
+        head.chunks(d)
+            .for_each(|row| mean.iter_mut().zip(row).for_each(|(m, x)| *m += x));
+        mean.iter_mut().for_each(|m| *m /= shape.seq as f32);
+    }
+    means
+}
+
+/// Per-task scratch of the forward: stacked queries `[rows, d]`, scores `[rows, KEY_BLOCK]`,
+/// accumulated output `[rows, d]`, running max and sum `[rows]`.
+struct ForwardScratch {
+    q: Vec<f32>,
+    scores: Vec<f32>,
+    acc: Vec<f32>,
+    m: Vec<f32>,
+    l: Vec<f32>,
+}
+
+impl ForwardScratch {
+    fn new(shape: &AttentionShape) -> Self {
+        let rows = shape.group() * tile_positions(shape.group());
+        ForwardScratch {
+            q: vec![0.0; rows * shape.head_dim],
+            scores: vec![0.0; rows * KEY_BLOCK],
+            acc: vec![0.0; rows * shape.head_dim],
+            m: vec![0.0; rows],
+            l: vec![0.0; rows],
         }
     }
 }
 
-/// What the backward of one head reads per query row.
-#[derive(Clone, Copy)]
-struct RowsSaved<'a> {
-    /// Forward output and its gradient: row `i` at `[i * row_stride..][..d]`.
-    out: &'a [f32],
-    grad_out: &'a [f32],
-    row_stride: usize,
-    /// `[seq]` log-sum-exp of every row.
-    lse: &'a [f32],
-    d: usize,
-    scale: f32,
+/// The inputs of the forward, as [`attention_forward`] takes them.
+struct ForwardInputs<'a> {
+    shape: AttentionShape,
+    q: &'a [f32],
+    k: &'a [f32],
+    v: &'a [f32],
+    blocked: &'a [u8],
+    visibility: &'a [RowVisibility],
+    uniform: &'a [f32],
 }
 
-simd_targets! {
-    /// Backward through the softmax of one tile: `probs` holds the tile's scaled scores and
-    /// becomes its probabilities; `grads` holds `dO vᵀ` and becomes the gradient of the
-    /// scores before scaling, `p (dp - <dO, O>) * scale`. A row that sees no key had constant
-    /// scores: no gradient.
-    fn softmax_backward_tile<'a>(
-        t: Tile,
-        probs: &mut [f32],
-        grads: &mut [f32],
-        mask: &[u8],
-        ranges: &[VisibleRange],
-        saved: RowsSaved<'a>,
-    ) {
-        let d = saved.d;
-        for r in 0..t.rows {
-            let i = t.i0 + r;
-            let p = &mut probs[r * t.seq..][..t.width];
-            probabilities_row(p, &mask[i * t.seq + t.c0..][..t.width], saved.lse[i], ranges[i], t.seq);
-            let g = &mut grads[r * t.seq..][..t.width];
-            if ranges[i].end == 0 {
-                g.fill(0.0);
+/// Forward of one query tile into its rows of `out` and `lse`.
+fn forward_tile(
+    x: &ForwardInputs<'_>,
+    t: &QueryTile,
+    s: &mut ForwardScratch,
+    outs: [SharedOut; 2],
+) {
+    let shape = &x.shape;
+    let (seq, d, rows) = (shape.seq, shape.head_dim, shape.group() * t.positions);
+    let head = (t.b * shape.kv_heads + t.kv_head) * shape.head_len();
+    let (keys, values) = (
+        &x.k[head..][..shape.head_len()],
+        &x.v[head..][..shape.head_len()],
+    );
+    let sequence = (
+        &x.visibility[t.b * seq..][..seq],
+        &x.blocked[t.b * seq * seq..][..seq * seq],
+    );
+    gather_head_major(shape, t, x.q, &mut s.q);
+    s.acc[..rows * d].fill(0.0);
+    s.m[..rows].fill(f32::NEG_INFINITY);
+    s.l[..rows].fill(0.0);
+    for (c, width) in t.key_blocks() {
+        // scores = q kᵀ / sqrt(d)   [rows, width]
+        let (q, k) = ((&s.q[..], (d, 1)), (&keys[c * d..], (1, d)));
+        product(
+            (rows, width, d),
+            (&mut s.scores, KEY_BLOCK),
+            false,
+            (q, k),
+            shape.scale(),
+        );
+        let state = OnlineRows {
+            m: &mut s.m[..rows],
+            l: &mut s.l[..rows],
+            acc: &mut s.acc[..rows * d],
+            d,
+        };
+        online_softmax_block(
+            t.block((c, width), rows, seq, sequence),
+            &mut s.scores,
+            state,
+        );
+        // acc += p @ v[c..c + width]   [rows, d]
+        let (p, v) = ((&s.scores[..], (KEY_BLOCK, 1)), (&values[c * d..], (d, 1)));
+        product((rows, d, width), (&mut s.acc, d), true, (p, v), 1.0);
+    }
+    write_outputs(x, t, s, outs);
+}
+
+/// Normalises a tile's accumulated rows into `out` `[batch, seq, heads, d]` and writes their
+/// log-sum-exp into `lse` `[batch, heads, seq]`; rows that see no key get the mean value.
+fn write_outputs(
+    x: &ForwardInputs<'_>,
+    t: &QueryTile,
+    s: &ForwardScratch,
+    [out, lse]: [SharedOut; 2],
+) {
+    let (shape, d, group) = (&x.shape, x.shape.head_dim, x.shape.group());
+    for member in 0..group {
+        let h = t.kv_head * group + member;
+        for p in 0..t.positions {
+            let (i, r) = (t.i0 + p, member * t.positions + p);
+            // SAFETY: (b, i, h) belongs to this tile alone; offsets are inside the buffers
+            // (lengths asserted by attention_forward).
+            let (o, l) = unsafe {
+                (
+                    out.slice(token_major(shape, t.b, i, h), d),
+                    lse.slice((t.b * shape.heads + h) * shape.seq + i, 1),
+                )
+            };
+            if x.visibility[t.b * shape.seq + i].sees_nothing() {
+                o.copy_from_slice(&x.uniform[(t.b * shape.kv_heads + t.kv_head) * d..][..d]);
+                l[0] = f32::NAN;
                 continue;
             }
-            let o = &saved.out[i * saved.row_stride..][..d];
-            let go = &saved.grad_out[i * saved.row_stride..][..d];
-            let delta: f32 = o.iter().zip(go).map(|(a, b)| a * b).sum();
-            for (g, &p) in g.iter_mut().zip(p.iter()) {
-                *g = p * (*g - delta) * saved.scale;
-            }
+            let inv = 1.0 / s.l[r];
+            o.iter_mut()
+                .zip(&s.acc[r * d..][..d])
+                .for_each(|(o, a)| *o = a * inv);
+            l[0] = s.m[r] + s.l[r].ln();
         }
     }
 }
 
 /// Forward: writes `out` `[batch, seq, heads, head_dim]` (the layout the output projection
 /// reads, so no transpose is stored) and the log-sum-exp of every row `lse`
-/// `[batch, heads, seq]`. One parallel task per (sequence, key/value head).
+/// `[batch, heads, seq]` (NaN for rows that see no key). Parallel over query tiles.
 pub fn attention_forward(
     shape: AttentionShape,
     q: &[f32],
@@ -366,133 +376,23 @@ pub fn attention_forward(
     out: &mut [f32],
     lse: &mut [f32],
 ) {
-    let AttentionShape {
-        seq,
-        head_dim: d,
-        heads,
-        kv_heads,
-        ..
-    } = shape;
-    assert!(
-        kv_heads > 0 && heads.is_multiple_of(kv_heads),
-        "query heads must be a multiple of kv heads"
+    shape.check(q, k, v, blocked);
+    assert!(out.len() == q.len() && lse.len() == shape.batch * shape.heads * shape.seq);
+    let visibility = visibilities(shape.seq, blocked);
+    let tiles = query_tiles(&shape, &visibility);
+    let uniform = uniform_outputs(&shape, v, &visibility);
+    let x = ForwardInputs {
+        shape,
+        q,
+        k,
+        v,
+        blocked,
+        visibility: &visibility,
+        uniform: &uniform,
+    };
+    let outs = [SharedOut(out.as_mut_ptr()), SharedOut(lse.as_mut_ptr())];
+    tiles.par_iter().for_each_init(
+        || ForwardScratch::new(&shape),
+        |scratch, t| forward_tile(&x, t, scratch, outs),
     );
-    let (group, head_len, scale) = (shape.group(), shape.head_len(), shape.scale());
-    assert_eq!(q.len(), shape.batch * heads * head_len);
-    assert!(k.len() == shape.batch * kv_heads * head_len && v.len() == k.len());
-    assert!(out.len() == q.len() && lse.len() == shape.batch * heads * seq);
-    assert_eq!(blocked.len(), shape.batch * seq * seq);
-    let ranges = visible_ranges(&shape, blocked);
-    let row_stride = heads * d;
-    let out_base = SharedOut(out.as_mut_ptr());
-    // one task per (sequence, kv head): its query heads' lse rows are contiguous, their output
-    // columns interleave with other tasks' in each row and are written through `out_base`
-    lse.par_chunks_mut(group * seq)
-        .enumerate()
-        .for_each(|(task, lse_group)| {
-            let b = task / kv_heads;
-            let rows_of = &ranges[b * seq..][..seq];
-            let mask_of = &blocked[b * seq * seq..][..seq * seq];
-            let kv = &k[task * head_len..][..head_len];
-            let vv = &v[task * head_len..][..head_len];
-            let mut scores = vec![0.0f32; TILE_ROWS * seq];
-            for member in 0..group {
-                let h = task % kv_heads * group + member;
-                let q_head = &q[(b * heads + h) * head_len..][..head_len];
-                // first element of head h's rows in out; row i at `i * row_stride`
-                let out_head = out_base.at(b * heads * head_len + h * d);
-                let lse_head = &mut lse_group[member * seq..][..seq];
-                for tile in tiles(rows_of, seq) {
-                    rows_times_keys(tile, (q_head, d), kv, d, scale, &mut scores);
-                    softmax_tile(tile, &mut scores, mask_of, rows_of, lse_head);
-                    // out[i0 + r] = p[r] @ v[c0..c1]   [rows, d]
-                    // SAFETY: out_head starts head h's columns of this sequence's
-                    // [seq, heads * d] output (length asserted above); this task alone writes them.
-                    unsafe { tile_times_values(tile, &scores, vv, d, (out_head, row_stride)) };
-                }
-            }
-        });
-}
-
-/// Saved forward values and the output gradient of one attention call, all f32 slices in the
-/// layouts of [`attention_forward`] (`out` and `grad_out` `[batch, seq, heads, head_dim]`).
-pub struct AttentionGradInputs<'a> {
-    pub q: &'a [f32],
-    pub k: &'a [f32],
-    pub v: &'a [f32],
-    pub blocked: &'a [u8],
-    pub out: &'a [f32],
-    pub lse: &'a [f32],
-    pub grad_out: &'a [f32],
-}
-
-/// Backward: writes `dq` `[batch, heads, seq, head_dim]`, `dk` and `dv`
-/// `[batch, kv_heads, seq, head_dim]` (summed over the query heads each kv head serves).
-pub fn attention_backward(
-    shape: AttentionShape,
-    x: AttentionGradInputs<'_>,
-    dq: &mut [f32],
-    dk: &mut [f32],
-    dv: &mut [f32],
-) {
-    let AttentionShape {
-        seq,
-        head_dim: d,
-        heads,
-        kv_heads,
-        ..
-    } = shape;
-    let (group, head_len, scale) = (shape.group(), shape.head_len(), shape.scale());
-    assert!(x.out.len() == dq.len() && x.grad_out.len() == dq.len() && x.q.len() == dq.len());
-    assert!(dk.len() == x.k.len() && dv.len() == x.v.len());
-    let ranges = visible_ranges(&shape, x.blocked);
-    let row_stride = heads * d;
-    dk.fill(0.0);
-    dv.fill(0.0);
-    // one task per (sequence, kv head): it owns its query heads' dq and its dk, dv
-    dq.par_chunks_mut(group * head_len)
-        .zip(dk.par_chunks_mut(head_len))
-        .zip(dv.par_chunks_mut(head_len))
-        .enumerate()
-        .for_each(|(task, ((dq_group, dk_head), dv_head))| {
-            let b = task / kv_heads;
-            let rows_of = &ranges[b * seq..][..seq];
-            let mask_of = &x.blocked[b * seq * seq..][..seq * seq];
-            let out_seq = &x.out[b * heads * head_len..][..heads * head_len];
-            let go_seq = &x.grad_out[b * heads * head_len..][..heads * head_len];
-            let kv = &x.k[task * head_len..][..head_len];
-            let vv = &x.v[task * head_len..][..head_len];
-            let mut probs = vec![0.0f32; TILE_ROWS * seq];
-            let mut grads = vec![0.0f32; TILE_ROWS * seq];
-            for member in 0..group {
-                let h = task % kv_heads * group + member;
-                let q_head = &x.q[(b * heads + h) * head_len..][..head_len];
-                let lse_head = &x.lse[(b * heads + h) * seq..][..seq];
-                let dq_head = &mut dq_group[member * head_len..][..head_len];
-                // rows of head h: [i * row_stride..][..d]
-                let (out_head, go_head) = (&out_seq[h * d..], &go_seq[h * d..]);
-                for tile in tiles(rows_of, seq) {
-                    // probs: the forward's scores, then probabilities   [rows, width]
-                    rows_times_keys(tile, (q_head, d), kv, d, scale, &mut probs);
-                    // grads = dO @ vᵀ   [rows, width]
-                    rows_times_keys(tile, (go_head, row_stride), vv, d, 1.0, &mut grads);
-                    let saved = RowsSaved {
-                        out: out_head,
-                        grad_out: go_head,
-                        row_stride,
-                        lse: lse_head,
-                        d,
-                        scale,
-                    };
-                    softmax_backward_tile(tile, &mut probs, &mut grads, mask_of, rows_of, saved);
-                    // dv[c0..c1] += pᵀ @ dO   [width, d]
-                    add_tile_t_times_rows(tile, &probs, (go_head, row_stride), d, dv_head);
-                    // dq[i0 + r] = ds[r] @ k[c0..c1]   [rows, d]
-                    // SAFETY: dq_head is this task's own [seq, d] slice.
-                    unsafe { tile_times_values(tile, &grads, kv, d, (dq_head.as_mut_ptr(), d)) };
-                    // dk[c0..c1] += dsᵀ @ q[i0..]   [width, d]
-                    add_tile_t_times_rows(tile, &grads, (q_head, d), d, dk_head);
-                }
-            }
-        });
 }

@@ -8,7 +8,11 @@
 //! reference the kernels are tested against, they run [`composed`]'s plain burn ops.
 
 #[cfg(feature = "flex")]
+mod attention_backward_cpu;
+#[cfg(feature = "flex")]
 mod attention_cpu;
+#[cfg(feature = "flex")]
+mod attention_rows;
 #[cfg(feature = "flex")]
 mod cached_attention_cpu;
 pub mod composed;

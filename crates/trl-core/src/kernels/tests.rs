@@ -88,6 +88,45 @@ fn packed_samples_match_reference() {
     check(4, 1, seq, 8, mask(&[(vec![1; seq], positions)], seq));
 }
 
+/// Rows of `seq` tokens with the attention masks given and positions counted from each row's
+/// first real token.
+fn padded_rows(masks: Vec<Vec<i64>>) -> Vec<(Vec<i64>, Vec<i64>)> {
+    masks
+        .into_iter()
+        .map(|m| {
+            let p = crate::model::mask::position_ids_from_mask(std::slice::from_ref(&m)).remove(0);
+            (m, p)
+        })
+        .collect()
+}
+
+#[test]
+fn long_rows_over_several_key_blocks_with_gqa_match_reference() {
+    // 300 keys: three key blocks (128, 128, 44) and query tiles of 36 positions for a group
+    // of 7 query heads per kv head (Qwen2.5-0.5B's 14 / 2), neither dividing the length
+    let seq = 300;
+    let right: Vec<i64> = (0..seq).map(|i| (i < 261) as i64).collect();
+    let left: Vec<i64> = (0..seq).map(|i| (i >= 137) as i64).collect();
+    let rows = padded_rows(vec![right, left, vec![1; seq]]);
+    check(7, 1, seq, 16, mask(&rows, seq));
+    // one query head per kv head: tiles of 64 positions
+    check(2, 2, seq, 8, mask(&rows[2..], seq));
+}
+
+#[test]
+fn packed_samples_across_key_blocks_match_reference() {
+    // three samples packed in one row, boundaries inside key blocks and query tiles
+    let seq = 290;
+    let positions: Vec<i64> = (0..seq as i64)
+        .map(|i| match i {
+            0..100 => i,
+            100..230 => i - 100,
+            _ => i - 230,
+        })
+        .collect();
+    check(4, 2, seq, 8, mask(&[(vec![1; seq], positions)], seq));
+}
+
 #[test]
 fn rows_that_see_no_key_attend_uniformly_like_the_reference() {
     let (batch, seq) = (2, 40);
