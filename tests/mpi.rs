@@ -10,35 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{MODEL, cache_dir, logged_steps, read_json, root, text, wait_for};
-use safetensors::SafeTensors;
-
-/// `mpiexec -n N` as this machine allows it: as root (CI runs as root), more ranks than
-/// cores, no pinning (two ranks bound to one core would share it). Ranks run one thread
-/// each, as the one-process runs they are compared with.
-fn mpiexec() -> Command {
-    let mut command = Command::new("mpiexec");
-    command
-        .args([
-            "--allow-run-as-root",
-            "--oversubscribe",
-            "--bind-to",
-            "none",
-        ])
-        .current_dir(root())
-        .env("TRL_RS_CACHE", cache_dir())
-        .env("RAYON_NUM_THREADS", "1");
-    command
-}
-
-fn trl_one_thread(args: &[String]) -> Output {
-    let output = common::trl_command(args)
-        .env("RAYON_NUM_THREADS", "1")
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", text(&output));
-    output
-}
+use common::mpi::{assert_close, mpiexec, trl_one_thread, weights};
+use common::{MODEL, logged_steps, read_json, text, wait_for};
 
 /// Waits for `child` at most `limit`; a job still running then is killed and the test fails
 /// (a rank that died must never leave the others hanging).
@@ -90,29 +63,6 @@ fn run_args(command: &str, dataset: &str, batch: usize, steps: usize, out: &Path
         "--output_dir",
         &out,
     ])
-}
-
-fn weights(dir: &Path) -> Vec<(String, Vec<f32>)> {
-    let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
-    let tensors = SafeTensors::deserialize(&bytes).unwrap();
-    let mut all: Vec<(String, Vec<f32>)> = tensors
-        .tensors()
-        .into_iter()
-        .map(|(name, view)| {
-            let values = view
-                .data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
-            (name, values)
-        })
-        .collect();
-    all.sort_by(|a, b| a.0.cmp(&b.0));
-    all
-}
-
-fn assert_close(what: &str, a: f64, b: f64) {
-    assert!((a - b).abs() <= 1e-5, "{what}: {a} vs {b}");
 }
 
 /// 2 ranks x batch b x GA 2 against 1 process x batch 2b x GA 2: the same losses at every
