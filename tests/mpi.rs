@@ -239,3 +239,45 @@ fn a_killed_rank_ends_the_job_with_an_error() {
     assert!(!output.status.success(), "{log}");
     assert!(log.contains("rank 1") && log.contains("signal 9"), "{log}");
 }
+
+/// Each rank evaluates every other eval batch; the gathered `eval_*` values equal one
+/// process evaluating them all (the same eval batch size, 64 rows in batches of 4).
+#[test]
+fn sft_evaluation_is_sharded_and_equals_one_process() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (one, two) = (tmp.path().join("one"), tmp.path().join("two"));
+    let eval = strings(&[
+        "--eval_dataset_name",
+        "datasets/messages.jsonl",
+        "--eval_strategy",
+        "steps",
+        "--eval_steps",
+        "2",
+        "--per_device_eval_batch_size",
+        "4",
+    ]);
+    let dataset = "datasets/messages.jsonl";
+    trl_one_thread(&[run_args("sft", dataset, 4, 2, &one), eval.clone()].concat());
+    let output = mpiexec()
+        .args(["-n", "2", env!("CARGO_BIN_EXE_trl")])
+        .args(run_args("sft", dataset, 2, 2, &two))
+        .args(&eval)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output));
+    let eval_entry = |out: &Path| {
+        let state = read_json(&out.join("trainer_state.json"));
+        let entries = state["log_history"].as_array().unwrap().clone();
+        entries.into_iter().find(|e| e.get("eval_loss").is_some()).unwrap()
+    };
+    let (expected, got) = (eval_entry(&one), eval_entry(&two));
+    for key in [
+        "eval_loss",
+        "eval_entropy",
+        "eval_mean_token_accuracy",
+        "eval_num_tokens",
+    ] {
+        let value = |e: &serde_json::Value| e[key].as_f64().unwrap();
+        assert_close(&format!("sft {key}"), value(&expected), value(&got));
+    }
+}

@@ -25,15 +25,26 @@ for line in sys.stdin:
     ]), flush=True)
 "#;
 
-fn reward_program(dir: &Path) -> PathBuf {
-    let path = dir.join("share.py");
-    std::fs::write(&path, SHARE_REWARD).unwrap();
+/// Writes the reward program into `dir` (as `share.py`).
+fn reward_program(dir: &Path) {
+    std::fs::write(dir.join("share.py"), SHARE_REWARD).unwrap();
+}
+
+/// Four prompts of the training data: the eval set.
+fn eval_set(dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(common::root().join("datasets/prompt_only.jsonl")).unwrap();
+    let path = dir.join("eval.jsonl");
+    let lines: Vec<&str> = text.lines().take(4).collect();
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
     path
 }
 
 /// `command` with `batch` completions per device and per step (groups of 4: with 2 ranks x
-/// 2, every group is split between the ranks), 4 steps, completions logged.
-fn run_args(command: &str, reward: &Path, batch: usize, out: &Path, extra: &[&str]) -> Vec<String> {
+/// 2, every group is split between the ranks), 4 steps, completions logged, and an
+/// evaluation at the last step in eval batches of `batch` (groups of 2).
+fn run_args(command: &str, dir: &Path, batch: usize, out: &Path, extra: &[&str]) -> Vec<String> {
+    let eval = eval_set(dir).to_string_lossy().into_owned();
+    let batch_text = batch.to_string();
     let mut flags = vec![
         "--max_steps",
         "4",
@@ -41,14 +52,25 @@ fn run_args(command: &str, reward: &Path, batch: usize, out: &Path, extra: &[&st
         "1e-4",
         "--log_completions",
         "true",
+        "--eval_dataset_name",
+        &eval,
+        "--eval_strategy",
+        "steps",
+        "--eval_steps",
+        "4",
+        "--num_generations_eval",
+        "2",
+        "--per_device_eval_batch_size",
+        &batch_text,
     ];
     flags.extend(extra);
-    let mut args = common::online_args(command, reward, out, &flags);
+    let reward = dir.join("share.py");
+    let mut args = common::online_args(command, &reward, out, &flags);
     let at = args
         .iter()
         .position(|a| a == "--per_device_train_batch_size")
         .unwrap();
-    args[at + 1] = batch.to_string();
+    args[at + 1] = batch_text;
     args
 }
 
@@ -62,17 +84,25 @@ const KEYS: [&str; 6] = [
     "num_tokens",
 ];
 
+/// The evaluation's values 2 ranks and 1 process must agree on.
+const EVAL_KEYS: [&str; 4] = [
+    "eval_loss",
+    "eval_reward",
+    "eval_reward_std",
+    "eval_completions/mean_length",
+];
+
 /// 2 ranks x 2 completions against 1 process x 4: the same completions (ids, rewards,
 /// advantages) in `completions.jsonl`, written once; the same logged values at every step;
 /// the same final weights.
 fn assert_two_ranks_match_one_process(command: &str, extra: &[&str]) {
     let tmp = tempfile::tempdir().unwrap();
-    let reward = reward_program(tmp.path());
+    reward_program(tmp.path());
     let (one, two) = (tmp.path().join("one"), tmp.path().join("two"));
-    trl_one_thread(&run_args(command, &reward, 4, &one, extra));
+    trl_one_thread(&run_args(command, tmp.path(), 4, &one, extra));
     let output = mpiexec()
         .args(["-n", "2", env!("CARGO_BIN_EXE_trl")])
-        .args(run_args(command, &reward, 2, &two, extra))
+        .args(run_args(command, tmp.path(), 2, &two, extra))
         .output()
         .unwrap();
     let log = text(&output);
@@ -87,7 +117,15 @@ fn assert_two_ranks_match_one_process(command: &str, extra: &[&str]) {
             assert_close(&what, value(a), value(b));
         }
     }
-    let completions = |dir: &Path| json_lines(&dir.join("completions.jsonl"));
+    let (expected, got) = (eval_entry(&one), eval_entry(&two));
+    for key in EVAL_KEYS {
+        let what = format!("{command} {key}");
+        assert_close(&what, expected[key].as_f64().unwrap(), got[key].as_f64().unwrap());
+    }
+    let lines = |path: PathBuf| json_lines(&std::fs::read_to_string(path).unwrap());
+    let evaluated = |dir: &Path| lines(dir.join("eval_completions.jsonl")).len();
+    assert_eq!((evaluated(&one), evaluated(&two)), (8, 8), "4 prompts x 2");
+    let completions = |dir: &Path| lines(dir.join("completions.jsonl"));
     let (expected, got) = (completions(&one), completions(&two));
     assert_eq!(expected.len(), 16, "4 steps x 4 completions");
     assert_eq!(got.len(), expected.len(), "rank 0 writes every rank's completions once");
@@ -108,6 +146,14 @@ fn assert_two_ranks_match_one_process(command: &str, extra: &[&str]) {
     }
 }
 
+/// The evaluation entry of the run in `out`.
+fn eval_entry(out: &Path) -> Value {
+    let state = common::read_json(&out.join("trainer_state.json"));
+    let entries = state["log_history"].as_array().unwrap();
+    let found = entries.iter().find(|e| e.get("eval_loss").is_some());
+    found.unwrap_or_else(|| panic!("no evaluation in {state}")).clone()
+}
+
 #[test]
 fn grpo_on_two_ranks_equals_one_process_with_the_global_batch() {
     assert_two_ranks_match_one_process("grpo", &[]);
@@ -122,14 +168,14 @@ fn rloo_on_two_ranks_equals_one_process_with_the_global_batch() {
 #[test]
 fn grpo_on_two_ranks_resumes_inside_a_generation_batch_bit_for_bit() {
     let tmp = tempfile::tempdir().unwrap();
-    let reward = reward_program(tmp.path());
+    reward_program(tmp.path());
     let (whole, resumed) = (tmp.path().join("whole"), tmp.path().join("resumed"));
     // A generation batch serves 2 steps, so checkpoint-1 holds half-used rollout buffers.
     let extra = ["--steps_per_generation", "2", "--save_steps", "1"];
     let run = |out: &Path, more: &[&str]| {
         let output = mpiexec()
             .args(["-n", "2", env!("CARGO_BIN_EXE_trl")])
-            .args(run_args("grpo", &reward, 2, out, &extra))
+            .args(run_args("grpo", tmp.path(), 2, out, &extra))
             .args(more)
             .output()
             .unwrap();

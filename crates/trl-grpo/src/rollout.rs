@@ -149,7 +149,7 @@ pub fn completion_length_metrics(completions: &[Vec<u32>], eos_and_pad: &[u32]) 
 pub fn length_metrics(lengths: &[f64], truncated: &[bool]) -> StepMetrics {
     let mut terminated: Vec<f64> = lengths
         .iter()
-        .zip(&truncated)
+        .zip(truncated)
         .filter(|(_, t)| !**t)
         .map(|(l, _)| *l)
         .collect();
