@@ -268,7 +268,10 @@ fn sft_evaluation_is_sharded_and_equals_one_process() {
     let eval_entry = |out: &Path| {
         let state = read_json(&out.join("trainer_state.json"));
         let entries = state["log_history"].as_array().unwrap().clone();
-        entries.into_iter().find(|e| e.get("eval_loss").is_some()).unwrap()
+        entries
+            .into_iter()
+            .find(|e| e.get("eval_loss").is_some())
+            .unwrap()
     };
     let (expected, got) = (eval_entry(&one), eval_entry(&two));
     for key in [

@@ -120,7 +120,11 @@ fn assert_two_ranks_match_one_process(command: &str, extra: &[&str]) {
     let (expected, got) = (eval_entry(&one), eval_entry(&two));
     for key in EVAL_KEYS {
         let what = format!("{command} {key}");
-        assert_close(&what, expected[key].as_f64().unwrap(), got[key].as_f64().unwrap());
+        assert_close(
+            &what,
+            expected[key].as_f64().unwrap(),
+            got[key].as_f64().unwrap(),
+        );
     }
     let lines = |path: PathBuf| json_lines(&std::fs::read_to_string(path).unwrap());
     let evaluated = |dir: &Path| lines(dir.join("eval_completions.jsonl")).len();
@@ -128,7 +132,11 @@ fn assert_two_ranks_match_one_process(command: &str, extra: &[&str]) {
     let completions = |dir: &Path| lines(dir.join("completions.jsonl"));
     let (expected, got) = (completions(&one), completions(&two));
     assert_eq!(expected.len(), 16, "4 steps x 4 completions");
-    assert_eq!(got.len(), expected.len(), "rank 0 writes every rank's completions once");
+    assert_eq!(
+        got.len(),
+        expected.len(),
+        "rank 0 writes every rank's completions once"
+    );
     for (a, b) in expected.iter().zip(&got) {
         assert_eq!(a["completion_ids"], b["completion_ids"]);
         assert_eq!(a["step"], b["step"]);
@@ -151,7 +159,9 @@ fn eval_entry(out: &Path) -> Value {
     let state = common::read_json(&out.join("trainer_state.json"));
     let entries = state["log_history"].as_array().unwrap();
     let found = entries.iter().find(|e| e.get("eval_loss").is_some());
-    found.unwrap_or_else(|| panic!("no evaluation in {state}")).clone()
+    found
+        .unwrap_or_else(|| panic!("no evaluation in {state}"))
+        .clone()
 }
 
 #[test]

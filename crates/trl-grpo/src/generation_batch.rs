@@ -114,7 +114,8 @@ impl GrpoMethod {
         match pass {
             RolloutPass::Train { .. } => {
                 let generation = self.state.generations;
-                self.source.complete(&policy, &prompts, generation, first_row)
+                self.source
+                    .complete(&policy, &prompts, generation, first_row)
             }
             RolloutPass::Eval { step, batch } => {
                 (self.source).complete_eval(&policy, &prompts, step, batch, first_row)

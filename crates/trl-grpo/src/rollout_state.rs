@@ -113,7 +113,9 @@ mod tests {
         assert_eq!(back.buffer[0].rows, state.buffer[0].rows);
         assert_eq!((back.micro_steps, back.generations), (3, 2));
         assert!(RolloutState::load(dir.path(), 0, 2).is_err());
-        let err = RolloutState::load(dir.path(), 1, 3).unwrap_err().to_string();
+        let err = RolloutState::load(dir.path(), 1, 3)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("resume it on 2 processes"), "{err}");
     }
 }

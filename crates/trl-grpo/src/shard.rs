@@ -109,7 +109,8 @@ impl RowShard {
             .zip(table)
             .enumerate()
             .map(|(i, (ids, rewards))| {
-                let (kl_sum, kl_tokens) = kl.as_ref().map_or((0.0, 0.0), |k| (k.sums[i], k.tokens[i]));
+                let (kl_sum, kl_tokens) =
+                    kl.as_ref().map_or((0.0, 0.0), |k| (k.sums[i], k.tokens[i]));
                 let truncated = f64::from(u8::from(is_truncated(ids, eos_and_pad)));
                 let mut row = vec![ids.len() as f64, truncated, kl_sum, kl_tokens];
                 row.extend(rewards);

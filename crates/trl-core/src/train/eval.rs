@@ -42,7 +42,13 @@ pub fn evaluate<M: Method>(
     let world = world();
     let frozen = method.eval_model(model);
     let order = method.eval_sampler().epoch_order(examples.len(), 0);
-    let shards = eval_shards(&order, examples.len(), batch_size, world.rank(), world.size());
+    let shards = eval_shards(
+        &order,
+        examples.len(),
+        batch_size,
+        world.rank(),
+        world.size(),
+    );
     let mut window = MetricWindow::default();
     // [loss, weight] per batch, for transformers' per-row mean.
     let mut losses = Vec::with_capacity(2 * shards.len());

@@ -72,10 +72,7 @@ mod tests {
         let shards = eval_shards(&order, 5, 2, 0, 1);
         let got: Vec<(Vec<usize>, usize)> =
             shards.into_iter().map(|s| (s.indices, s.weight)).collect();
-        assert_eq!(
-            got,
-            vec![(vec![0, 1], 2), (vec![2, 3], 2), (vec![4], 1)]
-        );
+        assert_eq!(got, vec![(vec![0, 1], 2), (vec![2, 3], 2), (vec![4], 1)]);
     }
 
     #[test]

@@ -114,10 +114,7 @@ mod tests {
         let world = Simulated {
             rank: 1,
             size: 2,
-            others: std::sync::Mutex::new(vec![
-                vec![5.0, 0.0],
-                vec![hello[0], hello[1], 0.0, 0.0],
-            ]),
+            others: std::sync::Mutex::new(vec![vec![5.0, 0.0], vec![hello[0], hello[1], 0.0, 0.0]]),
         };
         let got = all_gather_bytes(&world, b"ok");
         assert_eq!(got, vec![b"hello".to_vec(), b"ok".to_vec()]);
