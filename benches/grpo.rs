@@ -159,9 +159,10 @@ impl CompletionSource for TimedSampler {
         model: &CausalLm,
         prompts: &[Vec<u32>],
         generation: u64,
+        first_row: u64,
     ) -> trl_core::Result<Vec<Vec<u32>>> {
         let started = Instant::now();
-        let completions = self.inner.complete(model, prompts, generation)?;
+        let completions = self.inner.complete(model, prompts, generation, first_row)?;
         let mut log = self.log.borrow_mut();
         log.seconds.push(started.elapsed().as_secs_f64());
         log.lengths.extend(completions.iter().map(Vec::len));

@@ -10,35 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{MODEL, cache_dir, logged_steps, read_json, root, text, wait_for};
-use safetensors::SafeTensors;
-
-/// `mpiexec -n N` as this machine allows it: as root (CI runs as root), more ranks than
-/// cores, no pinning (two ranks bound to one core would share it). Ranks run one thread
-/// each, as the one-process runs they are compared with.
-fn mpiexec() -> Command {
-    let mut command = Command::new("mpiexec");
-    command
-        .args([
-            "--allow-run-as-root",
-            "--oversubscribe",
-            "--bind-to",
-            "none",
-        ])
-        .current_dir(root())
-        .env("TRL_RS_CACHE", cache_dir())
-        .env("RAYON_NUM_THREADS", "1");
-    command
-}
-
-fn trl_one_thread(args: &[String]) -> Output {
-    let output = common::trl_command(args)
-        .env("RAYON_NUM_THREADS", "1")
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", text(&output));
-    output
-}
+use common::mpi::{assert_close, mpiexec, trl_one_thread, weights};
+use common::{MODEL, logged_steps, read_json, text, wait_for};
 
 /// Waits for `child` at most `limit`; a job still running then is killed and the test fails
 /// (a rank that died must never leave the others hanging).
@@ -90,29 +63,6 @@ fn run_args(command: &str, dataset: &str, batch: usize, steps: usize, out: &Path
         "--output_dir",
         &out,
     ])
-}
-
-fn weights(dir: &Path) -> Vec<(String, Vec<f32>)> {
-    let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
-    let tensors = SafeTensors::deserialize(&bytes).unwrap();
-    let mut all: Vec<(String, Vec<f32>)> = tensors
-        .tensors()
-        .into_iter()
-        .map(|(name, view)| {
-            let values = view
-                .data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
-            (name, values)
-        })
-        .collect();
-    all.sort_by(|a, b| a.0.cmp(&b.0));
-    all
-}
-
-fn assert_close(what: &str, a: f64, b: f64) {
-    assert!((a - b).abs() <= 1e-5, "{what}: {a} vs {b}");
 }
 
 /// 2 ranks x batch b x GA 2 against 1 process x batch 2b x GA 2: the same losses at every
@@ -288,4 +238,49 @@ fn a_killed_rank_ends_the_job_with_an_error() {
     let log = text(&output);
     assert!(!output.status.success(), "{log}");
     assert!(log.contains("rank 1") && log.contains("signal 9"), "{log}");
+}
+
+/// Each rank evaluates every other eval batch; the gathered `eval_*` values equal one
+/// process evaluating them all (the same eval batch size, 64 rows in batches of 4).
+#[test]
+fn sft_evaluation_is_sharded_and_equals_one_process() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (one, two) = (tmp.path().join("one"), tmp.path().join("two"));
+    let eval = strings(&[
+        "--eval_dataset_name",
+        "datasets/messages.jsonl",
+        "--eval_strategy",
+        "steps",
+        "--eval_steps",
+        "2",
+        "--per_device_eval_batch_size",
+        "4",
+    ]);
+    let dataset = "datasets/messages.jsonl";
+    trl_one_thread(&[run_args("sft", dataset, 4, 2, &one), eval.clone()].concat());
+    let output = mpiexec()
+        .args(["-n", "2", env!("CARGO_BIN_EXE_trl")])
+        .args(run_args("sft", dataset, 2, 2, &two))
+        .args(&eval)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output));
+    let eval_entry = |out: &Path| {
+        let state = read_json(&out.join("trainer_state.json"));
+        let entries = state["log_history"].as_array().unwrap().clone();
+        entries
+            .into_iter()
+            .find(|e| e.get("eval_loss").is_some())
+            .unwrap()
+    };
+    let (expected, got) = (eval_entry(&one), eval_entry(&two));
+    for key in [
+        "eval_loss",
+        "eval_entropy",
+        "eval_mean_token_accuracy",
+        "eval_num_tokens",
+    ] {
+        let value = |e: &serde_json::Value| e[key].as_f64().unwrap();
+        assert_close(&format!("sft {key}"), value(&expected), value(&got));
+    }
 }

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod mpi;
+
 /// The tiny Qwen2 causal LM the end-to-end tests train, relative to [`root`].
 pub const MODEL: &str = "fixtures/models/tiny-qwen2";
 

@@ -44,6 +44,7 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
     run.config.generation_schedule(
         run.args.per_device_train_batch_size,
         run.args.gradient_accumulation_steps,
+        trl_core::train::collective::world().size(),
     )?;
     run.config.eval_generations(&run.args)?;
     let online = OnlineSetup::new(&run, &run.config)?;

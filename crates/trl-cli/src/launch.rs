@@ -70,7 +70,8 @@ pub fn refuse_without_mpi(launched: Option<(&str, usize)>) -> Result<()> {
 }
 
 /// Commands that train data-parallel; every other command runs in one process only.
-pub const DATA_PARALLEL_COMMANDS: [&str; 5] = ["sft", "dpo", "kto", "reward", "env"];
+pub const DATA_PARALLEL_COMMANDS: [&str; 7] =
+    ["sft", "dpo", "kto", "reward", "grpo", "rloo", "env"];
 
 /// An error when `command` is run by several processes but is not data-parallel.
 pub fn check_command(command: &str) -> Result<()> {
@@ -80,7 +81,7 @@ pub fn check_command(command: &str) -> Result<()> {
             "`trl {command}` runs in one process, but {} processes were launched; data-parallel \
              runs support {} (launch `trl {command}` without mpirun/srun)",
             world.size(),
-            DATA_PARALLEL_COMMANDS[..4].join(", ")
+            DATA_PARALLEL_COMMANDS[..DATA_PARALLEL_COMMANDS.len() - 1].join(", ")
         );
     }
     Ok(())

@@ -286,6 +286,10 @@ where
         self.inner.save_state(dir)
     }
 
+    fn save_rank_state(&self, dir: &Path, rank: usize) -> trl_core::Result<()> {
+        self.inner.save_rank_state(dir, rank)
+    }
+
     fn load_state(&mut self, dir: &Path, device: &Device) -> trl_core::Result<()> {
         self.inner.load_state(dir, device)
     }

@@ -35,6 +35,7 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
     config.generation_schedule(
         run.args.per_device_train_batch_size,
         run.args.gradient_accumulation_steps,
+        trl_core::train::collective::world().size(),
     )?;
     config.eval_generations(&run.args)?;
     let online = OnlineSetup::new(&run, &config)?;

@@ -254,14 +254,17 @@ impl GrpoConfig {
         }
     }
 
-    /// The generation schedule for one process with `per_device_train_batch_size` and
-    /// `gradient_accumulation_steps`, with TRL's rules and error texts.
+    /// The generation schedule for `processes` processes with `per_device_train_batch_size`
+    /// and `gradient_accumulation_steps`, with TRL's rules and error texts: the global batch
+    /// is `per_device_train_batch_size * processes`, and `generation_batch_size` counts the
+    /// completions of all processes (each generates its `1 / processes` share).
     pub fn generation_schedule(
         &self,
         per_device_train_batch_size: usize,
         gradient_accumulation_steps: usize,
+        processes: usize,
     ) -> trl_core::Result<GenerationSchedule> {
-        let global = per_device_train_batch_size.max(1);
+        let global = per_device_train_batch_size.max(1) * processes.max(1);
         let (generation_batch_size, steps_per_generation) =
             match (self.generation_batch_size, self.steps_per_generation) {
                 (None, None) => {
@@ -300,8 +303,8 @@ impl GrpoConfig {
                 "generation_batch_size",
                 format!(
                     "generation_batch_size ({generation_batch_size}) must be divisible by \
-                     num_generations ({}): per_device_train_batch_size × steps_per_generation \
-                     must hold whole groups of num_generations completions",
+                     num_generations ({}): per_device_train_batch_size × processes × \
+                     steps_per_generation must hold whole groups of num_generations completions",
                     self.num_generations
                 ),
             ));
@@ -375,7 +378,7 @@ mod tests {
         batch: usize,
         accumulation: usize,
     ) -> trl_core::Result<GenerationSchedule> {
-        config.generation_schedule(batch, accumulation)
+        config.generation_schedule(batch, accumulation, 1)
     }
 
     #[test]

@@ -19,7 +19,7 @@ use crate::config::GrpoConfig;
 use crate::data::PromptExample;
 use crate::generation_batch::RolloutPass;
 use crate::loss::LossNormalizer;
-use crate::rollout::{RolloutBatch, RolloutRow};
+use crate::rollout::RolloutBatch;
 use crate::trainer::GrpoMethod;
 
 impl GrpoConfig {
@@ -91,18 +91,14 @@ impl GrpoMethod {
             batch: ctx.batch,
         };
         let generated = self.rollout(model, examples, pass)?;
-        let tokens = generated
-            .rows
-            .iter()
-            .map(RolloutRow::loss_tokens)
-            .sum::<usize>();
         let batch = RolloutBatch {
             rows: generated.rows,
-            generation_tokens: tokens as f64,
+            generation_tokens: generated.loss_tokens,
             generation_metrics: generated.metrics,
             generation_input_tokens: 0.0,
         };
-        let normalizer = LossNormalizer::evaluation(batch.generation_tokens);
+        let processes = trl_core::train::collective::world().size() as f64;
+        let normalizer = LossNormalizer::evaluation(batch.generation_tokens / processes);
         let (loss, mut metrics) = self.batch_loss(model, &batch, &normalizer)?;
         let loss = trl_core::host::scalar(loss.without_autodiff(), "the eval loss")?;
         metrics.push("num_tokens", ctx.num_tokens);

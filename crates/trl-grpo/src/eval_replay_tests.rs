@@ -30,6 +30,7 @@ impl CompletionSource for EvalReplay {
         _: &CausalLm,
         _: &[Vec<u32>],
         g: u64,
+        _: u64,
     ) -> trl_core::Result<Vec<Vec<u32>>> {
         panic!("generation {g}: only evaluation runs here")
     }
@@ -40,6 +41,7 @@ impl CompletionSource for EvalReplay {
         prompts: &[Vec<u32>],
         step: u64,
         batch: usize,
+        _first_row: u64,
     ) -> trl_core::Result<Vec<Vec<u32>>> {
         assert_eq!(step, 0);
         let recorded = &self.batches[batch];

@@ -10,10 +10,11 @@ use trl_core::model::CausalLm;
 
 use crate::completion_log::CompletionRecord;
 use crate::data::PromptExample;
-use crate::rollout::{RolloutRow, completion_length_metrics, is_truncated};
+use crate::rollout::{RolloutRow, is_truncated, length_metrics};
 use crate::scoring::{
     AdvantageConfig, ScoredCompletion, advantages_and_metrics, rewards_per_function,
 };
+use crate::shard::RowShard;
 use crate::trainer::{GrpoMethod, Variant};
 
 /// Which rollout runs: a training generation batch, or one eval batch (TRL's eval mode:
@@ -31,32 +32,26 @@ pub(crate) struct GenerationBatch {
     pub rows: Vec<RolloutRow>,
     /// Completion-length and reward metrics, logged once.
     pub metrics: Vec<(String, f64)>,
-    /// Prompt + completion tokens (`num_tokens`).
+    /// Prompt + completion tokens of this process's rows (`num_tokens`; the loop sums it).
     pub input_tokens: f64,
+    /// Loss tokens of every process's rows (TRL's `num_items_in_batch`, gathered).
+    pub loss_tokens: f64,
 }
 
 impl GrpoMethod {
     /// One generation batch for `examples` (prompts repeated `num_generations` times in a
     /// row, `num_generations_eval` in evaluation); in training the caller shuffles and splits
-    /// it (see `GrpoMethod::refill`).
+    /// it (see `GrpoMethod::refill`). With several processes `examples` are this rank's share
+    /// of the global batch: rewards are gathered for the advantages and metrics, and the
+    /// rows keep this rank's advantages (see [`RowShard`]).
     pub(crate) fn rollout(
         &mut self,
         model: &CausalLm,
         examples: &[&PromptExample],
         pass: RolloutPass,
     ) -> Result<GenerationBatch> {
-        let policy = model.valid();
-        let prompts: Vec<Vec<u32>> = examples.iter().map(|e| e.prompt_ids.clone()).collect();
-        let completions = match pass {
-            RolloutPass::Train { .. } => {
-                self.source
-                    .complete(&policy, &prompts, self.state.generations)?
-            }
-            RolloutPass::Eval { step, batch } => {
-                self.source.complete_eval(&policy, &prompts, step, batch)?
-            }
-        };
-        let mut metrics = completion_length_metrics(&completions, &self.eos_and_pad).values;
+        let shard = RowShard::new(examples.len());
+        let completions = self.complete(model, examples, pass, shard.first_row())?;
         let decoded = self.decode(examples, &completions)?;
         let scored: Vec<ScoredCompletion> = examples
             .iter()
@@ -69,9 +64,76 @@ impl GrpoMethod {
             })
             .collect();
         let table = rewards_per_function(&mut self.rewards, &scored)?;
+        let mut rows = self.rows_with_logps(model, examples, &completions);
+        let kl = match self.variant {
+            Variant::Grpo => None,
+            Variant::Rloo(_) => self.take_sequence_kl(&mut rows),
+        };
+        let global = shard.gather_scores(&completions, &self.eos_and_pad, &table, kl);
+        let mut metrics = length_metrics(&global.lengths, &global.truncated).values;
+        let groups = self.generations_of(pass);
+        let (advantages, reward_metrics) = match self.variant {
+            Variant::Grpo => {
+                let mut config = self.advantage_config();
+                config.num_generations = groups;
+                advantages_and_metrics(&global.table, &self.reward_names, &config)?
+            }
+            Variant::Rloo(options) => {
+                self.rloo_advantages(&global.table, global.kl.as_ref(), options, groups)?
+            }
+        };
+        metrics.extend(reward_metrics);
+        for (row, advantage) in rows.iter_mut().zip(shard.local(&advantages.advantages)) {
+            row.advantage = *advantage;
+        }
+        let weighted = shard.local(&advantages.rewards);
+        self.log_completions(pass, &shard, &scored, &table, weighted, &rows)?;
+        let input_tokens: usize = rows
+            .iter()
+            .map(|r| r.prompt_ids.len() + r.completion_ids.len())
+            .sum();
+        let loss_tokens = rows.iter().map(RolloutRow::loss_tokens).sum::<usize>();
+        Ok(GenerationBatch {
+            loss_tokens: shard.sum(loss_tokens as f64),
+            rows,
+            metrics,
+            input_tokens: input_tokens as f64,
+        })
+    }
+
+    /// The policy's completions of `examples`, row `i` sampled as global row `first_row + i`.
+    fn complete(
+        &mut self,
+        model: &CausalLm,
+        examples: &[&PromptExample],
+        pass: RolloutPass,
+        first_row: u64,
+    ) -> Result<Vec<Vec<u32>>> {
+        let policy = model.valid();
+        let prompts: Vec<Vec<u32>> = examples.iter().map(|e| e.prompt_ids.clone()).collect();
+        match pass {
+            RolloutPass::Train { .. } => {
+                let generation = self.state.generations;
+                self.source
+                    .complete(&policy, &prompts, generation, first_row)
+            }
+            RolloutPass::Eval { step, batch } => {
+                (self.source).complete_eval(&policy, &prompts, step, batch, first_row)
+            }
+        }
+    }
+
+    /// The rows of a generation batch with the old (when off-policy) and reference
+    /// log-probs the loss needs, computed without autodiff; advantages come later.
+    fn rows_with_logps(
+        &self,
+        model: &CausalLm,
+        examples: &[&PromptExample],
+        completions: &[Vec<u32>],
+    ) -> Vec<RolloutRow> {
         let mut rows: Vec<RolloutRow> = examples
             .iter()
-            .zip(&completions)
+            .zip(completions)
             .map(|(example, ids)| RolloutRow {
                 prompt_ids: example.prompt_ids.clone(),
                 completion_ids: ids.clone(),
@@ -98,29 +160,7 @@ impl GrpoMethod {
                 .zip(logps)
                 .for_each(|(r, l)| r.ref_logps = Some(l));
         }
-        let groups = self.generations_of(pass);
-        let (advantages, reward_metrics) = match self.variant {
-            Variant::Grpo => {
-                let mut config = self.advantage_config();
-                config.num_generations = groups;
-                advantages_and_metrics(&table, &self.reward_names, &config)?
-            }
-            Variant::Rloo(options) => self.rloo_advantages(&table, &mut rows, options, groups)?,
-        };
-        metrics.extend(reward_metrics);
-        for (row, advantage) in rows.iter_mut().zip(&advantages.advantages) {
-            row.advantage = *advantage;
-        }
-        self.log_completions(pass, &scored, &table, &advantages.rewards, &rows)?;
-        let input_tokens: usize = rows
-            .iter()
-            .map(|r| r.prompt_ids.len() + r.completion_ids.len())
-            .sum();
-        Ok(GenerationBatch {
-            rows,
-            metrics,
-            input_tokens: input_tokens as f64,
-        })
+        rows
     }
 
     /// Completions per prompt in `pass`: `num_generations`, or `num_generations_eval`.
@@ -159,10 +199,12 @@ impl GrpoMethod {
     }
 
     /// Appends the batch to `completions.jsonl` (training, printing a few on logged steps) or
-    /// `eval_completions.jsonl` (evaluation, stamped with the steps done).
+    /// `eval_completions.jsonl` (evaluation, stamped with the steps done): every process's
+    /// rows, written by rank 0 (TRL's `gather_object`).
     fn log_completions(
         &self,
         pass: RolloutPass,
+        shard: &RowShard,
         scored: &[ScoredCompletion],
         table: &[Vec<f64>],
         weighted: &[f64],
@@ -198,6 +240,10 @@ impl GrpoMethod {
                 advantage: rows[i].advantage,
             })
             .collect();
+        let records = shard.gather_records(&records)?;
+        if !shard.is_main() {
+            return Ok(());
+        }
         log.append(&records)?;
         if matches!(pass, RolloutPass::Train { .. }) && step.is_multiple_of(self.logging_steps) {
             log.print(&records);

@@ -27,6 +27,7 @@ pub mod rloo_config;
 pub mod rollout;
 pub mod rollout_state;
 pub mod scoring;
+mod shard;
 pub mod trainer;
 
 pub use config::GrpoConfig;

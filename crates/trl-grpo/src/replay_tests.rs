@@ -89,6 +89,7 @@ impl CompletionSource for Replay {
         _model: &CausalLm,
         prompts: &[Vec<u32>],
         generation: u64,
+        _first_row: u64,
     ) -> trl_core::Result<Vec<Vec<u32>>> {
         let recorded = &self.generations[generation as usize];
         let want: Vec<Vec<u32>> = serde_json::from_value(recorded["prompt_ids"].clone()).unwrap();

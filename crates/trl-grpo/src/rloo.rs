@@ -12,31 +12,32 @@ use crate::rollout::RolloutRow;
 use crate::trainer::GrpoMethod;
 
 impl GrpoMethod {
+    /// The KL that RLOO folds into the reward (when `beta != 0`), per row of this process;
+    /// the reference log-probs served it only, so the rows drop them (the loss does not
+    /// read them).
+    pub(crate) fn take_sequence_kl(&self, rows: &mut [RolloutRow]) -> Option<SequenceKl> {
+        let kl = (self.config.beta != 0.0).then(|| sequence_kl(rows));
+        rows.iter_mut().for_each(|r| r.ref_logps = None);
+        kl
+    }
+
     /// RLOO's advantages of a generation batch of `num_generations` completions per prompt
-    /// (rows carry old and reference log-probs) and
-    /// its generation metrics (`kl` when `beta != 0`, and the reward metrics).
+    /// (`table` and `kl` cover every process's rows, as TRL gathers both) and its generation
+    /// metrics (`kl` when `beta != 0`, and the reward metrics).
     pub(crate) fn rloo_advantages(
         &self,
         table: &[Vec<f64>],
-        rows: &mut [RolloutRow],
+        kl: Option<&SequenceKl>,
         options: RlooOptions,
         num_generations: usize,
     ) -> Result<(Advantages, Vec<(String, f64)>)> {
-        let kl = (self.config.beta != 0.0).then(|| sequence_kl(rows));
-        // The reference log-probs served the KL only: the loss does not read them.
-        rows.iter_mut().for_each(|r| r.ref_logps = None);
         let config = RlooAdvantageConfig {
             beta: self.config.beta,
             normalize_advantages: options.normalize_advantages,
             reward_clip_range: options.reward_clip_range,
         };
-        let advantages = rloo_advantages(
-            table,
-            &self.reward_weights,
-            num_generations,
-            &config,
-            kl.as_ref(),
-        )?;
+        let advantages =
+            rloo_advantages(table, &self.reward_weights, num_generations, &config, kl)?;
         let metrics = advantages.metrics(&self.reward_names);
         Ok((advantages, metrics))
     }

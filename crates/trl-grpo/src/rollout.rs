@@ -55,16 +55,20 @@ pub struct RolloutBatch {
 /// Where completions come from: the policy's own sampling, or (replay tests) recorded ones.
 pub trait CompletionSource {
     /// Completion ids (each up to and including its first EOS) for every prompt row, in
-    /// order; `generation` counts the generation batches of the run from 0.
+    /// order; `generation` counts the generation batches of the run from 0, `first_row` is
+    /// the index of `prompts[0]` in the global generation batch (a data-parallel rank's share
+    /// starts at `rank * rows`; 0 in one process), so row `i` samples as global row
+    /// `first_row + i` whatever the number of processes.
     fn complete(
         &mut self,
         model: &CausalLm,
         prompts: &[Vec<u32>],
         generation: u64,
+        first_row: u64,
     ) -> Result<Vec<Vec<u32>>>;
 
     /// Completions for eval batch `batch` of the evaluation after `step` optimizer steps
-    /// (TRL's eval mode). By default [`CompletionSource::complete`] with a generation number
+    /// (TRL's eval mode; `first_row` as in [`CompletionSource::complete`]). By default [`CompletionSource::complete`] with a generation number
     /// of its own (high bit set, never a training batch's), so evaluation draws from seeds
     /// training never uses and leaves the training trajectory unchanged.
     fn complete_eval(
@@ -73,9 +77,10 @@ pub trait CompletionSource {
         prompts: &[Vec<u32>],
         step: u64,
         batch: usize,
+        first_row: u64,
     ) -> Result<Vec<Vec<u32>>> {
         let generation = EVAL_GENERATIONS | (step << 24) | batch as u64;
-        self.complete(model, prompts, generation)
+        self.complete(model, prompts, generation, first_row)
     }
 
     /// The order the `rows` of generation batch `generation` are trained in (TRL shuffles
@@ -102,9 +107,11 @@ impl CompletionSource for PolicySampler {
         model: &CausalLm,
         prompts: &[Vec<u32>],
         generation: u64,
+        first_row: u64,
     ) -> Result<Vec<Vec<u32>>> {
         let options = GenerationOptions {
             seed: generation_seed(self.options.seed, generation),
+            first_sequence: first_row,
             num_return_sequences: 1,
             ..self.options.clone()
         };
@@ -133,9 +140,16 @@ pub fn completion_length_metrics(completions: &[Vec<u32>], eos_and_pad: &[u32]) 
         .iter()
         .map(|c| is_truncated(c, eos_and_pad))
         .collect();
+    length_metrics(&lengths, &truncated)
+}
+
+/// [`completion_length_metrics`] from each completion's length and whether it was
+/// truncated (what data-parallel ranks gather: TRL's `agg_completion_lengths`,
+/// `agg_is_truncated`).
+pub fn length_metrics(lengths: &[f64], truncated: &[bool]) -> StepMetrics {
     let mut terminated: Vec<f64> = lengths
         .iter()
-        .zip(&truncated)
+        .zip(truncated)
         .filter(|(_, t)| !**t)
         .map(|(l, _)| *l)
         .collect();

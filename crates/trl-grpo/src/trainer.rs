@@ -13,6 +13,7 @@ use std::path::Path;
 use burn::tensor::{Device, Tensor, TensorData};
 use trl_core::model::{CausalLm, load_causal_lm, save_causal_lm};
 use trl_core::tokenizer::Tokenizer;
+use trl_core::train::collective::world;
 use trl_core::train::ref_sync::RefSync;
 use trl_core::train::{
     EvalContext, Method, PreparedStep, RepeatSampler, Sampler, StepContext, StepMetrics,
@@ -94,6 +95,7 @@ impl GrpoMethod {
         let schedule = config.generation_schedule(
             args.per_device_train_batch_size,
             args.gradient_accumulation_steps,
+            world().size(),
         )?;
         if parts.rewards.is_empty() {
             return Err(Error::Config {
@@ -139,7 +141,10 @@ impl GrpoMethod {
             reward_names,
             reward_weights,
             source: parts.source,
-            state: RolloutState::default(),
+            state: RolloutState {
+                processes: world().size(),
+                ..RolloutState::default()
+            },
             completion_log,
             eval_completion_log,
             eval_generations,
@@ -169,7 +174,8 @@ impl GrpoMethod {
         let rows = &batch.rows;
         let order = self.source.order(rows.len(), generation, self.seed);
         let shuffled: Vec<RolloutRow> = order.iter().map(|&i| rows[i].clone()).collect();
-        let mut buffer = split_rows(shuffled, self.schedule.steps_per_generation);
+        let parts = self.schedule.steps_per_generation;
+        let mut buffer = split_rows(shuffled, parts, batch.loss_tokens);
         buffer[0].generation_metrics = batch.metrics;
         buffer[0].generation_input_tokens = batch.input_tokens;
         self.state.buffer = buffer;
@@ -271,9 +277,9 @@ impl GrpoMethod {
     }
 }
 
-/// Cuts a shuffled generation batch into `parts` equal micro-batches.
-fn split_rows(rows: Vec<RolloutRow>, parts: usize) -> Vec<RolloutBatch> {
-    let generation_tokens = rows.iter().map(RolloutRow::loss_tokens).sum::<usize>() as f64;
+/// Cuts a shuffled generation batch into `parts` equal micro-batches; `generation_tokens`
+/// are the loss tokens of the whole (all processes') generation batch.
+fn split_rows(rows: Vec<RolloutRow>, parts: usize, generation_tokens: f64) -> Vec<RolloutBatch> {
     let size = rows.len().div_ceil(parts.max(1)).max(1);
     rows.chunks(size)
         .map(|chunk| RolloutBatch {
@@ -340,10 +346,14 @@ impl Method for GrpoMethod {
         batch: &RolloutBatch,
         items_in_update: f64,
     ) -> Result<(Tensor<1>, StepMetrics)> {
+        // `items_in_update` is the micro-batches of every process (one item each), so the
+        // GA-scaled losses come out divided by the processes too: the loop sums gradients
+        // over the ranks where DDP averages them.
         let normalizer = LossNormalizer {
             current_gradient_accumulation_steps: items_in_update as usize,
             steps_per_generation: self.schedule.steps_per_generation,
             num_items_in_batch: batch.generation_tokens,
+            processes: world().size(),
         };
         self.batch_loss(model, batch, &normalizer)
     }
@@ -382,15 +392,21 @@ impl Method for GrpoMethod {
 
     /// The rollout buffer and counters, and a synced reference, go into every checkpoint.
     fn save_state(&self, dir: &Path) -> Result<()> {
-        self.state.save(dir)?;
+        self.state.save(dir, 0)?;
         match &self.ref_sync {
             Some(sync) => sync.save(self.reference.as_ref(), &self.tokenizer, dir),
             None => Ok(()),
         }
     }
 
+    /// Each rank's rollout buffer holds its own completions.
+    fn save_rank_state(&self, dir: &Path, rank: usize) -> Result<()> {
+        self.state.save(dir, rank)
+    }
+
     fn load_state(&mut self, dir: &Path, device: &Device) -> Result<()> {
-        self.state = RolloutState::load(dir)?;
+        let world = world();
+        self.state = RolloutState::load(dir, world.rank(), world.size())?;
         match &self.ref_sync {
             Some(sync) => sync.load(&mut self.reference, dir, device),
             None => Ok(()),

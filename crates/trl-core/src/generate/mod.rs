@@ -222,7 +222,7 @@ fn expand(prompts: &[Vec<u32>], width: usize, options: &GenerationOptions) -> Ve
                 prompt_index: index / n,
                 history,
                 generated: Vec::with_capacity(options.max_new_tokens),
-                rng: Rng::for_sequence(options.seed, index as u64),
+                rng: Rng::for_sequence(options.seed, options.first_sequence + index as u64),
                 finish: None,
             }
         })

@@ -31,6 +31,11 @@ pub struct GenerationOptions {
     pub num_return_sequences: usize,
     /// Seeds the sampler: the same seed, prompts and options give the same tokens.
     pub seed: u64,
+    /// The index of the first sequence in the whole batch it belongs to: sequence `i` draws
+    /// from stream `first_sequence + i` of `seed`. A data-parallel rank generating its share of
+    /// a global batch passes its first row, so each row draws the same tokens as in one
+    /// process generating the whole batch (0 otherwise).
+    pub first_sequence: u64,
     /// A sequence ends after any of these (the tokenizer's EOS, `generation_config.json`'s
     /// `eos_token_id`, and user stop tokens).
     pub eos_token_ids: Vec<u32>,
@@ -53,6 +58,7 @@ impl Default for GenerationOptions {
             repetition_penalty: 1.0,
             num_return_sequences: 1,
             seed: 42,
+            first_sequence: 0,
             eos_token_ids: Vec::new(),
             stop_strings: Vec::new(),
             pad_token_id: 0,

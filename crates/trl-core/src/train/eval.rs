@@ -11,6 +11,9 @@ use std::time::Instant;
 use serde_json::Value;
 
 use super::args::{SaveStrategy, TrainingArguments};
+use super::collective::world;
+use super::eval_shard::eval_shards;
+use super::gather::all_gather_f64;
 use super::method::{EvalContext, Method, StepContext};
 use super::metrics::{MetricWindow, StepMetrics};
 use super::state::{LogEntry, TrainerState};
@@ -25,7 +28,9 @@ pub struct EvalSummary {
 
 /// Evaluates `model` on `examples` with `method`, returning the `eval_*` metrics. The batches
 /// follow [`Method::eval_sampler`]'s order; the samples and steps of the throughput metrics
-/// count the eval set's examples, as transformers does (`len(eval_dataset)`).
+/// count the eval set's examples, as transformers does (`len(eval_dataset)`). With several
+/// processes each rank evaluates its share of the batches ([`eval_shards`]) and the losses
+/// and metrics are gathered before they are combined, so every rank returns the same values.
 pub fn evaluate<M: Method>(
     method: &mut M,
     model: &M::Model,
@@ -35,34 +40,56 @@ pub fn evaluate<M: Method>(
 ) -> Result<EvalSummary> {
     let start = Instant::now();
     let batch_size = batch_size.max(1);
+    let world = world();
     let frozen = method.eval_model(model);
     let order = method.eval_sampler().epoch_order(examples.len(), 0);
-    let batches: Vec<&[usize]> = order.chunks(batch_size).collect();
-    let weights = batch_loss_weights(examples.len(), batches.len(), batch_size);
+    let shards = eval_shards(
+        &order,
+        examples.len(),
+        batch_size,
+        world.rank(),
+        world.size(),
+    );
     let mut window = MetricWindow::default();
-    // (loss, weight) per batch, for transformers' per-row mean.
-    let mut losses = Vec::new();
-    for (index, (indices, weight)) in batches.iter().zip(weights).enumerate() {
-        let refs: Vec<&M::Example> = indices.iter().map(|&i| &examples[i]).collect();
+    // [loss, weight] per batch, for transformers' per-row mean.
+    let mut losses = Vec::with_capacity(2 * shards.len());
+    for shard in &shards {
+        let refs: Vec<&M::Example> = shard.indices.iter().map(|&i| &examples[i]).collect();
         let batch_ctx = EvalContext {
-            batch: index,
+            batch: shard.round,
             ..*ctx
         };
         let (loss, metrics) = method.eval_batch(&frozen, &refs, &batch_ctx)?;
-        losses.push((loss, weight));
-        window.record(&metrics);
+        losses.extend([loss, shard.weight as f64]);
+        window.record(&counted(metrics, shard.weight));
     }
+    let losses: Vec<(f64, usize)> = all_gather_f64(world, &losses)
+        .chunks(2)
+        .filter(|pair| pair[1] > 0.0)
+        .map(|pair| (pair[0], pair[1] as usize))
+        .collect();
+    window.all_reduce(world);
     let mut entry = LogEntry::new();
     entry.insert("eval_loss".into(), Value::from(row_weighted_loss(&losses)));
     for (name, value) in window.drain() {
         entry.insert(format!("eval_{name}"), Value::from(value));
     }
     let runtime = start.elapsed().as_secs_f64();
-    let steps = examples.len().div_ceil(batch_size);
+    let steps = examples.len().div_ceil(batch_size * world.size());
     for (name, value) in speed_metrics(runtime, examples.len(), steps) {
         entry.insert(name.into(), Value::from(value));
     }
     Ok(EvalSummary { metrics: entry })
+}
+
+/// A batch's metrics as the window records them: a batch of padding (weight 0, see
+/// [`eval_shards`]) keeps its metric names, so every rank's window lines up name by name
+/// for [`MetricWindow::all_reduce`], with NaN values, which the means leave out.
+fn counted(mut metrics: StepMetrics, weight: usize) -> StepMetrics {
+    if weight == 0 {
+        metrics.values.iter_mut().for_each(|(_, v)| *v = f64::NAN);
+    }
+    metrics
 }
 
 /// How many times each batch's loss enters `eval_loss`'s mean: transformers repeats a batch's

@@ -126,6 +126,14 @@ pub trait Method {
         Ok(())
     }
 
+    /// With several processes, called on every rank but 0 once rank 0 has written checkpoint
+    /// folder `dir`: a method whose state differs between ranks (GRPO's rollout buffer holds
+    /// each rank's own completions) writes this rank's part there; [`Method::load_state`]
+    /// then reads it back on the same rank.
+    fn save_rank_state(&self, _dir: &Path, _rank: usize) -> Result<()> {
+        Ok(())
+    }
+
     /// Restores what [`Method::save_state`] wrote, when resuming from `dir`.
     fn load_state(&mut self, _dir: &Path, _device: &Device) -> Result<()> {
         Ok(())

@@ -12,6 +12,8 @@ pub mod data_parallel;
 pub mod eval;
 mod eval_args;
 mod eval_loop;
+pub mod eval_shard;
+pub mod gather;
 pub mod logging;
 pub mod method;
 pub mod metrics;

@@ -156,7 +156,12 @@ impl Plan {
 /// Batch `index` of the epoch `order` cut into batches of `batch_size`, the order extended
 /// (as accelerate's `even_batches`) by its first `world_size * batch_size` examples, cycled,
 /// until every rank has a full batch.
-fn rank_batch(order: &[usize], batch_size: usize, world_size: usize, index: usize) -> Vec<usize> {
+pub(super) fn rank_batch(
+    order: &[usize],
+    batch_size: usize,
+    world_size: usize,
+    index: usize,
+) -> Vec<usize> {
     let start = index * batch_size;
     let initial = &order[..order.len().min(batch_size * world_size)];
     (start..start + batch_size)

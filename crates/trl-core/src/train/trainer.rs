@@ -311,7 +311,9 @@ fn save_due(args: &TrainingArguments, plan: &Plan, state: &TrainerState, new_bes
 
 /// Writes `checkpoint-N` (model, method state, optimizer unless `save_only_model`, trainer
 /// state) and, when `prune`, deletes old ones beyond `save_total_limit`, keeping the best.
-/// Only rank 0 writes; every rank waits until it has (a later load sees whole files).
+/// Only rank 0 writes it; then the other ranks add their own method state
+/// ([`Method::save_rank_state`]), and every rank waits until all have (a later load sees whole
+/// files).
 #[allow(clippy::too_many_arguments)]
 fn write_checkpoint<M: Method>(
     method: &M,
@@ -324,10 +326,14 @@ fn write_checkpoint<M: Method>(
 ) -> Result<PathBuf> {
     if !world.is_main() {
         world.barrier();
-        return Ok(checkpoint_dir(output_dir, run.state.global_step));
+        let dir = checkpoint_dir(output_dir, run.state.global_step);
+        let saved = method.save_rank_state(&dir, world.rank());
+        world.barrier();
+        return saved.map(|()| dir);
     }
     let dir = write_main_checkpoint(method, model, output_dir, run, args, prune);
-    // Rank 0 reaches the barrier whatever happened, so a failed write is its error alone.
+    // Rank 0 reaches the barriers whatever happened, so a failed write is its error alone.
+    world.barrier();
     world.barrier();
     dir
 }

@@ -149,6 +149,7 @@ fn every_loss_type_matches_trl() {
                 .unwrap() as usize,
             steps_per_generation: n["steps_per_generation"].as_u64().unwrap() as usize,
             num_items_in_batch: number(&n["num_items_in_batch"]),
+            processes: 1,
         };
         let out = policy_loss(&cfg, inputs, &norm).unwrap();
         check_against(case, name, &logps, out, 1.0);
@@ -323,6 +324,7 @@ fn wrong_shapes_and_a_missing_reference_are_errors() {
         current_gradient_accumulation_steps: 1,
         steps_per_generation: 1,
         num_items_in_batch: 6.0,
+        processes: 1,
     };
     let cfg = PolicyLossConfig {
         beta: 0.04,
@@ -371,11 +373,13 @@ fn split_micro_batches_sum_to_the_whole_batch() {
     };
     let tokens: f64 = rows(&set["completion_mask"]).concat().iter().sum();
     let rows_total = numbers(&set["advantages"]).len();
-    let loss = |cfg: &PolicyLossConfig, inputs, ga, spg| {
+    // `ga` counts every process's micro-batches (the loop's summed items).
+    let loss = |cfg: &PolicyLossConfig, inputs, ga, spg, processes| {
         let norm = LossNormalizer {
             current_gradient_accumulation_steps: ga,
             steps_per_generation: spg,
             num_items_in_batch: tokens,
+            processes,
         };
         f64::from(
             policy_loss(cfg, inputs, &norm)
@@ -397,14 +401,24 @@ fn split_micro_batches_sum_to_the_whole_batch() {
             max_completion_length: 8,
             ..Default::default()
         };
-        let whole = loss(&cfg, batch(0..rows_total), 1, 1);
+        let whole = loss(&cfg, batch(0..rows_total), 1, 1, 1);
         let half = rows_total / 2;
-        let split = loss(&cfg, batch(0..half), 2, 2) + loss(&cfg, batch(half..rows_total), 2, 2);
+        let split =
+            loss(&cfg, batch(0..half), 2, 2, 1) + loss(&cfg, batch(half..rows_total), 2, 2, 1);
         assert_close(
             split,
             whole,
             ATOL,
             &format!("{loss_type}: two micro-batches vs one"),
+        );
+        // Two processes with one micro-batch each: their summed losses are the whole's.
+        let ranks =
+            loss(&cfg, batch(0..half), 2, 1, 2) + loss(&cfg, batch(half..rows_total), 2, 1, 2);
+        assert_close(
+            ranks,
+            whole,
+            ATOL,
+            &format!("{loss_type}: two processes vs one"),
         );
     }
 }
