@@ -64,7 +64,7 @@ impl GrpoMethod {
             })
             .collect();
         let table = rewards_per_function(&mut self.rewards, &scored)?;
-        let mut rows = self.rows_with_logps(model, examples, &completions);
+        let mut rows = self.rows_with_logps(model, examples, &completions)?;
         let kl = match self.variant {
             Variant::Grpo => None,
             Variant::Rloo(_) => self.take_sequence_kl(&mut rows),
@@ -130,7 +130,7 @@ impl GrpoMethod {
         model: &CausalLm,
         examples: &[&PromptExample],
         completions: &[Vec<u32>],
-    ) -> Vec<RolloutRow> {
+    ) -> Result<Vec<RolloutRow>> {
         let mut rows: Vec<RolloutRow> = examples
             .iter()
             .zip(completions)
@@ -160,7 +160,7 @@ impl GrpoMethod {
                 .zip(logps)
                 .for_each(|(r, l)| r.ref_logps = Some(l));
         }
-        rows
+        Ok(rows)
     }
 
     /// Completions per prompt in `pass`: `num_generations`, or `num_generations_eval`.
