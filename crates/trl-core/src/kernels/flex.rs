@@ -19,10 +19,10 @@ use super::attention_cpu::{
 use super::cached_attention_cpu::{CachedAttentionShape, cached_attention_forward};
 use super::flex_head::{HeadOptions, head_logprobs_autodiff, head_logprobs_flex};
 use super::flex_lora::{LoraOptions, lora_linear_autodiff, lora_linear_flex};
-use super::lora_cpu::Dropout;
 use super::logprobs_cpu::{
     LogitsShape, STATS, label_logprobs_backward, label_logprobs_forward, token_stats,
 };
+use super::lora_cpu::Dropout;
 use super::mlp_cpu::{MlpNeeds, MlpShape, MlpWeights, mlp_backward, mlp_forward};
 use super::rms_norm_cpu::{rms_norm_backward, rms_norm_forward};
 use super::rope_cpu;

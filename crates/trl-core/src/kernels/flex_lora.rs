@@ -127,11 +127,7 @@ pub fn lora_linear_autodiff<C: CheckpointStrategy>(
 ) -> FloatTensor<Autodiff<Flex, C>> {
     let nodes = tensors.each_ref().map(|t| t.node());
     let primitives = tensors.each_ref().map(|t| contiguous(t.primitive()));
-    match LoraBackward
-        .prepare::<C>(nodes)
-        .compute_bound()
-        .stateful()
-    {
+    match LoraBackward.prepare::<C>(nodes).compute_bound().stateful() {
         OpsKind::Tracked(prep) => {
             let (out, hidden) = forward(&primitives, options);
             let state = LoraState {

@@ -115,11 +115,25 @@ pub fn lora_forward(
     out: &mut [f32],
 ) -> Vec<f32> {
     let xm = matrix(x, s.tokens, s.d_in);
-    matmul(&xm, false, &matrix(w.base, s.d_in, s.d_out), false, out, false);
+    matmul(
+        &xm,
+        false,
+        &matrix(w.base, s.d_in, s.d_out),
+        false,
+        out,
+        false,
+    );
     let input = adapter_input(x, dropout);
     let mut hidden = vec![0.0f32; s.tokens * s.rank];
     let input = matrix(&input, s.tokens, s.d_in);
-    matmul(&input, false, &matrix(w.a, s.d_in, s.rank), false, &mut hidden, false);
+    matmul(
+        &input,
+        false,
+        &matrix(w.a, s.d_in, s.rank),
+        false,
+        &mut hidden,
+        false,
+    );
     hidden.iter_mut().for_each(|h| *h *= w.scaling);
     let hm = matrix(&hidden, s.tokens, s.rank);
     matmul(&hm, false, &matrix(w.b, s.rank, s.d_out), false, out, true);
@@ -181,7 +195,14 @@ pub fn lora_backward(
     let d_base = product(needs.base, (&x, true), (&g, false), s.d_in * s.d_out);
     let mut u = vec![0.0f32; s.tokens * s.rank];
     if needs.a || needs.x {
-        matmul(&g, false, &matrix(w.b, s.rank, s.d_out), true, &mut u, false);
+        matmul(
+            &g,
+            false,
+            &matrix(w.b, s.rank, s.d_out),
+            true,
+            &mut u,
+            false,
+        );
         u.iter_mut().for_each(|v| *v *= w.scaling);
     }
     let um = matrix(&u, s.tokens, s.rank);
@@ -194,7 +215,14 @@ pub fn lora_backward(
     });
     let d_x = needs.x.then(|| {
         let mut d_x = vec![0.0f32; s.tokens * s.d_in];
-        matmul(&um, false, &matrix(w.a, s.d_in, s.rank), true, &mut d_x, false);
+        matmul(
+            &um,
+            false,
+            &matrix(w.a, s.d_in, s.rank),
+            true,
+            &mut d_x,
+            false,
+        );
         if let Some(dropout) = dropout {
             apply_dropout(&mut d_x, dropout);
         }

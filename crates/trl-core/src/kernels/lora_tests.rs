@@ -61,7 +61,10 @@ fn check(trainable: [bool; 4], dropout: Option<Dropout>) {
     });
     let w = Tensor::<2>::random([37, 40], Distribution::Default, &device());
     assert!(flex::runs_on_flex(&tensors[0]));
-    let (fused, reference) = (run(true, &tensors, dropout, &w), run(false, &tensors, dropout, &w));
+    let (fused, reference) = (
+        run(true, &tensors, dropout, &w),
+        run(false, &tensors, dropout, &w),
+    );
     assert!(max_abs_diff(fused.0, reference.0) < 1e-4, "forward");
     for (i, (f, r)) in fused.1.into_iter().zip(reference.1).enumerate() {
         match (f, r) {
@@ -88,10 +91,7 @@ fn lora_without_dropout_matches_the_composed_math() {
 
 #[test]
 fn a_trainable_base_gets_its_gradient_and_an_untracked_input_none() {
-    let dropout = Dropout {
-        keep: 0.5,
-        seed: 3,
-    };
+    let dropout = Dropout { keep: 0.5, seed: 3 };
     check([false, true, true, true], Some(dropout));
     check([true, true, false, false], None);
 }

@@ -49,9 +49,7 @@ impl Projection {
             return linear.forward(x);
         };
         let training = crate::lora::adapter::is_training(&x, adapter);
-        let dropout = adapter
-            .dropout_active(training)
-            .then_some(adapter.dropout);
+        let dropout = adapter.dropout_active(training).then_some(adapter.dropout);
         let weights = [
             linear.weight.val(),
             adapter.lora_a.weight.val(),
