@@ -2,7 +2,7 @@
 //! hand-written kernel, and the reference the kernels are tested against.
 
 use burn::tensor::activation::{log_softmax, silu, softmax};
-use burn::tensor::{Bool, DType, Int, Tensor};
+use burn::tensor::{Bool, DType, Distribution, Int, Tensor};
 
 use super::{LmHead, TokenStats};
 
@@ -47,6 +47,27 @@ pub fn swiglu_mlp(x: Tensor<3>, gate: Tensor<2>, up: Tensor<2>, down: Tensor<2>)
     let gate = x.clone().matmul(gate.unsqueeze());
     let up = x.matmul(up.unsqueeze());
     swiglu(gate, up).matmul(down.unsqueeze())
+}
+
+/// peft's LoRA `Linear` without bias, `x @ base + scaling * (dropout(x) @ a) @ b`, for
+/// weights in burn's `Linear` layout (`base` `[in, out]`, `a` `[in, r]`, `b` `[r, out]`); the
+/// dropout (rate `dropout`, when given) draws a Bernoulli mask from the device's random stream.
+pub fn lora_linear<const D: usize>(
+    x: Tensor<D>,
+    [base, a, b]: [Tensor<2>; 3],
+    scaling: f64,
+    dropout: Option<f64>,
+) -> Tensor<D> {
+    let out = x.clone().matmul(base.unsqueeze());
+    let x = match dropout {
+        Some(rate) => {
+            let keep = 1.0 - rate;
+            let mask = x.random_like(Distribution::Bernoulli(keep));
+            x * mask / keep
+        }
+        None => x,
+    };
+    out + x.matmul(a.unsqueeze()).matmul(b.unsqueeze()) * scaling
 }
 
 /// `x / sqrt(mean(x²) + eps) * weight` over the last axis (burn's `RmsNorm::forward`).

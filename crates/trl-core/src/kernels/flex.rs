@@ -18,10 +18,12 @@ use super::attention_cpu::{
 };
 use super::cached_attention_cpu::{CachedAttentionShape, cached_attention_forward};
 use super::flex_head::{HeadOptions, head_logprobs_autodiff, head_logprobs_flex};
+use super::flex_lora::{LoraOptions, lora_linear_autodiff, lora_linear_flex};
 use super::logprobs_cpu::{
     LogitsShape, STATS, label_logprobs_backward, label_logprobs_forward, token_stats,
 };
-use super::mlp_cpu::{MlpShape, MlpWeights, mlp_backward, mlp_forward};
+use super::lora_cpu::Dropout;
+use super::mlp_cpu::{MlpNeeds, MlpShape, MlpWeights, mlp_backward, mlp_forward};
 use super::rms_norm_cpu::{rms_norm_backward, rms_norm_forward};
 use super::rope_cpu;
 
@@ -83,6 +85,20 @@ pub trait TrainingKernels: Backend {
         blocked: BoolTensor<Self>,
     ) -> FloatTensor<Self>;
 
+    /// A projection with a LoRA adapter, `x @ base + scaling * (dropout(x) @ a) @ b`: x
+    /// `[tokens, in]`, base `[in, out]`, a `[in, r]`, b `[r, out]` -> `[tokens, out]`; the
+    /// dropout keeps an element with probability `keep` (none drawn when `keep >= 1`), its
+    /// mask a hash of `seed` and the element's index.
+    fn fused_lora_linear(
+        x: FloatTensor<Self>,
+        base: FloatTensor<Self>,
+        a: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        scaling: f64,
+        keep: f64,
+        seed: u64,
+    ) -> FloatTensor<Self>;
+
     /// RMSNorm of `x` `[.., width]` over its last axis, scaled by `weight` `[width]`.
     fn fused_rms_norm(
         x: FloatTensor<Self>,
@@ -141,6 +157,33 @@ pub fn mlp(x: Tensor<3>, gate: Tensor<2>, up: Tensor<2>, down: Tensor<2>) -> Ten
         up.into_dispatch(),
         down.into_dispatch(),
     ))
+}
+
+/// [`TrainingKernels::fused_lora_linear`] on high-level tensors.
+pub fn lora_linear(
+    x: Tensor<2>,
+    [base, a, b]: [Tensor<2>; 3],
+    scaling: f64,
+    dropout: Option<Dropout>,
+) -> Tensor<2> {
+    let (keep, seed) = dropout.map_or((1.0, 0), |d| (d.keep, d.seed));
+    Tensor::from_dispatch(<Dispatch as TrainingKernels>::fused_lora_linear(
+        x.into_dispatch(),
+        base.into_dispatch(),
+        a.into_dispatch(),
+        b.into_dispatch(),
+        scaling,
+        keep,
+        seed,
+    ))
+}
+
+/// The options of the LoRA op from its scalar arguments.
+fn lora_options(scaling: f64, keep: f64, seed: u64) -> LoraOptions {
+    LoraOptions {
+        scaling,
+        dropout: (keep < 1.0).then_some(Dropout { keep, seed }),
+    }
 }
 
 /// [`TrainingKernels::fused_label_logprobs`] on high-level tensors.
@@ -431,6 +474,18 @@ impl TrainingKernels for Flex {
         token_stats_flex(&logits)
     }
 
+    fn fused_lora_linear(
+        x: FlexTensor,
+        base: FlexTensor,
+        a: FlexTensor,
+        b: FlexTensor,
+        scaling: f64,
+        keep: f64,
+        seed: u64,
+    ) -> FlexTensor {
+        lora_linear_flex([x, base, a, b], lora_options(scaling, keep, seed))
+    }
+
     fn fused_rms_norm(x: FlexTensor, weight: FlexTensor, eps: f64) -> FlexTensor {
         rms_norm_flex(&x, &weight, eps).0
     }
@@ -452,15 +507,23 @@ impl Backward<Flex, 4> for MlpBackward {
         let grad = contiguous(&grads.consume::<Flex>(&ops.node));
         let [x, gate, up, down] = ops.state;
         let shape = mlp_shape(&x, &gate);
+        let [need_x, need_gate, need_up, need_down] = ops.parents.each_ref().map(Option::is_some);
+        let needs = MlpNeeds {
+            x: need_x,
+            gate: need_gate,
+            up: need_up,
+            down: need_down,
+        };
         let g = mlp_backward(
             f32s(&x),
             &mlp_weights(&gate, &up, &down),
             shape,
             f32s(&grad),
+            needs,
         );
         let results = [(g.x, &x), (g.gate, &gate), (g.up, &up), (g.down, &down)];
         for (node, (grad, like)) in ops.parents.into_iter().zip(results) {
-            if let Some(node) = node {
+            if let (Some(node), Some(grad)) = (node, grad) {
                 grads.register::<Flex>(node.id, new_f32(grad, &like.shape().to_vec()));
             }
         }
@@ -682,6 +745,18 @@ impl<C: CheckpointStrategy> TrainingKernels for Autodiff<Flex, C> {
             v.primitive(),
             &blocked,
         ))
+    }
+
+    fn fused_lora_linear(
+        x: FloatTensor<Self>,
+        base: FloatTensor<Self>,
+        a: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        scaling: f64,
+        keep: f64,
+        seed: u64,
+    ) -> FloatTensor<Self> {
+        lora_linear_autodiff::<C>([x, base, a, b], lora_options(scaling, keep, seed))
     }
 
     fn fused_rms_norm(

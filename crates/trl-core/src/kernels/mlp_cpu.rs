@@ -68,81 +68,90 @@ pub fn mlp_forward(x: &[f32], w: &MlpWeights<'_>, s: MlpShape, out: &mut [f32]) 
     matmul(&h, false, &down, false, out, false);
 }
 
-/// Gradients of the MLP's input and weights.
+/// Which gradients the backward computes: a frozen weight (LoRA, a reference model) or an
+/// input outside the graph needs none, and each skipped weight saves a
+/// `[hidden, tokens] x [tokens, inter]` product, a quarter of the MLP's backward.
+#[derive(Clone, Copy, Debug)]
+pub struct MlpNeeds {
+    pub x: bool,
+    pub gate: bool,
+    pub up: bool,
+    pub down: bool,
+}
+
+/// Gradients of the MLP's input and weights (`None` where not needed).
 pub struct MlpGrads {
     /// `[tokens, hidden]`
-    pub x: Vec<f32>,
+    pub x: Option<Vec<f32>>,
     /// `[hidden, inter]`
-    pub gate: Vec<f32>,
+    pub gate: Option<Vec<f32>>,
     /// `[hidden, inter]`
-    pub up: Vec<f32>,
+    pub up: Option<Vec<f32>>,
     /// `[inter, hidden]`
-    pub down: Vec<f32>,
+    pub down: Option<Vec<f32>>,
+}
+
+fn matrix(data: &[f32], rows: usize, cols: usize) -> Matrix<'_> {
+    Matrix { data, rows, cols }
+}
+
+/// `op(lhs) @ op(rhs)` into a new `[rows, cols]` buffer when `needed`.
+fn product(
+    needed: bool,
+    (lhs, lhs_t): (&Matrix<'_>, bool),
+    (rhs, rhs_t): (&Matrix<'_>, bool),
+    len: usize,
+) -> Option<Vec<f32>> {
+    needed.then(|| {
+        let mut out = vec![0.0f32; len];
+        matmul(lhs, lhs_t, rhs, rhs_t, &mut out, false);
+        out
+    })
 }
 
 /// Backward given `grad` `[tokens, hidden]` of the output: recomputes the projections, then
-/// runs the chain rule through the down projection, SwiGLU and the two input projections.
-pub fn mlp_backward(x: &[f32], w: &MlpWeights<'_>, s: MlpShape, grad: &[f32]) -> MlpGrads {
+/// runs the chain rule through the down projection, SwiGLU and the two input projections,
+/// computing only the gradients in `needs`.
+pub fn mlp_backward(
+    x: &[f32],
+    w: &MlpWeights<'_>,
+    s: MlpShape,
+    grad: &[f32],
+    needs: MlpNeeds,
+) -> MlpGrads {
     let (mut gate, mut up) = projections(x, w, s);
     let mut buffer = vec![0.0f32; s.tokens * s.inter];
-    swiglu_forward(&gate, &up, &mut buffer);
-    let g = Matrix {
-        data: grad,
-        rows: s.tokens,
-        cols: s.hidden,
-    };
+    let g = matrix(grad, s.tokens, s.hidden);
     // d_down = hᵀ @ grad   [inter, hidden]
-    let mut d_down = vec![0.0f32; s.inter * s.hidden];
-    let h = Matrix {
-        data: &buffer,
-        rows: s.tokens,
-        cols: s.inter,
-    };
-    matmul(&h, true, &g, false, &mut d_down, false);
+    let d_down = needs.down.then(|| {
+        swiglu_forward(&gate, &up, &mut buffer);
+        let h = matrix(&buffer, s.tokens, s.inter);
+        let mut d = vec![0.0f32; s.inter * s.hidden];
+        matmul(&h, true, &g, false, &mut d, false);
+        d
+    });
     // dh = grad @ downᵀ   [tokens, inter]
-    let down = Matrix {
-        data: w.down,
-        rows: s.inter,
-        cols: s.hidden,
-    };
+    let down = matrix(w.down, s.inter, s.hidden);
     matmul(&g, false, &down, true, &mut buffer, false);
     // gate/up become their gradients
     swiglu_backward_in_place(&mut gate, &mut up, &buffer);
     drop(buffer);
-    let x = Matrix {
-        data: x,
-        rows: s.tokens,
-        cols: s.hidden,
-    };
-    let d_gate_act = Matrix {
-        data: &gate,
-        rows: s.tokens,
-        cols: s.inter,
-    };
-    let d_up_act = Matrix {
-        data: &up,
-        rows: s.tokens,
-        cols: s.inter,
-    };
+    let x = matrix(x, s.tokens, s.hidden);
+    let d_gate_act = matrix(&gate, s.tokens, s.inter);
+    let d_up_act = matrix(&up, s.tokens, s.inter);
     // d_weight = xᵀ @ d_act   [hidden, inter]
-    let mut d_gate = vec![0.0f32; s.hidden * s.inter];
-    let mut d_up = vec![0.0f32; s.hidden * s.inter];
-    matmul(&x, true, &d_gate_act, false, &mut d_gate, false);
-    matmul(&x, true, &d_up_act, false, &mut d_up, false);
+    let weight_len = s.hidden * s.inter;
+    let d_gate = product(needs.gate, (&x, true), (&d_gate_act, false), weight_len);
+    let d_up = product(needs.up, (&x, true), (&d_up_act, false), weight_len);
     // dx = d_gate_act @ gateᵀ + d_up_act @ upᵀ   [tokens, hidden]
-    let mut dx = vec![0.0f32; s.tokens * s.hidden];
-    let gate_w = Matrix {
-        data: w.gate,
-        rows: s.hidden,
-        cols: s.inter,
-    };
-    let up_w = Matrix {
-        data: w.up,
-        rows: s.hidden,
-        cols: s.inter,
-    };
-    matmul(&d_gate_act, false, &gate_w, true, &mut dx, false);
-    matmul(&d_up_act, false, &up_w, true, &mut dx, true);
+    let dx = needs.x.then(|| {
+        let mut dx = vec![0.0f32; s.tokens * s.hidden];
+        let gate_w = matrix(w.gate, s.hidden, s.inter);
+        let up_w = matrix(w.up, s.hidden, s.inter);
+        matmul(&d_gate_act, false, &gate_w, true, &mut dx, false);
+        matmul(&d_up_act, false, &up_w, true, &mut dx, true);
+        dx
+    });
     MlpGrads {
         x: dx,
         gate: d_gate,

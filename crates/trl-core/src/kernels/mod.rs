@@ -23,6 +23,8 @@ mod flex;
 #[cfg(feature = "flex")]
 mod flex_head;
 #[cfg(feature = "flex")]
+mod flex_lora;
+#[cfg(feature = "flex")]
 mod gemm;
 #[cfg(feature = "flex")]
 mod head_logprobs_cpu;
@@ -30,6 +32,10 @@ mod head_logprobs_cpu;
 mod head_tests;
 #[cfg(feature = "flex")]
 mod logprobs_cpu;
+#[cfg(feature = "flex")]
+mod lora_cpu;
+#[cfg(all(test, feature = "flex"))]
+mod lora_tests;
 #[cfg(feature = "flex")]
 mod mlp_cpu;
 #[cfg(feature = "flex")]
@@ -97,6 +103,48 @@ pub fn swiglu_mlp(x: Tensor<3>, gate: Tensor<2>, up: Tensor<2>, down: Tensor<2>)
         return flex::mlp(x, gate, up, down);
     }
     composed::swiglu_mlp(x, gate, up, down)
+}
+
+/// peft's LoRA `Linear` without bias, `x @ base + scaling * (dropout(x) @ a) @ b`: `x`
+/// `[.., in]`, `base` `[in, out]` (frozen under LoRA), `a` `[in, r]`, `b` `[r, out]` (burn's
+/// `Linear` layout) -> `[.., out]`; `dropout` is the rate when a mask is drawn for this forward.
+///
+/// On flex one fused op whose backward computes only the gradients the graph needs (never the
+/// frozen base's) and whose mask, seeded from the device's random stream, is a hash of the
+/// element's index, recomputed in the backward; elsewhere [`composed::lora_linear`].
+pub fn lora_linear<const D: usize>(
+    x: Tensor<D>,
+    weights: [Tensor<2>; 3],
+    scaling: f64,
+    dropout: Option<f64>,
+) -> Tensor<D> {
+    #[cfg(feature = "flex")]
+    if flex::runs_on_flex(&x) && all_f32(&weights.each_ref()) {
+        let dims = x.dims();
+        let d_in = dims[D - 1];
+        let tokens = dims[..D - 1].iter().product();
+        let d_out = weights[0].dims()[1];
+        let dropout = dropout.map(|rate| lora_cpu::Dropout {
+            keep: 1.0 - rate,
+            seed: draw_seed(&x.device()),
+        });
+        let mut out_dims = dims;
+        out_dims[D - 1] = d_out;
+        let out = flex::lora_linear(x.reshape([tokens, d_in]), weights, scaling, dropout);
+        return out.reshape(out_dims);
+    }
+    composed::lora_linear(x, weights, scaling, dropout)
+}
+
+/// A 64-bit seed from the device's random stream (seeded per step by trl-cli, so a resumed
+/// run draws the same masks).
+#[cfg(feature = "flex")]
+fn draw_seed(device: &burn::tensor::Device) -> u64 {
+    let draws = Tensor::<1, Int>::random([2], burn::tensor::Distribution::Default, device);
+    draws
+        .into_data()
+        .iter::<i64>()
+        .fold(0u64, |seed, draw| seed.rotate_left(32) ^ draw as u64)
 }
 
 /// RMSNorm over the last axis, `x / sqrt(mean(x²) + eps) * weight` (`weight` `[width]`), as

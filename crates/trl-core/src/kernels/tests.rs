@@ -235,6 +235,27 @@ fn mlp_matches_reference_values_and_gradients() {
     assert!(max_abs_diff(fused.4, reference.4) < 1e-3);
 }
 
+/// Frozen weights (LoRA, a reference model) get no gradient, and the input's is unchanged.
+#[test]
+fn mlp_with_frozen_weights_gives_the_input_gradient_only() {
+    let x = random([2, 11, 16]);
+    let [gate, up, down] = [[16, 24], [16, 24], [24, 16]]
+        .map(|d| Tensor::<2>::random(d, Distribution::Normal(0.0, 1.0), &device()));
+    let w = Tensor::<3>::random([2, 11, 16], Distribution::Default, &device());
+    let run = |fused: bool| {
+        let (g, u, d) = (gate.clone(), up.clone(), down.clone());
+        let out = if fused {
+            super::swiglu_mlp(x.clone(), g, u, d)
+        } else {
+            composed::swiglu_mlp(x.clone(), g, u, d)
+        };
+        let grads = (out * w.clone()).sum().backward();
+        assert!([&gate, &up, &down].iter().all(|t| t.grad(&grads).is_none()));
+        Tensor::<3>::from_inner(x.grad(&grads).unwrap())
+    };
+    assert!(max_abs_diff(run(true), run(false)) < 1e-3);
+}
+
 #[test]
 fn label_log_probs_and_stats_match_reference() {
     let (batch, seq, vocab) = (3, 9, 37); // vocab not a multiple of the SIMD lanes

@@ -63,19 +63,6 @@ impl LoraAdapter {
         self.dropout > 0.0 && training
     }
 
-    /// `[.., in]` -> `[.., out]`: `lora_B(lora_A(dropout(x))) * scaling`.
-    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        let training = is_training(&x, self);
-        let x = if self.dropout_active(training) {
-            let keep = 1.0 - self.dropout;
-            let mask = x.random_like(Distribution::Bernoulli(keep));
-            x * mask / keep
-        } else {
-            x
-        };
-        self.lora_b.forward(self.lora_a.forward(x)) * self.scaling
-    }
-
     /// `scaling * A B` `[in, out]`: the adapter folded into a weight (merging, fused kernels).
     pub fn delta_weight(&self) -> Tensor<2> {
         self.lora_a.weight.val().matmul(self.lora_b.weight.val()) * self.scaling

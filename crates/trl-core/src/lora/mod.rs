@@ -6,12 +6,12 @@
 //! its tensors: the reference model of DPO, KTO and GRPO costs no second copy of the weights.
 //!
 //! Forward: unmerged, `base(x) + lora_B(lora_A(dropout(x))) * scaling` as peft's `Linear`, so
-//! the frozen base weight never gets a gradient. The fused SwiGLU kernel takes whole weights:
-//! while no dropout mask is drawn (`lora_dropout = 0`, or not training) the adapter is folded
-//! into them (`W + scaling * A B`, gradients reach `A` and `B` through the fold); with dropout
-//! the MLP falls back to composed ops. Dropout masks come from the device's random stream
-//! (trl-cli seeds it from `--seed` and the step number before every step, so a resumed run
-//! draws the same masks).
+//! the frozen base weight never gets a gradient ([`crate::kernels::lora_linear`]: one fused op
+//! on flex). The fused SwiGLU kernel takes whole weights: while no dropout mask is drawn
+//! (`lora_dropout = 0`, or not training) the adapter is folded into them (`W + scaling * A B`,
+//! gradients reach `A` and `B` through the fold); with dropout the MLP runs its projections one
+//! by one. Dropout masks come from the device's random stream (trl-cli seeds it from `--seed`
+//! and the step number before every step, so a resumed run draws the same masks).
 //!
 //! Files: `adapter_model.safetensors` holds `base_model.model.<path>.lora_A.weight` `[r, in]`,
 //! `...lora_B.weight` `[out, r]` and `base_model.model.<path>.weight` for modules to save;

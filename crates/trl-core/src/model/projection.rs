@@ -11,6 +11,7 @@ use burn::module::Module;
 use burn::nn::Linear;
 use burn::tensor::Tensor;
 
+use crate::kernels;
 use crate::lora::LoraAdapter;
 
 /// An HF `nn.Linear` plus what peft may wrap it with.
@@ -40,11 +41,23 @@ impl Projection {
     }
 
     /// `[.., in]` -> `[.., out]`: peft's LoRA `Linear.forward` (unmerged, so the frozen base
-    /// weight gets no gradient and dropout applies to the adapter's input only).
+    /// weight gets no gradient and dropout applies to the adapter's input only), through
+    /// [`kernels::lora_linear`].
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        let out = self.active_linear().forward(x.clone());
-        match &self.lora {
-            Some(adapter) => out + adapter.forward(x),
+        let linear = self.active_linear();
+        let Some(adapter) = &self.lora else {
+            return linear.forward(x);
+        };
+        let training = crate::lora::adapter::is_training(&x, adapter);
+        let dropout = adapter.dropout_active(training).then_some(adapter.dropout);
+        let weights = [
+            linear.weight.val(),
+            adapter.lora_a.weight.val(),
+            adapter.lora_b.weight.val(),
+        ];
+        let out = kernels::lora_linear(x, weights, adapter.scaling, dropout);
+        match &linear.bias {
+            Some(bias) => out + bias.val().unsqueeze(),
             None => out,
         }
     }

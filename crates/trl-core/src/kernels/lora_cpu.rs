@@ -1,0 +1,267 @@
+//! A projection with a LoRA adapter, `y = x @ W + scaling * (dropout(x) @ A) @ B`, as one
+//! operation whose backward computes only the gradients asked for: under LoRA `dx`, `dA` and
+//! `dB`, never the `[in, out]` gradient of the frozen `W`.
+//!
+//! Hand-written because peft's composition in burn ops (a Bernoulli tensor drawn element by
+//! element on one core, the masked copy of `x`, two rank-`r` matmuls, a scale and a sum, each
+//! a graph node with its own backward and buffers) cost more than the projection itself. Here
+//! the dropout mask is a counter-based hash of `(seed, element)`: drawn on every core, and
+//! recomputed in the backward instead of stored.
+
+use rayon::prelude::*;
+
+use super::gemm::{Matrix, matmul};
+
+/// Sizes of one call: `tokens` rows of `d_in` features to `d_out`, adapter rank `rank`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoraShape {
+    pub tokens: usize,
+    pub d_in: usize,
+    pub d_out: usize,
+    pub rank: usize,
+}
+
+/// The weights in burn's `Linear` layout (`[in, out]`, row-major).
+pub struct LoraWeights<'a> {
+    /// `[d_in, d_out]`
+    pub base: &'a [f32],
+    /// `[d_in, rank]`
+    pub a: &'a [f32],
+    /// `[rank, d_out]`
+    pub b: &'a [f32],
+    /// peft's `lora_alpha / r` (or `/ sqrt(r)` with rsLoRA).
+    pub scaling: f32,
+}
+
+/// Inverted dropout on the adapter's input: element `i` is kept with probability `keep`
+/// (then scaled by `1 / keep`) when `hash(seed, i)` falls below `keep`, as `nn.Dropout` in
+/// train mode does with its own random stream.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Dropout {
+    pub keep: f64,
+    pub seed: u64,
+}
+
+impl Dropout {
+    /// The kept elements' threshold on a 32-bit hash, so that `P(hash < threshold) = keep`
+    /// up to 2^-32.
+    fn threshold(self) -> u64 {
+        (self.keep.clamp(0.0, 1.0) * 4_294_967_296.0) as u64
+    }
+
+    /// Whether element `index` is kept (a splitmix64 finaliser of seed and index).
+    #[inline(always)]
+    fn kept(self, threshold: u64, index: usize) -> bool {
+        let mut z = self
+            .seed
+            .wrapping_add((index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        (z >> 32) < threshold
+    }
+}
+
+/// Elements per parallel task of the mask passes.
+const CHUNK: usize = 16 * 1024;
+
+/// `values[i] *= mask_i / keep` on every core (the mask of element `i` of the whole tensor).
+pub fn apply_dropout(values: &mut [f32], dropout: Dropout) {
+    let threshold = dropout.threshold();
+    let scale = (1.0 / dropout.keep) as f32;
+    values
+        .par_chunks_mut(CHUNK)
+        .enumerate()
+        .for_each(|(chunk, values)| {
+            let start = chunk * CHUNK;
+            for (offset, v) in values.iter_mut().enumerate() {
+                let kept = dropout.kept(threshold, start + offset);
+                *v = if kept { *v * scale } else { 0.0 };
+            }
+        });
+}
+
+/// The `{0, 1 / keep}` factors [`apply_dropout`] multiplies `len` elements by: the mask as a
+/// tensor, for the composed reference.
+pub fn dropout_factors(len: usize, dropout: Dropout) -> Vec<f32> {
+    let mut factors = vec![1.0f32; len];
+    apply_dropout(&mut factors, dropout);
+    factors
+}
+
+fn matrix(data: &[f32], rows: usize, cols: usize) -> Matrix<'_> {
+    Matrix { data, rows, cols }
+}
+
+/// The adapter's input `[tokens, d_in]`: `x` itself, or its dropped-out copy.
+fn adapter_input(x: &[f32], dropout: Option<Dropout>) -> std::borrow::Cow<'_, [f32]> {
+    match dropout {
+        None => x.into(),
+        Some(dropout) => {
+            let mut dropped = x.to_vec();
+            apply_dropout(&mut dropped, dropout);
+            dropped.into()
+        }
+    }
+}
+
+/// Forward: `out` `[tokens, d_out]` and `scaling * dropout(x) @ A` `[tokens, rank]` (what the
+/// backward needs for `dB`; `rank` values per token).
+pub fn lora_forward(
+    x: &[f32],
+    w: &LoraWeights<'_>,
+    s: LoraShape,
+    dropout: Option<Dropout>,
+    out: &mut [f32],
+) -> Vec<f32> {
+    let xm = matrix(x, s.tokens, s.d_in);
+    matmul(
+        &xm,
+        false,
+        &matrix(w.base, s.d_in, s.d_out),
+        false,
+        out,
+        false,
+    );
+    let input = adapter_input(x, dropout);
+    let mut hidden = vec![0.0f32; s.tokens * s.rank];
+    let input = matrix(&input, s.tokens, s.d_in);
+    matmul(
+        &input,
+        false,
+        &matrix(w.a, s.d_in, s.rank),
+        false,
+        &mut hidden,
+        false,
+    );
+    hidden.iter_mut().for_each(|h| *h *= w.scaling);
+    let hm = matrix(&hidden, s.tokens, s.rank);
+    matmul(&hm, false, &matrix(w.b, s.rank, s.d_out), false, out, true);
+    hidden
+}
+
+/// Which gradients the backward computes (a parent outside the graph needs none).
+#[derive(Clone, Copy, Debug)]
+pub struct LoraNeeds {
+    pub x: bool,
+    pub base: bool,
+    pub a: bool,
+    pub b: bool,
+}
+
+/// Gradients of the input and weights (`None` where not needed).
+pub struct LoraGrads {
+    /// `[tokens, d_in]`
+    pub x: Option<Vec<f32>>,
+    /// `[d_in, d_out]`
+    pub base: Option<Vec<f32>>,
+    /// `[d_in, rank]`
+    pub a: Option<Vec<f32>>,
+    /// `[rank, d_out]`
+    pub b: Option<Vec<f32>>,
+}
+
+/// What the backward reads besides the weights.
+pub struct LoraGradInputs<'a> {
+    /// The forward's input `[tokens, d_in]` (before dropout).
+    pub x: &'a [f32],
+    /// The forward's `scaling * dropout(x) @ A` `[tokens, rank]`.
+    pub hidden: &'a [f32],
+    /// The output's gradient `[tokens, d_out]`.
+    pub grad: &'a [f32],
+}
+
+/// Backward: with `g` the output gradient and `u = scaling * g @ Bᵀ` `[tokens, rank]`,
+/// `dB = hiddenᵀ @ g`, `dA = dropout(x)ᵀ @ u`, `dx = g @ Wᵀ + dropout(u @ Aᵀ)` (the same
+/// mask, recomputed from the seed) and `dW = xᵀ @ g`, each only when `needs` asks for it.
+pub fn lora_backward(
+    inputs: LoraGradInputs<'_>,
+    w: &LoraWeights<'_>,
+    s: LoraShape,
+    dropout: Option<Dropout>,
+    needs: LoraNeeds,
+) -> LoraGrads {
+    let g = matrix(inputs.grad, s.tokens, s.d_out);
+    let product = |needed: bool, lhs: (&Matrix<'_>, bool), rhs: (&Matrix<'_>, bool), len| {
+        needed.then(|| {
+            let mut out = vec![0.0f32; len];
+            matmul(lhs.0, lhs.1, rhs.0, rhs.1, &mut out, false);
+            out
+        })
+    };
+    let hidden = matrix(inputs.hidden, s.tokens, s.rank);
+    let d_b = product(needs.b, (&hidden, true), (&g, false), s.rank * s.d_out);
+    let x = matrix(inputs.x, s.tokens, s.d_in);
+    let d_base = product(needs.base, (&x, true), (&g, false), s.d_in * s.d_out);
+    let mut u = vec![0.0f32; s.tokens * s.rank];
+    if needs.a || needs.x {
+        matmul(
+            &g,
+            false,
+            &matrix(w.b, s.rank, s.d_out),
+            true,
+            &mut u,
+            false,
+        );
+        u.iter_mut().for_each(|v| *v *= w.scaling);
+    }
+    let um = matrix(&u, s.tokens, s.rank);
+    let d_a = needs.a.then(|| {
+        let input = adapter_input(inputs.x, dropout);
+        let input = matrix(&input, s.tokens, s.d_in);
+        let mut d_a = vec![0.0f32; s.d_in * s.rank];
+        matmul(&input, true, &um, false, &mut d_a, false);
+        d_a
+    });
+    let d_x = needs.x.then(|| {
+        let mut d_x = vec![0.0f32; s.tokens * s.d_in];
+        matmul(
+            &um,
+            false,
+            &matrix(w.a, s.d_in, s.rank),
+            true,
+            &mut d_x,
+            false,
+        );
+        if let Some(dropout) = dropout {
+            apply_dropout(&mut d_x, dropout);
+        }
+        let base = matrix(w.base, s.d_in, s.d_out);
+        matmul(&g, false, &base, true, &mut d_x, true);
+        d_x
+    });
+    LoraGrads {
+        x: d_x,
+        base: d_base,
+        a: d_a,
+        b: d_b,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_mask_keeps_about_keep_of_the_elements_and_scales_them() {
+        let dropout = Dropout {
+            keep: 0.95,
+            seed: 7,
+        };
+        let factors = dropout_factors(200_000, dropout);
+        let kept = factors.iter().filter(|&&f| f != 0.0).count() as f64 / 200_000.0;
+        assert!((kept - 0.95).abs() < 0.003, "kept {kept}");
+        let scale = (1.0 / 0.95) as f32;
+        assert!(factors.iter().all(|&f| f == 0.0 || f == scale));
+    }
+
+    #[test]
+    fn the_mask_depends_on_the_seed_and_not_on_chunking() {
+        let dropout = |seed| Dropout { keep: 0.5, seed };
+        let whole = dropout_factors(3 * CHUNK + 5, dropout(1));
+        assert_eq!(whole, dropout_factors(3 * CHUNK + 5, dropout(1)));
+        assert_ne!(whole, dropout_factors(3 * CHUNK + 5, dropout(2)));
+        // a prefix draws the same mask: element i's draw is a function of (seed, i) alone
+        assert_eq!(&whole[..100], &dropout_factors(100, dropout(1))[..]);
+    }
+}
