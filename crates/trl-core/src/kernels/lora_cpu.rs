@@ -83,6 +83,7 @@ pub fn apply_dropout(values: &mut [f32], dropout: Dropout) {
 
 /// The `{0, 1 / keep}` factors [`apply_dropout`] multiplies `len` elements by: the mask as a
 /// tensor, for the composed reference.
+#[cfg(test)]
 pub fn dropout_factors(len: usize, dropout: Dropout) -> Vec<f32> {
     let mut factors = vec![1.0f32; len];
     apply_dropout(&mut factors, dropout);
