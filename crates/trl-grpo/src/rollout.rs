@@ -157,7 +157,7 @@ pub fn length_metrics(lengths: &[f64], truncated: &[bool]) -> StepMetrics {
         terminated.push(0.0);
     }
     let mut metrics = StepMetrics::default();
-    let (mean, min, max) = mean_min_max(&lengths);
+    let (mean, min, max) = mean_min_max(lengths);
     metrics.push("completions/mean_length", mean);
     metrics.push("completions/min_length", min);
     metrics.push("completions/max_length", max);
