@@ -56,7 +56,10 @@ pub fn weights(dir: &Path) -> Vec<(String, Vec<f32>)> {
     all
 }
 
-/// `a` and `b` within 1e-5 (the data-parallel tests' tolerance), naming `what` otherwise.
+/// `a` and `b` within 1e-5 (the data-parallel tests' tolerance), relative for values above 1:
+/// a gradient norm of ~34 sums thousands of f32 terms, in another order on two ranks than in
+/// one process (seen: 34.390992 vs 34.391005). Names `what` otherwise.
 pub fn assert_close(what: &str, a: f64, b: f64) {
-    assert!((a - b).abs() <= 1e-5, "{what}: {a} vs {b}");
+    let scale = a.abs().max(b.abs()).max(1.0);
+    assert!((a - b).abs() <= 1e-5 * scale, "{what}: {a} vs {b}");
 }
