@@ -146,7 +146,7 @@ fn resuming_mid_generation_batch_repeats_the_unbroken_run() {
     assert!(run.status.success(), "{}", text(&run));
     let resumed = dir.path().join("resumed");
     std::fs::create_dir_all(&resumed).unwrap();
-    copy_dir(
+    common::copy_dir(
         &unbroken.join("checkpoint-1"),
         &resumed.join("checkpoint-1"),
     );
@@ -173,19 +173,6 @@ fn resuming_mid_generation_batch_repeats_the_unbroken_run() {
         !after.is_empty() && all.ends_with(&after),
         "the resumed run's completions are the unbroken run's last ones"
     );
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 #[test]

@@ -117,18 +117,6 @@ fn sft_on_two_ranks_equals_one_process_with_the_global_batch() {
     assert_two_ranks_match_one_process("sft", "datasets/messages.jsonl");
 }
 
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap().flatten() {
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 #[test]
 fn two_ranks_resume_from_rank_zeros_checkpoint_bit_for_bit() {
     let tmp = tempfile::tempdir().unwrap();
@@ -144,7 +132,7 @@ fn two_ranks_resume_from_rank_zeros_checkpoint_bit_for_bit() {
         text(&output)
     };
     run(&whole, &[]);
-    copy_tree(&whole.join("checkpoint-2"), &resumed.join("checkpoint-2"));
+    common::copy_dir(&whole.join("checkpoint-2"), &resumed.join("checkpoint-2"));
     let log = run(&resumed, &["--resume_from_checkpoint", "true"]);
     assert!(
         log.contains("resuming from") && log.contains("at step 2"),

@@ -195,7 +195,7 @@ fn grpo_on_two_ranks_resumes_inside_a_generation_batch_bit_for_bit() {
     run(&whole, &[]);
     let checkpoint = whole.join("checkpoint-1");
     assert!(checkpoint.join("rollout_state.rank-1.json").is_file());
-    copy_tree(&checkpoint, &resumed.join("checkpoint-1"));
+    common::copy_dir(&checkpoint, &resumed.join("checkpoint-1"));
     let log = run(&resumed, &["--resume_from_checkpoint", "true"]);
     assert!(log.contains("at step 1"), "{log}");
     let bytes = |dir: &Path| std::fs::read(dir.join("model.safetensors")).unwrap();
@@ -203,16 +203,4 @@ fn grpo_on_two_ranks_resumes_inside_a_generation_batch_bit_for_bit() {
         bytes(&whole) == bytes(&resumed),
         "the resumed run ended with other weights"
     );
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap().flatten() {
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }

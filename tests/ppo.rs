@@ -186,7 +186,7 @@ fn ppo_resumed_from_a_checkpoint_ends_bitwise_equal() {
     ];
     let out = trl(&ppo_args(MODEL, RM, full.to_str().unwrap(), &extra));
     assert!(out.status.success(), "{}", text(&out));
-    copy_dir(&full.join("checkpoint-2"), &resumed.join("checkpoint-2"));
+    common::copy_dir(&full.join("checkpoint-2"), &resumed.join("checkpoint-2"));
     let checkpoint = resumed.join("checkpoint-2");
     let mut args = ppo_args(MODEL, RM, resumed.to_str().unwrap(), &extra);
     args.extend(["--resume_from_checkpoint", checkpoint.to_str().unwrap()]);
@@ -205,18 +205,6 @@ fn ppo_resumed_from_a_checkpoint_ends_bitwise_equal() {
     for (x, y) in a.iter().zip(&b).skip(2) {
         for name in METRICS.iter().filter(|n| **n != "eps") {
             assert_eq!(x[*name], y[*name], "{name} differs after resuming");
-        }
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &to.join(entry.file_name()));
-        } else {
-            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
         }
     }
 }

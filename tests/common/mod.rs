@@ -177,3 +177,18 @@ pub fn online_args(command: &str, reward: &Path, out: &Path, extra: &[&str]) -> 
     args.extend(extra.iter().map(|s| s.to_string()));
     args
 }
+
+/// Copies the folder `from` into `to`, recursively (a checkpoint or an output folder that a
+/// test resumes from or compares against).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
