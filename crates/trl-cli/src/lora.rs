@@ -140,21 +140,34 @@ fn config_from_flags(inputs: &ModelAndDataArgs, model_id: &str) -> Result<LoraCo
         }
     };
     let targets = names("lora_target_modules", &inputs.lora_target_modules)?;
-    let target_modules = if targets == ["all-linear"] {
-        TargetModules::AllLinear
-    } else {
-        TargetModules::Names(targets)
+    let target_modules = match &inputs.lora_target_modules {
+        // One value that is not a list of names: peft reads a string as a regular expression
+        // the whole module path must match (TRL passes a single value on as a string).
+        Some(Value::String(pattern)) if is_pattern(pattern) => TargetModules::regex(pattern)
+            .map_err(|e| anyhow::anyhow!("--lora_target_modules: {e}"))?,
+        _ if targets == ["all-linear"] => TargetModules::AllLinear,
+        _ => TargetModules::Names(targets),
     };
     Ok(LoraConfig {
         r: inputs.lora_r,
         lora_alpha: inputs.lora_alpha,
         lora_dropout: inputs.lora_dropout,
         target_modules,
+        exclude_modules: None,
+        layers: Default::default(),
         modules_to_save: names("lora_modules_to_save", &inputs.lora_modules_to_save)?,
         use_rslora: inputs.use_rslora,
         task_type: TaskType::parse(&inputs.lora_task_type)?,
         base_model_name_or_path: model_id.to_string(),
     })
+}
+
+/// Whether a `--lora_target_modules` value is a regular expression rather than module names
+/// (names, commas and spaces only otherwise).
+fn is_pattern(value: &str) -> bool {
+    !value
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "_-,. ".contains(c))
 }
 
 impl AdapterPlan {
@@ -344,6 +357,13 @@ mod tests {
             named.target_modules,
             TargetModules::Names(vec!["q_proj".into(), "o_proj".into()])
         );
+        let pattern = r".*\.layers\.[01]\..*(q|v)_proj";
+        let regex = config_from_flags(&inputs(Some(pattern.into())), "m").unwrap();
+        assert_eq!(regex.target_modules, TargetModules::Regex(pattern.into()));
+        assert!(regex.targets("model.layers.1.self_attn.v_proj"));
+        assert!(!regex.targets("model.layers.2.self_attn.v_proj"));
+        let bad = config_from_flags(&inputs(Some("(q_proj".into())), "m").unwrap_err();
+        assert!(format!("{bad:#}").contains("--lora_target_modules"));
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use serde_json::{Map, Value, json};
 
+use super::targets::{LayerFilter, TargetModules, is_targeted, name_matches};
 use crate::model::Family;
 use crate::{Error, Result};
 
@@ -45,16 +46,6 @@ impl TaskType {
     }
 }
 
-/// Which projections get an adapter (`target_modules`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TargetModules {
-    /// Names matched as peft matches a list: the module path equals the name or ends with
-    /// `.name`.
-    Names(Vec<String>),
-    /// `all-linear`: every linear layer except the output layer (`lm_head`, `score`).
-    AllLinear,
-}
-
 /// The LoRA settings of one adapter.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoraConfig {
@@ -62,6 +53,10 @@ pub struct LoraConfig {
     pub lora_alpha: f64,
     pub lora_dropout: f64,
     pub target_modules: TargetModules,
+    /// Modules never adapted even when `target_modules` selects them (peft `exclude_modules`).
+    pub exclude_modules: Option<TargetModules>,
+    /// peft's `layers_to_transform` / `layers_pattern`.
+    pub layers: LayerFilter,
     /// Modules trained in full and saved with the adapter (peft `modules_to_save`).
     pub modules_to_save: Vec<String>,
     pub use_rslora: bool,
@@ -81,21 +76,20 @@ impl LoraConfig {
     }
 
     /// Whether the linear layer at `path` (e.g. `model.layers.0.self_attn.q_proj`) gets an
-    /// adapter. The output layers never do under `all-linear`.
+    /// adapter: selected by `target_modules`, not excluded, in a selected layer (the output
+    /// layers never do under `all-linear`).
     pub fn targets(&self, path: &str) -> bool {
-        match &self.target_modules {
-            TargetModules::AllLinear => !is_output_layer(path),
-            TargetModules::Names(names) => names
-                .iter()
-                .any(|n| path == n || path.ends_with(&format!(".{n}"))),
-        }
+        is_targeted(
+            &self.target_modules,
+            self.exclude_modules.as_ref(),
+            &self.layers,
+            path,
+        )
     }
 
     /// Whether the module at `path` is trained in full and saved with the adapter.
     pub fn saves_module(&self, path: &str) -> bool {
-        self.modules_to_save
-            .iter()
-            .any(|n| path == n || path.ends_with(&format!(".{n}")))
+        self.modules_to_save.iter().any(|n| name_matches(n, path))
     }
 
     /// peft's default targets for a model family when none are given
@@ -147,24 +141,37 @@ impl LoraConfig {
         if r == 0 {
             return Err("r must be a positive integer".into());
         }
+        if field("target_parameters")
+            .and_then(Value::as_array)
+            .is_some_and(|p| !p.is_empty())
+        {
+            return Err("target_parameters is not supported (adapters on linear layers only)".into());
+        }
         let target_modules = match field("target_modules") {
-            Some(Value::Array(names)) => TargetModules::Names(
-                names
+            Some(value) => selector("target_modules", value)?,
+            None => return Err("target_modules is missing".into()),
+        };
+        let exclude_modules = field("exclude_modules")
+            .map(|value| selector("exclude_modules", value))
+            .transpose()?;
+        let layers = LayerFilter {
+            layers_to_transform: match field("layers_to_transform") {
+                None => Vec::new(),
+                Some(Value::Array(items)) => items
                     .iter()
-                    .map(|n| {
-                        n.as_str()
-                            .map(str::to_string)
-                            .ok_or("target_modules must hold strings")
-                    })
-                    .collect::<std::result::Result<_, _>>()?,
-            ),
-            Some(Value::String(s)) if s == "all-linear" => TargetModules::AllLinear,
-            Some(Value::String(s)) => {
-                return Err(format!(
-                    "target_modules {s:?}: a regular expression is not supported; give a list of module names"
-                ));
-            }
-            _ => return Err("target_modules is missing".into()),
+                    .map(|i| i.as_u64().map(|i| i as usize))
+                    .collect::<Option<_>>()
+                    .ok_or("layers_to_transform must hold layer indices")?,
+                Some(one) => vec![one
+                    .as_u64()
+                    .ok_or("layers_to_transform must be a layer index or a list of them")?
+                    as usize],
+            },
+            layers_pattern: match field("layers_pattern") {
+                None => Vec::new(),
+                Some(Value::String(s)) => vec![s.clone()],
+                Some(value) => strings("layers_pattern", value)?,
+            },
         };
         let modules_to_save = match field("modules_to_save") {
             Some(Value::Array(names)) => names
@@ -178,6 +185,8 @@ impl LoraConfig {
             lora_alpha: field("lora_alpha").and_then(Value::as_f64).unwrap_or(8.0),
             lora_dropout: field("lora_dropout").and_then(Value::as_f64).unwrap_or(0.0),
             target_modules,
+            exclude_modules,
+            layers,
             modules_to_save,
             use_rslora: field("use_rslora")
                 .and_then(Value::as_bool)
@@ -202,9 +211,10 @@ impl LoraConfig {
     /// the others at peft's defaults). `targeted` are the module paths that got an adapter:
     /// peft also records `all-linear` resolved into them.
     pub fn to_json(&self, targeted: &[String]) -> Value {
-        let targets: Vec<String> = match &self.target_modules {
-            TargetModules::Names(names) => names.clone(),
-            TargetModules::AllLinear => targeted.to_vec(),
+        let selector_json = |selector: &TargetModules| match selector {
+            TargetModules::Names(names) => json!(names),
+            TargetModules::AllLinear => json!(targeted),
+            TargetModules::Regex(pattern) => json!(pattern),
         };
         let modules_to_save =
             (!self.modules_to_save.is_empty()).then(|| self.modules_to_save.clone());
@@ -214,8 +224,11 @@ impl LoraConfig {
             "fan_in_fan_out": false,
             "inference_mode": true,
             "init_lora_weights": true,
-            "layers_pattern": null,
-            "layers_to_transform": null,
+            "exclude_modules": self.exclude_modules.as_ref().map(selector_json),
+            "layers_pattern": (!self.layers.layers_pattern.is_empty())
+                .then_some(&self.layers.layers_pattern),
+            "layers_to_transform": (!self.layers.layers_to_transform.is_empty())
+                .then_some(&self.layers.layers_to_transform),
             "lora_alpha": self.lora_alpha,
             "lora_bias": false,
             "lora_dropout": self.lora_dropout,
@@ -225,7 +238,7 @@ impl LoraConfig {
             "rank_pattern": {},
             "alpha_pattern": {},
             "revision": null,
-            "target_modules": targets,
+            "target_modules": selector_json(&self.target_modules),
             "task_type": self.task_type.as_str(),
             "use_dora": false,
             "use_rslora": self.use_rslora,
@@ -236,10 +249,22 @@ impl LoraConfig {
     }
 }
 
-/// The output layers `all-linear` leaves out (peft skips the output embedding layer; for
-/// sequence classification the `score` head is a module to save instead).
-fn is_output_layer(path: &str) -> bool {
-    path == "lm_head" || path == "score"
+/// A `target_modules` / `exclude_modules` value: a list of names, `all-linear`, or a regular
+/// expression (any other string, as peft reads it).
+fn selector(key: &str, value: &Value) -> std::result::Result<TargetModules, String> {
+    match value {
+        Value::String(s) if s == "all-linear" => Ok(TargetModules::AllLinear),
+        Value::String(s) => TargetModules::regex(s).map_err(|e| format!("{key}: {e}")),
+        other => Ok(TargetModules::Names(strings(key, other)?)),
+    }
+}
+
+/// A list of strings, or an error naming `key`.
+fn strings(key: &str, value: &Value) -> std::result::Result<Vec<String>, String> {
+    value
+        .as_array()
+        .and_then(|items| items.iter().map(|n| n.as_str().map(str::to_string)).collect())
+        .ok_or_else(|| format!("{key} must be a string or a list of strings"))
 }
 
 #[cfg(test)]
@@ -252,6 +277,8 @@ mod tests {
             lora_alpha: 16.0,
             lora_dropout: 0.0,
             target_modules: targets,
+            exclude_modules: None,
+            layers: LayerFilter::default(),
             modules_to_save: vec!["lm_head".into()],
             use_rslora: false,
             task_type: TaskType::CausalLm,
@@ -282,8 +309,30 @@ mod tests {
         let c = config(TargetModules::Names(vec!["q_proj".into(), "v_proj".into()]));
         let back = LoraConfig::from_json(&c.to_json(&[])).unwrap();
         assert_eq!(back, c);
+        let mut filtered = config(TargetModules::regex(r".*\.(q|v)_proj").unwrap());
+        filtered.exclude_modules = Some(TargetModules::Names(vec!["layers.0.self_attn.q_proj".into()]));
+        filtered.layers.layers_to_transform = vec![0, 2];
+        filtered.layers.layers_pattern = vec!["layers".into()];
+        let json = filtered.to_json(&[]);
+        assert_eq!(json["target_modules"], r".*\.(q|v)_proj");
+        assert_eq!(LoraConfig::from_json(&json).unwrap(), filtered);
         let mut raw = c.to_json(&[]);
         raw["use_dora"] = true.into();
         assert!(LoraConfig::from_json(&raw).unwrap_err().contains("DoRA"));
+    }
+
+    #[test]
+    fn peft_spellings_of_the_layer_filter_are_read() {
+        let mut raw = config(TargetModules::AllLinear).to_json(&["q_proj".into()]);
+        raw["layers_to_transform"] = 1.into();
+        raw["layers_pattern"] = "layers".into();
+        let c = LoraConfig::from_json(&raw).unwrap();
+        assert!(c.targets("model.layers.1.self_attn.q_proj"));
+        assert!(!c.targets("model.layers.0.self_attn.q_proj"));
+        raw["target_modules"] = "(bad".into();
+        assert!(LoraConfig::from_json(&raw).unwrap_err().contains("target_modules"));
+        raw["target_modules"] = json!(["q_proj"]);
+        raw["target_parameters"] = json!(["mlp.experts.down_proj"]);
+        assert!(LoraConfig::from_json(&raw).unwrap_err().contains("target_parameters"));
     }
 }

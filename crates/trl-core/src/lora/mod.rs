@@ -20,9 +20,11 @@
 pub mod adapter;
 pub mod config;
 mod files;
+pub mod targets;
 
 pub use adapter::LoraAdapter;
-pub use config::{CONFIG_FILE, LoraConfig, TargetModules, TaskType};
+pub use config::{CONFIG_FILE, LoraConfig, TaskType};
+pub use targets::{LayerFilter, TargetModules};
 pub use files::{ADAPTER_FILE, is_adapter_dir, load_adapter, save_adapter};
 
 use burn::module::Module;

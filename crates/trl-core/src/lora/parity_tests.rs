@@ -111,6 +111,8 @@ fn a_fresh_adapter_changes_nothing_and_only_it_trains() {
         lora_alpha: 4.0,
         lora_dropout: 0.0,
         target_modules: TargetModules::AllLinear,
+        exclude_modules: None,
+        layers: Default::default(),
         modules_to_save: vec!["lm_head".into()],
         use_rslora: false,
         task_type: TaskType::CausalLm,
