@@ -1,9 +1,9 @@
-//! Data-parallel GRPO and RLOO over MPI, end to end: `mpiexec -n 2 trl grpo|rloo` on the CPU
-//! backend against one process with the same global batch. Each rank generates its half of
-//! every generation batch (seeded per global row), the rewards are gathered for the group
-//! advantages, so the completions, rewards, advantages, losses and weights equal one
-//! process's. Compiled only with `--features mpi`; needs `mpiexec` and `python3` (the
-//! reward program).
+//! Data-parallel GRPO, RLOO and PPO over MPI, end to end: `mpiexec -n 2 trl grpo|rloo|ppo`
+//! on the CPU backend against one process with the same global batch. Each rank generates its
+//! half of every generation (rollout) batch (seeded per global row), the rewards (PPO: the
+//! scored rollout) are gathered for the advantages, so the completions, rewards, advantages,
+//! losses and weights equal one process's. Compiled only with `--features mpi`; needs
+//! `mpiexec` and `python3` (the reward program).
 #![cfg(feature = "mpi")]
 
 mod common;
@@ -176,6 +176,13 @@ fn rloo_on_two_ranks_equals_one_process_with_the_global_batch() {
 }
 
 #[test]
+fn grpo_top_entropy_quantile_takes_its_threshold_over_both_ranks() {
+    // TRL 1.16's get_high_entropy_mask gathers every process's entropies: the threshold of a
+    // micro-batch split over 2 ranks is the one of the whole micro-batch in one process.
+    assert_two_ranks_match_one_process("grpo", &["--top_entropy_quantile", "0.5"]);
+}
+
+#[test]
 fn grpo_on_two_ranks_resumes_inside_a_generation_batch_bit_for_bit() {
     let tmp = tempfile::tempdir().unwrap();
     reward_program(tmp.path());
@@ -203,4 +210,155 @@ fn grpo_on_two_ranks_resumes_inside_a_generation_batch_bit_for_bit() {
         bytes(&whole) == bytes(&resumed),
         "the resumed run ended with other weights"
     );
+}
+
+/// `trl ppo` on the prompt-only data with the tiny Qwen2 policy and reward model: `batch`
+/// prompts per micro-batch, `accumulation` micro-batches per rank and rollout batch, two
+/// mini-batches, two PPO epochs, 24 episodes (3 rollout batches of 8 prompts), a checkpoint
+/// every 2 rollout batches; AdamW's epsilon 1e-4, so that gradients at float-rounding level
+/// (summed in another order on two ranks) do not make full steps.
+fn ppo_args(out: &Path, accumulation: usize) -> Vec<String> {
+    let out = out.to_string_lossy();
+    let accumulation = accumulation.to_string();
+    [
+        "ppo",
+        "--model_name_or_path",
+        common::MODEL,
+        "--reward_model_path",
+        "fixtures/models/tiny-qwen2-rm",
+        "--dataset_name",
+        "datasets/prompt_only.jsonl",
+        "--output_dir",
+        &out,
+        "--per_device_train_batch_size",
+        "2",
+        "--gradient_accumulation_steps",
+        &accumulation,
+        "--num_mini_batches",
+        "2",
+        "--num_ppo_epochs",
+        "2",
+        "--response_length",
+        "6",
+        "--total_episodes",
+        "24",
+        "--save_steps",
+        "2",
+        "--num_sample_generations",
+        "0",
+        "--learning_rate",
+        "1e-3",
+        "--adam_epsilon",
+        "1e-4",
+        "--report_to",
+        "none",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// PPO's logged values 2 ranks and 1 process must agree on (all but the timing `eps`).
+const PPO_KEYS: [&str; 19] = [
+    "loss",
+    "grad_norm",
+    "num_tokens",
+    "objective/kl",
+    "objective/entropy",
+    "objective/non_score_reward",
+    "objective/rlhf_reward",
+    "objective/scores",
+    "policy/approxkl_avg",
+    "policy/clipfrac_avg",
+    "policy/entropy_avg",
+    "loss/policy_avg",
+    "loss/value_avg",
+    "val/clipfrac_avg",
+    "val/ratio",
+    "val/ratio_var",
+    "val/num_eos_tokens",
+    "lr",
+    "episode",
+];
+
+/// `mpiexec -n 2 trl ppo` with `args` and `more`; the output's text, whether it succeeded.
+fn ppo_on_two_ranks(args: &[String], more: &[&str]) -> (bool, String) {
+    let output = mpiexec()
+        .args(["-n", "2", env!("CARGO_BIN_EXE_trl")])
+        .args(args)
+        .args(more)
+        .output()
+        .unwrap();
+    (output.status.success(), text(&output))
+}
+
+/// Every weight of the policy (`dir`) and the value model (`dir/value_model`).
+fn ppo_weights(dir: &Path) -> Vec<(String, Vec<f32>)> {
+    let mut all = weights(dir);
+    let value = weights(&dir.join("value_model"));
+    all.extend(
+        value
+            .into_iter()
+            .map(|(name, w)| (format!("value/{name}"), w)),
+    );
+    all
+}
+
+#[test]
+fn ppo_on_two_ranks_equals_one_process_with_twice_the_accumulation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (one, two) = (tmp.path().join("one"), tmp.path().join("two"));
+    // 1 x (2 prompts x 4 micro-batches) against 2 x (2 x 2): the same global rollout batch of
+    // 8, mini-batches of 4, micro-batches of 2, whitened over all 8 rows.
+    trl_one_thread(&ppo_args(&one, 4));
+    let (ok, log) = ppo_on_two_ranks(&ppo_args(&two, 2), &[]);
+    assert!(ok, "{log}");
+    assert!(log.contains("parameters identical on all 2 ranks"), "{log}");
+    let (expected, got) = (logged_steps(&one), logged_steps(&two));
+    assert_eq!((expected.len(), got.len()), (3, 3), "{log}");
+    for (step, (a, b)) in expected.iter().zip(&got).enumerate() {
+        for key in PPO_KEYS {
+            let what = format!("ppo {key} of step {}", step + 1);
+            let value = |e: &Value| e[key].as_f64().unwrap_or_else(|| panic!("{what}: {e}"));
+            assert_close(&what, value(a), value(b));
+        }
+    }
+    let (expected, got) = (ppo_weights(&one), ppo_weights(&two));
+    assert_eq!(expected.len(), got.len());
+    for ((name, a), (other, b)) in expected.iter().zip(&got) {
+        assert_eq!(name, other);
+        for (x, y) in a.iter().zip(b) {
+            assert_close(&format!("ppo weight {name}"), f64::from(*x), f64::from(*y));
+        }
+    }
+}
+
+#[test]
+fn ppo_on_two_ranks_resumes_on_two_ranks_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (whole, resumed) = (tmp.path().join("whole"), tmp.path().join("resumed"));
+    let (ok, log) = ppo_on_two_ranks(&ppo_args(&whole, 2), &[]);
+    assert!(ok, "{log}");
+    let checkpoint = resumed.join("checkpoint-2");
+    common::copy_dir(&whole.join("checkpoint-2"), &checkpoint);
+    // one process cannot take over a 2-rank run's checkpoint
+    let mut alone = ppo_args(&resumed, 2);
+    alone.extend(["--resume_from_checkpoint".into(), "true".into()]);
+    let output = common::trl_command(&alone).output().unwrap();
+    let refused = text(&output);
+    assert!(!output.status.success(), "{refused}");
+    assert!(refused.contains("mpirun -n 2"), "{refused}");
+    let (ok, log) = ppo_on_two_ranks(
+        &ppo_args(&resumed, 2),
+        &["--resume_from_checkpoint", "true"],
+    );
+    assert!(ok, "{log}");
+    assert!(log.contains("at step 2"), "{log}");
+    for file in ["model.safetensors", "value_model/model.safetensors"] {
+        let bytes = |dir: &Path| std::fs::read(dir.join(file)).unwrap();
+        assert!(
+            bytes(&whole) == bytes(&resumed),
+            "{file}: the resumed run ended with other weights"
+        );
+    }
 }

@@ -70,8 +70,8 @@ pub fn refuse_without_mpi(launched: Option<(&str, usize)>) -> Result<()> {
 }
 
 /// Commands that train data-parallel; every other command runs in one process only.
-pub const DATA_PARALLEL_COMMANDS: [&str; 7] =
-    ["sft", "dpo", "kto", "reward", "grpo", "rloo", "env"];
+pub const DATA_PARALLEL_COMMANDS: [&str; 8] =
+    ["sft", "dpo", "kto", "reward", "grpo", "rloo", "ppo", "env"];
 
 /// An error when `command` is run by several processes but is not data-parallel.
 pub fn check_command(command: &str) -> Result<()> {

@@ -74,6 +74,7 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
         args.gradient_accumulation_steps,
         args.num_train_epochs,
         examples.len(),
+        trl_core::train::collective::world().size(),
     )?;
     if args.max_steps > 0 {
         bail!(
@@ -103,7 +104,7 @@ pub fn run(raw: &[String], interrupt: Arc<AtomicBool>) -> Result<()> {
     let plan = format!(
         ", {} rollout batches of {} prompts, {} PPO epochs x {} mini-batches, reward model {}",
         sizes.num_total_batches,
-        sizes.local_batch_size,
+        sizes.batch_size(),
         ppo.num_ppo_epochs,
         ppo.num_mini_batches,
         dirs.reward.display()

@@ -93,10 +93,12 @@ impl Default for PpoConfig {
     }
 }
 
-/// The batch sizes `PPOTrainer.__init__` derives (one process: `world_size` 1).
+/// The batch sizes `PPOTrainer.__init__` derives; `local_*` sizes are one process's share,
+/// the global rollout batch is `local_batch_size * processes` (TRL's `batch_size`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchSizes {
-    /// Prompts per rollout: `per_device_train_batch_size * gradient_accumulation_steps`.
+    /// Prompts per rollout and process: `per_device_train_batch_size *
+    /// gradient_accumulation_steps`.
     pub local_batch_size: usize,
     /// Rows per optimizer update: `local_batch_size / num_mini_batches`.
     pub mini_batch_size: usize,
@@ -104,11 +106,20 @@ pub struct BatchSizes {
     pub micro_batch_size: usize,
     /// Episodes of the run.
     pub total_episodes: usize,
-    /// Rollout batches (= optimizer-schedule steps): `ceil(total_episodes / local_batch_size)`.
+    /// Rollout batches (= optimizer-schedule steps): `ceil(total_episodes / batch_size)`.
     pub num_total_batches: usize,
-    /// Rollout batches in one pass over the data (`rows / local_batch_size`, the dataloader
+    /// Rollout batches in one pass over the data (`rows / batch_size`, the dataloader
     /// drops the rest): the last one of each pass trains differently (see `PpoMethod`).
     pub batches_per_pass: usize,
+    /// Data-parallel processes sharing every rollout batch (TRL's `world_size`).
+    pub processes: usize,
+}
+
+impl BatchSizes {
+    /// Prompts per rollout over every process (TRL's `batch_size`).
+    pub fn batch_size(&self) -> usize {
+        self.local_batch_size * self.processes
+    }
 }
 
 impl PpoConfig {
@@ -142,14 +153,17 @@ impl PpoConfig {
         Ok(())
     }
 
-    /// TRL's batch-size arithmetic for `rows` training prompts.
+    /// TRL's batch-size arithmetic for `rows` training prompts shared by `processes`
+    /// data-parallel processes (1 without mpirun).
     pub fn batch_sizes(
         &self,
         per_device_train_batch_size: usize,
         gradient_accumulation_steps: usize,
         num_train_epochs: f64,
         rows: usize,
+        processes: usize,
     ) -> trl_core::Result<BatchSizes> {
+        let processes = processes.max(1);
         let local_batch_size = per_device_train_batch_size * gradient_accumulation_steps;
         if local_batch_size == 0 || !local_batch_size.is_multiple_of(self.num_mini_batches) {
             return Err(option_error(
@@ -179,12 +193,14 @@ impl PpoConfig {
                 ),
             ));
         }
-        if rows < local_batch_size {
+        let batch_size = local_batch_size * processes;
+        if rows < batch_size {
             return Err(option_error(
                 "per_device_train_batch_size",
                 format!(
-                    "a rollout batch needs {local_batch_size} prompts but the dataset has {rows} \
-                     (TRL's dataloader drops incomplete batches)"
+                    "a rollout batch needs {batch_size} prompts ({local_batch_size} per process x \
+                     {processes} processes) but the dataset has {rows} (TRL's dataloader drops \
+                     incomplete batches)"
                 ),
             ));
         }
@@ -196,8 +212,9 @@ impl PpoConfig {
             mini_batch_size,
             micro_batch_size: per_device_train_batch_size,
             total_episodes,
-            num_total_batches: total_episodes.div_ceil(local_batch_size).max(1),
-            batches_per_pass: rows / local_batch_size,
+            num_total_batches: total_episodes.div_ceil(batch_size).max(1),
+            batches_per_pass: rows / batch_size,
+            processes,
         })
     }
 }
@@ -229,15 +246,28 @@ mod tests {
             total_episodes: Some(10),
             ..PpoConfig::default()
         };
-        let b = c.batch_sizes(2, 2, 1.0, 8).unwrap();
+        let b = c.batch_sizes(2, 2, 1.0, 8, 1).unwrap();
         assert_eq!(
             (b.local_batch_size, b.mini_batch_size, b.num_total_batches),
             (4, 2, 3)
         );
-        let b = PpoConfig::default().batch_sizes(2, 1, 3.0, 8).unwrap();
+        let b = PpoConfig::default().batch_sizes(2, 1, 3.0, 8, 1).unwrap();
         assert_eq!((b.total_episodes, b.num_total_batches), (24, 12));
-        let err = c.batch_sizes(3, 1, 1.0, 8).unwrap_err().to_string();
+        let err = c.batch_sizes(3, 1, 1.0, 8, 1).unwrap_err().to_string();
         assert!(err.contains("num_mini_batches"), "{err}");
+        // two processes: a global batch of 8, so 10 episodes take 2 rollout batches
+        let b = c.batch_sizes(2, 2, 1.0, 8, 2).unwrap();
+        assert_eq!(
+            (
+                b.local_batch_size,
+                b.batch_size(),
+                b.num_total_batches,
+                b.batches_per_pass
+            ),
+            (4, 8, 2, 1)
+        );
+        let err = c.batch_sizes(2, 2, 1.0, 6, 2).unwrap_err().to_string();
+        assert!(err.contains("per_device_train_batch_size") && err.contains("2 processes"));
     }
 
     #[test]

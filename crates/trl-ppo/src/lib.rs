@@ -9,6 +9,7 @@
 //! - [`data`]: prompt-only rows -> prompt ids.
 //! - [`forward`]: the policy / value / reward forwards over `query + response` rows.
 //! - [`rollout`]: generation and scoring of one rollout batch.
+//! - [`shard`]: a data-parallel rank's share of a rollout batch, gathered into the global one.
 //! - [`stats`]: the per-rollout metrics.
 //! - [`model`]: policy + value as one trained module, saved side by side.
 //! - [`order`]: replaying recorded mini-batch permutations.
@@ -25,6 +26,7 @@ pub mod model;
 pub mod order;
 pub mod response;
 pub mod rollout;
+pub mod shard;
 pub mod stats;
 pub mod trainer;
 pub mod update;

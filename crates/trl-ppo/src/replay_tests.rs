@@ -200,7 +200,7 @@ fn replay(case: &Value, out: &Path) -> (Vec<Value>, PpoMethod) {
     );
     let seed = c["seed"].as_u64().unwrap();
     let sizes = ppo
-        .batch_sizes(batch, accumulation, 1.0, rows.len())
+        .batch_sizes(batch, accumulation, 1.0, rows.len(), 1)
         .unwrap();
     let examples = arrange(
         prepare_prompts(&rows, &tokenizer).unwrap(),

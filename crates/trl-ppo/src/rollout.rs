@@ -16,18 +16,21 @@ use crate::response::{
 
 /// Where responses come from: the policy's sampling, or (replay tests) recorded ones.
 pub trait ResponseSource {
-    /// One response per query (token ids, no padding) for rollout batch `step`.
+    /// One response per query (token ids, no padding) for rollout batch `step`; query `i` is
+    /// row `first_row + i` of the (global) rollout batch.
     fn respond(
         &mut self,
         policy: &CausalLm,
         queries: &[Vec<u32>],
         step: u64,
+        first_row: u64,
     ) -> Result<Vec<Vec<u32>>>;
 }
 
 /// The policy samples with `options` (TRL: `max_new_tokens = response_length`, temperature
 /// `+ 1e-7`, no top-k, top-p 1); each rollout batch gets its own seed from the run's seed and
-/// its number, so a resumed run draws the same responses.
+/// its number, so a resumed run draws the same responses, and each row its own stream of it
+/// (by its global row number), so data-parallel ranks draw what one process would.
 pub struct PolicySampler {
     pub options: GenerationOptions,
 }
@@ -38,9 +41,11 @@ impl ResponseSource for PolicySampler {
         policy: &CausalLm,
         queries: &[Vec<u32>],
         step: u64,
+        first_row: u64,
     ) -> Result<Vec<Vec<u32>>> {
         let options = GenerationOptions {
             seed: step_seed(self.options.seed, step, 0),
+            first_sequence: first_row,
             ..self.options.clone()
         };
         let completions = generate(policy, queries, &options, None, &mut |_, _| {})?;
@@ -61,6 +66,7 @@ impl ResponseSource for Recorded {
         _policy: &CausalLm,
         queries: &[Vec<u32>],
         step: u64,
+        _first_row: u64,
     ) -> Result<Vec<Vec<u32>>> {
         let missing = |message: String| trl_core::Error::Config {
             path: "ppo".into(),
@@ -142,18 +148,31 @@ pub fn query_responses(
 ) -> (usize, Vec<Vec<u32>>) {
     let context = queries.iter().map(Vec::len).max().unwrap_or(0);
     let width = responses.iter().map(Vec::len).max().unwrap_or(0).max(1);
-    let rows = queries
+    let rows = padded_rows(queries, responses, pad, context, width);
+    (context, rows)
+}
+
+/// `[rows][context + width]`: each query left-padded to `context`, its response right-padded
+/// to `width` (both at least the longest; data-parallel ranks pass the global maxima, so a
+/// row is laid out as in one process holding the whole batch).
+pub fn padded_rows(
+    queries: &[Vec<u32>],
+    responses: &[Vec<u32>],
+    pad: u32,
+    context: usize,
+    width: usize,
+) -> Vec<Vec<u32>> {
+    queries
         .iter()
         .zip(responses)
         .map(|(q, r)| {
-            let mut row = vec![pad; context - q.len()];
+            let mut row = vec![pad; context.saturating_sub(q.len())];
             row.extend(q);
             row.extend(r);
             row.resize(context + width, pad);
             row
         })
-        .collect();
-    (context, rows)
+        .collect()
 }
 
 /// Scores `responses` to `queries` and computes the training targets.
@@ -163,8 +182,20 @@ pub fn score_rollout(
     responses: &[Vec<u32>],
     settings: &RolloutSettings,
 ) -> Result<Rollout> {
+    let (context, query_responses) = query_responses(queries, responses, settings.pad_token_id);
+    let inputs = rollout_inputs(models, &query_responses, context, settings)?;
+    finish_rollout(context, query_responses, inputs, settings)
+}
+
+/// The per-token log-probs, values, scores and lengths of `query_responses` (`[rows][context
+/// + response width]`, queries left-padded to `context`), without the targets.
+pub fn rollout_inputs(
+    models: &RolloutModels,
+    query_responses: &[Vec<u32>],
+    context: usize,
+    settings: &RolloutSettings,
+) -> Result<RolloutInputs> {
     let pad = settings.pad_token_id;
-    let (context, query_responses) = query_responses(queries, responses, pad);
     let (mut logprobs, mut ref_logprobs, mut values, mut scores, mut lengths) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut post_all = Vec::new();
@@ -205,13 +236,24 @@ pub fn score_rollout(
         &contains_eos(&post_all, settings.eos_token_id),
         settings.missing_eos_penalty,
     );
-    let inputs = RolloutInputs {
+    Ok(RolloutInputs {
         logprobs,
         ref_logprobs,
         values,
-        scores: scores.clone(),
+        scores,
         sequence_lengths: lengths,
-    };
+    })
+}
+
+/// The rollout of `query_responses` scored as `inputs`, with its training targets (the
+/// whitening runs over every row given: under data parallelism, the global batch).
+pub fn finish_rollout(
+    context: usize,
+    query_responses: Vec<Vec<u32>>,
+    inputs: RolloutInputs,
+    settings: &RolloutSettings,
+) -> Result<Rollout> {
+    let scores = inputs.scores.clone();
     let targets = rollout_targets(inputs, &settings.rewards)?;
     Ok(Rollout {
         context_length: context,

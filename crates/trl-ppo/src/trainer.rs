@@ -4,6 +4,18 @@
 //! rows, cut into mini-batches and micro-batches; every `gradient_accumulation_steps`
 //! micro-batches make one AdamW update, as accelerate's `accumulate` groups them. The LR
 //! scheduler advances once per rollout batch.
+//!
+//! With several data-parallel processes every rank generates and scores its share of the
+//! global rollout batch, and every rank then holds the whole scored batch ([`crate::shard`]):
+//! the advantages (and, with `whiten_rewards`, the rewards) are whitened over the GLOBAL
+//! batch, where TRL 1.12 whitens each process's rows on their own, so a run's numbers do not
+//! depend on how many processes share it. The mini-batch permutations run over the global
+//! batch; each rank trains its own slice of every global mini-batch, each micro-batch's loss
+//! divided by `gradient_accumulation_steps * processes`, and the summed gradients of policy
+//! and value model (one trained module) make the same AdamW step on every rank. N ranks thus
+//! train as one process with `gradient_accumulation_steps` N times larger (same micro-batches,
+//! same updates), except at the last rollout batch of a pass, where (as TRL under accelerate)
+//! each update takes one micro-batch per rank.
 
 use std::cell::RefCell;
 use std::path::Path;
@@ -15,6 +27,8 @@ use burn::tensor::{Device, Tensor};
 use trl_core::Result;
 use trl_core::model::{CausalLm, SequenceClassifier};
 use trl_core::tokenizer::Tokenizer;
+use trl_core::train::collective::{Collective, world};
+use trl_core::train::gather::all_gather_f64;
 use trl_core::train::sampler::torch_randperm;
 use trl_core::train::schedule::LrSchedule;
 use trl_core::train::{
@@ -26,9 +40,8 @@ use crate::data::PromptExample;
 use crate::loss::LossSettings;
 use crate::model::{PolicyAdapter, PolicyAndValue};
 use crate::order::RecordedOrders;
-use crate::rollout::{
-    ResponseSource, Rollout, RolloutModels, RolloutSettings, score_rollout, step_seed,
-};
+use crate::rollout::{ResponseSource, Rollout, RolloutModels, RolloutSettings, step_seed};
+use crate::shard::{RolloutShard, global_rollout};
 use crate::stats::{rollout_metrics, unbiased_var};
 use crate::update::{MicroBatchOutput, UpdateSettings, micro_batch_loss};
 
@@ -92,6 +105,8 @@ pub struct PpoMethod {
     recorded_orders: Option<RecordedOrders>,
     /// `ratio.mean()` of every micro-batch of the current step (for `val/ratio_var`).
     ratios: RefCell<Vec<f64>>,
+    /// The processes sharing every rollout batch.
+    world: &'static dyn Collective,
 }
 
 impl PpoMethod {
@@ -103,6 +118,17 @@ impl PpoMethod {
         parts: PpoParts,
     ) -> Result<Self> {
         config.validate()?;
+        let world = world();
+        if sizes.processes != world.size() {
+            return Err(trl_core::Error::Config {
+                path: "ppo".into(),
+                message: format!(
+                    "batch sizes computed for {} processes, but {} run",
+                    sizes.processes,
+                    world.size()
+                ),
+            });
+        }
         Ok(PpoMethod {
             config,
             sizes,
@@ -117,6 +143,7 @@ impl PpoMethod {
             started: Instant::now(),
             recorded_orders: None,
             ratios: RefCell::new(Vec::new()),
+            world,
         })
     }
 
@@ -131,25 +158,46 @@ impl PpoMethod {
         (&self.reference, &self.reward)
     }
 
-    /// Row indices of every micro-batch of a step, in TRL's order: per PPO epoch a fresh
-    /// permutation (seeded by the run's seed, the step and the epoch), cut into mini-batches,
-    /// each cut into micro-batches.
+    /// Row indices (into the global rollout) of this rank's micro-batches of a step, in TRL's
+    /// order: per PPO epoch a fresh permutation of the global batch (seeded by the run's seed,
+    /// the step and the epoch), cut into global mini-batches; rank `r` takes the `r`-th
+    /// `mini_batch_size` rows of each, cut into micro-batches.
     pub fn micro_batch_rows(&self, step: u64, queries: &[Vec<u32>]) -> Result<Vec<Vec<usize>>> {
         let s = self.sizes;
+        let mine =
+            self.world.rank() * s.mini_batch_size..(self.world.rank() + 1) * s.mini_batch_size;
         let mut out = Vec::new();
         for epoch in 0..self.config.num_ppo_epochs {
             let order = match &self.recorded_orders {
                 Some(recorded) => recorded.order(step, epoch, queries)?,
-                None => torch_randperm(
-                    s.local_batch_size,
-                    step_seed(self.seed, step, 1 + epoch as u64),
-                ),
+                None => {
+                    torch_randperm(s.batch_size(), step_seed(self.seed, step, 1 + epoch as u64))
+                }
             };
-            for mini in order.chunks(s.mini_batch_size) {
-                out.extend(mini.chunks(s.micro_batch_size).map(<[usize]>::to_vec));
+            for mini in order.chunks(s.mini_batch_size * s.processes) {
+                let share = &mini[mine.start.min(mini.len())..mine.end.min(mini.len())];
+                out.extend(share.chunks(s.micro_batch_size).map(<[usize]>::to_vec));
             }
         }
         Ok(out)
+    }
+
+    /// The scored global rollout batch of `step` and its queries ([`global_rollout`]).
+    fn rollout_for(
+        &mut self,
+        current: &PolicyAndValue,
+        queries: Vec<Vec<u32>>,
+        step: u64,
+    ) -> Result<(Vec<Vec<u32>>, Rollout)> {
+        let models = RolloutModels {
+            policy: &current.policy,
+            reference: &self.reference,
+            value: &current.value,
+            reward: &self.reward,
+        };
+        let shard = RolloutShard::new(self.world, self.sizes.micro_batch_size);
+        let source = self.source.as_mut();
+        global_rollout(&shard, source, &models, queries, step, &self.rollout)
     }
 
     /// `gradient_accumulation_steps`: micro-batches per rollout batch and PPO epoch.
@@ -174,7 +222,7 @@ impl PpoMethod {
     }
 
     fn step_metrics(&self, rollout: &Rollout, step: u64) -> Vec<(String, f64)> {
-        let episode = (step + 1) * self.sizes.local_batch_size as u64;
+        let episode = (step + 1) * self.sizes.batch_size() as u64;
         let elapsed = self.started.elapsed().as_secs_f64().max(1e-9);
         let mut metrics = vec![("eps".to_string(), (episode as f64 / elapsed).floor())];
         metrics.extend(rollout_metrics(rollout, self.rollout.eos_token_id));
@@ -185,7 +233,7 @@ impl PpoMethod {
 
     /// Prints the first rows of a rollout, `num_sample_generations` times over the run.
     fn print_samples(&self, rollout: &Rollout, step: u64) -> Result<()> {
-        if self.config.num_sample_generations == 0 {
+        if self.config.num_sample_generations == 0 || !self.world.is_main() {
             return Ok(());
         }
         let freq =
@@ -221,7 +269,7 @@ impl Method for PpoMethod {
     fn sampler(&self, args: &TrainingArguments) -> Sampler {
         Sampler::Repeat(RepeatSampler {
             mini_repeat_count: 1,
-            batch_size: self.sizes.local_batch_size,
+            batch_size: self.sizes.batch_size(),
             repeat_count: 1,
             shuffle: true,
             seed: args.seed,
@@ -239,15 +287,8 @@ impl Method for PpoMethod {
             .flatten()
             .map(|e| e.prompt_ids.clone())
             .collect();
-        let current = model.valid();
-        let responses = self.source.respond(&current.policy, &queries, ctx.step)?;
-        let models = RolloutModels {
-            policy: &current.policy,
-            reference: &self.reference,
-            value: &current.value,
-            reward: &self.reward,
-        };
-        let rollout = Arc::new(score_rollout(&models, &queries, &responses, &self.rollout)?);
+        let (queries, rollout) = self.rollout_for(&model.valid(), queries, ctx.step)?;
+        let rollout = Arc::new(rollout);
         self.print_samples(&rollout, ctx.step)?;
         let mut metrics = Some(self.step_metrics(&rollout, ctx.step));
         self.ratios.borrow_mut().clear();
@@ -329,10 +370,24 @@ impl Method for PpoMethod {
             self.ratios.borrow_mut().push(0.0);
         }
         if batch.last_of_step {
-            metrics.push("val/ratio_var", unbiased_var(&self.ratios.borrow()));
+            // every rank's ratios: the variance over the global step's micro-batches
+            let ratios = all_gather_f64(self.world, &self.ratios.borrow());
+            metrics.push("val/ratio_var", unbiased_var(&ratios));
         }
         metrics.num_tokens = tokens;
-        Ok((losses.loss / self.accumulation() as f32, metrics))
+        // summed over the ranks: the gradient of N times `gradient_accumulation_steps`
+        let divisor = (self.accumulation() * self.sizes.processes) as f32;
+        Ok((losses.loss / divisor, metrics))
+    }
+
+    /// The number of processes: each rank's rows, and so every step, depend on it.
+    fn save_state(&self, dir: &Path) -> Result<()> {
+        crate::shard::save_processes(dir, self.sizes.processes)
+    }
+
+    /// Refuses a checkpoint written by a run on another number of processes.
+    fn load_state(&mut self, dir: &Path, _device: &Device) -> Result<()> {
+        crate::shard::check_processes(dir, self.sizes.processes)
     }
 
     fn save_model(&self, model: &PolicyAndValue, dir: &Path) -> Result<()> {

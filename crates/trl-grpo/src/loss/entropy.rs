@@ -1,16 +1,27 @@
 //! Entropy-based token selection ("Beyond the 80/20 Rule", Wang et al. 2025,
 //! arXiv:2506.01939) and the static entropy bonus, on host values (entropies carry no gradient).
 
-/// TRL's `get_high_entropy_mask` on one process: `true` where the token counts (`mask`) and
-/// its entropy is at least the `q`-quantile (linear interpolation, as `torch.quantile`) of
-/// the counted tokens' entropies. No counted token: all `false`. Row-major `[B, T]` slices.
-pub fn high_entropy_mask(entropies: &[f32], mask: &[f32], q: f64) -> Vec<bool> {
-    let mut counted: Vec<f32> = entropies
+use trl_core::train::collective::Collective;
+use trl_core::train::gather::all_gather_f64;
+
+/// TRL's `get_high_entropy_mask`: `true` where the token counts (`mask`) and its entropy is
+/// at least the `q`-quantile (linear interpolation, as `torch.quantile`) of the counted
+/// tokens' entropies of every process of `world` (TRL gathers them across processes; every
+/// rank calls this for the same micro-batch round). No counted token anywhere: all `false`.
+/// Row-major `[B, T]` slices.
+pub fn high_entropy_mask(
+    world: &dyn Collective,
+    entropies: &[f32],
+    mask: &[f32],
+    q: f64,
+) -> Vec<bool> {
+    let local: Vec<f32> = entropies
         .iter()
         .zip(mask)
         .filter(|&(_, &m)| m != 0.0)
         .map(|(&e, _)| e)
         .collect();
+    let mut counted = gather_values(world, local);
     if counted.is_empty() {
         return vec![false; entropies.len()];
     }
@@ -20,6 +31,26 @@ pub fn high_entropy_mask(entropies: &[f32], mask: &[f32], q: f64) -> Vec<bool> {
         .iter()
         .zip(mask)
         .map(|(&e, &m)| m != 0.0 && e * m >= threshold)
+        .collect()
+}
+
+/// Every process's `local` values in rank order (lengths may differ): the lengths, then the
+/// values padded to the longest, in two all-gathers.
+fn gather_values(world: &dyn Collective, local: Vec<f32>) -> Vec<f32> {
+    if world.size() == 1 {
+        return local;
+    }
+    let lengths: Vec<usize> = all_gather_f64(world, &[local.len() as f64])
+        .into_iter()
+        .map(|n| n as usize)
+        .collect();
+    let width = lengths.iter().copied().max().unwrap_or(0);
+    let mut padded: Vec<f64> = local.iter().map(|&v| f64::from(v)).collect();
+    padded.resize(width, 0.0);
+    let all = all_gather_f64(world, &padded);
+    all.chunks(width.max(1))
+        .zip(&lengths)
+        .flat_map(|(values, &n)| values[..n].iter().map(|&v| v as f32))
         .collect()
 }
 
@@ -58,6 +89,52 @@ pub fn mean_entropy(entropies: &[f32], mask: &[f32], keep: Option<&[bool]>) -> f
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Mutex;
+    use trl_core::train::collective::SingleProcess;
+
+    /// Rank 1 of 2, whose other rank adds `others` to its all-reduces, in call order.
+    struct SecondOfTwo {
+        others: Mutex<Vec<Vec<f64>>>,
+    }
+
+    impl Collective for SecondOfTwo {
+        fn rank(&self) -> usize {
+            1
+        }
+        fn size(&self) -> usize {
+            2
+        }
+        fn all_reduce_sum_f32(&self, _values: &mut [f32]) {
+            unreachable!("the gathers reduce f64 only")
+        }
+        fn all_reduce_sum_f64(&self, values: &mut [f64]) {
+            let other = self.others.lock().unwrap().remove(0);
+            values.iter_mut().zip(other).for_each(|(v, o)| *v += o);
+        }
+        fn broadcast_from_root(&self, _bytes: &mut [u8]) {}
+        fn barrier(&self) {}
+        fn abort(&self, code: i32) -> ! {
+            panic!("abort {code}")
+        }
+    }
+
+    #[test]
+    fn the_threshold_is_the_quantile_over_every_rank() {
+        // Alone, the median of [0.5, 1.0] (0.75) would keep the 1.0; rank 0's 2, 3, 4 raise
+        // the global median to 2.0, so neither local token is kept.
+        let world = SecondOfTwo {
+            others: Mutex::new(vec![vec![3.0, 0.0], vec![2.0, 3.0, 4.0, 0.0, 0.0, 0.0]]),
+        };
+        let (entropies, mask) = ([0.5, 1.0, 9.0], [1.0, 1.0, 0.0]);
+        assert_eq!(
+            high_entropy_mask(&world, &entropies, &mask, 0.5),
+            vec![false, false, false]
+        );
+        assert_eq!(
+            high_entropy_mask(&SingleProcess, &entropies, &mask, 0.5),
+            vec![false, true, false]
+        );
+    }
 
     #[test]
     fn quantile_interpolates_linearly_between_neighbours() {
@@ -74,11 +151,11 @@ mod tests {
         let entropies = [0.5, 1.0, 2.0, 100.0];
         let mask = [1.0, 1.0, 1.0, 0.0];
         assert_eq!(
-            high_entropy_mask(&entropies, &mask, 0.5),
+            high_entropy_mask(&SingleProcess, &entropies, &mask, 0.5),
             vec![false, true, true, false]
         );
         assert_eq!(
-            high_entropy_mask(&entropies, &[0.0; 4], 0.5),
+            high_entropy_mask(&SingleProcess, &entropies, &[0.0; 4], 0.5),
             vec![false; 4]
         );
     }

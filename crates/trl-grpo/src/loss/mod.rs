@@ -67,7 +67,10 @@ pub fn policy_loss(
     let entropies_host = host(inputs.entropies.clone())?;
     let advantages_host = host(inputs.advantages.clone())?;
     let entropy_keep = (cfg.top_entropy_quantile < 1.0).then(|| {
-        entropy::high_entropy_mask(&entropies_host, &mask_host, 1.0 - cfg.top_entropy_quantile)
+        // over every process's counted tokens (TRL gathers them)
+        let world = trl_core::train::collective::world();
+        let q = 1.0 - cfg.top_entropy_quantile;
+        entropy::high_entropy_mask(world, &entropies_host, &mask_host, q)
     });
     let ratios = importance_and_kl(cfg, &inputs);
 
