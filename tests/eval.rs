@@ -7,7 +7,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{MODEL, logged_losses, read_json, root, text, trl};
+use common::{MODEL, eval_entries, logged_losses, read_json, root, text, trl};
 use serde_json::Value;
 
 /// A data folder holding `train.jsonl` (rows 0..40 of the SFT sample) and `test.jsonl`
@@ -49,17 +49,6 @@ fn sft(data: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
     ];
     args.extend_from_slice(extra);
     trl(&args)
-}
-
-fn eval_entries(out: &Path) -> Vec<Value> {
-    let state = read_json(&out.join("trainer_state.json"));
-    state["log_history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e.get("eval_loss").is_some())
-        .cloned()
-        .collect()
 }
 
 #[test]

@@ -5,24 +5,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use common::{json_lines, logged_steps, read_json, text, trl};
+use common::{SHARE_REWARD, json_lines, logged_steps, read_json, text, trl, write_script};
 
 /// tiny-llama: its samples are diverse at temperature 1 (tiny-qwen2 repeats one token, so every
 /// reward group would have zero spread).
 const MODEL: &str = common::ONLINE_MODEL;
-
-/// A reward program: for each batch line, the share of completion tokens below id 192.
-const SHARE_REWARD: &str = r#"
-import json, sys
-for line in sys.stdin:
-    batch = json.loads(line)
-    print(json.dumps([
-        sum(1 for t in row["completion_ids"] if t < 192) / max(len(row["completion_ids"]), 1)
-        for row in batch
-    ]), flush=True)
-"#;
 
 /// Answers its first batch, then crashes with a message on stderr.
 const CRASHING_REWARD: &str = r#"
@@ -36,12 +25,6 @@ for line in sys.stdin:
     print(json.dumps([0.5 for _ in json.loads(line)]), flush=True)
 "#;
 
-fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, body).unwrap();
-    path
-}
-
 /// [`common::online_args`] with a checkpoint every step.
 fn online_args(command: &str, reward: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
     let mut args = common::online_args(command, reward, out, &["--save_steps", "1"]);
@@ -52,7 +35,7 @@ fn online_args(command: &str, reward: &Path, out: &Path, extra: &[&str]) -> Vec<
 #[test]
 fn grpo_logs_trl_metrics_completions_and_saves_the_policy() {
     let dir = tempfile::tempdir().unwrap();
-    let reward = script(dir.path(), "share.py", SHARE_REWARD);
+    let reward = write_script(dir.path(), "share.py", SHARE_REWARD);
     let out = dir.path().join("run");
     let args = online_args(
         "grpo",
@@ -127,7 +110,7 @@ fn grpo_logs_trl_metrics_completions_and_saves_the_policy() {
 #[test]
 fn resuming_mid_generation_batch_repeats_the_unbroken_run() {
     let dir = tempfile::tempdir().unwrap();
-    let reward = script(dir.path(), "share.py", SHARE_REWARD);
+    let reward = write_script(dir.path(), "share.py", SHARE_REWARD);
     // Two accumulation steps per generation batch and two passes over it: a checkpoint after
     // step 1 sits in the middle of the first batch's reuse.
     // Five steps: generations at steps 1 and 5 (every 2 × 2 accumulation steps).
@@ -178,7 +161,7 @@ fn resuming_mid_generation_batch_repeats_the_unbroken_run() {
 #[test]
 fn a_crashing_reward_program_stops_the_run_and_keeps_the_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
-    let reward = script(dir.path(), "crash.py", CRASHING_REWARD);
+    let reward = write_script(dir.path(), "crash.py", CRASHING_REWARD);
     let out = dir.path().join("run");
     let run = trl(&online_args("grpo", &reward, &out, &["--max_steps", "3"]));
     assert!(!run.status.success());
@@ -197,7 +180,7 @@ fn a_crashing_reward_program_stops_the_run_and_keeps_the_checkpoint() {
 #[test]
 fn rloo_folds_the_kl_into_the_reward_and_logs_it() {
     let dir = tempfile::tempdir().unwrap();
-    let reward = script(dir.path(), "share.py", SHARE_REWARD);
+    let reward = write_script(dir.path(), "share.py", SHARE_REWARD);
     let out = dir.path().join("run");
     let run = trl(&online_args("rloo", &reward, &out, &["--max_steps", "2"]));
     assert!(run.status.success(), "{}", text(&run));
@@ -214,7 +197,7 @@ fn rloo_folds_the_kl_into_the_reward_and_logs_it() {
 #[test]
 fn vllm_keys_are_refused_with_a_reason() {
     let dir = tempfile::tempdir().unwrap();
-    let reward = script(dir.path(), "share.py", SHARE_REWARD);
+    let reward = write_script(dir.path(), "share.py", SHARE_REWARD);
     let out = dir.path().join("run");
     let run = trl(&online_args("grpo", &reward, &out, &["--use_vllm", "true"]));
     assert!(!run.status.success());
@@ -229,7 +212,7 @@ fn vllm_keys_are_refused_with_a_reason() {
 #[test]
 fn generation_batch_must_hold_whole_groups() {
     let dir = tempfile::tempdir().unwrap();
-    let reward = script(dir.path(), "share.py", SHARE_REWARD);
+    let reward = write_script(dir.path(), "share.py", SHARE_REWARD);
     let out = dir.path().join("run");
     let run = trl(&online_args(
         "grpo",
@@ -244,7 +227,7 @@ fn generation_batch_must_hold_whole_groups() {
 #[test]
 fn sync_ref_model_blends_the_reference_and_checkpoints_keep_it() {
     let dir = tempfile::tempdir().unwrap();
-    let reward = script(dir.path(), "share.py", SHARE_REWARD);
+    let reward = write_script(dir.path(), "share.py", SHARE_REWARD);
     let out = dir.path().join("run");
     let extra = [
         "--max_steps",

@@ -7,21 +7,10 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{json_lines, logged_steps, read_json, root, text, trl};
+use common::{SHARE_REWARD, eval_entries, json_lines, logged_steps, root, text, trl, write_script};
 use serde_json::Value;
 
 const MODEL: &str = common::ONLINE_MODEL;
-
-/// The share of completion tokens below id 192, per completion (deterministic).
-const SHARE_REWARD: &str = r#"
-import json, sys
-for line in sys.stdin:
-    batch = json.loads(line)
-    print(json.dumps([
-        sum(1 for t in row["completion_ids"] if t < 192) / max(len(row["completion_ids"]), 1)
-        for row in batch
-    ]), flush=True)
-"#;
 
 /// Eval prompts: 5 rows of the bundled prompt-only data the train split also holds (what
 /// matters is their count, 5, which 4-completion eval batches do not divide).
@@ -34,8 +23,7 @@ fn eval_file(dir: &Path) -> PathBuf {
 }
 
 fn run_args(command: &str, dir: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
-    let reward = dir.join("share.py");
-    std::fs::write(&reward, SHARE_REWARD).unwrap();
+    let reward = write_script(dir, "share.py", SHARE_REWARD);
     common::online_args(command, &reward, out, extra)
 }
 
@@ -55,18 +43,6 @@ fn eval_keys(eval: &Path, eval_steps: &str) -> Vec<String> {
     .iter()
     .map(|s| s.to_string())
     .collect()
-}
-
-/// The `log_history` entries that evaluated.
-fn eval_entries(out: &Path) -> Vec<Value> {
-    let state = read_json(&out.join("trainer_state.json"));
-    state["log_history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e.get("eval_loss").is_some())
-        .cloned()
-        .collect()
 }
 
 fn eval_completions(out: &Path) -> Vec<Value> {

@@ -114,16 +114,26 @@ pub fn read_json(path: &Path) -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
-/// The logged steps (entries with a `loss`) of the `trainer_state.json` in `out_dir`.
-pub fn logged_steps(out_dir: &Path) -> Vec<Value> {
+/// The entries of the `log_history` in `out_dir`'s `trainer_state.json` that hold `key`.
+fn log_entries_with(out_dir: &Path, key: &str) -> Vec<Value> {
     let state = read_json(&out_dir.join("trainer_state.json"));
     state["log_history"]
         .as_array()
         .unwrap()
         .iter()
-        .filter(|e| e.get("loss").is_some())
+        .filter(|e| e.get(key).is_some())
         .cloned()
         .collect()
+}
+
+/// The logged steps (entries with a `loss`) of the `trainer_state.json` in `out_dir`.
+pub fn logged_steps(out_dir: &Path) -> Vec<Value> {
+    log_entries_with(out_dir, "loss")
+}
+
+/// The evaluations (entries with an `eval_loss`) of the `trainer_state.json` in `out_dir`.
+pub fn eval_entries(out_dir: &Path) -> Vec<Value> {
+    log_entries_with(out_dir, "eval_loss")
 }
 
 /// The logged losses of the run in `out_dir`, in step order.
@@ -143,6 +153,25 @@ pub fn json_lines(text: &str) -> Vec<Value> {
 
 /// The tiny Llama the online-method tests (GRPO, RLOO) train.
 pub const ONLINE_MODEL: &str = "fixtures/models/tiny-llama";
+
+/// A reward program for [`online_args`]: for each batch line, the share of completion tokens
+/// below id 192 (deterministic, and spread out on [`ONLINE_MODEL`]'s samples).
+pub const SHARE_REWARD: &str = r#"
+import json, sys
+for line in sys.stdin:
+    batch = json.loads(line)
+    print(json.dumps([
+        sum(1 for t in row["completion_ids"] if t < 192) / max(len(row["completion_ids"]), 1)
+        for row in batch
+    ]), flush=True)
+"#;
+
+/// Writes the program `body` to `dir/name` (a `cmd:` reward), returning its path.
+pub fn write_script(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, body).unwrap();
+    path
+}
 
 /// `trl <command>` (grpo, rloo) on the prompt-only data with [`ONLINE_MODEL`] and the `cmd:`
 /// reward program `reward`: four prompts x four completions of up to six tokens per step,

@@ -5,17 +5,15 @@
 //! checks each batch's prompts, hence TRL's eval sampler order) and must log every `eval_*`
 //! metric TRL logged, under the same names, with the same values.
 
-use burn::tensor::Device;
 use serde_json::{Map, Value, json};
-use trl_core::model::{CausalLm, load_causal_lm, load_frozen_causal_lm};
-use trl_core::parity::{assert_eval_history_matches, read_case_row_range, read_fixture, repo_root};
-use trl_core::tokenizer::Tokenizer;
+use trl_core::model::CausalLm;
+use trl_core::parity::{assert_eval_history_matches, read_case_row_range, read_fixture};
 use trl_core::train::{EvalContext, evaluate};
 
 use crate::data::prepare_prompts;
-use crate::replay_tests::{case_configs, recorded_rewards};
+use crate::replay_tests::{CaseSetup, case_configs, case_setup};
 use crate::rollout::CompletionSource;
-use crate::trainer::{GrpoMethod, GrpoParts};
+use crate::trainer::GrpoMethod;
 
 const FIXTURE: &str = "fixtures/expected/grpo/eval.json";
 
@@ -60,27 +58,17 @@ fn replay_eval(name: &str) {
     let case = &fixture["cases"][name];
     let out = tempfile::tempdir().unwrap();
     let (args, config, variant) = case_configs(case, &out);
-    let model_dir = repo_root().join(fixture["model"].as_str().unwrap());
-    let tokenizer = Tokenizer::from_dir(&model_dir).unwrap();
-    let kwargs = Map::new();
+    let source = Box::new(EvalReplay {
+        batches: case["batches"].as_array().unwrap().clone(),
+    });
+    let CaseSetup {
+        device,
+        model,
+        parts,
+        ..
+    } = case_setup(&fixture, case, &config, variant, source);
     let rows = read_case_row_range(&fixture, "eval_rows");
-    let examples = prepare_prompts(&rows, &tokenizer, &kwargs).unwrap();
-    let device = Device::default().autodiff();
-    let model = load_causal_lm(&model_dir, &device).unwrap();
-    let reference =
-        (config.beta != 0.0).then(|| load_frozen_causal_lm(&model_dir, &device).unwrap());
-    let rewards = recorded_rewards(case, config.max_completion_length);
-    let parts = GrpoParts {
-        tokenizer,
-        pad_token_id: case["pad_token_id"].as_u64().unwrap() as u32,
-        eos_token_ids: serde_json::from_value(case["eos_token_ids"].clone()).unwrap(),
-        reference,
-        rewards,
-        source: Box::new(EvalReplay {
-            batches: case["batches"].as_array().unwrap().clone(),
-        }),
-        variant,
-    };
+    let examples = prepare_prompts(&rows, &parts.tokenizer, &Map::new()).unwrap();
     let mut method = GrpoMethod::new(config, &args, parts).unwrap();
     let ctx = EvalContext {
         step: 0,

@@ -5,6 +5,7 @@
 //! same loss, grad_norm and every metric step by step, and move the weights by as much.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use burn::tensor::Device;
 use serde_json::{Map, Value};
@@ -145,10 +146,7 @@ pub(crate) fn case_configs(
 }
 
 /// One [`RecordedReward`] per reward function the case names.
-pub(crate) fn recorded_rewards(
-    case: &Value,
-    max_completion_length: usize,
-) -> Vec<Box<dyn RewardFunction>> {
+fn recorded_rewards(case: &Value, max_completion_length: usize) -> Vec<Box<dyn RewardFunction>> {
     case["reward_funcs"]
         .as_array()
         .unwrap()
@@ -162,30 +160,62 @@ pub(crate) fn recorded_rewards(
         .collect()
 }
 
+/// What a replay loads for a recorded case: the policy on autodiff CPU, and the trainer's
+/// parts with `source` supplying the completions. Shared by the training and evaluation replays.
+pub(crate) struct CaseSetup {
+    pub model_dir: PathBuf,
+    pub device: Device,
+    pub model: CausalLm,
+    pub parts: GrpoParts,
+}
+
+/// Loads the fixture's model (and a frozen reference when `config.beta != 0`) and builds the
+/// [`GrpoParts`] of `case`.
+pub(crate) fn case_setup(
+    fixture: &Value,
+    case: &Value,
+    config: &GrpoConfig,
+    variant: Variant,
+    source: Box<dyn CompletionSource>,
+) -> CaseSetup {
+    let model_dir = repo_root().join(fixture["model"].as_str().unwrap());
+    let tokenizer = Tokenizer::from_dir(&model_dir).unwrap();
+    let device = Device::default().autodiff();
+    let model = load_causal_lm(&model_dir, &device).unwrap();
+    let reference =
+        (config.beta != 0.0).then(|| load_frozen_causal_lm(&model_dir, &device).unwrap());
+    let parts = GrpoParts {
+        tokenizer,
+        pad_token_id: case["pad_token_id"].as_u64().unwrap() as u32,
+        eos_token_ids: serde_json::from_value(case["eos_token_ids"].clone()).unwrap(),
+        reference,
+        rewards: recorded_rewards(case, config.max_completion_length),
+        source,
+        variant,
+    };
+    CaseSetup {
+        model_dir,
+        device,
+        model,
+        parts,
+    }
+}
+
 fn replay(name: &str) {
     let fixture = read_fixture(FIXTURE);
     let case = &fixture["cases"][name];
     assert!(case.is_object(), "{FIXTURE}: no case {name}");
     let out = tempfile::tempdir().unwrap();
     let (args, config, variant) = case_configs(case, &out);
-    let model_dir = repo_root().join(fixture["model"].as_str().unwrap());
-    let tokenizer = Tokenizer::from_dir(&model_dir).unwrap();
+    let source = Box::new(Replay::new(case));
+    let CaseSetup {
+        model_dir,
+        device,
+        model,
+        parts,
+    } = case_setup(&fixture, case, &config, variant, source);
     let kwargs = config.chat_template_kwargs.clone().unwrap_or_default();
-    let examples = prepare_prompts(&read_case_rows(case), &tokenizer, &kwargs).unwrap();
-    let device = Device::default().autodiff();
-    let model = load_causal_lm(&model_dir, &device).unwrap();
-    let reference =
-        (config.beta != 0.0).then(|| load_frozen_causal_lm(&model_dir, &device).unwrap());
-    let rewards = recorded_rewards(case, config.max_completion_length);
-    let parts = GrpoParts {
-        tokenizer,
-        pad_token_id: case["pad_token_id"].as_u64().unwrap() as u32,
-        eos_token_ids: serde_json::from_value(case["eos_token_ids"].clone()).unwrap(),
-        reference,
-        rewards,
-        source: Box::new(Replay::new(case)),
-        variant,
-    };
+    let examples = prepare_prompts(&read_case_rows(case), &parts.tokenizer, &kwargs).unwrap();
     let mut method = GrpoMethod::new(config, &args, parts).unwrap();
     let outcome = train(
         &mut method,

@@ -2,15 +2,14 @@
 //! the prepared data and first batch must be identical, every logged step must match within
 //! tolerance, and the saved model must be what `AutoModelForSequenceClassification` loads.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use burn::tensor::Device;
 use serde_json::{Map, Value};
 use trl_core::model::{SequenceClassifier, load_sequence_classifier};
 use trl_core::parity::{
-    assert_close_slices, assert_log_history_matches, assert_param_updates_match,
-    assert_summary_matches, safetensors_update_norms,
+    self, assert_close_slices, assert_log_history_matches, assert_param_updates_match,
+    assert_summary_matches, read_jsonl, repo_root, safetensors_update_norms,
 };
 use trl_core::tokenizer::Tokenizer;
 use trl_core::train::{RunLogger, TrainingArguments, take_known_keys, train};
@@ -27,19 +26,6 @@ const METRIC_RTOL: f64 = 2e-2;
 /// (`MARGINS[i % 3]`, an input of the run, checked below against the prepared dataset).
 const MARGINS: [f64; 3] = [0.0, 0.5, 1.0];
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn read_rows(path: &Path) -> Vec<Map<String, Value>> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 fn json<T: serde::de::DeserializeOwned>(value: &Value) -> T {
     serde_json::from_value(value.clone()).unwrap()
 }
@@ -52,29 +38,12 @@ struct Case {
 }
 
 fn load_case(file: &str, output_dir: &Path) -> Case {
-    let path = root().join(format!("fixtures/expected/reward/{file}.json"));
-    let expected: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    let mut map: BTreeMap<String, Value> = expected["reward_config"]
-        .as_object()
-        .unwrap()
-        .clone()
-        .into_iter()
-        .collect();
-    for python_only in [
-        "model_init_kwargs",
-        "disable_tqdm",
-        "dataloader_num_workers",
-    ] {
-        map.remove(python_only);
-    }
-    map.insert(
-        "output_dir".into(),
-        Value::from(output_dir.to_str().unwrap()),
-    );
+    let path = format!("fixtures/expected/reward/{file}.json");
+    let (expected, mut map) = parity::load_case(&path, "reward_config", output_dir);
     let args: TrainingArguments = take_known_keys(&mut map, "training").unwrap();
     let config: RewardConfig = take_known_keys(&mut map, "reward").unwrap();
     assert!(map.is_empty(), "unhandled keys {map:?}");
-    let mut rows = read_rows(&root().join(expected["dataset"].as_str().unwrap()));
+    let mut rows = read_jsonl(expected["dataset"].as_str().unwrap());
     if expected["prepared_dataset"].get("margin").is_some() {
         for (i, row) in rows.iter_mut().enumerate() {
             row.insert("margin".into(), Value::from(MARGINS[i % MARGINS.len()]));
@@ -178,7 +147,7 @@ fn load_model(model_dir: &Path, pad: u32, device: &Device) -> SequenceClassifier
 fn check_case(file: &str) {
     let out = tempfile::tempdir().unwrap();
     let case = load_case(file, out.path());
-    let model_dir = root().join("fixtures/models/tiny-qwen2-rm");
+    let model_dir = repo_root().join("fixtures/models/tiny-qwen2-rm");
     let (mut method, examples) = prepare(file, &case, &model_dir);
     let device = Device::default().autodiff();
     let model = load_model(&model_dir, method.pad_token_id, &device);
@@ -351,7 +320,7 @@ fn causal_lm_gets_a_fresh_score_head_like_trl() {
     let out = tempfile::tempdir().unwrap();
     let mut case = load_case("preference_from_causal_lm", out.path());
     case.args.max_steps = 2;
-    let model_dir = root().join("fixtures/models/tiny-qwen2");
+    let model_dir = repo_root().join("fixtures/models/tiny-qwen2");
     let (mut method, examples) = prepare("from_causal_lm", &case, &model_dir);
     let device = Device::default().autodiff();
     device.seed(case.args.seed);

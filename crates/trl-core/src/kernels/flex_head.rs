@@ -9,7 +9,7 @@ use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Flex, TensorMetadata};
 
-use super::flex::{contiguous, f32s, labels_i64, new_f32};
+use super::flex_tensor::{contiguous, f32s, labels_i64, new_f32};
 use super::head_logprobs_cpu::{
     HeadGradInputs, HeadShape, OUTPUT_COLUMNS, head_logprobs_backward, head_logprobs_forward,
 };

@@ -9,7 +9,7 @@ use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Flex, TensorMetadata};
 
-use super::flex::{contiguous, f32s, new_f32};
+use super::flex_tensor::{contiguous, f32s, new_f32};
 use super::lora_cpu::{
     Dropout, LoraGradInputs, LoraNeeds, LoraShape, LoraWeights, lora_backward, lora_forward,
 };

@@ -21,9 +21,17 @@ mod fast_math;
 #[cfg(feature = "flex")]
 mod flex;
 #[cfg(feature = "flex")]
+mod flex_autodiff;
+#[cfg(feature = "flex")]
+mod flex_backward;
+#[cfg(feature = "flex")]
+mod flex_forward;
+#[cfg(feature = "flex")]
 mod flex_head;
 #[cfg(feature = "flex")]
 mod flex_lora;
+#[cfg(feature = "flex")]
+mod flex_tensor;
 #[cfg(feature = "flex")]
 mod gemm;
 #[cfg(feature = "flex")]

@@ -6,6 +6,7 @@
 //! entries, or a run that logged nothing, must never pass by comparing nothing.
 
 mod compare;
+mod eval_case;
 mod eval_history;
 mod forward;
 mod weights;
@@ -23,6 +24,7 @@ pub use compare::{
     assert_close_slices, assert_log_history_matches, assert_summary_matches, check_close_slices,
     check_lengths, check_log_history, check_summary,
 };
+pub use eval_case::{assert_eval_run_matches, load_eval_case};
 pub use eval_history::{assert_eval_history_matches, check_eval_history, read_case_row_range};
 pub use forward::{TokenOutputs, assert_close_rows, check_close_rows, token_outputs};
 pub use weights::{
