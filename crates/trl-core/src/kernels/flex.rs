@@ -5,9 +5,7 @@
 //! instead of one per elementary op.
 
 use burn::backend::tensor::{BoolTensor, FloatTensor, IntTensor};
-use burn::backend::{
-    Autodiff, Backend, Dispatch, DispatchDevice, Flex, TensorMetadata, backend_extension,
-};
+use burn::backend::{Backend, Dispatch, DispatchDevice, backend_extension};
 use burn::tensor::{Bool, DType, Int, Tensor};
 
 use super::lora_cpu::Dropout;

@@ -2,7 +2,6 @@
 //! every flex implementation of the fused ops (`flex_forward`, `flex_backward`, `flex_head`,
 //! `flex_lora`).
 
-use burn::backend::TensorMetadata;
 use burn::backend::flex::FlexTensor;
 use burn::tensor::{DType, TensorData};
 

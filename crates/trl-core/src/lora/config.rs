@@ -145,7 +145,9 @@ impl LoraConfig {
             .and_then(Value::as_array)
             .is_some_and(|p| !p.is_empty())
         {
-            return Err("target_parameters is not supported (adapters on linear layers only)".into());
+            return Err(
+                "target_parameters is not supported (adapters on linear layers only)".into(),
+            );
         }
         let target_modules = match field("target_modules") {
             Some(value) => selector("target_modules", value)?,
@@ -162,10 +164,11 @@ impl LoraConfig {
                     .map(|i| i.as_u64().map(|i| i as usize))
                     .collect::<Option<_>>()
                     .ok_or("layers_to_transform must hold layer indices")?,
-                Some(one) => vec![one
-                    .as_u64()
-                    .ok_or("layers_to_transform must be a layer index or a list of them")?
-                    as usize],
+                Some(one) => vec![
+                    one.as_u64()
+                        .ok_or("layers_to_transform must be a layer index or a list of them")?
+                        as usize,
+                ],
             },
             layers_pattern: match field("layers_pattern") {
                 None => Vec::new(),
@@ -263,7 +266,12 @@ fn selector(key: &str, value: &Value) -> std::result::Result<TargetModules, Stri
 fn strings(key: &str, value: &Value) -> std::result::Result<Vec<String>, String> {
     value
         .as_array()
-        .and_then(|items| items.iter().map(|n| n.as_str().map(str::to_string)).collect())
+        .and_then(|items| {
+            items
+                .iter()
+                .map(|n| n.as_str().map(str::to_string))
+                .collect()
+        })
         .ok_or_else(|| format!("{key} must be a string or a list of strings"))
 }
 
@@ -310,7 +318,9 @@ mod tests {
         let back = LoraConfig::from_json(&c.to_json(&[])).unwrap();
         assert_eq!(back, c);
         let mut filtered = config(TargetModules::regex(r".*\.(q|v)_proj").unwrap());
-        filtered.exclude_modules = Some(TargetModules::Names(vec!["layers.0.self_attn.q_proj".into()]));
+        filtered.exclude_modules = Some(TargetModules::Names(vec![
+            "layers.0.self_attn.q_proj".into(),
+        ]));
         filtered.layers.layers_to_transform = vec![0, 2];
         filtered.layers.layers_pattern = vec!["layers".into()];
         let json = filtered.to_json(&[]);
@@ -330,9 +340,17 @@ mod tests {
         assert!(c.targets("model.layers.1.self_attn.q_proj"));
         assert!(!c.targets("model.layers.0.self_attn.q_proj"));
         raw["target_modules"] = "(bad".into();
-        assert!(LoraConfig::from_json(&raw).unwrap_err().contains("target_modules"));
+        assert!(
+            LoraConfig::from_json(&raw)
+                .unwrap_err()
+                .contains("target_modules")
+        );
         raw["target_modules"] = json!(["q_proj"]);
         raw["target_parameters"] = json!(["mlp.experts.down_proj"]);
-        assert!(LoraConfig::from_json(&raw).unwrap_err().contains("target_parameters"));
+        assert!(
+            LoraConfig::from_json(&raw)
+                .unwrap_err()
+                .contains("target_parameters")
+        );
     }
 }

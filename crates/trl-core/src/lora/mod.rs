@@ -24,8 +24,8 @@ pub mod targets;
 
 pub use adapter::LoraAdapter;
 pub use config::{CONFIG_FILE, LoraConfig, TaskType};
-pub use targets::{LayerFilter, TargetModules};
 pub use files::{ADAPTER_FILE, is_adapter_dir, load_adapter, save_adapter};
+pub use targets::{LayerFilter, TargetModules};
 
 use burn::module::Module;
 use burn::tensor::Device;

@@ -109,7 +109,9 @@ fn layer_index(path: &str, patterns: &[String]) -> Option<usize> {
     let numbered = |i: usize| -> Option<usize> {
         let part = parts[i];
         let digits = !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
-        (digits && i + 1 < parts.len()).then(|| part.parse().ok()).flatten()
+        (digits && i + 1 < parts.len())
+            .then(|| part.parse().ok())
+            .flatten()
     };
     if patterns.is_empty() {
         // peft's pattern needs a component before the one preceding the number.
@@ -141,7 +143,11 @@ mod tests {
         assert!(!anchored.matches(Q0), "fullmatch, not search");
         let lookahead = TargetModules::regex(r"model\.layers\.(?!0\.).*q_proj").unwrap();
         assert!(!lookahead.matches(Q0) && lookahead.matches(Q3));
-        assert!(TargetModules::regex("(unclosed").unwrap_err().contains("(unclosed"));
+        assert!(
+            TargetModules::regex("(unclosed")
+                .unwrap_err()
+                .contains("(unclosed")
+        );
     }
 
     #[test]
@@ -155,13 +161,24 @@ mod tests {
         assert!(is_targeted(&names, None, &layers, Q3));
         assert!(is_targeted(&TargetModules::AllLinear, None, &layers, Q3));
         let re = TargetModules::regex(r".*q_proj").unwrap();
-        assert!(is_targeted(&re, None, &layers, Q0), "peft ignores it for a regex");
+        assert!(
+            is_targeted(&re, None, &layers, Q0),
+            "peft ignores it for a regex"
+        );
         let named = LayerFilter {
             layers_pattern: vec!["h".into()],
             ..layers.clone()
         };
-        assert!(!is_targeted(&names, None, &named, Q3), "no `h.<n>.` in the path");
-        assert!(is_targeted(&names, None, &named, "transformer.h.3.attn.q_proj"));
+        assert!(
+            !is_targeted(&names, None, &named, Q3),
+            "no `h.<n>.` in the path"
+        );
+        assert!(is_targeted(
+            &names,
+            None,
+            &named,
+            "transformer.h.3.attn.q_proj"
+        ));
     }
 
     #[test]
@@ -177,11 +194,25 @@ mod tests {
 
     #[test]
     fn the_first_numbered_component_is_the_layer() {
-        assert_eq!(layer_index("model.layers.12.mlp.experts.3.up", &[]), Some(12));
-        assert_eq!(layer_index("layers.2.mlp", &[]), None, "peft needs a prefix");
+        assert_eq!(
+            layer_index("model.layers.12.mlp.experts.3.up", &[]),
+            Some(12)
+        );
+        assert_eq!(
+            layer_index("layers.2.mlp", &[]),
+            None,
+            "peft needs a prefix"
+        );
         assert_eq!(layer_index("model.layers.5", &["layers".into()]), None);
-        assert_eq!(layer_index("model.layers.+5.q", &[]), None, "digits only, as \\d+");
+        assert_eq!(
+            layer_index("model.layers.+5.q", &[]),
+            None,
+            "digits only, as \\d+"
+        );
         let two = ["model.layers".to_string()];
-        assert_eq!(layer_index("model.layers.7.self_attn.q_proj", &two), Some(7));
+        assert_eq!(
+            layer_index("model.layers.7.self_attn.q_proj", &two),
+            Some(7)
+        );
     }
 }
