@@ -272,6 +272,8 @@ fn bench_lora_config(model: &Path) -> LoraConfig {
         lora_alpha: 32.0,
         lora_dropout: 0.05,
         target_modules: TargetModules::Names(vec!["q_proj".into(), "v_proj".into()]),
+        exclude_modules: None,
+        layers: Default::default(),
         modules_to_save: Vec::new(),
         use_rslora: false,
         task_type: TaskType::CausalLm,
