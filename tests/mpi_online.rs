@@ -14,20 +14,9 @@ use common::mpi::{assert_close, mpiexec, trl_one_thread, weights};
 use common::{json_lines, logged_steps, text};
 use serde_json::Value;
 
-/// For each batch line, the share of completion tokens below id 192.
-const SHARE_REWARD: &str = r#"
-import json, sys
-for line in sys.stdin:
-    batch = json.loads(line)
-    print(json.dumps([
-        sum(1 for t in row["completion_ids"] if t < 192) / max(len(row["completion_ids"]), 1)
-        for row in batch
-    ]), flush=True)
-"#;
-
 /// Writes the reward program into `dir` (as `share.py`).
 fn reward_program(dir: &Path) {
-    std::fs::write(dir.join("share.py"), SHARE_REWARD).unwrap();
+    common::write_script(dir, "share.py", common::SHARE_REWARD);
 }
 
 /// Four prompts of the training data: the eval set.
@@ -259,27 +248,15 @@ fn ppo_args(out: &Path, accumulation: usize) -> Vec<String> {
 }
 
 /// PPO's logged values 2 ranks and 1 process must agree on (all but the timing `eps`).
-const PPO_KEYS: [&str; 19] = [
-    "loss",
-    "grad_norm",
-    "num_tokens",
-    "objective/kl",
-    "objective/entropy",
-    "objective/non_score_reward",
-    "objective/rlhf_reward",
-    "objective/scores",
-    "policy/approxkl_avg",
-    "policy/clipfrac_avg",
-    "policy/entropy_avg",
-    "loss/policy_avg",
-    "loss/value_avg",
-    "val/clipfrac_avg",
-    "val/ratio",
-    "val/ratio_var",
-    "val/num_eos_tokens",
-    "lr",
-    "episode",
-];
+/// What a PPO step logs and 2 ranks must reproduce: the loss, the gradient norm, the tokens
+/// and every TRL metric but the timing (`eps`).
+fn ppo_keys() -> Vec<&'static str> {
+    let metrics = common::PPO_METRICS.iter().filter(|k| **k != "eps");
+    ["loss", "grad_norm", "num_tokens"]
+        .into_iter()
+        .chain(metrics.copied())
+        .collect()
+}
 
 /// `mpiexec -n 2 trl ppo` with `args` and `more`; the output's text, whether it succeeded.
 fn ppo_on_two_ranks(args: &[String], more: &[&str]) -> (bool, String) {
@@ -317,7 +294,7 @@ fn ppo_on_two_ranks_equals_one_process_with_twice_the_accumulation() {
     let (expected, got) = (logged_steps(&one), logged_steps(&two));
     assert_eq!((expected.len(), got.len()), (3, 3), "{log}");
     for (step, (a, b)) in expected.iter().zip(&got).enumerate() {
-        for key in PPO_KEYS {
+        for key in ppo_keys() {
             let what = format!("ppo {key} of step {}", step + 1);
             let value = |e: &Value| e[key].as_f64().unwrap_or_else(|| panic!("{what}: {e}"));
             assert_close(&what, value(a), value(b));

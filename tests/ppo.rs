@@ -12,26 +12,7 @@ use serde_json::Value;
 const RM: &str = "fixtures/models/tiny-qwen2-rm";
 const PROMPTS: &str = "datasets/prompt_only.jsonl";
 
-/// Every per-step metric TRL 1.12's PPOTrainer logs.
-const METRICS: [&str; 17] = [
-    "eps",
-    "objective/kl",
-    "objective/entropy",
-    "objective/non_score_reward",
-    "objective/rlhf_reward",
-    "objective/scores",
-    "policy/approxkl_avg",
-    "policy/clipfrac_avg",
-    "policy/entropy_avg",
-    "loss/policy_avg",
-    "loss/value_avg",
-    "val/clipfrac_avg",
-    "val/ratio",
-    "val/ratio_var",
-    "val/num_eos_tokens",
-    "lr",
-    "episode",
-];
+use common::PPO_METRICS as METRICS;
 
 fn ppo_args<'a>(policy: &'a str, rm: &'a str, out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec![

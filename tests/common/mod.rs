@@ -166,6 +166,27 @@ for line in sys.stdin:
     ]), flush=True)
 "#;
 
+/// Every per-step metric TRL 1.12's PPOTrainer logs.
+pub const PPO_METRICS: [&str; 17] = [
+    "eps",
+    "objective/kl",
+    "objective/entropy",
+    "objective/non_score_reward",
+    "objective/rlhf_reward",
+    "objective/scores",
+    "policy/approxkl_avg",
+    "policy/clipfrac_avg",
+    "policy/entropy_avg",
+    "loss/policy_avg",
+    "loss/value_avg",
+    "val/clipfrac_avg",
+    "val/ratio",
+    "val/ratio_var",
+    "val/num_eos_tokens",
+    "lr",
+    "episode",
+];
+
 /// Writes the program `body` to `dir/name` (a `cmd:` reward), returning its path.
 pub fn write_script(dir: &Path, name: &str, body: &str) -> PathBuf {
     let path = dir.join(name);
