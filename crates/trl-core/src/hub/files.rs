@@ -22,6 +22,18 @@ pub(super) const OPTIONAL_MODEL_FILES: [&str; 4] = [
     "README.md",
 ];
 pub(super) const SINGLE_WEIGHTS: &str = "model.safetensors";
+/// peft's adapter files: a repo holding only an adapter has these instead of `config.json`.
+pub(super) const ADAPTER_FILES: [&str; 2] = [crate::lora::CONFIG_FILE, crate::lora::ADAPTER_FILE];
+/// Fetched with an adapter when its repo has them (peft saves the tokenizer beside the adapter
+/// when it was extended; the base's is used otherwise).
+pub(super) const OPTIONAL_ADAPTER_FILES: [&str; 6] = [
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+    "generation_config.json",
+    "README.md",
+];
 pub(super) const WEIGHTS_INDEX: &str = "model.safetensors.index.json";
 /// Extensions of the data files a dataset repo is read from.
 pub(super) const DATA_EXTENSIONS: [&str; 3] = ["jsonl", "json", "parquet"];

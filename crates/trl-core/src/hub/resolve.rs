@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use super::cache::RepoKind;
 use super::files::{
-    OPTIONAL_MODEL_FILES, REQUIRED_MODEL_FILES, SINGLE_WEIGHTS, WEIGHTS_INDEX, is_data_file,
-    local_dataset_files, local_model, shard_files,
+    ADAPTER_FILES, OPTIONAL_ADAPTER_FILES, OPTIONAL_MODEL_FILES, REQUIRED_MODEL_FILES,
+    SINGLE_WEIGHTS, WEIGHTS_INDEX, is_data_file, local_dataset_files, local_model, shard_files,
 };
 use super::ids::{Location, locate};
 use super::options::HubOptions;
@@ -19,7 +19,8 @@ const DEFAULT_REVISION: &str = "main";
 /// is then ignored), else the cache snapshot of hub repo `id_or_path` at `revision` (default
 /// `main`) holding `config.json`, the tokenizer files, `model.safetensors` or the index and every
 /// shard it lists, and whichever of `generation_config.json`, `special_tokens_map.json`,
-/// `chat_template.jinja` and `README.md` the repo has. Offline (`HF_HUB_OFFLINE`), or when the hub cannot be
+/// `chat_template.jinja` and `README.md` the repo has; for a repo holding a peft adapter
+/// instead (no `config.json`), its adapter and tokenizer files. Offline (`HF_HUB_OFFLINE`), or when the hub cannot be
 /// reached at all, the cached snapshot of the revision is used. Options come from the
 /// environment ([`HubOptions::from_env`]).
 pub fn resolve_model(id_or_path: &str, revision: Option<&str>) -> Result<PathBuf> {
@@ -90,6 +91,9 @@ pub fn fetch_dataset_file(
 fn download_model(id: &str, revision: Option<&str>, options: &HubOptions) -> Result<PathBuf> {
     let revision = revision.unwrap_or(DEFAULT_REVISION);
     let snapshot = Snapshot::open(RepoKind::Model, id, revision, options)?;
+    if !snapshot.has(REQUIRED_MODEL_FILES[0]) && snapshot.has(ADAPTER_FILES[0]) {
+        return download_adapter(&snapshot);
+    }
     for file in REQUIRED_MODEL_FILES {
         snapshot.fetch(file)?;
     }
@@ -112,6 +116,24 @@ fn download_model(id: &str, revision: Option<&str>, options: &HubOptions) -> Res
     snapshot
         .dir()
         .ok_or_else(|| snapshot.missing(SINGLE_WEIGHTS))
+}
+
+/// A repo holding a peft adapter (`adapter_config.json`, no `config.json`), as TRL accepts one
+/// for `--model_name_or_path`: the adapter's files, and its tokenizer files when it has them;
+/// the base model is resolved from `base_model_name_or_path` by whoever reads the adapter.
+fn download_adapter(snapshot: &Snapshot) -> Result<PathBuf> {
+    for file in ADAPTER_FILES {
+        snapshot.fetch(file)?;
+    }
+    for file in OPTIONAL_ADAPTER_FILES {
+        if snapshot.has(file) {
+            snapshot.fetch(file)?;
+        }
+    }
+    snapshot.record_revision()?;
+    snapshot
+        .dir()
+        .ok_or_else(|| snapshot.missing(ADAPTER_FILES[0]))
 }
 
 fn download_dataset_files(

@@ -97,6 +97,47 @@ fn model_download_lands_in_the_standard_cache_layout() {
 }
 
 #[test]
+fn an_adapter_repo_resolves_to_its_adapter_files() {
+    let root = tempfile::tempdir().unwrap();
+    let files = [
+        (
+            "adapter_config.json",
+            r#"{"base_model_name_or_path": "org/tiny"}"#,
+        ),
+        ("adapter_model.safetensors", "adapter weights"),
+        ("tokenizer.json", r#"{"version": "1.0"}"#),
+    ];
+    let adapter = FakeRepo {
+        kind: RepoKind::Model,
+        id: "org/adapter",
+        dir: write_repo(&root.path().join("org-adapter"), &files),
+    };
+    let hub = FakeHub::start(vec![adapter], vec![]);
+    let options = hub.options(&root.path().join("hub"));
+
+    let snapshot = resolve_model_with("org/adapter", None, &options).unwrap();
+    for (name, content) in files {
+        assert_eq!(fs::read_to_string(snapshot.join(name)).unwrap(), content);
+    }
+    assert!(crate::lora::is_adapter_dir(&snapshot));
+    let urls: Vec<String> = hub.requests().into_iter().map(|seen| seen.url).collect();
+    assert!(
+        !urls
+            .iter()
+            .any(|url| url.contains("config.json") && !url.contains("adapter"))
+    );
+
+    let offline = HubOptions {
+        offline: true,
+        ..options.clone()
+    };
+    assert_eq!(
+        resolve_model_with("org/adapter", None, &offline).unwrap(),
+        snapshot
+    );
+}
+
+#[test]
 fn sharded_weights_fetch_every_shard_in_the_index() {
     let root = tempfile::tempdir().unwrap();
     let index = r#"{"metadata": {}, "weight_map": {
