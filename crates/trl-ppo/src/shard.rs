@@ -207,31 +207,13 @@ pub fn check_processes(dir: &Path, processes: usize) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use trl_core::train::collective::SingleProcess;
-
-    /// Rank 1 of 2 (gathers add nothing: only the index arithmetic is exercised).
-    struct SecondOfTwo;
-
-    impl Collective for SecondOfTwo {
-        fn rank(&self) -> usize {
-            1
-        }
-        fn size(&self) -> usize {
-            2
-        }
-        fn all_reduce_sum_f32(&self, _values: &mut [f32]) {}
-        fn all_reduce_sum_f64(&self, _values: &mut [f64]) {}
-        fn broadcast_from_root(&self, _bytes: &mut [u8]) {}
-        fn barrier(&self) {}
-        fn abort(&self, code: i32) -> ! {
-            panic!("abort {code}")
-        }
-    }
+    use trl_core::train::collective::{ScriptedPeers, SingleProcess};
 
     #[test]
     fn a_rank_holds_every_other_loader_batch() {
         // micro 2: rank 1 holds loader batches 1 and 3 = global rows 2, 3, 6, 7
-        let shard = RolloutShard::new(&SecondOfTwo, 2);
+        let second_of_two = ScriptedPeers::new(1, 2, Vec::new());
+        let shard = RolloutShard::new(&second_of_two, 2);
         let global = shard.global_rows(4);
         assert_eq!(global, vec![2, 3, 6, 7]);
         let runs = RolloutShard::runs(&global);

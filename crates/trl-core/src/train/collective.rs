@@ -42,6 +42,55 @@ pub trait Collective: Send + Sync {
     }
 }
 
+/// One rank of a simulated job, so data-parallel code (gathers, sharding) is unit-tested
+/// without MPI: each `all_reduce_sum_f64` adds the next of the other ranks' scripted
+/// contributions (in call order; nothing once the script is used up), f32 sums, broadcasts and
+/// barriers leave the buffers alone, and `abort` panics.
+#[derive(Debug, Default)]
+pub struct ScriptedPeers {
+    rank: usize,
+    size: usize,
+    others: std::sync::Mutex<std::collections::VecDeque<Vec<f64>>>,
+}
+
+impl ScriptedPeers {
+    /// Rank `rank` of `size`, the other ranks adding `others[i]` to the `i`-th f64 all-reduce.
+    pub fn new(rank: usize, size: usize, others: Vec<Vec<f64>>) -> Self {
+        ScriptedPeers {
+            rank,
+            size,
+            others: std::sync::Mutex::new(others.into()),
+        }
+    }
+}
+
+impl Collective for ScriptedPeers {
+    fn rank(&self) -> usize {
+        self.rank
+    }
+
+    fn size(&self) -> usize {
+        self.size
+    }
+
+    fn all_reduce_sum_f32(&self, _values: &mut [f32]) {}
+
+    fn all_reduce_sum_f64(&self, values: &mut [f64]) {
+        let next = self.others.lock().map(|mut o| o.pop_front()).ok().flatten();
+        if let Some(other) = next {
+            values.iter_mut().zip(other).for_each(|(v, o)| *v += o);
+        }
+    }
+
+    fn broadcast_from_root(&self, _bytes: &mut [u8]) {}
+
+    fn barrier(&self) {}
+
+    fn abort(&self, code: i32) -> ! {
+        panic!("a simulated rank aborted the job with code {code}")
+    }
+}
+
 /// One process training alone: every collective is the identity.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SingleProcess;

@@ -63,42 +63,11 @@ pub fn all_gather_bytes(world: &dyn Collective, local: &[u8]) -> Vec<Vec<u8>> {
 mod tests {
     use super::*;
 
-    /// Rank `rank` of a world whose other ranks contributed `others` to every all-reduce,
-    /// in call order (what a real all-reduce would add to this rank's buffer).
-    struct Simulated {
-        rank: usize,
-        size: usize,
-        others: std::sync::Mutex<Vec<Vec<f64>>>,
-    }
-
-    impl Collective for Simulated {
-        fn rank(&self) -> usize {
-            self.rank
-        }
-        fn size(&self) -> usize {
-            self.size
-        }
-        fn all_reduce_sum_f32(&self, _values: &mut [f32]) {
-            unreachable!("the gathers reduce f64 only")
-        }
-        fn all_reduce_sum_f64(&self, values: &mut [f64]) {
-            let other = self.others.lock().unwrap().remove(0);
-            values.iter_mut().zip(other).for_each(|(v, o)| *v += o);
-        }
-        fn broadcast_from_root(&self, _bytes: &mut [u8]) {}
-        fn barrier(&self) {}
-        fn abort(&self, code: i32) -> ! {
-            panic!("abort {code}")
-        }
-    }
+    use crate::train::collective::ScriptedPeers;
 
     #[test]
     fn a_rank_places_its_values_after_the_lower_ranks() {
-        let world = Simulated {
-            rank: 1,
-            size: 2,
-            others: std::sync::Mutex::new(vec![vec![1.0, f64::NAN, 0.0, 0.0]]),
-        };
+        let world = ScriptedPeers::new(1, 2, vec![vec![1.0, f64::NAN, 0.0, 0.0]]);
         let got = all_gather_f64(&world, &[3.0, -4.0]);
         assert_eq!((got[0], got[2], got[3]), (1.0, 3.0, -4.0));
         assert!(got[1].is_nan());
@@ -111,11 +80,11 @@ mod tests {
             .iter()
             .map(|w| f64::from(u32::from_le_bytes(*w)))
             .collect();
-        let world = Simulated {
-            rank: 1,
-            size: 2,
-            others: std::sync::Mutex::new(vec![vec![5.0, 0.0], vec![hello[0], hello[1], 0.0, 0.0]]),
-        };
+        let world = ScriptedPeers::new(
+            1,
+            2,
+            vec![vec![5.0, 0.0], vec![hello[0], hello[1], 0.0, 0.0]],
+        );
         let got = all_gather_bytes(&world, b"ok");
         assert_eq!(got, vec![b"hello".to_vec(), b"ok".to_vec()]);
         let alone = all_gather_bytes(&crate::train::collective::SingleProcess, b"x");

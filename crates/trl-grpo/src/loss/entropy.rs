@@ -89,42 +89,17 @@ pub fn mean_entropy(entropies: &[f32], mask: &[f32], keep: Option<&[bool]>) -> f
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Mutex;
-    use trl_core::train::collective::SingleProcess;
-
-    /// Rank 1 of 2, whose other rank adds `others` to its all-reduces, in call order.
-    struct SecondOfTwo {
-        others: Mutex<Vec<Vec<f64>>>,
-    }
-
-    impl Collective for SecondOfTwo {
-        fn rank(&self) -> usize {
-            1
-        }
-        fn size(&self) -> usize {
-            2
-        }
-        fn all_reduce_sum_f32(&self, _values: &mut [f32]) {
-            unreachable!("the gathers reduce f64 only")
-        }
-        fn all_reduce_sum_f64(&self, values: &mut [f64]) {
-            let other = self.others.lock().unwrap().remove(0);
-            values.iter_mut().zip(other).for_each(|(v, o)| *v += o);
-        }
-        fn broadcast_from_root(&self, _bytes: &mut [u8]) {}
-        fn barrier(&self) {}
-        fn abort(&self, code: i32) -> ! {
-            panic!("abort {code}")
-        }
-    }
+    use trl_core::train::collective::{ScriptedPeers, SingleProcess};
 
     #[test]
     fn the_threshold_is_the_quantile_over_every_rank() {
         // Alone, the median of [0.5, 1.0] (0.75) would keep the 1.0; rank 0's 2, 3, 4 raise
         // the global median to 2.0, so neither local token is kept.
-        let world = SecondOfTwo {
-            others: Mutex::new(vec![vec![3.0, 0.0], vec![2.0, 3.0, 4.0, 0.0, 0.0, 0.0]]),
-        };
+        let world = ScriptedPeers::new(
+            1,
+            2,
+            vec![vec![3.0, 0.0], vec![2.0, 3.0, 4.0, 0.0, 0.0, 0.0]],
+        );
         let (entropies, mask) = ([0.5, 1.0, 9.0], [1.0, 1.0, 0.0]);
         assert_eq!(
             high_entropy_mask(&world, &entropies, &mask, 0.5),
