@@ -139,14 +139,15 @@ fn config_from_flags(inputs: &ModelAndDataArgs, model_id: &str) -> Result<LoraCo
             Some(other) => bail!("--{key}: {other} is not a module name or a list of them"),
         }
     };
-    let targets = names("lora_target_modules", &inputs.lora_target_modules)?;
     let target_modules = match &inputs.lora_target_modules {
         // One value that is not a list of names: peft reads a string as a regular expression
         // the whole module path must match (TRL passes a single value on as a string).
         Some(Value::String(pattern)) if is_pattern(pattern) => TargetModules::regex(pattern)
             .map_err(|e| anyhow::anyhow!("--lora_target_modules: {e}"))?,
-        _ if targets == ["all-linear"] => TargetModules::AllLinear,
-        _ => TargetModules::Names(targets),
+        value => match names("lora_target_modules", value)? {
+            targets if targets == ["all-linear"] => TargetModules::AllLinear,
+            targets => TargetModules::Names(targets),
+        },
     };
     Ok(LoraConfig {
         r: inputs.lora_r,

@@ -10,7 +10,7 @@ use super::hub_error;
 use crate::{Error, Result};
 
 /// The model's architecture: the first file a model folder must have.
-const CONFIG_FILE: &str = "config.json";
+pub(super) const CONFIG_FILE: &str = "config.json";
 /// The files trl-rs builds a model and its tokenizer from.
 pub(super) const REQUIRED_MODEL_FILES: [&str; 3] =
     [CONFIG_FILE, "tokenizer.json", "tokenizer_config.json"];
@@ -23,7 +23,9 @@ pub(super) const OPTIONAL_MODEL_FILES: [&str; 4] = [
 ];
 pub(super) const SINGLE_WEIGHTS: &str = "model.safetensors";
 /// peft's adapter files: a repo holding only an adapter has these instead of `config.json`.
-pub(super) const ADAPTER_FILES: [&str; 2] = [crate::lora::CONFIG_FILE, crate::lora::ADAPTER_FILE];
+pub(super) const ADAPTER_FILES: [&str; 2] = [ADAPTER_CONFIG, crate::lora::ADAPTER_FILE];
+/// The adapter's `adapter_config.json`, which marks a repo as holding an adapter.
+pub(super) const ADAPTER_CONFIG: &str = crate::lora::CONFIG_FILE;
 /// Fetched with an adapter when its repo has them (peft saves the tokenizer beside the adapter
 /// when it was extended; the base's is used otherwise).
 pub(super) const OPTIONAL_ADAPTER_FILES: [&str; 6] = [

@@ -5,8 +5,9 @@ use std::path::PathBuf;
 
 use super::cache::RepoKind;
 use super::files::{
-    ADAPTER_FILES, OPTIONAL_ADAPTER_FILES, OPTIONAL_MODEL_FILES, REQUIRED_MODEL_FILES,
-    SINGLE_WEIGHTS, WEIGHTS_INDEX, is_data_file, local_dataset_files, local_model, shard_files,
+    ADAPTER_CONFIG, ADAPTER_FILES, CONFIG_FILE, OPTIONAL_ADAPTER_FILES, OPTIONAL_MODEL_FILES,
+    REQUIRED_MODEL_FILES, SINGLE_WEIGHTS, WEIGHTS_INDEX, is_data_file, local_dataset_files,
+    local_model, shard_files,
 };
 use super::ids::{Location, locate};
 use super::options::HubOptions;
@@ -91,7 +92,7 @@ pub fn fetch_dataset_file(
 fn download_model(id: &str, revision: Option<&str>, options: &HubOptions) -> Result<PathBuf> {
     let revision = revision.unwrap_or(DEFAULT_REVISION);
     let snapshot = Snapshot::open(RepoKind::Model, id, revision, options)?;
-    if !snapshot.has(REQUIRED_MODEL_FILES[0]) && snapshot.has(ADAPTER_FILES[0]) {
+    if !snapshot.has(CONFIG_FILE) && snapshot.has(ADAPTER_CONFIG) {
         return download_adapter(&snapshot);
     }
     for file in REQUIRED_MODEL_FILES {
@@ -133,7 +134,7 @@ fn download_adapter(snapshot: &Snapshot) -> Result<PathBuf> {
     snapshot.record_revision()?;
     snapshot
         .dir()
-        .ok_or_else(|| snapshot.missing(ADAPTER_FILES[0]))
+        .ok_or_else(|| snapshot.missing(ADAPTER_CONFIG))
 }
 
 fn download_dataset_files(

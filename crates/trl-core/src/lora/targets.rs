@@ -40,7 +40,7 @@ impl TargetModules {
         }
     }
 
-    /// Whether the peft's layer-index filter applies to this selector (it does for lists,
+    /// Whether peft's layer-index filter applies to this selector (it does for lists,
     /// `all-linear` included, which peft turns into a list; not for a regular expression).
     fn uses_layer_filter(&self) -> bool {
         !matches!(self, TargetModules::Regex(_))
