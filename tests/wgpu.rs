@@ -307,3 +307,36 @@ fn grpo_on_wgpu_matches_the_cpu_run() {
         close("loss", 0.0, 1e-6);
     }
 }
+
+/// On wgpu, attention goes through the blocked op (scores a block of query rows at a time,
+/// none kept for the backward) and the LM head's log-probs through the chunked one (no
+/// `[tokens, vocab]` log-softmax kept): both equal the composed math in values and
+/// gradients, with blocks smaller than the sequence.
+#[test]
+fn blocked_attention_and_chunked_head_match_the_composed_math_on_wgpu() {
+    use trl::core::kernels::blocked_check::{
+        AttentionCase, HeadCase, attention_differences, head_differences,
+    };
+    let device = Device::wgpu(DeviceKind::DefaultDevice).autodiff();
+    let q = burn::tensor::Tensor::<4>::zeros([1, 1, 2, 2], &device);
+    assert!(trl::core::kernels::blocked::runs_on_cube(&q));
+    for (heads, kv_heads, seq, rows) in [(4, 2, 11, 3), (2, 2, 9, 9)] {
+        let case = AttentionCase {
+            heads,
+            kv_heads,
+            seq,
+            rows,
+        };
+        let diffs = attention_differences(case, &device);
+        assert!(diffs.iter().all(|d| *d < 1e-4), "{case:?}: {diffs:?}");
+    }
+    for (vocab_major, temperature, chunk) in [(true, 1.0, 3), (false, 0.7, 4)] {
+        let case = HeadCase {
+            vocab_major,
+            temperature,
+            chunk,
+        };
+        let diffs = head_differences(case, &device);
+        assert!(diffs.iter().all(|d| *d < 1e-4), "{case:?}: {diffs:?}");
+    }
+}

@@ -13,8 +13,16 @@ mod attention_backward_cpu;
 mod attention_cpu;
 #[cfg(feature = "flex")]
 mod attention_rows;
+#[cfg(any(feature = "flex", feature = "wgpu", feature = "cuda"))]
+pub mod blocked;
+pub mod blocked_attention;
+#[cfg(any(feature = "flex", feature = "wgpu", feature = "cuda"))]
+pub mod blocked_check;
+#[cfg(all(test, feature = "flex"))]
+mod blocked_tests;
 #[cfg(feature = "flex")]
 mod cached_attention_cpu;
+pub mod chunked_head;
 pub mod composed;
 #[cfg(feature = "flex")]
 mod fast_math;
@@ -71,13 +79,21 @@ fn all_f32<const D: usize>(tensors: &[&Tensor<D>]) -> bool {
 /// each other, as the output projection reads them).
 ///
 /// Semantics of [`composed::grouped_query_attention`] (transformers' eager attention with
-/// `repeat_kv`); on flex a fused kernel that never stores the score matrix.
+/// `repeat_kv`); on flex a fused kernel that never stores the score matrix, on the CubeCL
+/// backends (wgpu, cuda) [`blocked::attention`], which builds the scores a block of query
+/// rows at a time and keeps none of them for the backward.
 pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, blocked: &Tensor<4, Bool>) -> Tensor<4> {
     #[cfg(feature = "flex")]
     let [batch, _, seq, _] = q.dims();
     #[cfg(feature = "flex")]
     if flex::runs_on_flex(&q) && all_f32(&[&k, &v]) && blocked.dims() == [batch, 1, seq, seq] {
         return flex::attention(q, k, v, blocked.clone());
+    }
+    #[cfg(any(feature = "wgpu", feature = "cuda"))]
+    if blocked::runs_on_cube(&q) {
+        let [batch, heads, seq, _] = q.dims();
+        let rows = blocked_attention::rows_per_block(batch, heads, seq);
+        return blocked::attention(q, k, v, blocked.clone(), rows).swap_dims(1, 2);
     }
     composed::grouped_query_attention(q, k, v, blocked).swap_dims(1, 2)
 }
@@ -239,10 +255,11 @@ pub struct LmHead {
 const COMPOSED_CHUNK_ELEMENTS: usize = 1 << 24;
 
 /// [`label_log_probs`] of the logits `hidden @ W / temperature` (`hidden` `[batch, seq,
-/// hidden]`, `labels` `[batch, seq - 1]`) without the `[batch, seq, vocab]` logits: on flex one
-/// fused op that computes and differentiates the head a chunk of tokens at a time, keeping
-/// only the hidden states and one log-sum-exp per token for the backward; elsewhere burn ops
-/// over token chunks ([`composed::head_label_log_probs`]).
+/// hidden]`, `labels` `[batch, seq - 1]`) without the `[batch, seq, vocab]` logits: one op
+/// that computes and differentiates the head a chunk of tokens at a time, keeping only the
+/// hidden states and one log-sum-exp per token for the backward (on flex a fused kernel, on
+/// the CubeCL backends [`blocked::head_logprobs`]); elsewhere burn ops over token chunks
+/// ([`composed::head_label_log_probs`]).
 pub fn head_label_log_probs(
     hidden: Tensor<3>,
     head: &LmHead,
@@ -277,7 +294,44 @@ pub fn head_label_log_probs(
         };
         return (out.narrow(1, 0, 1).reshape([batch, seq - 1]), stats_of);
     }
+    #[cfg(any(feature = "wgpu", feature = "cuda"))]
+    if blocked::runs_on_cube(&hidden) {
+        return cube_head_label_log_probs(hidden, head, labels, temperature);
+    }
     let vocab = head.weight.dims()[if head.vocab_major { 0 } else { 1 }];
     let chunk = (COMPOSED_CHUNK_ELEMENTS / vocab.max(1)).max(16);
     composed::head_label_log_probs(hidden, head, labels, temperature, chunk)
+}
+
+/// [`head_label_log_probs`] on a CubeCL device: [`blocked::head_logprobs`] over the flattened
+/// predicting positions.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+fn cube_head_label_log_probs(
+    hidden: Tensor<3>,
+    head: &LmHead,
+    labels: Tensor<2, Int>,
+    temperature: f64,
+) -> (Tensor<2>, TokenStats) {
+    let [batch, seq, width] = hidden.dims();
+    let n = batch * (seq - 1);
+    let vocab = head.weight.dims()[if head.vocab_major { 0 } else { 1 }];
+    // [n, hidden] -> [n, chunked_head::COLUMNS]
+    let flat = hidden.narrow(1, 0, seq - 1).reshape([n, width]);
+    let out = blocked::head_logprobs(
+        flat,
+        head.weight.clone(),
+        labels.reshape([n]),
+        head.vocab_major,
+        temperature,
+        chunked_head::tokens_per_chunk(vocab),
+    );
+    let stats = out.clone().inner();
+    let column = |i: usize| stats.clone().narrow(1, i + 1, 1).reshape([batch, seq - 1]);
+    let stats_of = TokenStats {
+        entropy: column(0),
+        argmax: column(1).int(),
+        log_sum_sq_probs: column(2),
+        mean_logits: column(3),
+    };
+    (out.narrow(1, 0, 1).reshape([batch, seq - 1]), stats_of)
 }
