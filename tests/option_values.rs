@@ -366,3 +366,24 @@ fn a_tokenizer_without_eos_is_refused_where_trl_appends_eos() {
         stderr(&conversational)
     );
 }
+
+/// `--fp16 true` on the CPU backend is an error naming the flag (transformers raises too);
+/// `--bf16 true` trains in fp32 and says so; both at once are refused before anything loads.
+#[test]
+fn half_precision_flags_on_the_cpu_say_what_happens() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let out = dir.path().join("out");
+    let out = out.to_str().unwrap();
+    let data = "datasets/text.jsonl";
+    let fp16 = trl_in_cache(&run_args("sft", data, out, &["--fp16", "true"]), &cache);
+    assert_error(&fp16, &["--fp16 true", "GPU backend"]);
+    let both = run_args("sft", data, out, &["--fp16", "true", "--bf16", "true"]);
+    assert_error(
+        &trl_in_cache(&both, &cache),
+        &["--fp16", "at most one of fp16 and bf16"],
+    );
+    let bf16 = trl_in_cache(&run_args("sft", data, out, &["--bf16", "true"]), &cache);
+    assert!(bf16.status.success(), "{}", stderr(&bf16));
+    assert!(stderr(&bf16).contains("bf16=true: on the CPU backend trl-rs keeps fp32 weights"));
+}

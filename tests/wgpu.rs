@@ -340,3 +340,60 @@ fn blocked_attention_and_chunked_head_match_the_composed_math_on_wgpu() {
         assert!(diffs.iter().all(|d| *d < 1e-4), "{case:?}: {diffs:?}");
     }
 }
+
+/// `--fp16 true` on wgpu: fp16 matmuls over fp32 master weights with a dynamic loss scale;
+/// the SFT reference case's losses stay within fp16 tolerance of TRL's fp32 ones (and are
+/// not bitwise the fp32 run's: the half path ran). `--bf16 true` either runs (a runtime
+/// with bf16 matmuls) or stops with the error naming the flag (lavapipe has none).
+#[test]
+fn fp16_mixed_precision_on_wgpu_tracks_fp32() {
+    let case = read_json(&root().join("fixtures/expected/sft/text.json"));
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = case_args("sft", &case, "sft_config", dir.path());
+    args.extend(["--fp16".into(), "true".into()]);
+    let out = trl(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("mixed precision: F16 matmuls"),
+        "{}",
+        stderr(&out)
+    );
+    let state = read_json(&dir.path().join("run/trainer_state.json"));
+    let ours: Vec<f64> = state["log_history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e.get("loss").and_then(Value::as_f64))
+        .collect();
+    let reference: Vec<f64> = case["log_history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e.get("loss").and_then(Value::as_f64))
+        .collect();
+    assert_eq!(ours.len(), reference.len());
+    assert!(!ours.is_empty());
+    for (a, b) in ours.iter().zip(&reference) {
+        assert!(
+            (a - b).abs() <= 1e-2 * b.abs(),
+            "{ours:?} vs TRL fp32 {reference:?}"
+        );
+    }
+    assert!(
+        ours.iter()
+            .zip(&reference)
+            .any(|(a, b)| (a - b).abs() > 1e-6 * b.abs())
+    );
+
+    let again = tempfile::tempdir().unwrap();
+    let mut args = case_args("sft", &case, "sft_config", again.path());
+    args.extend(["--bf16".into(), "true".into()]);
+    let out = trl(&args);
+    if !out.status.success() {
+        let message = stderr(&out);
+        assert!(
+            message.contains("--bf16 true: this device's runtime has no"),
+            "{message}"
+        );
+    }
+}

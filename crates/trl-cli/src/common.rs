@@ -156,11 +156,6 @@ pub fn setup_mode<C: CommandConfig>(
     if mode == Mode::Train {
         check_output_dir(&args)?;
     }
-    if args.bf16 {
-        eprintln!(
-            "note: bf16=true: trl-rs keeps fp32 weights and computes in fp32 on this backend"
-        );
-    }
     let model_id = inputs
         .model_name_or_path
         .clone()
@@ -280,9 +275,11 @@ impl<C> Setup<C> {
     }
 
     /// The training device (with autodiff; with burn's gradient-checkpointing strategy when
-    /// `activation_checkpointing` / `gradient_checkpointing` is on).
+    /// `activation_checkpointing` / `gradient_checkpointing` is on), mixed precision set up
+    /// for it (`--bf16` / `--fp16`).
     pub fn device(&self) -> Result<Device> {
         let device = parse_device(&self.device_spec)?.autodiff();
+        crate::mixed_precision::apply(&self.args, &device)?;
         Ok(if self.args.activation_checkpointing()? {
             device.gradient_checkpointing()
         } else {

@@ -21,6 +21,7 @@ mod kto;
 mod launch;
 mod lora;
 mod merge;
+mod mixed_precision;
 mod model_args;
 #[cfg(feature = "mpi")]
 mod mpi_world;

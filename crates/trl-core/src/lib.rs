@@ -18,6 +18,7 @@ pub mod logprobs;
 pub mod lora;
 pub mod model;
 pub mod parity;
+pub mod precision;
 pub mod tokenizer;
 pub mod train;
 

@@ -9,6 +9,8 @@
 
 use burn::tensor::{Int, Tensor};
 
+use crate::precision;
+
 /// Columns of the forward output: the label's log-prob, then entropy, argmax, `log Σ p²` and
 /// mean logit (the [`super::TokenStats`] of each position), as the flex kernel writes them.
 pub const COLUMNS: usize = 5;
@@ -32,11 +34,12 @@ pub struct Head {
 }
 
 impl Head {
-    /// `hidden` `[rows, hidden]` -> logits `[rows, vocab]` divided by the temperature.
+    /// `hidden` `[rows, hidden]` -> logits `[rows, vocab]` divided by the temperature (the
+    /// matmul in the mixed-precision format when one is on, the logits in f32).
     fn logits(&self, hidden: Tensor<2>) -> Tensor<2> {
         let logits = match self.vocab_major {
-            true => hidden.matmul(self.weight.clone().transpose()),
-            false => hidden.matmul(self.weight.clone()),
+            true => precision::matmul(hidden, self.weight.clone().transpose()),
+            false => precision::matmul(hidden, self.weight.clone()),
         };
         match self.temperature {
             1.0 => logits,

@@ -5,6 +5,7 @@ use burn::tensor::activation::{log_softmax, silu, softmax};
 use burn::tensor::{Bool, DType, Distribution, Int, Tensor};
 
 use super::{LmHead, TokenStats};
+use crate::precision;
 
 /// Masked softmax attention with grouped key/value heads, after RoPE:
 /// `q` `[batch, heads, seq, head_dim]`, `k`/`v` `[batch, kv_heads, seq, head_dim]`, `blocked`
@@ -43,22 +44,24 @@ pub fn swiglu<const D: usize>(gate: Tensor<D>, up: Tensor<D>) -> Tensor<D> {
 }
 
 /// `(silu(x @ gate) * (x @ up)) @ down` for weights in burn's `Linear` layout.
+/// The matmuls run in the mixed-precision format when one is on ([`crate::precision`]).
 pub fn swiglu_mlp(x: Tensor<3>, gate: Tensor<2>, up: Tensor<2>, down: Tensor<2>) -> Tensor<3> {
-    let gate = x.clone().matmul(gate.unsqueeze());
-    let up = x.matmul(up.unsqueeze());
-    swiglu(gate, up).matmul(down.unsqueeze())
+    let gate = precision::matmul(x.clone(), gate);
+    let up = precision::matmul(x, up);
+    precision::matmul(swiglu(gate, up), down)
 }
 
 /// peft's LoRA `Linear` without bias, `x @ base + scaling * (dropout(x) @ a) @ b`, for
 /// weights in burn's `Linear` layout (`base` `[in, out]`, `a` `[in, r]`, `b` `[r, out]`); the
 /// dropout (rate `dropout`, when given) draws a Bernoulli mask from the device's random stream.
+/// The matmuls run in the mixed-precision format when one is on ([`crate::precision`]).
 pub fn lora_linear<const D: usize>(
     x: Tensor<D>,
     [base, a, b]: [Tensor<2>; 3],
     scaling: f64,
     dropout: Option<f64>,
 ) -> Tensor<D> {
-    let out = x.clone().matmul(base.unsqueeze());
+    let out = precision::matmul(x.clone(), base);
     let x = match dropout {
         Some(rate) => {
             let keep = 1.0 - rate;
@@ -67,7 +70,7 @@ pub fn lora_linear<const D: usize>(
         }
         None => x,
     };
-    out + x.matmul(a.unsqueeze()).matmul(b.unsqueeze()) * scaling
+    out + precision::matmul(precision::matmul(x, a), b) * scaling
 }
 
 /// `x / sqrt(mean(x²) + eps) * weight` over the last axis (burn's `RmsNorm::forward`).

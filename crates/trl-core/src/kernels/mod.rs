@@ -90,7 +90,7 @@ pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, blocked: &Tensor<4, B
         return flex::attention(q, k, v, blocked.clone());
     }
     #[cfg(any(feature = "wgpu", feature = "cuda"))]
-    if blocked::runs_on_cube(&q) {
+    if blocked::runs_on_cube(&q) && blocked.dims() == [q.dims()[0], 1, q.dims()[2], q.dims()[2]] {
         let [batch, heads, seq, _] = q.dims();
         let rows = blocked_attention::rows_per_block(batch, heads, seq);
         return blocked::attention(q, k, v, blocked.clone(), rows).swap_dims(1, 2);

@@ -11,8 +11,8 @@ use burn::module::Module;
 use burn::nn::Linear;
 use burn::tensor::Tensor;
 
-use crate::kernels;
 use crate::lora::LoraAdapter;
+use crate::{kernels, precision};
 
 /// An HF `nn.Linear` plus what peft may wrap it with.
 #[derive(Module, Debug)]
@@ -46,7 +46,14 @@ impl Projection {
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         let linear = self.active_linear();
         let Some(adapter) = &self.lora else {
-            return linear.forward(x);
+            if precision::autocast().is_none() {
+                return linear.forward(x);
+            }
+            let out = precision::matmul(x, linear.weight.val());
+            return match &linear.bias {
+                Some(bias) => out + bias.val().unsqueeze(),
+                None => out,
+            };
         };
         let training = crate::lora::adapter::is_training(&x, adapter);
         let dropout = adapter.dropout_active(training).then_some(adapter.dropout);

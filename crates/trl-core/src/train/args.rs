@@ -120,7 +120,12 @@ pub struct TrainingArguments {
     /// `true`/`false` or a checkpoint path; `true` picks the latest `checkpoint-N` in `output_dir`.
     pub resume_from_checkpoint: Option<Value>,
     pub train_sampling_strategy: SamplingStrategy,
+    /// Mixed precision with bf16 matmuls on the GPU backends ([`crate::precision`]); on the
+    /// CPU backend a note says training stays f32.
     pub bf16: bool,
+    /// Mixed precision with fp16 matmuls and a dynamic loss scale on the GPU backends; an
+    /// error on the CPU backend, as in transformers.
+    pub fp16: bool,
     /// transformers 5's name for gradient checkpointing; resolved with its deprecated alias
     /// `gradient_checkpointing` (the one TRL's configs set) by `checkpointing.rs`.
     pub activation_checkpointing: Option<bool>,
@@ -189,6 +194,7 @@ impl Default for TrainingArguments {
             resume_from_checkpoint: None,
             train_sampling_strategy: SamplingStrategy::Random,
             bf16: false,
+            fp16: false,
             activation_checkpointing: None,
             gradient_checkpointing: None,
             activation_checkpointing_kwargs: None,

@@ -94,6 +94,14 @@ impl TrainingArguments {
             ));
         }
         non_negative("adam_epsilon", self.adam_epsilon)?;
+        if self.bf16 && self.fp16 {
+            return Err(option_error(
+                "fp16",
+                "true with --bf16 true: at most one of fp16 and bf16 can be true (as \
+                 transformers' TrainingArguments requires)"
+                    .into(),
+            ));
+        }
         for (name, beta) in [
             ("adam_beta1", self.adam_beta1),
             ("adam_beta2", self.adam_beta2),
@@ -223,6 +231,10 @@ mod tests {
             ("adam_beta1", Box::new(|a| a.adam_beta1 = 1.0)),
             ("adam_beta2", Box::new(|a| a.adam_beta2 = -0.1)),
             ("adam_epsilon", Box::new(|a| a.adam_epsilon = -1e-8)),
+            (
+                "at most one of fp16 and bf16",
+                Box::new(|a| (a.fp16, a.bf16) = (true, true)),
+            ),
             ("weight_decay", Box::new(|a| a.weight_decay = -0.1)),
             ("warmup_steps", Box::new(|a| a.warmup_steps = -2.0)),
             ("warmup_ratio", Box::new(|a| a.warmup_ratio = 1.5)),

@@ -9,7 +9,11 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Tensor, TensorData};
 
+use super::loss_scale::LossScale;
 use super::optim::{AdamWState, Moments};
+
+/// The optimizer file's entry for fp16's loss scale: `[scale, good_steps]`.
+const LOSS_SCALE: &str = "loss_scale";
 use super::state::TrainerState;
 use crate::model::{WeightReader, WeightWriter};
 use crate::{Error, Result};
@@ -110,6 +114,11 @@ fn save_optimizer(path: &Path, optimizer: &AdamWState) -> Result<()> {
     }
     // The step count rides along as a one-element tensor (exact up to 2^24 steps).
     writer.add_values("step", vec![1], vec![optimizer.step as f32]);
+    // fp16's loss scale: a power of two and a count below 2000, both exact in f32.
+    if let Some(scale) = optimizer.loss_scale {
+        let values = vec![scale.scale as f32, scale.good_steps as f32];
+        writer.add_values(LOSS_SCALE, vec![2], values);
+    }
     writer.write(path)
 }
 
@@ -117,6 +126,16 @@ fn save_optimizer(path: &Path, optimizer: &AdamWState) -> Result<()> {
 pub fn load_optimizer(dir: &Path, device: &Device) -> Result<AdamWState> {
     let mut reader = WeightReader::open_file(&dir.join(OPTIMIZER_FILE))?;
     let step = reader.read("step", &[1])?[0] as u64;
+    let loss_scale = match reader.contains(LOSS_SCALE) {
+        true => {
+            let values = reader.read(LOSS_SCALE, &[2])?;
+            Some(LossScale {
+                scale: f64::from(values[0]),
+                good_steps: values[1] as u64,
+            })
+        }
+        false => None,
+    };
     // Moments are stored flat as "{index}.exp_avg"; parameters without a gradient have none.
     let count = reader
         .names()
@@ -140,7 +159,11 @@ pub fn load_optimizer(dir: &Path, device: &Device) -> Result<AdamWState> {
             exp_avg_sq: flat(exp_avg_sq),
         }));
     }
-    Ok(AdamWState { step, moments })
+    Ok(AdamWState {
+        step,
+        moments,
+        loss_scale,
+    })
 }
 
 #[cfg(test)]
@@ -186,5 +209,40 @@ mod prune_tests {
             checkpoints_after_pruning_with_best(Some(2), Some(6)),
             [4, 6]
         );
+    }
+}
+
+#[cfg(test)]
+mod optimizer_file_tests {
+    use super::*;
+
+    /// fp16's loss scale is saved with the optimizer and read back; without one none is read.
+    #[test]
+    fn the_loss_scale_round_trips_through_the_optimizer_file() {
+        let device = Device::flex();
+        let dir = tempfile::tempdir().unwrap();
+        let moments = Moments {
+            exp_avg: Tensor::from_data(TensorData::new(vec![0.5f32, -1.0], [2]), &device),
+            exp_avg_sq: Tensor::from_data(TensorData::new(vec![0.25f32, 1.0], [2]), &device),
+        };
+        for loss_scale in [
+            Some(LossScale {
+                scale: 8192.0,
+                good_steps: 1234,
+            }),
+            None,
+        ] {
+            let state = AdamWState {
+                step: 7,
+                moments: vec![None, Some(moments.clone())],
+                loss_scale,
+            };
+            save_optimizer(&dir.path().join(OPTIMIZER_FILE), &state).unwrap();
+            let read = load_optimizer(dir.path(), &device).unwrap();
+            assert_eq!((read.step, read.loss_scale), (7, loss_scale));
+            assert!(read.moments[0].is_none());
+            let avg = read.moments[1].as_ref().unwrap().exp_avg.clone();
+            assert_eq!(avg.into_data().try_to_vec::<f32>().unwrap(), [0.5, -1.0]);
+        }
     }
 }

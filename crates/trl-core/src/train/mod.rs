@@ -15,6 +15,7 @@ mod eval_loop;
 pub mod eval_shard;
 pub mod gather;
 pub mod logging;
+pub mod loss_scale;
 pub mod method;
 pub mod metrics;
 pub mod mix;

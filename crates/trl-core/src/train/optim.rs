@@ -9,6 +9,7 @@ use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::Tensor;
 
+use super::loss_scale::LossScale;
 use crate::Result;
 use crate::host::scalar;
 
@@ -34,6 +35,9 @@ pub struct Moments {
 pub struct AdamWState {
     pub step: u64,
     pub moments: Vec<Option<Moments>>,
+    /// fp16's dynamic loss scale (`--fp16`), kept and saved with the optimizer as the HF
+    /// Trainer saves torch's GradScaler next to it; `None` otherwise.
+    pub loss_scale: Option<LossScale>,
 }
 
 /// The HF Trainer decays every weight matrix and embedding but no bias and no norm weight;
@@ -130,6 +134,11 @@ pub fn clip_grad_norm<M: Module>(
         module.visit(&mut ScaleGrads { grads, coef });
     }
     Ok(total)
+}
+
+/// Multiplies every gradient of `module`'s parameters by `coef` (fp16's unscaling).
+pub fn scale_gradients<M: Module>(module: &M, grads: &mut GradientsParams, coef: f64) {
+    module.visit(&mut ScaleGrads { grads, coef });
 }
 
 struct SquaredNorms<'a> {

@@ -69,7 +69,11 @@ pub fn restore<M: Method>(
     // A `save_only_model` checkpoint has no optimizer file: AdamW starts afresh, as the HF
     // Trainer loads the optimizer only when its file is there.
     if dir.join(OPTIMIZER_FILE).is_file() {
+        let fp16_scale = optimizer.loss_scale;
         *optimizer = load_optimizer(dir, device)?;
+        // A run resumed under --fp16 keeps the saved scale, or starts one (as GradScaler does
+        // when the checkpoint has no scaler state); without --fp16 none is used.
+        optimizer.loss_scale = fp16_scale.and(optimizer.loss_scale.or(fp16_scale));
     }
     let saved = TrainerState::load(&dir.join(STATE_FILE))?;
     state.global_step = saved.global_step;

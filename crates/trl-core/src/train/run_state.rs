@@ -2,6 +2,7 @@
 //! what the next log line averages.
 
 use super::args::TrainingArguments;
+use super::loss_scale::LossScale;
 use super::metrics::MetricWindow;
 use super::optim::AdamWState;
 use super::plan::Plan;
@@ -38,7 +39,10 @@ impl RunState {
                 is_world_process_zero: true,
                 ..TrainerState::default()
             },
-            optimizer: AdamWState::default(),
+            optimizer: AdamWState {
+                loss_scale: args.fp16.then(LossScale::default),
+                ..AdamWState::default()
+            },
             window: MetricWindow::default(),
             loss_since_log: 0.0,
             steps_since_log: 0,

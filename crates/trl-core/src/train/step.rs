@@ -2,7 +2,8 @@
 //! accumulation, clipping and AdamW. Pure with respect to the loop's bookkeeping (logging,
 //! saving), which [`super::trainer`] does with what this returns. With several processes the
 //! loss normaliser is summed over the ranks and the gradients all-reduced before clipping
-//! ([`super::data_parallel`]); with one both are no-ops.
+//! ([`super::data_parallel`]); with one both are no-ops. Under `--fp16` the loss is scaled for
+//! the backward and a step whose gradients overflow is skipped ([`super::loss_scale`]).
 
 use burn::optim::{GradientsAccumulator, GradientsParams};
 
@@ -10,7 +11,7 @@ use super::collective::Collective;
 use super::data_parallel::all_reduce_gradients;
 use super::method::{Method, PreparedStep};
 use super::metrics::MetricWindow;
-use super::optim::{AdamWConfig, AdamWState, adamw_step, clip_grad_norm};
+use super::optim::{AdamWConfig, AdamWState, adamw_step, clip_grad_norm, scale_gradients};
 use crate::host::scalar;
 use crate::{Error, Result};
 
@@ -52,6 +53,9 @@ pub fn optimizer_step<M: Method>(
     let mut report = StepReport::default();
     let updates = prepared.updates.len().max(1) as f64;
     for batches in &prepared.updates {
+        // fp16: the loss is scaled up for the backward, the gradients down before clipping.
+        let scale = optimizer.loss_scale.map(|s| s.scale);
+        let mut overflowed = false;
         // transformers' num_items_in_batch: the items of every micro-batch of the update, on
         // every rank (`average_tokens_across_devices`, true by default).
         let mut items = [batches.iter().map(|b| method.items_in(b)).sum::<f64>()];
@@ -62,15 +66,24 @@ pub fn optimizer_step<M: Method>(
             let (loss, metrics) = method.loss(&model, batch, items)?;
             // A host sync point: the loss value is needed for the NaN check and the log.
             let value = scalar(loss.clone().without_autodiff(), "the loss")?;
-            if !value.is_finite() {
-                return Err(Error::NonFiniteLoss {
-                    step: settings.step_number,
-                    value,
-                });
-            }
             report.loss += value / updates;
             report.tokens += metrics.num_tokens;
             window.record(&metrics);
+            if !value.is_finite() {
+                // Under fp16 an overflow skips the step (GradScaler); otherwise it is an error.
+                if scale.is_none() {
+                    return Err(Error::NonFiniteLoss {
+                        step: settings.step_number,
+                        value,
+                    });
+                }
+                overflowed = true;
+                continue;
+            }
+            let loss = match scale {
+                Some(scale) => loss * scale,
+                None => loss,
+            };
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             accumulator.accumulate(&model, grads);
         }
@@ -78,7 +91,20 @@ pub fn optimizer_step<M: Method>(
         let started = std::time::Instant::now();
         all_reduce_gradients(&model, &mut grads, world)?;
         report.allreduce_seconds += started.elapsed().as_secs_f64();
+        if let Some(scale) = scale {
+            scale_gradients(&model, &mut grads, 1.0 / scale);
+        }
         report.grad_norm = clip_grad_norm(&model, &mut grads, settings.max_grad_norm)?;
+        if let Some(loss_scale) = optimizer.loss_scale.as_mut() {
+            // Every rank takes the same decision (the norm is of the all-reduced gradients).
+            let mut any = [f64::from(u8::from(overflowed))];
+            world.all_reduce_sum_f64(&mut any);
+            let overflowed = any[0] > 0.0 || !report.grad_norm.is_finite();
+            loss_scale.update(overflowed);
+            if overflowed {
+                continue;
+            }
+        }
         model = adamw_step(model, &mut grads, settings.lr, &settings.adamw, optimizer);
     }
     Ok((model, report))
