@@ -69,7 +69,24 @@ impl LoraAdapter {
     }
 }
 
-/// A training forward: on an autodiff device with the adapter's parameters tracked.
+/// A training forward: on an autodiff device with the adapter's parameters tracked, or the
+/// graph-free first pass of a checkpointed layer of one ([`as_training`]).
 pub fn is_training<const D: usize>(x: &Tensor<D>, adapter: &LoraAdapter) -> bool {
-    x.device().is_autodiff() && adapter.lora_a.weight.val().is_require_grad()
+    GRAPH_FREE_TRAINING.get()
+        || (x.device().is_autodiff() && adapter.lora_a.weight.val().is_require_grad())
+}
+
+thread_local! {
+    /// Set while [`as_training`] runs.
+    static GRAPH_FREE_TRAINING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `forward` as a training forward although its tensors record no graph: the first pass
+/// of a checkpointed layer (`model::recompute`), whose dropout must draw what the rerun in the
+/// backward draws.
+pub fn as_training<T>(forward: impl FnOnce() -> T) -> T {
+    let before = GRAPH_FREE_TRAINING.replace(true);
+    let out = forward();
+    GRAPH_FREE_TRAINING.set(before);
+    out
 }

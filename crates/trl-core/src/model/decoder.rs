@@ -142,8 +142,16 @@ impl Decoder {
             &device,
         );
         let mut hidden = self.embed_tokens.forward(batch.ids_tensor(&device));
+        let checkpointing = super::recompute::checkpointing(&hidden);
         for layer in &self.layers {
-            hidden = layer.forward(hidden, &rope, &blocked);
+            hidden = match checkpointing {
+                false => layer.forward(hidden, &rope, &blocked),
+                true => {
+                    let (rope, blocked) = (rope.clone(), blocked.clone());
+                    let forward = move |layer: &DecoderLayer, x| layer.forward(x, &rope, &blocked);
+                    super::recompute::checkpointed(layer, hidden, forward)
+                }
+            };
         }
         super::layers::norm(&self.norm, hidden)
     }

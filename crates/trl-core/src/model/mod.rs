@@ -10,6 +10,7 @@ pub mod kv_cache;
 pub mod layers;
 pub mod mask;
 pub mod projection;
+pub mod recompute;
 pub mod rope;
 pub mod weights;
 

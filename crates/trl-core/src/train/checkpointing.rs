@@ -2,8 +2,9 @@
 //! `gradient_checkpointing` (the name TRL's configs set), resolved as
 //! `TrainingArguments.__post_init__` does: the new name wins when set, else the old one, else
 //! off. When on, the training device records its graph with burn's checkpointing strategy
-//! (`Device::gradient_checkpointing`): activations of memory-bound operations are dropped
-//! after the forward and recomputed in the backward. Numerically it changes nothing.
+//! (`Device::gradient_checkpointing`), which is also what makes each decoder layer one
+//! recomputing graph node (`model::recompute`, as torch's per-layer checkpoint): only layer
+//! inputs are kept, each layer is rerun in the backward. Numerically it changes nothing.
 
 use serde_json::Value;
 
@@ -32,7 +33,7 @@ impl TrainingArguments {
     }
 }
 
-/// The kwargs trl-rs can honour: burn's strategy applies to the whole graph, on the device.
+/// The kwargs trl-rs can honour: every layer is recomputed, on the device.
 fn check_kwargs(name: &str, kwargs: &Value) -> Result<()> {
     let map = match kwargs {
         Value::Null => return Ok(()),
