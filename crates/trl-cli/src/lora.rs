@@ -360,7 +360,7 @@ mod tests {
         );
         let pattern = r".*\.layers\.[01]\..*(q|v)_proj";
         let regex = config_from_flags(&inputs(Some(pattern.into())), "m").unwrap();
-        assert_eq!(regex.target_modules, TargetModules::Regex(pattern.into()));
+        assert_eq!(regex.target_modules, TargetModules::regex(pattern).unwrap());
         assert!(regex.targets("model.layers.1.self_attn.v_proj"));
         assert!(!regex.targets("model.layers.2.self_attn.v_proj"));
         let bad = config_from_flags(&inputs(Some("(q_proj".into())), "m").unwrap_err();

@@ -256,7 +256,7 @@ impl GrpoMethod {
             advantages: Tensor::from_data(TensorData::new(advantages, [rows.len()]), &device),
             mask: collated.mask_tensor(&device),
         };
-        let out = policy_loss(&self.loss_config, inputs, normalizer)?;
+        let out = policy_loss(&self.loss_config, inputs, normalizer, world())?;
         Ok(self.with_generation_metrics(out, batch))
     }
 

@@ -217,7 +217,7 @@ impl LoraConfig {
         let selector_json = |selector: &TargetModules| match selector {
             TargetModules::Names(names) => json!(names),
             TargetModules::AllLinear => json!(targeted),
-            TargetModules::Regex(pattern) => json!(pattern),
+            TargetModules::Regex(pattern) => json!(pattern.as_str()),
         };
         let modules_to_save =
             (!self.modules_to_save.is_empty()).then(|| self.modules_to_save.clone());

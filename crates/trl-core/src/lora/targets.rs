@@ -18,15 +18,41 @@ pub enum TargetModules {
     AllLinear,
     /// A regular expression the whole module path must match (peft passes a string to
     /// Python's `re.fullmatch`); checked when read, see [`TargetModules::regex`].
-    Regex(String),
+    Regex(ModulePattern),
 }
+
+/// A `target_modules` regular expression, compiled once when read (it is matched against
+/// every module path of the model).
+#[derive(Debug, Clone)]
+pub struct ModulePattern {
+    source: String,
+    full_match: Regex,
+}
+
+impl ModulePattern {
+    /// The pattern as written in `adapter_config.json` / on the command line.
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+}
+
+/// Two patterns are the same selector when they are the same text.
+impl PartialEq for ModulePattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+    }
+}
+
+impl Eq for ModulePattern {}
 
 impl TargetModules {
     /// A regex selector, or an error naming the pattern when it does not compile (Python's
     /// `re` syntax, look-arounds included, through `fancy_regex`).
     pub fn regex(pattern: &str) -> std::result::Result<Self, String> {
-        full_match_regex(pattern)?;
-        Ok(TargetModules::Regex(pattern.to_string()))
+        Ok(TargetModules::Regex(ModulePattern {
+            source: pattern.to_string(),
+            full_match: full_match_regex(pattern)?,
+        }))
     }
 
     /// Whether the module at `path` (e.g. `model.layers.0.self_attn.q_proj`) is selected.
@@ -34,9 +60,7 @@ impl TargetModules {
         match self {
             TargetModules::AllLinear => !is_output_layer(path),
             TargetModules::Names(names) => names.iter().any(|n| name_matches(n, path)),
-            TargetModules::Regex(pattern) => full_match_regex(pattern)
-                .ok()
-                .is_some_and(|re| re.is_match(path).unwrap_or(false)),
+            TargetModules::Regex(pattern) => pattern.full_match.is_match(path).unwrap_or(false),
         }
     }
 

@@ -18,6 +18,7 @@ mod rloo;
 pub(crate) mod tests;
 
 use burn::tensor::{Tensor, TensorData};
+use trl_core::train::collective::Collective;
 use trl_core::{Error, Result};
 
 pub use config::{ImportanceSamplingLevel, LossType, PolicyLossConfig};
@@ -52,7 +53,9 @@ pub struct PolicyLoss {
     pub metrics: LossMetrics,
 }
 
-/// GRPO's loss for one micro-batch (`GRPOTrainer._compute_loss`, one process, train mode).
+/// GRPO's loss for one micro-batch (`GRPOTrainer._compute_loss`, train mode); `world` holds
+/// the other processes, whose tokens' entropies `top_entropy_quantile` takes its threshold
+/// over (TRL gathers them).
 ///
 /// Errors on tensors of the wrong shape and on a missing `ref_per_token_logps` when
 /// `cfg.beta != 0`; `cfg` is expected to have passed [`PolicyLossConfig::validate`].
@@ -60,6 +63,7 @@ pub fn policy_loss(
     cfg: &PolicyLossConfig,
     inputs: PolicyLossInputs,
     norm: &LossNormalizer,
+    world: &dyn Collective,
 ) -> Result<PolicyLoss> {
     let [b, t] = check_shapes(&inputs, cfg.beta != 0.0)?;
     let device = inputs.per_token_logps.device();
@@ -67,8 +71,6 @@ pub fn policy_loss(
     let entropies_host = host(inputs.entropies.clone())?;
     let advantages_host = host(inputs.advantages.clone())?;
     let entropy_keep = (cfg.top_entropy_quantile < 1.0).then(|| {
-        // over every process's counted tokens (TRL gathers them)
-        let world = trl_core::train::collective::world();
         let q = 1.0 - cfg.top_entropy_quantile;
         entropy::high_entropy_mask(world, &entropies_host, &mask_host, q)
     });

@@ -5,6 +5,7 @@
 use burn::tensor::{Device, Tensor, TensorData};
 use serde_json::Value;
 use trl_core::parity::repo_root;
+use trl_core::train::collective::SingleProcess;
 
 use super::*;
 
@@ -151,7 +152,7 @@ fn every_loss_type_matches_trl() {
             num_items_in_batch: number(&n["num_items_in_batch"]),
             processes: 1,
         };
-        let out = policy_loss(&cfg, inputs, &norm).unwrap();
+        let out = policy_loss(&cfg, inputs, &norm, &SingleProcess).unwrap();
         check_against(case, name, &logps, out, 1.0);
     }
     assert_eq!(
@@ -330,15 +331,22 @@ fn wrong_shapes_and_a_missing_reference_are_errors() {
         beta: 0.04,
         ..PolicyLossConfig::default()
     };
-    let err = policy_loss(&cfg, inputs(), &norm).unwrap_err().to_string();
+    let err = policy_loss(&cfg, inputs(), &norm, &SingleProcess)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("ref_per_token_logps"), "{err}");
     let bad_mask = PolicyLossInputs {
         mask: zeros(2, 4),
         ..inputs()
     };
-    let err = policy_loss(&PolicyLossConfig::default(), bad_mask, &norm)
-        .unwrap_err()
-        .to_string();
+    let err = policy_loss(
+        &PolicyLossConfig::default(),
+        bad_mask,
+        &norm,
+        &SingleProcess,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("mask"), "{err}");
 }
 
@@ -382,7 +390,7 @@ fn split_micro_batches_sum_to_the_whole_batch() {
             processes,
         };
         f64::from(
-            policy_loss(cfg, inputs, &norm)
+            policy_loss(cfg, inputs, &norm, &SingleProcess)
                 .unwrap()
                 .loss
                 .into_scalar::<f32>(),
