@@ -34,7 +34,7 @@ pub(super) fn prefill(
     if distinct.len() == input_ids.len() {
         return (logits, cache);
     }
-    cache.keep_rows(&copy_of);
+    cache.copy_rows(&copy_of);
     let index: Vec<i64> = copy_of.iter().map(|&r| r as i64).collect();
     let index = Tensor::<1, Int>::from_data(TensorData::new(index, [copy_of.len()]), &device);
     (logits.select(0, index), cache)

@@ -13,6 +13,7 @@
 
 use rayon::prelude::*;
 
+use super::SharedPrefix;
 use super::fast_math::simd_targets;
 
 /// Sizes of one call: q `[batch, heads, new, head_dim]`, k/v `[batch, kv_heads, capacity,
@@ -30,13 +31,18 @@ pub struct CachedAttentionShape {
 
 /// Fills `out` with the attention of every query row over its visible cached keys. One task
 /// per sequence; the query heads that share a kv head are walked together, so each visible
-/// key and value row is read once per group instead of once per head.
+/// key and value row is read once per group instead of once per head. Columns before
+/// `shared.columns` are read from row `shared.source[b]` (a copy of the same prompt holding the
+/// same numbers), so the copies of one prompt, next to each other in the batch and walked one
+/// after the other by a task, read their prompt's keys and values from one place, warm in
+/// cache, instead of each from its own copy in memory.
 pub fn cached_attention_forward(
     shape: CachedAttentionShape,
     q: &[f32],
     k: &[f32],
     v: &[f32],
     blocked: &[u8],
+    shared: &SharedPrefix,
     out: &mut [f32],
 ) {
     let CachedAttentionShape {
@@ -63,15 +69,56 @@ pub fn cached_attention_forward(
                 scratch
                     .visible
                     .extend((0..capacity).filter(|&j| mask[j] == 0));
+                let source = shared.source.get(b).copied().unwrap_or(b);
                 for g in 0..kv_heads {
                     let query = |h: usize| &q[((b * heads + h) * new + qi) * d..][..d];
                     let queries: Vec<&[f32]> = (g * group..(g + 1) * group).map(query).collect();
                     let base = (b * kv_heads + g) * capacity * d;
+                    let source_base = (source * kv_heads + g) * capacity * d;
+                    let cache = HeadCache {
+                        k: &k[base..],
+                        v: &v[base..],
+                        source_k: &k[source_base..],
+                        source_v: &v[source_base..],
+                        shared: shared.columns,
+                    };
                     let outs = &mut out_row[(qi * heads + g * group) * d..][..group * d];
-                    attend_group(shape, &queries, &k[base..], &v[base..], &mut scratch, outs);
+                    attend_group(shape, &queries, &cache, &mut scratch, outs);
                 }
             }
         });
+}
+
+/// One row's keys and values for one kv head (`[capacity, head_dim]` from the slices' starts),
+/// and those of the row its first `shared` columns are read from.
+struct HeadCache<'a> {
+    k: &'a [f32],
+    v: &'a [f32],
+    source_k: &'a [f32],
+    source_v: &'a [f32],
+    shared: usize,
+}
+
+impl HeadCache<'_> {
+    #[inline(always)]
+    fn key(&self, j: usize, d: usize) -> &[f32] {
+        let keys = if j < self.shared {
+            self.source_k
+        } else {
+            self.k
+        };
+        &keys[j * d..][..d]
+    }
+
+    #[inline(always)]
+    fn value(&self, j: usize, d: usize) -> &[f32] {
+        let values = if j < self.shared {
+            self.source_v
+        } else {
+            self.v
+        };
+        &values[j * d..][..d]
+    }
 }
 
 /// Per-task buffers: the visible key columns of the current query row, `[group, visible]`
@@ -85,15 +132,14 @@ struct Scratch {
 
 simd_targets! {
 /// The query rows of one kv head's group (`queries[i]`, `head_dim` values each) against that
-/// head's keys/values `k`/`v` (`[capacity, head_dim]` from the slices' starts), written to
+/// head's keys/values in `cache`, written to
 /// `outs` (`[group, head_dim]`). Each head's arithmetic is done in the same order as one
 /// head at a time would: the scores in key order, the maximum, `exp(s - max)` summed in key
 /// order, then `Σ_j (e_j / sum) v_j` accumulated in key order.
 fn attend_group(
     shape: CachedAttentionShape,
     queries: &[&[f32]],
-    k: &[f32],
-    v: &[f32],
+    cache: &HeadCache,
     scratch: &mut Scratch,
     outs: &mut [f32],
 ) {
@@ -105,7 +151,7 @@ fn attend_group(
         // A fully masked row attends uniformly to every key, as the masked softmax does.
         for out in outs.chunks_exact_mut(d) {
             for j in 0..shape.capacity {
-                axpy(1.0 / shape.capacity as f32, &v[j * d..][..d], out);
+                axpy(1.0 / shape.capacity as f32, cache.value(j, d), out);
             }
         }
         return;
@@ -113,7 +159,7 @@ fn attend_group(
     let n = visible.len();
     max.fill(f32::NEG_INFINITY);
     for (i, &j) in visible.iter().enumerate() {
-        let key = &k[j * d..][..d];
+        let key = cache.key(j, d);
         for (h, query) in queries.iter().enumerate() {
             let score = dot(query, key) * scale;
             scores[h * n + i] = score;
@@ -129,7 +175,7 @@ fn attend_group(
         sum[h] = total;
     }
     for (h, out) in outs.chunks_exact_mut(d).enumerate() {
-        weighted_values(&scores[h * n..][..n], sum[h], visible, v, d, out);
+        weighted_values(&scores[h * n..][..n], sum[h], visible, cache, d, out);
     }
 }
 }
@@ -142,7 +188,7 @@ fn weighted_values(
     exps: &[f32],
     sum: f32,
     visible: &[usize],
-    v: &[f32],
+    cache: &HeadCache,
     d: usize,
     out: &mut [f32],
 ) {
@@ -152,7 +198,7 @@ fn weighted_values(
         let mut acc: [f32; LANES] = out[start..start + LANES].try_into().expect("16 lanes");
         for (&e, &j) in exps.iter().zip(visible) {
             let alpha = e / sum;
-            let value = &v[j * d + start..][..LANES];
+            let value = &cache.value(j, d)[start..][..LANES];
             for l in 0..LANES {
                 acc[l] += alpha * value[l];
             }
@@ -161,7 +207,7 @@ fn weighted_values(
     }
     if full < d {
         for (&e, &j) in exps.iter().zip(visible) {
-            axpy(e / sum, &v[j * d + full..][..d - full], &mut out[full..]);
+            axpy(e / sum, &cache.value(j, d)[full..], &mut out[full..]);
         }
     }
 }

@@ -61,11 +61,14 @@ pub trait TrainingKernels: Backend {
     /// Decoding attention (no gradient): q `[batch, heads, new, head_dim]` against the KV
     /// cache k/v `[batch, kv_heads, capacity, head_dim]`, blocked `[batch, 1, new, capacity]`
     /// -> `[batch, new, heads, head_dim]`.
+    /// Columns before `shared_columns` of row `b` may be read from row `shared_source[b]`.
     fn fused_cached_attention(
         q: FloatTensor<Self>,
         k: FloatTensor<Self>,
         v: FloatTensor<Self>,
         blocked: BoolTensor<Self>,
+        shared_source: Vec<usize>,
+        shared_columns: usize,
     ) -> FloatTensor<Self>;
 
     /// A projection with a LoRA adapter, `x @ base + scaling * (dropout(x) @ a) @ b`: x
@@ -123,12 +126,15 @@ pub fn cached_attention(
     k: Tensor<4>,
     v: Tensor<4>,
     blocked: Tensor<4, Bool>,
+    shared: &super::SharedPrefix,
 ) -> Tensor<4> {
     Tensor::from_dispatch(<Dispatch as TrainingKernels>::fused_cached_attention(
         q.into_dispatch(),
         k.into_dispatch(),
         v.into_dispatch(),
         blocked.into_dispatch(),
+        shared.source.clone(),
+        shared.columns,
     ))
 }
 

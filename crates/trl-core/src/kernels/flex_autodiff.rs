@@ -9,6 +9,7 @@ use burn::backend::autodiff::ops::{Backward, OpsKind};
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 
+use super::SharedPrefix;
 use super::flex::TrainingKernels;
 use super::flex_backward::{
     AttentionBackward, LabelLogprobsBackward, MlpBackward, RmsNormBackward, RopeBackward,
@@ -117,12 +118,19 @@ impl<C: CheckpointStrategy> TrainingKernels for Autodiff<Flex, C> {
         k: FloatTensor<Self>,
         v: FloatTensor<Self>,
         blocked: FlexTensor,
+        shared_source: Vec<usize>,
+        shared_columns: usize,
     ) -> FloatTensor<Self> {
+        let shared = SharedPrefix {
+            source: shared_source,
+            columns: shared_columns,
+        };
         FloatTensor::<Self>::new(cached_attention_flex(
             q.primitive(),
             k.primitive(),
             v.primitive(),
             &blocked,
+            &shared,
         ))
     }
 

@@ -5,6 +5,7 @@
 use burn::backend::flex::FlexTensor;
 use burn::backend::{Flex, TensorMetadata};
 
+use super::SharedPrefix;
 use super::attention_cpu::{AttentionShape, attention_forward};
 use super::cached_attention_cpu::{CachedAttentionShape, cached_attention_forward};
 use super::flex::TrainingKernels;
@@ -77,6 +78,7 @@ pub(super) fn cached_attention_flex(
     k: &FlexTensor,
     v: &FlexTensor,
     blocked: &FlexTensor,
+    shared: &SharedPrefix,
 ) -> FlexTensor {
     let [batch, heads, new, head_dim] = q.shape().dims::<4>();
     let [_, kv_heads, capacity, _] = k.shape().dims::<4>();
@@ -101,6 +103,7 @@ pub(super) fn cached_attention_flex(
         f32s(&k),
         f32s(&v),
         blocked.storage::<u8>(),
+        shared,
         &mut out,
     );
     new_f32(out, &[batch, new, heads, head_dim])
@@ -225,8 +228,14 @@ impl TrainingKernels for Flex {
         k: FlexTensor,
         v: FlexTensor,
         blocked: FlexTensor,
+        shared_source: Vec<usize>,
+        shared_columns: usize,
     ) -> FlexTensor {
-        cached_attention_flex(&q, &k, &v, &blocked)
+        let shared = SharedPrefix {
+            source: shared_source,
+            columns: shared_columns,
+        };
+        cached_attention_flex(&q, &k, &v, &blocked, &shared)
     }
 
     fn fused_mlp(x: FlexTensor, gate: FlexTensor, up: FlexTensor, down: FlexTensor) -> FlexTensor {

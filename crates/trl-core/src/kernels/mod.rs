@@ -98,22 +98,34 @@ pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, blocked: &Tensor<4, B
     composed::grouped_query_attention(q, k, v, blocked).swap_dims(1, 2)
 }
 
+/// Which rows of a KV cache hold the same keys and values in their first `columns` columns (the
+/// copies of one prompt, filled once by the prefill): row `b` may read those columns from row
+/// `source[b]`; rows past the end of `source` read their own.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SharedPrefix {
+    pub source: Vec<usize>,
+    pub columns: usize,
+}
+
 /// Attention of new query rows against a KV cache (decoding; no gradient on flex):
 /// `q` `[batch, heads, new, head_dim]`, `k`/`v` `[batch, kv_heads, capacity, head_dim]`,
 /// `blocked` `[batch, 1, new, capacity]` (`true` = masked) -> `[batch, new, heads, head_dim]`.
 ///
 /// Semantics of [`composed::cached_attention`]; on flex a fused kernel that reads only the
-/// visible cache columns.
+/// visible cache columns, and the `shared` prompt columns from one copy per prompt (the same
+/// numbers, so the result is the same bit for bit).
 pub fn cached_attention(
     q: Tensor<4>,
     k: Tensor<4>,
     v: Tensor<4>,
     blocked: &Tensor<4, Bool>,
+    shared: &SharedPrefix,
 ) -> Tensor<4> {
     #[cfg(feature = "flex")]
     if flex::runs_on_flex(&q) && all_f32(&[&k, &v]) {
-        return flex::cached_attention(q, k, v, blocked.clone());
+        return flex::cached_attention(q, k, v, blocked.clone(), shared);
     }
+    let _ = shared;
     composed::cached_attention(q, k, v, blocked)
 }
 

@@ -4,7 +4,7 @@
 
 use burn::tensor::{Bool, Device, Distribution, Int, Tensor, TensorData};
 
-use super::{attention, cached_attention, composed};
+use super::{SharedPrefix, attention, cached_attention, composed};
 use crate::model::mask::blocked_keys;
 
 fn device() -> Device {
@@ -322,7 +322,57 @@ fn cached_attention_matches_reference() {
     }
     let blocked =
         Tensor::<4, Bool>::from_data(TensorData::new(flat, [batch, 1, new, capacity]), &device);
-    let fused = cached_attention(q.clone(), k.clone(), v.clone(), &blocked);
+    let fused = cached_attention(
+        q.clone(),
+        k.clone(),
+        v.clone(),
+        &blocked,
+        &SharedPrefix::default(),
+    );
     let reference = composed::cached_attention(q, k, v, &blocked);
     assert!(max_abs_diff(fused, reference) < 2e-5);
+}
+
+/// Rows 1 and 2 copy row 0's first 15 cache columns (a prompt's copies): reading those columns
+/// from row 0 gives the same output bit for bit; the kernel does read them from row 0 (a row
+/// whose own prefix differs gets row 0's answer).
+#[test]
+fn cached_attention_reads_shared_prompt_columns_from_the_source_row() {
+    let device = Device::flex();
+    let (batch, heads, kv_heads, capacity, d, prefix) = (3, 4, 2, 37, 8, 15);
+    let q = Tensor::<4>::random([batch, heads, 1, d], Distribution::Default, &device);
+    let cache = |_| {
+        let t = Tensor::<4>::random(
+            [batch, kv_heads, capacity, d],
+            Distribution::Default,
+            &device,
+        );
+        let first = t.clone().slice([0..1, 0..kv_heads, 0..prefix, 0..d]);
+        t.slice_assign([1..2, 0..kv_heads, 0..prefix, 0..d], first.clone())
+            .slice_assign([2..3, 0..kv_heads, 0..prefix, 0..d], first)
+    };
+    let (k, v) = (cache(0), cache(1));
+    let flat: Vec<bool> = (0..batch * capacity).map(|i| i % capacity > 30).collect();
+    let blocked =
+        Tensor::<4, Bool>::from_data(TensorData::new(flat, [batch, 1, 1, capacity]), &device);
+    let shared = SharedPrefix {
+        source: vec![0, 0, 0],
+        columns: prefix,
+    };
+    let own = cached_attention(
+        q.clone(),
+        k.clone(),
+        v.clone(),
+        &blocked,
+        &SharedPrefix::default(),
+    );
+    let from_source = cached_attention(q.clone(), k.clone(), v.clone(), &blocked, &shared);
+    assert_eq!(own.into_data(), from_source.clone().into_data());
+    // Row 1's own prompt columns changed: with sharing it still reads row 0's.
+    let changed = k.clone().slice_assign(
+        [1..2, 0..kv_heads, 0..prefix, 0..d],
+        Tensor::random([1, kv_heads, prefix, d], Distribution::Default, &device),
+    );
+    let read = cached_attention(q, changed, v, &blocked, &shared);
+    assert_eq!(read.into_data(), from_source.into_data());
 }

@@ -8,7 +8,7 @@ use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 
 use super::config::DecoderConfig;
 use super::kv_cache::KvCache;
-use super::layers::DecoderLayer;
+use super::layers::{CacheStep, DecoderLayer};
 use super::mask::{attention_block_mask, position_ids_from_mask};
 use super::projection::{Projection, ProjectionFn};
 use super::rope::{RotaryTables, inverse_frequencies};
@@ -188,8 +188,15 @@ impl Decoder {
             cache.block_mask(new, &device)
         };
         let mut hidden = self.embed_tokens.forward(batch.ids_tensor(&device));
+        let shared = cache.shared_prefix().clone();
+        let step = CacheStep {
+            rope: &rope,
+            blocked: &blocked,
+            start,
+            shared: &shared,
+        };
         for (layer, layer_cache) in self.layers.iter().zip(cache.layers.iter_mut()) {
-            hidden = layer.forward_cached(hidden, &rope, &blocked, layer_cache, start);
+            hidden = layer.forward_cached(hidden, &step, layer_cache);
         }
         cache.advance(new);
         super::layers::norm(&self.norm, hidden)

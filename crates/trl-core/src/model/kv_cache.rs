@@ -9,6 +9,7 @@
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 
 use super::config::DecoderConfig;
+use crate::kernels::SharedPrefix;
 
 /// One layer's keys and values, each `[rows, kv_heads, capacity, head_dim]`. `Option` only so
 /// they can be moved out and back for the in-place write.
@@ -30,6 +31,8 @@ pub struct KvCache {
     len: usize,
     capacity: usize,
     sliding_window: Option<usize>,
+    /// Rows that are copies of another row in their first columns (see [`KvCache::copy_rows`]).
+    shared: SharedPrefix,
 }
 
 impl KvCache {
@@ -49,7 +52,28 @@ impl KvCache {
             len: 0,
             capacity,
             sliding_window: config.sliding_window,
+            shared: SharedPrefix::default(),
         }
+    }
+
+    /// Fills the cache's rows with copies of its current rows (`copy_of[i]` becomes row `i`),
+    /// remembering which rows are copies of one another: their columns written so far hold the
+    /// same numbers, which the decoding attention then reads from one of them.
+    pub fn copy_rows(&mut self, copy_of: &[usize]) {
+        self.keep_rows(copy_of);
+        let first: Vec<usize> = copy_of
+            .iter()
+            .map(|original| copy_of.iter().position(|o| o == original).expect("present"))
+            .collect();
+        self.shared = SharedPrefix {
+            source: first,
+            columns: self.len,
+        };
+    }
+
+    /// Which rows may read their first columns from another row.
+    pub fn shared_prefix(&self) -> &SharedPrefix {
+        &self.shared
     }
 
     /// Columns written so far (the padded length of every row).
@@ -92,6 +116,7 @@ impl KvCache {
         }
         self.key_mask = keep.iter().map(|&r| self.key_mask[r].clone()).collect();
         self.next_position = keep.iter().map(|&r| self.next_position[r]).collect();
+        self.shared.source = kept_sources(&self.shared.source, keep);
     }
 
     /// Registers `attention_mask` `[rows][new]` as the next columns and returns their position
@@ -145,9 +170,32 @@ impl KvCache {
     }
 }
 
+/// The shared-prefix sources after keeping rows `keep`: each kept row reads from the first kept
+/// row that read from the same source before (itself when it is the first), so a removed
+/// source hands its role to a remaining copy.
+fn kept_sources(source: &[usize], keep: &[usize]) -> Vec<usize> {
+    if source.is_empty() {
+        return Vec::new();
+    }
+    let old: Vec<usize> = keep.iter().map(|&r| source[r]).collect();
+    old.iter()
+        .map(|s| old.iter().position(|o| o == s).expect("present"))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn copies_keep_a_source_row_when_rows_are_dropped() {
+        // rows 0-2 copy prompt A, 3-4 prompt B
+        let source = vec![0, 0, 0, 3, 3];
+        assert_eq!(kept_sources(&source, &[0, 1, 2, 3, 4]), [0, 0, 0, 3, 3]);
+        // the source of A (row 0) finished: row 1 (now 0) takes over
+        assert_eq!(kept_sources(&source, &[1, 2, 4]), [0, 0, 2]);
+        assert_eq!(kept_sources(&[], &[1, 2]), Vec::<usize>::new());
+    }
 
     fn cache(rows: usize, capacity: usize) -> KvCache {
         KvCache {
@@ -157,6 +205,7 @@ mod tests {
             len: 0,
             capacity,
             sliding_window: None,
+            shared: SharedPrefix::default(),
         }
     }
 

@@ -10,6 +10,7 @@ use super::kv_cache::LayerKv;
 use super::projection::{Projection, ProjectionFn};
 use super::rope::RotaryTables;
 use super::weights::{WeightReader, WeightWriter};
+use crate::kernels::SharedPrefix;
 use crate::{Result, kernels};
 
 /// Multi-head attention with grouped key/value heads, as in `LlamaAttention` / `Qwen3Attention`.
@@ -160,14 +161,13 @@ impl Attention {
     /// new`; writes its keys and values into `cache` and attends over every cached column.
     /// `blocked` is `[batch, 1, new, new]` when the cache was empty (the prefill runs the
     /// training attention on the new tokens alone) and `[batch, 1, new, capacity]` after.
-    fn forward_cached(
-        &self,
-        x: Tensor<3>,
-        rope: &RotaryTables,
-        blocked: &Tensor<4, Bool>,
-        cache: &mut LayerKv,
-        start: usize,
-    ) -> Tensor<3> {
+    fn forward_cached(&self, x: Tensor<3>, step: &CacheStep, cache: &mut LayerKv) -> Tensor<3> {
+        let CacheStep {
+            rope,
+            blocked,
+            start,
+            shared,
+        } = *step;
         let [batch, new, _] = x.dims();
         let (q, k, v) = self.queries_keys_values(x, rope);
         let write = |buffer: &mut Option<Tensor<4>>, value: Tensor<4>| {
@@ -187,7 +187,7 @@ impl Attention {
             write(&mut cache.values, v);
             let keys = cache.keys.clone().expect("written above");
             let values = cache.values.clone().expect("written above");
-            kernels::cached_attention(q, keys, values, blocked)
+            kernels::cached_attention(q, keys, values, blocked, shared)
         };
         // [batch, new, heads, head_dim] -> [batch, new, heads * head_dim]
         self.o_proj
@@ -265,6 +265,17 @@ impl Mlp {
         out.push((format!("{prefix}.up_proj"), &self.up_proj));
         out.push((format!("{prefix}.down_proj"), &self.down_proj));
     }
+}
+
+/// What every layer of one incremental forward shares: the RoPE tables of the new positions,
+/// the mask (`[batch, 1, new, new]` for the prefill, `[batch, 1, new, capacity]` after), the
+/// first cache column written, and which rows' prompt columns are copies of another's.
+#[derive(Clone, Copy)]
+pub(crate) struct CacheStep<'a> {
+    pub rope: &'a RotaryTables,
+    pub blocked: &'a Tensor<4, Bool>,
+    pub start: usize,
+    pub shared: &'a SharedPrefix,
 }
 
 /// A pre-norm decoder block (`model.layers.N`).
@@ -348,15 +359,11 @@ impl DecoderLayer {
     pub(crate) fn forward_cached(
         &self,
         x: Tensor<3>,
-        rope: &RotaryTables,
-        blocked: &Tensor<4, Bool>,
+        step: &CacheStep,
         cache: &mut LayerKv,
-        start: usize,
     ) -> Tensor<3> {
         let normed = norm(&self.input_layernorm, x.clone());
-        let x = x + self
-            .self_attn
-            .forward_cached(normed, rope, blocked, cache, start);
+        let x = x + self.self_attn.forward_cached(normed, step, cache);
         let mlp_out = self
             .mlp
             .forward(norm(&self.post_attention_layernorm, x.clone()));
