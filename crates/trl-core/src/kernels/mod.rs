@@ -296,15 +296,7 @@ pub fn head_label_log_probs(
             head.vocab_major,
             temperature,
         );
-        let stats = out.clone().inner();
-        let column = |i: usize| stats.clone().narrow(1, i + 1, 1).reshape([batch, seq - 1]);
-        let stats_of = TokenStats {
-            entropy: column(0),
-            argmax: column(1).int(),
-            log_sum_sq_probs: column(2),
-            mean_logits: column(3),
-        };
-        return (out.narrow(1, 0, 1).reshape([batch, seq - 1]), stats_of);
+        return split_head_output(out, batch, seq - 1);
     }
     #[cfg(any(feature = "wgpu", feature = "cuda"))]
     if blocked::runs_on_cube(&hidden) {
@@ -337,13 +329,20 @@ fn cube_head_label_log_probs(
         temperature,
         chunked_head::tokens_per_chunk(vocab),
     );
+    split_head_output(out, batch, seq - 1)
+}
+
+/// A fused head's output `[batch * n, 5]` (label log-prob, entropy, argmax, `log Σ p²`, mean
+/// logit) as the log-probs `[batch, n]` (with their gradient) and the detached statistics.
+#[cfg(any(feature = "flex", feature = "wgpu", feature = "cuda"))]
+fn split_head_output(out: Tensor<2>, batch: usize, n: usize) -> (Tensor<2>, TokenStats) {
     let stats = out.clone().inner();
-    let column = |i: usize| stats.clone().narrow(1, i + 1, 1).reshape([batch, seq - 1]);
+    let column = |i: usize| stats.clone().narrow(1, i + 1, 1).reshape([batch, n]);
     let stats_of = TokenStats {
         entropy: column(0),
         argmax: column(1).int(),
         log_sum_sq_probs: column(2),
         mean_logits: column(3),
     };
-    (out.narrow(1, 0, 1).reshape([batch, seq - 1]), stats_of)
+    (out.narrow(1, 0, 1).reshape([batch, n]), stats_of)
 }

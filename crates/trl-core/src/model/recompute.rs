@@ -281,10 +281,15 @@ mod tests {
             Some(config) => attach_new(base, config, device).unwrap(),
             None => base,
         };
+        gradients_of(&model)
+    }
+
+    /// The gradients of `mean(logits²)` of `model` on the fixture batch.
+    fn gradients_of(model: &CausalLm) -> Vec<f32> {
         let expected = read_json(&fixtures().join("expected/logits/tiny-llama.json"));
         let batch = case_batch(&expected["cases"]["left_pad"]);
         let loss: Tensor<1> = model.forward(&batch).powi_scalar(2).mean();
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let grads = GradientsParams::from_grads(loss.backward(), model);
         let mut flat = Flatten(&grads, Vec::new());
         model.visit(&mut flat);
         flat.1
@@ -327,12 +332,7 @@ mod tests {
         config.lora_dropout = 0.5;
         let base = load_causal_lm(&fixtures().join("models/tiny-llama"), &device).unwrap();
         let model = load_adapter(base, &config, &dir, &device).unwrap();
-        let expected = read_json(&fixtures().join("expected/logits/tiny-llama.json"));
-        let batch = case_batch(&expected["cases"]["left_pad"]);
-        let loss: Tensor<1> = model.forward(&batch).powi_scalar(2).mean();
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        let mut flat = Flatten(&grads, Vec::new());
-        model.visit(&mut flat);
-        assert!(flat.1.iter().all(|g| g.is_finite()) && flat.1.iter().any(|g| *g != 0.0));
+        let grads = gradients_of(&model);
+        assert!(grads.iter().all(|g| g.is_finite()) && grads.iter().any(|g| *g != 0.0));
     }
 }
