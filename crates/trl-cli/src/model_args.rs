@@ -125,7 +125,9 @@ impl ModelAndDataArgs {
             if !matches!(name, "auto" | "float32" | "float") {
                 notes.push(format!(
                     "warning: --dtype {name}: trl-rs loads the weights (any stored dtype), trains \
-                     them in float32 and saves float32 (config.json says float32)"
+                     them in float32 and saves float32 (config.json says float32); for \
+                     half-precision matmuls over float32 weights use --bf16 true or --fp16 true \
+                     on a GPU backend"
                 ));
             }
         }
