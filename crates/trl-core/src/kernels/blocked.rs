@@ -160,13 +160,13 @@ struct HeadOptions {
 
 impl HeadOptions {
     fn head(self, weight: Tensor<2>, labels: Tensor<1, Int>) -> Head {
-        Head {
+        Head::new(
             weight,
             labels,
-            vocab_major: self.vocab_major,
-            temperature: self.temperature,
-            chunk: self.chunk,
-        }
+            self.vocab_major,
+            self.temperature,
+            self.chunk,
+        )
     }
 }
 
@@ -252,14 +252,15 @@ where
         // Only the log-prob column carries a gradient; the statistics are detached.
         let grad = out_grad.narrow(1, 0, 1);
         let saved = ops.state;
-        let (d_hidden, d_weight) =
-            chunked_head::backward(&saved.hidden, &saved.head, &saved.lse, grad);
         let [node_hidden, node_weight] = ops.parents;
-        if let Some(node) = node_hidden {
-            grads.register::<B>(node.id, unwrap::<B, 2>(d_hidden));
+        let needs = [node_hidden.is_some(), node_weight.is_some()];
+        let (d_hidden, d_weight) =
+            chunked_head::backward(&saved.hidden, &saved.head, &saved.lse, grad, needs);
+        if let (Some(node), Some(d)) = (node_hidden, d_hidden) {
+            grads.register::<B>(node.id, unwrap::<B, 2>(d));
         }
-        if let Some(node) = node_weight {
-            grads.register::<B>(node.id, unwrap::<B, 2>(d_weight));
+        if let (Some(node), Some(d)) = (node_weight, d_weight) {
+            grads.register::<B>(node.id, unwrap::<B, 2>(d));
         }
     }
 }

@@ -25,6 +25,9 @@ pub fn tokens_per_chunk(vocab: usize) -> usize {
 pub struct Head {
     /// `[vocab, hidden]` when `vocab_major` (an embedding table), else `[hidden, vocab]`.
     pub weight: Tensor<2>,
+    /// `[hidden, vocab]` in the dtype the logits' matmul runs in (the mixed-precision format
+    /// when one is on): cast once per call, not once per chunk.
+    matmul_weight: Tensor<2>,
     /// `[tokens]`, inside the vocabulary.
     pub labels: Tensor<1, Int>,
     pub vocab_major: bool,
@@ -34,13 +37,40 @@ pub struct Head {
 }
 
 impl Head {
+    /// The head of `weight` (layout per `vocab_major`) for `labels`.
+    pub fn new(
+        weight: Tensor<2>,
+        labels: Tensor<1, Int>,
+        vocab_major: bool,
+        temperature: f64,
+        chunk: usize,
+    ) -> Self {
+        let columns = match vocab_major {
+            true => weight.clone().transpose(),
+            false => weight.clone(),
+        };
+        let matmul_weight = match precision::autocast() {
+            Some(half) => columns.cast(half.dtype()),
+            None => columns,
+        };
+        Head {
+            weight,
+            matmul_weight,
+            labels,
+            vocab_major,
+            temperature,
+            chunk,
+        }
+    }
+
     /// `hidden` `[rows, hidden]` -> logits `[rows, vocab]` divided by the temperature (the
     /// matmul in the mixed-precision format when one is on, the logits in f32).
     fn logits(&self, hidden: Tensor<2>) -> Tensor<2> {
-        let logits = match self.vocab_major {
-            true => precision::matmul(hidden, self.weight.clone().transpose()),
-            false => precision::matmul(hidden, self.weight.clone()),
-        };
+        let dtype = hidden.dtype();
+        let logits = hidden
+            .cast(self.matmul_weight.dtype())
+            .matmul(self.matmul_weight.clone())
+            .cast(dtype);
         match self.temperature {
             1.0 => logits,
             t => logits.div_scalar(t as f32),
@@ -87,16 +117,19 @@ pub fn forward(hidden: &Tensor<2>, head: &Head) -> (Tensor<2>, Tensor<2>) {
 }
 
 /// Backward: the gradients of `hidden` `[tokens, hidden]` and of the head's weight (its own
-/// layout) for `grad` `[tokens, 1]`, the gradient of the log-prob column; `lse` from
+/// layout) for `grad` `[tokens, 1]`, the gradient of the log-prob column, each only when
+/// `needs` says so (a frozen head, as under LoRA, costs no weight gradient); `lse` from
 /// [`forward`]. Per chunk `dlogits = grad * (onehot(label) - softmax) / temperature`.
 pub fn backward(
     hidden: &Tensor<2>,
     head: &Head,
     lse: &Tensor<2>,
     grad: Tensor<2>,
-) -> (Tensor<2>, Tensor<2>) {
+    needs: [bool; 2],
+) -> (Option<Tensor<2>>, Option<Tensor<2>>) {
     let tokens = hidden.dims()[0];
-    let mut d_weight = head.weight.zeros_like();
+    let [need_hidden, need_weight] = needs;
+    let mut d_weight = need_weight.then(|| head.weight.zeros_like());
     let mut d_hidden = Vec::new();
     let scale = 1.0 / head.temperature;
     for (start, n) in head.chunks(tokens) {
@@ -108,16 +141,17 @@ pub fn backward(
         // [n, vocab]: -g p everywhere, + g at the label
         let d_logits =
             (probs * g.clone().neg()).scatter(1, labels, g, burn::tensor::IndexingUpdateOp::Add);
-        match head.vocab_major {
-            true => {
-                d_hidden.push(d_logits.clone().matmul(head.weight.clone()));
-                d_weight = d_weight + d_logits.transpose().matmul(rows);
-            }
-            false => {
-                d_hidden.push(d_logits.clone().matmul(head.weight.clone().transpose()));
-                d_weight = d_weight + rows.transpose().matmul(d_logits);
-            }
+        if need_hidden {
+            d_hidden.push(match head.vocab_major {
+                true => d_logits.clone().matmul(head.weight.clone()),
+                false => d_logits.clone().matmul(head.weight.clone().transpose()),
+            });
         }
+        d_weight = d_weight.map(|sum| match head.vocab_major {
+            true => sum + d_logits.transpose().matmul(rows),
+            false => sum + rows.transpose().matmul(d_logits),
+        });
     }
-    (Tensor::cat(d_hidden, 0), d_weight)
+    let d_hidden = (need_hidden && !d_hidden.is_empty()).then(|| Tensor::cat(d_hidden, 0));
+    (d_hidden, d_weight)
 }

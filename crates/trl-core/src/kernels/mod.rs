@@ -298,8 +298,9 @@ pub fn head_label_log_probs(
         );
         return split_head_output(out, batch, seq - 1);
     }
+    // (Sequences of one token have no predicting position: the composed path handles that.)
     #[cfg(any(feature = "wgpu", feature = "cuda"))]
-    if blocked::runs_on_cube(&hidden) {
+    if blocked::runs_on_cube(&hidden) && hidden.dims()[1] > 1 && hidden.dims()[0] > 0 {
         return cube_head_label_log_probs(hidden, head, labels, temperature);
     }
     let vocab = head.weight.dims()[if head.vocab_major { 0 } else { 1 }];

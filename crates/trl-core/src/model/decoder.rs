@@ -8,7 +8,7 @@ use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 
 use super::config::DecoderConfig;
 use super::kv_cache::KvCache;
-use super::layers::{CacheStep, DecoderLayer};
+use super::layers::{CacheStep, DecoderLayer, LayerDropout};
 use super::mask::{attention_block_mask, position_ids_from_mask};
 use super::projection::{Projection, ProjectionFn};
 use super::rope::{RotaryTables, inverse_frequencies};
@@ -146,10 +146,16 @@ impl Decoder {
         for layer in &self.layers {
             hidden = match checkpointing {
                 false => layer.forward(hidden, &rope, &blocked),
+                // A frozen adapter with dropout would draw masks in the graph-free pass that
+                // its rerun does not: such a layer keeps its activations.
+                true if layer.dropout() == LayerDropout::Frozen => {
+                    layer.forward(hidden, &rope, &blocked)
+                }
                 true => {
+                    let draws = layer.dropout() == LayerDropout::Trainable;
                     let (rope, blocked) = (rope.clone(), blocked.clone());
                     let forward = move |layer: &DecoderLayer, x| layer.forward(x, &rope, &blocked);
-                    super::recompute::checkpointed(layer, hidden, forward)
+                    super::recompute::checkpointed(layer, hidden, forward, draws)
                 }
             };
         }

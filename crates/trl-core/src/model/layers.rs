@@ -278,6 +278,17 @@ pub(crate) struct CacheStep<'a> {
     pub shared: &'a SharedPrefix,
 }
 
+/// What LoRA dropout a decoder layer draws in a training forward.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LayerDropout {
+    /// No adapter with dropout.
+    None,
+    /// Adapters with dropout, all trainable.
+    Trainable,
+    /// An adapter with dropout that does not train.
+    Frozen,
+}
+
 /// A pre-norm decoder block (`model.layers.N`).
 #[derive(Module, Debug)]
 pub struct DecoderLayer {
@@ -336,6 +347,24 @@ impl DecoderLayer {
         self.self_attn
             .projections(&format!("{prefix}.self_attn"), out);
         self.mlp.projections(&format!("{prefix}.mlp"), out);
+    }
+
+    /// Whether the layer's LoRA adapters draw dropout masks in a training forward, and whether
+    /// any of those is frozen (what per-layer recomputation needs to know).
+    pub(crate) fn dropout(&self) -> LayerDropout {
+        let mut projections = Vec::new();
+        self.projections("", &mut projections);
+        let mut found = LayerDropout::None;
+        for adapter in projections.iter().filter_map(|(_, p)| p.lora.as_ref()) {
+            if adapter.dropout <= 0.0 {
+                continue;
+            }
+            if !adapter.lora_a.weight.val().is_require_grad() {
+                return LayerDropout::Frozen;
+            }
+            found = LayerDropout::Trainable;
+        }
+        found
     }
 
     /// `[batch, seq, hidden]` -> `[batch, seq, hidden]`

@@ -5,9 +5,10 @@
 //! memory falls from every layer's activations to one layer's plus the layer inputs.
 //!
 //! The device's gradient-checkpointing strategy (burn's `BalancedCheckpointing`, set by
-//! trl-cli) is what turns it on; the layers then run under that strategy too. Random draws
-//! inside a layer (LoRA dropout) come from a seed drawn for the layer and set again before the
-//! rerun, as torch's checkpoint restores the RNG state, so the rerun sees the same masks.
+//! trl-cli) is what turns it on; the layers then run under that strategy too. A layer that draws
+//! random numbers (LoRA dropout) draws them from a seed of its own, set again before the rerun,
+//! as torch's checkpoint restores the RNG state, so the rerun sees the same masks; after each
+//! pass the device's stream continues from a seed drawn before it, so later draws are fresh.
 
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -40,8 +41,9 @@ pub fn checkpointing(x: &Tensor<3>) -> bool {
 /// `forward(module, x)` (`[batch, seq, hidden]` -> `[batch, seq, hidden]`, everything but
 /// the module and its input captured) through one recomputing graph node when checkpointing is
 /// on and the layer trains (its input or one of `module`'s parameters needs a gradient); else
-/// `forward(module, x)`.
-pub fn checkpointed<M, F>(module: &M, x: Tensor<3>, forward: F) -> Tensor<3>
+/// `forward(module, x)`. `draws`: a training forward of the layer draws random numbers (LoRA
+/// dropout, from trainable adapters only: the graph-free pass runs in training mode).
+pub fn checkpointed<M, F>(module: &M, x: Tensor<3>, forward: F, draws: bool) -> Tensor<3>
 where
     M: Module + Clone + Send + Sync + 'static,
     F: Fn(&M, Tensor<3>) -> Tensor<3> + Send + Sync + 'static,
@@ -54,14 +56,14 @@ where
         x.device().inner().as_dispatch(),
         burn::backend::DispatchDevice::Flex(_)
     ) {
-        return on::<burn::backend::Flex, BalancedCheckpointing, M, F>(module, x, forward);
+        return on::<burn::backend::Flex, BalancedCheckpointing, M, F>(module, x, forward, draws);
     }
     #[cfg(any(feature = "wgpu", feature = "cuda"))]
     if matches!(
         x.device().inner().as_dispatch(),
         burn::backend::DispatchDevice::Cube(_)
     ) {
-        return on::<burn::backend::Cube, BalancedCheckpointing, M, F>(module, x, forward);
+        return on::<burn::backend::Cube, BalancedCheckpointing, M, F>(module, x, forward, draws);
     }
     forward(module, x)
 }
@@ -91,8 +93,21 @@ fn draw_seed(device: &Device) -> u64 {
     draw.into_scalar::<i64>() as u64
 }
 
+/// Runs `pass` with the device's stream set to `seed` (when given), then lets the stream go on
+/// from a seed drawn before, so what `pass` drew is not drawn again later.
+fn with_seed<T>(device: &Device, seed: Option<u64>, pass: impl FnOnce() -> T) -> T {
+    let Some(seed) = seed else {
+        return pass();
+    };
+    let next = draw_seed(device);
+    device.seed(seed);
+    let out = pass();
+    device.seed(next);
+    out
+}
+
 /// [`checkpointed`] on backend `B` under strategy `C`.
-fn on<B, C, M, F>(module: &M, x: Tensor<3>, forward: F) -> Tensor<3>
+fn on<B, C, M, F>(module: &M, x: Tensor<3>, forward: F, draws: bool) -> Tensor<3>
 where
     B: Backend,
     C: CheckpointStrategy,
@@ -118,13 +133,14 @@ where
         false => input.require_grad(),
     };
     let device = x.device();
-    let seed = draw_seed(&device);
-    device.seed(seed);
     // The first pass records no graph: the plain input through untracked parameters (burn's
     // autodiff would keep a tracked pass's nodes until the backward), in training mode.
     let untracked = module.clone().no_grad();
     let plain_input = Tensor::from_primitive::<B>(input.primitive().clone());
-    let out = lora::adapter::as_training(|| forward(&untracked, plain_input));
+    let seed = draws.then(|| draw_seed(&device));
+    let out = with_seed(&device, seed, || {
+        lora::adapter::as_training(|| forward(&untracked, plain_input))
+    });
     let out = match out.clone().try_into_primitive::<B>() {
         Ok(plain) => plain,
         Err(_) => out
@@ -161,7 +177,8 @@ where
 struct LayerState<B: Backend> {
     input: FloatTensor<B>,
     params: Vec<Tracked<B>>,
-    seed: u64,
+    /// The seed of the layer's random draws, when it draws any.
+    seed: Option<u64>,
     device: Device,
     forward: Arc<LayerFn>,
     /// The first pass's output summed: debug builds check that the rerun computes the same
@@ -184,7 +201,7 @@ impl<B: Backend> std::fmt::Debug for LayerState<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "LayerState({} parameters, seed {})",
+            "LayerState({} parameters, seed {:?})",
             self.params.len(),
             self.seed
         )
@@ -207,8 +224,9 @@ where
         let grad = grads.consume::<B>(&ops.node);
         let state = ops.state;
         let input = Tracked::<B>::new(state.input).require_grad();
-        state.device.seed(state.seed);
-        let out = (state.forward)(Tensor::from_primitive::<Autodiff<B, C>>(input.clone()));
+        let out = with_seed(&state.device, state.seed, || {
+            (state.forward)(Tensor::from_primitive::<Autodiff<B, C>>(input.clone()))
+        });
         #[cfg(debug_assertions)]
         {
             let rerun = out.clone().inner().sum().into_scalar::<f32>() as f64;

@@ -12,7 +12,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use super::loss_scale::LossScale;
 use super::optim::{AdamWState, Moments};
 
-/// The optimizer file's entry for fp16's loss scale: `[scale, good_steps]`.
+/// The optimizer file's entry for fp16's loss scale: `[scale, good_steps, skipped_steps]`.
 const LOSS_SCALE: &str = "loss_scale";
 use super::state::TrainerState;
 use crate::model::{WeightReader, WeightWriter};
@@ -114,10 +114,11 @@ fn save_optimizer(path: &Path, optimizer: &AdamWState) -> Result<()> {
     }
     // The step count rides along as a one-element tensor (exact up to 2^24 steps).
     writer.add_values("step", vec![1], vec![optimizer.step as f32]);
-    // fp16's loss scale: a power of two and a count below 2000, both exact in f32.
+    // fp16's loss scale: a power of two and two step counts, exact in f32 up to 2^24.
     if let Some(scale) = optimizer.loss_scale {
-        let values = vec![scale.scale as f32, scale.good_steps as f32];
-        writer.add_values(LOSS_SCALE, vec![2], values);
+        let counts = [scale.good_steps, scale.skipped_steps].map(|c| c as f32);
+        let values = vec![scale.scale as f32, counts[0], counts[1]];
+        writer.add_values(LOSS_SCALE, vec![3], values);
     }
     writer.write(path)
 }
@@ -128,10 +129,11 @@ pub fn load_optimizer(dir: &Path, device: &Device) -> Result<AdamWState> {
     let step = reader.read("step", &[1])?[0] as u64;
     let loss_scale = match reader.contains(LOSS_SCALE) {
         true => {
-            let values = reader.read(LOSS_SCALE, &[2])?;
+            let values = reader.read(LOSS_SCALE, &[3])?;
             Some(LossScale {
                 scale: f64::from(values[0]),
                 good_steps: values[1] as u64,
+                skipped_steps: values[2] as u64,
             })
         }
         false => None,
@@ -229,6 +231,7 @@ mod optimizer_file_tests {
             Some(LossScale {
                 scale: 8192.0,
                 good_steps: 1234,
+                skipped_steps: 3,
             }),
             None,
         ] {

@@ -2,8 +2,9 @@
 //! uses under `--fp16`): the loss is multiplied by the scale before the backward so that
 //! small gradients survive fp16, the gradients are divided by it before clipping; a step
 //! whose gradients overflowed (inf/NaN) is skipped and the scale halved, and after 2000
-//! steps in a row without overflow the scale doubles. Saved with the optimizer state so a
-//! resumed run continues with the same scale.
+//! steps in a row without overflow the scale doubles. As in the HF Trainer, the learning-rate
+//! schedule does not advance on a skipped step. Saved with the optimizer state so a resumed run
+//! continues with the same scale.
 
 /// torch.amp.GradScaler's `init_scale`.
 const INIT_SCALE: f64 = 65536.0;
@@ -14,11 +15,13 @@ const BACKOFF_FACTOR: f64 = 0.5;
 /// `growth_interval`
 const GROWTH_INTERVAL: u64 = 2000;
 
-/// The scale and how many steps in a row it has gone without overflow.
+/// The scale, how many steps in a row it has gone without overflow, and how many steps were
+/// skipped (the schedule runs that many steps behind the step count).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LossScale {
     pub scale: f64,
     pub good_steps: u64,
+    pub skipped_steps: u64,
 }
 
 impl Default for LossScale {
@@ -26,6 +29,7 @@ impl Default for LossScale {
         LossScale {
             scale: INIT_SCALE,
             good_steps: 0,
+            skipped_steps: 0,
         }
     }
 }
@@ -37,6 +41,7 @@ impl LossScale {
         if overflowed {
             self.scale *= BACKOFF_FACTOR;
             self.good_steps = 0;
+            self.skipped_steps += 1;
             return;
         }
         self.good_steps += 1;
@@ -67,5 +72,6 @@ mod tests {
         }
         scale.update(true);
         assert_eq!((scale.scale, scale.good_steps), (32768.0, 0));
+        assert_eq!(scale.skipped_steps, 2);
     }
 }

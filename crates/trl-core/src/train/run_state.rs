@@ -55,8 +55,14 @@ impl RunState {
     pub fn record(&mut self, report: &StepReport) {
         self.total_tokens += report.tokens;
         self.state.num_input_tokens_seen = self.total_tokens.round() as u64;
-        self.loss_since_log += report.loss;
+        // A non-finite loss (an fp16 overflow: the step was skipped) counts as the average of
+        // the steps since the last log, as the HF Trainer's `logging_nan_inf_filter` does.
+        let loss = match report.loss.is_finite() {
+            true => report.loss,
+            false => self.loss_since_log / (1 + self.steps_since_log) as f64,
+        };
+        self.loss_since_log += loss;
         self.steps_since_log += 1;
-        self.total_loss += report.loss;
+        self.total_loss += loss;
     }
 }

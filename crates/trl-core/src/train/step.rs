@@ -218,7 +218,7 @@ mod tests {
         let mut scaled = AdamWState {
             loss_scale: Some(LossScale {
                 scale: 1024.0,
-                good_steps: 0,
+                ..LossScale::default()
             }),
             ..AdamWState::default()
         };
@@ -237,6 +237,7 @@ mod tests {
             assert_eq!(weights(&after), before, "a skipped update moves nothing");
             assert_eq!(scaled.step, 1, "AdamW's step count stays");
             assert_eq!(scaled.loss_scale.unwrap().scale, scale / 2.0);
+            assert!(scaled.loss_scale.unwrap().skipped_steps > 0);
             ours = after;
         }
     }

@@ -172,8 +172,11 @@ fn train_step<M: Method>(
         device,
     };
     let prepared = method.prepare(&model, &groups, &ctx)?;
+    // fp16: the schedule does not advance on a skipped step (the HF Trainer's
+    // `optimizer_step_was_skipped`).
+    let skipped = run.optimizer.loss_scale.map_or(0, |s| s.skipped_steps);
     let settings = StepSettings {
-        lr: schedule.lr_at(step),
+        lr: schedule.lr_at(step - skipped),
         adamw: adamw_config(args),
         max_grad_norm: (args.max_grad_norm > 0.0).then_some(args.max_grad_norm),
         step_number: step + 1,
