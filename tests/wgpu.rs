@@ -315,27 +315,16 @@ fn grpo_on_wgpu_matches_the_cpu_run() {
 #[test]
 fn blocked_attention_and_chunked_head_match_the_composed_math_on_wgpu() {
     use trl::core::kernels::blocked_check::{
-        AttentionCase, HeadCase, attention_differences, head_differences,
+        ATTENTION_CASES, HEAD_CASES, attention_differences, head_differences,
     };
     let device = Device::wgpu(DeviceKind::DefaultDevice).autodiff();
     let q = burn::tensor::Tensor::<4>::zeros([1, 1, 2, 2], &device);
     assert!(trl::core::kernels::blocked::runs_on_cube(&q));
-    for (heads, kv_heads, seq, rows) in [(4, 2, 11, 3), (2, 2, 9, 9)] {
-        let case = AttentionCase {
-            heads,
-            kv_heads,
-            seq,
-            rows,
-        };
+    for case in ATTENTION_CASES {
         let diffs = attention_differences(case, &device);
         assert!(diffs.iter().all(|d| *d < 1e-4), "{case:?}: {diffs:?}");
     }
-    for (vocab_major, temperature, chunk) in [(true, 1.0, 3), (false, 0.7, 4)] {
-        let case = HeadCase {
-            vocab_major,
-            temperature,
-            chunk,
-        };
+    for case in HEAD_CASES {
         let diffs = head_differences(case, &device);
         assert!(diffs.iter().all(|d| *d < 1e-4), "{case:?}: {diffs:?}");
     }

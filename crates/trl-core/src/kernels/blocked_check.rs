@@ -40,6 +40,37 @@ pub struct AttentionCase {
     pub rows: usize,
 }
 
+/// The attention shapes the CPU and the wgpu tests compare.
+pub const ATTENTION_CASES: [AttentionCase; 4] = [
+    // grouped kv heads, the last block shorter
+    AttentionCase {
+        heads: 4,
+        kv_heads: 2,
+        seq: 11,
+        rows: 3,
+    },
+    AttentionCase {
+        heads: 2,
+        kv_heads: 2,
+        seq: 9,
+        rows: 4,
+    },
+    // one block
+    AttentionCase {
+        heads: 6,
+        kv_heads: 2,
+        seq: 7,
+        rows: 7,
+    },
+    // one row per block
+    AttentionCase {
+        heads: 3,
+        kv_heads: 1,
+        seq: 5,
+        rows: 1,
+    },
+];
+
 /// Largest absolute differences between the blocked and the composed attention on `device`
 /// (an autodiff device): output, then the gradients of q, k and v of `sum(out * w)`.
 pub fn attention_differences(case: AttentionCase, device: &Device) -> [f32; 4] {
@@ -82,6 +113,27 @@ pub struct HeadCase {
     /// Tokens per chunk of the chunked op.
     pub chunk: usize,
 }
+
+/// The LM-head cases the CPU and the wgpu tests compare.
+pub const HEAD_CASES: [HeadCase; 3] = [
+    // an embedding table, the last chunk shorter
+    HeadCase {
+        vocab_major: true,
+        temperature: 1.0,
+        chunk: 3,
+    },
+    HeadCase {
+        vocab_major: false,
+        temperature: 0.7,
+        chunk: 4,
+    },
+    // one chunk
+    HeadCase {
+        vocab_major: false,
+        temperature: 1.0,
+        chunk: 100,
+    },
+];
 
 /// Largest absolute differences between the chunked and the composed head on `device` (an
 /// autodiff device): label log-probs; entropy, argmax, `log Σ p²`, mean logit; the gradients

@@ -4,26 +4,14 @@
 use burn::tensor::Device;
 
 use super::blocked_attention::{BLOCK_SCORE_ELEMENTS, rows_per_block};
-use super::blocked_check::{AttentionCase, HeadCase, attention_differences, head_differences};
+use super::blocked_check::{ATTENTION_CASES, HEAD_CASES, attention_differences, head_differences};
 
 const WHAT: [&str; 4] = ["out", "grad q", "grad k", "grad v"];
 
 #[test]
 fn blocked_attention_matches_the_composed_values_and_gradients() {
     let device = Device::flex().autodiff();
-    let cases = [
-        (4, 2, 11, 3), // grouped kv heads, last block shorter
-        (2, 2, 9, 4),
-        (6, 2, 7, 7), // one block
-        (3, 1, 5, 1), // one row per block
-    ];
-    for (heads, kv_heads, seq, rows) in cases {
-        let case = AttentionCase {
-            heads,
-            kv_heads,
-            seq,
-            rows,
-        };
+    for case in ATTENTION_CASES {
         let diffs = attention_differences(case, &device);
         for (what, diff) in WHAT.iter().zip(diffs) {
             assert!(diff < 2e-5, "{what}: {diff} ({case:?})");
@@ -45,17 +33,7 @@ fn rows_per_block_bounds_the_score_block() {
 #[test]
 fn chunked_head_matches_the_composed_values_and_gradients() {
     let device = Device::flex().autodiff();
-    let cases = [
-        (true, 1.0, 3), // an embedding table, last chunk shorter
-        (false, 0.7, 4),
-        (false, 1.0, 100), // one chunk
-    ];
-    for (vocab_major, temperature, chunk) in cases {
-        let case = HeadCase {
-            vocab_major,
-            temperature,
-            chunk,
-        };
+    for case in HEAD_CASES {
         let diffs = head_differences(case, &device);
         for (i, diff) in diffs.into_iter().enumerate() {
             assert!(diff < 2e-5, "column {i}: {diff} ({case:?})");

@@ -144,15 +144,13 @@ impl Decoder {
         let mut hidden = self.embed_tokens.forward(batch.ids_tensor(&device));
         let checkpointing = super::recompute::checkpointing(&hidden);
         for layer in &self.layers {
-            hidden = match checkpointing {
-                false => layer.forward(hidden, &rope, &blocked),
-                // A frozen adapter with dropout would draw masks in the graph-free pass that
-                // its rerun does not: such a layer keeps its activations.
-                true if layer.dropout() == LayerDropout::Frozen => {
-                    layer.forward(hidden, &rope, &blocked)
-                }
-                true => {
-                    let draws = layer.dropout() == LayerDropout::Trainable;
+            // A frozen adapter with dropout would draw masks in the graph-free pass that its
+            // rerun does not: such a layer keeps its activations.
+            let dropout = checkpointing.then(|| layer.dropout());
+            hidden = match dropout {
+                None | Some(LayerDropout::Frozen) => layer.forward(hidden, &rope, &blocked),
+                Some(dropout) => {
+                    let draws = dropout == LayerDropout::Trainable;
                     let (rope, blocked) = (rope.clone(), blocked.clone());
                     let forward = move |layer: &DecoderLayer, x| layer.forward(x, &rope, &blocked);
                     super::recompute::checkpointed(layer, hidden, forward, draws)
