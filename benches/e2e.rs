@@ -65,6 +65,8 @@ struct Options {
     device: String,
     /// `--matmul_peak`: measure the device's fp32 matmul rate too.
     matmul_peak: bool,
+    /// `--gradient_checkpointing`: recompute each layer in the backward (TRL's default).
+    gradient_checkpointing: bool,
 }
 
 /// `None` when run without `--model` (a plain `cargo bench`): there is nothing to measure.
@@ -72,7 +74,7 @@ fn parse_options() -> BoxResult<Option<Options>> {
     let mut method = "sft".to_string();
     let (mut model, mut out, mut data) = (None, None, None);
     let (mut warmup, mut steps) = (3, 10);
-    let (mut lora, mut matmul_peak) = (false, false);
+    let (mut lora, mut matmul_peak, mut gradient_checkpointing) = (false, false, false);
     let mut device = "cpu".to_string();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -87,6 +89,7 @@ fn parse_options() -> BoxResult<Option<Options>> {
             "--lora" => lora = true,
             "--device" => device = value()?,
             "--matmul_peak" => matmul_peak = true,
+            "--gradient_checkpointing" => gradient_checkpointing = true,
             _ => {} // cargo bench's own flags (--bench)
         }
     }
@@ -103,6 +106,7 @@ fn parse_options() -> BoxResult<Option<Options>> {
         lora,
         device,
         matmul_peak,
+        gradient_checkpointing,
     }))
 }
 
@@ -294,6 +298,11 @@ fn main() -> BoxResult<()> {
     let tokenizer = Tokenizer::from_dir(&options.model)?;
     let plain_device = trl::cli::device::parse_device(&options.device)?;
     let device = plain_device.clone().autodiff();
+    let device = if options.gradient_checkpointing {
+        device.gradient_checkpointing()
+    } else {
+        device
+    };
     let on_gpu = device_kind(&options.device) != "cpu";
     let mut model: CausalLm = load_causal_lm(&options.model, &device)?;
     let params = model.num_params();

@@ -206,7 +206,13 @@ def _peft_config():
 
 
 def run_trl(
-    method: str, model_dir: Path, data: dict, total_steps: int, peft: bool = False, device: str = "cpu"
+    method: str,
+    model_dir: Path,
+    data: dict,
+    total_steps: int,
+    peft: bool = False,
+    device: str = "cpu",
+    gradient_checkpointing: bool = False,
 ) -> list[float]:
     import torch
     from datasets import Dataset
@@ -234,6 +240,8 @@ def run_trl(
         max_steps=total_steps,
         learning_rate=LEARNING_RATE,
         bf16=False,
+        # Explicit: TRL's configs default it to True, trl-rs's benchmark steps keep activations.
+        gradient_checkpointing=gradient_checkpointing,
         use_cpu=device == "cpu",
         report_to="none",
         save_strategy="no",
@@ -341,7 +349,15 @@ def run(args: argparse.Namespace) -> None:
     if args.device != "cpu":
         torch.cuda.reset_peak_memory_stats()
     if args.impl == "trl":
-        times = run_trl(args.method, model_dir, data, total, peft=args.peft, device=args.device)
+        times = run_trl(
+            args.method,
+            model_dir,
+            data,
+            total,
+            peft=args.peft,
+            device=args.device,
+            gradient_checkpointing=args.gradient_checkpointing == "true",
+        )
     else:
         times = run_torch(args.method, model_dir, data, total)
     if len(times) < total:
@@ -465,6 +481,12 @@ def main() -> None:
     bench.add_argument("--threads", type=int, default=2)
     bench.add_argument("--peft", action="store_true", help="train LoRA adapters (TRL's --use_peft defaults)")
     bench.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where TRL trains (fp32 either way)")
+    bench.add_argument(
+        "--gradient_checkpointing",
+        choices=["true", "false"],
+        default="false",
+        help="recompute activations in the backward (TRL's configs default to true; trl-rs's e2e steps to false)",
+    )
     gen = sub.add_parser("generate", help="time transformers' generate on the benchmark model")
     gen.add_argument("--model", required=True)
     gen.add_argument("--out", required=True)

@@ -84,6 +84,7 @@ impl ModuleMapper for AdamWMapper<'_> {
             return param;
         };
         let (id, tensor, mapper) = param.consume();
+        let strategy = tensor.gradient_checkpointing_strategy();
         let shape = tensor.dims();
         let numel: usize = shape.iter().product();
         let c = self.config;
@@ -111,8 +112,15 @@ impl ModuleMapper for AdamWMapper<'_> {
             exp_avg,
             exp_avg_sq,
         });
-        let updated = Tensor::from_inner(updated.reshape(shape)).require_grad();
-        Param::from_mapped_value(id, updated, mapper)
+        let updated = Tensor::from_inner(updated.reshape(shape));
+        // `from_inner` gives the default strategy: the parameter keeps its device's (a
+        // checkpointing device's), else the next forward mixes strategies (burn panics) or
+        // silently stops recomputing.
+        let updated = match strategy {
+            Some(strategy) => updated.with_gradient_checkpointing_strategy(strategy),
+            None => updated,
+        };
+        Param::from_mapped_value(id, updated.require_grad(), mapper)
     }
 }
 
@@ -218,6 +226,32 @@ mod tests {
         let b = toy.bias.val().into_data().try_to_vec::<f32>().unwrap();
         assert!((w[0] as f64 - expected(1.0, 0.1)).abs() < 1e-6, "{w:?}");
         assert!((b[0] as f64 - expected(0.5, 0.0)).abs() < 1e-6, "{b:?}");
+    }
+
+    /// An updated parameter stays on its device's gradient-checkpointing strategy: LoRA's
+    /// adapters next to frozen base weights on a checkpointing device made burn panic on the
+    /// second step, and a fully trained model silently stopped recomputing.
+    #[test]
+    fn an_update_keeps_the_checkpointing_strategy() {
+        let device = Device::default().autodiff().gradient_checkpointing();
+        let toy = Toy {
+            weight: Param::from_tensor(Tensor::ones([1, 2], &device)),
+            bias: Param::from_tensor(Tensor::ones([1], &device)),
+        };
+        let loss = toy.weight.val().sum() + toy.bias.val().sum();
+        let mut grads = GradientsParams::from_grads(loss.backward(), &toy);
+        let config = AdamWConfig {
+            beta1: 0.9,
+            beta2: 0.999,
+            epsilon: 1e-8,
+            weight_decay: 0.0,
+        };
+        let toy = adamw_step(toy, &mut grads, 0.01, &config, &mut AdamWState::default());
+        let expected = device.gradient_checkpointing_strategy();
+        assert!(expected.is_some());
+        assert_eq!(toy.weight.val().gradient_checkpointing_strategy(), expected);
+        assert_eq!(toy.bias.val().gradient_checkpointing_strategy(), expected);
+        assert!(toy.weight.val().is_require_grad());
     }
 
     #[test]
