@@ -82,6 +82,8 @@ def _trainer(args, model_dir: Path, prompt_ids: dict[str, list[int]], timings: d
         max_steps=args.warmup + args.steps,
         logging_steps=1,
         bf16=False,
+        # Explicit: TRL's configs default it to True; trl-rs's benchmark step keeps activations.
+        gradient_checkpointing=False,
         use_cpu=True,
         report_to="none",
         save_strategy="no",

@@ -275,12 +275,15 @@ impl<C> Setup<C> {
     }
 
     /// The training device (with autodiff; with burn's gradient-checkpointing strategy when
-    /// `activation_checkpointing` / `gradient_checkpointing` is on), mixed precision set up
-    /// for it (`--bf16` / `--fp16`).
+    /// `activation_checkpointing` / `gradient_checkpointing` is on, as TRL's configs default
+    /// it), mixed precision set up for it (`--bf16` / `--fp16`).
     pub fn device(&self) -> Result<Device> {
         let device = parse_device(&self.device_spec)?.autodiff();
         crate::mixed_precision::apply(&self.args, &device)?;
-        Ok(if self.args.activation_checkpointing()? {
+        let checkpointing = self
+            .args
+            .activation_checkpointing_or(trl_core::train::TRL_CHECKPOINTING_DEFAULT)?;
+        Ok(if checkpointing {
             device.gradient_checkpointing()
         } else {
             device

@@ -109,8 +109,9 @@ fn verdict(results: &Value) -> String {
     let rows = results["grpo"].as_array().cloned().unwrap_or_default();
     match speedup(&rows) {
         Some(r) => format!(
-            "- trl-rs's GRPO step is {r:.2}x faster than TRL's (target: at least {TARGET_SPEEDUP}x \
+            "- trl-rs's GRPO step is {} than TRL's (target: at least {TARGET_SPEEDUP}x \
              faster, {}).\n",
+            super::report::faster_or_slower(r),
             if r >= TARGET_SPEEDUP {
                 "met"
             } else {
@@ -157,7 +158,7 @@ max_completion_length` on both sides, so no completion stops early), scored by a
 (`per_device_train_batch_size` {}, `gradient_accumulation_steps` {GRADIENT_ACCUMULATION_STEPS}: \
 TRL's `steps_per_generation` defaults to the accumulation steps, so every step generates once). \
 GRPOConfig's defaults otherwise: temperature 1, top-k 0, top-p 1, loss `dapo`, beta 0 (no reference \
-model), learning rate 1e-6, grad-norm clipping at 1.0; fp32, {} threads. trl-rs: `GrpoMethod` through \
+model), learning rate 1e-6, grad-norm clipping at 1.0; fp32, {} threads, no gradient checkpointing on either side (TRL's configs default it to on; it is passed off). trl-rs: `GrpoMethod` through \
 `trl_core::train::train` (benches/grpo.rs); TRL: `GRPOTrainer` (`reference/bench_trl.py grpo`). \
 Step time: between consecutive optimizer-step ends (`Method::after_step` / `on_step_end`); \
 generation time: trl-rs's `CompletionSource::complete` around `PolicySampler`, TRL's \

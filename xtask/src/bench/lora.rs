@@ -104,8 +104,9 @@ fn verdict(results: &Value) -> String {
     let met = |ok: bool| if ok { "met" } else { "not met" };
     match ratios(&rows) {
         Some((speed, rss)) => format!(
-            "- trl-rs's LoRA SFT step is {speed:.2}x faster than TRL + peft's (target: at least \
-             {TARGET_SPEEDUP}x, {}), with {rss:.2}x its peak RSS (target: at most {:.2}x, {}).\n",
+            "- trl-rs's LoRA SFT step is {} than TRL + peft's (target: at least {TARGET_SPEEDUP}x \
+             faster, {}), with {rss:.2}x its peak RSS (target: at most {:.2}x, {}).\n",
+            super::report::faster_or_slower(speed),
             met(speed >= TARGET_SPEEDUP),
             TARGET_RSS_SHARE,
             met(rss <= TARGET_RSS_SHARE),
@@ -124,7 +125,7 @@ frozen, with fresh adapters from TRL's `--use_peft` defaults: r 16, alpha 32, dr
 peft's default targets for Qwen2 (`q_proj`, `v_proj`). trl-rs: `benches/e2e.rs --method sft \
 --lora` (`trl_core::lora::attach_new`, as `trl sft --use_peft` attaches them); TRL: \
 `SFTTrainer` with `peft_config` (`reference/bench_trl.py run --method sft --impl trl --peft`). \
-fp32, {} threads, AdamW lr 1e-5, grad-norm clipping at 1.0; each side in its own process, {} \
+fp32, {} threads, AdamW lr 1e-5, grad-norm clipping at 1.0, no gradient checkpointing on either side (TRL's configs default it to on; it is passed off); each side in its own process, {} \
 warm-up step(s), then the median of the measured steps. Targets: at least {TARGET_SPEEDUP}x \
 faster than TRL + peft, at most a third of its peak RSS.\n\n{}\n{}",
         provenance_line(results),
@@ -169,7 +170,7 @@ mod tests {
         let section = lora_section(&results);
         assert!(section.starts_with("## LoRA SFT"), "{section}");
         assert!(
-            section.contains("4.00x faster than TRL + peft's (target: at least 2x, met), with 0.20x its peak RSS (target: at most 0.33x, met)"),
+            section.contains("4.00x faster than TRL + peft's (target: at least 2x faster, met), with 0.20x its peak RSS (target: at most 0.33x, met)"),
             "{section}"
         );
     }
@@ -180,6 +181,12 @@ mod tests {
         let section = lora_section(&results);
         assert!(
             section.contains("1.33x faster") && section.contains("not met"),
+            "{section}"
+        );
+        let behind = json!({ "lora": [row("trl-rs", 2.0, 5e8), row("trl", 1.5, 1e9)] });
+        let section = lora_section(&behind);
+        assert!(
+            section.contains("1.33x slower than TRL + peft's"),
             "{section}"
         );
     }

@@ -62,17 +62,20 @@ impl<C: CheckpointStrategy> TrainingKernels for Autodiff<Flex, C> {
             .stateful()
         {
             OpsKind::Tracked(prep) => {
-                let state = [&x, &gate, &up, &down].map(|t| contiguous(t.primitive()));
-                let [x, gate, up, down] = &state;
-                let out = mlp_flex(x, gate, up, down);
-                prep.finish(state, out)
+                let tensors = [&x, &gate, &up, &down].map(|t| contiguous(t.primitive()));
+                let [x, gate, up, down] = &tensors;
+                let (out, projections) = mlp_flex(x, gate, up, down);
+                prep.finish((tensors, projections), out)
             }
-            OpsKind::UnTracked(prep) => prep.finish(mlp_flex(
-                x.primitive(),
-                gate.primitive(),
-                up.primitive(),
-                down.primitive(),
-            )),
+            OpsKind::UnTracked(prep) => prep.finish(
+                mlp_flex(
+                    x.primitive(),
+                    gate.primitive(),
+                    up.primitive(),
+                    down.primitive(),
+                )
+                .0,
+            ),
         }
     }
 

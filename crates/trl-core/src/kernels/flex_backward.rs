@@ -12,20 +12,20 @@ use super::attention_cpu::{AttentionGradInputs, attention_backward};
 use super::flex_forward::{attention_shape, logits_shape, mlp_shape, mlp_weights, rope_flex};
 use super::flex_tensor::{contiguous, f32s, new_f32};
 use super::logprobs_cpu::label_logprobs_backward;
-use super::mlp_cpu::{MlpNeeds, mlp_backward};
+use super::mlp_cpu::{MlpNeeds, Projections, mlp_backward};
 use super::rms_norm_cpu::rms_norm_backward;
 
-/// Backward of the fused MLP (recomputes its projections).
+/// Backward of the fused MLP, from the projections its forward kept.
 #[derive(Debug)]
 pub(super) struct MlpBackward;
 
 impl Backward<Flex, 4> for MlpBackward {
-    /// x, gate, up, down (contiguous).
-    type State = [FlexTensor; 4];
+    /// x, gate, up, down (contiguous), and the input projections.
+    type State = ([FlexTensor; 4], Projections);
 
     fn backward(self, ops: Ops<Self::State, 4>, grads: &mut Gradients, _: &mut Checkpointer) {
         let grad = contiguous(&grads.consume::<Flex>(&ops.node));
-        let [x, gate, up, down] = ops.state;
+        let ([x, gate, up, down], projections) = ops.state;
         let shape = mlp_shape(&x, &gate);
         let [need_x, need_gate, need_up, need_down] = ops.parents.each_ref().map(Option::is_some);
         let needs = MlpNeeds {
@@ -39,7 +39,7 @@ impl Backward<Flex, 4> for MlpBackward {
             &mlp_weights(&gate, &up, &down),
             shape,
             f32s(&grad),
-            needs,
+            (needs, Some(projections)),
         );
         let results = [(g.x, &x), (g.gate, &gate), (g.up, &up), (g.down, &down)];
         for (node, (grad, like)) in ops.parents.into_iter().zip(results) {

@@ -14,7 +14,7 @@ use super::flex_lora::{LoraOptions, lora_linear_flex};
 use super::flex_tensor::{contiguous, f32s, labels_i64, new_f32};
 use super::logprobs_cpu::{LogitsShape, STATS, label_logprobs_forward, token_stats};
 use super::lora_cpu::Dropout;
-use super::mlp_cpu::{MlpShape, MlpWeights, mlp_forward};
+use super::mlp_cpu::{MlpShape, MlpWeights, Projections, mlp_forward};
 use super::rms_norm_cpu::rms_norm_forward;
 use super::rope_cpu;
 
@@ -132,13 +132,14 @@ pub(super) fn mlp_weights<'a>(
     }
 }
 
-/// The fused MLP forward on flex: `[batch, seq, hidden]` like `x`.
+/// The fused MLP forward on flex: `[batch, seq, hidden]` like `x`, and the input projections
+/// its backward starts from.
 pub(super) fn mlp_flex(
     x: &FlexTensor,
     gate: &FlexTensor,
     up: &FlexTensor,
     down: &FlexTensor,
-) -> FlexTensor {
+) -> (FlexTensor, Projections) {
     let (x, gate, up, down) = (
         contiguous(x),
         contiguous(gate),
@@ -147,8 +148,8 @@ pub(super) fn mlp_flex(
     );
     let shape = mlp_shape(&x, &gate);
     let mut out = vec![0.0f32; x.shape().num_elements()];
-    mlp_forward(f32s(&x), &mlp_weights(&gate, &up, &down), shape, &mut out);
-    new_f32(out, &x.shape().to_vec())
+    let projections = mlp_forward(f32s(&x), &mlp_weights(&gate, &up, &down), shape, &mut out);
+    (new_f32(out, &x.shape().to_vec()), projections)
 }
 
 /// The dimensions of logits `[batch, seq, vocab]`.
@@ -239,7 +240,7 @@ impl TrainingKernels for Flex {
     }
 
     fn fused_mlp(x: FlexTensor, gate: FlexTensor, up: FlexTensor, down: FlexTensor) -> FlexTensor {
-        mlp_flex(&x, &gate, &up, &down)
+        mlp_flex(&x, &gate, &up, &down).0
     }
 
     fn fused_label_logprobs(logits: FlexTensor, labels: FlexTensor) -> FlexTensor {

@@ -1,9 +1,12 @@
-//! The whole SwiGLU MLP, `down(silu(x @ gate) * (x @ up))`, as one operation that keeps only
-//! its input for the backward.
+//! The whole SwiGLU MLP, `down(silu(x @ gate) * (x @ up))`, as one operation that keeps its
+//! input and its two input projections for the backward.
 //!
-//! Hand-written because the MLP's `[tokens, intermediate]` activations (gate, up and their
-//! product) were three quarters of what a training step keeps alive: recomputing the two
-//! input projections in the backward costs about a tenth of a step and halves peak memory.
+//! Hand-written because composed ops kept three `[tokens, intermediate]` activations (gate, up
+//! and their product) and wrote each twice; this keeps the two projections only (the product
+//! is recomputed from them in the backward, an elementwise pass). Recomputing the projections
+//! too halved the MLP's memory but cost two of its five products in every backward (9% of a
+//! LoRA SFT step); the memory-bounded mode is per-layer gradient checkpointing (on by default,
+//! as in TRL), under which what is kept here lives only while its layer's backward runs.
 
 use super::gemm::{Matrix, matmul};
 use super::swiglu_cpu::{swiglu_backward_in_place, swiglu_forward};
@@ -26,8 +29,27 @@ pub struct MlpWeights<'a> {
     pub down: &'a [f32],
 }
 
+/// The MLP's input projections `x @ gate` and `x @ up`, each `[tokens, inter]`: what the
+/// forward hands to the backward.
+#[derive(Clone)]
+pub struct Projections {
+    pub gate: Vec<f32>,
+    pub up: Vec<f32>,
+}
+
+impl std::fmt::Debug for Projections {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Projections({} + {} values)",
+            self.gate.len(),
+            self.up.len()
+        )
+    }
+}
+
 /// `(x @ gate, x @ up)`, each `[tokens, inter]`.
-fn projections(x: &[f32], w: &MlpWeights<'_>, s: MlpShape) -> (Vec<f32>, Vec<f32>) {
+fn projections(x: &[f32], w: &MlpWeights<'_>, s: MlpShape) -> Projections {
     let x = Matrix {
         data: x,
         rows: s.tokens,
@@ -46,15 +68,14 @@ fn projections(x: &[f32], w: &MlpWeights<'_>, s: MlpShape) -> (Vec<f32>, Vec<f32
         matmul(&x, false, &weight, false, out, false);
     }
     let [gate, up] = out;
-    (gate, up)
+    Projections { gate, up }
 }
 
-/// Forward: `out` `[tokens, hidden]`.
-pub fn mlp_forward(x: &[f32], w: &MlpWeights<'_>, s: MlpShape, out: &mut [f32]) {
-    let (gate, up) = projections(x, w, s);
+/// Forward: `out` `[tokens, hidden]`; returns the projections for the backward.
+pub fn mlp_forward(x: &[f32], w: &MlpWeights<'_>, s: MlpShape, out: &mut [f32]) -> Projections {
+    let projections = projections(x, w, s);
     let mut h = vec![0.0f32; s.tokens * s.inter];
-    swiglu_forward(&gate, &up, &mut h);
-    drop((gate, up));
+    swiglu_forward(&projections.gate, &projections.up, &mut h);
     let h = Matrix {
         data: &h,
         rows: s.tokens,
@@ -66,6 +87,7 @@ pub fn mlp_forward(x: &[f32], w: &MlpWeights<'_>, s: MlpShape, out: &mut [f32]) 
         cols: s.hidden,
     };
     matmul(&h, false, &down, false, out, false);
+    projections
 }
 
 /// Which gradients the backward computes: a frozen weight (LoRA, a reference model) or an
@@ -109,17 +131,17 @@ fn product(
     })
 }
 
-/// Backward given `grad` `[tokens, hidden]` of the output: recomputes the projections, then
-/// runs the chain rule through the down projection, SwiGLU and the two input projections,
-/// computing only the gradients in `needs`.
+/// Backward given `grad` `[tokens, hidden]` of the output and the forward's projections
+/// (recomputed when `None`): the chain rule through the down projection, SwiGLU and the two
+/// input projections, computing only the gradients in `needs`.
 pub fn mlp_backward(
     x: &[f32],
     w: &MlpWeights<'_>,
     s: MlpShape,
     grad: &[f32],
-    needs: MlpNeeds,
+    (needs, saved): (MlpNeeds, Option<Projections>),
 ) -> MlpGrads {
-    let (mut gate, mut up) = projections(x, w, s);
+    let Projections { mut gate, mut up } = saved.unwrap_or_else(|| projections(x, w, s));
     let mut buffer = vec![0.0f32; s.tokens * s.inter];
     let g = matrix(grad, s.tokens, s.hidden);
     // d_down = hᵀ @ grad   [inter, hidden]

@@ -1,7 +1,8 @@
 //! `activation_checkpointing` (transformers 5) and its deprecated alias
 //! `gradient_checkpointing` (the name TRL's configs set), resolved as
 //! `TrainingArguments.__post_init__` does: the new name wins when set, else the old one, else
-//! off. When on, the training device records its graph with burn's checkpointing strategy
+//! the default: off in transformers' `TrainingArguments`, on in every TRL config
+//! (`_BaseConfig`, which the CLI's commands follow: [`TRL_CHECKPOINTING_DEFAULT`]). When on, the training device records its graph with burn's checkpointing strategy
 //! (`Device::gradient_checkpointing`), which is also what makes each decoder layer one
 //! recomputing graph node (`model::recompute`, as torch's per-layer checkpoint): only layer
 //! inputs are kept, each layer is rerun in the backward. Numerically it changes nothing.
@@ -12,15 +13,26 @@ use super::args::TrainingArguments;
 use super::args_check::check::option_error;
 use crate::Result;
 
+/// TRL's `_BaseConfig` default of `gradient_checkpointing` (TRL 1.16 for SFT, DPO, KTO,
+/// reward, GRPO and RLOO; TRL 1.12 for PPO): on, unlike transformers' `TrainingArguments`.
+pub const TRL_CHECKPOINTING_DEFAULT: bool = true;
+
 impl TrainingArguments {
-    /// Whether the run recomputes activations in the backward, after checking the kwargs:
-    /// `use_reentrant` (any value: there is one implementation), `every_n_layers` 1 and
-    /// `offload` false are accepted; anything else is an error naming the key.
+    /// Whether the run recomputes activations in the backward with transformers' default
+    /// (off); see [`TrainingArguments::activation_checkpointing_or`].
     pub fn activation_checkpointing(&self) -> Result<bool> {
+        self.activation_checkpointing_or(false)
+    }
+
+    /// Whether the run recomputes activations in the backward, `default` when neither name is
+    /// set, after checking the kwargs: `use_reentrant` (any value: there is one
+    /// implementation), `every_n_layers` 1 and `offload` false are accepted; anything else is
+    /// an error naming the key.
+    pub fn activation_checkpointing_or(&self, default: bool) -> Result<bool> {
         let on = self
             .activation_checkpointing
             .or(self.gradient_checkpointing)
-            .unwrap_or(false);
+            .unwrap_or(default);
         let (name, kwargs) = match &self.activation_checkpointing_kwargs {
             Some(kwargs) => ("activation_checkpointing_kwargs", kwargs),
             None => match &self.gradient_checkpointing_kwargs {
@@ -83,6 +95,17 @@ mod tests {
         assert!(old.activation_checkpointing().unwrap());
         let both = args(json!({"gradient_checkpointing": true, "activation_checkpointing": false}));
         assert!(!both.activation_checkpointing().unwrap());
+        // TRL's configs: on unless a name says otherwise.
+        assert!(
+            args(json!({}))
+                .activation_checkpointing_or(TRL_CHECKPOINTING_DEFAULT)
+                .unwrap()
+        );
+        assert!(
+            !both
+                .activation_checkpointing_or(TRL_CHECKPOINTING_DEFAULT)
+                .unwrap()
+        );
     }
 
     #[test]

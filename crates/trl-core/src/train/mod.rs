@@ -35,6 +35,7 @@ pub mod tensorboard;
 pub mod trainer;
 
 pub use args::{TrainingArguments, take_known_keys};
+pub use checkpointing::TRL_CHECKPOINTING_DEFAULT;
 pub use data_order::{RepeatSampler, Sampler};
 pub use eval::{EvalSummary, evaluate};
 pub use logging::RunLogger;
