@@ -25,9 +25,16 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A cache folder for this test process, so no run reads another build's cached data.
+/// A cache folder for this build of `trl`, so no run reads another build's cached data: under
+/// cargo's `target/tmp` (not the system's temp folder, which a folder per test process filled),
+/// named by the binary's modification time.
 pub fn cache_dir() -> PathBuf {
-    std::env::temp_dir().join(format!("trl-rs-test-cache-{}", std::process::id()))
+    let built = std::fs::metadata(env!("CARGO_BIN_EXE_trl"))
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("test-cache-{built}"))
 }
 
 /// `trl args...`, not started yet: run from [`root`] with `TRL_RS_CACHE` set to [`cache_dir`].

@@ -131,8 +131,8 @@ pub fn cached_attention(
 
 /// The SwiGLU MLP without biases, `down(silu(gate(x)) * up(x))`: `x` `[batch, seq, hidden]`,
 /// `gate`/`up` `[hidden, inter]`, `down` `[inter, hidden]` (burn's `Linear` layout) ->
-/// `[batch, seq, hidden]`. Fused on flex, where only `x` is kept for the backward (which
-/// recomputes the projections).
+/// `[batch, seq, hidden]`. Fused on flex, where `x` and the two input projections are kept for
+/// the backward.
 pub fn swiglu_mlp(x: Tensor<3>, gate: Tensor<2>, up: Tensor<2>, down: Tensor<2>) -> Tensor<3> {
     #[cfg(feature = "flex")]
     if flex::runs_on_flex(&x) && all_f32(&[&gate, &up, &down]) {

@@ -192,6 +192,16 @@ mod tests {
         bias: Param<Tensor<1>>,
     }
 
+    /// torch's AdamW betas and epsilon with `weight_decay`.
+    fn torch_defaults(weight_decay: f64) -> AdamWConfig {
+        AdamWConfig {
+            beta1: 0.9,
+            beta2: 0.999,
+            epsilon: 1e-8,
+            weight_decay,
+        }
+    }
+
     /// One AdamW step against torch's formula evaluated by hand in f64 for a single element.
     #[test]
     fn matches_torch_update_and_skips_decay_on_biases() {
@@ -208,12 +218,7 @@ mod tests {
         };
         let loss = (toy.weight.val() * 3.0).sum() + (toy.bias.val() * 3.0).sum();
         let mut grads = GradientsParams::from_grads(loss.backward(), &toy);
-        let config = AdamWConfig {
-            beta1: 0.9,
-            beta2: 0.999,
-            epsilon: 1e-8,
-            weight_decay: 0.1,
-        };
+        let config = torch_defaults(0.1);
         let mut state = AdamWState::default();
         let toy = adamw_step(toy, &mut grads, 0.01, &config, &mut state);
         let expected = |p: f64, wd: f64| {
@@ -240,12 +245,7 @@ mod tests {
         };
         let loss = toy.weight.val().sum() + toy.bias.val().sum();
         let mut grads = GradientsParams::from_grads(loss.backward(), &toy);
-        let config = AdamWConfig {
-            beta1: 0.9,
-            beta2: 0.999,
-            epsilon: 1e-8,
-            weight_decay: 0.0,
-        };
+        let config = torch_defaults(0.0);
         let toy = adamw_step(toy, &mut grads, 0.01, &config, &mut AdamWState::default());
         let expected = device.gradient_checkpointing_strategy();
         assert!(expected.is_some());
