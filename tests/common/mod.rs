@@ -33,7 +33,10 @@ pub fn cache_dir() -> PathBuf {
         .and_then(|m| m.modified())
         .ok()
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_nanos());
+        .map_or_else(
+            || format!("pid-{}", std::process::id()),
+            |d| d.as_nanos().to_string(),
+        );
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("test-cache-{built}"))
 }
 
@@ -69,12 +72,16 @@ pub fn trl_with_stdin<S: AsRef<OsStr>>(args: &[S], stdin: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
+    let written = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+    // A run that stops on a bad option exits before reading its input: the pipe is then
+    // closed under the write, which is no failure of the test.
+    if let Err(e) = written {
+        assert_eq!(
+            e.kind(),
+            std::io::ErrorKind::BrokenPipe,
+            "writing trl's stdin: {e}"
+        );
+    }
     child.wait_with_output().unwrap()
 }
 

@@ -39,7 +39,8 @@ impl Backward<Flex, 4> for MlpBackward {
             &mlp_weights(&gate, &up, &down),
             shape,
             f32s(&grad),
-            (needs, Some(projections)),
+            needs,
+            projections,
         );
         let results = [(g.x, &x), (g.gate, &gate), (g.up, &up), (g.down, &down)];
         for (node, (grad, like)) in ops.parents.into_iter().zip(results) {

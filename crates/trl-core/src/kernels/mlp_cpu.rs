@@ -131,17 +131,18 @@ fn product(
     })
 }
 
-/// Backward given `grad` `[tokens, hidden]` of the output and the forward's projections
-/// (recomputed when `None`): the chain rule through the down projection, SwiGLU and the two
-/// input projections, computing only the gradients in `needs`.
+/// Backward given `grad` `[tokens, hidden]` of the output and the forward's projections: the
+/// chain rule through the down projection, SwiGLU and the two input projections, computing
+/// only the gradients in `needs`.
 pub fn mlp_backward(
     x: &[f32],
     w: &MlpWeights<'_>,
     s: MlpShape,
     grad: &[f32],
-    (needs, saved): (MlpNeeds, Option<Projections>),
+    needs: MlpNeeds,
+    projections: Projections,
 ) -> MlpGrads {
-    let Projections { mut gate, mut up } = saved.unwrap_or_else(|| projections(x, w, s));
+    let Projections { mut gate, mut up } = projections;
     let mut buffer = vec![0.0f32; s.tokens * s.inter];
     let g = matrix(grad, s.tokens, s.hidden);
     // d_down = hᵀ @ grad   [inter, hidden]

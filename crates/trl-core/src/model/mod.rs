@@ -108,7 +108,11 @@ pub fn stored_dtype(config: &DecoderConfig) -> weights::Dtype {
 /// Writes `contents` to `path` through a temporary file and a rename, so a crash never
 /// leaves a half-written file where a good one was.
 pub fn write_atomically(path: &Path, contents: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp-write");
+    // A name of this process and call: two writers of one path (ranks sharing a cache) never
+    // write into each other's temporary file.
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let call = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("tmp-write-{}-{call}", std::process::id()));
     std::fs::write(&tmp, contents).map_err(|e| Error::io(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }

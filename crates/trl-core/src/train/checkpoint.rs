@@ -153,8 +153,12 @@ pub fn load_optimizer(dir: &Path, device: &Device) -> Result<AdamWState> {
         }
         let exp_avg = reader.read(&avg, &[reader.numel(&avg)])?;
         let exp_avg_sq = reader.read(&avg_sq, &[exp_avg.len()])?;
+        // The moments live off the autodiff graph, as a fresh run's (`zeros_like` of the
+        // plain weights): on the training device they would drag every AdamW op through it.
+        let plain = device.clone().without_autodiff();
         let flat = |values: Vec<f32>| {
-            Tensor::<1>::from_data(TensorData::new(values.clone(), [values.len()]), device)
+            let len = values.len();
+            Tensor::<1>::from_data(TensorData::new(values, [len]), &plain)
         };
         moments.push(Some(Moments {
             exp_avg: flat(exp_avg),

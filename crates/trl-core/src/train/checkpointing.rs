@@ -5,7 +5,9 @@
 //! (`_BaseConfig`, which the CLI's commands follow: [`TRL_CHECKPOINTING_DEFAULT`]). When on, the training device records its graph with burn's checkpointing strategy
 //! (`Device::gradient_checkpointing`), which is also what makes each decoder layer one
 //! recomputing graph node (`model::recompute`, as torch's per-layer checkpoint): only layer
-//! inputs are kept, each layer is rerun in the backward. Numerically it changes nothing.
+//! inputs are kept, each layer is rerun in the backward. Numerically it changes nothing, except
+//! that LoRA dropout masks come from per-layer seeds drawn from the device's random stream, so
+//! they differ from a run without it (each run is still reproducible).
 
 use serde_json::Value;
 
