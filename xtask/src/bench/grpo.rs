@@ -9,6 +9,7 @@ use anyhow::Result;
 use serde_json::Value;
 
 use super::measure::{BenchInputs, measure, number};
+use super::report::NO_CHECKPOINTING;
 
 /// 16 prompts x 4 completions = one generation batch of 64 per optimizer step, trained in 4
 /// micro-batches of 16 (TRL: `per_device_train_batch_size` 16, `gradient_accumulation_steps`
@@ -158,7 +159,7 @@ max_completion_length` on both sides, so no completion stops early), scored by a
 (`per_device_train_batch_size` {}, `gradient_accumulation_steps` {GRADIENT_ACCUMULATION_STEPS}: \
 TRL's `steps_per_generation` defaults to the accumulation steps, so every step generates once). \
 GRPOConfig's defaults otherwise: temperature 1, top-k 0, top-p 1, loss `dapo`, beta 0 (no reference \
-model), learning rate 1e-6, grad-norm clipping at 1.0; fp32, {} threads, no gradient checkpointing on either side (TRL's configs default it to on; it is passed off). trl-rs: `GrpoMethod` through \
+model), learning rate 1e-6, grad-norm clipping at 1.0; fp32, {} threads, {NO_CHECKPOINTING}. trl-rs: `GrpoMethod` through \
 `trl_core::train::train` (benches/grpo.rs); TRL: `GRPOTrainer` (`reference/bench_trl.py grpo`). \
 Step time: between consecutive optimizer-step ends (`Method::after_step` / `on_step_end`); \
 generation time: trl-rs's `CompletionSource::complete` around `PolicySampler`, TRL's \

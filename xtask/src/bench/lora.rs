@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::grpo::provenance_line;
 use super::measure::{BenchInputs, measure, number};
+use super::report::NO_CHECKPOINTING;
 
 /// trl-rs's LoRA SFT step is to be at least this many times faster than TRL + peft's...
 const TARGET_SPEEDUP: f64 = 2.0;
@@ -125,7 +126,7 @@ frozen, with fresh adapters from TRL's `--use_peft` defaults: r 16, alpha 32, dr
 peft's default targets for Qwen2 (`q_proj`, `v_proj`). trl-rs: `benches/e2e.rs --method sft \
 --lora` (`trl_core::lora::attach_new`, as `trl sft --use_peft` attaches them); TRL: \
 `SFTTrainer` with `peft_config` (`reference/bench_trl.py run --method sft --impl trl --peft`). \
-fp32, {} threads, AdamW lr 1e-5, grad-norm clipping at 1.0, no gradient checkpointing on either side (TRL's configs default it to on; it is passed off); each side in its own process, {} \
+fp32, {} threads, AdamW lr 1e-5, grad-norm clipping at 1.0, {NO_CHECKPOINTING}; each side in its own process, {} \
 warm-up step(s), then the median of the measured steps. Targets: at least {TARGET_SPEEDUP}x \
 faster than TRL + peft, at most a third of its peak RSS.\n\n{}\n{}",
         provenance_line(results),

@@ -185,7 +185,7 @@ FMA x 2 FMA pipes per core); the AVX2-only peak is {avx2:.0} GFLOP/s\n\
 ## End to end: one training step\n\n\
 Random Qwen2-shaped model written once by `reference/bench_trl.py make-model` and loaded by both sides \
 (hidden 256, 4 layers, 8 query / 4 key-value heads, intermediate 1024, vocab 512, untied lm_head, \
-{params} parameters), fp32, AdamW, grad-norm clipping at 1.0, no gradient checkpointing on either side (TRL's configs default it to on; the benchmark passes it off). SFT: 8 rows of 256 tokens. DPO: 8 pairs of \
+{params} parameters), fp32, AdamW, grad-norm clipping at 1.0, {NO_CHECKPOINTING}. SFT: 8 rows of 256 tokens. DPO: 8 pairs of \
 128 prompt + 128 completion tokens = 16 sequences of 256, sigmoid loss, the reference model a frozen copy. \
 {warmup} warm-up step(s), then the median of {steps}; every run in its own process, started once the CPUs were idle. The column \"others' CPU\" is the share of the CPUs that other processes took during the run; a run above {max_others:.0}% is measured again (at most {MAX_TRIES} times) and the least disturbed kept.\n\n\
 {table}\n\
@@ -259,6 +259,11 @@ forward, (2N + 4·L·S·A) x T.\n\
         generation = super::generation::generation_section(results),
     )
 }
+
+/// How every side-by-side training benchmark runs TRL, said in each section: TRL's configs
+/// default `gradient_checkpointing` to true, trl-rs's benchmark steps keep their activations.
+pub(super) const NO_CHECKPOINTING: &str =
+    "no gradient checkpointing on either side (TRL's configs default it to on; it is passed off)";
 
 /// `"1.50x faster"` for a speed ratio (their time / ours) of 1.5, `"1.25x slower"` for 0.8:
 /// a ratio under one read as "0.80x faster" hides that trl-rs is behind.

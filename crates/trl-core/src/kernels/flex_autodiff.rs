@@ -16,7 +16,7 @@ use super::flex_backward::{
 };
 use super::flex_forward::{
     attention_flex, cached_attention_flex, label_logprobs_flex, lora_options, mlp_flex,
-    rms_norm_flex, rope_flex, token_stats_flex,
+    mlp_flex_keeping, rms_norm_flex, rope_flex, token_stats_flex,
 };
 use super::flex_head::{HeadOptions, head_logprobs_autodiff};
 use super::flex_lora::lora_linear_autodiff;
@@ -64,18 +64,15 @@ impl<C: CheckpointStrategy> TrainingKernels for Autodiff<Flex, C> {
             OpsKind::Tracked(prep) => {
                 let tensors = [&x, &gate, &up, &down].map(|t| contiguous(t.primitive()));
                 let [x, gate, up, down] = &tensors;
-                let (out, projections) = mlp_flex(x, gate, up, down);
+                let (out, projections) = mlp_flex_keeping(x, gate, up, down);
                 prep.finish((tensors, projections), out)
             }
-            OpsKind::UnTracked(prep) => prep.finish(
-                mlp_flex(
-                    x.primitive(),
-                    gate.primitive(),
-                    up.primitive(),
-                    down.primitive(),
-                )
-                .0,
-            ),
+            OpsKind::UnTracked(prep) => prep.finish(mlp_flex(
+                x.primitive(),
+                gate.primitive(),
+                up.primitive(),
+                down.primitive(),
+            )),
         }
     }
 

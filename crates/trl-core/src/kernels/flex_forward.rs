@@ -14,7 +14,7 @@ use super::flex_lora::{LoraOptions, lora_linear_flex};
 use super::flex_tensor::{contiguous, f32s, labels_i64, new_f32};
 use super::logprobs_cpu::{LogitsShape, STATS, label_logprobs_forward, token_stats};
 use super::lora_cpu::Dropout;
-use super::mlp_cpu::{MlpShape, MlpWeights, Projections, mlp_forward};
+use super::mlp_cpu::{MlpShape, MlpWeights, Projections, mlp_forward, mlp_forward_keeping};
 use super::rms_norm_cpu::rms_norm_forward;
 use super::rope_cpu;
 
@@ -132,14 +132,31 @@ pub(super) fn mlp_weights<'a>(
     }
 }
 
-/// The fused MLP forward on flex: `[batch, seq, hidden]` like `x`, and the input projections
-/// its backward starts from.
+/// The fused MLP forward on flex: `[batch, seq, hidden]` like `x`.
 pub(super) fn mlp_flex(
     x: &FlexTensor,
     gate: &FlexTensor,
     up: &FlexTensor,
     down: &FlexTensor,
+) -> FlexTensor {
+    mlp_flex_with([x, gate, up, down], mlp_forward).0
+}
+
+/// [`mlp_flex`] for a recorded graph: also the input projections its backward starts from.
+pub(super) fn mlp_flex_keeping(
+    x: &FlexTensor,
+    gate: &FlexTensor,
+    up: &FlexTensor,
+    down: &FlexTensor,
 ) -> (FlexTensor, Projections) {
+    mlp_flex_with([x, gate, up, down], mlp_forward_keeping)
+}
+
+/// The MLP on contiguous copies of `[x, gate, up, down]` through `forward`.
+fn mlp_flex_with<T>(
+    [x, gate, up, down]: [&FlexTensor; 4],
+    forward: impl FnOnce(&[f32], &MlpWeights<'_>, MlpShape, &mut [f32]) -> T,
+) -> (FlexTensor, T) {
     let (x, gate, up, down) = (
         contiguous(x),
         contiguous(gate),
@@ -148,8 +165,8 @@ pub(super) fn mlp_flex(
     );
     let shape = mlp_shape(&x, &gate);
     let mut out = vec![0.0f32; x.shape().num_elements()];
-    let projections = mlp_forward(f32s(&x), &mlp_weights(&gate, &up, &down), shape, &mut out);
-    (new_f32(out, &x.shape().to_vec()), projections)
+    let kept = forward(f32s(&x), &mlp_weights(&gate, &up, &down), shape, &mut out);
+    (new_f32(out, &x.shape().to_vec()), kept)
 }
 
 /// The dimensions of logits `[batch, seq, vocab]`.
@@ -240,7 +257,7 @@ impl TrainingKernels for Flex {
     }
 
     fn fused_mlp(x: FlexTensor, gate: FlexTensor, up: FlexTensor, down: FlexTensor) -> FlexTensor {
-        mlp_flex(&x, &gate, &up, &down).0
+        mlp_flex(&x, &gate, &up, &down)
     }
 
     fn fused_label_logprobs(logits: FlexTensor, labels: FlexTensor) -> FlexTensor {

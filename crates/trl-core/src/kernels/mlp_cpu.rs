@@ -71,13 +71,37 @@ fn projections(x: &[f32], w: &MlpWeights<'_>, s: MlpShape) -> Projections {
     Projections { gate, up }
 }
 
-/// Forward: `out` `[tokens, hidden]`; returns the projections for the backward.
-pub fn mlp_forward(x: &[f32], w: &MlpWeights<'_>, s: MlpShape, out: &mut [f32]) -> Projections {
+/// Forward without a backward to come (inference, a reference model): `out`
+/// `[tokens, hidden]`, the projections freed before the down projection runs.
+pub fn mlp_forward(x: &[f32], w: &MlpWeights<'_>, s: MlpShape, out: &mut [f32]) {
+    let h = activated(&projections(x, w, s), s);
+    down_into(&h, w, s, out);
+}
+
+/// Forward of a recorded graph: `out` `[tokens, hidden]`; returns the projections for the
+/// backward.
+pub fn mlp_forward_keeping(
+    x: &[f32],
+    w: &MlpWeights<'_>,
+    s: MlpShape,
+    out: &mut [f32],
+) -> Projections {
     let projections = projections(x, w, s);
+    down_into(&activated(&projections, s), w, s, out);
+    projections
+}
+
+/// `silu(gate) * up`, `[tokens, inter]`.
+fn activated(projections: &Projections, s: MlpShape) -> Vec<f32> {
     let mut h = vec![0.0f32; s.tokens * s.inter];
     swiglu_forward(&projections.gate, &projections.up, &mut h);
+    h
+}
+
+/// `out = h @ down`, `[tokens, hidden]`.
+fn down_into(h: &[f32], w: &MlpWeights<'_>, s: MlpShape, out: &mut [f32]) {
     let h = Matrix {
-        data: &h,
+        data: h,
         rows: s.tokens,
         cols: s.inter,
     };
@@ -87,7 +111,6 @@ pub fn mlp_forward(x: &[f32], w: &MlpWeights<'_>, s: MlpShape, out: &mut [f32]) 
         cols: s.hidden,
     };
     matmul(&h, false, &down, false, out, false);
-    projections
 }
 
 /// Which gradients the backward computes: a frozen weight (LoRA, a reference model) or an

@@ -144,6 +144,9 @@ pub fn load_optimizer(dir: &Path, device: &Device) -> Result<AdamWState> {
         .filter_map(|name| name.split('.').next()?.parse::<usize>().ok())
         .max()
         .map_or(0, |last| last + 1);
+    // The moments live off the autodiff graph, as a fresh run's (`zeros_like` of the plain
+    // weights): on the training device they would drag every AdamW op through it.
+    let plain = device.clone().without_autodiff();
     let mut moments = Vec::with_capacity(count);
     for index in 0..count {
         let (avg, avg_sq) = (format!("{index}.exp_avg"), format!("{index}.exp_avg_sq"));
@@ -153,9 +156,6 @@ pub fn load_optimizer(dir: &Path, device: &Device) -> Result<AdamWState> {
         }
         let exp_avg = reader.read(&avg, &[reader.numel(&avg)])?;
         let exp_avg_sq = reader.read(&avg_sq, &[exp_avg.len()])?;
-        // The moments live off the autodiff graph, as a fresh run's (`zeros_like` of the
-        // plain weights): on the training device they would drag every AdamW op through it.
-        let plain = device.clone().without_autodiff();
         let flat = |values: Vec<f32>| {
             let len = values.len();
             Tensor::<1>::from_data(TensorData::new(values, [len]), &plain)
