@@ -99,25 +99,23 @@ struct HeadCache<'a> {
     shared: usize,
 }
 
-impl HeadCache<'_> {
+impl<'a> HeadCache<'a> {
     #[inline(always)]
-    fn key(&self, j: usize, d: usize) -> &[f32] {
-        let keys = if j < self.shared {
-            self.source_k
-        } else {
-            self.k
-        };
-        &keys[j * d..][..d]
+    fn key(&self, j: usize, d: usize) -> &'a [f32] {
+        self.column(j, d, self.k, self.source_k)
     }
 
     #[inline(always)]
-    fn value(&self, j: usize, d: usize) -> &[f32] {
-        let values = if j < self.shared {
-            self.source_v
-        } else {
-            self.v
-        };
-        &values[j * d..][..d]
+    fn value(&self, j: usize, d: usize) -> &'a [f32] {
+        self.column(j, d, self.v, self.source_v)
+    }
+
+    /// Column `j` (`d` values) of this row's cache `own`, or of the source row's `source` for
+    /// a shared prompt column.
+    #[inline(always)]
+    fn column(&self, j: usize, d: usize, own: &'a [f32], source: &'a [f32]) -> &'a [f32] {
+        let cache = if j < self.shared { source } else { own };
+        &cache[j * d..][..d]
     }
 }
 
