@@ -19,6 +19,7 @@ pub mod lora;
 pub mod model;
 pub mod parity;
 pub mod precision;
+pub mod random_stream;
 pub mod tokenizer;
 pub mod train;
 

@@ -88,16 +88,16 @@ pub fn matmul_in<const D: usize>(
 
 #[cfg(test)]
 mod tests {
-    use burn::tensor::{Device, Distribution, Tensor};
+    use burn::tensor::{Device, Distribution};
 
     use super::*;
+    use crate::random_stream::draw;
 
     #[test]
     fn a_half_matmul_rounds_like_its_format_and_keeps_f32_gradients() {
         let device = Device::flex().autodiff();
-        let x = Tensor::<3>::random([2, 3, 16], Distribution::Normal(0.0, 1.0), &device);
-        let w =
-            Tensor::<2>::random([16, 5], Distribution::Normal(0.0, 1.0), &device).require_grad();
+        let x = draw([2, 3, 16], Distribution::Normal(0.0, 1.0), &device);
+        let w = draw([16, 5], Distribution::Normal(0.0, 1.0), &device).require_grad();
         let exact = matmul_in(None, x.clone(), w.clone());
         let half = matmul_in(Some(HalfPrecision::Fp16), x.clone(), w.clone());
         assert_eq!(half.dtype(), DType::F32);

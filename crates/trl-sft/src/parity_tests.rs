@@ -274,24 +274,29 @@ fn gradient_checkpointing_changes_no_loss() {
     let model_dir = repo_root().join("fixtures/models/tiny-qwen2");
     let tokenizer = Tokenizer::from_dir(&model_dir).unwrap();
     let examples = prepare_examples(&case.rows, &tokenizer, &case.sft).unwrap();
-    let run = |device: Device, lora: bool| -> Vec<(f64, f64)> {
+    // One fresh adapter, saved and loaded by both runs: drawing it per run would take other
+    // numbers whenever a test beside this one draws from the process's one random stream.
+    let lora = trl_core::lora::LoraConfig {
+        r: 4,
+        lora_alpha: 8.0,
+        lora_dropout: 0.0,
+        target_modules: trl_core::lora::TargetModules::AllLinear,
+        exclude_modules: None,
+        layers: Default::default(),
+        modules_to_save: vec![],
+        use_rslora: false,
+        task_type: trl_core::lora::TaskType::CausalLm,
+        base_model_name_or_path: "tiny-qwen2".into(),
+    };
+    let adapter_dir = out.path().join("fresh-adapter");
+    let base = load_causal_lm(&model_dir, &Device::default()).unwrap();
+    let fresh = trl_core::lora::attach_new(base, &lora, &Device::default()).unwrap();
+    trl_core::lora::save_adapter(&fresh, &lora, &adapter_dir).unwrap();
+    let run = |device: Device, with_lora: bool| -> Vec<(f64, f64)> {
         let mut method = SftMethod::new(case.sft.clone(), tokenizer.clone()).unwrap();
-        device.seed(3);
         let mut model = load_causal_lm(&model_dir, &device).unwrap();
-        if lora {
-            let config = trl_core::lora::LoraConfig {
-                r: 4,
-                lora_alpha: 8.0,
-                lora_dropout: 0.0,
-                target_modules: trl_core::lora::TargetModules::AllLinear,
-                exclude_modules: None,
-                layers: Default::default(),
-                modules_to_save: vec![],
-                use_rslora: false,
-                task_type: trl_core::lora::TaskType::CausalLm,
-                base_model_name_or_path: "tiny-qwen2".into(),
-            };
-            model = trl_core::lora::attach_new(model, &config, &device).unwrap();
+        if with_lora {
+            model = trl_core::lora::load_adapter(model, &lora, &adapter_dir, &device).unwrap();
         }
         let mut args = case.args.clone();
         args.max_steps = 4;

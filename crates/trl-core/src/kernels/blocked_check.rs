@@ -4,13 +4,14 @@
 //! in both weight layouts. The unit tests of `blocked_tests.rs` run them on flex (through the
 //! same extension node the GPU backends record), `tests/wgpu.rs` on wgpu.
 
-use burn::tensor::{Bool, Device, Distribution, Int, Tensor, TensorData};
+use burn::tensor::{Bool, Device, Distribution, Tensor, TensorData};
 
 use super::{LmHead, blocked, composed};
 use crate::model::mask::{blocked_keys, position_ids_from_mask};
+use crate::random_stream::{draw, draw_int};
 
 fn random<const D: usize>(dims: [usize; D], device: &Device) -> Tensor<D> {
-    Tensor::random(dims, Distribution::Normal(0.0, 1.0), device).require_grad()
+    draw(dims, Distribution::Normal(0.0, 1.0), device).require_grad()
 }
 
 fn max_abs_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
@@ -85,7 +86,7 @@ pub fn attention_differences(case: AttentionCase, device: &Device) -> [f32; 4] {
     let q = random([3, heads, seq, head_dim], device);
     let k = random([3, kv_heads, seq, head_dim], device);
     let v = random([3, kv_heads, seq, head_dim], device);
-    let w = Tensor::<4>::random([3, heads, seq, head_dim], Distribution::Default, device);
+    let w = draw([3, heads, seq, head_dim], Distribution::Default, device);
     let run = |blocks: bool| {
         let (q, k, v) = (q.clone(), k.clone(), v.clone());
         let out = match blocks {
@@ -156,8 +157,8 @@ pub fn head_differences(case: HeadCase, device: &Device) -> [f32; 7] {
         device,
     );
     let range = Distribution::Uniform(0.0, vocab as f64);
-    let labels = Tensor::<2, Int>::random([batch, seq - 1], range, device);
-    let w = Tensor::<2>::random([batch, seq - 1], Distribution::Default, device);
+    let labels = draw_int([batch, seq - 1], range, device);
+    let w = draw([batch, seq - 1], Distribution::Default, device);
     let run = |chunked: bool| {
         let (hidden, weight) = (hidden.clone(), weight.clone());
         let (logps, stats) = match chunked {

@@ -9,6 +9,7 @@ use super::head_logprobs_cpu::{
     HeadGradInputs, HeadShape, OUTPUT_COLUMNS, head_logprobs_backward, head_logprobs_forward,
 };
 use super::{LmHead, TokenStats, composed, head_label_log_probs};
+use crate::random_stream::draw;
 
 const BATCH: usize = 2;
 const SEQ: usize = 6;
@@ -63,13 +64,13 @@ impl Case {
             })
             .collect();
         Case {
-            hidden: Tensor::random(
+            hidden: draw(
                 [BATCH, SEQ, HIDDEN],
                 Distribution::Normal(0.0, 1.0),
                 &device(),
             )
             .require_grad(),
-            weight: Tensor::random(dims, Distribution::Normal(0.0, 1.0), &device()).require_grad(),
+            weight: draw(dims, Distribution::Normal(0.0, 1.0), &device()).require_grad(),
             vocab_major,
             labels,
             grad,

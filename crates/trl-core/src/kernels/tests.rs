@@ -6,13 +6,14 @@ use burn::tensor::{Bool, Device, Distribution, Int, Tensor, TensorData};
 
 use super::{SharedPrefix, attention, cached_attention, composed};
 use crate::model::mask::blocked_keys;
+use crate::random_stream::draw;
 
 fn device() -> Device {
     Device::flex().autodiff()
 }
 
 fn random<const D: usize>(dims: [usize; D]) -> Tensor<D> {
-    Tensor::random(dims, Distribution::Normal(0.0, 1.0), &device()).require_grad()
+    draw(dims, Distribution::Normal(0.0, 1.0), &device()).require_grad()
 }
 
 fn max_abs_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
@@ -34,7 +35,7 @@ fn check(heads: usize, kv_heads: usize, seq: usize, head_dim: usize, blocked: Te
     let q = random([batch, heads, seq, head_dim]);
     let k = random([batch, kv_heads, seq, head_dim]);
     let v = random([batch, kv_heads, seq, head_dim]);
-    let w = Tensor::<4>::random(
+    let w = draw(
         [batch, seq, heads, head_dim],
         Distribution::Default,
         &device(),
@@ -143,9 +144,9 @@ fn rows_that_see_no_key_attend_uniformly_like_the_reference() {
 #[test]
 fn inference_without_autodiff_matches_reference() {
     let device = Device::flex();
-    let q = Tensor::<4>::random([2, 4, 33, 8], Distribution::Default, &device);
-    let k = Tensor::<4>::random([2, 2, 33, 8], Distribution::Default, &device);
-    let v = Tensor::<4>::random([2, 2, 33, 8], Distribution::Default, &device);
+    let q = draw([2, 4, 33, 8], Distribution::Default, &device);
+    let k = draw([2, 2, 33, 8], Distribution::Default, &device);
+    let v = draw([2, 2, 33, 8], Distribution::Default, &device);
     let m = mask(
         &[
             (vec![1; 33], (0..33).collect()),
@@ -163,7 +164,7 @@ fn inference_without_autodiff_matches_reference() {
 fn rms_norm_matches_reference_values_and_gradients() {
     let x = random([2, 37, 48]);
     let weight = random([48]);
-    let w = Tensor::<3>::random([2, 37, 48], Distribution::Default, &device());
+    let w = draw([2, 37, 48], Distribution::Default, &device());
     let run = |fused: bool| {
         let out = if fused {
             super::rms_norm(x.clone(), weight.clone(), 1e-6)
@@ -187,9 +188,9 @@ fn rope_matches_reference_values_and_gradients() {
     let (batch, heads, seq, d) = (2, 3, 21, 16);
     let x = random([batch, heads, seq, d]);
     // halves with different angles: the backward must be the exact transpose for any tables
-    let angles = Tensor::<4>::random([batch, 1, seq, d], Distribution::Default, &device()) * 6.0;
+    let angles = draw([batch, 1, seq, d], Distribution::Default, &device()) * 6.0;
     let (cos, sin) = (angles.clone().cos(), angles.sin());
-    let w = Tensor::<4>::random([batch, heads, seq, d], Distribution::Default, &device());
+    let w = draw([batch, heads, seq, d], Distribution::Default, &device());
     let run = |fused: bool| {
         let out = if fused {
             super::rope(x.clone(), &cos, &sin)
@@ -213,7 +214,7 @@ fn mlp_matches_reference_values_and_gradients() {
     let gate = random([24, 40]);
     let up = random([24, 40]);
     let down = random([40, 24]);
-    let w = Tensor::<3>::random([2, 19, 24], Distribution::Default, &device());
+    let w = draw([2, 19, 24], Distribution::Default, &device());
     let run = |fused: bool| {
         let (g, u, d) = (gate.clone(), up.clone(), down.clone());
         let out = if fused {
@@ -239,9 +240,9 @@ fn mlp_matches_reference_values_and_gradients() {
 #[test]
 fn mlp_with_frozen_weights_gives_the_input_gradient_only() {
     let x = random([2, 11, 16]);
-    let [gate, up, down] = [[16, 24], [16, 24], [24, 16]]
-        .map(|d| Tensor::<2>::random(d, Distribution::Normal(0.0, 1.0), &device()));
-    let w = Tensor::<3>::random([2, 11, 16], Distribution::Default, &device());
+    let [gate, up, down] =
+        [[16, 24], [16, 24], [24, 16]].map(|d| draw(d, Distribution::Normal(0.0, 1.0), &device()));
+    let w = draw([2, 11, 16], Distribution::Default, &device());
     let run = |fused: bool| {
         let (g, u, d) = (gate.clone(), up.clone(), down.clone());
         let out = if fused {
@@ -265,7 +266,7 @@ fn label_log_probs_and_stats_match_reference() {
         .map(|i| ((i * 7) % vocab) as i64)
         .collect();
     let labels = Tensor::<2, Int>::from_data(TensorData::new(labels, [batch, seq - 1]), &device());
-    let w = Tensor::<2>::random([batch, seq - 1], Distribution::Default, &device());
+    let w = draw([batch, seq - 1], Distribution::Default, &device());
     let run = |fused: bool| {
         let (logps, stats) = if fused {
             super::label_log_probs(logits.clone(), labels.clone())
@@ -296,13 +297,13 @@ fn label_log_probs_and_stats_match_reference() {
 fn cached_attention_matches_reference() {
     let device = Device::flex();
     let (batch, heads, kv_heads, new, capacity, d) = (3, 4, 2, 2, 37, 8);
-    let q = Tensor::<4>::random([batch, heads, new, d], Distribution::Default, &device);
-    let k = Tensor::<4>::random(
+    let q = draw([batch, heads, new, d], Distribution::Default, &device);
+    let k = draw(
         [batch, kv_heads, capacity, d],
         Distribution::Default,
         &device,
     );
-    let v = Tensor::<4>::random(
+    let v = draw(
         [batch, kv_heads, capacity, d],
         Distribution::Default,
         &device,
@@ -340,9 +341,9 @@ fn cached_attention_matches_reference() {
 fn cached_attention_reads_shared_prompt_columns_from_the_source_row() {
     let device = Device::flex();
     let (batch, heads, kv_heads, capacity, d, prefix) = (3, 4, 2, 37, 8, 15);
-    let q = Tensor::<4>::random([batch, heads, 1, d], Distribution::Default, &device);
+    let q = draw([batch, heads, 1, d], Distribution::Default, &device);
     let cache = |_| {
-        let t = Tensor::<4>::random(
+        let t = draw(
             [batch, kv_heads, capacity, d],
             Distribution::Default,
             &device,
@@ -371,7 +372,7 @@ fn cached_attention_reads_shared_prompt_columns_from_the_source_row() {
     // Row 1's own prompt columns changed: with sharing it still reads row 0's.
     let changed = k.clone().slice_assign(
         [1..2, 0..kv_heads, 0..prefix, 0..d],
-        Tensor::random([1, kv_heads, prefix, d], Distribution::Default, &device),
+        draw([1, kv_heads, prefix, d], Distribution::Default, &device),
     );
     let read = cached_attention(q, changed, v, &blocked, &shared);
     assert_eq!(read.into_data(), from_source.into_data());
