@@ -102,15 +102,14 @@ pub(super) fn lora_table(results: &Value) -> String {
 /// The verdict against both targets, when both sides ran.
 fn verdict(results: &Value) -> String {
     let rows = results["lora"].as_array().cloned().unwrap_or_default();
-    let met = |ok: bool| if ok { "met" } else { "not met" };
     match ratios(&rows) {
         Some((speed, rss)) => format!(
             "- trl-rs's LoRA SFT step is {} than TRL + peft's (target: at least {TARGET_SPEEDUP}x \
              faster, {}), with {rss:.2}x its peak RSS (target: at most {:.2}x, {}).\n",
             super::report::faster_or_slower(speed),
-            met(speed >= TARGET_SPEEDUP),
+            super::report::met(speed >= TARGET_SPEEDUP),
             TARGET_RSS_SHARE,
-            met(rss <= TARGET_RSS_SHARE),
+            super::report::met(rss <= TARGET_RSS_SHARE),
         ),
         None => "- TRL's side not run (no `--compare trl`).\n".into(),
     }

@@ -79,7 +79,6 @@ fn verdicts(results: &Value) -> String {
         let rss = ours["peak_rss_bytes"].as_f64().unwrap_or(f64::NAN)
             / trl["peak_rss_bytes"].as_f64().unwrap_or(f64::NAN);
         let speed = format!("{} than TRL", faster_or_slower(speedup));
-        let met = |ok: bool| if ok { "met" } else { "not met" };
         text += &format!(
             "- {}: trl-rs is {speed} (target: at least 1.5x faster, {}) and uses {:.2}x TRL's peak RSS \
              (target: at most 0.33x, {}).\n",
@@ -264,6 +263,11 @@ forward, (2N + 4·L·S·A) x T.\n\
 /// default `gradient_checkpointing` to true, trl-rs's benchmark steps keep their activations.
 pub(super) const NO_CHECKPOINTING: &str =
     "no gradient checkpointing on either side (TRL's configs default it to on; it is passed off)";
+
+/// A target's verdict in the report's words.
+pub(super) fn met(ok: bool) -> &'static str {
+    if ok { "met" } else { "not met" }
+}
 
 /// `"1.50x faster"` for a speed ratio (their time / ours) of 1.5, `"1.25x slower"` for 0.8:
 /// a ratio under one read as "0.80x faster" hides that trl-rs is behind.
