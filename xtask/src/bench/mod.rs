@@ -324,12 +324,13 @@ fn run_shapes(
     let g = &results["generated"];
     let table = shapes::shapes_table(&rows);
     let section = format!(
-        "{heading}\n\n{what}; {} warm-up step(s), then the median of {}; fp32, {} threads, each \
-         side in its own process (`cargo xtask bench --only {} --compare trl`). Measured on {} UTC \
+        "{heading}\n\n{what}; {} warm-up step(s), then the median of {}; fp32, {} threads, {}, \
+         each side in its own process (`cargo xtask bench --only {} --compare trl`). Measured on {} UTC \
          at commit {}, load average at the start {}.\n\n{table}",
         options.warmup,
         options.steps,
         machine.logical_cpus,
+        report::NO_CHECKPOINTING,
         if only == Only::RealShape {
             "real-shape"
         } else {
