@@ -5,6 +5,7 @@
 //! converted to f32 on the host. Saving writes f32 `model.safetensors` with HF names, so
 //! `transformers` loads our output unchanged.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
@@ -13,7 +14,7 @@ use burn::nn::{Embedding, Linear, RmsNorm};
 use burn::tensor::{Device, Tensor, TensorData};
 use memmap2::Mmap;
 pub use safetensors::Dtype;
-use safetensors::{SafeTensors, tensor::TensorView};
+use safetensors::{SafeTensors, View, tensor::TensorView};
 
 use crate::{Error, Result};
 
@@ -339,41 +340,69 @@ impl WeightWriter {
 
     /// Writes `path` with every tensor stored as `dtype` (F32, BF16 or F16, rounded to
     /// nearest even as torch's `.to()` does): a merged checkpoint keeps its base's dtype.
+    /// Each tensor is encoded as safetensors writes it (f32 straight from its values), so a
+    /// save needs no second copy of the whole model in file bytes.
     pub fn write_as(&self, path: &Path, dtype: Dtype) -> Result<()> {
-        let encode = |data: &[f32]| -> Vec<u8> {
-            match dtype {
-                Dtype::BF16 => data
-                    .iter()
-                    .flat_map(|v| half::bf16::from_f32(*v).to_le_bytes())
-                    .collect(),
-                Dtype::F16 => data
-                    .iter()
-                    .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
-                    .collect(),
-                _ => bytemuck::cast_slice::<f32, u8>(data).to_vec(),
-            }
-        };
         let dtype = if matches!(dtype, Dtype::BF16 | Dtype::F16) {
             dtype
         } else {
             Dtype::F32
         };
-        let bytes: Vec<(&String, Vec<u8>)> = self
-            .tensors
-            .iter()
-            .map(|(name, (_, data))| (name, encode(data)))
-            .collect();
-        let mut views = Vec::with_capacity(bytes.len());
-        for ((name, (shape, _)), (_, raw)) in self.tensors.iter().zip(&bytes) {
-            let view = TensorView::new(dtype, shape.clone(), raw).map_err(|e| Error::Weights {
-                message: format!("tensor {name:?}: {e}"),
-            })?;
-            views.push((name.clone(), view));
+        for (name, (shape, data)) in &self.tensors {
+            if shape.iter().product::<usize>() != data.len() {
+                return Err(Error::Weights {
+                    message: format!("tensor {name:?}: shape {shape:?} but {} values", data.len()),
+                });
+            }
         }
+        let views = self.tensors.iter().map(|(name, (shape, data))| {
+            let view = EncodedView { dtype, shape, data };
+            (name.clone(), view)
+        });
         let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
         safetensors::serialize_to_file(views, Some(metadata), path).map_err(|e| Error::Weights {
             message: format!("{}: could not write safetensors: {e}", path.display()),
         })
+    }
+}
+
+/// One tensor's f32 values as safetensors reads them while writing: in `dtype` (F32, BF16 or
+/// F16), encoded only when its turn comes.
+struct EncodedView<'a> {
+    dtype: Dtype,
+    shape: &'a [usize],
+    data: &'a [f32],
+}
+
+impl View for EncodedView<'_> {
+    fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+
+    fn shape(&self) -> &[usize] {
+        self.shape
+    }
+
+    fn data(&self) -> Cow<'_, [u8]> {
+        match self.dtype {
+            Dtype::BF16 => Cow::Owned(
+                self.data
+                    .iter()
+                    .flat_map(|v| half::bf16::from_f32(*v).to_le_bytes())
+                    .collect(),
+            ),
+            Dtype::F16 => Cow::Owned(
+                self.data
+                    .iter()
+                    .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+                    .collect(),
+            ),
+            _ => Cow::Borrowed(bytemuck::cast_slice::<f32, u8>(self.data)),
+        }
+    }
+
+    fn data_len(&self) -> usize {
+        self.data.len() * self.dtype.bitsize() / 8
     }
 }
 
