@@ -27,6 +27,9 @@
 //! `--lora`: the model is frozen and trains fresh LoRA adapters with TRL's `--use_peft`
 //! defaults (r 16, alpha 32, dropout 0.05, peft's default targets `q_proj`, `v_proj`), as
 //! `trl sft --use_peft` does; the method is reported as `sft-lora` / `dpo-lora`.
+//!
+//! `--bf16` (CPU only): the products in bf16 on AMX tiles, as `trl sft --bf16 true` trains on
+//! such a CPU (`trl_core::precision::set_cpu_bf16_matmuls`); the method gets a `-bf16` suffix.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -67,6 +70,8 @@ struct Options {
     matmul_peak: bool,
     /// `--gradient_checkpointing`: recompute each layer in the backward (TRL's default).
     gradient_checkpointing: bool,
+    /// `--bf16`: bf16 products on the CPU's AMX tiles.
+    bf16: bool,
 }
 
 /// `None` when run without `--model` (a plain `cargo bench`): there is nothing to measure.
@@ -76,6 +81,7 @@ fn parse_options() -> BoxResult<Option<Options>> {
     let (mut warmup, mut steps) = (3, 10);
     let (mut lora, mut matmul_peak, mut gradient_checkpointing) = (false, false, false);
     let mut device = "cpu".to_string();
+    let mut bf16 = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
@@ -90,6 +96,7 @@ fn parse_options() -> BoxResult<Option<Options>> {
             "--device" => device = value()?,
             "--matmul_peak" => matmul_peak = true,
             "--gradient_checkpointing" => gradient_checkpointing = true,
+            "--bf16" => bf16 = true,
             _ => {} // cargo bench's own flags (--bench)
         }
     }
@@ -107,6 +114,7 @@ fn parse_options() -> BoxResult<Option<Options>> {
         device,
         matmul_peak,
         gradient_checkpointing,
+        bf16,
     }))
 }
 
@@ -304,6 +312,12 @@ fn main() -> BoxResult<()> {
         device
     };
     let on_gpu = device_kind(&options.device) != "cpu";
+    if options.bf16 {
+        if on_gpu || !trl_core::kernels::cpu_bf16_matmuls_supported() {
+            return Err("--bf16: bf16 products need the CPU backend on a CPU with AMX-BF16".into());
+        }
+        trl_core::precision::set_cpu_bf16_matmuls(true);
+    }
     let mut model: CausalLm = load_causal_lm(&options.model, &device)?;
     let params = model.num_params();
     if options.lora {
@@ -378,11 +392,13 @@ fn main() -> BoxResult<()> {
     let measured = &step_times[options.warmup.min(step_times.len())..];
     let median = median(measured).ok_or("no measured steps")?;
     let tokens = (sequences * seq_len) as f64;
-    let method = if options.lora {
-        format!("{}-lora", options.method)
-    } else {
-        options.method.clone()
-    };
+    let mut method = options.method.clone();
+    if options.lora {
+        method.push_str("-lora");
+    }
+    if options.bf16 {
+        method.push_str("-bf16");
+    }
     let result = json!({
         "side": "trl-rs",
         "implementation": implementation(&options.device),

@@ -1,11 +1,13 @@
 //! `--bf16` / `--fp16` for the training device: mixed precision on the GPU backends
-//! ([`trl_core::precision`]), a note (bf16) or an error (fp16, as transformers raises) on the
-//! CPU backend, and an error naming the flag when the device's runtime cannot multiply in
-//! that format (burn's wgpu runtime has no bf16 matmul).
+//! ([`trl_core::precision`]); on the CPU backend bf16 products on AMX tiles where the CPU has
+//! them (else a note: fp32), and an error for fp16 (as transformers raises); an error naming
+//! the flag when the device's runtime cannot multiply in that format (burn's wgpu runtime has
+//! no bf16 matmul).
 
 use anyhow::{Result, bail};
 use burn::tensor::{Device, Distribution, Tensor};
-use trl_core::precision::{HalfPrecision, matmul_in, set_autocast};
+use trl_core::kernels::cpu_bf16_matmuls_supported;
+use trl_core::precision::{HalfPrecision, matmul_in, set_autocast, set_cpu_bf16_matmuls};
 use trl_core::train::TrainingArguments;
 
 /// Checks the flags against `device` and switches autocast on (or off) for this process.
@@ -17,15 +19,24 @@ pub fn apply(args: &TrainingArguments, device: &Device) -> Result<()> {
         (false, false) => None,
     };
     set_autocast(None);
+    set_cpu_bf16_matmuls(false);
     let Some(half) = half else {
         return Ok(());
     };
     if is_cpu(device) {
         return match half {
+            HalfPrecision::Bf16 if cpu_bf16_matmuls_supported() => {
+                set_cpu_bf16_matmuls(true);
+                eprintln!(
+                    "mixed precision: bf16 matmuls on the CPU's AMX tiles (f32 accumulation), \
+                     fp32 weights, gradients and optimizer state"
+                );
+                Ok(())
+            }
             HalfPrecision::Bf16 => {
                 eprintln!(
-                    "note: bf16=true: on the CPU backend trl-rs keeps fp32 weights and computes \
-                     in fp32 (mixed precision runs on --device cuda or wgpu)"
+                    "note: bf16=true: this CPU has no AMX-BF16, so the CPU backend keeps fp32 \
+                     weights and computes in fp32 (mixed precision runs on --device cuda or wgpu)"
                 );
                 Ok(())
             }

@@ -8,7 +8,7 @@
 //! The setting is process-wide, like the autocast context a Trainer enters around its whole
 //! loop: `trl-cli` sets it once for the training device, before any model runs.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use burn::tensor::{DType, Tensor};
 
@@ -59,6 +59,23 @@ pub fn autocast() -> Option<HalfPrecision> {
         2 => Some(HalfPrecision::Fp16),
         _ => None,
     }
+}
+
+/// Whether `--bf16 true` runs on the CPU backend's AMX tiles (see [`set_cpu_bf16_matmuls`]).
+static CPU_BF16: AtomicBool = AtomicBool::new(false);
+
+/// `--bf16 true` on the CPU backend, where the CPU has AMX-BF16
+/// ([`crate::kernels::cpu_bf16_matmuls_supported`]): every projection's products (forward and
+/// backward, adapters and LM head included) take bf16-rounded operands and accumulate in f32,
+/// as torch's CPU autocast does; weights, gradients, optimizer state, attention, norms and the
+/// loss stay f32. Process-wide, set once by `trl-cli` before any model runs.
+pub fn set_cpu_bf16_matmuls(on: bool) {
+    CPU_BF16.store(on, Ordering::Relaxed);
+}
+
+/// Whether [`set_cpu_bf16_matmuls`] switched the CPU backend's bf16 products on.
+pub fn cpu_bf16_matmuls() -> bool {
+    CPU_BF16.load(Ordering::Relaxed)
 }
 
 /// `x @ weight` (`x` `[.., in]`, `weight` `[in, out]`) in the current autocast format: both

@@ -54,7 +54,9 @@ impl Matrix<'_> {
 }
 
 /// `out = op(lhs) @ op(rhs)` (`+ out` when `accumulate`) with `op` an optional transpose,
-/// `out` row-major, on every core: the large products of fused layers.
+/// `out` row-major, on every core: the large products of fused layers (in bf16 on AMX tiles
+/// under [`crate::precision::cpu_bf16_matmuls`] when every side is at least
+/// `gemm_bf16::MIN_SIDE`).
 pub fn matmul(
     lhs: &Matrix<'_>,
     lhs_t: bool,
@@ -63,6 +65,14 @@ pub fn matmul(
     out: &mut [f32],
     accumulate: bool,
 ) {
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    if crate::precision::cpu_bf16_matmuls()
+        && super::gemm_bf16::supported()
+        && super::gemm_bf16::worth_it(lhs, rhs)
+    {
+        super::gemm_bf16::matmul(lhs, lhs_t, rhs, rhs_t, out, accumulate);
+        return;
+    }
     let (lp, ls, rows, inner) = lhs.operand(lhs_t);
     let (rp, rs, inner_r, cols) = rhs.operand(rhs_t);
     assert_eq!(inner, inner_r, "inner dimensions differ");

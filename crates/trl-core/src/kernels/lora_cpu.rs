@@ -124,6 +124,9 @@ pub fn lora_forward(
         out,
         false,
     );
+    if s.rank == 0 {
+        return Vec::new(); // a plain projection (`kernels::linear`)
+    }
     let input = adapter_input(x, dropout);
     let mut hidden = vec![0.0f32; s.tokens * s.rank];
     let input = matrix(&input, s.tokens, s.d_in);
@@ -195,7 +198,8 @@ pub fn lora_backward(
     let x = matrix(inputs.x, s.tokens, s.d_in);
     let d_base = product(needs.base, (&x, true), (&g, false), s.d_in * s.d_out);
     let mut u = vec![0.0f32; s.tokens * s.rank];
-    if needs.a || needs.x {
+    let adapted = s.rank > 0;
+    if adapted && (needs.a || needs.x) {
         matmul(
             &g,
             false,
@@ -216,19 +220,15 @@ pub fn lora_backward(
     });
     let d_x = needs.x.then(|| {
         let mut d_x = vec![0.0f32; s.tokens * s.d_in];
-        matmul(
-            &um,
-            false,
-            &matrix(w.a, s.d_in, s.rank),
-            true,
-            &mut d_x,
-            false,
-        );
-        if let Some(dropout) = dropout {
-            apply_dropout(&mut d_x, dropout);
+        if adapted {
+            let a_t = matrix(w.a, s.d_in, s.rank);
+            matmul(&um, false, &a_t, true, &mut d_x, false);
+            if let Some(dropout) = dropout {
+                apply_dropout(&mut d_x, dropout);
+            }
         }
         let base = matrix(w.base, s.d_in, s.d_out);
-        matmul(&g, false, &base, true, &mut d_x, true);
+        matmul(&g, false, &base, true, &mut d_x, adapted);
         d_x
     });
     LoraGrads {

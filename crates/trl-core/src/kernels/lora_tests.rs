@@ -136,3 +136,22 @@ fn the_dropout_mask_follows_the_device_seed() {
     let undropped = super::lora_linear(x.clone(), weights.clone(), SCALING, None).inner();
     assert!(max_abs_diff(first, undropped) > 1e-3);
 }
+
+#[test]
+fn a_plain_linear_through_the_empty_adapter_matches_burns_matmul_and_its_gradients() {
+    let x = random([2, 19, 24]).require_grad();
+    let weight = random([24, 40]).require_grad();
+    let w = draw([2, 19, 40], Distribution::Default, &device());
+    let fused = super::linear(x.clone(), weight.clone());
+    let plain = x.clone().matmul(weight.clone().unsqueeze());
+    assert!(max_abs_diff(fused.clone(), plain.clone()) < 1e-5, "forward");
+    let fused_grads = (fused * w.clone()).sum().backward();
+    let plain_grads = (plain * w).sum().backward();
+    let dx = (x.grad(&fused_grads).unwrap(), x.grad(&plain_grads).unwrap());
+    assert!(max_abs_diff(Tensor::<3>::from_inner(dx.0), Tensor::from_inner(dx.1)) < 1e-4);
+    let dw = (
+        weight.grad(&fused_grads).unwrap(),
+        weight.grad(&plain_grads).unwrap(),
+    );
+    assert!(max_abs_diff(Tensor::<2>::from_inner(dw.0), Tensor::from_inner(dw.1)) < 1e-4);
+}

@@ -7,6 +7,8 @@
 //! burn backend extension with their own backward; on every other backend, and as the
 //! reference the kernels are tested against, they run [`composed`]'s plain burn ops.
 
+#[cfg(all(feature = "flex", target_arch = "x86_64", target_os = "linux"))]
+mod amx;
 #[cfg(feature = "flex")]
 mod attention_backward_cpu;
 #[cfg(feature = "flex")]
@@ -42,6 +44,8 @@ mod flex_lora;
 mod flex_tensor;
 #[cfg(feature = "flex")]
 mod gemm;
+#[cfg(all(feature = "flex", target_arch = "x86_64", target_os = "linux"))]
+mod gemm_bf16;
 #[cfg(feature = "flex")]
 mod head_logprobs_cpu;
 #[cfg(all(test, feature = "flex"))]
@@ -64,6 +68,16 @@ mod swiglu_cpu;
 mod tests;
 
 use burn::tensor::{Bool, Int, Tensor};
+
+/// Whether the CPU backend can run `--bf16 true`'s products in bf16 (flex on an x86_64 CPU
+/// with AMX-BF16, under Linux): what `trl-cli` asks before it sets
+/// [`crate::precision::set_cpu_bf16_matmuls`].
+pub fn cpu_bf16_matmuls_supported() -> bool {
+    #[cfg(all(feature = "flex", target_arch = "x86_64", target_os = "linux"))]
+    return gemm_bf16::supported();
+    #[allow(unreachable_code)]
+    false
+}
 
 /// Whether every tensor is f32: the fused kernels take f32 only (others run composed).
 #[cfg(feature = "flex")]
@@ -170,6 +184,23 @@ pub fn lora_linear<const D: usize>(
         return out.reshape(out_dims);
     }
     composed::lora_linear(x, weights, scaling, dropout)
+}
+
+/// `x @ weight` (`x` `[.., in]`, `weight` `[in, out]`, burn's `Linear` layout) -> `[.., out]`:
+/// a projection without adapter. On flex it runs as the LoRA op with an empty (rank 0)
+/// adapter, so its products go through the fused kernels' GEMM (bf16 on AMX tiles under
+/// [`crate::precision::cpu_bf16_matmuls`]) and its backward computes only the gradients asked
+/// for; elsewhere it is burn's matmul.
+pub fn linear<const D: usize>(x: Tensor<D>, weight: Tensor<2>) -> Tensor<D> {
+    #[cfg(feature = "flex")]
+    if flex::runs_on_flex(&x) && all_f32(&[&weight]) {
+        let [d_in, d_out] = weight.dims();
+        let device = x.device();
+        let empty_a = Tensor::<2>::zeros([d_in, 0], &device);
+        let empty_b = Tensor::<2>::zeros([0, d_out], &device);
+        return lora_linear(x, [weight, empty_a, empty_b], 0.0, None);
+    }
+    x.matmul(weight.unsqueeze())
 }
 
 /// A 64-bit seed from the device's random stream (seeded per step by trl-cli, so a resumed

@@ -46,10 +46,14 @@ impl Projection {
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         let linear = self.active_linear();
         let Some(adapter) = &self.lora else {
-            if precision::autocast().is_none() {
+            let weight = linear.weight.val();
+            let out = if precision::cpu_bf16_matmuls() {
+                kernels::linear(x, weight)
+            } else if precision::autocast().is_some() {
+                precision::matmul(x, weight)
+            } else {
                 return linear.forward(x);
-            }
-            let out = precision::matmul(x, linear.weight.val());
+            };
             return match &linear.bias {
                 Some(bias) => out + bias.val().unsqueeze(),
                 None => out,

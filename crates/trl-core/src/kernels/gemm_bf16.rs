@@ -1,0 +1,362 @@
+//! `out = op(lhs) @ op(rhs)` with bf16 operands and f32 accumulation on AMX tiles: the
+//! products of `--bf16 true` on the CPU backend ([`crate::precision::cpu_bf16_matmuls`]), as
+//! `torch.autocast("cpu", dtype=torch.bfloat16)` runs a Trainer's linears (oneDNN's AMX
+//! kernels) — except that the product stays f32 instead of being rounded to bf16 again.
+//!
+//! Each call packs its operands (f32 rounded to nearest-even bf16): `lhs` row by row, padded
+//! to 32 rows and a multiple of 32 inner values; `rhs` in the VNNI order `tdpbf16ps` reads
+//! (pairs of inner rows interleaved per column, 16 columns a block). Packing is `O(rows *
+//! inner + inner * cols)` against the product's `O(rows * inner * cols)`, so weights are
+//! packed at every call rather than cached (the training step changes them anyway).
+
+use rayon::prelude::*;
+
+use super::amx::{self, TILE_K};
+use super::gemm::Matrix;
+
+/// f32 to bf16 bits, rounding to nearest even (torch's `.to(torch.bfloat16)`; NaNs stay NaN).
+#[inline(always)]
+pub fn to_bf16_bits(x: f32) -> u16 {
+    let bits = x.to_bits();
+    if x.is_nan() {
+        return ((bits >> 16) | 0x40) as u16;
+    }
+    (bits.wrapping_add(0x7fff + ((bits >> 16) & 1)) >> 16) as u16
+}
+
+/// `dst[i] = to_bf16_bits(src[i])` with AVX512-BF16's conversion where the CPU has it (every
+/// AMX CPU does): 16 values an instruction instead of a branchy scalar loop.
+fn convert_into(src: &[f32], dst: &mut [u16]) {
+    assert_eq!(src.len(), dst.len());
+    if std::arch::is_x86_feature_detected!("avx512bf16") {
+        // SAFETY: the feature was detected; the lengths are equal.
+        unsafe { convert_avx512(src, dst) };
+    } else {
+        dst.iter_mut()
+            .zip(src)
+            .for_each(|(d, &x)| *d = to_bf16_bits(x));
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512bf16")]
+fn convert_avx512(src: &[f32], dst: &mut [u16]) {
+    use std::arch::x86_64::{__m256i, _mm256_storeu_si256, _mm512_cvtneps_pbh, _mm512_loadu_ps};
+    let whole = src.len() / 16 * 16;
+    for i in (0..whole).step_by(16) {
+        // SAFETY: `i + 16 <= len` for both slices; unaligned loads and stores.
+        unsafe {
+            let values = _mm512_loadu_ps(src.as_ptr().add(i));
+            let halves: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(values));
+            _mm256_storeu_si256(dst.as_mut_ptr().add(i).cast(), halves);
+        }
+    }
+    for i in whole..src.len() {
+        dst[i] = to_bf16_bits(src[i]);
+    }
+}
+
+/// `x` rounded to the nearest bf16, as an f32 (the tests' reference).
+#[cfg(test)]
+fn round_to_bf16(x: f32) -> f32 {
+    f32::from_bits((to_bf16_bits(x) as u32) << 16)
+}
+
+/// Whether this CPU runs these products (AMX-BF16, granted by the kernel).
+pub fn supported() -> bool {
+    amx::available()
+}
+
+/// The smallest side (rows, columns or inner) worth a bf16 product: below it packing both
+/// operands costs more than the tiles save (LoRA's rank-16 products stay f32).
+pub const MIN_SIDE: usize = 64;
+
+/// Whether `op(lhs) @ op(rhs)` is large enough for [`matmul`] (see [`MIN_SIDE`]).
+pub fn worth_it(lhs: &Matrix<'_>, rhs: &Matrix<'_>) -> bool {
+    [lhs.rows, lhs.cols, rhs.rows, rhs.cols]
+        .iter()
+        .all(|&side| side >= MIN_SIDE)
+}
+
+/// A matrix or its transpose: element `(r, c)` at `data[r * row_stride + c * col_stride]`.
+#[derive(Clone, Copy)]
+struct View<'a> {
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+    col_stride: usize,
+}
+
+impl<'a> View<'a> {
+    fn of(matrix: &Matrix<'a>, transposed: bool) -> Self {
+        assert_eq!(matrix.data.len(), matrix.rows * matrix.cols);
+        let (rows, cols, row_stride, col_stride) = match transposed {
+            false => (matrix.rows, matrix.cols, matrix.cols, 1),
+            true => (matrix.cols, matrix.rows, 1, matrix.cols),
+        };
+        View {
+            data: matrix.data,
+            rows,
+            cols,
+            row_stride,
+            col_stride,
+        }
+    }
+}
+
+/// Rows and columns of the output blocks one [`amx::block_32x32`] call computes.
+const BLOCK: usize = 32;
+
+/// `lhs` `[rows, inner]` as bf16 `[rows_padded, inner_padded]`, row-major, zero padding; one
+/// task per panel of [`BLOCK`] rows.
+fn pack_lhs(lhs: View<'_>, rows_padded: usize, inner_padded: usize) -> Vec<u16> {
+    let mut packed = vec![0u16; rows_padded * inner_padded];
+    packed
+        .par_chunks_mut(BLOCK * inner_padded)
+        .enumerate()
+        .for_each(|(panel, dst)| {
+            let first = panel * BLOCK;
+            let rows = BLOCK.min(lhs.rows.saturating_sub(first));
+            pack_lhs_panel(lhs, first, rows, inner_padded, dst);
+        });
+    packed
+}
+
+/// Rows `first..first + rows` of `lhs` into `dst` (`rows` rows of `inner_padded`), reading
+/// the source in its own order (rows, or columns of a transposed operand).
+#[inline(never)]
+fn pack_lhs_panel(lhs: View<'_>, first: usize, rows: usize, inner_padded: usize, dst: &mut [u16]) {
+    if rows == 0 {
+        // A padding panel: zeros already.
+    } else if lhs.col_stride == 1 {
+        for r in 0..rows {
+            let start = (first + r) * lhs.row_stride;
+            let source = &lhs.data[start..start + lhs.cols];
+            convert_into(source, &mut dst[r * inner_padded..][..lhs.cols]);
+        }
+    } else {
+        // Transposed: element (r, c) at `first + r + c * col_stride`, rows contiguous.
+        for c in 0..lhs.cols {
+            let start = c * lhs.col_stride + first;
+            let source = &lhs.data[start..start + rows];
+            for (r, &x) in source.iter().enumerate() {
+                dst[r * inner_padded + c] = to_bf16_bits(x);
+            }
+        }
+    }
+}
+
+/// `rhs` `[inner, cols]` as bf16 blocks of 16 columns, each `[inner_padded / 2][16][2]`
+/// (VNNI: the two inner rows of a pair side by side per column), zero padding.
+fn pack_rhs(rhs: View<'_>, cols_padded: usize, inner_padded: usize) -> Vec<u16> {
+    let mut packed = vec![0u16; cols_padded * inner_padded];
+    packed
+        .par_chunks_mut(inner_padded * 16)
+        .enumerate()
+        .for_each(|(block, dst)| {
+            let first = block * 16;
+            let cols = 16.min(rhs.cols.saturating_sub(first));
+            pack_rhs_block(rhs, first, cols, dst);
+        });
+    packed
+}
+
+/// Columns `first..first + cols` (at most 16) of `rhs` into one VNNI block `dst`.
+#[inline(never)]
+fn pack_rhs_block(rhs: View<'_>, first: usize, cols: usize, dst: &mut [u16]) {
+    if cols == 0 {
+        // A padding block: zeros already.
+    } else if rhs.col_stride == 1 {
+        for k in 0..rhs.rows {
+            let start = k * rhs.row_stride + first;
+            let source = &rhs.data[start..start + cols];
+            let pair = &mut dst[(k / 2) * 32 + k % 2..];
+            for (c, &x) in source.iter().enumerate() {
+                pair[c * 2] = to_bf16_bits(x);
+            }
+        }
+    } else {
+        // Transposed: element (k, c) at `k + (first + c) * col_stride`, columns contiguous.
+        for c in 0..cols {
+            let start = (first + c) * rhs.col_stride;
+            let source = &rhs.data[start..start + rhs.rows];
+            for (k, &x) in source.iter().enumerate() {
+                dst[(k / 2) * 32 + c * 2 + k % 2] = to_bf16_bits(x);
+            }
+        }
+    }
+}
+
+/// `out = op(lhs) @ op(rhs)` (`+ out` when `accumulate`), `out` row-major, on every core, the
+/// operands rounded to bf16. Needs [`supported`].
+pub fn matmul(
+    lhs: &Matrix<'_>,
+    lhs_t: bool,
+    rhs: &Matrix<'_>,
+    rhs_t: bool,
+    out: &mut [f32],
+    accumulate: bool,
+) {
+    assert!(supported(), "bf16 products need AMX-BF16");
+    let (lhs, rhs) = (View::of(lhs, lhs_t), View::of(rhs, rhs_t));
+    assert_eq!(lhs.cols, rhs.rows, "inner dimensions differ");
+    let (rows, cols, inner) = (lhs.rows, rhs.cols, lhs.cols);
+    assert_eq!(out.len(), rows * cols);
+    if rows == 0 || cols == 0 {
+        return;
+    }
+    let inner_padded = inner.div_ceil(TILE_K) * TILE_K;
+    let rows_padded = rows.div_ceil(BLOCK) * BLOCK;
+    let cols_padded = cols.div_ceil(BLOCK) * BLOCK;
+    let packed_lhs = pack_lhs(lhs, rows_padded, inner_padded);
+    let packed_rhs = pack_rhs(rhs, cols_padded, inner_padded);
+    let panel_elems = BLOCK * inner_padded;
+    out.par_chunks_mut(BLOCK * cols)
+        .zip(packed_lhs.par_chunks(panel_elems))
+        .for_each(|(out_rows, panel)| {
+            let shape = PanelShape {
+                rows: out_rows.len() / cols,
+                cols,
+                inner_padded,
+            };
+            row_panel(panel, &packed_rhs, shape, out_rows, accumulate);
+        });
+}
+
+/// One task's sizes: `rows` (at most 32) output rows of `cols`.
+#[derive(Clone, Copy)]
+struct PanelShape {
+    rows: usize,
+    cols: usize,
+    inner_padded: usize,
+}
+
+/// 32 (padded) rows of the output, every column block, on this thread's tiles.
+#[inline(never)]
+fn row_panel(panel: &[u16], rhs: &[u16], s: PanelShape, out: &mut [f32], accumulate: bool) {
+    let block_elems = s.inner_padded * 16;
+    let mut tile = [0.0f32; BLOCK * BLOCK];
+    // SAFETY: `supported()` was asserted by `matmul`; the configuration is this thread's.
+    unsafe { amx::configure() };
+    for first in (0..s.cols).step_by(BLOCK) {
+        let b = &rhs[(first / 16) * block_elems..][..2 * block_elems];
+        // SAFETY: the panel holds 32 rows of `inner_padded` values, `b` two column blocks of
+        // `block_elems`, `tile` 32 x 32 f32: exactly what the kernel reads and writes.
+        unsafe {
+            amx::block_32x32(
+                panel.as_ptr(),
+                s.inner_padded * 2,
+                b.as_ptr(),
+                block_elems,
+                s.inner_padded,
+                tile.as_mut_ptr(),
+            )
+        };
+        let width = BLOCK.min(s.cols - first);
+        for r in 0..s.rows {
+            let dst = &mut out[r * s.cols + first..][..width];
+            let src = &tile[r * BLOCK..][..width];
+            if accumulate {
+                dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
+            } else {
+                dst.copy_from_slice(src);
+            }
+        }
+    }
+    // SAFETY: as `configure` above.
+    unsafe { amx::release() };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounding_to_bf16_is_to_nearest_even() {
+        // 1 + 2^-8 is halfway between bf16 neighbours 1 and 1 + 2^-7: ties go to the even one.
+        assert_eq!(round_to_bf16(1.0 + 2f32.powi(-8)), 1.0);
+        assert_eq!(
+            round_to_bf16(1.0 + 3.0 * 2f32.powi(-8)),
+            1.0 + 2.0 * 2f32.powi(-7)
+        );
+        assert_eq!(
+            round_to_bf16(1.0 + 2f32.powi(-8) + 2f32.powi(-20)),
+            1.0 + 2f32.powi(-7)
+        );
+        assert_eq!(round_to_bf16(-2.5), -2.5);
+        assert!(round_to_bf16(f32::NAN).is_nan());
+        assert_eq!(round_to_bf16(f32::INFINITY), f32::INFINITY);
+        assert_eq!(to_bf16_bits(1.0), half::bf16::from_f32(1.0).to_bits());
+        for x in [0.1f32, -3.7e-5, 65504.0, 1e30, -7.25] {
+            assert_eq!(to_bf16_bits(x), half::bf16::from_f32(x).to_bits(), "{x}");
+        }
+    }
+
+    /// The same product in f64 over operands rounded to bf16 first.
+    fn reference(lhs: View<'_>, rhs: View<'_>) -> Vec<f32> {
+        let at = |v: View<'_>, r: usize, c: usize| {
+            round_to_bf16(v.data[r * v.row_stride + c * v.col_stride]) as f64
+        };
+        let mut out = vec![0.0f32; lhs.rows * rhs.cols];
+        for r in 0..lhs.rows {
+            for c in 0..rhs.cols {
+                let sum: f64 = (0..lhs.cols).map(|k| at(lhs, r, k) * at(rhs, k, c)).sum();
+                out[r * rhs.cols + c] = sum as f32;
+            }
+        }
+        out
+    }
+
+    fn values(len: usize, salt: usize) -> Vec<f32> {
+        (0..len)
+            .map(|i| (((i * 7919 + salt * 104_729) % 2003) as f32 / 1001.0) - 1.0)
+            .collect()
+    }
+
+    #[test]
+    fn amx_products_match_the_rounded_operands_product_for_every_shape_and_transpose() {
+        if !supported() {
+            eprintln!("skipped: this CPU has no AMX-BF16 (or Linux did not grant it)");
+            return;
+        }
+        for &(rows, inner, cols) in &[(1, 1, 1), (33, 47, 65), (64, 256, 32), (70, 31, 17)] {
+            for (lhs_t, rhs_t) in [(false, false), (true, false), (false, true), (true, true)] {
+                let a = values(rows * inner, 1);
+                let b = values(inner * cols, 2);
+                let (ar, ac) = if lhs_t { (inner, rows) } else { (rows, inner) };
+                let (br, bc) = if rhs_t { (cols, inner) } else { (inner, cols) };
+                let lhs = Matrix {
+                    data: &a,
+                    rows: ar,
+                    cols: ac,
+                };
+                let rhs = Matrix {
+                    data: &b,
+                    rows: br,
+                    cols: bc,
+                };
+                let expected = reference(View::of(&lhs, lhs_t), View::of(&rhs, rhs_t));
+                let mut out = values(rows * cols, 3);
+                let before = out.clone();
+                matmul(&lhs, lhs_t, &rhs, rhs_t, &mut out, true);
+                for (i, ((o, e), b)) in out.iter().zip(&expected).zip(&before).enumerate() {
+                    let want = e + b;
+                    assert!(
+                        (o - want).abs() <= 1e-5 * (1.0 + want.abs()),
+                        "{rows}x{inner}x{cols} {lhs_t} {rhs_t} [{i}]: {o} vs {want}"
+                    );
+                }
+                matmul(&lhs, lhs_t, &rhs, rhs_t, &mut out, false);
+                let worst = out
+                    .iter()
+                    .zip(&expected)
+                    .map(|(o, e)| (o - e).abs())
+                    .fold(0.0, f32::max);
+                assert!(
+                    worst <= 1e-5 * inner as f32,
+                    "{rows}x{inner}x{cols}: {worst}"
+                );
+            }
+        }
+    }
+}
