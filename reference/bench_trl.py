@@ -213,6 +213,7 @@ def run_trl(
     peft: bool = False,
     device: str = "cpu",
     gradient_checkpointing: bool = False,
+    bf16: bool = False,
 ) -> list[float]:
     import torch
     from datasets import Dataset
@@ -239,7 +240,8 @@ def run_trl(
         per_device_train_batch_size=batch,
         max_steps=total_steps,
         learning_rate=LEARNING_RATE,
-        bf16=False,
+        # TRL's configs default bf16 to True (autocast, on the CPU too); the fp32 rows pass False.
+        bf16=bf16,
         # Explicit: TRL's configs default it to True, trl-rs's benchmark steps keep activations.
         gradient_checkpointing=gradient_checkpointing,
         use_cpu=device == "cpu",
@@ -357,6 +359,7 @@ def run(args: argparse.Namespace) -> None:
             peft=args.peft,
             device=args.device,
             gradient_checkpointing=args.gradient_checkpointing == "true",
+            bf16=args.bf16 == "true",
         )
     else:
         times = run_torch(args.method, model_dir, data, total)
@@ -378,7 +381,7 @@ def run(args: argparse.Namespace) -> None:
             + " (sdpa)",
             "torch": "hand-written PyTorch loop (sdpa)",
         }[args.impl],
-        "method": f"{args.method}-lora" if args.peft else args.method,
+        "method": args.method + ("-lora" if args.peft else "") + ("-bf16" if args.bf16 == "true" else ""),
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "trl": trl.__version__},
         "threads": torch.get_num_threads(),
         "tokens_per_step": tokens,
@@ -486,6 +489,12 @@ def main() -> None:
         choices=["true", "false"],
         default="false",
         help="recompute activations in the backward (TRL's configs default to true; trl-rs's e2e steps to false)",
+    )
+    bench.add_argument(
+        "--bf16",
+        choices=["true", "false"],
+        default="false",
+        help="bf16 autocast (TRL's configs default to true; the fp32 rows pass false)",
     )
     gen = sub.add_parser("generate", help="time transformers' generate on the benchmark model")
     gen.add_argument("--model", required=True)

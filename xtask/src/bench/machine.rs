@@ -40,6 +40,11 @@ impl Machine {
         self.flags.iter().any(|f| f == flag)
     }
 
+    /// Whether trl-rs's `--bf16` runs on AMX tiles here (AMX-BF16 in the flags).
+    pub(super) fn has_amx_bf16(&self) -> bool {
+        self.has("amx_bf16")
+    }
+
     /// fp32 lanes of the widest vector unit the flags name.
     pub(super) fn lanes(&self) -> f64 {
         if self.has("avx512f") {

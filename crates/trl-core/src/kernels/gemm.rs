@@ -35,6 +35,7 @@ pub unsafe fn small_gemm(
 }
 
 /// A row-major `[rows, cols]` matrix in a slice.
+#[derive(Clone, Copy)]
 pub struct Matrix<'a> {
     pub data: &'a [f32],
     pub rows: usize,
@@ -66,13 +67,22 @@ pub fn matmul(
     accumulate: bool,
 ) {
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-    if crate::precision::cpu_bf16_matmuls()
-        && super::gemm_bf16::supported()
-        && super::gemm_bf16::worth_it(lhs, rhs)
-    {
+    if in_bf16(lhs, rhs) {
         super::gemm_bf16::matmul(lhs, lhs_t, rhs, rhs_t, out, accumulate);
         return;
     }
+    matmul_f32(lhs, lhs_t, rhs, rhs_t, out, accumulate);
+}
+
+/// [`matmul`] in f32 through the `gemm` crate.
+fn matmul_f32(
+    lhs: &Matrix<'_>,
+    lhs_t: bool,
+    rhs: &Matrix<'_>,
+    rhs_t: bool,
+    out: &mut [f32],
+    accumulate: bool,
+) {
     let (lp, ls, rows, inner) = lhs.operand(lhs_t);
     let (rp, rs, inner_r, cols) = rhs.operand(rhs_t);
     assert_eq!(inner, inner_r, "inner dimensions differ");
@@ -88,6 +98,63 @@ pub fn matmul(
             gemm::Parallelism::Rayon(0),
         )
     };
+}
+
+/// Whether `op(lhs) @ op(rhs)` runs in bf16 on AMX tiles: `--bf16` on such a CPU, and every
+/// side at least `gemm_bf16::MIN_SIDE`.
+fn in_bf16(lhs: &Matrix<'_>, rhs: &Matrix<'_>) -> bool {
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    return crate::precision::cpu_bf16_matmuls()
+        && super::gemm_bf16::supported()
+        && super::gemm_bf16::worth_it(lhs, rhs);
+    #[allow(unreachable_code)]
+    {
+        let _ = (lhs, rhs);
+        false
+    }
+}
+
+/// A right-hand operand of many products with different left-hand sides (the LM head's weight,
+/// once per chunk of tokens): packed for bf16 tiles once, when they run.
+pub struct PreparedRhs<'a> {
+    matrix: Matrix<'a>,
+    transposed: bool,
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    packed: Option<super::gemm_bf16::PackedRhs>,
+}
+
+impl<'a> PreparedRhs<'a> {
+    /// `op(matrix)`, packed when a product of at least `gemm_bf16::MIN_SIDE` rows would run in
+    /// bf16.
+    pub fn new(matrix: Matrix<'a>, transposed: bool) -> Self {
+        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+        let packed = in_bf16(&matrix, &matrix)
+            .then(|| super::gemm_bf16::PackedRhs::new(&matrix, transposed));
+        PreparedRhs {
+            matrix,
+            transposed,
+            #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+            packed,
+        }
+    }
+}
+
+/// [`matmul`] with a [`PreparedRhs`].
+pub fn matmul_prepared(
+    lhs: &Matrix<'_>,
+    lhs_t: bool,
+    rhs: &PreparedRhs<'_>,
+    out: &mut [f32],
+    accumulate: bool,
+) {
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    if let Some(packed) = &rhs.packed
+        && in_bf16(lhs, &rhs.matrix)
+    {
+        super::gemm_bf16::matmul_packed(lhs, lhs_t, packed, out, accumulate);
+        return;
+    }
+    matmul_f32(lhs, lhs_t, &rhs.matrix, rhs.transposed, out, accumulate);
 }
 
 type Operands = (

@@ -165,24 +165,50 @@ fn pack_rhs(rhs: View<'_>, cols_padded: usize, inner_padded: usize) -> Vec<u16> 
 #[inline(never)]
 fn pack_rhs_block(rhs: View<'_>, first: usize, cols: usize, dst: &mut [u16]) {
     if cols == 0 {
-        // A padding block: zeros already.
-    } else if rhs.col_stride == 1 {
+        return; // a padding block: zeros already
+    }
+    if rhs.col_stride == 1 {
+        // Row `k`'s values go to the even (`k` even) or odd slots of pair row `k / 2`.
+        let mut row = [0u16; 16];
         for k in 0..rhs.rows {
             let start = k * rhs.row_stride + first;
-            let source = &rhs.data[start..start + cols];
+            convert_into(&rhs.data[start..start + cols], &mut row[..cols]);
             let pair = &mut dst[(k / 2) * 32 + k % 2..];
-            for (c, &x) in source.iter().enumerate() {
-                pair[c * 2] = to_bf16_bits(x);
+            for (c, &value) in row[..cols].iter().enumerate() {
+                pair[c * 2] = value;
             }
         }
     } else {
-        // Transposed: element (k, c) at `k + (first + c) * col_stride`, columns contiguous.
+        // Transposed: column `c` is contiguous; its consecutive pairs are pair rows' slots.
+        let mut column = vec![0u16; rhs.rows.next_multiple_of(2)];
         for c in 0..cols {
             let start = (first + c) * rhs.col_stride;
-            let source = &rhs.data[start..start + rhs.rows];
-            for (k, &x) in source.iter().enumerate() {
-                dst[(k / 2) * 32 + c * 2 + k % 2] = to_bf16_bits(x);
+            convert_into(&rhs.data[start..start + rhs.rows], &mut column[..rhs.rows]);
+            for (p, pair) in column.chunks_exact(2).enumerate() {
+                dst[p * 32 + c * 2..][..2].copy_from_slice(pair);
             }
+        }
+    }
+}
+
+/// A right-hand operand packed once for many products (the LM head's weight, used once per
+/// chunk of tokens).
+pub struct PackedRhs {
+    data: Vec<u16>,
+    inner: usize,
+    cols: usize,
+}
+
+impl PackedRhs {
+    /// Packs `op(rhs)` `[inner, cols]`. Needs [`supported`] before it is multiplied by.
+    pub fn new(rhs: &Matrix<'_>, rhs_t: bool) -> Self {
+        let rhs = View::of(rhs, rhs_t);
+        let inner_padded = rhs.rows.div_ceil(TILE_K) * TILE_K;
+        let cols_padded = rhs.cols.div_ceil(BLOCK) * BLOCK;
+        PackedRhs {
+            data: pack_rhs(rhs, cols_padded, inner_padded),
+            inner: rhs.rows,
+            cols: rhs.cols,
         }
     }
 }
@@ -197,69 +223,125 @@ pub fn matmul(
     out: &mut [f32],
     accumulate: bool,
 ) {
+    matmul_packed(lhs, lhs_t, &PackedRhs::new(rhs, rhs_t), out, accumulate);
+}
+
+/// [`matmul`] with the right-hand operand packed already.
+pub fn matmul_packed(
+    lhs: &Matrix<'_>,
+    lhs_t: bool,
+    rhs: &PackedRhs,
+    out: &mut [f32],
+    accumulate: bool,
+) {
     assert!(supported(), "bf16 products need AMX-BF16");
-    let (lhs, rhs) = (View::of(lhs, lhs_t), View::of(rhs, rhs_t));
-    assert_eq!(lhs.cols, rhs.rows, "inner dimensions differ");
+    let lhs = View::of(lhs, lhs_t);
+    assert_eq!(lhs.cols, rhs.inner, "inner dimensions differ");
     let (rows, cols, inner) = (lhs.rows, rhs.cols, lhs.cols);
     assert_eq!(out.len(), rows * cols);
     if rows == 0 || cols == 0 {
         return;
     }
     let inner_padded = inner.div_ceil(TILE_K) * TILE_K;
-    let rows_padded = rows.div_ceil(BLOCK) * BLOCK;
-    let cols_padded = cols.div_ceil(BLOCK) * BLOCK;
-    let packed_lhs = pack_lhs(lhs, rows_padded, inner_padded);
-    let packed_rhs = pack_rhs(rhs, cols_padded, inner_padded);
-    let panel_elems = BLOCK * inner_padded;
-    out.par_chunks_mut(BLOCK * cols)
-        .zip(packed_lhs.par_chunks(panel_elems))
-        .for_each(|(out_rows, panel)| {
-            let shape = PanelShape {
-                rows: out_rows.len() / cols,
-                cols,
-                inner_padded,
+    let packed_lhs = pack_lhs(lhs, rows.div_ceil(BLOCK) * BLOCK, inner_padded);
+    let shape = ProductShape {
+        rows,
+        cols,
+        inner_padded,
+    };
+    let (panels, blocks) = (rows.div_ceil(BLOCK), cols.div_ceil(BLOCK));
+    let col_groups = blocks.div_ceil(GROUP);
+    let out = OutPtr(out.as_mut_ptr());
+    (0..panels.div_ceil(GROUP) * col_groups)
+        .into_par_iter()
+        .for_each(|task| {
+            let (row_group, col_group) = (task / col_groups, task % col_groups);
+            let task = Task {
+                panels: row_group * GROUP..((row_group + 1) * GROUP).min(panels),
+                blocks: col_group * GROUP..((col_group + 1) * GROUP).min(blocks),
             };
-            row_panel(panel, &packed_rhs, shape, out_rows, accumulate);
+            // SAFETY: the tasks' blocks of the output are disjoint and inside `out`.
+            unsafe { run_task(&packed_lhs, &rhs.data, shape, task, out, accumulate) };
         });
 }
 
-/// One task's sizes: `rows` (at most 32) output rows of `cols`.
+/// Row panels and column blocks (of 32) per task: 256 x 256 outputs, whose packed operands
+/// (about 0.9 MB at an inner size of 896) stay in L2 while the task runs, so that a weight
+/// as large as a 151k-vocabulary LM head is read from memory once per product, not once per
+/// row panel.
+const GROUP: usize = 8;
+
+/// The product's sizes: `rows x cols` outputs over `inner_padded` packed inner values.
 #[derive(Clone, Copy)]
-struct PanelShape {
+struct ProductShape {
     rows: usize,
     cols: usize,
     inner_padded: usize,
 }
 
-/// 32 (padded) rows of the output, every column block, on this thread's tiles.
+/// The row panels and column blocks of the output one task computes.
+struct Task {
+    panels: std::ops::Range<usize>,
+    blocks: std::ops::Range<usize>,
+}
+
+/// The output `[rows, cols]`, shared by tasks that write disjoint blocks of it.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+
+// SAFETY: only `run_task` writes through it, each task to its own blocks.
+unsafe impl Send for OutPtr {}
+// SAFETY: as above.
+unsafe impl Sync for OutPtr {}
+
+/// One task's blocks, column block by column block, on this thread's tiles.
+///
+/// # Safety
+/// `out` holds `rows * cols` f32 and no other thread touches this task's blocks meanwhile.
 #[inline(never)]
-fn row_panel(panel: &[u16], rhs: &[u16], s: PanelShape, out: &mut [f32], accumulate: bool) {
+unsafe fn run_task(
+    lhs: &[u16],
+    rhs: &[u16],
+    s: ProductShape,
+    task: Task,
+    out: OutPtr,
+    accumulate: bool,
+) {
     let block_elems = s.inner_padded * 16;
+    let panel_elems = BLOCK * s.inner_padded;
     let mut tile = [0.0f32; BLOCK * BLOCK];
-    // SAFETY: `supported()` was asserted by `matmul`; the configuration is this thread's.
+    // SAFETY: `supported()` was asserted by `matmul_packed`; the configuration is this thread's.
     unsafe { amx::configure() };
-    for first in (0..s.cols).step_by(BLOCK) {
-        let b = &rhs[(first / 16) * block_elems..][..2 * block_elems];
-        // SAFETY: the panel holds 32 rows of `inner_padded` values, `b` two column blocks of
-        // `block_elems`, `tile` 32 x 32 f32: exactly what the kernel reads and writes.
-        unsafe {
-            amx::block_32x32(
-                panel.as_ptr(),
-                s.inner_padded * 2,
-                b.as_ptr(),
-                block_elems,
-                s.inner_padded,
-                tile.as_mut_ptr(),
-            )
-        };
-        let width = BLOCK.min(s.cols - first);
-        for r in 0..s.rows {
-            let dst = &mut out[r * s.cols + first..][..width];
-            let src = &tile[r * BLOCK..][..width];
-            if accumulate {
-                dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
-            } else {
-                dst.copy_from_slice(src);
+    for block in task.blocks {
+        let b = &rhs[2 * block * block_elems..][..2 * block_elems];
+        let first_col = block * BLOCK;
+        let width = BLOCK.min(s.cols - first_col);
+        for panel in task.panels.clone() {
+            let a = &lhs[panel * panel_elems..][..panel_elems];
+            // SAFETY: `a` holds 32 rows of `inner_padded` values, `b` two column blocks of
+            // `block_elems`, `tile` 32 x 32 f32: exactly what the kernel reads and writes.
+            unsafe {
+                amx::block_32x32(
+                    a.as_ptr(),
+                    s.inner_padded * 2,
+                    b.as_ptr(),
+                    block_elems,
+                    s.inner_padded,
+                    tile.as_mut_ptr(),
+                )
+            };
+            let first_row = panel * BLOCK;
+            for r in 0..BLOCK.min(s.rows - first_row) {
+                let offset = (first_row + r) * s.cols + first_col;
+                // SAFETY: row `first_row + r < rows`, columns up to `first_col + width <= cols`:
+                // inside `out`, and this task's block (see `# Safety`).
+                let dst = unsafe { std::slice::from_raw_parts_mut(out.0.add(offset), width) };
+                let src = &tile[r * BLOCK..][..width];
+                if accumulate {
+                    dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
+                } else {
+                    dst.copy_from_slice(src);
+                }
             }
         }
     }
@@ -313,13 +395,20 @@ mod tests {
             .collect()
     }
 
+    /// Shapes off every tile size, and one of several tasks each way (2 x 2 groups of blocks).
     #[test]
     fn amx_products_match_the_rounded_operands_product_for_every_shape_and_transpose() {
         if !supported() {
             eprintln!("skipped: this CPU has no AMX-BF16 (or Linux did not grant it)");
             return;
         }
-        for &(rows, inner, cols) in &[(1, 1, 1), (33, 47, 65), (64, 256, 32), (70, 31, 17)] {
+        for &(rows, inner, cols) in &[
+            (1, 1, 1),
+            (33, 47, 65),
+            (64, 256, 32),
+            (70, 31, 17),
+            (300, 40, 280),
+        ] {
             for (lhs_t, rhs_t) in [(false, false), (true, false), (false, true), (true, true)] {
                 let a = values(rows * inner, 1);
                 let b = values(inner * cols, 2);

@@ -11,7 +11,7 @@
 use rayon::prelude::*;
 
 use super::fast_math::{exp, simd_targets};
-use super::gemm::{Matrix, matmul};
+use super::gemm::{Matrix, PreparedRhs, matmul, matmul_prepared};
 use super::logprobs_cpu::{STATS, label_logp, max_and_sum, row_stats};
 
 /// Logits per chunk (64 MB of f32): large enough that each pass over the weight does
@@ -55,8 +55,14 @@ impl HeadShape {
         }
     }
 
-    /// `logits[rows, vocab] = hidden_rows @ W / temperature`.
-    fn logits(&self, hidden_rows: &[f32], weight: &[f32], logits: &mut [f32]) {
+    /// The weight as the right-hand side of the logits' products, `[hidden, vocab]`.
+    fn logits_rhs<'a>(&self, weight: &'a [f32]) -> PreparedRhs<'a> {
+        PreparedRhs::new(self.weight(weight), self.vocab_major)
+    }
+
+    /// `logits[rows, vocab] = hidden_rows @ W / temperature` (`weight` from
+    /// [`HeadShape::logits_rhs`]).
+    fn logits(&self, hidden_rows: &[f32], weight: &PreparedRhs<'_>, logits: &mut [f32]) {
         let rows = hidden_rows.len() / self.hidden;
         let lhs = Matrix {
             data: hidden_rows,
@@ -64,14 +70,7 @@ impl HeadShape {
             cols: self.hidden,
         };
         let out = &mut logits[..rows * self.vocab];
-        matmul(
-            &lhs,
-            false,
-            &self.weight(weight),
-            self.vocab_major,
-            out,
-            false,
-        );
+        matmul_prepared(&lhs, false, weight, out, false);
         if self.temperature != 1.0 {
             let t = self.temperature;
             out.par_chunks_mut(self.vocab)
@@ -102,11 +101,12 @@ pub fn head_logprobs_forward(
     assert_eq!(out.len(), tokens * OUTPUT_COLUMNS);
     let chunk = shape.chunk.clamp(1, tokens.max(1));
     let mut logits = vec![0.0f32; chunk * vocab];
+    let weight = shape.logits_rhs(weight);
     for start in (0..tokens).step_by(chunk) {
         let rows = chunk.min(tokens - start);
         shape.logits(
             &hidden[start * width..(start + rows) * width],
-            weight,
+            &weight,
             &mut logits,
         );
         logits[..rows * vocab]
@@ -155,13 +155,18 @@ pub fn head_logprobs_backward(
     let mut logits = vec![0.0f32; chunk * vocab];
     let mut rows_hidden = vec![0.0f32; chunk * width];
     let mut rows_d_hidden = vec![0.0f32; chunk * width];
+    let for_logits = shape.logits_rhs(inputs.weight);
+    // `[vocab, hidden]`: what `d_logits` multiplies into `d_hidden`.
+    let for_d_hidden = d_hidden
+        .is_some()
+        .then(|| PreparedRhs::new(shape.weight(inputs.weight), !shape.vocab_major));
     for part in active.chunks(chunk) {
         let rows = part.len();
         for (dst, &t) in rows_hidden.chunks_exact_mut(width).zip(part) {
             dst.copy_from_slice(&inputs.hidden[t * width..(t + 1) * width]);
         }
         let rows_hidden = &rows_hidden[..rows * width];
-        shape.logits(rows_hidden, inputs.weight, &mut logits);
+        shape.logits(rows_hidden, &for_logits, &mut logits);
         let d_logits = &mut logits[..rows * vocab];
         d_logits
             .par_chunks_mut(vocab)
@@ -173,16 +178,9 @@ pub fn head_logprobs_backward(
             rows,
             cols: vocab,
         };
-        if let Some(d_hidden) = d_hidden.as_deref_mut() {
+        if let (Some(d_hidden), Some(weight)) = (d_hidden.as_deref_mut(), &for_d_hidden) {
             let out = &mut rows_d_hidden[..rows * width];
-            matmul(
-                &d_matrix,
-                false,
-                &shape.weight(inputs.weight),
-                !shape.vocab_major,
-                out,
-                false,
-            );
+            matmul_prepared(&d_matrix, false, weight, out, false);
             for (src, &t) in out.chunks_exact(width).zip(part) {
                 d_hidden[t * width..(t + 1) * width]
                     .iter_mut()
