@@ -388,15 +388,16 @@ fn half_precision_flags_on_the_cpu_say_what_happens() {
 }
 
 /// `--bf16 true` on the CPU backend: where the CPU has AMX-BF16 the projections multiply
-/// bf16-rounded operands (the losses move by bf16's rounding, about 1e-3, not more); elsewhere
-/// it trains in fp32, says so, and the losses are the fp32 run's exactly.
+/// bf16-rounded operands (the losses move by bf16's rounding, about 1e-3, not more), full
+/// fine-tuning and LoRA alike; elsewhere it trains in fp32, says so, and the losses are the
+/// fp32 run's exactly.
 #[test]
 fn bf16_on_the_cpu_multiplies_on_amx_tiles_or_says_it_keeps_fp32() {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
-    let run = |bf16: &str| {
-        let out = dir.path().join(format!("out-{bf16}"));
-        let args = [
+    let run = |name: &str, extra: &[&str]| {
+        let out = dir.path().join(name);
+        let mut args = vec![
             "sft",
             "--model_name_or_path",
             MODEL,
@@ -412,31 +413,39 @@ fn bf16_on_the_cpu_multiplies_on_amx_tiles_or_says_it_keeps_fp32() {
             "no",
             "--logging_steps",
             "1",
-            "--bf16",
-            bf16,
         ];
+        args.extend_from_slice(extra);
         let output = trl_in_cache(&args, &cache);
         assert!(output.status.success(), "{}", stderr(&output));
         let losses: Vec<f64> = common::logged_losses(&out)
             .iter()
             .map(|loss| loss.as_f64().unwrap())
             .collect();
+        assert_eq!(losses.len(), 3);
         (stderr(&output), losses)
     };
-    let (_, fp32) = run("false");
-    let (message, bf16) = run("true");
-    assert_eq!(fp32.len(), 3);
-    if !trl::core::kernels::cpu_bf16_matmuls_supported() {
-        assert!(message.contains("this CPU has no AMX-BF16"), "{message}");
-        assert_eq!(bf16, fp32);
-        return;
-    }
-    assert!(
-        message.contains("bf16 matmuls on the CPU's AMX tiles"),
-        "{message}"
-    );
-    assert_ne!(bf16, fp32, "no product ran in bf16");
-    for (half, full) in bf16.iter().zip(&fp32) {
-        assert!((half - full).abs() <= 5e-3 * full.abs(), "{half} vs {full}");
+    let lora = ["--use_peft", "true", "--lora_target_modules", "all-linear"];
+    for (name, extra) in [("full", &[][..]), ("lora", &lora[..])] {
+        let (_, fp32) = run(&format!("{name}-fp32"), extra);
+        let (message, bf16) = run(
+            &format!("{name}-bf16"),
+            &[extra, &["--bf16", "true"]].concat(),
+        );
+        if !trl::core::kernels::cpu_bf16_matmuls_supported() {
+            assert!(message.contains("this CPU has no AMX-BF16"), "{message}");
+            assert_eq!(bf16, fp32, "{name}");
+            continue;
+        }
+        assert!(
+            message.contains("bf16 matmuls on the CPU's AMX tiles"),
+            "{message}"
+        );
+        assert_ne!(bf16, fp32, "{name}: no product ran in bf16");
+        for (half, full) in bf16.iter().zip(&fp32) {
+            assert!(
+                (half - full).abs() <= 5e-3 * full.abs(),
+                "{name}: {half} vs {full}"
+            );
+        }
     }
 }
