@@ -7,7 +7,10 @@
 //! to 32 rows and a multiple of 32 inner values; `rhs` in the VNNI order `tdpbf16ps` reads
 //! (pairs of inner rows interleaved per column, 16 columns a block). Packing is `O(rows *
 //! inner + inner * cols)` against the product's `O(rows * inner * cols)`, so weights are
-//! packed at every call rather than cached (the training step changes them anyway).
+//! packed at every call rather than cached across calls (the training step changes them);
+//! an operand of many products in one pass (the LM head's weight, once per chunk of tokens)
+//! is packed once for all of them ([`PackedRhs`]). The output is computed in tasks of 8 x 8
+//! blocks of 32 x 32 (see [`GROUP`]), each block from 2 x 2 tiles ([`amx::block_32x32`]).
 
 use rayon::prelude::*;
 
