@@ -43,14 +43,21 @@ pub struct Matrix<'a> {
 }
 
 impl Matrix<'_> {
-    /// (pointer, (row stride, column stride)) of the matrix or of its transpose.
-    fn operand(&self, transposed: bool) -> (*const f32, (usize, usize), usize, usize) {
+    /// `(rows, cols, (row stride, column stride))` of the matrix or of its transpose, read
+    /// from this matrix's slice.
+    pub(super) fn layout(&self, transposed: bool) -> (usize, usize, (usize, usize)) {
         assert_eq!(self.data.len(), self.rows * self.cols);
         if transposed {
-            (self.data.as_ptr(), (1, self.cols), self.cols, self.rows)
+            (self.cols, self.rows, (1, self.cols))
         } else {
-            (self.data.as_ptr(), (self.cols, 1), self.rows, self.cols)
+            (self.rows, self.cols, (self.cols, 1))
         }
+    }
+
+    /// (pointer, (row stride, column stride), rows, cols) of the matrix or of its transpose.
+    fn operand(&self, transposed: bool) -> (*const f32, (usize, usize), usize, usize) {
+        let (rows, cols, strides) = self.layout(transposed);
+        (self.data.as_ptr(), strides, rows, cols)
     }
 }
 
@@ -67,7 +74,7 @@ pub fn matmul(
     accumulate: bool,
 ) {
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-    if in_bf16(lhs, rhs) {
+    if in_bf16(&[lhs, rhs]) {
         super::gemm_bf16::matmul(lhs, lhs_t, rhs, rhs_t, out, accumulate);
         return;
     }
@@ -100,16 +107,16 @@ fn matmul_f32(
     };
 }
 
-/// Whether `op(lhs) @ op(rhs)` runs in bf16 on AMX tiles: `--bf16` on such a CPU, and every
+/// Whether products of `operands` run in bf16 on AMX tiles: `--bf16` on such a CPU, and every
 /// side at least `gemm_bf16::MIN_SIDE`.
-fn in_bf16(lhs: &Matrix<'_>, rhs: &Matrix<'_>) -> bool {
+fn in_bf16(operands: &[&Matrix<'_>]) -> bool {
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
     return crate::precision::cpu_bf16_matmuls()
         && super::gemm_bf16::supported()
-        && super::gemm_bf16::worth_it(lhs, rhs);
+        && super::gemm_bf16::worth_it(operands);
     #[allow(unreachable_code)]
     {
-        let _ = (lhs, rhs);
+        let _ = operands;
         false
     }
 }
@@ -128,8 +135,8 @@ impl<'a> PreparedRhs<'a> {
     /// bf16.
     pub fn new(matrix: Matrix<'a>, transposed: bool) -> Self {
         #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-        let packed = in_bf16(&matrix, &matrix)
-            .then(|| super::gemm_bf16::PackedRhs::new(&matrix, transposed));
+        let packed =
+            in_bf16(&[&matrix]).then(|| super::gemm_bf16::PackedRhs::new(&matrix, transposed));
         PreparedRhs {
             matrix,
             transposed,
@@ -149,7 +156,7 @@ pub fn matmul_prepared(
 ) {
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
     if let Some(packed) = &rhs.packed
-        && in_bf16(lhs, &rhs.matrix)
+        && in_bf16(&[lhs, &rhs.matrix])
     {
         super::gemm_bf16::matmul_packed(lhs, lhs_t, packed, out, accumulate);
         return;

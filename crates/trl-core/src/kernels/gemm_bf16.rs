@@ -73,11 +73,11 @@ pub fn supported() -> bool {
 /// operands costs more than the tiles save (LoRA's rank-16 products stay f32).
 pub const MIN_SIDE: usize = 64;
 
-/// Whether `op(lhs) @ op(rhs)` is large enough for [`matmul`] (see [`MIN_SIDE`]).
-pub fn worth_it(lhs: &Matrix<'_>, rhs: &Matrix<'_>) -> bool {
-    [lhs.rows, lhs.cols, rhs.rows, rhs.cols]
+/// Whether products of `operands` are large enough for [`matmul`] (see [`MIN_SIDE`]).
+pub fn worth_it(operands: &[&Matrix<'_>]) -> bool {
+    operands
         .iter()
-        .all(|&side| side >= MIN_SIDE)
+        .all(|m| m.rows >= MIN_SIDE && m.cols >= MIN_SIDE)
 }
 
 /// A matrix or its transpose: element `(r, c)` at `data[r * row_stride + c * col_stride]`.
@@ -92,11 +92,7 @@ struct View<'a> {
 
 impl<'a> View<'a> {
     fn of(matrix: &Matrix<'a>, transposed: bool) -> Self {
-        assert_eq!(matrix.data.len(), matrix.rows * matrix.cols);
-        let (rows, cols, row_stride, col_stride) = match transposed {
-            false => (matrix.rows, matrix.cols, matrix.cols, 1),
-            true => (matrix.cols, matrix.rows, 1, matrix.cols),
-        };
+        let (rows, cols, (row_stride, col_stride)) = matrix.layout(transposed);
         View {
             data: matrix.data,
             rows,

@@ -120,8 +120,9 @@ pub struct TrainingArguments {
     /// `true`/`false` or a checkpoint path; `true` picks the latest `checkpoint-N` in `output_dir`.
     pub resume_from_checkpoint: Option<Value>,
     pub train_sampling_strategy: SamplingStrategy,
-    /// Mixed precision with bf16 matmuls on the GPU backends ([`crate::precision`]); on the
-    /// CPU backend a note says training stays f32.
+    /// Mixed precision with bf16 matmuls on the GPU backends ([`crate::precision`]) and on
+    /// CPUs with AMX-BF16 ([`crate::precision::set_cpu_bf16_matmuls`]); on other CPUs a note
+    /// says training stays f32.
     pub bf16: bool,
     /// Mixed precision with fp16 matmuls and a dynamic loss scale on the GPU backends; an
     /// error on the CPU backend, as in transformers.
