@@ -9,6 +9,7 @@ use burn::backend::autodiff::ops::{Backward, Ops};
 use burn::backend::flex::FlexTensor;
 
 use super::attention_cpu::{AttentionGradInputs, attention_backward};
+use super::buffer::zeroed;
 use super::flex_forward::{attention_shape, logits_shape, mlp_shape, mlp_weights, rope_flex};
 use super::flex_tensor::{contiguous, f32s, new_f32};
 use super::logprobs_cpu::label_logprobs_backward;
@@ -66,7 +67,7 @@ impl Backward<Flex, 1> for LabelLogprobsBackward {
         let (logits, labels, lse) = ops.state;
         if let Some(node) = node_logits {
             let shape = logits_shape(&logits);
-            let mut d_logits = vec![0.0f32; logits.shape().num_elements()];
+            let mut d_logits = zeroed::<f32>(logits.shape().num_elements());
             label_logprobs_backward(
                 f32s(&logits),
                 &labels,
@@ -93,7 +94,7 @@ impl Backward<Flex, 2> for RmsNormBackward {
         let [node_x, node_weight] = ops.parents;
         let grad = contiguous(&grads.consume::<Flex>(&ops.node));
         let [x, weight, inv_rms] = ops.state;
-        let mut dx = vec![0.0f32; x.shape().num_elements()];
+        let mut dx = zeroed::<f32>(x.shape().num_elements());
         let d_weight = rms_norm_backward(
             f32s(&x),
             f32s(&weight),
@@ -142,9 +143,9 @@ impl Backward<Flex, 3> for AttentionBackward {
         let grad_out = contiguous(&grads.consume::<Flex>(&ops.node));
         let [q, k, v, blocked, out, lse] = ops.state;
         let shape = attention_shape(&q, &k);
-        let mut dq = vec![0.0f32; q.shape().num_elements()];
-        let mut dk = vec![0.0f32; k.shape().num_elements()];
-        let mut dv = vec![0.0f32; v.shape().num_elements()];
+        let mut dq = zeroed::<f32>(q.shape().num_elements());
+        let mut dk = zeroed::<f32>(k.shape().num_elements());
+        let mut dv = zeroed::<f32>(v.shape().num_elements());
         let inputs = AttentionGradInputs {
             q: f32s(&q),
             k: f32s(&k),

@@ -7,6 +7,7 @@ use burn::backend::{Flex, TensorMetadata};
 
 use super::SharedPrefix;
 use super::attention_cpu::{AttentionShape, attention_forward};
+use super::buffer::zeroed;
 use super::cached_attention_cpu::{CachedAttentionShape, cached_attention_forward};
 use super::flex::TrainingKernels;
 use super::flex_head::{HeadOptions, head_logprobs_flex};
@@ -55,8 +56,8 @@ pub(super) fn attention_flex(
         contiguous(blocked),
     );
     let dims = [shape.batch, shape.seq, shape.heads, shape.head_dim];
-    let mut out = vec![0.0f32; q.shape().num_elements()];
-    let mut lse = vec![0.0f32; shape.batch * shape.heads * shape.seq];
+    let mut out = zeroed::<f32>(q.shape().num_elements());
+    let mut lse = zeroed::<f32>(shape.batch * shape.heads * shape.seq);
     attention_forward(
         shape,
         f32s(&q),
@@ -96,7 +97,7 @@ pub(super) fn cached_attention_flex(
         contiguous(v),
         contiguous(blocked),
     );
-    let mut out = vec![0.0f32; q.shape().num_elements()];
+    let mut out = zeroed::<f32>(q.shape().num_elements());
     cached_attention_forward(
         shape,
         f32s(&q),
@@ -164,7 +165,7 @@ fn mlp_flex_with<T>(
         contiguous(down),
     );
     let shape = mlp_shape(&x, &gate);
-    let mut out = vec![0.0f32; x.shape().num_elements()];
+    let mut out = zeroed::<f32>(x.shape().num_elements());
     let kept = forward(f32s(&x), &mlp_weights(&gate, &up, &down), shape, &mut out);
     (new_f32(out, &x.shape().to_vec()), kept)
 }
@@ -180,7 +181,7 @@ pub(super) fn label_logprobs_flex(logits: &FlexTensor, labels: &[i64]) -> (FlexT
     let logits = contiguous(logits);
     let shape = logits_shape(&logits);
     let n = shape.positions();
-    let (mut logps, mut lse) = (vec![0.0f32; n], vec![0.0f32; n]);
+    let (mut logps, mut lse) = (zeroed::<f32>(n), zeroed::<f32>(n));
     label_logprobs_forward(f32s(&logits), labels, shape, &mut logps, &mut lse);
     let dims = [shape.batch, shape.seq - 1];
     (new_f32(logps, &dims), new_f32(lse, &dims))
@@ -190,7 +191,7 @@ pub(super) fn label_logprobs_flex(logits: &FlexTensor, labels: &[i64]) -> (FlexT
 pub(super) fn token_stats_flex(logits: &FlexTensor) -> FlexTensor {
     let logits = contiguous(logits);
     let shape = logits_shape(&logits);
-    let mut out = vec![0.0f32; shape.positions() * STATS];
+    let mut out = zeroed::<f32>(shape.positions() * STATS);
     token_stats(f32s(&logits), shape, &mut out);
     new_f32(out, &[shape.batch, shape.seq - 1, STATS])
 }
@@ -204,8 +205,8 @@ pub(super) fn rms_norm_flex(
     let (x, weight) = (contiguous(x), contiguous(weight));
     let dims = x.shape().to_vec();
     let rows = x.shape().num_elements() / dims[dims.len() - 1];
-    let mut out = vec![0.0f32; x.shape().num_elements()];
-    let mut inv_rms = vec![0.0f32; rows];
+    let mut out = zeroed::<f32>(x.shape().num_elements());
+    let mut inv_rms = zeroed::<f32>(rows);
     rms_norm_forward(f32s(&x), f32s(&weight), eps as f32, &mut out, &mut inv_rms);
     (new_f32(out, &dims), new_f32(inv_rms, &[rows]))
 }
@@ -219,7 +220,7 @@ pub(super) fn rope_flex(
 ) -> FlexTensor {
     let (x, cos, sin) = (contiguous(x), contiguous(cos), contiguous(sin));
     let dims = x.shape().dims::<4>();
-    let mut out = vec![0.0f32; x.shape().num_elements()];
+    let mut out = zeroed::<f32>(x.shape().num_elements());
     rope_cpu::rope(
         f32s(&x),
         f32s(&cos),

@@ -9,6 +9,7 @@ use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Flex, TensorMetadata};
 
+use super::buffer::zeroed;
 use super::flex_tensor::{contiguous, f32s, labels_i64, new_f32};
 use super::head_logprobs_cpu::{
     HeadGradInputs, HeadShape, OUTPUT_COLUMNS, head_logprobs_backward, head_logprobs_forward,
@@ -43,8 +44,8 @@ fn forward(
     options: HeadOptions,
 ) -> (FlexTensor, Vec<f32>) {
     let shape = head_shape(hidden, weight, options);
-    let mut out = vec![0.0f32; shape.tokens * OUTPUT_COLUMNS];
-    let mut lse = vec![0.0f32; shape.tokens];
+    let mut out = zeroed::<f32>(shape.tokens * OUTPUT_COLUMNS);
+    let mut lse = zeroed::<f32>(shape.tokens);
     head_logprobs_forward(
         f32s(hidden),
         f32s(weight),
@@ -96,10 +97,10 @@ impl Backward<Flex, 2> for HeadBackward {
         let shape = head_shape(&state.hidden, &state.weight, state.options);
         let mut d_hidden = node_hidden
             .as_ref()
-            .map(|_| vec![0.0f32; shape.tokens * shape.hidden]);
+            .map(|_| zeroed::<f32>(shape.tokens * shape.hidden));
         let mut d_weight = node_weight
             .as_ref()
-            .map(|_| vec![0.0f32; shape.hidden * shape.vocab]);
+            .map(|_| zeroed::<f32>(shape.hidden * shape.vocab));
         let inputs = HeadGradInputs {
             hidden: f32s(&state.hidden),
             weight: f32s(&state.weight),

@@ -9,6 +9,7 @@ use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Flex, TensorMetadata};
 
+use super::buffer::zeroed;
 use super::flex_tensor::{contiguous, f32s, new_f32};
 use super::lora_cpu::{
     Dropout, LoraGradInputs, LoraNeeds, LoraShape, LoraWeights, lora_backward, lora_forward,
@@ -51,7 +52,7 @@ fn weights<'a>(
 fn forward(tensors: &[FlexTensor; 4], options: LoraOptions) -> (FlexTensor, Vec<f32>) {
     let [x, base, a, b] = tensors;
     let shape = lora_shape(x, base, a);
-    let mut out = vec![0.0f32; shape.tokens * shape.d_out];
+    let mut out = zeroed::<f32>(shape.tokens * shape.d_out);
     let hidden = lora_forward(
         f32s(x),
         &weights(base, a, b, options.scaling),

@@ -15,6 +15,7 @@
 use rayon::prelude::*;
 
 use super::amx::{self, TILE_K};
+use super::buffer::zeroed;
 use super::gemm::Matrix;
 
 /// f32 to bf16 bits, rounding to nearest even (torch's `.to(torch.bfloat16)`; NaNs stay NaN).
@@ -109,7 +110,7 @@ const BLOCK: usize = 32;
 /// `lhs` `[rows, inner]` as bf16 `[rows_padded, inner_padded]`, row-major, zero padding; one
 /// task per panel of [`BLOCK`] rows.
 fn pack_lhs(lhs: View<'_>, rows_padded: usize, inner_padded: usize) -> Vec<u16> {
-    let mut packed = vec![0u16; rows_padded * inner_padded];
+    let mut packed = zeroed::<u16>(rows_padded * inner_padded);
     packed
         .par_chunks_mut(BLOCK * inner_padded)
         .enumerate()
@@ -148,7 +149,7 @@ fn pack_lhs_panel(lhs: View<'_>, first: usize, rows: usize, inner_padded: usize,
 /// `rhs` `[inner, cols]` as bf16 blocks of 16 columns, each `[inner_padded / 2][16][2]`
 /// (VNNI: the two inner rows of a pair side by side per column), zero padding.
 fn pack_rhs(rhs: View<'_>, cols_padded: usize, inner_padded: usize) -> Vec<u16> {
-    let mut packed = vec![0u16; cols_padded * inner_padded];
+    let mut packed = zeroed::<u16>(cols_padded * inner_padded);
     packed
         .par_chunks_mut(inner_padded * 16)
         .enumerate()
@@ -378,7 +379,7 @@ mod tests {
         let at = |v: View<'_>, r: usize, c: usize| {
             round_to_bf16(v.data[r * v.row_stride + c * v.col_stride]) as f64
         };
-        let mut out = vec![0.0f32; lhs.rows * rhs.cols];
+        let mut out = zeroed::<f32>(lhs.rows * rhs.cols);
         for r in 0..lhs.rows {
             for c in 0..rhs.cols {
                 let sum: f64 = (0..lhs.cols).map(|k| at(lhs, r, k) * at(rhs, k, c)).sum();

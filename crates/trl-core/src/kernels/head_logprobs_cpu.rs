@@ -10,6 +10,7 @@
 
 use rayon::prelude::*;
 
+use super::buffer::zeroed;
 use super::fast_math::{exp, simd_targets};
 use super::gemm::{Matrix, PreparedRhs, matmul, matmul_prepared};
 use super::logprobs_cpu::{STATS, label_logp, max_and_sum, row_stats};
@@ -100,7 +101,7 @@ pub fn head_logprobs_forward(
     assert!(hidden.len() == tokens * width && weight.len() == width * vocab);
     assert_eq!(out.len(), tokens * OUTPUT_COLUMNS);
     let chunk = shape.chunk.clamp(1, tokens.max(1));
-    let mut logits = vec![0.0f32; chunk * vocab];
+    let mut logits = zeroed::<f32>(chunk * vocab);
     let weight = shape.logits_rhs(weight);
     for start in (0..tokens).step_by(chunk) {
         let rows = chunk.min(tokens - start);
@@ -152,9 +153,9 @@ pub fn head_logprobs_backward(
         .filter(|&t| inputs.grad[t] != 0.0)
         .collect();
     let chunk = shape.chunk.clamp(1, active.len().max(1));
-    let mut logits = vec![0.0f32; chunk * vocab];
-    let mut rows_hidden = vec![0.0f32; chunk * width];
-    let mut rows_d_hidden = vec![0.0f32; chunk * width];
+    let mut logits = zeroed::<f32>(chunk * vocab);
+    let mut rows_hidden = zeroed::<f32>(chunk * width);
+    let mut rows_d_hidden = zeroed::<f32>(chunk * width);
     let for_logits = shape.logits_rhs(inputs.weight);
     // `[vocab, hidden]`: what `d_logits` multiplies into `d_hidden`.
     let for_d_hidden = d_hidden

@@ -10,6 +10,7 @@
 
 use rayon::prelude::*;
 
+use super::buffer::zeroed;
 use super::gemm::{Matrix, matmul};
 
 /// Sizes of one call: `tokens` rows of `d_in` features to `d_out`, adapter rank `rank`.
@@ -128,7 +129,7 @@ pub fn lora_forward(
         return Vec::new(); // a plain projection (`kernels::linear`)
     }
     let input = adapter_input(x, dropout);
-    let mut hidden = vec![0.0f32; s.tokens * s.rank];
+    let mut hidden = zeroed::<f32>(s.tokens * s.rank);
     let input = matrix(&input, s.tokens, s.d_in);
     matmul(
         &input,
@@ -188,7 +189,7 @@ pub fn lora_backward(
     let g = matrix(inputs.grad, s.tokens, s.d_out);
     let product = |needed: bool, lhs: (&Matrix<'_>, bool), rhs: (&Matrix<'_>, bool), len| {
         needed.then(|| {
-            let mut out = vec![0.0f32; len];
+            let mut out = zeroed::<f32>(len);
             matmul(lhs.0, lhs.1, rhs.0, rhs.1, &mut out, false);
             out
         })
@@ -197,7 +198,7 @@ pub fn lora_backward(
     let d_b = product(needs.b, (&hidden, true), (&g, false), s.rank * s.d_out);
     let x = matrix(inputs.x, s.tokens, s.d_in);
     let d_base = product(needs.base, (&x, true), (&g, false), s.d_in * s.d_out);
-    let mut u = vec![0.0f32; s.tokens * s.rank];
+    let mut u = zeroed::<f32>(s.tokens * s.rank);
     let adapted = s.rank > 0;
     if adapted && (needs.a || needs.x) {
         matmul(
@@ -214,12 +215,12 @@ pub fn lora_backward(
     let d_a = needs.a.then(|| {
         let input = adapter_input(inputs.x, dropout);
         let input = matrix(&input, s.tokens, s.d_in);
-        let mut d_a = vec![0.0f32; s.d_in * s.rank];
+        let mut d_a = zeroed::<f32>(s.d_in * s.rank);
         matmul(&input, true, &um, false, &mut d_a, false);
         d_a
     });
     let d_x = needs.x.then(|| {
-        let mut d_x = vec![0.0f32; s.tokens * s.d_in];
+        let mut d_x = zeroed::<f32>(s.tokens * s.d_in);
         if adapted {
             let a_t = matrix(w.a, s.d_in, s.rank);
             matmul(&um, false, &a_t, true, &mut d_x, false);

@@ -8,6 +8,7 @@
 //! LoRA SFT step); the memory-bounded mode is per-layer gradient checkpointing (on by default,
 //! as in TRL), under which what is kept here lives only while its layer's backward runs.
 
+use super::buffer::zeroed;
 use super::gemm::{Matrix, matmul};
 use super::swiglu_cpu::{swiglu_backward_in_place, swiglu_forward};
 
@@ -56,8 +57,8 @@ fn projections(x: &[f32], w: &MlpWeights<'_>, s: MlpShape) -> Projections {
         cols: s.hidden,
     };
     let mut out = [
-        vec![0.0f32; s.tokens * s.inter],
-        vec![0.0f32; s.tokens * s.inter],
+        zeroed::<f32>(s.tokens * s.inter),
+        zeroed::<f32>(s.tokens * s.inter),
     ];
     for (weight, out) in [w.gate, w.up].into_iter().zip(&mut out) {
         let weight = Matrix {
@@ -93,7 +94,7 @@ pub fn mlp_forward_keeping(
 
 /// `silu(gate) * up`, `[tokens, inter]`.
 fn activated(projections: &Projections, s: MlpShape) -> Vec<f32> {
-    let mut h = vec![0.0f32; s.tokens * s.inter];
+    let mut h = zeroed::<f32>(s.tokens * s.inter);
     swiglu_forward(&projections.gate, &projections.up, &mut h);
     h
 }
@@ -148,7 +149,7 @@ fn product(
     len: usize,
 ) -> Option<Vec<f32>> {
     needed.then(|| {
-        let mut out = vec![0.0f32; len];
+        let mut out = zeroed::<f32>(len);
         matmul(lhs, lhs_t, rhs, rhs_t, &mut out, false);
         out
     })
@@ -166,13 +167,13 @@ pub fn mlp_backward(
     projections: Projections,
 ) -> MlpGrads {
     let Projections { mut gate, mut up } = projections;
-    let mut buffer = vec![0.0f32; s.tokens * s.inter];
+    let mut buffer = zeroed::<f32>(s.tokens * s.inter);
     let g = matrix(grad, s.tokens, s.hidden);
     // d_down = hᵀ @ grad   [inter, hidden]
     let d_down = needs.down.then(|| {
         swiglu_forward(&gate, &up, &mut buffer);
         let h = matrix(&buffer, s.tokens, s.inter);
-        let mut d = vec![0.0f32; s.inter * s.hidden];
+        let mut d = zeroed::<f32>(s.inter * s.hidden);
         matmul(&h, true, &g, false, &mut d, false);
         d
     });
@@ -191,7 +192,7 @@ pub fn mlp_backward(
     let d_up = product(needs.up, (&x, true), (&d_up_act, false), weight_len);
     // dx = d_gate_act @ gateᵀ + d_up_act @ upᵀ   [tokens, hidden]
     let dx = needs.x.then(|| {
-        let mut dx = vec![0.0f32; s.tokens * s.hidden];
+        let mut dx = zeroed::<f32>(s.tokens * s.hidden);
         let gate_w = matrix(w.gate, s.hidden, s.inter);
         let up_w = matrix(w.up, s.hidden, s.inter);
         matmul(&d_gate_act, false, &gate_w, true, &mut dx, false);

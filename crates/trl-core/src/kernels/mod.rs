@@ -23,6 +23,8 @@ pub mod blocked_check;
 #[cfg(all(test, feature = "flex"))]
 mod blocked_tests;
 #[cfg(feature = "flex")]
+mod buffer;
+#[cfg(feature = "flex")]
 mod cached_attention_cpu;
 pub mod chunked_head;
 pub mod composed;
