@@ -2,9 +2,10 @@
 //! online softmax of one key block in the forward and the softmax backward of one key block,
 //! on score tiles `[rows, width]`.
 //!
-//! A block of keys a row sees entirely (the whole lower triangle of a causal mask, away from
-//! the diagonal) runs without reading the mask; only blocks a row sees in part read its mask
-//! bytes, and blocks it sees none of are zeroed without arithmetic.
+//! A row whose visible keys form one range (every row of a causal, packed or left-padded
+//! mask) never reads the mask: its part of a key block is the block's slice of that range,
+//! the rest is zeroed without arithmetic (so the diagonal blocks of a causal mask cost half).
+//! Only rows with holes between visible keys read their mask bytes.
 
 use super::fast_math::{exp, simd_targets};
 
@@ -34,11 +35,6 @@ impl RowVisibility {
         self.end == 0
     }
 
-    /// Every key of `[c, c + width)` is visible: the block needs no mask.
-    fn sees_all_of(&self, c: usize, width: usize) -> bool {
-        self.dense && self.start <= c && c + width <= self.end
-    }
-
     /// No key of `[c, c + width)` is visible.
     fn sees_none_of(&self, c: usize, width: usize) -> bool {
         self.end <= c || c + width <= self.start
@@ -63,11 +59,12 @@ pub(super) struct Block<'a> {
 
 /// How one row meets one block.
 enum RowCase<'a> {
-    /// Sees every key: no mask.
-    All,
     /// Sees none: probabilities 0.
     None,
-    /// Sees some: the `[width]` mask bytes of the block.
+    /// Sees exactly the block's columns `[lo, hi)`, so no mask is read: every row of a causal,
+    /// packed or left-padded mask (a dense row), the whole block away from the diagonal.
+    Range(usize, usize),
+    /// Sees some keys with holes between them: the `[width]` mask bytes of the block.
     Some(&'a [u8]),
 }
 
@@ -75,13 +72,34 @@ impl<'a> Block<'a> {
     fn case(&self, r: usize) -> RowCase<'a> {
         let i = self.i0 + r % self.positions;
         let row = self.visibility[i];
-        if row.sees_all_of(self.c, self.width) {
-            RowCase::All
-        } else if row.sees_none_of(self.c, self.width) {
+        if row.sees_none_of(self.c, self.width) {
             RowCase::None
+        } else if row.dense {
+            // Not `sees_none_of`: `start < c + width` and `end > c`, so `lo < hi`.
+            let lo = row.start.saturating_sub(self.c);
+            let hi = (row.end - self.c).min(self.width);
+            RowCase::Range(lo, hi)
         } else {
             RowCase::Some(&self.mask[i * self.seq + self.c..][..self.width])
         }
+    }
+}
+
+/// The visible part of a row `s` for `case` (with the mask bytes it still needs), the rest
+/// of `s` zeroed; `None` when the row sees nothing of the block (all of `s` zeroed).
+#[inline(always)]
+fn visible_part<'s, 'm>(s: &'s mut [f32], case: &RowCase<'m>) -> Option<(&'s mut [f32], &'m [u8])> {
+    match *case {
+        RowCase::None => {
+            s.fill(0.0);
+            None
+        }
+        RowCase::Range(lo, hi) => {
+            s[..lo].fill(0.0);
+            s[hi..].fill(0.0);
+            Some((&mut s[lo..hi], &[][..]))
+        }
+        RowCase::Some(mask) => Some((s, mask)),
     }
 }
 
@@ -90,12 +108,51 @@ fn lanes_max(lanes: [f32; LANES]) -> f32 {
     lanes.iter().copied().fold(f32::NEG_INFINITY, f32::max)
 }
 
+/// The values of a row past its last full chunk of [`LANES`], padded to a full chunk so that
+/// the tail runs the chunks' vector code (a causal row's visible part of a diagonal key block
+/// has any length): `pad` and mask byte 1 in the lanes past the row's end.
+struct Tail {
+    values: [f32; LANES],
+    mask: [u8; LANES],
+    len: usize,
+}
+
+impl Tail {
+    /// The tail of `s` from `body` (`mask` empty: none blocked).
+    #[inline(always)]
+    fn of(s: &[f32], mask: &[u8], body: usize, pad: f32) -> Self {
+        let len = s.len() - body;
+        let mut tail = Tail {
+            values: [pad; LANES],
+            mask: [1; LANES],
+            len,
+        };
+        tail.values[..len].copy_from_slice(&s[body..]);
+        if mask.is_empty() {
+            tail.mask[..len].fill(0);
+        } else {
+            tail.mask[..len].copy_from_slice(&mask[body..]);
+        }
+        tail
+    }
+}
+
 /// The largest score of a row; keys whose `mask` byte is 1 count as -inf (`mask` empty: none
-/// blocked). Lane-wise over `chunks_exact`, so that both loops vectorise.
+/// blocked). Lane-wise over `chunks_exact`, so that every loop vectorises.
 #[inline(always)]
 fn row_max(s: &[f32], mask: &[u8]) -> f32 {
     let body = s.len() / LANES * LANES;
     let mut lanes = [f32::NEG_INFINITY; LANES];
+    let masked_max = |lanes: &mut [f32; LANES], chunk: &[f32], m: &[u8]| {
+        for l in 0..LANES {
+            let x = if m[l] == 0 {
+                chunk[l]
+            } else {
+                f32::NEG_INFINITY
+            };
+            lanes[l] = lanes[l].max(x);
+        }
+    };
     if mask.is_empty() {
         for chunk in s[..body].chunks_exact(LANES) {
             for l in 0..LANES {
@@ -105,20 +162,12 @@ fn row_max(s: &[f32], mask: &[u8]) -> f32 {
     } else {
         assert_eq!(mask.len(), s.len());
         for (chunk, m) in s[..body].chunks_exact(LANES).zip(mask.chunks_exact(LANES)) {
-            for l in 0..LANES {
-                let x = if m[l] == 0 {
-                    chunk[l]
-                } else {
-                    f32::NEG_INFINITY
-                };
-                lanes[l] = lanes[l].max(x);
-            }
+            masked_max(&mut lanes, chunk, m);
         }
     }
-    let visible = |j: usize| mask.is_empty() || mask[j] == 0;
-    (body..s.len())
-        .filter(|&j| visible(j))
-        .fold(lanes_max(lanes), |max, j| max.max(s[j]))
+    let tail = Tail::of(s, mask, body, f32::NEG_INFINITY);
+    masked_max(&mut lanes, &tail.values, &tail.mask);
+    lanes_max(lanes)
 }
 
 /// `s[j] = exp(s[j] - shift)`, 0 where the `mask` byte is 1 (`mask` empty: none blocked);
@@ -127,6 +176,14 @@ fn row_max(s: &[f32], mask: &[u8]) -> f32 {
 fn exp_row(s: &mut [f32], mask: &[u8], shift: f32) -> f32 {
     let body = s.len() / LANES * LANES;
     let mut lanes = [0.0f32; LANES];
+    let masked_exp = |lanes: &mut [f32; LANES], chunk: &mut [f32], m: &[u8]| {
+        for l in 0..LANES {
+            let e = exp(chunk[l] - shift);
+            let e = if m[l] == 0 { e } else { 0.0 };
+            chunk[l] = e;
+            lanes[l] += e;
+        }
+    };
     if mask.is_empty() {
         for chunk in s[..body].chunks_exact_mut(LANES) {
             for l in 0..LANES {
@@ -141,22 +198,13 @@ fn exp_row(s: &mut [f32], mask: &[u8], shift: f32) -> f32 {
             .chunks_exact_mut(LANES)
             .zip(mask.chunks_exact(LANES))
         {
-            for l in 0..LANES {
-                let e = exp(chunk[l] - shift);
-                let e = if m[l] == 0 { e } else { 0.0 };
-                chunk[l] = e;
-                lanes[l] += e;
-            }
+            masked_exp(&mut lanes, chunk, m);
         }
     }
-    let mut sum: f32 = lanes.iter().sum();
-    for j in body..s.len() {
-        let visible = mask.is_empty() || mask[j] == 0;
-        let e = if visible { exp(s[j] - shift) } else { 0.0 };
-        s[j] = e;
-        sum += e;
-    }
-    sum
+    let mut tail = Tail::of(s, mask, body, 0.0);
+    masked_exp(&mut lanes, &mut tail.values, &tail.mask);
+    s[body..].copy_from_slice(&tail.values[..tail.len]);
+    lanes.iter().sum()
 }
 
 /// Probabilities `exp(s - lse)` in place, 0 where the `mask` byte is 1 (`mask` empty: none
@@ -168,21 +216,37 @@ fn backward_row(
     (lse, delta, scale): (f32, f32, f32),
 ) {
     assert_eq!(g.len(), s.len());
+    assert!(mask.is_empty() || mask.len() == s.len());
+    let body = s.len() / LANES * LANES;
+    let masked = |s: &mut [f32], g: &mut [f32], m: &[u8]| {
+        for l in 0..LANES {
+            let p = exp(s[l] - lse);
+            let p = if m[l] == 0 { p } else { 0.0 };
+            s[l] = p;
+            g[l] = p * (g[l] - delta) * scale;
+        }
+    };
+    let chunks = s[..body]
+        .chunks_exact_mut(LANES)
+        .zip(g[..body].chunks_exact_mut(LANES));
     if mask.is_empty() {
-        for (s, g) in s.iter_mut().zip(g.iter_mut()) {
-            let p = exp(*s - lse);
-            *s = p;
-            *g = p * (*g - delta) * scale;
+        for (s, g) in chunks {
+            for l in 0..LANES {
+                let p = exp(s[l] - lse);
+                s[l] = p;
+                g[l] = p * (g[l] - delta) * scale;
+            }
         }
     } else {
-        assert_eq!(mask.len(), s.len());
-        for ((s, g), &m) in s.iter_mut().zip(g.iter_mut()).zip(mask) {
-            let p = exp(*s - lse);
-            let p = if m == 0 { p } else { 0.0 };
-            *s = p;
-            *g = p * (*g - delta) * scale;
+        for ((s, g), m) in chunks.zip(mask.chunks_exact(LANES)) {
+            masked(s, g, m);
         }
     }
+    let mut tail = Tail::of(s, mask, body, 0.0);
+    let mut g_tail = Tail::of(g, &[], body, 0.0).values;
+    masked(&mut tail.values, &mut g_tail, &tail.mask);
+    s[body..].copy_from_slice(&tail.values[..tail.len]);
+    g[body..].copy_from_slice(&g_tail[..tail.len]);
 }
 
 /// Running softmax state of a stacked tile's rows: max `m`, sum `l` and the accumulated
@@ -200,14 +264,9 @@ simd_targets! {
     /// sum and accumulated output by `exp(m_old - m_new)`. The caller then adds `p @ v`.
     pub(super) fn online_softmax_block<'a>(b: Block<'a>, scores: &mut [f32], state: OnlineRows<'a>) {
         for r in 0..b.rows {
-            let s = &mut scores[r * b.stride..][..b.width];
-            let mask = match b.case(r) {
-                RowCase::All => &[][..],
-                RowCase::None => {
-                    s.fill(0.0);
-                    continue;
-                }
-                RowCase::Some(mask) => mask,
+            let row = &mut scores[r * b.stride..][..b.width];
+            let Some((s, mask)) = visible_part(row, &b.case(r)) else {
+                continue;
             };
             let block_max = row_max(s, mask);
             if block_max == f32::NEG_INFINITY {
@@ -244,14 +303,12 @@ simd_targets! {
             let s = &mut scores[r * b.stride..][..b.width];
             let g = &mut grads[r * b.stride..][..b.width];
             let saved = (lse[r], delta[r], scale);
-            match b.case(r) {
-                RowCase::All => backward_row((s, g), &[], saved),
-                RowCase::None => {
-                    s.fill(0.0);
-                    g.fill(0.0);
-                }
-                RowCase::Some(mask) => backward_row((s, g), mask, saved),
-            }
+            let case = b.case(r);
+            let (Some((s, mask)), Some((g, _))) = (visible_part(s, &case), visible_part(g, &case))
+            else {
+                continue;
+            };
+            backward_row((s, g), mask, saved);
         }
     }
 }
@@ -268,18 +325,55 @@ mod tests {
         let nothing = [1u8; 5];
         let v = RowVisibility::of_mask_row(&causal_row);
         assert_eq!((v.start, v.end, v.dense), (0, 3, true));
-        assert!(v.sees_all_of(0, 3) && !v.sees_all_of(1, 3) && v.sees_none_of(3, 2));
+        assert!(!v.sees_none_of(1, 3) && v.sees_none_of(3, 2));
         let v = RowVisibility::of_mask_row(&left_padded);
         assert_eq!((v.start, v.end, v.dense), (2, 4, true));
         assert!(v.sees_none_of(0, 2) && !v.sees_none_of(1, 2));
         let v = RowVisibility::of_mask_row(&with_hole);
         assert_eq!((v.start, v.end, v.dense), (0, 3, false));
-        assert!(
-            !v.sees_all_of(0, 1),
-            "a row with a hole always reads its mask"
-        );
         let v = RowVisibility::of_mask_row(&nothing);
         assert!(v.sees_nothing() && v.sees_none_of(0, 5));
+    }
+
+    #[test]
+    fn dense_rows_meet_blocks_as_ranges_and_rows_with_holes_read_the_mask() {
+        let seq = 5;
+        let mut mask = Vec::new();
+        for row in [[0u8, 0, 0, 1, 1], [1, 1, 0, 0, 1], [0, 1, 0, 1, 1], [1; 5]] {
+            mask.extend_from_slice(&row);
+        }
+        mask.extend_from_slice(&[0; 5]);
+        let visibility: Vec<_> = mask.chunks(seq).map(RowVisibility::of_mask_row).collect();
+        let case = |i0: usize, (c, width): (usize, usize)| {
+            let block = Block {
+                c,
+                width,
+                stride: width,
+                i0,
+                positions: 1,
+                rows: 1,
+                seq,
+                visibility: &visibility,
+                mask: &mask,
+            };
+            match block.case(0) {
+                RowCase::None => "none".to_string(),
+                RowCase::Range(lo, hi) => format!("{lo}..{hi}"),
+                RowCase::Some(bytes) => format!("mask {bytes:?}"),
+            }
+        };
+        assert_eq!(
+            case(0, (0, 2)),
+            "0..2",
+            "the causal row sees the whole block"
+        );
+        assert_eq!(case(0, (2, 3)), "0..1", "the causal row's diagonal block");
+        assert_eq!(case(0, (3, 2)), "none");
+        assert_eq!(case(1, (0, 3)), "2..3", "left padding");
+        assert_eq!(case(1, (1, 4)), "1..3");
+        assert_eq!(case(2, (0, 3)), "mask [0, 1, 0]", "a hole");
+        assert_eq!(case(3, (0, 5)), "none", "a row that sees nothing");
+        assert_eq!(case(4, (1, 3)), "0..3", "an unmasked row");
     }
 
     #[test]

@@ -142,6 +142,21 @@ fn rows_that_see_no_key_attend_uniformly_like_the_reference() {
 }
 
 #[test]
+fn rows_with_holes_between_visible_keys_match_the_reference() {
+    // 150 keys over two key blocks; every row misses keys 2, 7, 12, ... before it (a mask no
+    // causal or packed batch makes, so these rows read their mask bytes)
+    let seq = 150;
+    let mut flat = vec![false; seq * seq];
+    for q in 0..seq {
+        for k in 0..seq {
+            flat[q * seq + k] = k > q || (k % 5 == 2 && k < q);
+        }
+    }
+    let blocked = Tensor::from_data(TensorData::new(flat, [1, 1, seq, seq]), &device());
+    check(4, 2, seq, 8, blocked);
+}
+
+#[test]
 fn inference_without_autodiff_matches_reference() {
     let device = Device::flex();
     let q = draw([2, 4, 33, 8], Distribution::Default, &device);
