@@ -156,7 +156,7 @@ pub(super) fn mlp_flex_keeping(
 /// The MLP on contiguous copies of `[x, gate, up, down]` through `forward`.
 fn mlp_flex_with<T>(
     [x, gate, up, down]: [&FlexTensor; 4],
-    forward: impl FnOnce(&[f32], &MlpWeights<'_>, MlpShape, &mut [f32]) -> T,
+    forward: impl FnOnce(&[f32], &MlpWeights<'_>, MlpShape) -> (Vec<f32>, T),
 ) -> (FlexTensor, T) {
     let (x, gate, up, down) = (
         contiguous(x),
@@ -165,8 +165,7 @@ fn mlp_flex_with<T>(
         contiguous(down),
     );
     let shape = mlp_shape(&x, &gate);
-    let mut out = zeroed::<f32>(x.shape().num_elements());
-    let kept = forward(f32s(&x), &mlp_weights(&gate, &up, &down), shape, &mut out);
+    let (out, kept) = forward(f32s(&x), &mlp_weights(&gate, &up, &down), shape);
     (new_f32(out, &x.shape().to_vec()), kept)
 }
 

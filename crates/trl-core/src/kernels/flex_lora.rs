@@ -9,7 +9,6 @@ use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Flex, TensorMetadata};
 
-use super::buffer::zeroed;
 use super::flex_tensor::{contiguous, f32s, new_f32};
 use super::lora_cpu::{
     Dropout, LoraGradInputs, LoraNeeds, LoraShape, LoraWeights, lora_backward, lora_forward,
@@ -52,13 +51,11 @@ fn weights<'a>(
 fn forward(tensors: &[FlexTensor; 4], options: LoraOptions) -> (FlexTensor, Vec<f32>) {
     let [x, base, a, b] = tensors;
     let shape = lora_shape(x, base, a);
-    let mut out = zeroed::<f32>(shape.tokens * shape.d_out);
-    let hidden = lora_forward(
+    let (out, hidden) = lora_forward(
         f32s(x),
         &weights(base, a, b, options.scaling),
         shape,
         options.dropout,
-        &mut out,
     );
     (new_f32(out, &[shape.tokens, shape.d_out]), hidden)
 }

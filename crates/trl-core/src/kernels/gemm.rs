@@ -73,12 +73,60 @@ pub fn matmul(
     out: &mut [f32],
     accumulate: bool,
 ) {
+    // SAFETY: `out` is a live, initialised slice of its length.
+    unsafe {
+        matmul_to(
+            lhs,
+            lhs_t,
+            rhs,
+            rhs_t,
+            (out.as_mut_ptr(), out.len()),
+            accumulate,
+        )
+    }
+}
+
+/// `op(lhs) @ op(rhs)` as a new row-major `[rows, cols]` buffer that the product writes
+/// directly: no zeroing pass first, which on a LoRA step's `[tokens, inter]` outputs cost as
+/// much as a tenth of the step.
+pub fn product(lhs: &Matrix<'_>, lhs_t: bool, rhs: &Matrix<'_>, rhs_t: bool) -> Vec<f32> {
+    let (rows, inner, _) = lhs.layout(lhs_t);
+    let cols = rhs.layout(rhs_t).1;
+    let len = rows * cols;
+    if inner == 0 {
+        return vec![0.0; len];
+    }
+    let mut out = Vec::with_capacity(len);
+    // SAFETY: `out` has room for `len` values; a product that does not accumulate never
+    // reads them.
+    unsafe { matmul_to(lhs, lhs_t, rhs, rhs_t, (out.as_mut_ptr(), len), false) };
+    // SAFETY: with `inner > 0` the product wrote every one of the `len` values.
+    unsafe { out.set_len(len) };
+    out
+}
+
+/// [`matmul`] into `len` values from a pointer.
+///
+/// # Safety
+/// `out.0` must point at `out.1` writable f32 that no other thread touches meanwhile,
+/// initialised when `accumulate`.
+unsafe fn matmul_to(
+    lhs: &Matrix<'_>,
+    lhs_t: bool,
+    rhs: &Matrix<'_>,
+    rhs_t: bool,
+    out: (*mut f32, usize),
+    accumulate: bool,
+) {
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
     if in_bf16(&[lhs, rhs]) {
-        super::gemm_bf16::matmul(lhs, lhs_t, rhs, rhs_t, out, accumulate);
+        let packed = super::gemm_bf16::PackedRhs::new(rhs, rhs_t);
+        // SAFETY: forwarded to the caller.
+        unsafe { super::gemm_bf16::matmul_packed_to(lhs, lhs_t, &packed, out, accumulate) };
         return;
     }
-    matmul_f32(lhs, lhs_t, rhs, rhs_t, out, accumulate);
+    // SAFETY: forwarded to the caller.
+    unsafe { matmul_f32_to(lhs, lhs_t, rhs, rhs_t, out, accumulate) };
 }
 
 /// [`matmul`] in f32 through the `gemm` crate.
@@ -90,13 +138,39 @@ fn matmul_f32(
     out: &mut [f32],
     accumulate: bool,
 ) {
+    // SAFETY: `out` is a live, initialised slice of its length.
+    unsafe {
+        matmul_f32_to(
+            lhs,
+            lhs_t,
+            rhs,
+            rhs_t,
+            (out.as_mut_ptr(), out.len()),
+            accumulate,
+        )
+    }
+}
+
+/// [`matmul_f32`] into `len` values from a pointer.
+///
+/// # Safety
+/// As [`matmul_to`].
+unsafe fn matmul_f32_to(
+    lhs: &Matrix<'_>,
+    lhs_t: bool,
+    rhs: &Matrix<'_>,
+    rhs_t: bool,
+    (out, len): (*mut f32, usize),
+    accumulate: bool,
+) {
     let (lp, ls, rows, inner) = lhs.operand(lhs_t);
     let (rp, rs, inner_r, cols) = rhs.operand(rhs_t);
     assert_eq!(inner, inner_r, "inner dimensions differ");
-    assert_eq!(out.len(), rows * cols);
-    let operands = (out.as_mut_ptr(), (cols, 1), accumulate, lp, ls, rp, rs);
-    // SAFETY: `operand` checked that each matrix fills its slice exactly and the `out` length
-    // was asserted, so every element the strides reach is in a slice we hold.
+    assert_eq!(len, rows * cols);
+    let operands = (out, (cols, 1), accumulate, lp, ls, rp, rs);
+    // SAFETY: `operand` checked that each matrix fills its slice exactly and `out` holds
+    // `rows * cols` values (the caller's guarantee, the length asserted), so every element
+    // the strides reach is in memory we hold; the gemm crate reads `out` only to accumulate.
     unsafe {
         run(
             (rows, cols, inner),
@@ -209,5 +283,43 @@ unsafe fn run(
             false,
             parallelism,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Matrix, matmul, product};
+
+    fn values(len: usize, salt: usize) -> Vec<f32> {
+        (0..len)
+            .map(|i| (((i * 7919 + salt * 104_729) % 2003) as f32 / 1001.0) - 1.0)
+            .collect()
+    }
+
+    /// `product`'s fresh buffer holds what `matmul` writes over zeros, for every transpose and
+    /// an empty inner dimension (whose product is all zeros, not whatever the memory held).
+    #[test]
+    fn a_product_into_a_new_buffer_equals_matmul_over_zeros() {
+        for (rows, inner, cols) in [(7, 5, 3), (70, 33, 65), (4, 0, 6)] {
+            for (lhs_t, rhs_t) in [(false, false), (true, false), (false, true), (true, true)] {
+                let (a, b) = (values(rows * inner, 1), values(inner * cols, 2));
+                let (ar, ac) = if lhs_t { (inner, rows) } else { (rows, inner) };
+                let (br, bc) = if rhs_t { (cols, inner) } else { (inner, cols) };
+                let lhs = Matrix {
+                    data: &a,
+                    rows: ar,
+                    cols: ac,
+                };
+                let rhs = Matrix {
+                    data: &b,
+                    rows: br,
+                    cols: bc,
+                };
+                let mut expected = vec![0.0f32; rows * cols];
+                matmul(&lhs, lhs_t, &rhs, rhs_t, &mut expected, false);
+                let got = product(&lhs, lhs_t, &rhs, rhs_t);
+                assert_eq!(got, expected, "{rows}x{inner}x{cols} {lhs_t} {rhs_t}");
+            }
+        }
     }
 }

@@ -12,10 +12,11 @@
 //! is packed once for all of them ([`PackedRhs`]). The output is computed in tasks of 8 x 8
 //! blocks of 32 x 32 (see [`GROUP`]), each block from 2 x 2 tiles ([`amx::block_32x32`]).
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use super::amx::{self, TILE_K};
-use super::buffer::zeroed;
 use super::gemm::Matrix;
 
 /// f32 to bf16 bits, rounding to nearest even (torch's `.to(torch.bfloat16)`; NaNs stay NaN).
@@ -29,8 +30,9 @@ pub fn to_bf16_bits(x: f32) -> u16 {
 }
 
 /// `dst[i] = to_bf16_bits(src[i])` with AVX512-BF16's conversion where the CPU has it (every
-/// AMX CPU does): 16 values an instruction instead of a branchy scalar loop.
-fn convert_into(src: &[f32], dst: &mut [u16]) {
+/// AMX CPU does): 16 values an instruction instead of a branchy scalar loop. `dst` may be
+/// uninitialised (a packed operand's fresh buffer): every value of it is written.
+fn convert_into(src: &[f32], dst: &mut [MaybeUninit<u16>]) {
     assert_eq!(src.len(), dst.len());
     if std::arch::is_x86_feature_detected!("avx512bf16") {
         // SAFETY: the feature was detected; the lengths are equal.
@@ -38,12 +40,12 @@ fn convert_into(src: &[f32], dst: &mut [u16]) {
     } else {
         dst.iter_mut()
             .zip(src)
-            .for_each(|(d, &x)| *d = to_bf16_bits(x));
+            .for_each(|(d, &x)| _ = d.write(to_bf16_bits(x)));
     }
 }
 
 #[target_feature(enable = "avx512f,avx512bf16")]
-fn convert_avx512(src: &[f32], dst: &mut [u16]) {
+fn convert_avx512(src: &[f32], dst: &mut [MaybeUninit<u16>]) {
     use std::arch::x86_64::{__m256i, _mm256_storeu_si256, _mm512_cvtneps_pbh, _mm512_loadu_ps};
     let whole = src.len() / 16 * 16;
     for i in (0..whole).step_by(16) {
@@ -55,7 +57,7 @@ fn convert_avx512(src: &[f32], dst: &mut [u16]) {
         }
     }
     for i in whole..src.len() {
-        dst[i] = to_bf16_bits(src[i]);
+        dst[i].write(to_bf16_bits(src[i]));
     }
 }
 
@@ -107,27 +109,56 @@ impl<'a> View<'a> {
 /// Rows and columns of the output blocks one [`amx::block_32x32`] call computes.
 const BLOCK: usize = 32;
 
+/// A buffer of `len` bf16 values that `fill` writes in chunks of `chunk` on every core, each
+/// chunk in full (padding included), so that no zeroing pass runs first.
+fn packed(
+    len: usize,
+    chunk: usize,
+    fill: impl Fn(usize, &mut [MaybeUninit<u16>]) + Sync,
+) -> Vec<u16> {
+    let mut out = Vec::with_capacity(len);
+    out.spare_capacity_mut()[..len]
+        .par_chunks_mut(chunk)
+        .enumerate()
+        .for_each(|(index, dst)| fill(index, dst));
+    // SAFETY: the chunks cover `0..len` and `fill` writes every value of its chunk.
+    unsafe { out.set_len(len) };
+    out
+}
+
+/// The padding value of a packed operand, as the packers write it.
+const ZERO: MaybeUninit<u16> = MaybeUninit::new(0);
+
 /// `lhs` `[rows, inner]` as bf16 `[rows_padded, inner_padded]`, row-major, zero padding; one
 /// task per panel of [`BLOCK`] rows.
 fn pack_lhs(lhs: View<'_>, rows_padded: usize, inner_padded: usize) -> Vec<u16> {
-    let mut packed = zeroed::<u16>(rows_padded * inner_padded);
-    packed
-        .par_chunks_mut(BLOCK * inner_padded)
-        .enumerate()
-        .for_each(|(panel, dst)| {
+    packed(
+        rows_padded * inner_padded,
+        BLOCK * inner_padded,
+        |panel, dst| {
             let first = panel * BLOCK;
             let rows = BLOCK.min(lhs.rows.saturating_sub(first));
             pack_lhs_panel(lhs, first, rows, inner_padded, dst);
-        });
-    packed
+        },
+    )
 }
 
-/// Rows `first..first + rows` of `lhs` into `dst` (`rows` rows of `inner_padded`), reading
-/// the source in its own order (rows, or columns of a transposed operand).
+/// Rows `first..first + rows` of `lhs` into `dst` (a panel of [`BLOCK`] rows of
+/// `inner_padded`, written in full: padding rows and columns are zeros), reading the source
+/// in its own order (rows, or columns of a transposed operand).
 #[inline(never)]
-fn pack_lhs_panel(lhs: View<'_>, first: usize, rows: usize, inner_padded: usize, dst: &mut [u16]) {
+fn pack_lhs_panel(
+    lhs: View<'_>,
+    first: usize,
+    rows: usize,
+    inner_padded: usize,
+    dst: &mut [MaybeUninit<u16>],
+) {
+    if rows < BLOCK || lhs.cols < inner_padded {
+        dst.fill(ZERO);
+    }
     if rows == 0 {
-        // A padding panel: zeros already.
+        // A padding panel: zeros.
     } else if lhs.col_stride == 1 {
         for r in 0..rows {
             let start = (first + r) * lhs.row_stride;
@@ -140,7 +171,7 @@ fn pack_lhs_panel(lhs: View<'_>, first: usize, rows: usize, inner_padded: usize,
             let start = c * lhs.col_stride + first;
             let source = &lhs.data[start..start + rows];
             for (r, &x) in source.iter().enumerate() {
-                dst[r * inner_padded + c] = to_bf16_bits(x);
+                dst[r * inner_padded + c].write(to_bf16_bits(x));
             }
         }
     }
@@ -149,27 +180,30 @@ fn pack_lhs_panel(lhs: View<'_>, first: usize, rows: usize, inner_padded: usize,
 /// `rhs` `[inner, cols]` as bf16 blocks of 16 columns, each `[inner_padded / 2][16][2]`
 /// (VNNI: the two inner rows of a pair side by side per column), zero padding.
 fn pack_rhs(rhs: View<'_>, cols_padded: usize, inner_padded: usize) -> Vec<u16> {
-    let mut packed = zeroed::<u16>(cols_padded * inner_padded);
-    packed
-        .par_chunks_mut(inner_padded * 16)
-        .enumerate()
-        .for_each(|(block, dst)| {
+    packed(
+        cols_padded * inner_padded,
+        inner_padded * 16,
+        |block, dst| {
             let first = block * 16;
             let cols = 16.min(rhs.cols.saturating_sub(first));
             pack_rhs_block(rhs, first, cols, dst);
-        });
-    packed
+        },
+    )
 }
 
-/// Columns `first..first + cols` (at most 16) of `rhs` into one VNNI block `dst`.
+/// Columns `first..first + cols` (at most 16) of `rhs` into one VNNI block `dst`, written in
+/// full (padding columns and inner rows are zeros).
 #[inline(never)]
-fn pack_rhs_block(rhs: View<'_>, first: usize, cols: usize, dst: &mut [u16]) {
+fn pack_rhs_block(rhs: View<'_>, first: usize, cols: usize, dst: &mut [MaybeUninit<u16>]) {
+    if cols < 16 || rhs.rows * 16 < dst.len() {
+        dst.fill(ZERO);
+    }
     if cols == 0 {
-        return; // a padding block: zeros already
+        return; // a padding block: zeros
     }
     if rhs.col_stride == 1 {
         // Row `k`'s values go to the even (`k` even) or odd slots of pair row `k / 2`.
-        let mut row = [0u16; 16];
+        let mut row = [ZERO; 16];
         for k in 0..rhs.rows {
             let start = k * rhs.row_stride + first;
             convert_into(&rhs.data[start..start + cols], &mut row[..cols]);
@@ -180,7 +214,7 @@ fn pack_rhs_block(rhs: View<'_>, first: usize, cols: usize, dst: &mut [u16]) {
         }
     } else {
         // Transposed: column `c` is contiguous; its consecutive pairs are pair rows' slots.
-        let mut column = vec![0u16; rhs.rows.next_multiple_of(2)];
+        let mut column = vec![ZERO; rhs.rows.next_multiple_of(2)];
         for c in 0..cols {
             let start = (first + c) * rhs.col_stride;
             convert_into(&rhs.data[start..start + rhs.rows], &mut column[..rhs.rows]);
@@ -215,6 +249,7 @@ impl PackedRhs {
 
 /// `out = op(lhs) @ op(rhs)` (`+ out` when `accumulate`), `out` row-major, on every core, the
 /// operands rounded to bf16. Needs [`supported`].
+#[cfg(test)]
 pub fn matmul(
     lhs: &Matrix<'_>,
     lhs_t: bool,
@@ -234,11 +269,27 @@ pub fn matmul_packed(
     out: &mut [f32],
     accumulate: bool,
 ) {
+    // SAFETY: `out` is a live, initialised slice of its length.
+    unsafe { matmul_packed_to(lhs, lhs_t, rhs, (out.as_mut_ptr(), out.len()), accumulate) }
+}
+
+/// [`matmul_packed`] into `len` values from a pointer (a new buffer the product fills).
+///
+/// # Safety
+/// `out.0` must point at `out.1` writable f32 that no other thread touches meanwhile,
+/// initialised when `accumulate`.
+pub unsafe fn matmul_packed_to(
+    lhs: &Matrix<'_>,
+    lhs_t: bool,
+    rhs: &PackedRhs,
+    (out, len): (*mut f32, usize),
+    accumulate: bool,
+) {
     assert!(supported(), "bf16 products need AMX-BF16");
     let lhs = View::of(lhs, lhs_t);
     assert_eq!(lhs.cols, rhs.inner, "inner dimensions differ");
     let (rows, cols, inner) = (lhs.rows, rhs.cols, lhs.cols);
-    assert_eq!(out.len(), rows * cols);
+    assert_eq!(len, rows * cols);
     if rows == 0 || cols == 0 {
         return;
     }
@@ -251,7 +302,7 @@ pub fn matmul_packed(
     };
     let (panels, blocks) = (rows.div_ceil(BLOCK), cols.div_ceil(BLOCK));
     let col_groups = blocks.div_ceil(GROUP);
-    let out = OutPtr(out.as_mut_ptr());
+    let out = OutPtr(out);
     (0..panels.div_ceil(GROUP) * col_groups)
         .into_par_iter()
         .for_each(|task| {
@@ -260,7 +311,8 @@ pub fn matmul_packed(
                 panels: row_group * GROUP..((row_group + 1) * GROUP).min(panels),
                 blocks: col_group * GROUP..((col_group + 1) * GROUP).min(blocks),
             };
-            // SAFETY: the tasks' blocks of the output are disjoint and inside `out`.
+            // SAFETY: the tasks' blocks of the output are disjoint and inside `out` (the
+            // caller's guarantee, its length asserted).
             unsafe { run_task(&packed_lhs, &rhs.data, shape, task, out, accumulate) };
         });
 }
@@ -297,7 +349,8 @@ unsafe impl Sync for OutPtr {}
 /// One task's blocks, column block by column block, on this thread's tiles.
 ///
 /// # Safety
-/// `out` holds `rows * cols` f32 and no other thread touches this task's blocks meanwhile.
+/// `out` holds `rows * cols` f32 (initialised when `accumulate`) and no other thread touches
+/// this task's blocks meanwhile.
 #[inline(never)]
 unsafe fn run_task(
     lhs: &[u16],
@@ -333,14 +386,20 @@ unsafe fn run_task(
             let first_row = panel * BLOCK;
             for r in 0..BLOCK.min(s.rows - first_row) {
                 let offset = (first_row + r) * s.cols + first_col;
-                // SAFETY: row `first_row + r < rows`, columns up to `first_col + width <= cols`:
-                // inside `out`, and this task's block (see `# Safety`).
-                let dst = unsafe { std::slice::from_raw_parts_mut(out.0.add(offset), width) };
                 let src = &tile[r * BLOCK..][..width];
-                if accumulate {
-                    dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
-                } else {
-                    dst.copy_from_slice(src);
+                // SAFETY: row `first_row + r < rows`, columns up to `first_col + width <= cols`:
+                // inside `out`, and this task's block (see `# Safety`); its values are
+                // initialised when `accumulate`, and only written otherwise.
+                unsafe {
+                    let dst = out.0.add(offset);
+                    if accumulate {
+                        std::slice::from_raw_parts_mut(dst, width)
+                            .iter_mut()
+                            .zip(src)
+                            .for_each(|(d, s)| *d += s);
+                    } else {
+                        std::ptr::copy_nonoverlapping(src.as_ptr(), dst, width);
+                    }
                 }
             }
         }
@@ -379,7 +438,7 @@ mod tests {
         let at = |v: View<'_>, r: usize, c: usize| {
             round_to_bf16(v.data[r * v.row_stride + c * v.col_stride]) as f64
         };
-        let mut out = zeroed::<f32>(lhs.rows * rhs.cols);
+        let mut out = vec![0.0f32; lhs.rows * rhs.cols];
         for r in 0..lhs.rows {
             for c in 0..rhs.cols {
                 let sum: f64 = (0..lhs.cols).map(|k| at(lhs, r, k) * at(rhs, k, c)).sum();

@@ -11,7 +11,7 @@
 use rayon::prelude::*;
 
 use super::buffer::zeroed;
-use super::gemm::{Matrix, matmul};
+use super::gemm::{Matrix, matmul, product};
 
 /// Sizes of one call: `tokens` rows of `d_in` features to `d_out`, adapter rank `rank`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,26 +107,18 @@ fn adapter_input(x: &[f32], dropout: Option<Dropout>) -> std::borrow::Cow<'_, [f
     }
 }
 
-/// Forward: `out` `[tokens, d_out]` and `scaling * dropout(x) @ A` `[tokens, rank]` (what the
-/// backward needs for `dB`; `rank` values per token).
+/// Forward: the output `[tokens, d_out]` and `scaling * dropout(x) @ A` `[tokens, rank]`
+/// (what the backward needs for `dB`; `rank` values per token).
 pub fn lora_forward(
     x: &[f32],
     w: &LoraWeights<'_>,
     s: LoraShape,
     dropout: Option<Dropout>,
-    out: &mut [f32],
-) -> Vec<f32> {
+) -> (Vec<f32>, Vec<f32>) {
     let xm = matrix(x, s.tokens, s.d_in);
-    matmul(
-        &xm,
-        false,
-        &matrix(w.base, s.d_in, s.d_out),
-        false,
-        out,
-        false,
-    );
+    let mut out = product(&xm, false, &matrix(w.base, s.d_in, s.d_out), false);
     if s.rank == 0 {
-        return Vec::new(); // a plain projection (`kernels::linear`)
+        return (out, Vec::new()); // a plain projection (`kernels::linear`)
     }
     let input = adapter_input(x, dropout);
     let mut hidden = zeroed::<f32>(s.tokens * s.rank);
@@ -141,8 +133,15 @@ pub fn lora_forward(
     );
     hidden.iter_mut().for_each(|h| *h *= w.scaling);
     let hm = matrix(&hidden, s.tokens, s.rank);
-    matmul(&hm, false, &matrix(w.b, s.rank, s.d_out), false, out, true);
-    hidden
+    matmul(
+        &hm,
+        false,
+        &matrix(w.b, s.rank, s.d_out),
+        false,
+        &mut out,
+        true,
+    );
+    (out, hidden)
 }
 
 /// Which gradients the backward computes (a parent outside the graph needs none).
@@ -187,17 +186,10 @@ pub fn lora_backward(
     needs: LoraNeeds,
 ) -> LoraGrads {
     let g = matrix(inputs.grad, s.tokens, s.d_out);
-    let product = |needed: bool, lhs: (&Matrix<'_>, bool), rhs: (&Matrix<'_>, bool), len| {
-        needed.then(|| {
-            let mut out = zeroed::<f32>(len);
-            matmul(lhs.0, lhs.1, rhs.0, rhs.1, &mut out, false);
-            out
-        })
-    };
     let hidden = matrix(inputs.hidden, s.tokens, s.rank);
-    let d_b = product(needs.b, (&hidden, true), (&g, false), s.rank * s.d_out);
+    let d_b = needs.b.then(|| product(&hidden, true, &g, false));
     let x = matrix(inputs.x, s.tokens, s.d_in);
-    let d_base = product(needs.base, (&x, true), (&g, false), s.d_in * s.d_out);
+    let d_base = needs.base.then(|| product(&x, true, &g, false));
     let mut u = zeroed::<f32>(s.tokens * s.rank);
     let adapted = s.rank > 0;
     if adapted && (needs.a || needs.x) {
@@ -215,21 +207,18 @@ pub fn lora_backward(
     let d_a = needs.a.then(|| {
         let input = adapter_input(inputs.x, dropout);
         let input = matrix(&input, s.tokens, s.d_in);
-        let mut d_a = zeroed::<f32>(s.d_in * s.rank);
-        matmul(&input, true, &um, false, &mut d_a, false);
-        d_a
+        product(&input, true, &um, false)
     });
     let d_x = needs.x.then(|| {
-        let mut d_x = zeroed::<f32>(s.tokens * s.d_in);
-        if adapted {
-            let a_t = matrix(w.a, s.d_in, s.rank);
-            matmul(&um, false, &a_t, true, &mut d_x, false);
-            if let Some(dropout) = dropout {
-                apply_dropout(&mut d_x, dropout);
-            }
-        }
         let base = matrix(w.base, s.d_in, s.d_out);
-        matmul(&g, false, &base, true, &mut d_x, adapted);
+        if !adapted {
+            return product(&g, false, &base, true);
+        }
+        let mut d_x = product(&um, false, &matrix(w.a, s.d_in, s.rank), true);
+        if let Some(dropout) = dropout {
+            apply_dropout(&mut d_x, dropout);
+        }
+        matmul(&g, false, &base, true, &mut d_x, true);
         d_x
     });
     LoraGrads {

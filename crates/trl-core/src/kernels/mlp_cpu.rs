@@ -9,7 +9,7 @@
 //! as in TRL), under which what is kept here lives only while its layer's backward runs.
 
 use super::buffer::zeroed;
-use super::gemm::{Matrix, matmul};
+use super::gemm::{Matrix, matmul, product as gemm_product};
 use super::swiglu_cpu::{swiglu_backward_in_place, swiglu_forward};
 
 /// Sizes of one MLP call: `tokens` rows of `hidden` features, `inter` intermediate features.
@@ -51,45 +51,24 @@ impl std::fmt::Debug for Projections {
 
 /// `(x @ gate, x @ up)`, each `[tokens, inter]`.
 fn projections(x: &[f32], w: &MlpWeights<'_>, s: MlpShape) -> Projections {
-    let x = Matrix {
-        data: x,
-        rows: s.tokens,
-        cols: s.hidden,
-    };
-    let mut out = [
-        zeroed::<f32>(s.tokens * s.inter),
-        zeroed::<f32>(s.tokens * s.inter),
-    ];
-    for (weight, out) in [w.gate, w.up].into_iter().zip(&mut out) {
-        let weight = Matrix {
-            data: weight,
-            rows: s.hidden,
-            cols: s.inter,
-        };
-        matmul(&x, false, &weight, false, out, false);
-    }
-    let [gate, up] = out;
+    let x = matrix(x, s.tokens, s.hidden);
+    let [gate, up] = [w.gate, w.up]
+        .map(|weight| gemm_product(&x, false, &matrix(weight, s.hidden, s.inter), false));
     Projections { gate, up }
 }
 
-/// Forward without a backward to come (inference, a reference model): `out`
+/// Forward without a backward to come (inference, a reference model): the output
 /// `[tokens, hidden]`, the projections freed before the down projection runs.
-pub fn mlp_forward(x: &[f32], w: &MlpWeights<'_>, s: MlpShape, out: &mut [f32]) {
+pub fn mlp_forward(x: &[f32], w: &MlpWeights<'_>, s: MlpShape) -> (Vec<f32>, ()) {
     let h = activated(&projections(x, w, s), s);
-    down_into(&h, w, s, out);
+    (down(&h, w, s), ())
 }
 
-/// Forward of a recorded graph: `out` `[tokens, hidden]`; returns the projections for the
+/// Forward of a recorded graph: the output `[tokens, hidden]` and the projections for the
 /// backward.
-pub fn mlp_forward_keeping(
-    x: &[f32],
-    w: &MlpWeights<'_>,
-    s: MlpShape,
-    out: &mut [f32],
-) -> Projections {
+pub fn mlp_forward_keeping(x: &[f32], w: &MlpWeights<'_>, s: MlpShape) -> (Vec<f32>, Projections) {
     let projections = projections(x, w, s);
-    down_into(&activated(&projections, s), w, s, out);
-    projections
+    (down(&activated(&projections, s), w, s), projections)
 }
 
 /// `silu(gate) * up`, `[tokens, inter]`.
@@ -99,19 +78,10 @@ fn activated(projections: &Projections, s: MlpShape) -> Vec<f32> {
     h
 }
 
-/// `out = h @ down`, `[tokens, hidden]`.
-fn down_into(h: &[f32], w: &MlpWeights<'_>, s: MlpShape, out: &mut [f32]) {
-    let h = Matrix {
-        data: h,
-        rows: s.tokens,
-        cols: s.inter,
-    };
-    let down = Matrix {
-        data: w.down,
-        rows: s.inter,
-        cols: s.hidden,
-    };
-    matmul(&h, false, &down, false, out, false);
+/// `h @ down`, `[tokens, hidden]`.
+fn down(h: &[f32], w: &MlpWeights<'_>, s: MlpShape) -> Vec<f32> {
+    let h = matrix(h, s.tokens, s.inter);
+    gemm_product(&h, false, &matrix(w.down, s.inter, s.hidden), false)
 }
 
 /// Which gradients the backward computes: a frozen weight (LoRA, a reference model) or an
@@ -146,13 +116,8 @@ fn product(
     needed: bool,
     (lhs, lhs_t): (&Matrix<'_>, bool),
     (rhs, rhs_t): (&Matrix<'_>, bool),
-    len: usize,
 ) -> Option<Vec<f32>> {
-    needed.then(|| {
-        let mut out = zeroed::<f32>(len);
-        matmul(lhs, lhs_t, rhs, rhs_t, &mut out, false);
-        out
-    })
+    needed.then(|| gemm_product(lhs, lhs_t, rhs, rhs_t))
 }
 
 /// Backward given `grad` `[tokens, hidden]` of the output and the forward's projections: the
@@ -166,36 +131,29 @@ pub fn mlp_backward(
     needs: MlpNeeds,
     projections: Projections,
 ) -> MlpGrads {
-    let Projections { mut gate, mut up } = projections;
-    let mut buffer = zeroed::<f32>(s.tokens * s.inter);
     let g = matrix(grad, s.tokens, s.hidden);
     // d_down = hᵀ @ grad   [inter, hidden]
     let d_down = needs.down.then(|| {
-        swiglu_forward(&gate, &up, &mut buffer);
-        let h = matrix(&buffer, s.tokens, s.inter);
-        let mut d = zeroed::<f32>(s.inter * s.hidden);
-        matmul(&h, true, &g, false, &mut d, false);
-        d
+        let h = activated(&projections, s);
+        gemm_product(&matrix(&h, s.tokens, s.inter), true, &g, false)
     });
     // dh = grad @ downᵀ   [tokens, inter]
-    let down = matrix(w.down, s.inter, s.hidden);
-    matmul(&g, false, &down, true, &mut buffer, false);
+    let dh = gemm_product(&g, false, &matrix(w.down, s.inter, s.hidden), true);
     // gate/up become their gradients
-    swiglu_backward_in_place(&mut gate, &mut up, &buffer);
-    drop(buffer);
+    let Projections { mut gate, mut up } = projections;
+    swiglu_backward_in_place(&mut gate, &mut up, &dh);
+    drop(dh);
     let x = matrix(x, s.tokens, s.hidden);
     let d_gate_act = matrix(&gate, s.tokens, s.inter);
     let d_up_act = matrix(&up, s.tokens, s.inter);
     // d_weight = xᵀ @ d_act   [hidden, inter]
-    let weight_len = s.hidden * s.inter;
-    let d_gate = product(needs.gate, (&x, true), (&d_gate_act, false), weight_len);
-    let d_up = product(needs.up, (&x, true), (&d_up_act, false), weight_len);
+    let d_gate = product(needs.gate, (&x, true), (&d_gate_act, false));
+    let d_up = product(needs.up, (&x, true), (&d_up_act, false));
     // dx = d_gate_act @ gateᵀ + d_up_act @ upᵀ   [tokens, hidden]
     let dx = needs.x.then(|| {
-        let mut dx = zeroed::<f32>(s.tokens * s.hidden);
         let gate_w = matrix(w.gate, s.hidden, s.inter);
         let up_w = matrix(w.up, s.hidden, s.inter);
-        matmul(&d_gate_act, false, &gate_w, true, &mut dx, false);
+        let mut dx = gemm_product(&d_gate_act, false, &gate_w, true);
         matmul(&d_up_act, false, &up_w, true, &mut dx, true);
         dx
     });
