@@ -83,31 +83,58 @@ pub unsafe fn release() {
     unsafe { asm!("tilerelease", options(nostack)) };
 }
 
-/// `c[32 x 32] = a[32 x inner] @ b[inner x 32]` in f32 from bf16 operands.
+/// Where [`block_32x32`] writes its 32 x 32 f32 outputs: rows `row_bytes` apart from `ptr`,
+/// and whether the product is added to what they hold (loaded into the tiles first) or
+/// replaces it.
+#[derive(Clone, Copy)]
+pub struct BlockOut {
+    pub ptr: *mut f32,
+    pub row_bytes: usize,
+    pub accumulate: bool,
+}
+
+/// `c[32 x 32] (+)= a[32 x inner] @ b[inner x 32]` in f32 from bf16 operands.
 ///
 /// `a`: 32 rows of `inner` bf16 values, `a_row_bytes` apart; `b`: two 16-column blocks in
 /// VNNI order (`[inner / 2][16][2]` each, 64 bytes per pair of inner rows), `b_block_elems`
-/// apart; `c`: 32 rows of 32 f32, row-major. `inner` is a multiple of [`TILE_K`].
+/// apart; `c`: see [`BlockOut`]. `inner` is a multiple of [`TILE_K`].
 ///
 /// # Safety
-/// [`configure`] ran on this thread; every pointer covers what the sizes above reach.
+/// [`configure`] ran on this thread; every pointer covers what the sizes above reach (`c`'s
+/// 32 rows initialised when it accumulates).
 pub unsafe fn block_32x32(
     a: *const u16,
     a_row_bytes: usize,
     b: *const u16,
     b_block_elems: usize,
     inner: usize,
-    c: *mut f32,
+    c: BlockOut,
 ) {
+    let (c_lower, stride) = (c.ptr.wrapping_byte_add(16 * c.row_bytes), c.row_bytes);
     // SAFETY: the caller guarantees the tile setup and the extents read and written.
     unsafe {
-        asm!(
-            "tilezero tmm0",
-            "tilezero tmm1",
-            "tilezero tmm2",
-            "tilezero tmm3",
-            options(nostack)
-        );
+        if c.accumulate {
+            asm!(
+                "tileloadd tmm0, [{c0} + {stride}*1]",
+                "tileloadd tmm1, [{c1} + {stride}*1]",
+                "tileloadd tmm2, [{c2} + {stride}*1]",
+                "tileloadd tmm3, [{c3} + {stride}*1]",
+                c0 = in(reg) c.ptr,
+                c1 = in(reg) c.ptr.add(16),
+                c2 = in(reg) c_lower,
+                c3 = in(reg) c_lower.add(16),
+                stride = in(reg) stride,
+                options(nostack)
+            );
+        } else {
+            asm!(
+                "tilezero tmm0",
+                "tilezero tmm1",
+                "tilezero tmm2",
+                "tilezero tmm3",
+                options(nostack)
+            );
+        }
         let a_lower = a.byte_add(TILE_ROWS * a_row_bytes);
         let mut k = 0;
         while k < inner {
@@ -130,17 +157,16 @@ pub unsafe fn block_32x32(
             );
             k += TILE_K;
         }
-        let row_bytes = 32 * 4usize;
         asm!(
             "tilestored [{c0} + {stride}*1], tmm0",
             "tilestored [{c1} + {stride}*1], tmm1",
             "tilestored [{c2} + {stride}*1], tmm2",
             "tilestored [{c3} + {stride}*1], tmm3",
-            c0 = in(reg) c,
-            c1 = in(reg) c.add(16),
-            c2 = in(reg) c.add(16 * 32),
-            c3 = in(reg) c.add(16 * 32 + 16),
-            stride = in(reg) row_bytes,
+            c0 = in(reg) c.ptr,
+            c1 = in(reg) c.ptr.add(16),
+            c2 = in(reg) c_lower,
+            c3 = in(reg) c_lower.add(16),
+            stride = in(reg) stride,
             options(nostack)
         );
     }

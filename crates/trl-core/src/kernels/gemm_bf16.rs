@@ -371,8 +371,29 @@ unsafe fn run_task(
         let width = BLOCK.min(s.cols - first_col);
         for panel in task.panels.clone() {
             let a = &lhs[panel * panel_elems..][..panel_elems];
+            let first_row = panel * BLOCK;
+            let height = BLOCK.min(s.rows - first_row);
+            let corner = first_row * s.cols + first_col;
+            // A whole block is read and written in `out` itself; an edge block goes through
+            // `tile`, then its rows inside the output are copied or added.
+            let whole = height == BLOCK && width == BLOCK;
+            let c = if whole {
+                amx::BlockOut {
+                    // SAFETY: (first_row, first_col) is inside `out` (see `# Safety`).
+                    ptr: unsafe { out.0.add(corner) },
+                    row_bytes: s.cols * 4,
+                    accumulate,
+                }
+            } else {
+                amx::BlockOut {
+                    ptr: tile.as_mut_ptr(),
+                    row_bytes: BLOCK * 4,
+                    accumulate: false,
+                }
+            };
             // SAFETY: `a` holds 32 rows of `inner_padded` values, `b` two column blocks of
-            // `block_elems`, `tile` 32 x 32 f32: exactly what the kernel reads and writes.
+            // `block_elems`; `c` is 32 x 32 f32 of `tile`, or of this task's block of `out`
+            // (all 32 rows and columns inside it, initialised when `accumulate`).
             unsafe {
                 amx::block_32x32(
                     a.as_ptr(),
@@ -380,18 +401,19 @@ unsafe fn run_task(
                     b.as_ptr(),
                     block_elems,
                     s.inner_padded,
-                    tile.as_mut_ptr(),
+                    c,
                 )
             };
-            let first_row = panel * BLOCK;
-            for r in 0..BLOCK.min(s.rows - first_row) {
-                let offset = (first_row + r) * s.cols + first_col;
+            if whole {
+                continue;
+            }
+            for r in 0..height {
                 let src = &tile[r * BLOCK..][..width];
                 // SAFETY: row `first_row + r < rows`, columns up to `first_col + width <= cols`:
                 // inside `out`, and this task's block (see `# Safety`); its values are
                 // initialised when `accumulate`, and only written otherwise.
                 unsafe {
-                    let dst = out.0.add(offset);
+                    let dst = out.0.add(corner + r * s.cols);
                     if accumulate {
                         std::slice::from_raw_parts_mut(dst, width)
                             .iter_mut()
