@@ -295,13 +295,15 @@ fn a_persistent_server_error_names_the_file_and_commits_nothing() {
 
 #[test]
 fn an_unreachable_server_is_a_network_error_after_retries() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
+    // A port freed on 127.0.0.2: the other tests' servers bind 127.0.0.1 only, so none of them
+    // can take it between this bind and the client's connection attempts.
+    let port = std::net::TcpListener::bind("127.0.0.2:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
     let settings = HubSettings {
-        endpoint: format!("http://127.0.0.1:{port}"),
+        endpoint: format!("http://127.0.0.2:{port}"),
         token: TOKEN.into(),
     };
     let err = HubClient::new(settings, FAST)
