@@ -25,9 +25,8 @@
 //! `Method::prepare` call (generation, decoding, scoring, advantages; TRL's:
 //! `_generate_and_score_completions`), the rest of the step is the update.
 
-use std::cell::RefCell;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use burn::tensor::{Device, Tensor};
@@ -150,7 +149,7 @@ struct GenerationLog {
 /// The policy sampler with a stopwatch around each generation batch.
 struct TimedSampler {
     inner: PolicySampler,
-    log: Rc<RefCell<GenerationLog>>,
+    log: Arc<Mutex<GenerationLog>>,
 }
 
 impl CompletionSource for TimedSampler {
@@ -163,7 +162,7 @@ impl CompletionSource for TimedSampler {
     ) -> trl_core::Result<Vec<Vec<u32>>> {
         let started = Instant::now();
         let completions = self.inner.complete(model, prompts, generation, first_row)?;
-        let mut log = self.log.borrow_mut();
+        let mut log = self.log.lock().expect("the generation log is not poisoned");
         log.seconds.push(started.elapsed().as_secs_f64());
         log.lengths.extend(completions.iter().map(Vec::len));
         Ok(completions)
@@ -266,7 +265,7 @@ fn run_steps(o: &Options, examples: &[PromptExample]) -> BoxResult<(Timings, Vec
         max_completion_length: o.max_completion_length,
         ..GrpoConfig::default()
     };
-    let log = Rc::new(RefCell::new(GenerationLog::default()));
+    let log = Arc::new(Mutex::new(GenerationLog::default()));
     let sampler = PolicySampler {
         options: GenerationOptions {
             max_new_tokens: o.max_completion_length,
@@ -288,7 +287,7 @@ fn run_steps(o: &Options, examples: &[PromptExample]) -> BoxResult<(Timings, Vec
         rewards: vec![Box::new(EvenShare)],
         source: Box::new(TimedSampler {
             inner: sampler,
-            log: Rc::clone(&log),
+            log: Arc::clone(&log),
         }),
         variant: Variant::Grpo,
     };
@@ -313,9 +312,10 @@ fn run_steps(o: &Options, examples: &[PromptExample]) -> BoxResult<(Timings, Vec
         .collect();
     let rollouts = std::mem::take(&mut timed.prepare_s);
     drop(timed);
-    let log = Rc::try_unwrap(log)
+    let log = Arc::try_unwrap(log)
         .map_err(|_| "the generation log is still shared")?
-        .into_inner();
+        .into_inner()
+        .map_err(|_| "the generation log is poisoned")?;
     let timings = Timings {
         steps,
         rollouts,

@@ -222,7 +222,7 @@ impl AdapterPlan {
 }
 
 /// Loads a base model of the method's kind from a folder (for resuming an adapter run).
-pub type LoadBase<Model> = Box<dyn Fn(&Path, &Device) -> trl_core::Result<Model>>;
+pub type LoadBase<Model> = Box<dyn Fn(&Path, &Device) -> trl_core::Result<Model> + Send>;
 
 /// A method trained through a LoRA adapter: everything is the inner method's, except that
 /// the model is saved as a peft folder (adapter + config + tokenizer) and resumed from one.

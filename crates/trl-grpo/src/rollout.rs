@@ -53,7 +53,7 @@ pub struct RolloutBatch {
 }
 
 /// Where completions come from: the policy's own sampling, or (replay tests) recorded ones.
-pub trait CompletionSource {
+pub trait CompletionSource: Send {
     /// Completion ids (each up to and including its first EOS) for every prompt row, in
     /// order; `generation` counts the generation batches of the run from 0, `first_row` is
     /// the index of `prompts[0]` in the global generation batch (a data-parallel rank's share

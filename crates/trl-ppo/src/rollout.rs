@@ -15,7 +15,7 @@ use crate::response::{
 };
 
 /// Where responses come from: the policy's sampling, or (replay tests) recorded ones.
-pub trait ResponseSource {
+pub trait ResponseSource: Send {
     /// One response per query (token ids, no padding) for rollout batch `step`; query `i` is
     /// row `first_row + i` of the (global) rollout batch.
     fn respond(

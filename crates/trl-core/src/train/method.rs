@@ -65,12 +65,13 @@ impl<B> PreparedStep<B> {
     }
 }
 
-/// A training method plugged into the loop.
-pub trait Method {
+/// A training method plugged into the loop. `Send`, with examples `Sync`, because the loop
+/// runs each step on a worker of the rayon pool the kernels use (see `trainer.rs`).
+pub trait Method: Send {
     /// The trained module (a causal LM, a sequence classifier, policy + value...).
     type Model: Module;
     /// A training example, as the data preparation produced it.
-    type Example;
+    type Example: Sync;
     /// A micro-batch ready for the loss (collated tensors, generated completions, rewards).
     type Batch;
 

@@ -14,6 +14,7 @@ mod eval_args;
 mod eval_loop;
 pub mod eval_shard;
 pub mod gather;
+mod kernel_pool;
 pub mod logging;
 pub mod loss_scale;
 pub mod method;

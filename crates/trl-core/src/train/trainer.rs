@@ -20,6 +20,7 @@ use super::checkpoint::{checkpoint_dir, prune_checkpoints, save_checkpoint};
 use super::collective::{Collective, world};
 use super::data_parallel::{broadcast_parameters, check_same_parameters};
 use super::eval_loop::{eval_due, eval_set, finish_best, note_best_checkpoint, run_eval};
+use super::kernel_pool;
 use super::logging::RunLogger;
 use super::method::{Method, StepContext};
 use super::optim::AdamWConfig;
@@ -104,9 +105,11 @@ pub fn train_with_eval<M: Method>(
     }
     while run.state.global_step < plan.total_steps {
         let step_start = Instant::now();
-        let (next, report, lr) = train_step(
-            method, model, examples, &mut plan, &mut run, &schedule, args, device, world,
-        )?;
+        let (next, report, lr) = kernel_pool::run_step(device, || {
+            train_step(
+                method, model, examples, &mut plan, &mut run, &schedule, args, device, world,
+            )
+        })?;
         model = next;
         logger.progress(run.state.global_step, report.tokens, report.loss);
         let step_time = step_start.elapsed().as_secs_f64();
