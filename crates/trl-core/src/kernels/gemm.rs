@@ -129,29 +129,7 @@ unsafe fn matmul_to(
     unsafe { matmul_f32_to(lhs, lhs_t, rhs, rhs_t, out, accumulate) };
 }
 
-/// [`matmul`] in f32 through the `gemm` crate.
-fn matmul_f32(
-    lhs: &Matrix<'_>,
-    lhs_t: bool,
-    rhs: &Matrix<'_>,
-    rhs_t: bool,
-    out: &mut [f32],
-    accumulate: bool,
-) {
-    // SAFETY: `out` is a live, initialised slice of its length.
-    unsafe {
-        matmul_f32_to(
-            lhs,
-            lhs_t,
-            rhs,
-            rhs_t,
-            (out.as_mut_ptr(), out.len()),
-            accumulate,
-        )
-    }
-}
-
-/// [`matmul_f32`] into `len` values from a pointer.
+/// [`matmul_to`] in f32 through the `gemm` crate.
 ///
 /// # Safety
 /// As [`matmul_to`].
@@ -235,7 +213,8 @@ pub fn matmul_prepared(
         super::gemm_bf16::matmul_packed(lhs, lhs_t, packed, out, accumulate);
         return;
     }
-    matmul_f32(lhs, lhs_t, &rhs.matrix, rhs.transposed, out, accumulate);
+    // f32: `rhs` was not packed because it is too small for bf16, or `lhs` is.
+    matmul(lhs, lhs_t, &rhs.matrix, rhs.transposed, out, accumulate);
 }
 
 type Operands = (
@@ -286,15 +265,48 @@ unsafe fn run(
     }
 }
 
+/// Test operands shared by this module's and `gemm_bf16`'s tests: `op(lhs)` `[rows, inner]` and
+/// `op(rhs)` `[inner, cols]` stored transposed where asked, with values in [-1, 1).
+#[cfg(test)]
+pub(super) struct TestOperands {
+    a: Vec<f32>,
+    b: Vec<f32>,
+    lhs_dims: (usize, usize),
+    rhs_dims: (usize, usize),
+}
+
+#[cfg(test)]
+impl TestOperands {
+    pub fn new((rows, inner, cols): (usize, usize, usize), lhs_t: bool, rhs_t: bool) -> Self {
+        TestOperands {
+            a: test_values(rows * inner, 1),
+            b: test_values(inner * cols, 2),
+            lhs_dims: if lhs_t { (inner, rows) } else { (rows, inner) },
+            rhs_dims: if rhs_t { (cols, inner) } else { (inner, cols) },
+        }
+    }
+
+    /// The stored left and right matrices.
+    pub fn matrices(&self) -> (Matrix<'_>, Matrix<'_>) {
+        let matrix = |data, (rows, cols)| Matrix { data, rows, cols };
+        (
+            matrix(&self.a, self.lhs_dims),
+            matrix(&self.b, self.rhs_dims),
+        )
+    }
+}
+
+/// `len` deterministic values in [-1, 1).
+#[cfg(test)]
+pub(super) fn test_values(len: usize, salt: usize) -> Vec<f32> {
+    (0..len)
+        .map(|i| (((i * 7919 + salt * 104_729) % 2003) as f32 / 1001.0) - 1.0)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{Matrix, matmul, product};
-
-    fn values(len: usize, salt: usize) -> Vec<f32> {
-        (0..len)
-            .map(|i| (((i * 7919 + salt * 104_729) % 2003) as f32 / 1001.0) - 1.0)
-            .collect()
-    }
+    use super::{TestOperands, matmul, product};
 
     /// `product`'s fresh buffer holds what `matmul` writes over zeros, for every transpose and
     /// an empty inner dimension (whose product is all zeros, not whatever the memory held).
@@ -302,19 +314,8 @@ mod tests {
     fn a_product_into_a_new_buffer_equals_matmul_over_zeros() {
         for (rows, inner, cols) in [(7, 5, 3), (70, 33, 65), (4, 0, 6)] {
             for (lhs_t, rhs_t) in [(false, false), (true, false), (false, true), (true, true)] {
-                let (a, b) = (values(rows * inner, 1), values(inner * cols, 2));
-                let (ar, ac) = if lhs_t { (inner, rows) } else { (rows, inner) };
-                let (br, bc) = if rhs_t { (cols, inner) } else { (inner, cols) };
-                let lhs = Matrix {
-                    data: &a,
-                    rows: ar,
-                    cols: ac,
-                };
-                let rhs = Matrix {
-                    data: &b,
-                    rows: br,
-                    cols: bc,
-                };
+                let operands = TestOperands::new((rows, inner, cols), lhs_t, rhs_t);
+                let (lhs, rhs) = operands.matrices();
                 let mut expected = vec![0.0f32; rows * cols];
                 matmul(&lhs, lhs_t, &rhs, rhs_t, &mut expected, false);
                 let got = product(&lhs, lhs_t, &rhs, rhs_t);

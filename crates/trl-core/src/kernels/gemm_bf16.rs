@@ -494,6 +494,7 @@ unsafe fn run_task(
 
 #[cfg(test)]
 mod tests {
+    use super::super::gemm::{TestOperands, test_values};
     use super::*;
 
     #[test]
@@ -532,12 +533,6 @@ mod tests {
         out
     }
 
-    fn values(len: usize, salt: usize) -> Vec<f32> {
-        (0..len)
-            .map(|i| (((i * 7919 + salt * 104_729) % 2003) as f32 / 1001.0) - 1.0)
-            .collect()
-    }
-
     /// Shapes off every tile size, and one of several tasks each way (2 x 2 groups of blocks).
     #[test]
     fn amx_products_match_the_rounded_operands_product_for_every_shape_and_transpose() {
@@ -553,22 +548,10 @@ mod tests {
             (300, 40, 280),
         ] {
             for (lhs_t, rhs_t) in [(false, false), (true, false), (false, true), (true, true)] {
-                let a = values(rows * inner, 1);
-                let b = values(inner * cols, 2);
-                let (ar, ac) = if lhs_t { (inner, rows) } else { (rows, inner) };
-                let (br, bc) = if rhs_t { (cols, inner) } else { (inner, cols) };
-                let lhs = Matrix {
-                    data: &a,
-                    rows: ar,
-                    cols: ac,
-                };
-                let rhs = Matrix {
-                    data: &b,
-                    rows: br,
-                    cols: bc,
-                };
+                let operands = TestOperands::new((rows, inner, cols), lhs_t, rhs_t);
+                let (lhs, rhs) = operands.matrices();
                 let expected = reference(View::of(&lhs, lhs_t), View::of(&rhs, rhs_t));
-                let mut out = values(rows * cols, 3);
+                let mut out = test_values(rows * cols, 3);
                 let before = out.clone();
                 matmul(&lhs, lhs_t, &rhs, rhs_t, &mut out, true);
                 for (i, ((o, e), b)) in out.iter().zip(&expected).zip(&before).enumerate() {
