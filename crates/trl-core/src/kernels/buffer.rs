@@ -6,7 +6,8 @@
 //! measured on the benchmark model's LoRA step, a fifth of the step's serial time. Zeroing in
 //! chunks on the pool spreads both over the cores, and the pages are then warm in the cache
 //! of the core that fills them next. Zeroing (not an uninitialised `Vec`) keeps every kernel's
-//! `&mut [f32]` output sound.
+//! `&mut [f32]` output sound; a kernel that writes every value of its output through
+//! `MaybeUninit` takes [`written`] instead and skips the zeroing altogether.
 
 use std::mem::MaybeUninit;
 
@@ -30,6 +31,27 @@ pub(crate) fn zeroed<T: Copy + Default + Send + Sync>(len: usize) -> Vec<T> {
         .par_chunks_mut(CHUNK_BYTES / size)
         .for_each(|chunk| chunk.fill(MaybeUninit::new(T::default())));
     // SAFETY: the chunks above cover `0..len` and wrote every element.
+    unsafe { out.set_len(len) };
+    out
+}
+
+/// A buffer of `len` values that `fill(index, chunk)` writes on every core, `chunk` values a
+/// task (the last chunk shorter), with no zeroing pass first.
+///
+/// # Safety
+/// `fill` must write every value of each chunk it is given.
+pub(crate) unsafe fn written<T: Send>(
+    len: usize,
+    chunk: usize,
+    fill: impl Fn(usize, &mut [MaybeUninit<T>]) + Sync,
+) -> Vec<T> {
+    let mut out = Vec::with_capacity(len);
+    out.spare_capacity_mut()[..len]
+        .par_chunks_mut(chunk)
+        .enumerate()
+        .for_each(|(index, dst)| fill(index, dst));
+    // SAFETY: the chunks cover `0..len` and `fill` wrote every value of each (the caller's
+    // guarantee).
     unsafe { out.set_len(len) };
     out
 }

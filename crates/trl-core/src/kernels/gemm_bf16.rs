@@ -17,6 +17,7 @@ use std::mem::MaybeUninit;
 use rayon::prelude::*;
 
 use super::amx::{self, TILE_K};
+use super::buffer::written;
 use super::gemm::Matrix;
 
 /// f32 to bf16 bits, rounding to nearest even (torch's `.to(torch.bfloat16)`; NaNs stay NaN).
@@ -109,38 +110,24 @@ impl<'a> View<'a> {
 /// Rows and columns of the output blocks one [`amx::block_32x32`] call computes.
 const BLOCK: usize = 32;
 
-/// A buffer of `len` bf16 values that `fill` writes in chunks of `chunk` on every core, each
-/// chunk in full (padding included), so that no zeroing pass runs first.
-fn packed(
-    len: usize,
-    chunk: usize,
-    fill: impl Fn(usize, &mut [MaybeUninit<u16>]) + Sync,
-) -> Vec<u16> {
-    let mut out = Vec::with_capacity(len);
-    out.spare_capacity_mut()[..len]
-        .par_chunks_mut(chunk)
-        .enumerate()
-        .for_each(|(index, dst)| fill(index, dst));
-    // SAFETY: the chunks cover `0..len` and `fill` writes every value of its chunk.
-    unsafe { out.set_len(len) };
-    out
-}
-
 /// The padding value of a packed operand, as the packers write it.
 const ZERO: MaybeUninit<u16> = MaybeUninit::new(0);
 
 /// `lhs` `[rows, inner]` as bf16 `[rows_padded, inner_padded]`, row-major, zero padding; one
 /// task per panel of [`BLOCK`] rows.
 fn pack_lhs(lhs: View<'_>, rows_padded: usize, inner_padded: usize) -> Vec<u16> {
-    packed(
-        rows_padded * inner_padded,
-        BLOCK * inner_padded,
-        |panel, dst| {
-            let first = panel * BLOCK;
-            let rows = BLOCK.min(lhs.rows.saturating_sub(first));
-            pack_lhs_panel(lhs, first, rows, inner_padded, dst);
-        },
-    )
+    // SAFETY: `pack_lhs_panel` writes all of its panel, padding included.
+    unsafe {
+        written(
+            rows_padded * inner_padded,
+            BLOCK * inner_padded,
+            |panel, dst| {
+                let first = panel * BLOCK;
+                let rows = BLOCK.min(lhs.rows.saturating_sub(first));
+                pack_lhs_panel(lhs, first, rows, inner_padded, dst);
+            },
+        )
+    }
 }
 
 /// Rows `first..first + rows` of `lhs` into `dst` (a panel of [`BLOCK`] rows of
@@ -180,15 +167,18 @@ fn pack_lhs_panel(
 /// `rhs` `[inner, cols]` as bf16 blocks of 16 columns, each `[inner_padded / 2][16][2]`
 /// (VNNI: the two inner rows of a pair side by side per column), zero padding.
 fn pack_rhs(rhs: View<'_>, cols_padded: usize, inner_padded: usize) -> Vec<u16> {
-    packed(
-        cols_padded * inner_padded,
-        inner_padded * 16,
-        |block, dst| {
-            let first = block * 16;
-            let cols = 16.min(rhs.cols.saturating_sub(first));
-            pack_rhs_block(rhs, first, cols, dst);
-        },
-    )
+    // SAFETY: `pack_rhs_block` writes all of its block, padding included.
+    unsafe {
+        written(
+            cols_padded * inner_padded,
+            inner_padded * 16,
+            |block, dst| {
+                let first = block * 16;
+                let cols = 16.min(rhs.cols.saturating_sub(first));
+                pack_rhs_block(rhs, first, cols, dst);
+            },
+        )
+    }
 }
 
 /// Columns `first..first + cols` (at most 16) of `rhs` into one VNNI block `dst`, written in

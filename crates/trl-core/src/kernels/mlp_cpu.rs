@@ -8,7 +8,6 @@
 //! LoRA SFT step); the memory-bounded mode is per-layer gradient checkpointing (on by default,
 //! as in TRL), under which what is kept here lives only while its layer's backward runs.
 
-use super::buffer::zeroed;
 use super::gemm::{Matrix, matmul, product as gemm_product};
 use super::swiglu_cpu::{swiglu_backward_in_place, swiglu_forward};
 
@@ -73,9 +72,8 @@ pub fn mlp_forward_keeping(x: &[f32], w: &MlpWeights<'_>, s: MlpShape) -> (Vec<f
 
 /// `silu(gate) * up`, `[tokens, inter]`.
 fn activated(projections: &Projections, s: MlpShape) -> Vec<f32> {
-    let mut h = zeroed::<f32>(s.tokens * s.inter);
-    swiglu_forward(&projections.gate, &projections.up, &mut h);
-    h
+    assert_eq!(projections.gate.len(), s.tokens * s.inter);
+    swiglu_forward(&projections.gate, &projections.up)
 }
 
 /// `h @ down`, `[tokens, hidden]`.

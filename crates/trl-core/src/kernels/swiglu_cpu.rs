@@ -5,20 +5,27 @@
 //! ops, each a separate walk over `[tokens, intermediate]` values (10% of an SFT step on flex,
 //! one core); here forward is one pass and backward one more.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
+use super::buffer::written;
 use super::fast_math::{sigmoid, simd_targets};
 
 /// Elements per parallel task: big enough to amortise scheduling, small enough to split the
 /// benchmark model's 2M-value activations over every core.
 const CHUNK: usize = 16 * 1024;
 
-/// `out = silu(gate) * up`, elementwise.
-pub fn swiglu_forward(gate: &[f32], up: &[f32], out: &mut [f32]) {
-    assert!(gate.len() == up.len() && up.len() == out.len());
-    out.par_chunks_mut(CHUNK)
-        .zip(gate.par_chunks(CHUNK).zip(up.par_chunks(CHUNK)))
-        .for_each(|(out, (gate, up))| forward_chunk(gate, up, out));
+/// `silu(gate) * up`, elementwise, into a new buffer (written once, not zeroed first).
+pub fn swiglu_forward(gate: &[f32], up: &[f32]) -> Vec<f32> {
+    assert_eq!(gate.len(), up.len());
+    // SAFETY: `forward_chunk` writes every value of its chunk.
+    unsafe {
+        written(gate.len(), CHUNK, |index, out| {
+            let range = index * CHUNK..index * CHUNK + out.len();
+            forward_chunk(&gate[range.clone()], &up[range], out);
+        })
+    }
 }
 
 /// Given `grad` of `silu(gate) * up`, turns `gate` into `d_gate = grad * up * silu'(gate)`
@@ -46,9 +53,10 @@ simd_targets! {
 }
 
 simd_targets! {
-    fn forward_chunk(gate: &[f32], up: &[f32], out: &mut [f32]) {
+    fn forward_chunk(gate: &[f32], up: &[f32], out: &mut [MaybeUninit<f32>]) {
+        assert!(gate.len() == out.len() && up.len() == out.len());
         for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
-            *o = g * sigmoid(g) * u;
+            o.write(g * sigmoid(g) * u);
         }
     }
 }
@@ -69,8 +77,7 @@ mod tests {
         let grad: Vec<f32> = (0..n)
             .map(|i| ((i * 13 % 311) as f32 - 155.0) / 70.0)
             .collect();
-        let mut out = vec![0.0; n];
-        swiglu_forward(&gate, &up, &mut out);
+        let out = swiglu_forward(&gate, &up);
         let (mut dg, mut du) = (gate.clone(), up.clone());
         swiglu_backward_in_place(&mut dg, &mut du, &grad);
         for i in 0..n {
