@@ -26,13 +26,12 @@ pub(crate) fn zeroed<T: Copy + Default + Send + Sync>(len: usize) -> Vec<T> {
     if len * size < PARALLEL_BYTES {
         return vec![T::default(); len];
     }
-    let mut out = Vec::with_capacity(len);
-    out.spare_capacity_mut()[..len]
-        .par_chunks_mut(CHUNK_BYTES / size)
-        .for_each(|chunk| chunk.fill(MaybeUninit::new(T::default())));
-    // SAFETY: the chunks above cover `0..len` and wrote every element.
-    unsafe { out.set_len(len) };
-    out
+    // SAFETY: each chunk is filled in full.
+    unsafe {
+        written(len, CHUNK_BYTES / size, |_, chunk| {
+            chunk.fill(MaybeUninit::new(T::default()))
+        })
+    }
 }
 
 /// A buffer of `len` values that `fill(index, chunk)` writes on every core, `chunk` values a
