@@ -47,12 +47,10 @@ impl Projection {
         let linear = self.active_linear();
         let Some(adapter) = &self.lora else {
             let weight = linear.weight.val();
-            let out = if precision::cpu_bf16_matmuls() {
-                kernels::linear(x, weight)
-            } else if precision::autocast().is_some() {
+            let out = if precision::autocast().is_some() && !precision::cpu_bf16_matmuls() {
                 precision::matmul(x, weight)
             } else {
-                return linear.forward(x);
+                kernels::linear(x, weight)
             };
             return match &linear.bias {
                 Some(bias) => out + bias.val().unsqueeze(),
