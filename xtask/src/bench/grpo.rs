@@ -123,11 +123,14 @@ fn verdict(results: &Value) -> String {
     }
 }
 
-/// When and where it was measured: date, commit, `--quick`, the load average at the start.
+/// When and where it was measured: date, commit, `--quick`, the CPU (an `--only` section may
+/// come from another host than the rest of the file), the load average at the start.
 pub(super) fn provenance_line(results: &Value) -> String {
     let g = &results["generated"];
+    let machine = &results["machine"];
     format!(
-        "Measured on {} UTC at commit {}{}{}; load average when the run started: {}.",
+        "Measured on {} UTC at commit {}{}{} on `{}` ({} logical CPUs); load average when the run \
+         started: {}.",
         g["date_utc"].as_str().unwrap_or("?"),
         g["commit"].as_str().unwrap_or("?"),
         if g["work_tree_modified"] == true {
@@ -140,9 +143,9 @@ pub(super) fn provenance_line(results: &Value) -> String {
         } else {
             ""
         },
-        results["machine"]["load_average_at_start"]
-            .as_str()
-            .unwrap_or("?"),
+        machine["cpu"].as_str().unwrap_or("?"),
+        machine["logical_cpus"].as_u64().unwrap_or(0),
+        machine["load_average_at_start"].as_str().unwrap_or("?"),
     )
 }
 
@@ -204,7 +207,11 @@ mod tests {
             "grpo": [row("trl-rs", 2.0, 0.5), row("trl", 8.0, 4.0)],
             "generated": { "date_utc": "2026-01-02 03:04", "commit": "abc1234" },
             "quick": true,
-            "machine": { "load_average_at_start": "0.10 0.20 0.30" },
+            "machine": {
+                "cpu": "AMD EPYC",
+                "logical_cpus": 2,
+                "load_average_at_start": "0.10 0.20 0.30"
+            },
         });
         let table = grpo_table(&results);
         assert!(
@@ -220,8 +227,8 @@ mod tests {
         assert!(section.contains("4.00x faster than TRL's (target: at least 3x faster, met)"));
         assert!(section.contains("then the median of 5"), "{section}");
         assert!(section.contains(
-            "Measured on 2026-01-02 03:04 UTC at commit abc1234 with `--quick`; load average when \
-             the run started: 0.10 0.20 0.30."
+            "Measured on 2026-01-02 03:04 UTC at commit abc1234 with `--quick` on `AMD EPYC` (2 \
+             logical CPUs); load average when the run started: 0.10 0.20 0.30."
         ));
     }
 
