@@ -91,8 +91,8 @@ fn check_value(
         .as_f64()
         .ok_or_else(|| format!("{at}: TRL's `{key}` is not a number"))?;
     // The loss's floor is a few f32 roundings of an O(1) sum: a loss that is zero up to
-    // rounding (RLOO's and GRPO's at the first step, whose advantages cancel) differs between
-    // two f32 summation orders by about 1e-7.
+    // rounding (RLOO's at the first step, whose advantages cancel) differs between two f32
+    // summation orders by about 1e-7.
     let (rtol, floor) = if key == "eval_loss" {
         (loss_rtol, 1e-6)
     } else if exact_keys.contains(&key) || key == "step" {
